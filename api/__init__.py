@@ -1,0 +1,1 @@
+"""Portfolio Graph: application core (settings, database, models, services, CLI)."""

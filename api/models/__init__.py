@@ -1,0 +1,56 @@
+"""SQLAlchemy models. Importing this package registers every table and computed field."""
+
+from api.models import computed  # noqa: E402,F401  (attaches computed columns)
+from api.models.base import Base
+from api.models.enums import (
+    AuditAction,
+    ConstraintCategory,
+    ConstraintSeverity,
+    ConstraintStatus,
+    InitiativeStatus,
+    KpiDirection,
+    KpiStatus,
+    LifecycleStage,
+    TeamKind,
+)
+from api.models.identity import AuditEvent, OAuthClient, Role, RoleGrant, User
+from api.models.kpi import GlossaryTerm, Kpi, KpiMeasurement
+from api.models.portfolio import (
+    Initiative,
+    Product,
+    Team,
+    TechnicalConstraint,
+    constraint_initiatives,
+    constraint_products,
+    initiative_kpis,
+    initiative_products,
+)
+
+__all__ = [
+    "AuditAction",
+    "AuditEvent",
+    "Base",
+    "ConstraintCategory",
+    "ConstraintSeverity",
+    "ConstraintStatus",
+    "GlossaryTerm",
+    "Initiative",
+    "InitiativeStatus",
+    "Kpi",
+    "KpiDirection",
+    "KpiMeasurement",
+    "KpiStatus",
+    "LifecycleStage",
+    "OAuthClient",
+    "Product",
+    "Role",
+    "RoleGrant",
+    "Team",
+    "TeamKind",
+    "TechnicalConstraint",
+    "User",
+    "constraint_initiatives",
+    "constraint_products",
+    "initiative_kpis",
+    "initiative_products",
+]

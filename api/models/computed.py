@@ -1,0 +1,182 @@
+"""Computed fields, each defined once as SQL and attached to its model.
+
+Both read paths use these definitions: the resolvers load them as columns
+(``column_property``), and a compiler of whole selections can embed the same
+expressions. Nothing here is recomputed in Python.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    ColumnElement,
+    Double,
+    Numeric,
+    String,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+)
+from sqlalchemy.orm import column_property
+
+from api.models.enums import (
+    ACTIVE_CONSTRAINT_STATUSES,
+    ConstraintSeverity,
+    KpiDirection,
+    KpiStatus,
+)
+from api.models.kpi import Kpi, KpiMeasurement
+from api.models.portfolio import (
+    Initiative,
+    TechnicalConstraint,
+    constraint_initiatives,
+    constraint_products,
+    initiative_products,
+)
+
+
+def _missing(*named: tuple[str, ColumnElement]) -> ColumnElement[str]:
+    return func.concat_ws(", ", *(case((col.is_(None), name)) for name, col in named))
+
+
+def _score(numerator: ColumnElement, denominator: ColumnElement) -> ColumnElement[float]:
+    return cast(func.round(cast(numerator, Numeric) / denominator, 2), Double)
+
+
+# RICE = reach × impact × confidence ÷ effort; null when an input is missing.
+_rice_inputs = (
+    ("reach", Initiative.reach),
+    ("impact", Initiative.impact),
+    ("confidence", Initiative.confidence),
+    ("effort", Initiative.effort),
+)
+_rice = _score(Initiative.reach * Initiative.impact * Initiative.confidence, Initiative.effort)
+Initiative.rice_score = column_property(_rice)
+Initiative.rice_explanation = column_property(
+    case(
+        (
+            or_(*(col.is_(None) for _, col in _rice_inputs)),
+            literal("Not scored: missing ", String) + _missing(*_rice_inputs),
+        ),
+        else_=func.format(
+            "reach %s × impact %s × confidence %s ÷ effort %s = %s",
+            Initiative.reach,
+            Initiative.impact,
+            Initiative.confidence,
+            Initiative.effort,
+            _rice,
+        ),
+    )
+)
+
+# WSJF = (business value + time criticality + risk reduction) ÷ job size.
+_wsjf_inputs = (
+    ("businessValue", Initiative.business_value),
+    ("timeCriticality", Initiative.time_criticality),
+    ("riskReduction", Initiative.risk_reduction),
+    ("jobSize", Initiative.job_size),
+)
+_wsjf = _score(
+    Initiative.business_value + Initiative.time_criticality + Initiative.risk_reduction,
+    Initiative.job_size,
+)
+Initiative.wsjf_score = column_property(_wsjf)
+Initiative.wsjf_explanation = column_property(
+    case(
+        (
+            or_(*(col.is_(None) for _, col in _wsjf_inputs)),
+            literal("Not scored: missing ", String) + _missing(*_wsjf_inputs),
+        ),
+        else_=func.format(
+            "(business value %s + time criticality %s + risk reduction %s) ÷ job size %s = %s",
+            Initiative.business_value,
+            Initiative.time_criticality,
+            Initiative.risk_reduction,
+            Initiative.job_size,
+            _wsjf,
+        ),
+    )
+)
+
+
+def constraint_blocks(initiative_id: ColumnElement[int]) -> ColumnElement[bool]:
+    """True for a TechnicalConstraint row that blocks the given initiative: an
+    OPEN or MITIGATING BLOCKER applied to it or to one of its products."""
+    applies_to_initiative = (
+        exists()
+        .where(
+            constraint_initiatives.c.constraint_id == TechnicalConstraint.id,
+            constraint_initiatives.c.initiative_id == initiative_id,
+        )
+        .correlate_except(constraint_initiatives)
+    )
+    applies_to_product = (
+        exists()
+        .where(
+            constraint_products.c.constraint_id == TechnicalConstraint.id,
+            initiative_products.c.product_id == constraint_products.c.product_id,
+            initiative_products.c.initiative_id == initiative_id,
+        )
+        .correlate_except(constraint_products, initiative_products)
+    )
+    return and_(
+        TechnicalConstraint.severity == ConstraintSeverity.BLOCKER,
+        TechnicalConstraint.status.in_(ACTIVE_CONSTRAINT_STATUSES),
+        TechnicalConstraint.archived_at.is_(None),
+        or_(applies_to_initiative, applies_to_product),
+    )
+
+
+Initiative.is_blocked = column_property(
+    exists().where(constraint_blocks(Initiative.id)).correlate_except(TechnicalConstraint)
+)
+
+
+# The latest measurement wins by observation time, then by insertion order.
+def _latest(column: ColumnElement) -> ColumnElement:
+    return (
+        select(column)
+        .where(KpiMeasurement.kpi_id == Kpi.id)
+        .order_by(KpiMeasurement.observed_at.desc(), KpiMeasurement.id.desc())
+        .limit(1)
+        .correlate_except(KpiMeasurement)
+        .scalar_subquery()
+    )
+
+
+def kpi_status(value: ColumnElement[float]) -> ColumnElement[str]:
+    """ON_TARGET / WARNING / CRITICAL from thresholds and direction.
+
+    A value at or beyond the critical threshold (in the bad direction) is CRITICAL,
+    at or beyond the warning threshold is WARNING, anything better is ON_TARGET.
+    """
+    higher = Kpi.direction == KpiDirection.HIGHER_IS_BETTER
+    lower = Kpi.direction == KpiDirection.LOWER_IS_BETTER
+    return case(
+        (
+            or_(
+                and_(higher, value <= Kpi.critical_threshold),
+                and_(lower, value >= Kpi.critical_threshold),
+            ),
+            KpiStatus.CRITICAL.value,
+        ),
+        (
+            or_(
+                and_(higher, value <= Kpi.warning_threshold),
+                and_(lower, value >= Kpi.warning_threshold),
+            ),
+            KpiStatus.WARNING.value,
+        ),
+        else_=KpiStatus.ON_TARGET.value,
+    )
+
+
+Kpi.latest_value = column_property(_latest(KpiMeasurement.value))
+# One index probe per KPI; no measurement at all means NO_DATA.
+Kpi.status = column_property(
+    func.coalesce(_latest(kpi_status(KpiMeasurement.value)), KpiStatus.NO_DATA.value)
+)

@@ -1,0 +1,77 @@
+"""Enumerations of the domain, stored as PostgreSQL enum types."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class TeamKind(StrEnum):
+    BUSINESS = "BUSINESS"
+    TECHNOLOGY = "TECHNOLOGY"
+    CROSS_FUNCTIONAL = "CROSS_FUNCTIONAL"
+
+
+class LifecycleStage(StrEnum):
+    IDEA = "IDEA"
+    DEVELOPMENT = "DEVELOPMENT"
+    GROWTH = "GROWTH"
+    MATURE = "MATURE"
+    SUNSET = "SUNSET"
+
+
+class InitiativeStatus(StrEnum):
+    PROPOSED = "PROPOSED"
+    APPROVED = "APPROVED"
+    IN_PROGRESS = "IN_PROGRESS"
+    DONE = "DONE"
+    CANCELLED = "CANCELLED"
+
+
+class ConstraintCategory(StrEnum):
+    SECURITY = "SECURITY"
+    COMPLIANCE = "COMPLIANCE"
+    SCALABILITY = "SCALABILITY"
+    PERFORMANCE = "PERFORMANCE"
+    ARCHITECTURE = "ARCHITECTURE"
+    INFRASTRUCTURE = "INFRASTRUCTURE"
+    DATA = "DATA"
+    LEGAL = "LEGAL"
+    OTHER = "OTHER"
+
+
+class ConstraintSeverity(StrEnum):
+    BLOCKER = "BLOCKER"
+    HIGH = "HIGH"
+    MEDIUM = "MEDIUM"
+    LOW = "LOW"
+
+
+class ConstraintStatus(StrEnum):
+    OPEN = "OPEN"
+    MITIGATING = "MITIGATING"
+    RESOLVED = "RESOLVED"
+    ACCEPTED = "ACCEPTED"
+
+
+class KpiDirection(StrEnum):
+    HIGHER_IS_BETTER = "HIGHER_IS_BETTER"
+    LOWER_IS_BETTER = "LOWER_IS_BETTER"
+
+
+class KpiStatus(StrEnum):
+    ON_TARGET = "ON_TARGET"
+    WARNING = "WARNING"
+    CRITICAL = "CRITICAL"
+    NO_DATA = "NO_DATA"
+
+
+class AuditAction(StrEnum):
+    CREATE = "CREATE"
+    UPDATE = "UPDATE"
+    ARCHIVE = "ARCHIVE"
+    LINK = "LINK"
+    UNLINK = "UNLINK"
+
+
+# Constraint states in which a BLOCKER still blocks initiatives.
+ACTIVE_CONSTRAINT_STATUSES = (ConstraintStatus.OPEN, ConstraintStatus.MITIGATING)

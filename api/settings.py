@@ -1,0 +1,59 @@
+"""Runtime configuration, read from environment variables (see README, "Configuration")."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from platformdirs import user_data_dir
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    """Every setting is an environment variable with the ``PORTFOLIO_`` prefix,
+    except ``DATABASE_URL`` which keeps its conventional name."""
+
+    model_config = SettingsConfigDict(env_prefix="PORTFOLIO_", extra="ignore")
+
+    environment: Environment = Field(
+        default=Environment.PRODUCTION,
+        description="development enables GraphiQL and open reads; production is the safe default.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        validation_alias="DATABASE_URL",
+        description="PostgreSQL URL; unset means an embedded PostgreSQL in data_dir.",
+    )
+    data_dir: Path = Field(
+        default=Path(user_data_dir("portfolio-graph")),
+        description="Where the embedded PostgreSQL keeps its data.",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    db_pool_size: int = 10
+    db_max_overflow: int = 5
+    max_page_size: int = Field(default=100, description="Cap on first/last of every connection.")
+    anonymous_scopes: list[str] | None = Field(
+        default=None,
+        description=(
+            "Scopes granted to requests without a token. Unset: every read scope in "
+            "development, none in production."
+        ),
+    )
+    log_level: str = "INFO"
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment is Environment.DEVELOPMENT
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

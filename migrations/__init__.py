@@ -1,0 +1,1 @@
+"""Alembic migrations (async env); one revision per schema change."""
