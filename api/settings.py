@@ -47,6 +47,10 @@ class Settings(BaseSettings):
             "development, none in production."
         ),
     )
+    migrate_on_start: bool | None = Field(
+        default=None,
+        description="Run migrations when the server starts. Unset: only for the embedded database.",
+    )
     log_level: str = "INFO"
 
     @property

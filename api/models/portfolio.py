@@ -105,9 +105,9 @@ class Initiative(VersionedMixin, Base):
     )
     # RICE inputs: reach (people per period), impact (0.25..3), confidence (0..1), effort (> 0).
     reach: Mapped[int | None] = mapped_column(Integer)
-    impact: Mapped[Decimal | None] = mapped_column(Numeric(4, 2))
-    confidence: Mapped[Decimal | None] = mapped_column(Numeric(3, 2))
-    effort: Mapped[Decimal | None] = mapped_column(Numeric(8, 2))
+    impact: Mapped[float | None] = mapped_column(Numeric(4, 2, asdecimal=False))
+    confidence: Mapped[float | None] = mapped_column(Numeric(3, 2, asdecimal=False))
+    effort: Mapped[float | None] = mapped_column(Numeric(8, 2, asdecimal=False))
     # WSJF inputs, on the usual 1..20 relative (Fibonacci-like) scale.
     business_value: Mapped[int | None] = mapped_column(Integer)
     time_criticality: Mapped[int | None] = mapped_column(Integer)

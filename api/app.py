@@ -1,0 +1,83 @@
+"""The ASGI application: Starlette routes, the database engine and its lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from api import migrate
+from api.database import create_engine, create_session_factory, resolve_database_url
+from api.settings import Settings, get_settings
+
+log = structlog.get_logger(__name__)
+
+
+async def healthz(request: Request) -> JSONResponse:
+    """The process is up (no dependency is checked)."""
+    return JSONResponse({"status": "ok"})
+
+
+def create_app(
+    settings: Settings | None = None, *, database_url: str | None = None, demo: bool = False
+) -> Starlette:
+    """Build the app. ``database_url`` overrides settings (tests); ``demo`` seeds an empty
+    database with the demo portfolio at start-up."""
+    settings = settings or get_settings()
+    url = database_url or resolve_database_url(settings)
+    embedded = database_url is None and settings.database_url is None
+    engine = create_engine(url, settings)
+    migrate_on_start = settings.migrate_on_start
+    if migrate_on_start is None:
+        migrate_on_start = embedded
+    return assemble_app(
+        settings,
+        engine,
+        create_session_factory(engine),
+        migrate_on_start=migrate_on_start,
+        demo=demo,
+    )
+
+
+def assemble_app(
+    settings: Settings,
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    migrate_on_start: bool = False,
+    demo: bool = False,
+) -> Starlette:
+    """Wire routes to an engine and a session factory (tests bind these to one transaction)."""
+    from schema.view import GraphQLEndpoint  # the only GraphQL dependency of the app
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if migrate_on_start:
+            await migrate.upgrade(engine)
+        if demo:
+            from api.seed import seed_demo
+
+            async with sessions() as session, session.begin():
+                report = await seed_demo(session)
+            log.info("demo_data", report=str(report))
+        yield
+        await engine.dispose()
+
+    endpoint = GraphQLEndpoint(settings, sessions)
+    app = Starlette(
+        routes=[
+            Route("/graphql", endpoint, methods=["GET", "POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.engine = engine
+    app.state.sessions = sessions
+    app.state.settings = settings
+    return app

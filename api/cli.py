@@ -1,0 +1,131 @@
+"""The `portfolio` command: serve, migrate, seed, export the schema."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api import migrate as migrations
+from api.database import create_engine, create_session_factory, resolve_database_url
+from api.settings import Environment, get_settings
+
+app = typer.Typer(
+    help="Portfolio Graph: a GraphQL API for an IT product portfolio.", no_args_is_help=True
+)
+migrate_app = typer.Typer(help="Database migrations (alembic).", no_args_is_help=True)
+app.add_typer(migrate_app, name="migrate")
+
+T = TypeVar("T")
+
+
+def _with_engine(work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    settings = get_settings()
+
+    async def run() -> T:
+        engine = create_engine(resolve_database_url(settings), settings)
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+@app.command()
+def serve(
+    demo: Annotated[
+        bool, typer.Option(help="Development mode, and load the demo portfolio if it is missing.")
+    ] = False,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+) -> None:
+    """Run the API server (uvicorn)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = get_settings()
+    if demo:
+        settings = settings.model_copy(update={"environment": Environment.DEVELOPMENT})
+    host, port = host or settings.host, port or settings.port
+    application = create_app(settings, demo=demo)
+    if demo:
+        typer.echo(
+            f"Portfolio Graph (demo) on http://{host}:{port}/graphql  (GraphiQL in a browser)"
+        )
+    uvicorn.run(application, host=host, port=port, log_level=settings.log_level.lower())
+
+
+@migrate_app.command("upgrade")
+def migrate_upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
+    """Upgrade the database schema."""
+    _with_engine(lambda engine: migrations.upgrade(engine, revision))
+    typer.echo(f"upgraded to {revision}")
+
+
+@migrate_app.command("downgrade")
+def migrate_downgrade(
+    revision: str = typer.Argument(..., help="Target revision, e.g. base."),
+) -> None:
+    """Downgrade the database schema."""
+    _with_engine(lambda engine: migrations.downgrade(engine, revision))
+    typer.echo(f"downgraded to {revision}")
+
+
+@migrate_app.command("current")
+def migrate_current() -> None:
+    """Print the database's revision and the code's head."""
+    current = _with_engine(migrations.current_revision)
+    typer.echo(f"database: {current or 'empty'}  head: {migrations.head_revision()}")
+
+
+@app.command()
+def seed(
+    demo: Annotated[bool, typer.Option(help="Load the demo portfolio.")] = False,
+    products: Annotated[
+        int | None, typer.Option(help="Generate a benchmark portfolio of N products.", min=1)
+    ] = None,
+) -> None:
+    """Load data (idempotent: existing data is left alone). Migrates first."""
+    if demo == (products is not None):
+        raise typer.BadParameter("pass exactly one of --demo or --products N")
+
+    async def run(engine: AsyncEngine) -> str:
+        from api.seed import seed_demo, seed_generated
+
+        await migrations.upgrade(engine)
+        async with create_session_factory(engine)() as session, session.begin():
+            if demo:
+                report = await seed_demo(session)
+            else:
+                assert products is not None
+                report = await seed_generated(session, products)
+        return str(report)
+
+    typer.echo(_with_engine(run))
+
+
+@app.command("export-schema")
+def export_schema(
+    output: Annotated[Path, typer.Option(help="Where to write the SDL; - for stdout.")] = Path(
+        "schema.graphql"
+    ),
+) -> None:
+    """Write the GraphQL schema (SDL) that the code defines."""
+    from schema.sdl import render_sdl
+
+    sdl = render_sdl()
+    if str(output) == "-":
+        typer.echo(sdl, nl=False)
+    else:
+        output.write_text(sdl, encoding="utf-8")
+        typer.echo(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    app()

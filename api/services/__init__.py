@@ -1,0 +1,1 @@
+"""Read and write rules of the domain, independent of GraphQL."""

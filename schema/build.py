@@ -1,0 +1,19 @@
+"""Assemble the strawberry schema."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.schema.config import StrawberryConfig
+
+from schema.query import NODE_CLASSES, Query
+
+
+def build_schema() -> strawberry.Schema:
+    return strawberry.Schema(
+        query=Query,
+        types=NODE_CLASSES,
+        config=StrawberryConfig(auto_camel_case=True),
+    )
+
+
+schema = build_schema()

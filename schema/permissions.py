@@ -1,0 +1,68 @@
+"""Scopes declared next to each field, visible in the SDL, enforced by one mechanism.
+
+``guarded(description, scope, ...)`` gives a field its description (ending with
+the scopes it needs), the ``@requiresScopes`` directive in the schema, and the
+permission check. Resolvers never check scopes by hand.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.permission import BasePermission, PermissionExtension
+from strawberry.schema_directive import Location
+
+from auth.scopes import Scope
+
+
+@strawberry.schema_directive(
+    locations=[Location.FIELD_DEFINITION],
+    name="requiresScopes",
+    description="The OAuth scopes a caller needs to read this field.",
+)
+class RequiresScopes:
+    scopes: list[str] = strawberry.field(description="Every one of these scopes is required.")
+
+
+def forbidden(required: tuple[str, ...]) -> GraphQLError:
+    listed = ", ".join(required)
+    return GraphQLError(
+        f"Missing scope: this field requires {listed}.",
+        extensions={"code": "FORBIDDEN", "requiredScopes": list(required)},
+    )
+
+
+class HasScopes(BasePermission):
+    """Allows the field when the request's effective scopes include all ``scopes``."""
+
+    def __init__(self, scopes: tuple[str, ...]) -> None:
+        self.scopes = scopes
+        self.message = f"Missing scope: this field requires {', '.join(scopes)}."
+
+    @property
+    def schema_directive(self) -> object:  # type: ignore[override]
+        return RequiresScopes(scopes=list(self.scopes))
+
+    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+        return info.context.principal.has(*self.scopes)
+
+    def on_unauthorized(self) -> None:
+        raise forbidden(self.scopes)
+
+
+def guarded(description: str, *scopes: Scope) -> dict[str, Any]:
+    """Keyword arguments for ``strawberry.field``: description, directive and check."""
+    names = tuple(s.value for s in scopes)
+    return {
+        "description": f"{description}\n\nRequires scopes: {', '.join(names)}.",
+        "extensions": [PermissionExtension(permissions=[HasScopes(names)], use_directives=True)],
+    }
+
+
+def require(principal: Any, *scopes: Scope) -> None:
+    """For resolvers whose scope depends on the value returned (``node``)."""
+    names = tuple(s.value for s in scopes)
+    if not principal.has(*names):
+        raise forbidden(names)

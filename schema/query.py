@@ -1,0 +1,123 @@
+"""The root Query: Relay node lookups, one connection and one lookup per entity."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import strawberry
+
+from api import models
+from auth.scopes import Scope
+from schema.ids import decode_id
+from schema.permissions import guarded, require
+from schema.types import inputs
+from schema.types.constraint import TechnicalConstraint
+from schema.types.fields import by_key_lookup, root_connection
+from schema.types.glossary import GlossaryTerm
+from schema.types.initiative import Initiative
+from schema.types.kpi import Kpi, KpiMeasurement
+from schema.types.node import Node
+from schema.types.product import Product
+from schema.types.team import Team
+
+# Global ID type name -> (model, scope needed to read it).
+NODE_TYPES: dict[str, tuple[Any, Scope]] = {
+    "Team": (models.Team, Scope.PORTFOLIO_READ),
+    "Product": (models.Product, Scope.PORTFOLIO_READ),
+    "Initiative": (models.Initiative, Scope.PORTFOLIO_READ),
+    "TechnicalConstraint": (models.TechnicalConstraint, Scope.PORTFOLIO_READ),
+    "Kpi": (models.Kpi, Scope.PORTFOLIO_READ),
+    "KpiMeasurement": (models.KpiMeasurement, Scope.PORTFOLIO_READ),
+    "GlossaryTerm": (models.GlossaryTerm, Scope.PORTFOLIO_READ),
+}
+NODE_CLASSES = [Team, Product, Initiative, TechnicalConstraint, Kpi, KpiMeasurement, GlossaryTerm]
+MAX_NODES = 100
+
+NODE_SCOPES = "Requires the scope of the type of each object (portfolio:read for every type today)."
+
+
+async def _load_node(info: strawberry.Info, global_id: str, field: str) -> Any:
+    type_name, pk = decode_id(global_id, field=field)
+    known = NODE_TYPES.get(type_name)
+    if known is None:
+        return None  # well-formed but names no type of ours: nothing to find
+    model, scope = known
+    require(info.context.principal, scope)
+    return await info.context.by_id(model).load(pk)
+
+
+@strawberry.type(description="Reads of the portfolio graph.")
+class Query:
+    @strawberry.field(
+        description=f"Fetch any object by its global ID; null when it does not exist. {NODE_SCOPES}"
+    )
+    async def node(
+        self,
+        info: strawberry.Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="A global ID.")],
+    ) -> Node | None:
+        return await _load_node(info, id, "id")
+
+    @strawberry.field(
+        description=f"Fetch up to {MAX_NODES} objects by global ID, in the order given; null "
+        f"for each that does not exist. {NODE_SCOPES}"
+    )
+    async def nodes(
+        self,
+        info: strawberry.Info,
+        ids: Annotated[list[strawberry.ID], strawberry.argument(description="Global IDs.")],
+    ) -> list[Node | None]:
+        if len(ids) > MAX_NODES:
+            from api.errors import InvalidInput
+
+            raise InvalidInput(f"`ids` takes at most {MAX_NODES} IDs; got {len(ids)}.", field="ids")
+        return [await _load_node(info, global_id, "ids") for global_id in ids]
+
+    teams = root_connection(
+        models.Team, Team, inputs.TeamFilter, inputs.TeamOrder, "Teams of the organisation."
+    )
+    team = by_key_lookup(models.Team, models.Team.key, Team, "A team by key.")
+    products = root_connection(
+        models.Product, Product, inputs.ProductFilter, inputs.ProductOrder, "Products."
+    )
+    product = by_key_lookup(models.Product, models.Product.key, Product, "A product by key.")
+    initiatives = root_connection(
+        models.Initiative,
+        Initiative,
+        inputs.InitiativeFilter,
+        inputs.InitiativeOrder,
+        "Initiatives of the roadmap, at every level of the hierarchy.",
+    )
+    initiative = by_key_lookup(
+        models.Initiative, models.Initiative.key, Initiative, "An initiative by key."
+    )
+    technical_constraints = root_connection(
+        models.TechnicalConstraint,
+        TechnicalConstraint,
+        inputs.TechnicalConstraintFilter,
+        inputs.TechnicalConstraintOrder,
+        "Technical constraints.",
+    )
+    technical_constraint = by_key_lookup(
+        models.TechnicalConstraint,
+        models.TechnicalConstraint.key,
+        TechnicalConstraint,
+        "A technical constraint by key.",
+    )
+    kpis = root_connection(models.Kpi, Kpi, inputs.KpiFilter, inputs.KpiOrder, "KPIs.")
+    kpi = by_key_lookup(models.Kpi, models.Kpi.key, Kpi, "A KPI by key.")
+    glossary_terms = root_connection(
+        models.GlossaryTerm,
+        GlossaryTerm,
+        inputs.GlossaryTermFilter,
+        inputs.GlossaryTermOrder,
+        "The glossary shared by business and technology.",
+    )
+
+    @strawberry.field(**guarded("A glossary term by its exact term.", Scope.PORTFOLIO_READ))
+    async def glossary_term(
+        self,
+        info: strawberry.Info,
+        term: Annotated[str, strawberry.argument(description="The term, exactly.")],
+    ) -> GlossaryTerm | None:
+        return await info.context.by_key(models.GlossaryTerm, models.GlossaryTerm.term).load(term)

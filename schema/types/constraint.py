@@ -1,0 +1,50 @@
+"""TechnicalConstraint: a technical limit on what can ship."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import strawberry
+
+from api import models
+from schema.types import inputs
+from schema.types.enums import ConstraintCategory, ConstraintSeverity, ConstraintStatus
+from schema.types.fields import edge_connection
+from schema.types.node import CREATED_AT, UPDATED_AT, VERSION, Node, global_id, of_model
+from schema.types.refs import InitiativeRef, ProductRef
+
+
+@strawberry.type(
+    description="A technical limit (security, compliance, scalability, ...) on products and "
+    "initiatives. An OPEN or MITIGATING BLOCKER blocks the initiatives it applies to."
+)
+class TechnicalConstraint(Node):
+    id: strawberry.ID = global_id("TechnicalConstraint")
+    is_type_of = of_model(models.TechnicalConstraint)
+
+    key: str = strawberry.field(description="Unique, immutable short key, e.g. `SEC-3`.")
+    title: str = strawberry.field(description="Short title.")
+    description: str | None = strawberry.field(description="The limit, in detail.")
+    category: ConstraintCategory = strawberry.field(description="Kind of limit.")
+    severity: ConstraintSeverity = strawberry.field(description="How hard it limits delivery.")
+    status: ConstraintStatus = strawberry.field(description="Where it stands.")
+    mitigation_plan: str | None = strawberry.field(description="How it will be lifted.")
+    due_date: date | None = strawberry.field(description="When the mitigation is due.")
+    version: int = strawberry.field(description=VERSION)
+    created_at: datetime = strawberry.field(description=CREATED_AT)
+    updated_at: datetime = strawberry.field(description=UPDATED_AT)
+
+    products = edge_connection(
+        "constraint.products",
+        ProductRef,
+        inputs.ProductFilter,
+        inputs.ProductOrder,
+        "Products it applies to.",
+    )
+    initiatives = edge_connection(
+        "constraint.initiatives",
+        InitiativeRef,
+        inputs.InitiativeFilter,
+        inputs.InitiativeOrder,
+        "Initiatives it applies to directly.",
+    )

@@ -1,0 +1,70 @@
+"""The GraphQL HTTP endpoint: one session and one transaction per request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
+
+from api.database import transaction
+from api.settings import Settings
+from auth.principal import anonymous_principal
+from schema.build import schema
+from schema.context import Context
+from schema.errors import with_code
+
+
+class PortfolioGraphQL(GraphQL[Context, None]):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(
+            schema,
+            graphql_ide="graphiql" if settings.is_development else None,
+            allow_queries_via_get=True,
+        )
+        self.settings = settings
+        self.anonymous = anonymous_principal(
+            development=settings.is_development, configured=settings.anonymous_scopes
+        )
+
+    async def get_context(self, request: Any, response: Any) -> Context:
+        session: AsyncSession = request.scope["state"]["session"]
+        return Context(session=session, principal=self.anonymous, settings=self.settings)
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        data: GraphQLHTTPResponse = {"data": result.data}
+        if result.errors:
+            data["errors"] = [with_code(e).formatted for e in result.errors]
+        if result.extensions:
+            data["extensions"] = result.extensions
+        return data
+
+    def encode_json(self, data: object) -> bytes:  # type: ignore[override]
+        return orjson.dumps(data)
+
+
+class GraphQLEndpoint:
+    """ASGI endpoint: opens the request's transaction and commits it in one place."""
+
+    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.view = PortfolioGraphQL(settings)
+        self.sessions = sessions
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.view(scope, receive, send)
+            return
+        async with transaction(self.sessions) as session:
+            scope.setdefault("state", {})["session"] = session
+            await self.view(scope, receive, send)
+
+
+__all__ = ["GraphQLEndpoint", "Response"]

@@ -1,0 +1,115 @@
+"""Fixtures: one migrated database with the demo portfolio per session, one rolled-back
+transaction per test, the real ASGI app over real HTTP (httpx), statement counting."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+
+from api import migrate
+from api.app import assemble_app
+from api.database import create_engine
+from api.seed import seed_demo
+from api.settings import Environment, Settings
+from tests.fixtures.database import StatementCounter, create_database, drop_database, server_url
+
+
+def test_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {"environment": Environment.DEVELOPMENT, **overrides}
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    server = server_url(tmp_path_factory.mktemp("pg"))
+    url, name = await create_database(server)
+    yield url
+    await drop_database(server, name)
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url, test_settings())
+    await migrate.upgrade(engine)
+    async with AsyncSession(engine) as session, session.begin():
+        await seed_demo(session)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """The test's outer transaction; everything the test and the app write is rolled back."""
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        yield connection
+        await transaction.rollback()
+
+
+@pytest.fixture
+def sessions(connection: AsyncConnection) -> async_sessionmaker[AsyncSession]:
+    # Request transactions become savepoints of the test's transaction.
+    return async_sessionmaker(
+        bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+    )
+
+
+@pytest.fixture
+async def db(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session for arranging data and checking the database directly."""
+    async with sessions() as session:
+        yield session
+
+
+@pytest.fixture
+def statements(engine: AsyncEngine) -> Any:
+    counter = StatementCounter()
+    event.listen(engine.sync_engine, "before_cursor_execute", counter)
+    yield counter
+    event.remove(engine.sync_engine, "before_cursor_execute", counter)
+
+
+def make_client(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], **settings: Any
+) -> httpx.AsyncClient:
+    app = assemble_app(test_settings(**settings), engine, sessions)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+
+
+@pytest.fixture
+async def client(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with make_client(engine, sessions) as client:
+        yield client
+
+
+class GraphQL:
+    """Posts a query over HTTP and returns the decoded JSON body."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def __call__(
+        self, query: str, variables: dict[str, Any] | None = None, *, status: int = 200
+    ) -> dict[str, Any]:
+        response = await self.client.post(
+            "/graphql", json={"query": query, "variables": variables or {}}
+        )
+        assert response.status_code == status, response.text
+        return response.json()
+
+    async def data(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        body = await self(query, variables)
+        assert "errors" not in body, body["errors"]
+        return body["data"]
+
+
+@pytest.fixture
+def gql(client: httpx.AsyncClient) -> GraphQL:
+    return GraphQL(client)
