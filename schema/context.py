@@ -53,7 +53,7 @@ class Context:
     ) -> DataLoader[Any, Any]:
         loader = self._loaders.get(name)
         if loader is None:
-            loader = self._loaders[name] = DataLoader(load_fn=batch)  # type: ignore[arg-type]
+            loader = self._loaders[name] = DataLoader(load_fn=batch)
         return loader
 
     def by_id(self, model: Any) -> DataLoader[int, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 
 from api.errors import InvalidInput
 
@@ -26,7 +27,7 @@ def decode_id(global_id: str, *, field: str = "id") -> tuple[str, int]:
 
 
 def decode_ids_of(
-    type_name: str, global_ids: list[str] | None, field: str
+    type_name: str, global_ids: Sequence[str] | None, field: str
 ) -> tuple[int, ...] | None:
     """IDs that must all be of one type, as used by filters."""
     if global_ids is None:

@@ -42,7 +42,7 @@ class HasScopes(BasePermission):
         self.message = f"Missing scope: this field requires {', '.join(scopes)}."
 
     @property
-    def schema_directive(self) -> object:  # type: ignore[override]
+    def schema_directive(self) -> object:
         return RequiresScopes(scopes=list(self.scopes))
 
     def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:

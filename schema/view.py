@@ -47,7 +47,7 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             data["extensions"] = result.extensions
         return data
 
-    def encode_json(self, data: object) -> bytes:  # type: ignore[override]
+    def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
 
 

@@ -7,6 +7,8 @@ expressions. Nothing here is recomputed in Python.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     ColumnElement,
     Double,
@@ -21,7 +23,7 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.orm import column_property
+from sqlalchemy.orm import InstrumentedAttribute, column_property
 
 from api.models.enums import (
     ACTIVE_CONSTRAINT_STATUSES,
@@ -38,12 +40,15 @@ from api.models.portfolio import (
     initiative_products,
 )
 
+# A SQL expression: a mapped attribute or any column expression.
+Expression = ColumnElement[Any] | InstrumentedAttribute[Any]
 
-def _missing(*named: tuple[str, ColumnElement]) -> ColumnElement[str]:
+
+def _missing(*named: tuple[str, Expression]) -> ColumnElement[str]:
     return func.concat_ws(", ", *(case((col.is_(None), name)) for name, col in named))
 
 
-def _score(numerator: ColumnElement, denominator: ColumnElement) -> ColumnElement[float]:
+def _score(numerator: Expression, denominator: Expression) -> ColumnElement[float]:
     return cast(func.round(cast(numerator, Numeric) / denominator, 2), Double)
 
 
@@ -103,7 +108,7 @@ Initiative.wsjf_explanation = column_property(
 )
 
 
-def constraint_blocks(initiative_id: ColumnElement[int]) -> ColumnElement[bool]:
+def constraint_blocks(initiative_id: Expression) -> ColumnElement[bool]:
     """True for a TechnicalConstraint row that blocks the given initiative: an
     OPEN or MITIGATING BLOCKER applied to it or to one of its products."""
     applies_to_initiative = (
@@ -137,7 +142,7 @@ Initiative.is_blocked = column_property(
 
 
 # The latest measurement wins by observation time, then by insertion order.
-def _latest(column: ColumnElement) -> ColumnElement:
+def _latest(column: Expression) -> ColumnElement[Any]:
     return (
         select(column)
         .where(KpiMeasurement.kpi_id == Kpi.id)
@@ -148,7 +153,7 @@ def _latest(column: ColumnElement) -> ColumnElement:
     )
 
 
-def kpi_status(value: ColumnElement[float]) -> ColumnElement[str]:
+def kpi_status(value: Expression) -> ColumnElement[str]:
     """ON_TARGET / WARNING / CRITICAL from thresholds and direction.
 
     A value at or beyond the critical threshold (in the bad direction) is CRITICAL,

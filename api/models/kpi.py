@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     BigInteger,
@@ -26,6 +27,10 @@ from api.models.portfolio import KEY_PATTERN, _search_document
 
 class Kpi(VersionedMixin, Base):
     __tablename__ = "kpis"
+
+    if TYPE_CHECKING:  # attached as SQL expressions by api.models.computed
+        latest_value: Mapped[float | None]
+        status: Mapped[str]
 
     key: Mapped[str] = mapped_column(String(48), unique=True)
     name: Mapped[str] = mapped_column(String(200))

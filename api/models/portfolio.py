@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     BigInteger,
@@ -88,6 +89,13 @@ class Product(VersionedMixin, Base):
 
 class Initiative(VersionedMixin, Base):
     __tablename__ = "initiatives"
+
+    if TYPE_CHECKING:  # attached as SQL expressions by api.models.computed
+        rice_score: Mapped[float | None]
+        rice_explanation: Mapped[str]
+        wsjf_score: Mapped[float | None]
+        wsjf_explanation: Mapped[str]
+        is_blocked: Mapped[bool]
 
     key: Mapped[str] = mapped_column(String(32), unique=True)
     title: Mapped[str] = mapped_column(String(300))

@@ -55,7 +55,9 @@ class PageRequest:
 
     @property
     def size(self) -> int:
-        return self.last if self.last is not None else (self.first or DEFAULT_PAGE_SIZE)
+        if self.last is not None:
+            return self.last
+        return self.first if self.first is not None else DEFAULT_PAGE_SIZE
 
     @property
     def backwards(self) -> bool:
@@ -177,13 +179,12 @@ async def fetch_pages(
         if page.before
         else true()
     )
-    window = {"partition_by": part}
     ranked = statement.add_columns(
         part.label("page_parent"),
         ordering.expression.label("page_sort"),
-        func.count().over(**window).label("page_total"),
-        func.count().filter(not_(after)).over(**window).label("page_before"),
-        func.count().filter(not_(before)).over(**window).label("page_after"),
+        func.count().over(partition_by=part).label("page_total"),
+        func.count().filter(not_(after)).over(partition_by=part).label("page_before"),
+        func.count().filter(not_(before)).over(partition_by=part).label("page_after"),
         and_(after, before).label("page_in_window"),
     ).subquery("ranked")
 
@@ -202,7 +203,7 @@ async def fetch_pages(
         .where(ranked.c.page_in_window)
         .subquery("numbered")
     )
-    row = aliased(entity, numbered)  # type: ignore[var-annotated]
+    row = aliased(entity, numbered)
     size = page.size
     final = (
         select(
@@ -222,7 +223,7 @@ async def fetch_pages(
         key: Page() for key in (parents if partition is not None else [None])
     }
     counted: dict[Hashable, int] = {}
-    for obj, parent, sort_value, total, n_before, n_after in result.tuples():
+    for obj, parent, sort_value, total, n_before, n_after in result:
         key = parent if partition is not None else None
         current = pages.setdefault(key, Page())
         current.total_count = total
@@ -237,7 +238,7 @@ async def fetch_pages(
                 current.has_next_page = True
             continue
         current.rows.append(obj)
-        current.cursors.append(encode_cursor(ordering.name, sort_value, obj.id))  # type: ignore[attr-defined]
+        current.cursors.append(encode_cursor(ordering.name, sort_value, obj.id))
     if page.backwards:
         for current in pages.values():
             current.rows.reverse()

@@ -12,7 +12,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, FromClause, and_, func, literal_column, or_, select
+from sqlalchemy import ColumnElement, and_, func, literal_column, or_, select
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import InvalidInput
@@ -56,8 +57,8 @@ class Edge:
     """A one-to-many or many-to-many edge: the child model, the parent key and the join."""
 
     model: Any
-    parent_key: ColumnElement[Any]
-    join: tuple[FromClause, ColumnElement[bool]] | None = None
+    parent_key: Any  # the parent key column
+    join: tuple[Any, ColumnElement[bool]] | None = None
 
     def statement(self, parent_ids: Sequence[Hashable]) -> Any:
         statement = select(self.model)
@@ -165,7 +166,7 @@ async def blocking_constraints(
         .order_by(initiative.c.id, TechnicalConstraint.key)
     )
     blocked: dict[int, list[TechnicalConstraint]] = defaultdict(list)
-    for initiative_id, constraint in result.tuples():
+    for initiative_id, constraint in result:
         blocked[initiative_id].append(constraint)
     return blocked
 
@@ -177,7 +178,7 @@ async def latest_measurements(
     result = await session.scalars(
         select(KpiMeasurement)
         .where(KpiMeasurement.kpi_id.in_(kpi_ids))
-        .distinct(KpiMeasurement.kpi_id)
+        .ext(distinct_on(KpiMeasurement.kpi_id))
         .order_by(
             KpiMeasurement.kpi_id, KpiMeasurement.observed_at.desc(), KpiMeasurement.id.desc()
         )
@@ -193,7 +194,7 @@ class SeriesBucket(StrEnum):
 
 
 # Weeks start on Monday: date_bin needs an origin, 2001-01-01 was one.
-_BUCKET_ORIGIN = literal_column("TIMESTAMPTZ '2001-01-01 00:00:00+00'")
+_BUCKET_ORIGIN: ColumnElement[datetime] = literal_column("TIMESTAMPTZ '2001-01-01 00:00:00+00'")
 _BUCKET_STRIDE = {
     SeriesBucket.HOUR: "1 hour",
     SeriesBucket.DAY: "1 day",
@@ -266,7 +267,7 @@ async def series(
         .order_by(KpiMeasurement.kpi_id, bucket_start)
     )
     points: dict[int, list[SeriesPoint]] = defaultdict(list)
-    for kpi_id, start_at, avg, low, high, count in result.tuples():
+    for kpi_id, start_at, avg, low, high, count in result:
         points[kpi_id].append(SeriesPoint(kpi_id, start_at, float(avg), low, high, count))
     return points
 
@@ -326,7 +327,7 @@ async def trends(
         .group_by(latest.c.kpi_id, Kpi.direction)
     )
     found: dict[int, Trend] = {}
-    for kpi_id, direction, current_avg, previous_avg in result.tuples():
+    for kpi_id, direction, current_avg, previous_avg in result:
         found[kpi_id] = _trend(window_days, direction, current_avg, previous_avg)
     return {kpi_id: found.get(kpi_id, _trend(window_days, None, None, None)) for kpi_id in kpi_ids}
 

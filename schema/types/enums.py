@@ -18,7 +18,7 @@ def _expose(enum_cls: type[Enum], description: str, values: dict[str, str]) -> A
     if missing:
         raise ValueError(f"{enum_cls.__name__}: undocumented values {sorted(missing)}")
     exposed = strawberry.enum(enum_cls, description=description)
-    for value in exposed.__strawberry_definition__.values:
+    for value in exposed.__strawberry_definition__.values:  # type: ignore[attr-defined]
         value.description = values[value.name]
     return exposed
 

@@ -40,7 +40,7 @@ def _signature(node: Any, filter_type: Any, order_type: Any) -> dict[str, Any]:
                 description=f"Sort order; {order_type.default} ascending by default."
             ),
         ],
-        "return": Connection[node] | None,  # type: ignore[valid-type]
+        "return": Connection[node] | None,
     }
 
 

@@ -22,7 +22,7 @@ from schema.types.ordering import order_input
 SEARCH = "Words that must each start a word of the key, name/title or description."
 
 
-def _tuple(values: list | None) -> tuple | None:  # type: ignore[type-arg]
+def _tuple(values: list | None) -> tuple | None:
     return tuple(values) if values is not None else None
 
 

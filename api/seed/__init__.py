@@ -1,0 +1,10 @@
+"""Seed data: the demo portfolio for newcomers and tests, a generator for benchmarks.
+
+Both are idempotent and leave the transaction to the caller (they never commit).
+"""
+
+from api.seed.demo import seed_demo
+from api.seed.generator import seed_generated
+from api.seed.report import SeedReport
+
+__all__ = ["SeedReport", "seed_demo", "seed_generated"]

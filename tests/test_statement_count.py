@@ -1,0 +1,52 @@
+"""Dataloaders: a query's statement count depends on its depth, not on its rows."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tests.conftest import GraphQL
+from tests.fixtures import factories
+from tests.fixtures.database import StatementCounter
+
+NESTED = """{
+  products(first: 100) {
+    nodes {
+      key
+      businessOwnerTeam { key }
+      initiatives(first: 20) {
+        nodes {
+          key riceScore isBlocked
+          blockedBy { key }
+          constraints { nodes { key } }
+          kpis { nodes { key } }
+        }
+      }
+      kpis { nodes { key status latest { value } } }
+    }
+  }
+}"""
+# products, owner teams, initiatives, their blockers, constraints and KPIs, product KPIs,
+# latest measurements: one statement each.
+EXPECTED_STATEMENTS = 8
+
+
+async def test_three_level_query_costs_one_statement_per_edge(
+    gql: GraphQL, db: AsyncSession, statements: StatementCounter
+) -> None:
+    statements.reset()
+    small = await gql.data(NESTED)
+    small_count = statements.count
+
+    # Many more rows at every level must not add a single statement.
+    for _ in range(30):
+        product = await factories.product(db)
+        for _ in range(5):
+            initiative = await factories.initiative(db, products=[product])
+            await factories.constraint(db, initiatives=[initiative])
+        await factories.kpi(db, product_id=product.id)
+    await db.commit()
+
+    statements.reset()
+    large = await gql.data(NESTED)
+    assert len(large["products"]["nodes"]) > len(small["products"]["nodes"]) + 25
+    assert small_count == statements.count == EXPECTED_STATEMENTS, statements.statements
