@@ -110,6 +110,77 @@ def seed(
     typer.echo(_with_engine(run))
 
 
+@app.command("import-measurements")
+def import_measurements(
+    file: Annotated[
+        Path, typer.Argument(help="A .csv file with a header, or .ndjson/.jsonl.", exists=True)
+    ],
+    batch_size: Annotated[
+        int, typer.Option(help="Measurements per transaction.", min=1, max=10_000)
+    ] = 10_000,
+) -> None:
+    """Record KPI measurements from a file; idempotent by (source, externalId).
+
+    Each batch is its own transaction, so a large file makes progress as it goes;
+    re-running it after a failure stores only what is missing. Exits with 1 when
+    any line was rejected.
+    """
+    from api.services import measurements
+    from api.services.measurement_files import BadLine, read_measurements
+    from api.services.writes import Actor
+
+    with file.open("rb") as handle:
+        lines = sum(1 for _ in handle)
+
+    async def run(engine: AsyncEngine) -> tuple[measurements.IngestResult, list[str]]:
+        total = measurements.IngestResult()
+        problems: list[str] = []
+        sessions = create_session_factory(engine)
+        batch: list[tuple[int, measurements.MeasurementIn]] = []
+
+        async def send() -> None:
+            async with sessions() as session, session.begin():
+                result = await measurements.record(session, Actor(), [m for _, m in batch])
+            total.inserted += result.inserted
+            total.duplicates += result.duplicates
+            total.rejected += result.rejected
+            problems.extend(f"line {batch[_index(e.field)][0]}: {e.message}" for e in result.errors)
+            batch.clear()
+
+        with typer.progressbar(length=lines, label="Importing") as progress:
+            for line, record in read_measurements(file):
+                total.received += 1
+                if isinstance(record, BadLine):
+                    total.rejected += 1
+                    problems.append(f"line {line}: {record.message}")
+                else:
+                    batch.append((line, record))
+                if len(batch) >= batch_size:
+                    progress.update(len(batch))
+                    await send()
+            if batch:
+                await send()
+            progress.update(lines)
+        return total, problems
+
+    result, problems = _with_engine(run)
+    for problem in problems[:20]:
+        typer.echo(problem, err=True)
+    if len(problems) > 20:
+        typer.echo(f"... and {len(problems) - 20} more", err=True)
+    typer.echo(
+        f"received {result.received}, inserted {result.inserted}, "
+        f"duplicates {result.duplicates}, rejected {result.rejected}"
+    )
+    if result.rejected:
+        raise typer.Exit(code=1)
+
+
+def _index(field: str | None) -> int:
+    """The batch index in a user error's field, e.g. ``measurements.3.kpi_key`` -> 3."""
+    return int((field or "measurements.0").split(".")[1])
+
+
 @app.command("export-schema")
 def export_schema(
     output: Annotated[Path, typer.Option(help="Where to write the SDL; - for stdout.")] = Path(

@@ -14,6 +14,8 @@ class Principal:
     scopes: frozenset[str] = field(default_factory=frozenset)
     user_id: int | None = None
     client_id: str | None = None
+    # Primary key of the OAuth client row, for the audit trail.
+    client_pk: int | None = None
 
     def has(self, *required: str) -> bool:
         return set(required) <= self.scopes

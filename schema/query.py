@@ -11,8 +11,9 @@ from auth.scopes import Scope
 from schema.ids import decode_id
 from schema.permissions import guarded, require
 from schema.types import inputs
+from schema.types.audit import AuditEvent
 from schema.types.constraint import TechnicalConstraint
-from schema.types.fields import by_key_lookup, root_connection
+from schema.types.fields import by_key_as_of_lookup, by_key_lookup, root_connection
 from schema.types.glossary import GlossaryTerm
 from schema.types.initiative import Initiative
 from schema.types.kpi import Kpi, KpiMeasurement
@@ -29,11 +30,24 @@ NODE_TYPES: dict[str, tuple[Any, Scope]] = {
     "Kpi": (models.Kpi, Scope.PORTFOLIO_READ),
     "KpiMeasurement": (models.KpiMeasurement, Scope.PORTFOLIO_READ),
     "GlossaryTerm": (models.GlossaryTerm, Scope.PORTFOLIO_READ),
+    "AuditEvent": (models.AuditEvent, Scope.AUDIT_READ),
 }
-NODE_CLASSES = [Team, Product, Initiative, TechnicalConstraint, Kpi, KpiMeasurement, GlossaryTerm]
+NODE_CLASSES = [
+    Team,
+    Product,
+    Initiative,
+    TechnicalConstraint,
+    Kpi,
+    KpiMeasurement,
+    GlossaryTerm,
+    AuditEvent,
+]
 MAX_NODES = 100
 
-NODE_SCOPES = "Requires the scope of the type of each object (portfolio:read for every type today)."
+NODE_SCOPES = (
+    "Requires the scope of each object's type: audit:read for AuditEvent, portfolio:read for "
+    "every other type."
+)
 
 
 async def _load_node(info: strawberry.Info, global_id: str, field: str) -> Any:
@@ -80,7 +94,9 @@ class Query:
     products = root_connection(
         models.Product, Product, inputs.ProductFilter, inputs.ProductOrder, "Products."
     )
-    product = by_key_lookup(models.Product, models.Product.key, Product, "A product by key.")
+    product = by_key_as_of_lookup(
+        models.Product, models.Product.key, Product, "Product", "A product by key."
+    )
     initiatives = root_connection(
         models.Initiative,
         Initiative,
@@ -88,8 +104,8 @@ class Query:
         inputs.InitiativeOrder,
         "Initiatives of the roadmap, at every level of the hierarchy.",
     )
-    initiative = by_key_lookup(
-        models.Initiative, models.Initiative.key, Initiative, "An initiative by key."
+    initiative = by_key_as_of_lookup(
+        models.Initiative, models.Initiative.key, Initiative, "Initiative", "An initiative by key."
     )
     technical_constraints = root_connection(
         models.TechnicalConstraint,
@@ -112,6 +128,15 @@ class Query:
         inputs.GlossaryTermFilter,
         inputs.GlossaryTermOrder,
         "The glossary shared by business and technology.",
+    )
+
+    audit_events = root_connection(
+        models.AuditEvent,
+        AuditEvent,
+        inputs.AuditEventFilter,
+        inputs.AuditEventOrder,
+        "The audit trail: every change, oldest first by default.",
+        Scope.AUDIT_READ,
     )
 
     @strawberry.field(**guarded("A glossary term by its exact term.", Scope.PORTFOLIO_READ))

@@ -16,6 +16,7 @@ from api.app import assemble_app
 from api.database import create_engine
 from api.seed import seed_demo
 from api.settings import Environment, Settings
+from auth.scopes import Scope
 from tests.fixtures.database import StatementCounter, create_database, drop_database, server_url
 
 
@@ -112,4 +113,17 @@ class GraphQL:
 
 @pytest.fixture
 def gql(client: httpx.AsyncClient) -> GraphQL:
+    """A caller with the development default: every read scope."""
     return GraphQL(client)
+
+
+ALL_SCOPES = [scope.value for scope in Scope]
+
+
+@pytest.fixture
+async def writer(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[GraphQL]:
+    """A caller holding every scope (until OAuth lands, granted to anonymous callers)."""
+    async with make_client(engine, sessions, anonymous_scopes=ALL_SCOPES) as client:
+        yield GraphQL(client)

@@ -71,6 +71,7 @@ class AuditAction(StrEnum):
     ARCHIVE = "ARCHIVE"
     LINK = "LINK"
     UNLINK = "UNLINK"
+    RECORD = "RECORD"  # a batch of KPI measurements
 
 
 # Constraint states in which a BLOCKER still blocks initiatives.

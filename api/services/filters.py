@@ -28,6 +28,8 @@ from sqlalchemy import (
 
 from api.errors import InvalidInput
 from api.models import (
+    AuditAction,
+    AuditEvent,
     ConstraintCategory,
     ConstraintSeverity,
     ConstraintStatus,
@@ -338,3 +340,34 @@ def ordering(table: dict[str, Any], name: str, descending: bool) -> Ordering:
 
 def base_select(model: Any) -> Select[Any]:
     return select(model)
+
+
+# ---------------------------------------------------------------- audit trail
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    entity_types: tuple[str, ...] | None = None
+    entity_id: int | None = None
+    actions: tuple[AuditAction, ...] | None = None
+    actor_user_ids: tuple[int, ...] | None = None
+    actor_client_ids: tuple[int, ...] | None = None
+    occurred_from: datetime | None = None
+    occurred_to: datetime | None = None
+
+    def apply(self, statement: Select[Any]) -> Select[Any]:
+        clauses = [
+            *_in(AuditEvent.entity_type, self.entity_types),
+            *_in(AuditEvent.action, self.actions),
+            *_in(AuditEvent.actor_user_id, self.actor_user_ids),
+            *_in(AuditEvent.actor_client_id, self.actor_client_ids),
+            *_date_range(
+                AuditEvent.occurred_at, self.occurred_from, self.occurred_to, "occurredAt"
+            ),
+        ]
+        if self.entity_id is not None:
+            clauses.append(AuditEvent.entity_id == self.entity_id)
+        return statement.where(*clauses)
+
+
+AUDIT_ORDERINGS = {"OCCURRED_AT": AuditEvent.occurred_at}

@@ -12,12 +12,13 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_, func, literal_column, or_, select
+from sqlalchemy import ColumnElement, and_, func, literal_column, or_, select, true
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import InvalidInput
 from api.models import (
+    AuditEvent,
     Initiative,
     Kpi,
     KpiMeasurement,
@@ -35,10 +36,16 @@ from api.services.pagination import Ordering, Page, PageRequest, fetch_pages
 T = TypeVar("T")
 
 
+def active(model: Any) -> ColumnElement[bool]:
+    """Rows not archived (rows that cannot be archived are always active)."""
+    archived_at = getattr(model, "archived_at", None)
+    return archived_at.is_(None) if archived_at is not None else true()
+
+
 async def by_ids(session: AsyncSession, model: type[T], ids: Sequence[int]) -> dict[int, T]:
     """Active (not archived) rows by primary key."""
     result = await session.scalars(
-        select(model).where(model.id.in_(ids), model.archived_at.is_(None))  # type: ignore[attr-defined]
+        select(model).where(model.id.in_(ids), active(model))  # type: ignore[attr-defined]
     )
     return {row.id: row for row in result}  # type: ignore[attr-defined]
 
@@ -46,9 +53,7 @@ async def by_ids(session: AsyncSession, model: type[T], ids: Sequence[int]) -> d
 async def by_keys(
     session: AsyncSession, model: type[T], column: Any, keys: Sequence[str]
 ) -> dict[str, T]:
-    result = await session.scalars(
-        select(model).where(column.in_(keys), model.archived_at.is_(None))  # type: ignore[attr-defined]
-    )
+    result = await session.scalars(select(model).where(column.in_(keys), active(model)))
     return {getattr(row, column.key): row for row in result}
 
 
@@ -59,11 +64,14 @@ class Edge:
     model: Any
     parent_key: Any  # the parent key column
     join: tuple[Any, ColumnElement[bool]] | None = None
+    condition: ColumnElement[bool] | None = None
 
     def statement(self, parent_ids: Sequence[Hashable]) -> Any:
         statement = select(self.model)
         if self.join is not None:
             statement = statement.join(*self.join)
+        if self.condition is not None:
+            statement = statement.where(self.condition)
         return statement.where(self.parent_key.in_(parent_ids))
 
 
@@ -116,6 +124,19 @@ EDGES: dict[str, Edge] = {
     ),
     "team.initiatives": Edge(Initiative, Initiative.owner_team_id),
     "team.kpis": Edge(Kpi, Kpi.owner_team_id),
+    **{
+        f"{entity}.history": Edge(
+            AuditEvent, AuditEvent.entity_id, condition=AuditEvent.entity_type == entity
+        )
+        for entity in (
+            "Team",
+            "Product",
+            "Initiative",
+            "TechnicalConstraint",
+            "Kpi",
+            "GlossaryTerm",
+        )
+    },
 }
 
 

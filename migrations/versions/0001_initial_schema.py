@@ -304,7 +304,7 @@ def upgrade() -> None:
         sa.Column("entity_id", sa.BigInteger(), nullable=False),
         sa.Column(
             "action",
-            sa.Enum("CREATE", "UPDATE", "ARCHIVE", "LINK", "UNLINK", name="audit_action"),
+            sa.Enum("CREATE", "UPDATE", "ARCHIVE", "LINK", "UNLINK", "RECORD", name="audit_action"),
             nullable=False,
         ),
         sa.Column(

@@ -7,7 +7,9 @@ from datetime import date, datetime
 import strawberry
 
 from api import models
+from auth.scopes import Scope
 from schema.types import inputs
+from schema.types.audit import AuditEvent
 from schema.types.enums import ConstraintCategory, ConstraintSeverity, ConstraintStatus
 from schema.types.fields import edge_connection
 from schema.types.node import CREATED_AT, UPDATED_AT, VERSION, Node, global_id, of_model
@@ -47,4 +49,13 @@ class TechnicalConstraint(Node):
         inputs.InitiativeFilter,
         inputs.InitiativeOrder,
         "Initiatives it applies to directly.",
+    )
+
+    history = edge_connection(
+        "TechnicalConstraint.history",
+        AuditEvent,
+        inputs.AuditEventFilter,
+        inputs.AuditEventOrder,
+        "Changes of this constraint, oldest first by default.",
+        Scope.AUDIT_READ,
     )

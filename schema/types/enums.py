@@ -130,6 +130,20 @@ TrendDirection = _expose(
 )
 
 
+AuditAction = _expose(
+    models.AuditAction,
+    "What kind of change an audit event records.",
+    {
+        "CREATE": "The object was created.",
+        "UPDATE": "Fields of the object changed (status changes included).",
+        "ARCHIVE": "The object was archived.",
+        "LINK": "The object was linked to another.",
+        "UNLINK": "The object was unlinked from another.",
+        "RECORD": "Measurements of a KPI were recorded.",
+    },
+)
+
+
 @strawberry.enum(description="Sort direction.")
 class OrderDirection(Enum):
     ASC = strawberry.enum_value("ASC", description="Ascending: A to Z, oldest first, lowest first.")

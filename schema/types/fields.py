@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 import strawberry
 
-from api.services import reads
+from api.services import audit, reads
 from api.services.pagination import Ordering
 from auth.scopes import Scope
 from schema.permissions import guarded
@@ -120,6 +121,34 @@ def by_key_lookup(model: Any, column: Any, node: Any, description: str) -> Any:
     resolve.__annotations__ = {
         "info": strawberry.Info,
         "key": Annotated[str, strawberry.argument(description="The unique key.")],
+        "return": node | None,
+    }
+    return strawberry.field(resolver=resolve, **guarded(description, Scope.PORTFOLIO_READ))
+
+
+AS_OF = (
+    "Return it as it was at this instant, rebuilt from the audit trail: stored fields and the "
+    "scores computed from them are as of then; `isBlocked` and edges describe the present. "
+    "Null if it did not exist or was archived then."
+)
+
+
+def by_key_as_of_lookup(
+    model: Any, column: Any, node: Any, entity_type: str, description: str
+) -> Any:
+    """A lookup by key that can also travel back in time (``asOf``)."""
+
+    async def resolve(info: strawberry.Info, key: str, as_of: datetime | None = None) -> Any:
+        if as_of is None:
+            return await info.context.by_key(model, column).load(key)
+        return await info.context.run(
+            lambda s: audit.by_key_as_of(s, model, entity_type, column, key, as_of)
+        )
+
+    resolve.__annotations__ = {
+        "info": strawberry.Info,
+        "key": Annotated[str, strawberry.argument(description="The unique key.")],
+        "as_of": Annotated[datetime | None, strawberry.argument(description=AS_OF)],
         "return": node | None,
     }
     return strawberry.field(resolver=resolve, **guarded(description, Scope.PORTFOLIO_READ))

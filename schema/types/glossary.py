@@ -7,6 +7,10 @@ from datetime import datetime
 import strawberry
 
 from api import models
+from auth.scopes import Scope
+from schema.types import inputs
+from schema.types.audit import AuditEvent
+from schema.types.fields import edge_connection
 from schema.types.node import CREATED_AT, UPDATED_AT, VERSION, Node, global_id, of_model
 
 
@@ -22,3 +26,12 @@ class GlossaryTerm(Node):
     version: int = strawberry.field(description=VERSION)
     created_at: datetime = strawberry.field(description=CREATED_AT)
     updated_at: datetime = strawberry.field(description=UPDATED_AT)
+
+    history = edge_connection(
+        "GlossaryTerm.history",
+        AuditEvent,
+        inputs.AuditEventFilter,
+        inputs.AuditEventOrder,
+        "Changes of this term, oldest first by default.",
+        Scope.AUDIT_READ,
+    )

@@ -11,6 +11,7 @@ from api import models
 from auth.scopes import Scope
 from schema.permissions import guarded
 from schema.types import inputs
+from schema.types.audit import AuditEvent
 from schema.types.enums import InitiativeStatus
 from schema.types.fields import by_id_reference, edge_connection
 from schema.types.node import CREATED_AT, UPDATED_AT, VERSION, Node, global_id, of_model
@@ -116,4 +117,13 @@ class Initiative(Node):
     )
     kpis = edge_connection(
         "initiative.kpis", KpiRef, inputs.KpiFilter, inputs.KpiOrder, "KPIs it aims to move."
+    )
+
+    history = edge_connection(
+        "Initiative.history",
+        AuditEvent,
+        inputs.AuditEventFilter,
+        inputs.AuditEventOrder,
+        "Changes of this initiative, oldest first by default.",
+        Scope.AUDIT_READ,
     )

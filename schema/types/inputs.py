@@ -7,8 +7,9 @@ from datetime import date, datetime
 import strawberry
 
 from api.services import filters
-from schema.ids import decode_ids_of
+from schema.ids import decode_id, decode_ids_of
 from schema.types.enums import (
+    AuditAction,
     ConstraintCategory,
     ConstraintSeverity,
     ConstraintStatus,
@@ -197,6 +198,50 @@ class GlossaryTermFilter:
         return filters.GlossaryFilter(search=self.search)
 
 
+@strawberry.input(description="Narrow the audit trail.")
+class AuditEventFilter:
+    entity_types: list[str] | None = strawberry.field(
+        default=None, description="Changes of these types, e.g. `Initiative`."
+    )
+    entity: strawberry.ID | None = strawberry.field(
+        default=None, description="Changes of this object (a global ID of any type)."
+    )
+    actions: list[AuditAction] | None = strawberry.field(
+        default=None, description="Any of these kinds of change."
+    )
+    actor_users: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Made by any of these users."
+    )
+    actor_clients: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Made through any of these OAuth clients."
+    )
+    occurred_from: datetime | None = strawberry.field(
+        default=None, description="At or after this instant."
+    )
+    occurred_to: datetime | None = strawberry.field(
+        default=None, description="At or before this instant."
+    )
+
+    def to_filter(self) -> filters.AuditFilter:
+        entity_type, entity_id = (None, None)
+        if self.entity is not None:
+            entity_type, entity_id = decode_id(self.entity, field="filter.entity")
+        types = _tuple(self.entity_types)
+        if entity_type is not None:
+            types = (entity_type,) if types is None or entity_type in types else ()
+        return filters.AuditFilter(
+            entity_types=types,
+            entity_id=entity_id,
+            actions=_tuple(self.actions),
+            actor_user_ids=decode_ids_of("User", self.actor_users, "filter.actorUsers"),
+            actor_client_ids=decode_ids_of(
+                "OAuthClient", self.actor_clients, "filter.actorClients"
+            ),
+            occurred_from=self.occurred_from,
+            occurred_to=self.occurred_to,
+        )
+
+
 TeamOrder = order_input("Team", filters.TEAM_ORDERINGS, "KEY")
 ProductOrder = order_input("Product", filters.PRODUCT_ORDERINGS, "KEY")
 InitiativeOrder = order_input("Initiative", filters.INITIATIVE_ORDERINGS, "KEY")
@@ -204,3 +249,4 @@ TechnicalConstraintOrder = order_input("TechnicalConstraint", filters.CONSTRAINT
 KpiOrder = order_input("Kpi", filters.KPI_ORDERINGS, "KEY")
 KpiMeasurementOrder = order_input("KpiMeasurement", filters.MEASUREMENT_ORDERINGS, "OBSERVED_AT")
 GlossaryTermOrder = order_input("GlossaryTerm", filters.GLOSSARY_ORDERINGS, "TERM")
+AuditEventOrder = order_input("AuditEvent", filters.AUDIT_ORDERINGS, "OCCURRED_AT")

@@ -10,7 +10,9 @@ import strawberry
 from api import models
 from api.errors import InvalidInput
 from api.services import reads
+from auth.scopes import Scope
 from schema.types import inputs
+from schema.types.audit import AuditEvent
 from schema.types.enums import KpiDirection, KpiStatus, SeriesBucket, TrendDirection
 from schema.types.fields import by_id_reference, edge_connection
 from schema.types.node import CREATED_AT, UPDATED_AT, VERSION, Node, global_id, of_model
@@ -159,4 +161,13 @@ class Kpi(Node):
         inputs.InitiativeFilter,
         inputs.InitiativeOrder,
         "Initiatives that aim to move it.",
+    )
+
+    history = edge_connection(
+        "Kpi.history",
+        AuditEvent,
+        inputs.AuditEventFilter,
+        inputs.AuditEventOrder,
+        "Changes of this KPI (including measurement batches), oldest first by default.",
+        Scope.AUDIT_READ,
     )

@@ -23,6 +23,7 @@ ORDER_FIELD_DESCRIPTIONS = {
     "RICE_SCORE": "By RICE score; unscored items count as lowest.",
     "WSJF_SCORE": "By WSJF score; unscored items count as lowest.",
     "OBSERVED_AT": "By observation time.",
+    "OCCURRED_AT": "By time of the change.",
     "CREATED_AT": "By creation time.",
     "UPDATED_AT": "By time of the last change.",
 }

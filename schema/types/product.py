@@ -7,7 +7,9 @@ from datetime import datetime
 import strawberry
 
 from api import models
+from auth.scopes import Scope
 from schema.types import inputs
+from schema.types.audit import AuditEvent
 from schema.types.enums import LifecycleStage
 from schema.types.fields import by_id_reference, edge_connection
 from schema.types.node import CREATED_AT, UPDATED_AT, VERSION, Node, global_id, of_model
@@ -56,4 +58,13 @@ class Product(Node):
     )
     kpis = edge_connection(
         "product.kpis", KpiRef, inputs.KpiFilter, inputs.KpiOrder, "KPIs that measure this product."
+    )
+
+    history = edge_connection(
+        "Product.history",
+        AuditEvent,
+        inputs.AuditEventFilter,
+        inputs.AuditEventOrder,
+        "Changes of this product, oldest first by default.",
+        Scope.AUDIT_READ,
     )

@@ -7,7 +7,9 @@ from datetime import datetime
 import strawberry
 
 from api import models
+from auth.scopes import Scope
 from schema.types import inputs
+from schema.types.audit import AuditEvent
 from schema.types.enums import TeamKind
 from schema.types.fields import edge_connection
 from schema.types.node import CREATED_AT, UPDATED_AT, VERSION, Node, global_id, of_model
@@ -43,4 +45,13 @@ class Team(Node):
     )
     kpis = edge_connection(
         "team.kpis", KpiRef, inputs.KpiFilter, inputs.KpiOrder, "KPIs this team owns."
+    )
+
+    history = edge_connection(
+        "Team.history",
+        AuditEvent,
+        inputs.AuditEventFilter,
+        inputs.AuditEventOrder,
+        "Changes of this team, oldest first by default.",
+        Scope.AUDIT_READ,
     )

@@ -1,0 +1,1 @@
+"""Mutations: one input object, one payload with the result and typed user errors."""

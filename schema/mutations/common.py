@@ -1,0 +1,113 @@
+"""What every mutation shares: user errors, the savepoint around it, input conversion."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping
+from enum import Enum
+from typing import Any, TypeVar
+
+import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.errors import DomainError
+from api.services.writes import Actor, Refused
+from api.services.writes import UserError as ServiceError
+from schema.ids import decode_id
+
+T = TypeVar("T")
+
+
+@strawberry.enum(description="Why a mutation was refused.")
+class UserErrorCode(Enum):
+    NOT_FOUND = strawberry.enum_value("NOT_FOUND", description="An ID or key matches nothing.")
+    INVALID = strawberry.enum_value("INVALID", description="A value breaks a rule of the domain.")
+    CONFLICT = strawberry.enum_value(
+        "CONFLICT", description="`expectedVersion` is stale: someone changed it since you read it."
+    )
+    FORBIDDEN = strawberry.enum_value("FORBIDDEN", description="The caller may not do this.")
+    BLOCKED = strawberry.enum_value(
+        "BLOCKED", description="An active BLOCKER constraint prevents this status change."
+    )
+    DUPLICATE = strawberry.enum_value(
+        "DUPLICATE", description="A unique value (key, term) is already taken."
+    )
+
+
+@strawberry.type(description="A reason a mutation was refused. Nothing was changed.")
+class UserError:
+    field: str | None = strawberry.field(
+        description="Path of the input field at fault (e.g. `targetEnd`, `measurements.3.kpiKey`)."
+    )
+    code: UserErrorCode = strawberry.field(description="Machine-readable reason.")
+    message: str = strawberry.field(description="Human-readable explanation.")
+
+
+def _camel_path(path: str | None) -> str | None:
+    if path is None:
+        return None
+    return ".".join(_camel(part) for part in path.split("."))
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def to_user_error(error: ServiceError) -> UserError:
+    return UserError(
+        field=_camel_path(error.field), code=UserErrorCode(error.code), message=error.message
+    )
+
+
+@dataclasses.dataclass
+class Outcome:
+    """The result of a service call, or why it was refused."""
+
+    value: Any = None
+    errors: list[UserError] = dataclasses.field(default_factory=list)
+
+
+async def run(
+    info: strawberry.Info, work: Callable[[AsyncSession, Actor], Awaitable[Any]]
+) -> Outcome:
+    """Run one mutation in a savepoint: a refused mutation leaves nothing behind."""
+    context = info.context
+    actor = Actor(user_id=context.principal.user_id, client_id=context.principal.client_pk)
+    async with context.lock:
+        session = context.session
+        try:
+            async with session.begin_nested():
+                return Outcome(value=await work(session, actor))
+        except Refused as refused:
+            if refused.current is not None:
+                await session.refresh(refused.current)
+            return Outcome(value=refused.current, errors=[to_user_error(e) for e in refused.errors])
+        except DomainError as error:
+            return Outcome(
+                errors=[to_user_error(ServiceError(error.field, error.code, error.message))]
+            )
+
+
+def decode_reference(global_id: str, type_name: str, field: str) -> int:
+    """A global ID that must name a ``type_name``; refused as a user error otherwise."""
+    found, pk = decode_id(global_id, field=field)
+    if found != type_name:
+        raise Refused(
+            ServiceError(field, "INVALID", f"`{_camel(field)}` expects a {type_name} ID.")
+        )
+    return pk
+
+
+def given_values(data: Any, references: Mapping[str, str]) -> dict[str, Any]:
+    """The input fields the caller set (UNSET ones left out), with global IDs of
+    ``references`` (field -> type name) decoded to primary keys."""
+    values = {}
+    for field in dataclasses.fields(data):
+        value = getattr(data, field.name)
+        if value is strawberry.UNSET or field.name in {"id", "expected_version"}:
+            continue
+        if field.name in references and value is not None:
+            value = decode_reference(value, references[field.name], field.name)
+        values[field.name] = value
+    return values
