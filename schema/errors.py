@@ -9,6 +9,7 @@ from api.errors import DomainError
 # Codes of errors raised before execution.
 PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
 VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+BAD_USER_INPUT = "BAD_USER_INPUT"  # variables that do not fit their declared types
 INTERNAL = "INTERNAL_SERVER_ERROR"
 
 
@@ -21,11 +22,14 @@ def with_code(error: GraphQLError) -> GraphQLError:
             extensions["code"] = original.code
             if original.field:
                 extensions["field"] = original.field
-        elif original is None and error.path is None:
-            is_syntax = error.message.startswith("Syntax Error")
-            extensions["code"] = PARSE_FAILED if is_syntax else VALIDATION_FAILED
-        elif original is None:
-            extensions["code"] = VALIDATION_FAILED
+        elif error.path is None:
+            # Before execution: the document or the variables are wrong.
+            if error.message.startswith("Syntax Error"):
+                extensions["code"] = PARSE_FAILED
+            elif error.message.startswith("Variable '$"):
+                extensions["code"] = BAD_USER_INPUT
+            else:
+                extensions["code"] = VALIDATION_FAILED
         else:
             extensions["code"] = INTERNAL
     error.extensions = extensions

@@ -181,3 +181,12 @@ async def test_syntax_error(gql: GraphQL) -> None:
     error = only_error(body)
     assert error["extensions"] == {"code": "GRAPHQL_PARSE_FAILED"}
     assert error["message"].startswith("Syntax Error")
+
+
+async def test_variables_of_the_wrong_shape(gql: GraphQL) -> None:
+    body = await gql("query($n: Int) { products(first: $n) { totalCount } }", {"n": "ten"})
+    error = only_error(body)
+    assert error["extensions"] == {"code": "BAD_USER_INPUT"}
+    assert error["message"] == (
+        "Variable '$n' has invalid value: Int cannot represent non-integer value: 'ten'"
+    )
