@@ -15,6 +15,7 @@ from starlette.routing import Route
 from api import migrate
 from api.database import create_engine, create_session_factory, resolve_database_url
 from api.settings import Settings, get_settings
+from auth.services import AuthServices
 
 log = structlog.get_logger(__name__)
 
@@ -69,7 +70,8 @@ def assemble_app(
         yield
         await engine.dispose()
 
-    endpoint = GraphQLEndpoint(settings, sessions)
+    auth = AuthServices.create(settings, sessions)
+    endpoint = GraphQLEndpoint(settings, sessions, auth)
     app = Starlette(
         routes=[
             Route("/graphql", endpoint, methods=["GET", "POST"]),
@@ -77,6 +79,7 @@ def assemble_app(
         ],
         lifespan=lifespan,
     )
+    app.state.auth = auth
     app.state.engine = engine
     app.state.sessions = sessions
     app.state.settings = settings

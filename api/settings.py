@@ -7,13 +7,25 @@ from functools import lru_cache
 from pathlib import Path
 
 from platformdirs import user_data_dir
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
+
+
+class ExternalIssuer(BaseModel):
+    """An external OpenID Connect provider whose tokens are accepted."""
+
+    issuer: str
+    audience: str = "portfolio-graph"
+    # The claim listing the caller's groups or roles, and how they map to local role names.
+    roles_claim: str = "groups"
+    role_mapping: dict[str, str] = {}
+    # The claim identifying the user locally (matched against users.email).
+    email_claim: str = "email"
 
 
 class Settings(BaseSettings):
@@ -52,6 +64,26 @@ class Settings(BaseSettings):
         description="Run migrations when the server starts. Unset: only for the embedded database.",
     )
     log_level: str = "INFO"
+
+    # OAuth 2 (see README, "Authentication").
+    issuer: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Issuer identifier of the built-in authorization server (its public URL).",
+    )
+    audience: str = Field(
+        default="portfolio-graph", description="Audience (`aud`) that access tokens must carry."
+    )
+    access_token_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
+    refresh_token_ttl_seconds: int = Field(default=30 * 86_400, ge=3600)
+    clock_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    external_issuers: list[ExternalIssuer] = Field(
+        default_factory=list,
+        description="Other OpenID Connect issuers whose access tokens are accepted (JSON list).",
+    )
+    login_max_failures: int = Field(
+        default=5, description="Failed logins per account or address before a pause."
+    )
+    login_window_seconds: int = Field(default=900, description="Length of that pause window.")
 
     @property
     def is_development(self) -> bool:

@@ -41,6 +41,8 @@ class Context:
     session: AsyncSession
     principal: Principal
     settings: Settings
+    # The HTTP response being prepared: a field may set its status (401) and headers.
+    response: Any = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _loaders: dict[Hashable, DataLoader[Any, Any]] = field(default_factory=dict)
 

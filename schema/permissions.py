@@ -14,6 +14,7 @@ from graphql import GraphQLError
 from strawberry.permission import BasePermission, PermissionExtension
 from strawberry.schema_directive import Location
 
+from auth.middleware import challenge
 from auth.scopes import Scope
 
 
@@ -46,7 +47,10 @@ class HasScopes(BasePermission):
         return RequiresScopes(scopes=list(self.scopes))
 
     def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
-        return info.context.principal.has(*self.scopes)
+        allowed: bool = info.context.principal.has(*self.scopes)
+        if not allowed:
+            ask_for_token(info.context)
+        return allowed
 
     def on_unauthorized(self) -> None:
         raise forbidden(self.scopes)
@@ -61,8 +65,16 @@ def guarded(description: str, *scopes: Scope) -> dict[str, Any]:
     }
 
 
-def require(principal: Any, *scopes: Scope) -> None:
+def require(context: Any, *scopes: Scope) -> None:
     """For resolvers whose scope depends on the value returned (``node``)."""
     names = tuple(s.value for s in scopes)
-    if not principal.has(*names):
+    if not context.principal.has(*names):
+        ask_for_token(context)
         raise forbidden(names)
+
+
+def ask_for_token(context: Any) -> None:
+    """An anonymous caller refused a field is told to authenticate (RFC 6750: 401)."""
+    if not context.principal.authenticated and context.response is not None:
+        context.response.status_code = 401
+        context.response.headers["WWW-Authenticate"] = challenge()

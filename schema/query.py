@@ -56,7 +56,7 @@ async def _load_node(info: strawberry.Info, global_id: str, field: str) -> Any:
     if known is None:
         return None  # well-formed but names no type of ours: nothing to find
     model, scope = known
-    require(info.context.principal, scope)
+    require(info.context, scope)
     return await info.context.by_id(model).load(pk)
 
 

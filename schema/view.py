@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -15,7 +16,10 @@ from strawberry.types import ExecutionResult
 
 from api.database import transaction
 from api.settings import Settings
+from auth.middleware import authenticate, unauthorized
 from auth.principal import anonymous_principal
+from auth.services import AuthServices
+from auth.tokens import InvalidToken
 from schema.build import schema
 from schema.context import Context
 from schema.errors import with_code
@@ -34,8 +38,13 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         )
 
     async def get_context(self, request: Any, response: Any) -> Context:
-        session: AsyncSession = request.scope["state"]["session"]
-        return Context(session=session, principal=self.anonymous, settings=self.settings)
+        state = request.scope["state"]
+        return Context(
+            session=state["session"],
+            principal=state["principal"],
+            settings=self.settings,
+            response=response,
+        )
 
     async def process_result(
         self, request: Request, result: ExecutionResult
@@ -52,18 +61,32 @@ class PortfolioGraphQL(GraphQL[Context, None]):
 
 
 class GraphQLEndpoint:
-    """ASGI endpoint: opens the request's transaction and commits it in one place."""
+    """ASGI endpoint: authenticates the caller, opens the request's transaction and
+    commits it in one place."""
 
-    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, settings: Settings, sessions: async_sessionmaker[AsyncSession], auth: AuthServices
+    ) -> None:
         self.view = PortfolioGraphQL(settings)
         self.sessions = sessions
+        self.auth = auth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.view(scope, receive, send)
             return
+        authorization = Headers(scope=scope).get("authorization")
         async with transaction(self.sessions) as session:
-            scope.setdefault("state", {})["session"] = session
+            try:
+                principal = await authenticate(
+                    self.auth, session, authorization, self.view.anonymous
+                )
+            except InvalidToken as error:
+                await unauthorized("invalid_token", error.description)(scope, receive, send)
+                return
+            state = scope.setdefault("state", {})
+            state["session"] = session
+            state["principal"] = principal
             await self.view(scope, receive, send)
 
 

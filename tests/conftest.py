@@ -10,6 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.applications import Starlette
 
 from api import migrate
 from api.app import assemble_app
@@ -17,6 +18,7 @@ from api.database import create_engine
 from api.seed import seed_demo
 from api.settings import Environment, Settings
 from auth.scopes import Scope
+from tests.fixtures.auth import bearer
 from tests.fixtures.database import StatementCounter, create_database, drop_database, server_url
 
 
@@ -76,10 +78,44 @@ def statements(engine: AsyncEngine) -> Any:
 
 
 def make_client(
-    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], **settings: Any
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    headers: dict[str, str] | None = None,
+    app: Starlette | None = None,
+    **settings: Any,
 ) -> httpx.AsyncClient:
-    app = assemble_app(test_settings(**settings), engine, sessions)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+    app = app or assemble_app(test_settings(**settings), engine, sessions)
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test", headers=headers
+    )
+
+
+@pytest.fixture
+def app(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> Starlette:
+    """The app in production mode: anonymous callers get nothing, tokens are required."""
+    return assemble_app(test_settings(environment="production"), engine, sessions)
+
+
+@pytest.fixture
+async def caller(
+    app: Starlette,
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    db: AsyncSession,
+) -> AsyncIterator[Any]:
+    """``await caller(scopes)``: a GraphQL client carrying a real token with those scopes."""
+    clients: list[httpx.AsyncClient] = []
+
+    async def make(scopes: list[str], *, user: Any = None) -> GraphQL:
+        headers = await bearer(app, db, scopes, user=user)
+        client = make_client(engine, sessions, headers=headers, app=app)
+        clients.append(client)
+        return GraphQL(client)
+
+    yield make
+    for client in clients:
+        await client.aclose()
 
 
 @pytest.fixture

@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import models
+from auth.scopes import Scope
 from schema.ids import encode_id
-from tests.conftest import GraphQL, make_client
+from tests.conftest import GraphQL
 from tests.fixtures import factories
 
 ERRORS = "userErrors { field code message }"
@@ -655,26 +656,9 @@ async def test_link_to_unknown_objects(writer: GraphQL, db: AsyncSession) -> Non
     ],
 )
 async def test_each_mutation_needs_its_scope(
-    engine: AsyncEngine,
-    sessions: async_sessionmaker[AsyncSession],
-    db: AsyncSession,
-    mutation: str,
-    input_type: str,
-    scope: str,
+    caller: Any, db: AsyncSession, mutation: str, input_type: str, scope: str
 ) -> None:
-    others = [
-        s
-        for s in (
-            "portfolio:read",
-            "products:write",
-            "initiatives:write",
-            "constraints:write",
-            "kpis:write",
-            "kpis:ingest",
-            "glossary:write",
-        )
-        if s != scope
-    ]
+    others = [s.value for s in Scope if s.value != scope]
     valid_inputs = {
         "createTeam": {"key": "SCOPED", "name": "x", "kind": "BUSINESS"},
         "createProduct": {"key": "SCOPED", "name": "x", "lifecycleStage": "IDEA"},
@@ -702,12 +686,12 @@ async def test_each_mutation_needs_its_scope(
         "createGlossaryTerm": {"term": "Scoped", "definition": "x"},
         "recordKpiMeasurements": {"measurements": []},
     }
+    api = await caller(others)
     before = await snapshot(db)
-    async with make_client(engine, sessions, anonymous_scopes=others) as client:
-        body = await GraphQL(client)(
-            f"mutation($input: {input_type}!) {{ {mutation}(input: $input) {{ __typename }} }}",
-            {"input": valid_inputs[mutation]},
-        )
+    body = await api(
+        f"mutation($input: {input_type}!) {{ {mutation}(input: $input) {{ __typename }} }}",
+        {"input": valid_inputs[mutation]},
+    )
     assert body["data"] == {mutation: None}
     [error] = body["errors"]
     assert error["extensions"] == {"code": "FORBIDDEN", "requiredScopes": [scope]}

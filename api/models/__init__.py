@@ -13,7 +13,18 @@ from api.models.enums import (
     LifecycleStage,
     TeamKind,
 )
-from api.models.identity import AuditEvent, OAuthClient, Role, RoleGrant, User
+from api.models.identity import (
+    AuditEvent,
+    AuthorizationCode,
+    LoginThrottle,
+    OAuthClient,
+    RefreshToken,
+    RevokedAccessToken,
+    Role,
+    RoleGrant,
+    SigningKey,
+    User,
+)
 from api.models.kpi import GlossaryTerm, Kpi, KpiMeasurement
 from api.models.portfolio import (
     Initiative,
@@ -29,6 +40,11 @@ from api.models.portfolio import (
 __all__ = [
     "AuditAction",
     "AuditEvent",
+    "AuthorizationCode",
+    "LoginThrottle",
+    "RefreshToken",
+    "RevokedAccessToken",
+    "SigningKey",
     "Base",
     "ConstraintCategory",
     "ConstraintSeverity",

@@ -1,0 +1,47 @@
+"""External OpenID Connect issuers: discovery, JWKS fetched and cached, key rotation."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+from joserfc.jwk import KeySet
+
+from api.settings import ExternalIssuer
+
+CACHE_SECONDS = 300.0
+# A token with an unknown kid may make us re-read the JWKS, at most this often.
+REFRESH_INTERVAL_SECONDS = 30.0
+
+
+class ExternalIssuers:
+    def __init__(
+        self, issuers: list[ExternalIssuer], http: httpx.AsyncClient | None = None
+    ) -> None:
+        self.issuers = {issuer.issuer.rstrip("/"): issuer for issuer in issuers}
+        self.http = http or httpx.AsyncClient(timeout=5.0)
+        self._cache: dict[str, tuple[float, KeySet]] = {}
+
+    def config(self, issuer: str | None) -> ExternalIssuer | None:
+        return self.issuers.get((issuer or "").rstrip("/"))
+
+    async def key_set(self, issuer: ExternalIssuer, *, refresh: bool = False) -> KeySet:
+        cached = self._cache.get(issuer.issuer)
+        age = time.monotonic() - cached[0] if cached else None
+        if cached and age is not None:
+            fresh = age < CACHE_SECONDS
+            too_soon = age < REFRESH_INTERVAL_SECONDS
+            if (fresh and not refresh) or too_soon:
+                return cached[1]
+        discovery = await self.http.get(
+            f"{issuer.issuer.rstrip('/')}/.well-known/openid-configuration"
+        )
+        discovery.raise_for_status()
+        jwks = await self.http.get(discovery.json()["jwks_uri"])
+        jwks.raise_for_status()
+        key_set = KeySet.import_key_set(jwks.json())
+        self._cache[issuer.issuer] = (time.monotonic(), key_set)
+        return key_set
+
+    async def aclose(self) -> None:
+        await self.http.aclose()

@@ -1,0 +1,50 @@
+"""Bearer authentication for the API (RFC 6750): who is calling, or a 401."""
+
+from __future__ import annotations
+
+import httpx
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+
+from auth.principal import Principal, resolve_principal
+from auth.services import AuthServices
+from auth.tokens import InvalidToken
+
+REALM = "portfolio-graph"
+
+
+def challenge(error: str | None = None, description: str | None = None) -> str:
+    """The WWW-Authenticate header value."""
+    parts = [f'Bearer realm="{REALM}"']
+    if error:
+        parts.append(f'error="{error}"')
+    if description:
+        parts.append(f'error_description="{description}"')
+    return ", ".join(parts)
+
+
+def unauthorized(error: str, description: str) -> Response:
+    body = {"errors": [{"message": description, "extensions": {"code": "UNAUTHENTICATED"}}]}
+    return Response(
+        orjson.dumps(body),
+        status_code=401,
+        media_type="application/json",
+        headers={"WWW-Authenticate": challenge(error, description)},
+    )
+
+
+async def authenticate(
+    auth: AuthServices, session: AsyncSession, authorization: str | None, anonymous: Principal
+) -> Principal:
+    """The caller of a request; raises InvalidToken for a bad or revoked token."""
+    if not authorization:
+        return anonymous
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidToken("Use the Authorization: Bearer <access token> scheme.")
+    try:
+        claims = await auth.tokens.verify(token.strip())
+    except httpx.HTTPError:
+        raise InvalidToken("The issuer's signing keys could not be fetched.") from None
+    return await resolve_principal(session, claims)
