@@ -63,10 +63,20 @@ def assemble_app(
             await migrate.upgrade(engine)
         if demo:
             from api.seed import seed_demo
+            from api.services.identity import DEMO_CLIENT_ID, reset_demo_client
 
             async with sessions() as session, session.begin():
                 report = await seed_demo(session)
+                secret = await reset_demo_client(session)
             log.info("demo_data", report=str(report))
+            # The one line a newcomer needs to call the API with a token.
+            print(
+                "Get a token (all scopes) for the demo client:\n"
+                f"  curl -s -u {DEMO_CLIENT_ID}:{secret} -d grant_type=client_credentials "
+                f"{settings.issuer}/oauth/token\n"
+                "then send it as `Authorization: Bearer <access_token>` (GraphiQL: Headers tab).",
+                flush=True,
+            )
         yield
         await engine.dispose()
 

@@ -181,6 +181,102 @@ def _index(field: str | None) -> int:
     return int((field or "measurements.0").split(".")[1])
 
 
+@app.command("create-admin")
+def create_admin(
+    email: Annotated[str, typer.Option(help="Sign-in e-mail of the administrator.")],
+    name: Annotated[str, typer.Option(help="Display name.")] = "Administrator",
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            help="At least 12 characters; asked for when not given.",
+        ),
+    ] = "",
+) -> None:
+    """Create a user with the admin role (every scope)."""
+    from api.services import identity
+    from api.services.writes import Actor
+
+    async def run(engine: AsyncEngine) -> str:
+        async with create_session_factory(engine)() as session, session.begin():
+            user = await identity.create_user(
+                session, Actor(), email=email, display_name=name, password=password, roles=["admin"]
+            )
+            return user.email
+
+    typer.echo(f"created admin {_refusals(lambda: _with_engine(run))}")
+
+
+@app.command("create-client")
+def create_client(
+    name: Annotated[str, typer.Option(help="Display name, shown on the consent page.")],
+    scopes: Annotated[str, typer.Option(help='Space-separated scopes, e.g. "portfolio:read".')],
+    grant: Annotated[
+        list[str],
+        typer.Option(help="client_credentials, authorization_code, refresh_token (repeatable)."),
+    ],
+    redirect_uri: Annotated[
+        list[str] | None, typer.Option(help="Where codes may be sent (repeatable).")
+    ] = None,
+    public: Annotated[
+        bool, typer.Option(help="A public client (browser/native app, PKCE, no secret).")
+    ] = False,
+) -> None:
+    """Register an OAuth client and print its credentials once."""
+    from api.services import identity
+    from api.services.writes import Actor
+
+    async def run(engine: AsyncEngine) -> tuple[str, str | None]:
+        async with create_session_factory(engine)() as session, session.begin():
+            client, secret = await identity.create_client(
+                session,
+                Actor(),
+                name=name,
+                grant_types=grant,
+                scopes=scopes.split(),
+                redirect_uris=redirect_uri or [],
+                confidential=not public,
+            )
+            return client.client_id, secret
+
+    client_id, secret = _refusals(lambda: _with_engine(run))
+    typer.echo(f"client_id:     {client_id}")
+    if secret:
+        typer.echo(f"client_secret: {secret}")
+        typer.echo("The secret is shown only now: store it safely.")
+
+
+@app.command("rotate-keys")
+def rotate_keys() -> None:
+    """Sign new tokens with a new key (tokens signed before stay valid until they expire)."""
+    from auth.services import AuthServices
+
+    settings = get_settings()
+
+    async def run(engine: AsyncEngine) -> str:
+        auth = AuthServices.create(settings, create_session_factory(engine))
+        try:
+            return await auth.keys.rotate()
+        finally:
+            await auth.external.aclose()
+
+    typer.echo(f"signing with key {_with_engine(run)}")
+
+
+def _refusals(work: Callable[[], T]) -> T:
+    """Run a service call; print its user errors and exit 1 when it is refused."""
+    from api.services.writes import Refused
+
+    try:
+        return work()
+    except Refused as refused:
+        for error in refused.errors:
+            typer.echo(f"{error.field or 'input'}: {error.message}", err=True)
+        raise typer.Exit(code=1) from None
+
+
 @app.command("export-schema")
 def export_schema(
     output: Annotated[Path, typer.Option(help="Where to write the SDL; - for stdout.")] = Path(

@@ -16,10 +16,15 @@ REFRESH_INTERVAL_SECONDS = 30.0
 
 class ExternalIssuers:
     def __init__(
-        self, issuers: list[ExternalIssuer], http: httpx.AsyncClient | None = None
+        self,
+        issuers: list[ExternalIssuer],
+        http: httpx.AsyncClient | None = None,
+        *,
+        refresh_interval: float = REFRESH_INTERVAL_SECONDS,
     ) -> None:
         self.issuers = {issuer.issuer.rstrip("/"): issuer for issuer in issuers}
         self.http = http or httpx.AsyncClient(timeout=5.0)
+        self.refresh_interval = refresh_interval
         self._cache: dict[str, tuple[float, KeySet]] = {}
 
     def config(self, issuer: str | None) -> ExternalIssuer | None:
@@ -30,7 +35,7 @@ class ExternalIssuers:
         age = time.monotonic() - cached[0] if cached else None
         if cached and age is not None:
             fresh = age < CACHE_SECONDS
-            too_soon = age < REFRESH_INTERVAL_SECONDS
+            too_soon = age < self.refresh_interval
             if (fresh and not refresh) or too_soon:
                 return cached[1]
         discovery = await self.http.get(

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
-from api.services import reads
+from api.services import identity, reads
 from api.services.pagination import Ordering, Page, PageRequest
 from api.settings import Settings
 from auth.principal import Principal
@@ -94,6 +94,13 @@ class Context:
             return [answers[key] for key in keys]
 
         return self._loader("edge", batch)
+
+    def user_roles(self) -> DataLoader[int, list[Any]]:
+        async def batch(ids: Sequence[int]) -> list[list[Any]]:
+            found = await self.run(lambda s: identity.user_roles(s, list(ids)))
+            return [found.get(i, []) for i in ids]
+
+        return self._loader("user_roles", batch)
 
     def blocked_by(self) -> DataLoader[int, list[Any]]:
         async def batch(ids: Sequence[int]) -> list[list[Any]]:

@@ -15,6 +15,7 @@ from schema.types.audit import AuditEvent
 from schema.types.constraint import TechnicalConstraint
 from schema.types.fields import by_key_as_of_lookup, by_key_lookup, root_connection
 from schema.types.glossary import GlossaryTerm
+from schema.types.identity import OAuthClient, Role, User, Viewer, viewer_of
 from schema.types.initiative import Initiative
 from schema.types.kpi import Kpi, KpiMeasurement
 from schema.types.node import Node
@@ -31,6 +32,9 @@ NODE_TYPES: dict[str, tuple[Any, Scope]] = {
     "KpiMeasurement": (models.KpiMeasurement, Scope.PORTFOLIO_READ),
     "GlossaryTerm": (models.GlossaryTerm, Scope.PORTFOLIO_READ),
     "AuditEvent": (models.AuditEvent, Scope.AUDIT_READ),
+    "User": (models.User, Scope.ADMIN_USERS),
+    "Role": (models.Role, Scope.ADMIN_USERS),
+    "OAuthClient": (models.OAuthClient, Scope.ADMIN_CLIENTS),
 }
 NODE_CLASSES = [
     Team,
@@ -41,12 +45,15 @@ NODE_CLASSES = [
     KpiMeasurement,
     GlossaryTerm,
     AuditEvent,
+    User,
+    Role,
+    OAuthClient,
 ]
 MAX_NODES = 100
 
 NODE_SCOPES = (
-    "Requires the scope of each object's type: audit:read for AuditEvent, portfolio:read for "
-    "every other type."
+    "Requires the scope of each object's type: audit:read for AuditEvent, admin:users for User "
+    "and Role, admin:clients for OAuthClient, portfolio:read for every other type."
 )
 
 
@@ -138,6 +145,27 @@ class Query:
         "The audit trail: every change, oldest first by default.",
         Scope.AUDIT_READ,
     )
+
+    users = root_connection(
+        models.User, User, inputs.UserFilter, inputs.UserOrder, "Users.", Scope.ADMIN_USERS
+    )
+    roles = root_connection(
+        models.Role, Role, inputs.RoleFilter, inputs.RoleOrder, "Roles.", Scope.ADMIN_USERS
+    )
+    oauth_clients = root_connection(
+        models.OAuthClient,
+        OAuthClient,
+        inputs.OAuthClientFilter,
+        inputs.OAuthClientOrder,
+        "OAuth clients.",
+        Scope.ADMIN_CLIENTS,
+    )
+
+    @strawberry.field(
+        description="Who is calling and with which effective scopes. Public: needs no scope."
+    )
+    async def viewer(self, info: strawberry.Info) -> Viewer:
+        return await viewer_of(info)
 
     @strawberry.field(**guarded("A glossary term by its exact term.", Scope.PORTFOLIO_READ))
     async def glossary_term(

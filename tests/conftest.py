@@ -22,7 +22,7 @@ from tests.fixtures.auth import bearer
 from tests.fixtures.database import StatementCounter, create_database, drop_database, server_url
 
 
-def test_settings(**overrides: Any) -> Settings:
+def settings_for(**overrides: Any) -> Settings:
     values: dict[str, Any] = {"environment": Environment.DEVELOPMENT, **overrides}
     return Settings(**values)
 
@@ -37,7 +37,7 @@ async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
 
 @pytest.fixture(scope="session")
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url, test_settings())
+    engine = create_engine(database_url, settings_for())
     await migrate.upgrade(engine)
     async with AsyncSession(engine) as session, session.begin():
         await seed_demo(session)
@@ -85,7 +85,7 @@ def make_client(
     app: Starlette | None = None,
     **settings: Any,
 ) -> httpx.AsyncClient:
-    app = app or assemble_app(test_settings(**settings), engine, sessions)
+    app = app or assemble_app(settings_for(**settings), engine, sessions)
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://test", headers=headers
     )
@@ -94,7 +94,7 @@ def make_client(
 @pytest.fixture
 def app(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> Starlette:
     """The app in production mode: anonymous callers get nothing, tokens are required."""
-    return assemble_app(test_settings(environment="production"), engine, sessions)
+    return assemble_app(settings_for(environment="production"), engine, sessions)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import strawberry
 from api.services import links, measurements, specs, status
 from auth.scopes import Scope
 from schema.mutations import entities, inputs
+from schema.mutations.admin import AdminMutation
 from schema.mutations.common import UserError, decode_reference, run
 from schema.mutations.payloads import entity_payload, link_payload
 from schema.types.constraint import TechnicalConstraint
@@ -66,8 +67,8 @@ class RecordKpiMeasurementsPayload:
     )
 
 
-@strawberry.type(description="Changes to the portfolio graph. Each mutation is all or nothing.")
-class Mutation:
+@strawberry.type(description="Changes to the portfolio: products, roadmap, constraints, KPIs.")
+class PortfolioMutation:
     create_team = entities.create(
         specs.TEAM, inputs.CreateTeamInput, TeamPayload, "team", Scope.PRODUCTS_WRITE
     )
@@ -325,3 +326,8 @@ class Mutation:
             rejected=result.rejected,
             user_errors=outcome.errors + [entities.to_user_error(e) for e in result.errors],
         )
+
+
+@strawberry.type(description="Changes to the portfolio graph. Each mutation is all or nothing.")
+class Mutation(PortfolioMutation, AdminMutation):
+    pass

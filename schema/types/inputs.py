@@ -242,6 +242,38 @@ class AuditEventFilter:
         )
 
 
+@strawberry.input(description="Narrow the list of users.")
+class UserFilter:
+    search: str | None = strawberry.field(
+        default=None, description="Part of the e-mail address or display name."
+    )
+    is_active: bool | None = strawberry.field(default=None, description="Active or disabled.")
+    roles: list[str] | None = strawberry.field(
+        default=None, description="Holding any of these roles (by name)."
+    )
+
+    def to_filter(self) -> filters.UserFilter:
+        return filters.UserFilter(
+            search=self.search, is_active=self.is_active, roles=_tuple(self.roles)
+        )
+
+
+@strawberry.input(description="Narrow the list of OAuth clients.")
+class OAuthClientFilter:
+    is_active: bool | None = strawberry.field(default=None, description="Active or disabled.")
+
+    def to_filter(self) -> filters.ClientFilter:
+        return filters.ClientFilter(is_active=self.is_active)
+
+
+@strawberry.input(description="Narrow the list of roles.")
+class RoleFilter:
+    scope: str | None = strawberry.field(default=None, description="Roles granting this scope.")
+
+    def to_filter(self) -> filters.RoleFilter:
+        return filters.RoleFilter(scope=self.scope)
+
+
 TeamOrder = order_input("Team", filters.TEAM_ORDERINGS, "KEY")
 ProductOrder = order_input("Product", filters.PRODUCT_ORDERINGS, "KEY")
 InitiativeOrder = order_input("Initiative", filters.INITIATIVE_ORDERINGS, "KEY")
@@ -250,3 +282,6 @@ KpiOrder = order_input("Kpi", filters.KPI_ORDERINGS, "KEY")
 KpiMeasurementOrder = order_input("KpiMeasurement", filters.MEASUREMENT_ORDERINGS, "OBSERVED_AT")
 GlossaryTermOrder = order_input("GlossaryTerm", filters.GLOSSARY_ORDERINGS, "TERM")
 AuditEventOrder = order_input("AuditEvent", filters.AUDIT_ORDERINGS, "OCCURRED_AT")
+UserOrder = order_input("User", filters.USER_ORDERINGS, "EMAIL")
+OAuthClientOrder = order_input("OAuthClient", filters.CLIENT_ORDERINGS, "NAME")
+RoleOrder = order_input("Role", filters.ROLE_ORDERINGS, "NAME")

@@ -11,6 +11,7 @@ from api import models
 from api.errors import InvalidInput
 from api.services import reads
 from auth.scopes import Scope
+from schema.permissions import guarded
 from schema.types import inputs
 from schema.types.audit import AuditEvent
 from schema.types.enums import KpiDirection, KpiStatus, SeriesBucket, TrendDirection
@@ -91,7 +92,9 @@ class Kpi(Node):
     created_at: datetime = strawberry.field(description=CREATED_AT)
     updated_at: datetime = strawberry.field(description=UPDATED_AT)
 
-    @strawberry.field(description="The latest measurement; null when there is none.")
+    @strawberry.field(
+        **guarded("The latest measurement; null when there is none.", Scope.PORTFOLIO_READ)
+    )
     async def latest(self, info: strawberry.Info) -> KpiMeasurement | None:
         return await info.context.latest_measurement().load(self.id)
 

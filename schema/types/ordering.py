@@ -24,6 +24,7 @@ ORDER_FIELD_DESCRIPTIONS = {
     "WSJF_SCORE": "By WSJF score; unscored items count as lowest.",
     "OBSERVED_AT": "By observation time.",
     "OCCURRED_AT": "By time of the change.",
+    "EMAIL": "By e-mail address.",
     "CREATED_AT": "By creation time.",
     "UPDATED_AT": "By time of the last change.",
 }

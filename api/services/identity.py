@@ -1,0 +1,309 @@
+"""Users, roles and OAuth clients: the administration behind `admin:*` scopes.
+
+Secrets never reach the audit trail: passwords and client secrets are stored as
+argon2 hashes and left out of every audited field list.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.models import AuditAction, OAuthClient, Role, RoleGrant, User
+from api.services import audit, writes
+from api.services.writes import Actor, EntitySpec, Refused, UserError
+from auth.passwords import hash_secret
+from auth.scopes import Scope
+
+GRANT_TYPES = ("client_credentials", "authorization_code", "refresh_token")
+MIN_PASSWORD_LENGTH = 12
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_ROLE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,63}$")
+KNOWN_SCOPES = frozenset(s.value for s in Scope)
+
+
+def _unknown_scopes(field: str, scopes: Any) -> list[UserError]:
+    unknown = sorted(set(scopes or ()) - KNOWN_SCOPES)
+    if not unknown:
+        return []
+    return [UserError(field, "INVALID", f"Unknown scopes: {', '.join(unknown)}.")]
+
+
+async def _user_rules(
+    session: AsyncSession, state: Mapping[str, Any], entity: Any
+) -> list[UserError]:
+    errors = []
+    if not _EMAIL.match(state.get("email") or ""):
+        errors.append(UserError("email", "INVALID", "`email` is not an e-mail address."))
+    if not (state.get("display_name") or "").strip():
+        errors.append(UserError("display_name", "INVALID", "`displayName` must not be blank."))
+    return errors
+
+
+async def _role_rules(
+    session: AsyncSession, state: Mapping[str, Any], entity: Any
+) -> list[UserError]:
+    errors = _unknown_scopes("scopes", state.get("scopes"))
+    if not _ROLE_NAME.match(state.get("name") or ""):
+        errors.append(
+            UserError(
+                "name",
+                "INVALID",
+                "`name` must be 2 to 64 lower-case letters, digits or dashes, starting with a "
+                "letter.",
+            )
+        )
+    return errors
+
+
+async def _client_rules(
+    session: AsyncSession, state: Mapping[str, Any], entity: Any
+) -> list[UserError]:
+    errors = _unknown_scopes("scopes", state.get("scopes"))
+    if not (state.get("name") or "").strip():
+        errors.append(UserError("name", "INVALID", "`name` must not be blank."))
+    unknown = sorted(set(state.get("grant_types") or ()) - set(GRANT_TYPES))
+    if unknown:
+        errors.append(
+            UserError("grant_types", "INVALID", f"Unknown grant types: {', '.join(unknown)}.")
+        )
+    for uri in state.get("redirect_uris") or ():
+        if not re.match(r"^https://|^http://(127\.0\.0\.1|localhost)(:\d+)?/", uri):
+            errors.append(
+                UserError(
+                    "redirect_uris",
+                    "INVALID",
+                    f"Redirect URI {uri!r} must use https (http only for localhost).",
+                )
+            )
+    if "authorization_code" in (state.get("grant_types") or ()) and not state.get("redirect_uris"):
+        errors.append(
+            UserError(
+                "redirect_uris", "INVALID", "The authorization code grant needs a redirect URI."
+            )
+        )
+    return errors
+
+
+USER = EntitySpec(
+    User, "User", ("email", "display_name"), label_field="email", validate=_user_rules
+)
+ROLE = EntitySpec(
+    Role, "Role", ("name", "description", "scopes"), label_field="name", validate=_role_rules
+)
+CLIENT = EntitySpec(
+    OAuthClient,
+    "OAuthClient",
+    ("client_id", "name", "grant_types", "scopes", "redirect_uris"),
+    label_field="client_id",
+    validate=_client_rules,
+)
+
+
+def _check_password(password: str | None) -> None:
+    if password is not None and len(password) < MIN_PASSWORD_LENGTH:
+        raise Refused(
+            UserError(
+                "password",
+                "INVALID",
+                f"`password` must have at least {MIN_PASSWORD_LENGTH} characters.",
+            )
+        )
+
+
+async def create_user(
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    email: str,
+    display_name: str,
+    password: str | None,
+    roles: list[str],
+) -> User:
+    _check_password(password)
+    user: User = await writes.create(
+        session, actor, USER, {"email": email.strip().lower(), "display_name": display_name}
+    )
+    if password is not None:
+        user.password_hash = hash_secret(password)
+    for role in roles:
+        await grant_role(session, actor, user.id, role)
+    await session.flush()
+    return user
+
+
+async def set_password(session: AsyncSession, actor: Actor, user_id: int, password: str) -> User:
+    _check_password(password)
+    user: User = await writes.load_for_update(session, USER, user_id, None)
+    user.password_hash = hash_secret(password)
+    # A new password ends every session opened with the old one.
+    user.tokens_valid_after = datetime.now(UTC)
+    await writes.bump_version(session, USER, user)
+    await audit.record(session, actor, "User", user.id, AuditAction.UPDATE, {"password": "changed"})
+    return user
+
+
+async def set_user_active(session: AsyncSession, actor: Actor, user_id: int, active: bool) -> User:
+    return await _set_active(session, actor, USER, user_id, active)
+
+
+async def set_client_active(
+    session: AsyncSession, actor: Actor, client_id: int, active: bool
+) -> OAuthClient:
+    return await _set_active(session, actor, CLIENT, client_id, active)
+
+
+async def _set_active(
+    session: AsyncSession, actor: Actor, spec: EntitySpec, entity_id: int, active: bool
+) -> Any:
+    """Disabling takes effect at the caller's next request: tokens issued before now fail."""
+    entity = await writes.load_for_update(session, spec, entity_id, None)
+    if entity.is_active == active:
+        return entity
+    entity.is_active = active
+    if not active:
+        entity.tokens_valid_after = datetime.now(UTC)
+    await writes.bump_version(session, spec, entity)
+    await audit.record(
+        session,
+        actor,
+        spec.name,
+        entity.id,
+        AuditAction.UPDATE,
+        audit.diff(
+            {"is_active": not active},
+            {"is_active": active},
+            version=(entity.version - 1, entity.version),
+        ),
+    )
+    return entity
+
+
+async def _role_id(session: AsyncSession, name: str) -> int:
+    role_id = await session.scalar(
+        select(Role.id).where(Role.name == name, Role.archived_at.is_(None))
+    )
+    if role_id is None:
+        raise Refused(UserError("role", "NOT_FOUND", f"No role named {name!r}."))
+    return role_id
+
+
+async def grant_role(session: AsyncSession, actor: Actor, user_id: int, role: str) -> User:
+    user: User = await writes.load_for_update(session, USER, user_id, None)
+    role_id = await _role_id(session, role)
+    granted = await session.execute(
+        insert(RoleGrant)
+        .values(user_id=user_id, role_id=role_id)
+        .on_conflict_do_nothing()
+        .returning(RoleGrant.id)
+    )
+    if granted.first() is not None:
+        await audit.record(session, actor, "User", user_id, AuditAction.LINK, {"role": role})
+    return user
+
+
+async def revoke_role(session: AsyncSession, actor: Actor, user_id: int, role: str) -> User:
+    user: User = await writes.load_for_update(session, USER, user_id, None)
+    role_id = await _role_id(session, role)
+    removed = await session.execute(
+        delete(RoleGrant)
+        .where(RoleGrant.user_id == user_id, RoleGrant.role_id == role_id)
+        .returning(RoleGrant.id)
+    )
+    if removed.first() is not None:
+        await audit.record(session, actor, "User", user_id, AuditAction.UNLINK, {"role": role})
+    return user
+
+
+async def create_client(
+    session: AsyncSession,
+    actor: Actor,
+    *,
+    name: str,
+    grant_types: list[str],
+    scopes: list[str],
+    redirect_uris: list[str],
+    confidential: bool,
+) -> tuple[OAuthClient, str | None]:
+    """Register a client; returns it with its secret, shown this once (only a hash is kept)."""
+    if "client_credentials" in grant_types and not confidential:
+        raise Refused(
+            UserError(
+                "grant_types", "INVALID", "Only confidential clients may use client_credentials."
+            )
+        )
+    client: OAuthClient = await writes.create(
+        session,
+        actor,
+        CLIENT,
+        {
+            "client_id": f"pg_{secrets.token_urlsafe(12)}",
+            "name": name,
+            "grant_types": grant_types,
+            "scopes": scopes,
+            "redirect_uris": redirect_uris,
+        },
+    )
+    secret = None
+    if confidential:
+        secret = secrets.token_urlsafe(32)
+        client.secret_hash = hash_secret(secret)
+        await session.flush()
+    return client, secret
+
+
+async def rotate_client_secret(
+    session: AsyncSession, actor: Actor, client_id: int
+) -> tuple[OAuthClient, str]:
+    client: OAuthClient = await writes.load_for_update(session, CLIENT, client_id, None)
+    if client.secret_hash is None:
+        raise Refused(UserError("id", "INVALID", "A public client has no secret to rotate."))
+    secret = secrets.token_urlsafe(32)
+    client.secret_hash = hash_secret(secret)
+    await writes.bump_version(session, CLIENT, client)
+    await audit.record(
+        session, actor, "OAuthClient", client.id, AuditAction.UPDATE, {"secret": "rotated"}
+    )
+    return client, secret
+
+
+async def user_roles(session: AsyncSession, user_ids: list[int]) -> dict[int, list[Role]]:
+    rows = await session.execute(
+        select(RoleGrant.user_id, Role)
+        .join(Role, Role.id == RoleGrant.role_id)
+        .where(RoleGrant.user_id.in_(user_ids))
+        .order_by(Role.name)
+    )
+    found: dict[int, list[Role]] = {}
+    for user_id, role in rows:
+        found.setdefault(user_id, []).append(role)
+    return found
+
+
+DEMO_CLIENT_ID = "demo"
+
+
+async def reset_demo_client(session: AsyncSession) -> str:
+    """The demo's service client, with every scope and a fresh secret (returned)."""
+    secret = secrets.token_urlsafe(24)
+    client = await session.scalar(
+        select(OAuthClient).where(OAuthClient.client_id == DEMO_CLIENT_ID)
+    )
+    if client is None:
+        client = OAuthClient(
+            client_id=DEMO_CLIENT_ID,
+            name="Demo explorer",
+            grant_types=["client_credentials"],
+            scopes=sorted(KNOWN_SCOPES),
+        )
+        session.add(client)
+    client.secret_hash = hash_secret(secret)
+    await session.flush()
+    return secret

@@ -1,0 +1,342 @@
+"""Administration: users and role grants (admin:users), OAuth clients (admin:clients)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+
+from api.services import identity, writes
+from auth.scopes import Scope
+from schema.mutations.common import UserError, decode_reference, given_values, run
+from schema.mutations.inputs import VERSION, given, required
+from schema.mutations.payloads import entity_payload
+from schema.permissions import guarded
+from schema.types.identity import OAuthClient, Role, User
+
+UserPayload = entity_payload("User", User, "user")
+RolePayload = entity_payload("Role", Role, "role")
+
+
+@strawberry.type(description="Result of a mutation of an OAuth client.")
+class OAuthClientPayload:
+    client: OAuthClient | None = strawberry.field(description="The client after the change.")
+    client_secret: str | None = strawberry.field(
+        description="The new secret of a confidential client, shown only in this response: "
+        "store it now."
+    )
+    user_errors: list[UserError] = strawberry.field(description="Why it was refused.")
+
+
+@strawberry.input(description="Create a user.")
+class CreateUserInput:
+    email: str = required("Sign-in e-mail, unique (stored lower-case).")
+    display_name: str = required("Name shown to others.")
+    password: str | None = given("At least 12 characters; leave out for SSO-only users.", None)
+    roles: list[str] = strawberry.field(
+        default_factory=list, description="Names of roles to grant."
+    )
+
+
+@strawberry.input(description="Change a user's profile; fields left out stay as they are.")
+class UpdateUserInput:
+    id: strawberry.ID = required("The user.")
+    expected_version: int | None = given(VERSION, None)
+    email: str | None = given("Sign-in e-mail, unique.")
+    display_name: str | None = given("Name shown to others.")
+
+
+@strawberry.input(description="Set a user's password; their existing tokens stop working.")
+class SetUserPasswordInput:
+    id: strawberry.ID = required("The user.")
+    password: str = required("At least 12 characters.")
+
+
+@strawberry.input(description="Enable or disable an account.")
+class SetActiveInput:
+    id: strawberry.ID = required("The user or client.")
+    active: bool = required("False disables it: its tokens fail from the next request on.")
+
+
+@strawberry.input(description="A user and a role to grant or revoke.")
+class RoleGrantInput:
+    user_id: strawberry.ID = required("The user.")
+    role: str = required("The role's name.")
+
+
+@strawberry.input(description="Create a role.")
+class CreateRoleInput:
+    name: str = required("Unique name: lower-case letters, digits and dashes.")
+    scopes: list[str] = required("The scopes it grants.")
+    description: str = given("What the role is for.", "")
+
+
+@strawberry.input(description="Change a role; fields left out stay as they are.")
+class UpdateRoleInput:
+    id: strawberry.ID = required("The role.")
+    expected_version: int | None = given(VERSION, None)
+    description: str | None = given("What the role is for.")
+    scopes: list[str] | None = given("The scopes it grants (replaces the list).")
+
+
+@strawberry.input(description="Register an OAuth client.")
+class CreateOAuthClientInput:
+    name: str = required("Display name, shown on the consent page.")
+    grant_types: list[str] = required(
+        "Any of client_credentials (services), authorization_code and refresh_token (frontends)."
+    )
+    scopes: list[str] = required("The most it may ask for.")
+    redirect_uris: list[str] = strawberry.field(
+        default_factory=list, description="Where codes may be sent (https, or http on localhost)."
+    )
+    confidential: bool = given(
+        "True: it gets a secret (servers). False: a public client (browser, native) using PKCE.",
+        True,
+    )
+
+
+@strawberry.input(description="Change an OAuth client; fields left out stay as they are.")
+class UpdateOAuthClientInput:
+    id: strawberry.ID = required("The client.")
+    expected_version: int | None = given(VERSION, None)
+    name: str | None = given("Display name.")
+    grant_types: list[str] | None = given("Grants it may use.")
+    scopes: list[str] | None = given("The most it may ask for.")
+    redirect_uris: list[str] | None = given("Where codes may be sent.")
+
+
+@strawberry.input(description="Give a confidential client a new secret; the old one stops working.")
+class RotateOAuthClientSecretInput:
+    id: strawberry.ID = required("The client.")
+
+
+def _id(value: str, type_name: str) -> int:
+    return decode_reference(value, type_name, "id")
+
+
+@strawberry.type(description="Administration of users, roles and OAuth clients.")
+class AdminMutation:
+    @strawberry.mutation(**guarded("Create a user, optionally with roles.", Scope.ADMIN_USERS))
+    async def create_user(
+        self,
+        info: strawberry.Info,
+        input: Annotated[CreateUserInput, strawberry.argument(description="The user.")],
+    ) -> UserPayload | None:  # type: ignore[valid-type]
+        outcome = await run(
+            info,
+            lambda s, actor: identity.create_user(
+                s,
+                actor,
+                email=input.email,
+                display_name=input.display_name,
+                password=input.password,
+                roles=input.roles,
+            ),
+        )
+        return UserPayload(user=outcome.value, user_errors=outcome.errors)
+
+    @strawberry.mutation(**guarded("Change a user's profile.", Scope.ADMIN_USERS))
+    async def update_user(
+        self,
+        info: strawberry.Info,
+        input: Annotated[UpdateUserInput, strawberry.argument(description="The changes.")],
+    ) -> UserPayload | None:  # type: ignore[valid-type]
+        outcome = await run(
+            info,
+            lambda s, actor: writes.update(
+                s,
+                actor,
+                identity.USER,
+                _id(input.id, "User"),
+                input.expected_version,
+                given_values(input, {}),
+            ),
+        )
+        return UserPayload(user=outcome.value, user_errors=outcome.errors)
+
+    @strawberry.mutation(
+        **guarded("Set a user's password; their tokens stop working.", Scope.ADMIN_USERS)
+    )
+    async def set_user_password(
+        self,
+        info: strawberry.Info,
+        input: Annotated[SetUserPasswordInput, strawberry.argument(description="The password.")],
+    ) -> UserPayload | None:  # type: ignore[valid-type]
+        outcome = await run(
+            info,
+            lambda s, actor: identity.set_password(s, actor, _id(input.id, "User"), input.password),
+        )
+        return UserPayload(user=outcome.value, user_errors=outcome.errors)
+
+    @strawberry.mutation(
+        **guarded(
+            "Enable or disable a user; a disabled user's tokens fail at the next request.",
+            Scope.ADMIN_USERS,
+        )
+    )
+    async def set_user_active(
+        self,
+        info: strawberry.Info,
+        input: Annotated[SetActiveInput, strawberry.argument(description="The user.")],
+    ) -> UserPayload | None:  # type: ignore[valid-type]
+        outcome = await run(
+            info,
+            lambda s, actor: identity.set_user_active(
+                s, actor, _id(input.id, "User"), input.active
+            ),
+        )
+        return UserPayload(user=outcome.value, user_errors=outcome.errors)
+
+    @strawberry.mutation(**guarded("Grant a role to a user (no-op if held).", Scope.ADMIN_USERS))
+    async def grant_role(
+        self,
+        info: strawberry.Info,
+        input: Annotated[RoleGrantInput, strawberry.argument(description="The grant.")],
+    ) -> UserPayload | None:  # type: ignore[valid-type]
+        outcome = await run(
+            info,
+            lambda s, actor: identity.grant_role(
+                s, actor, decode_reference(input.user_id, "User", "user_id"), input.role
+            ),
+        )
+        return UserPayload(user=outcome.value, user_errors=outcome.errors)
+
+    @strawberry.mutation(
+        **guarded("Revoke a role from a user (no-op if not held).", Scope.ADMIN_USERS)
+    )
+    async def revoke_role(
+        self,
+        info: strawberry.Info,
+        input: Annotated[RoleGrantInput, strawberry.argument(description="The grant.")],
+    ) -> UserPayload | None:  # type: ignore[valid-type]
+        outcome = await run(
+            info,
+            lambda s, actor: identity.revoke_role(
+                s, actor, decode_reference(input.user_id, "User", "user_id"), input.role
+            ),
+        )
+        return UserPayload(user=outcome.value, user_errors=outcome.errors)
+
+    @strawberry.mutation(**guarded("Create a role.", Scope.ADMIN_USERS))
+    async def create_role(
+        self,
+        info: strawberry.Info,
+        input: Annotated[CreateRoleInput, strawberry.argument(description="The role.")],
+    ) -> RolePayload | None:  # type: ignore[valid-type]
+        outcome = await run(
+            info, lambda s, actor: writes.create(s, actor, identity.ROLE, given_values(input, {}))
+        )
+        return RolePayload(role=outcome.value, user_errors=outcome.errors)
+
+    @strawberry.mutation(**guarded("Change a role's description or scopes.", Scope.ADMIN_USERS))
+    async def update_role(
+        self,
+        info: strawberry.Info,
+        input: Annotated[UpdateRoleInput, strawberry.argument(description="The changes.")],
+    ) -> RolePayload | None:  # type: ignore[valid-type]
+        outcome = await run(
+            info,
+            lambda s, actor: writes.update(
+                s,
+                actor,
+                identity.ROLE,
+                _id(input.id, "Role"),
+                input.expected_version,
+                given_values(input, {}),
+            ),
+        )
+        return RolePayload(role=outcome.value, user_errors=outcome.errors)
+
+    @strawberry.mutation(
+        name="createOAuthClient",
+        **guarded(
+            "Register an OAuth client. A confidential client's secret is in the payload, once.",
+            Scope.ADMIN_CLIENTS,
+        ),
+    )
+    async def create_oauth_client(
+        self,
+        info: strawberry.Info,
+        input: Annotated[CreateOAuthClientInput, strawberry.argument(description="The client.")],
+    ) -> OAuthClientPayload | None:
+        outcome = await run(
+            info,
+            lambda s, actor: identity.create_client(
+                s,
+                actor,
+                name=input.name,
+                grant_types=input.grant_types,
+                scopes=input.scopes,
+                redirect_uris=input.redirect_uris,
+                confidential=input.confidential,
+            ),
+        )
+        client, secret = outcome.value or (None, None)
+        return OAuthClientPayload(client=client, client_secret=secret, user_errors=outcome.errors)
+
+    @strawberry.mutation(
+        name="updateOAuthClient", **guarded("Change an OAuth client.", Scope.ADMIN_CLIENTS)
+    )
+    async def update_oauth_client(
+        self,
+        info: strawberry.Info,
+        input: Annotated[UpdateOAuthClientInput, strawberry.argument(description="The changes.")],
+    ) -> OAuthClientPayload | None:
+        outcome = await run(
+            info,
+            lambda s, actor: writes.update(
+                s,
+                actor,
+                identity.CLIENT,
+                _id(input.id, "OAuthClient"),
+                input.expected_version,
+                given_values(input, {}),
+            ),
+        )
+        return OAuthClientPayload(
+            client=outcome.value, client_secret=None, user_errors=outcome.errors
+        )
+
+    @strawberry.mutation(
+        name="setOAuthClientActive",
+        **guarded(
+            "Enable or disable an OAuth client; its tokens fail at the next request.",
+            Scope.ADMIN_CLIENTS,
+        ),
+    )
+    async def set_oauth_client_active(
+        self,
+        info: strawberry.Info,
+        input: Annotated[SetActiveInput, strawberry.argument(description="The client.")],
+    ) -> OAuthClientPayload | None:
+        outcome = await run(
+            info,
+            lambda s, actor: identity.set_client_active(
+                s, actor, _id(input.id, "OAuthClient"), input.active
+            ),
+        )
+        return OAuthClientPayload(
+            client=outcome.value, client_secret=None, user_errors=outcome.errors
+        )
+
+    @strawberry.mutation(
+        name="rotateOAuthClientSecret",
+        **guarded(
+            "Give a confidential client a new secret (in the payload, once); the old one stops "
+            "working.",
+            Scope.ADMIN_CLIENTS,
+        ),
+    )
+    async def rotate_oauth_client_secret(
+        self,
+        info: strawberry.Info,
+        input: Annotated[
+            RotateOAuthClientSecretInput, strawberry.argument(description="The client.")
+        ],
+    ) -> OAuthClientPayload | None:
+        outcome = await run(
+            info,
+            lambda s, actor: identity.rotate_client_secret(s, actor, _id(input.id, "OAuthClient")),
+        )
+        client, secret = outcome.value or (None, None)
+        return OAuthClientPayload(client=client, client_secret=secret, user_errors=outcome.errors)
