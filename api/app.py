@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from api import migrate
 from api.database import create_engine, create_session_factory, resolve_database_url
+from api.logging import configure_logging
 from api.settings import Settings, get_settings
 from auth.services import AuthServices
 
@@ -55,6 +56,7 @@ def assemble_app(
     demo: bool = False,
 ) -> Starlette:
     """Wire routes to an engine and a session factory (tests bind these to one transaction)."""
+    configure_logging(settings)
     from schema.view import GraphQLEndpoint  # the only GraphQL dependency of the app
 
     @asynccontextmanager

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
         default=None,
         description="Run migrations when the server starts. Unset: only for the embedded database.",
     )
+    compiled_reads: bool = Field(
+        default=True,
+        description="Answer covered queries with one SQL statement per root field.",
+    )
     log_level: str = "INFO"
 
     # OAuth 2 (see README, "Authentication").

@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 from strawberry.schema.config import StrawberryConfig
 
+from schema.compiled.extension import CompiledQueries
 from schema.mutations.root import Mutation
 from schema.query import NODE_CLASSES, Query
 
@@ -15,6 +16,7 @@ def build_schema() -> strawberry.Schema:
         mutation=Mutation,
         types=NODE_CLASSES,
         config=StrawberryConfig(auto_camel_case=True),
+        extensions=[CompiledQueries],
     )
 
 

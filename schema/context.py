@@ -43,6 +43,9 @@ class Context:
     settings: Settings
     # The HTTP response being prepared: a field may set its status (401) and headers.
     response: Any = None
+    # Whether the compiled path may answer, and which path did (for tests and logs).
+    compiled: bool = True
+    answered_by: str = ""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _loaders: dict[Hashable, DataLoader[Any, Any]] = field(default_factory=dict)
 

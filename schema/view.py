@@ -39,12 +39,14 @@ class PortfolioGraphQL(GraphQL[Context, None]):
 
     async def get_context(self, request: Any, response: Any) -> Context:
         state = request.scope["state"]
-        return Context(
+        state["graphql_context"] = context = Context(
             session=state["session"],
             principal=state["principal"],
             settings=self.settings,
             response=response,
+            compiled=self.settings.compiled_reads,
         )
+        return context
 
     async def process_result(
         self, request: Request, result: ExecutionResult
@@ -52,8 +54,14 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         data: GraphQLHTTPResponse = {"data": result.data}
         if result.errors:
             data["errors"] = [with_code(e).formatted for e in result.errors]
-        if result.extensions:
-            data["extensions"] = result.extensions
+        extensions = dict(result.extensions or {})
+        if self.settings.is_development:
+            # Which read path answered: a debugging aid, not part of the contract.
+            context = request.scope.get("state", {}).get("graphql_context")
+            if context is not None and context.answered_by:
+                extensions["answeredBy"] = context.answered_by
+        if extensions:
+            data["extensions"] = extensions
         return data
 
     def encode_json(self, data: object) -> bytes:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from collections.abc import AsyncIterator
 
-from tests.conftest import GraphQL
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from tests.conftest import GraphQL, make_client
 from tests.fixtures import factories
 from tests.fixtures.database import StatementCounter
 
@@ -30,9 +33,19 @@ NESTED = """{
 EXPECTED_STATEMENTS = 8
 
 
+@pytest.fixture
+async def resolvers(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[GraphQL]:
+    """The reference path only: ordinary resolvers and per-request dataloaders."""
+    async with make_client(engine, sessions, compiled_reads=False) as client:
+        yield GraphQL(client)
+
+
 async def test_three_level_query_costs_one_statement_per_edge(
-    gql: GraphQL, db: AsyncSession, statements: StatementCounter
+    resolvers: GraphQL, db: AsyncSession, statements: StatementCounter
 ) -> None:
+    gql = resolvers
     statements.reset()
     small = await gql.data(NESTED)
     small_count = statements.count
@@ -50,3 +63,16 @@ async def test_three_level_query_costs_one_statement_per_edge(
     large = await gql.data(NESTED)
     assert len(large["products"]["nodes"]) > len(small["products"]["nodes"]) + 25
     assert small_count == statements.count == EXPECTED_STATEMENTS, statements.statements
+
+
+async def test_compiled_path_answers_it_with_one_statement(
+    gql: GraphQL, db: AsyncSession, statements: StatementCounter
+) -> None:
+    for _ in range(5):
+        product = await factories.product(db)
+        await factories.initiative(db, products=[product])
+    await db.commit()
+    statements.reset()
+    body = await gql(NESTED)
+    assert body["extensions"] == {"answeredBy": "compiled"}
+    assert statements.count == 1, statements.statements

@@ -78,7 +78,11 @@ def edge_connection(
         )
 
     resolve.__annotations__ = {"root": Any, **_signature(node, filter_type, order_type)}
-    return strawberry.field(resolver=resolve, **guarded(description, scope))
+    return strawberry.field(
+        resolver=resolve,
+        metadata={"edge": edge, "filter_type": filter_type, "order_type": order_type},
+        **guarded(description, scope),
+    )
 
 
 def root_connection(
@@ -109,7 +113,11 @@ def root_connection(
         return Connection.of(result)
 
     resolve.__annotations__ = _signature(node, filter_type, order_type)
-    return strawberry.field(resolver=resolve, **guarded(description, scope))
+    return strawberry.field(
+        resolver=resolve,
+        metadata={"root_model": model, "filter_type": filter_type, "order_type": order_type},
+        **guarded(description, scope),
+    )
 
 
 def by_key_lookup(model: Any, column: Any, node: Any, description: str) -> Any:
@@ -123,7 +131,11 @@ def by_key_lookup(model: Any, column: Any, node: Any, description: str) -> Any:
         "key": Annotated[str, strawberry.argument(description="The unique key.")],
         "return": node | None,
     }
-    return strawberry.field(resolver=resolve, **guarded(description, Scope.PORTFOLIO_READ))
+    return strawberry.field(
+        resolver=resolve,
+        metadata={"lookup": (model, column)},
+        **guarded(description, Scope.PORTFOLIO_READ),
+    )
 
 
 AS_OF = (
@@ -151,7 +163,11 @@ def by_key_as_of_lookup(
         "as_of": Annotated[datetime | None, strawberry.argument(description=AS_OF)],
         "return": node | None,
     }
-    return strawberry.field(resolver=resolve, **guarded(description, Scope.PORTFOLIO_READ))
+    return strawberry.field(
+        resolver=resolve,
+        metadata={"lookup": (model, column)},
+        **guarded(description, Scope.PORTFOLIO_READ),
+    )
 
 
 def by_id_reference(model: Any, attribute: str, node: Any, description: str) -> Any:
@@ -162,4 +178,8 @@ def by_id_reference(model: Any, attribute: str, node: Any, description: str) -> 
         return None if target is None else await info.context.by_id(model).load(target)
 
     resolve.__annotations__ = {"root": Any, "info": strawberry.Info, "return": node | None}
-    return strawberry.field(resolver=resolve, **guarded(description, Scope.PORTFOLIO_READ))
+    return strawberry.field(
+        resolver=resolve,
+        metadata={"reference": (model, attribute)},
+        **guarded(description, Scope.PORTFOLIO_READ),
+    )

@@ -23,7 +23,9 @@ def global_id(type_name: str) -> Any:
     def resolve(root: Any) -> strawberry.ID:
         return strawberry.ID(encode_id(type_name, root.id))
 
-    return strawberry.field(resolver=resolve, description=ID_DESCRIPTION)
+    return strawberry.field(
+        resolver=resolve, description=ID_DESCRIPTION, metadata={"global_id": type_name}
+    )
 
 
 def of_model(model: type) -> Callable[..., bool]:

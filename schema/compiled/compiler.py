@@ -1,0 +1,497 @@
+"""Compile a query's selection into SQL that builds the JSON answer in PostgreSQL.
+
+Every field is taken from the definitions the resolvers use: columns and computed
+expressions of the models (``column_property``), the edges, filters and orderings of
+``api.services``, the scopes declared on the strawberry fields. Whatever is not
+covered raises ``Unsupported`` and the resolvers answer the whole operation.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from graphql import FieldNode, GraphQLObjectType, get_named_type
+from sqlalchemy import (
+    ColumnElement,
+    Numeric,
+    Select,
+    Text,
+    case,
+    cast,
+    false,
+    func,
+    literal,
+    literal_column,
+    select,
+)
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql.util import ClauseAdapter
+from strawberry.permission import PermissionExtension
+
+from api import models
+from api.errors import DomainError
+from api.models.computed import constraint_blocks
+from api.services import reads
+from api.services.pagination import DEFAULT_PAGE_SIZE, page_request
+from schema.compiled.selection import Unsupported, Walk, response_key
+from schema.ids import decode_id
+from schema.permissions import HasScopes
+
+EMPTY_ARRAY: ColumnElement[Any] = literal_column("'[]'::json")
+
+
+def iso_timestamp(column: Any) -> ColumnElement[str]:
+    """A timestamptz as Python's ``isoformat()`` writes it in UTC (what the resolvers send)."""
+    utc = column.op("AT TIME ZONE")(literal("UTC"))
+    fraction = case(
+        (
+            cast(func.date_part("microseconds", column), Numeric) % 1_000_000 != 0,
+            func.to_char(utc, ".US"),
+        ),
+        else_="",
+    )
+    return case(
+        (column.is_(None), None),
+        else_=func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS') + fraction + "+00:00",
+    )
+
+
+def global_id(type_name: str, id_column: Any) -> ColumnElement[str]:
+    """``schema.ids.encode_id`` in SQL: base64url of ``Type:pk`` without padding."""
+    raw = func.convert_to(literal(f"{type_name}:") + cast(id_column, Text), "UTF8")
+    return func.rtrim(func.translate(func.encode(raw, "base64"), "+/", "-_"), "=")
+
+
+class Compiler:
+    def __init__(self, walk: Walk, scopes: frozenset[str], max_page_size: int) -> None:
+        from schema.query import NODE_TYPES
+
+        self.walk = walk
+        self.scopes = scopes
+        self.max_page_size = max_page_size
+        self.node_types = NODE_TYPES
+        self._names = itertools.count()
+
+    # ------------------------------------------------------------ helpers
+
+    def _alias(self, model: Any) -> Any:
+        return aliased(model, name=f"n{next(self._names)}")
+
+    def _definition(self, type_name: str, node: FieldNode) -> tuple[Any, Any]:
+        graphql_type = self.walk.schema.type_map[type_name]
+        assert isinstance(graphql_type, GraphQLObjectType)
+        definition = graphql_type.fields.get(node.name.value)
+        if definition is None:
+            raise Unsupported(node.name.value)
+        strawberry_field = definition.extensions["strawberry-definition"]
+        self._check_scopes(strawberry_field)
+        return definition, strawberry_field
+
+    def _check_scopes(self, strawberry_field: Any) -> None:
+        """Scopes are checked here, at planning: a missing one lets the resolvers answer,
+        with their FORBIDDEN error on exactly that field."""
+        for extension in strawberry_field.extensions:
+            if isinstance(extension, PermissionExtension):
+                for permission in extension.permissions:
+                    if (
+                        isinstance(permission, HasScopes)
+                        and not set(permission.scopes) <= self.scopes
+                    ):
+                        raise Unsupported("missing scope")
+
+    def _arguments(self, definition: Any, strawberry_field: Any, node: FieldNode) -> dict[str, Any]:
+        from strawberry.types.arguments import convert_arguments
+
+        from schema.build import schema
+
+        raw = self.walk.arguments(definition, node)
+        return convert_arguments(
+            raw,
+            strawberry_field.arguments,
+            scalar_registry=schema.schema_converter.scalar_registry,
+            config=schema.config,
+        )
+
+    @staticmethod
+    def _adapt(alias: Any, clause: Any) -> Any:
+        from sqlalchemy import inspect
+
+        if hasattr(clause, "__clause_element__"):  # a mapped attribute
+            clause = clause.__clause_element__()
+        return ClauseAdapter(inspect(alias).selectable).traverse(clause)
+
+    # ------------------------------------------------------------ root fields
+
+    def root(self, node: FieldNode) -> Select[Any]:
+        definition, field = self._definition("Query", node)
+        meta = field.metadata
+        args = self._arguments(definition, field, node)
+        named = get_named_type(definition.type).name
+        if "root_model" in meta:
+            return select(self._connection(named, node, meta, args, None, None))
+        if "lookup" in meta:
+            if args.get("as_of") is not None:
+                raise Unsupported("asOf")
+            model, column = meta["lookup"]
+            alias = self._alias(model)
+            return (
+                select(self._object(named, alias, node))
+                .select_from(alias)
+                .where(self._adapt(alias, column) == args["key"], alias.archived_at.is_(None))
+            )
+        if node.name.value == "node":
+            return self._node(node, args["id"])
+        raise Unsupported(f"Query.{node.name.value}")
+
+    def _node(self, node: FieldNode, global_id_value: str) -> Select[Any]:
+        try:
+            type_name, pk = decode_id(global_id_value)
+        except DomainError:
+            raise Unsupported("invalid id") from None
+        known = self.node_types.get(type_name)
+        if known is None:
+            return select(literal(None))
+        model, scope = known
+        if scope.value not in self.scopes:
+            raise Unsupported("missing scope")
+        alias = self._alias(model)
+        conditions = [alias.id == pk]
+        if hasattr(model, "archived_at"):
+            conditions.append(alias.archived_at.is_(None))
+        return select(self._object(type_name, alias, node)).select_from(alias).where(*conditions)
+
+    # ------------------------------------------------------------ objects
+
+    def _object(self, type_name: str, alias: Any, node: FieldNode) -> ColumnElement[Any]:
+        """json_build_object of the fields selected on one row of ``alias``."""
+        pairs: list[Any] = []
+        for child in self.walk.fields(type_name, node.selection_set):
+            pairs += [literal(response_key(child)), self._field(type_name, alias, child)]
+        if not pairs:
+            raise Unsupported("empty selection")
+        return func.json_build_object(*pairs)
+
+    def _field(self, type_name: str, alias: Any, node: FieldNode) -> Any:
+        name = node.name.value
+        if name == "__typename":
+            return literal(type_name)
+        definition, field = self._definition(type_name, node)
+        meta = field.metadata
+        if "global_id" in meta:
+            return global_id(meta["global_id"], alias.id)
+        special = SPECIAL.get((type_name, name))
+        if special is not None:
+            return special(self, alias, node, definition, field)
+        named = get_named_type(definition.type).name
+        if "edge" in meta:
+            args = self._arguments(definition, field, node)
+            return self._connection(named, node, meta, args, alias, reads.EDGES[meta["edge"]])
+        if "reference" in meta:
+            model, attribute = meta["reference"]
+            target = self._alias(model)
+            conditions = [target.id == getattr(alias, attribute)]
+            if hasattr(model, "archived_at"):
+                conditions.append(target.archived_at.is_(None))
+            return (
+                select(self._object(named, target, node))
+                .select_from(target)
+                .where(*conditions)
+                .correlate(alias)
+                .scalar_subquery()
+            )
+        if field.base_resolver is None and not node.selection_set:
+            return self._column(getattr(alias, field.python_name))
+        raise Unsupported(f"{type_name}.{name}")
+
+    @staticmethod
+    def _column(column: Any) -> Any:
+        python_type = _python_type(column)
+        if python_type is datetime:
+            return iso_timestamp(column)
+        if python_type is Decimal:
+            return cast(column, Text)  # money is sent as a decimal string
+        return column
+
+    # ------------------------------------------------------------ connections
+
+    def _connection(
+        self,
+        type_name: str,
+        node: FieldNode,
+        meta: dict[str, Any],
+        args: dict[str, Any],
+        parent: Any,
+        edge: reads.Edge | None,
+    ) -> ColumnElement[Any]:
+        if args.get("after") or args.get("before") or args.get("last") is not None:
+            raise Unsupported("cursor pagination")
+        try:
+            page = page_request(
+                first=args.get("first"),
+                after=None,
+                last=None,
+                before=None,
+                max_page_size=self.max_page_size,
+            )
+            query_filter = (args.get("filter") or meta["filter_type"]()).to_filter()
+        except DomainError:
+            raise Unsupported("invalid arguments") from None
+        order_type = meta["order_type"]
+        order_by = args.get("order_by")
+        ordering_name = order_type.default if order_by is None else order_by.field.value
+        descending = order_by is not None and order_by.direction.value == "DESC"
+        size = page.first if page.first is not None else DEFAULT_PAGE_SIZE
+
+        model = edge.model if edge is not None else meta["root_model"]
+        node_type = self._node_type(type_name)
+        alias = self._alias(model)
+        statement = query_filter.apply(select(model))
+        conditions = (
+            [self._adapt(alias, statement.whereclause)] if statement.whereclause is not None else []
+        )
+        base = select().select_from(alias)
+        if edge is not None:
+            if edge.join is not None:
+                target, onclause = edge.join
+                base = base.join(target, self._adapt(alias, onclause))
+            if edge.condition is not None:
+                conditions.append(self._adapt(alias, edge.condition))
+            conditions.append(self._adapt(alias, edge.parent_key) == parent.id)
+        sort = self._adapt(alias, order_type.orderings[ordering_name])
+        order = [sort.desc(), alias.id.desc()] if descending else [sort.asc(), alias.id.asc()]
+
+        selections = self.walk.fields(f"{type_name}", node.selection_set)
+        wanted = {child.name.value for child in selections}
+        if wanted - {"nodes", "edges", "totalCount", "pageInfo", "__typename"}:
+            raise Unsupported("connection field")
+
+        pairs: list[Any] = []
+        rows: Any = None
+        if wanted & {"nodes", "edges", "pageInfo"}:
+            row_json = self._page_rows_json(node_type, alias, selections)
+            page_rows = (
+                base.add_columns(
+                    row_json.label("j"), func.row_number().over(order_by=order).label("rn")
+                )
+                .where(*conditions)
+                .order_by(*order)
+                .limit(size + 1)
+            )
+            if parent is not None:
+                page_rows = page_rows.correlate(parent)
+            rows = page_rows.subquery()
+        for child in selections:
+            key = response_key(child)
+            name = child.name.value
+            if name == "__typename":
+                pairs += [literal(key), literal(type_name)]
+            elif name == "totalCount":
+                count = base.add_columns(func.count()).where(*conditions)
+                if parent is not None:
+                    count = count.correlate(parent)
+                pairs += [literal(key), count.scalar_subquery()]
+            elif name in {"nodes", "edges"}:
+                assert rows is not None
+                item = rows.c.j if name == "nodes" else self._edge_json(child, rows.c.j)
+                pairs += [
+                    literal(key),
+                    func.coalesce(
+                        func.json_agg(aggregate_order_by(item, rows.c.rn)).filter(
+                            rows.c.rn <= size
+                        ),
+                        EMPTY_ARRAY,
+                    ),
+                ]
+            elif name == "pageInfo":
+                assert rows is not None
+                pairs += [literal(key), self._page_info(child, rows, size)]
+        aggregate = select(func.json_build_object(*pairs))
+        if rows is not None:
+            aggregate = aggregate.select_from(rows)
+        if parent is not None:
+            aggregate = aggregate.correlate(parent)
+        return aggregate.scalar_subquery()
+
+    def _node_type(self, connection_type: str) -> str:
+        connection = self.walk.schema.type_map[connection_type]
+        assert isinstance(connection, GraphQLObjectType)
+        nodes = connection.fields["nodes"]
+        return get_named_type(nodes.type).name
+
+    def _page_rows_json(self, node_type: str, alias: Any, selections: list[FieldNode]) -> Any:
+        """The JSON of one row, for the union of what `nodes` and `edges.node` select."""
+        node_selections = [c for c in selections if c.name.value == "nodes"]
+        for edges in (c for c in selections if c.name.value == "edges"):
+            for child in self.walk.fields(f"{node_type}Edge", edges.selection_set):
+                if child.name.value == "cursor":
+                    raise Unsupported("cursors")
+                if child.name.value == "node":
+                    node_selections.append(child)
+        if len(node_selections) > 1:
+            raise Unsupported("nodes selected twice")
+        if not node_selections:
+            return literal(None)
+        return self._object(node_type, alias, node_selections[0])
+
+    def _edge_json(self, edges: FieldNode, row: Any) -> Any:
+        pairs: list[Any] = []
+        for child in edges.selection_set.selections if edges.selection_set else ():
+            if not isinstance(child, FieldNode):
+                raise Unsupported("fragment in edges")
+            if child.name.value == "node":
+                pairs += [literal(response_key(child)), row]
+            elif child.name.value == "__typename":
+                raise Unsupported("edge typename")
+            else:
+                raise Unsupported("edge field")
+        return func.json_build_object(*pairs)
+
+    def _page_info(self, node: FieldNode, rows: Any, size: int) -> Any:
+        pairs: list[Any] = []
+        for child in node.selection_set.selections if node.selection_set else ():
+            if not isinstance(child, FieldNode):
+                raise Unsupported("fragment in pageInfo")
+            name = child.name.value
+            if name == "hasNextPage":
+                value: Any = select(func.count() > size).select_from(rows).scalar_subquery()
+            elif name == "hasPreviousPage":
+                value = false()
+            else:
+                raise Unsupported(f"pageInfo.{name}")
+            pairs += [literal(response_key(child)), value]
+        return func.json_build_object(*pairs)
+
+
+def _python_type(column: Any) -> Any:
+    try:
+        return column.type.python_type
+    except (NotImplementedError, AttributeError):
+        return None
+
+
+# ---------------------------------------------------------------- fields with their own SQL
+
+Special = Callable[[Compiler, Any, FieldNode, Any, Any], Any]
+
+
+def _score(score: str, explanation: str) -> Special:
+    def compile_score(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any) -> Any:
+        pairs: list[Any] = []
+        for child in c.walk.fields("ScoreExplanation", node.selection_set):
+            name = child.name.value
+            value = {
+                "score": getattr(alias, score),
+                "explanation": getattr(alias, explanation),
+                "__typename": literal("ScoreExplanation"),
+            }.get(name)
+            if value is None:
+                raise Unsupported(name)
+            pairs += [literal(response_key(child)), value]
+        return func.json_build_object(*pairs)
+
+    return compile_score
+
+
+def _blocked_by(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any) -> Any:
+    constraint = models.TechnicalConstraint
+    return (
+        select(
+            func.coalesce(
+                func.json_agg(
+                    aggregate_order_by(
+                        c._object("TechnicalConstraint", constraint, node), constraint.key
+                    )
+                ),
+                EMPTY_ARRAY,
+            )
+        )
+        .where(constraint_blocks(alias.id))
+        .correlate(alias)
+        .scalar_subquery()
+    )
+
+
+def _latest(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any) -> Any:
+    measurement = c._alias(models.KpiMeasurement)
+    return (
+        select(c._object("KpiMeasurement", measurement, node))
+        .select_from(measurement)
+        .where(measurement.kpi_id == alias.id)
+        .order_by(measurement.observed_at.desc(), measurement.id.desc())
+        .limit(1)
+        .correlate(alias)
+        .scalar_subquery()
+    )
+
+
+def _series(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any) -> Any:
+    args = c._arguments(definition, field, node)
+    start, end, bucket = args["from_"], args["to"], reads.SeriesBucket(args["bucket"].value)
+    try:
+        reads.check_series_range(start, end, bucket)
+    except DomainError:
+        raise Unsupported("invalid series") from None
+    measurement = c._alias(models.KpiMeasurement)
+    bucket_start = reads.bucket_expression(bucket, measurement.observed_at).label("bucket_start")
+    grouped = (
+        select(
+            bucket_start,
+            func.avg(measurement.value).label("average"),
+            func.min(measurement.value).label("minimum"),
+            func.max(measurement.value).label("maximum"),
+            func.count().label("count"),
+        )
+        .select_from(measurement)
+        .where(
+            measurement.kpi_id == alias.id,
+            measurement.observed_at >= start,
+            measurement.observed_at < end,
+        )
+        .group_by(bucket_start)
+        .correlate(alias)
+        .subquery()
+    )
+    columns = {
+        "bucketStart": iso_timestamp(grouped.c.bucket_start),
+        "average": grouped.c.average,
+        "minimum": grouped.c.minimum,
+        "maximum": grouped.c.maximum,
+        "count": grouped.c.count,
+        "__typename": literal("KpiSeriesPoint"),
+    }
+    pairs: list[Any] = []
+    for child in c.walk.fields("KpiSeriesPoint", node.selection_set):
+        value = columns.get(child.name.value)
+        if value is None:
+            raise Unsupported(child.name.value)
+        pairs += [literal(response_key(child)), value]
+    point = func.json_build_object(*pairs)
+    return (
+        select(
+            func.coalesce(
+                func.json_agg(aggregate_order_by(point, grouped.c.bucket_start)), EMPTY_ARRAY
+            )
+        )
+        .select_from(grouped)
+        .correlate(alias)
+        .scalar_subquery()
+    )
+
+
+def _estimated_cost(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any) -> Any:
+    return cast(alias.estimated_cost, Text)
+
+
+SPECIAL: dict[tuple[str, str], Special] = {
+    ("Initiative", "rice"): _score("rice_score", "rice_explanation"),
+    ("Initiative", "wsjf"): _score("wsjf_score", "wsjf_explanation"),
+    ("Initiative", "blockedBy"): _blocked_by,
+    ("Initiative", "estimatedCost"): _estimated_cost,
+    ("Kpi", "latest"): _latest,
+    ("Kpi", "series"): _series,
+}

@@ -1,0 +1,94 @@
+"""Walking a validated GraphQL document: fields per response key, fragments flattened."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLField,
+    GraphQLSchema,
+    InlineFragmentNode,
+    SelectionSetNode,
+    get_argument_values,
+)
+from graphql.execution.values import VariableValues, get_directive_values
+from graphql.type import GraphQLIncludeDirective, GraphQLSkipDirective
+
+
+class Unsupported(Exception):
+    """The compiler does not cover this shape; the resolvers will answer instead."""
+
+
+@dataclass
+class Walk:
+    """What the compiler needs from the request besides the schema."""
+
+    schema: GraphQLSchema
+    fragments: dict[str, FragmentDefinitionNode]
+    variables: VariableValues
+
+    def fields(self, type_name: str, selection_set: SelectionSetNode | None) -> list[FieldNode]:
+        """Fields selected on an object of ``type_name``, fragments included, in order."""
+        if selection_set is None:
+            return []
+        found: list[FieldNode] = []
+        keys: set[str] = set()
+        self._collect(type_name, selection_set, found, keys)
+        return found
+
+    def _collect(
+        self,
+        type_name: str,
+        selection_set: SelectionSetNode,
+        found: list[FieldNode],
+        keys: set[str],
+    ) -> None:
+        for selection in selection_set.selections:
+            if not self._included(selection):
+                continue
+            if isinstance(selection, FieldNode):
+                key = selection.alias.value if selection.alias else selection.name.value
+                if key in keys:
+                    raise Unsupported("a response key selected twice")
+                keys.add(key)
+                found.append(selection)
+            elif isinstance(selection, InlineFragmentNode):
+                condition = selection.type_condition
+                if condition is None or self._applies(condition.name.value, type_name):
+                    self._collect(type_name, selection.selection_set, found, keys)
+            elif isinstance(selection, FragmentSpreadNode):
+                fragment = self.fragments[selection.name.value]
+                if self._applies(fragment.type_condition.name.value, type_name):
+                    self._collect(type_name, fragment.selection_set, found, keys)
+
+    def _applies(self, condition: str, type_name: str) -> bool:
+        if condition == type_name:
+            return True
+        abstract = self.schema.type_map.get(condition)
+        concrete = self.schema.type_map.get(type_name)
+        return bool(
+            abstract is not None
+            and concrete is not None
+            and any(i.name == condition for i in getattr(concrete, "interfaces", ()))
+        )
+
+    def _included(self, node: Any) -> bool:
+        for directive in node.directives or ():
+            if directive.name.value not in {"skip", "include"}:
+                raise Unsupported(f"directive @{directive.name.value}")
+        skip = get_directive_values(GraphQLSkipDirective, node, self.variables)
+        if skip is not None and skip["if"]:
+            return False
+        include = get_directive_values(GraphQLIncludeDirective, node, self.variables)
+        return not (include is not None and not include["if"])
+
+    def arguments(self, definition: GraphQLField, node: FieldNode) -> dict[str, Any]:
+        return get_argument_values(definition, node, self.variables)
+
+
+def response_key(node: FieldNode) -> str:
+    return node.alias.value if node.alias else node.name.value
