@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 from api import migrate, models
 from api.cli import app
 from api.settings import get_settings
+from auth.passwords import verify_secret
 from tests.fixtures.database import create_database, drop_database
 
 COUNTED = (models.Team, models.Product, models.Initiative, models.Kpi, models.KpiMeasurement)
@@ -77,3 +79,77 @@ def test_seed_needs_exactly_one_source() -> None:
     result = CliRunner().invoke(app, ["seed"])
     assert result.exit_code == 2
     assert "pass exactly one of --demo or --products N" in result.output
+
+
+def test_create_admin_client_and_rotate_keys(fresh_database: str) -> None:
+    invoke("migrate", "upgrade")
+    result = CliRunner().invoke(
+        app,
+        ["create-admin", "--email", "Root@Example.com", "--name", "Root"],
+        input="a long enough password\na long enough password\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "created admin root@example.com" in result.output
+
+    output = invoke(
+        "create-client",
+        "--name",
+        "KPI pipeline",
+        "--scopes",
+        "portfolio:read kpis:ingest",
+        "--grant",
+        "client_credentials",
+    )
+    client_id = output.split("client_id:")[1].split()[0]
+    secret = output.split("client_secret:")[1].split()[0]
+    assert "shown only now" in output
+
+    first = invoke("rotate-keys").split()[-1]
+    second = invoke("rotate-keys").split()[-1]
+    assert first != second
+
+    async def check() -> tuple[Any, Any, int]:
+        engine = create_async_engine(fresh_database)
+        async with engine.connect() as connection:
+            user = (
+                await connection.execute(
+                    select(models.User.password_hash, models.Role.name)
+                    .join(models.RoleGrant, models.RoleGrant.user_id == models.User.id)
+                    .join(models.Role, models.Role.id == models.RoleGrant.role_id)
+                    .where(models.User.email == "root@example.com")
+                )
+            ).one()
+            client = (
+                await connection.execute(
+                    select(models.OAuthClient.secret_hash, models.OAuthClient.scopes).where(
+                        models.OAuthClient.client_id == client_id
+                    )
+                )
+            ).one()
+            active_keys = await connection.scalar(
+                select(func.count()).where(models.SigningKey.retired_at.is_(None))
+            )
+        await engine.dispose()
+        return user, client, active_keys or 0
+
+    user, client, active_keys = asyncio.run(check())
+    assert user.name == "admin"
+    assert verify_secret(user.password_hash, "a long enough password")
+    assert verify_secret(client.secret_hash, secret)
+    assert client.scopes == ["portfolio:read", "kpis:ingest"]
+    assert active_keys == 1  # the older key is retired, still published until expiry
+
+
+def test_cli_reports_refusals(fresh_database: str) -> None:
+    invoke("migrate", "upgrade")
+    result = CliRunner().invoke(
+        app,
+        ["create-client", "--name", "x", "--scopes", "root", "--grant", "client_credentials"],
+    )
+    assert result.exit_code == 1
+    assert "scopes: Unknown scopes: root." in result.output
+    result = CliRunner().invoke(
+        app, ["create-admin", "--email", "a@example.com", "--password", "short"]
+    )
+    assert result.exit_code == 1
+    assert "password: `password` must have at least 12 characters." in result.output

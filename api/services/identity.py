@@ -133,9 +133,9 @@ async def create_user(
     )
     if password is not None:
         user.password_hash = hash_secret(password)
+        await session.flush()  # before grant_role re-reads the row
     for role in roles:
         await grant_role(session, actor, user.id, role)
-    await session.flush()
     return user
 
 
