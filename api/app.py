@@ -15,6 +15,7 @@ from starlette.routing import Route
 from api import migrate
 from api.database import create_engine, create_session_factory, resolve_database_url
 from api.logging import configure_logging
+from api.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from api.settings import Settings, get_settings
 from auth.services import AuthServices
 
@@ -24,6 +25,14 @@ log = structlog.get_logger(__name__)
 async def healthz(request: Request) -> JSONResponse:
     """The process is up (no dependency is checked)."""
     return JSONResponse({"status": "ok"})
+
+
+def make_rate_limiter(settings: Settings) -> RateLimiter:
+    if settings.redis_url:
+        return RedisRateLimiter(
+            settings.redis_url, settings.rate_limit_points, settings.rate_limit_window_seconds
+        )
+    return LocalRateLimiter(settings.rate_limit_points, settings.rate_limit_window_seconds)
 
 
 def create_app(
@@ -80,10 +89,13 @@ def assemble_app(
                 flush=True,
             )
         yield
+        await rate_limiter.aclose()
+        await auth.external.aclose()
         await engine.dispose()
 
     auth = AuthServices.create(settings, sessions)
-    endpoint = GraphQLEndpoint(settings, sessions, auth)
+    rate_limiter = make_rate_limiter(settings)
+    endpoint = GraphQLEndpoint(settings, sessions, auth, rate_limiter)
     app = Starlette(
         routes=[
             Route("/graphql", endpoint, methods=["GET", "POST"]),
@@ -92,6 +104,7 @@ def assemble_app(
         lifespan=lifespan,
     )
     app.state.auth = auth
+    app.state.rate_limiter = rate_limiter
     app.state.engine = engine
     app.state.sessions = sessions
     app.state.settings = settings

@@ -63,6 +63,29 @@ class Settings(BaseSettings):
         default=None,
         description="Run migrations when the server starts. Unset: only for the embedded database.",
     )
+    # Limits (see README, "Limits").
+    max_query_cost: int = Field(default=1000, description="Most points one query may cost.")
+    max_query_depth: int = Field(default=12, description="Deepest nesting of a query.")
+    max_aliases: int = Field(default=30, description="Most aliases in one document.")
+    max_root_fields: int = Field(default=10, description="Most root fields in one operation.")
+    max_tokens: int = Field(default=5000, description="Most lexical tokens in one document.")
+    rate_limit_points: int = Field(
+        default=50_000, description="Points a caller may spend per rate-limit window."
+    )
+    rate_limit_window_seconds: int = Field(default=3600, ge=1)
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias="REDIS_URL",
+        description="Redis shared by replicas for rate-limit counters; unset: in-process.",
+    )
+    max_body_bytes: int = Field(
+        default=5_000_000, description="Largest request body (a 10,000-measurement ingest fits)."
+    )
+    statement_timeout_ms: int = Field(default=10_000, description="PostgreSQL statement_timeout.")
+    request_timeout_seconds: float = Field(default=30.0, description="Longest request execution.")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed to call the API from a browser."
+    )
     compiled_reads: bool = Field(
         default=True,
         description="Answer covered queries with one SQL statement per root field.",

@@ -1,23 +1,75 @@
-"""Assemble the strawberry schema."""
+"""Assemble the strawberry schema: one for development, one for production."""
 
 from __future__ import annotations
 
+from functools import cache
+
 import strawberry
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
 from strawberry.schema.config import StrawberryConfig
 
+from api.settings import Settings
 from schema.compiled.extension import CompiledQueries
+from schema.limits import QueryLimits
 from schema.mutations.root import Mutation
 from schema.query import NODE_CLASSES, Query
 
 
-def build_schema() -> strawberry.Schema:
+def build_schema(
+    *,
+    production: bool = False,
+    max_depth: int = 12,
+    max_aliases: int = 30,
+    max_tokens: int = 5000,
+) -> strawberry.Schema:
+    # Factories: a fresh extension per request (the parse and validation caches are
+    # module-level, shared by all of them).
+    extensions: list[object] = [
+        lambda: MaxTokensLimiter(max_token_count=max_tokens),
+        lambda: ParserCache(maxsize=1024),
+        lambda: QueryDepthLimiter(max_depth=max_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
+        lambda: ValidationCache(maxsize=1024),
+        QueryLimits,
+        CompiledQueries,
+    ]
+    if production:
+        extensions.insert(0, lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
         types=NODE_CLASSES,
-        config=StrawberryConfig(auto_camel_case=True),
-        extensions=[CompiledQueries],
+        config=StrawberryConfig(auto_camel_case=True, disable_field_suggestions=production),
+        extensions=extensions,  # type: ignore[arg-type]
     )
 
 
+@cache
+def _schema_for(
+    production: bool, max_depth: int, max_aliases: int, max_tokens: int
+) -> strawberry.Schema:
+    return build_schema(
+        production=production, max_depth=max_depth, max_aliases=max_aliases, max_tokens=max_tokens
+    )
+
+
+def schema_for(settings: Settings) -> strawberry.Schema:
+    """Production hides introspection and field suggestions; limits come from settings."""
+    return _schema_for(
+        not settings.is_development,
+        settings.max_query_depth,
+        settings.max_aliases,
+        settings.max_tokens,
+    )
+
+
+# The contract (schema.graphql) and tooling use the development variant.
 schema = build_schema()

@@ -46,6 +46,11 @@ class Context:
     # Whether the compiled path may answer, and which path did (for tests and logs).
     compiled: bool = True
     answered_by: str = ""
+    # Rate limiting: who is charged, by what, and what is left.
+    rate_limiter: Any = None
+    rate_limit_key: str = "anonymous"
+    requested_cost: int = 0
+    budget: Any = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _loaders: dict[Hashable, DataLoader[Any, Any]] = field(default_factory=dict)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import strawberry
@@ -65,6 +66,17 @@ async def _load_node(info: strawberry.Info, global_id: str, field: str) -> Any:
     model, scope = known
     require(info.context, scope)
     return await info.context.by_id(model).load(pk)
+
+
+@strawberry.type(
+    description="A point budget per caller and window: each query costs points (objects 1, "
+    "connections × first/last) charged before it runs."
+)
+class RateLimit:
+    limit: int = strawberry.field(description="Points per window.")
+    cost: int = strawberry.field(description="Points this query cost.")
+    remaining: int = strawberry.field(description="Points left in this window.")
+    reset_at: datetime = strawberry.field(description="When the window starts afresh.")
 
 
 @strawberry.type(description="Reads of the portfolio graph.")
@@ -160,6 +172,21 @@ class Query:
         "OAuth clients.",
         Scope.ADMIN_CLIENTS,
     )
+
+    @strawberry.field(
+        description="The caller's rate-limit budget after this query was charged. Public: needs "
+        "no scope."
+    )
+    def rate_limit(self, info: strawberry.Info) -> RateLimit | None:
+        budget = info.context.budget
+        if budget is None:
+            return None
+        return RateLimit(
+            limit=budget.limit,
+            cost=budget.cost,
+            remaining=budget.remaining,
+            reset_at=datetime.fromtimestamp(budget.reset_at, UTC),
+        )
 
     @strawberry.field(
         description="Who is calling and with which effective scopes. Public: needs no scope."

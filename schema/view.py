@@ -15,23 +15,25 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
 from api.database import transaction
+from api.ratelimit import RateLimiter
 from api.settings import Settings
 from auth.middleware import authenticate, unauthorized
 from auth.principal import anonymous_principal
 from auth.services import AuthServices
 from auth.tokens import InvalidToken
-from schema.build import schema
+from schema.build import schema_for
 from schema.context import Context
 from schema.errors import with_code
 
 
 class PortfolioGraphQL(GraphQL[Context, None]):
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, rate_limiter: RateLimiter) -> None:
         super().__init__(
-            schema,
+            schema_for(settings),
             graphql_ide="graphiql" if settings.is_development else None,
             allow_queries_via_get=True,
         )
+        self.rate_limiter = rate_limiter
         self.settings = settings
         self.anonymous = anonymous_principal(
             development=settings.is_development, configured=settings.anonymous_scopes
@@ -45,6 +47,8 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             settings=self.settings,
             response=response,
             compiled=self.settings.compiled_reads,
+            rate_limiter=self.rate_limiter,
+            rate_limit_key=_rate_limit_key(state["principal"], request),
         )
         return context
 
@@ -68,14 +72,28 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         return orjson.dumps(data)
 
 
+def _rate_limit_key(principal: Any, request: Any) -> str:
+    """Users are charged across their clients; services per client; others per address."""
+    if principal.user_id is not None:
+        return f"user:{principal.user_id}"
+    if principal.client_id is not None:
+        return f"client:{principal.client_id}"
+    client = request.client
+    return f"address:{client.host if client else 'unknown'}"
+
+
 class GraphQLEndpoint:
     """ASGI endpoint: authenticates the caller, opens the request's transaction and
     commits it in one place."""
 
     def __init__(
-        self, settings: Settings, sessions: async_sessionmaker[AsyncSession], auth: AuthServices
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        auth: AuthServices,
+        rate_limiter: RateLimiter,
     ) -> None:
-        self.view = PortfolioGraphQL(settings)
+        self.view = PortfolioGraphQL(settings, rate_limiter)
         self.sessions = sessions
         self.auth = auth
 

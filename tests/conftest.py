@@ -23,7 +23,15 @@ from tests.fixtures.database import StatementCounter, create_database, drop_data
 
 
 def settings_for(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {"environment": Environment.DEVELOPMENT, **overrides}
+    # Most tests ask for large nested pages on purpose: the cost limit is tested on its own.
+    values: dict[str, Any] = {
+        "environment": Environment.DEVELOPMENT,
+        "max_query_cost": 10_000_000,
+        "rate_limit_points": 1_000_000_000,
+        "max_aliases": 200,
+        "max_root_fields": 100,
+        **overrides,
+    }
     return Settings(**values)
 
 

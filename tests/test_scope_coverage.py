@@ -27,6 +27,7 @@ from tests.fixtures.auth import ALL_SCOPES, service_client, user_with_roles
 # Fields that return objects without a scope of their own, and why that is safe.
 PUBLIC = {
     "Query.viewer": "the caller's own identity",
+    "Query.rateLimit": "the caller's own budget",
     "Query.node": "checks the scope of the type it finds",
     "Query.nodes": "checks the scope of each type it finds",
     "Viewer.user": "the caller's own user",

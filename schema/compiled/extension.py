@@ -29,6 +29,9 @@ class CompiledQueries(SchemaExtension):
     async def on_execute(self) -> AsyncIterator[None]:
         execution = self.execution_context
         context = execution.context
+        if execution.result is not None:  # already refused (limits)
+            yield
+            return
         plan = self._plan(execution) if getattr(context, "compiled", True) else None
         if plan is not None:
             data: dict[str, Any] = {}

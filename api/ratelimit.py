@@ -1,0 +1,88 @@
+"""Point budgets per caller and window, shared between replicas through Redis.
+
+Each request is charged its requested query cost before it runs; a caller whose
+budget for the current window is spent is refused until the window resets.
+Without Redis the counters live in this process (fine for one replica only).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from redis.asyncio import Redis
+
+
+@dataclass(frozen=True)
+class Budget:
+    limit: int
+    cost: int
+    remaining: int
+    reset_at: float  # epoch seconds
+    allowed: bool
+
+    @property
+    def retry_after(self) -> int:
+        return max(1, int(self.reset_at - time.time()) + 1)
+
+
+class RateLimiter(Protocol):
+    async def charge(self, key: str, cost: int) -> Budget: ...
+
+    async def aclose(self) -> None: ...
+
+
+class LocalRateLimiter:
+    """Fixed windows in process memory."""
+
+    def __init__(self, limit: int, window_seconds: int) -> None:
+        self.limit = limit
+        self.window = window_seconds
+        self._spent: dict[tuple[str, int], int] = {}
+
+    async def charge(self, key: str, cost: int) -> Budget:
+        window = int(time.time() // self.window)
+        reset_at = (window + 1) * self.window
+        spent = self._spent.get((key, window), 0)
+        if spent + cost > self.limit:
+            return Budget(self.limit, cost, self.limit - spent, reset_at, allowed=False)
+        self._spent = {k: v for k, v in self._spent.items() if k[1] == window}
+        self._spent[(key, window)] = spent + cost
+        return Budget(self.limit, cost, self.limit - spent - cost, reset_at, allowed=True)
+
+    async def aclose(self) -> None:
+        return None
+
+
+# Atomically: charge only if the budget allows; the key expires with its window.
+_CHARGE = """
+local spent = tonumber(redis.call('GET', KEYS[1]) or '0')
+local cost = tonumber(ARGV[1])
+if spent + cost > tonumber(ARGV[2]) then return {0, spent} end
+spent = redis.call('INCRBY', KEYS[1], cost)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return {1, spent}
+"""
+
+
+class RedisRateLimiter:
+    """Fixed windows in Redis, shared by every replica."""
+
+    def __init__(self, url: str, limit: int, window_seconds: int, prefix: str = "pg:rl") -> None:
+        self.redis = Redis.from_url(url)
+        self.limit = limit
+        self.window = window_seconds
+        self.prefix = prefix
+        self._script = self.redis.register_script(_CHARGE)
+
+    async def charge(self, key: str, cost: int) -> Budget:
+        window = int(time.time() // self.window)
+        reset_at = (window + 1) * self.window
+        allowed, spent = await self._script(
+            keys=[f"{self.prefix}:{key}:{window}"], args=[cost, self.limit, self.window + 5]
+        )
+        return Budget(self.limit, cost, self.limit - int(spent), reset_at, allowed=bool(allowed))
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()

@@ -1,0 +1,184 @@
+"""Query cost, limits and rate limiting, checked before anything runs.
+
+Cost: every object is 1 point, scalars are free; a connection is 1 point plus the
+cost of one of its nodes times ``first``/``last`` (20 when absent); other lists
+count 10 items.
+A query over the maximum cost is refused before any SQL runs, with its cost and
+the limit in the error; the cost is then charged to the caller's budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from graphql import (
+    ExecutionResult,
+    FieldNode,
+    GraphQLError,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    get_named_type,
+    get_operation_ast,
+    is_leaf_type,
+)
+from graphql.execution.values import get_variable_values
+from strawberry.extensions import SchemaExtension
+
+from api.services.pagination import DEFAULT_PAGE_SIZE
+from schema.compiled.selection import Unsupported, Walk
+
+LIST_ESTIMATE = 10
+
+
+def _is_list(graphql_type: Any) -> bool:
+    while isinstance(graphql_type, GraphQLNonNull):
+        graphql_type = graphql_type.of_type
+    return isinstance(graphql_type, GraphQLList)
+
+
+class CostCalculator:
+    def __init__(self, walk: Walk) -> None:
+        self.walk = walk
+
+    def selection(self, type_name: str, node: Any, multiplier: int = 1) -> int:
+        graphql_type, children = self._children(self.walk.schema.type_map[type_name], node)
+        type_name = graphql_type.name
+        total = 0
+        for child in children:
+            name = child.name.value
+            if name == "__typename":
+                continue
+            definition = graphql_type.fields[name]
+            named = get_named_type(definition.type)
+            if is_leaf_type(named):
+                continue
+            if named.name.endswith("Connection"):
+                args = self.walk.arguments(definition, child)
+                size = args.get("first") or args.get("last") or DEFAULT_PAGE_SIZE
+                total += 1 + self.selection(named.name, child, max(0, int(size)))
+            elif name in {"nodes", "edges"} and type_name.endswith(("Connection",)):
+                total += multiplier * self._node(named.name, child)
+            elif _is_list(definition.type):
+                args = self.walk.arguments(definition, child)
+                size = len(args["ids"]) if "ids" in args else LIST_ESTIMATE
+                total += size * self._node(named.name, child)
+            else:
+                total += self._node(named.name, child)
+        return total
+
+    def _node(self, type_name: str, node: FieldNode) -> int:
+        if type_name.endswith("Edge"):
+            return self.selection(type_name, node)
+        return 1 + self.selection(type_name, node)
+
+    def _children(self, graphql_type: Any, node: Any) -> tuple[Any, list[FieldNode]]:
+        if isinstance(graphql_type, GraphQLObjectType):
+            return graphql_type, self.walk.fields(graphql_type.name, node.selection_set)
+        # An interface (Node): count the implementation selecting the most fields.
+        best: tuple[Any, list[FieldNode]] = (graphql_type, [])
+        for implementation in self.walk.schema.get_possible_types(graphql_type):
+            fields = self.walk.fields(implementation.name, node.selection_set)
+            if len(fields) > len(best[1]):
+                best = (implementation, fields)
+        return best
+
+
+def query_cost(
+    schema: GraphQLSchema, document: Any, operation_name: str | None, variables: Any
+) -> tuple[int, int] | None:
+    """(cost, root field count) of the operation, or None if it cannot be computed
+    (variables that do not coerce: execution reports that)."""
+    operation = get_operation_ast(document, operation_name)
+    if not isinstance(operation, OperationDefinitionNode):
+        return None
+    coerced = get_variable_values(schema, operation.variable_definitions or [], variables or {})
+    if isinstance(coerced, list):
+        return None
+    fragments = {d.name.value: d for d in document.definitions if d.kind == "fragment_definition"}
+    walk = Walk(schema, fragments, coerced)
+    root = schema.get_root_type(operation.operation)
+    assert root is not None
+    try:
+        roots = walk.fields(root.name, operation.selection_set)
+        return CostCalculator(walk).selection(root.name, operation), len(roots)
+    except Unsupported:  # e.g. a directive other than skip/include
+        return CostCalculator(walk).selection(root.name, operation), 0
+
+
+def actual_cost(data: Any) -> int:
+    """Objects actually returned (connection wrappers and page info included)."""
+    if isinstance(data, dict):
+        return 1 + sum(actual_cost(value) for value in data.values())
+    if isinstance(data, list):
+        return sum(actual_cost(value) for value in data)
+    return 0
+
+
+def _refuse(message: str, code: str, **extensions: Any) -> ExecutionResult:
+    return ExecutionResult(
+        data=None, errors=[GraphQLError(message, extensions={"code": code, **extensions})]
+    )
+
+
+class QueryLimits(SchemaExtension):
+    """Refuses too costly or too wide operations, charges the caller's budget and
+    reports the cost in ``extensions.cost``."""
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        execution = self.execution_context
+        context = execution.context
+        settings = context.settings
+        measured = query_cost(
+            execution.schema._schema,
+            execution.graphql_document,
+            execution.operation_name,
+            execution.variables,
+        )
+        if measured is not None:
+            cost, roots = measured
+            context.requested_cost = cost
+            if cost > settings.max_query_cost:
+                execution.result = _refuse(
+                    f"This query costs {cost} points; the limit is {settings.max_query_cost}. "
+                    "Ask for fewer items (first/last) or fewer nested connections.",
+                    "QUERY_TOO_COSTLY",
+                    cost=cost,
+                    limit=settings.max_query_cost,
+                )
+            elif roots > settings.max_root_fields:
+                execution.result = _refuse(
+                    f"This operation selects {roots} root fields; the limit is "
+                    f"{settings.max_root_fields}.",
+                    "TOO_MANY_ROOT_FIELDS",
+                )
+            else:
+                budget = await context.rate_limiter.charge(context.rate_limit_key, max(cost, 1))
+                context.budget = budget
+                if not budget.allowed:
+                    context.response.status_code = 429
+                    context.response.headers["Retry-After"] = str(budget.retry_after)
+                    execution.result = _refuse(
+                        f"Rate limit exceeded: {budget.remaining} of {budget.limit} points left "
+                        f"in this window and this query costs {cost}. Retry after "
+                        f"{budget.retry_after} seconds.",
+                        "RATE_LIMITED",
+                        retryAfter=budget.retry_after,
+                    )
+        yield
+        result = execution.result
+        if measured is not None and result is not None:
+            budget = getattr(context, "budget", None)
+            execution.extensions_results["cost"] = {
+                "requested": measured[0],
+                "actual": actual_cost(result.data) if result.data else 0,
+                "limit": settings.max_query_cost,
+                **(
+                    {"remaining": budget.remaining, "budget": budget.limit}
+                    if budget is not None
+                    else {}
+                ),
+            }
