@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from api import migrate
 from api.database import create_engine, create_session_factory, resolve_database_url
 from api.logging import configure_logging
+from api.observability import Metrics, RequestGuard
 from api.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from api.settings import Settings, get_settings
 from auth.services import AuthServices
@@ -25,6 +30,33 @@ log = structlog.get_logger(__name__)
 async def healthz(request: Request) -> JSONResponse:
     """The process is up (no dependency is checked)."""
     return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """Ready to serve: PostgreSQL answers and its schema is at the code's migration head."""
+    engine = request.app.state.engine
+    checks: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(3):
+            current = await migrate.current_revision(engine)
+        checks["database"] = "ok"
+        head = migrate.head_revision()
+        checks["migrations"] = "ok" if current == head else f"at {current}, head is {head}"
+    except (TimeoutError, OSError, SQLAlchemyError) as error:
+        checks["database"] = f"unreachable: {type(error).__name__}"
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+async def metrics(request: Request) -> Response:
+    pool = request.app.state.engine.pool
+    observed: Metrics = request.app.state.metrics
+    observed.pool_in_use.set(pool.checkedout())
+    observed.pool_size.set(pool.size())
+    return observed.render()
 
 
 def make_rate_limiter(settings: Settings) -> RateLimiter:
@@ -95,14 +127,37 @@ def assemble_app(
 
     auth = AuthServices.create(settings, sessions)
     rate_limiter = make_rate_limiter(settings)
-    endpoint = GraphQLEndpoint(settings, sessions, auth, rate_limiter)
+    observed = Metrics()
+    endpoint = GraphQLEndpoint(settings, sessions, auth, rate_limiter, observed)
+    middleware = [
+        Middleware(
+            RequestGuard,
+            metrics=observed,
+            max_body_bytes=settings.max_body_bytes,
+            timeout_seconds=settings.request_timeout_seconds,
+        )
+    ]
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                max_age=600,
+            )
+        )
     app = Starlette(
         routes=[
             Route("/graphql", endpoint, methods=["GET", "POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
         ],
+        middleware=middleware,
         lifespan=lifespan,
     )
+    app.state.metrics = observed
     app.state.auth = auth
     app.state.rate_limiter = rate_limiter
     app.state.engine = engine

@@ -27,7 +27,18 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
+        # Waiting longer than this for a connection answers 503 instead of hanging.
+        pool_timeout=settings.db_pool_timeout_seconds,
+        # A dead connection (database restarted) is replaced instead of failing a request.
         pool_pre_ping=True,
+        connect_args={
+            "server_settings": {
+                "statement_timeout": str(settings.statement_timeout_ms),
+                "TimeZone": "UTC",
+                "application_name": "portfolio-graph",
+            },
+            "timeout": settings.db_connect_timeout_seconds,
+        },
     )
 
 

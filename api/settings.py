@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     port: int = 8000
     db_pool_size: int = 10
     db_max_overflow: int = 5
+    db_pool_timeout_seconds: float = Field(
+        default=5.0, description="Wait for a free connection before answering 503."
+    )
+    db_connect_timeout_seconds: float = Field(default=5.0, description="Connecting to PostgreSQL.")
     max_page_size: int = Field(default=100, description="Cap on first/last of every connection.")
     anonymous_scopes: list[str] | None = Field(
         default=None,

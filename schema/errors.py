@@ -11,6 +11,31 @@ PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
 VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
 BAD_USER_INPUT = "BAD_USER_INPUT"  # variables that do not fit their declared types
 INTERNAL = "INTERNAL_SERVER_ERROR"
+TIMEOUT = "TIMEOUT"
+UNAVAILABLE = "SERVICE_UNAVAILABLE"
+
+
+def _connection_lost(error: BaseException | None) -> bool:
+    """The connection broke mid-request (database restarted): SQLSTATE class 08, or
+    the driver's own connection errors."""
+    while error is not None:
+        if isinstance(error, ConnectionError | OSError):
+            return True
+        if str(getattr(error, "sqlstate", "") or "").startswith(("08", "57P")):
+            return True
+        if type(error).__name__ in {"ConnectionDoesNotExistError", "InterfaceError"}:
+            return True
+        error = error.__cause__ or getattr(error, "orig", None)
+    return False
+
+
+def _statement_timeout(error: BaseException | None) -> bool:
+    """PostgreSQL cancelled the statement (statement_timeout): SQLSTATE 57014."""
+    while error is not None:
+        if getattr(error, "sqlstate", None) == "57014":
+            return True
+        error = error.__cause__ or getattr(error, "orig", None)
+    return False
 
 
 def with_code(error: GraphQLError) -> GraphQLError:
@@ -30,6 +55,12 @@ def with_code(error: GraphQLError) -> GraphQLError:
                 extensions["code"] = BAD_USER_INPUT
             else:
                 extensions["code"] = VALIDATION_FAILED
+        elif _connection_lost(original):
+            extensions["code"] = UNAVAILABLE
+            error.message = "The database connection was lost; retry shortly."
+        elif _statement_timeout(original):
+            extensions["code"] = TIMEOUT
+            error.message = "The database took too long to answer this field."
         else:
             extensions["code"] = INTERNAL
     error.extensions = extensions

@@ -5,16 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import structlog
+from graphql import GraphQLError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
 from api.database import transaction
+from api.observability import Metrics, error_response, record_graphql
 from api.ratelimit import RateLimiter
 from api.settings import Settings
 from auth.middleware import authenticate, unauthorized
@@ -23,17 +28,20 @@ from auth.services import AuthServices
 from auth.tokens import InvalidToken
 from schema.build import schema_for
 from schema.context import Context
-from schema.errors import with_code
+from schema.errors import INTERNAL, with_code
+
+log = structlog.get_logger(__name__)
 
 
 class PortfolioGraphQL(GraphQL[Context, None]):
-    def __init__(self, settings: Settings, rate_limiter: RateLimiter) -> None:
+    def __init__(self, settings: Settings, rate_limiter: RateLimiter, metrics: Metrics) -> None:
         super().__init__(
             schema_for(settings),
             graphql_ide="graphiql" if settings.is_development else None,
             allow_queries_via_get=True,
         )
         self.rate_limiter = rate_limiter
+        self.metrics = metrics
         self.settings = settings
         self.anonymous = anonymous_principal(
             development=settings.is_development, configured=settings.anonymous_scopes
@@ -55,18 +63,37 @@ class PortfolioGraphQL(GraphQL[Context, None]):
     async def process_result(
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
+        state = request.scope.get("state", {})
         data: GraphQLHTTPResponse = {"data": result.data}
-        if result.errors:
-            data["errors"] = [with_code(e).formatted for e in result.errors]
+        errors = [self._public(with_code(e), state) for e in result.errors or []]
+        if errors:
+            data["errors"] = errors  # type: ignore[typeddict-item]
         extensions = dict(result.extensions or {})
-        if self.settings.is_development:
+        context = state.get("graphql_context")
+        if self.settings.is_development and context is not None and context.answered_by:
             # Which read path answered: a debugging aid, not part of the contract.
-            context = request.scope.get("state", {}).get("graphql_context")
-            if context is not None and context.answered_by:
-                extensions["answeredBy"] = context.answered_by
+            extensions["answeredBy"] = context.answered_by
         if extensions:
             data["extensions"] = extensions
+        cost: dict[str, Any] = extensions.get("cost") or {}
+        record_graphql(self.metrics, state, errors, cost.get("requested"))
         return data
+
+    def _public(self, error: GraphQLError, state: dict[str, Any]) -> dict[str, Any]:
+        """An internal error is logged with its detail; the caller gets the request id."""
+        formatted: dict[str, Any] = dict(error.formatted)
+        if (formatted.get("extensions") or {}).get("code") != INTERNAL:
+            return formatted
+        request_id = state.get("request_id", "")
+        log.error(
+            "internal_error",
+            path=formatted.get("path"),
+            exc_info=error.original_error,
+        )
+        formatted["extensions"] = {"code": INTERNAL, "requestId": request_id}
+        if not self.settings.is_development:
+            formatted["message"] = f"Internal server error; quote request id {request_id}."
+        return formatted
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
@@ -92,8 +119,9 @@ class GraphQLEndpoint:
         sessions: async_sessionmaker[AsyncSession],
         auth: AuthServices,
         rate_limiter: RateLimiter,
+        metrics: Metrics,
     ) -> None:
-        self.view = PortfolioGraphQL(settings, rate_limiter)
+        self.view = PortfolioGraphQL(settings, rate_limiter, metrics)
         self.sessions = sessions
         self.auth = auth
 
@@ -102,18 +130,38 @@ class GraphQLEndpoint:
             await self.view(scope, receive, send)
             return
         authorization = Headers(scope=scope).get("authorization")
-        async with transaction(self.sessions) as session:
-            try:
-                principal = await authenticate(
-                    self.auth, session, authorization, self.view.anonymous
-                )
-            except InvalidToken as error:
-                await unauthorized("invalid_token", error.description)(scope, receive, send)
-                return
-            state = scope.setdefault("state", {})
-            state["session"] = session
-            state["principal"] = principal
-            await self.view(scope, receive, send)
+        started = {"response": False}
+
+        async def tracked_send(message: Message) -> None:
+            started["response"] = True
+            await send(message)
+
+        try:
+            async with transaction(self.sessions) as session:
+                # Take the connection now: a busy pool or a database that is down
+                # answers 503 here rather than as an error inside the GraphQL result.
+                await session.connection()
+                try:
+                    principal = await authenticate(
+                        self.auth, session, authorization, self.view.anonymous
+                    )
+                except InvalidToken as error:
+                    await unauthorized("invalid_token", error.description)(scope, receive, send)
+                    return
+                state = scope.setdefault("state", {})
+                state["session"] = session
+                state["principal"] = principal
+                await self.view(scope, receive, tracked_send)
+        except (SQLAlchemyTimeoutError, OperationalError, DBAPIError, OSError) as error:
+            # Pool exhausted or database unreachable: tell the caller to come back.
+            log.warning("database_unavailable", error=type(error).__name__)
+            if not started["response"]:
+                await error_response(
+                    503,
+                    "SERVICE_UNAVAILABLE",
+                    "The database is unavailable or busy; retry shortly.",
+                    {"Retry-After": "2"},
+                )(scope, receive, send)
 
 
 __all__ = ["GraphQLEndpoint", "Response"]

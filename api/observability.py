@@ -1,0 +1,172 @@
+"""Request ids, access logs, Prometheus metrics, body and time limits: pure ASGI."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import orjson
+import structlog
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = structlog.get_logger("portfolio.access")
+
+
+class Metrics:
+    """One registry per app, so tests and several apps in a process do not collide."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "portfolio_http_requests", "HTTP requests.", ["path", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "portfolio_http_request_seconds",
+            "Time to answer a request.",
+            ["path"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "portfolio_graphql_errors", "GraphQL errors by code.", ["code"], registry=self.registry
+        )
+        self.cost = Counter(
+            "portfolio_query_cost_points", "Query cost points charged.", registry=self.registry
+        )
+        self.pool_in_use = Gauge(
+            "portfolio_db_pool_checked_out", "Database connections in use.", registry=self.registry
+        )
+        self.pool_size = Gauge(
+            "portfolio_db_pool_size", "Database connections open.", registry=self.registry
+        )
+
+    def render(self) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    body = {"errors": [{"message": message, "extensions": {"code": code}}]}
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+class RequestGuard:
+    """Gives each request an id (X-Request-ID), bounds its body and its time, logs it
+    and counts it."""
+
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, *, max_body_bytes: int, timeout_seconds: float
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+        self.timeout_seconds = timeout_seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        if len(request_id) > 64 or not request_id.replace("-", "").isalnum():
+            request_id = uuid.uuid4().hex  # never echo arbitrary text into logs and headers
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = {"code": 500, "sent": False}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                status["sent"] = True
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        declared = request.headers.get("content-length")
+        try:
+            if declared is not None and (
+                not declared.isdigit() or int(declared) > self.max_body_bytes
+            ):
+                await self._too_large()(scope, receive, send_with_id)
+                return
+            async with asyncio.timeout(self.timeout_seconds):
+                await self.app(scope, self._bounded(receive), send_with_id)
+        except _BodyTooLarge:
+            if not status["sent"]:
+                await self._too_large()(scope, receive, send_with_id)
+        except TimeoutError:
+            if not status["sent"]:
+                await error_response(
+                    503,
+                    "TIMEOUT",
+                    f"The request took longer than {self.timeout_seconds:g} s and was stopped.",
+                    {"Retry-After": "5"},
+                )(scope, receive, send_with_id)
+        finally:
+            path = scope.get("route_path") or scope["path"]
+            elapsed = time.perf_counter() - started
+            path_label = (
+                path if path in {"/graphql", "/healthz", "/readyz", "/metrics"} else "other"
+            )
+            self.metrics.requests.labels(path_label, str(status["code"])).inc()
+            self.metrics.latency.labels(path_label).observe(elapsed)
+            state = scope.get("state", {})
+            log.info(
+                "request",
+                method=scope["method"],
+                path=path,
+                status=status["code"],
+                ms=round(elapsed * 1000, 2),
+                client_id=getattr(state.get("principal"), "client_id", None),
+                operation=state.get("operation_name"),
+                cost=state.get("cost"),
+            )
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    def _too_large(self) -> Response:
+        return error_response(
+            413, "REQUEST_TOO_LARGE", f"Request bodies are limited to {self.max_body_bytes} bytes."
+        )
+
+    def _bounded(self, receive: Receive) -> Receive:
+        received = 0
+
+        async def bounded() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        return bounded
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def record_graphql(
+    metrics: Metrics, state: dict[str, Any], errors: list[dict[str, Any]], cost: int | None
+) -> None:
+    for error in errors:
+        metrics.errors.labels(error.get("extensions", {}).get("code", "UNKNOWN")).inc()
+    if cost:
+        metrics.cost.inc(cost)
+        state["cost"] = cost

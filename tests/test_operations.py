@@ -1,0 +1,149 @@
+"""Running it: health, readiness, metrics, request ids, body and time limits, and what
+callers see when the database is slow, busy or gone."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from graphql import GraphQLError
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from api.app import assemble_app
+from api.database import create_engine, create_session_factory
+from schema.errors import with_code
+from tests.conftest import GraphQL, make_client, settings_for
+
+
+@pytest.fixture
+async def own_engine(database_url: str) -> AsyncIterator[Any]:
+    """Apps with their own engine (own pool), for pool and timeout behaviour."""
+    engines: list[AsyncEngine] = []
+
+    def make(**settings: Any) -> Any:
+        configured = settings_for(**settings)
+        engine = create_engine(database_url, configured)
+        engines.append(engine)
+        return assemble_app(configured, engine, create_session_factory(engine))
+
+    yield make
+    for engine in engines:
+        await engine.dispose()
+
+
+def client_for(app: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+
+
+async def test_readyz_reports_database_and_migrations(client: httpx.AsyncClient) -> None:
+    response = await client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "migrations": "ok"},
+    }
+
+
+async def test_readyz_and_graphql_when_the_database_is_gone() -> None:
+    settings = settings_for(db_connect_timeout_seconds=1)
+    engine = create_engine("postgresql+asyncpg://postgres@127.0.0.1:1/nowhere", settings)
+    app = assemble_app(settings, engine, create_session_factory(engine))
+    async with client_for(app) as client:
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["database"].startswith("unreachable: ")
+        response = await client.post("/graphql", json={"query": "{ products { totalCount } }"})
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "2"
+    assert response.json() == {
+        "errors": [
+            {
+                "message": "The database is unavailable or busy; retry shortly.",
+                "extensions": {"code": "SERVICE_UNAVAILABLE"},
+            }
+        ]
+    }
+    await engine.dispose()
+
+
+async def test_pool_exhaustion_answers_503_instead_of_hanging(own_engine: Any) -> None:
+    app = own_engine(db_pool_size=1, db_max_overflow=0, db_pool_timeout_seconds=0.2)
+    engine = app.state.engine
+    async with engine.connect() as held, client_for(app) as client:
+        await held.execute(text("SELECT 1"))  # the only connection is taken
+        response = await client.post("/graphql", json={"query": "{ products { totalCount } }"})
+    assert response.status_code == 503
+    assert response.json()["errors"][0]["extensions"] == {"code": "SERVICE_UNAVAILABLE"}
+    async with client_for(app) as client:  # and it recovers once the connection is back
+        again = await client.post("/graphql", json={"query": "{ products { totalCount } }"})
+    assert again.status_code == 200
+
+
+async def test_statement_timeout_is_set_on_every_connection(own_engine: Any) -> None:
+    app = own_engine(statement_timeout_ms=1234)
+    async with app.state.engine.connect() as connection:
+        assert await connection.scalar(text("SHOW statement_timeout")) == "1234ms"
+
+
+async def test_request_timeout(own_engine: Any) -> None:
+    app = own_engine(request_timeout_seconds=0.000001)
+    async with client_for(app) as client:
+        response = await client.post("/graphql", json={"query": "{ products { totalCount } }"})
+    assert response.status_code == 503
+    assert response.json()["errors"][0] == {
+        "message": "The request took longer than 1e-06 s and was stopped.",
+        "extensions": {"code": "TIMEOUT"},
+    }
+
+
+async def test_body_limit(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with make_client(engine, sessions, max_body_bytes=1000) as client:
+        response = await client.post("/graphql", json={"query": "{ __typename }" + " " * 2000})
+    assert response.status_code == 413
+    assert response.json()["errors"][0] == {
+        "message": "Request bodies are limited to 1000 bytes.",
+        "extensions": {"code": "REQUEST_TOO_LARGE"},
+    }
+
+
+async def test_request_id_is_echoed_or_made(client: httpx.AsyncClient) -> None:
+    given = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert given.headers["x-request-id"] == "abc-123"
+    made = await client.get("/healthz", headers={"X-Request-ID": "bad id\nwith newline"})
+    assert len(made.headers["x-request-id"]) == 32
+
+
+async def test_metrics(client: httpx.AsyncClient, gql: GraphQL) -> None:
+    await gql("{ products(first: 2) { totalCount } }")
+    await gql("{ products(first: 500) { totalCount } }")
+    body = (await client.get("/metrics")).text
+    assert 'portfolio_http_requests_total{path="/graphql",status="200"} 2.0' in body
+    assert 'portfolio_graphql_errors_total{code="INVALID"} 1.0' in body
+    assert "portfolio_query_cost_points_total" in body
+    assert "portfolio_db_pool_checked_out" in body
+
+
+def test_internal_errors_are_coded_and_timeouts_named() -> None:
+    error = with_code(GraphQLError("boom", path=["x"], original_error=RuntimeError("secret")))
+    assert error.extensions == {"code": "INTERNAL_SERVER_ERROR"}
+
+    class Cancelled(Exception):
+        sqlstate = "57014"
+
+    timeout = with_code(GraphQLError("canceling statement", path=["x"], original_error=Cancelled()))
+    assert timeout.extensions == {"code": "TIMEOUT"}
+    assert timeout.message == "The database took too long to answer this field."
+
+
+async def test_internal_error_is_masked_in_production(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    app = assemble_app(settings_for(environment="production"), engine, sessions)
+    view = app.routes[0].app.view  # the GraphQL view of the /graphql route
+    error = with_code(GraphQLError("secret detail", path=["x"], original_error=KeyError("k")))
+    public = view._public(error, {"request_id": "req-1"})
+    assert public["message"] == "Internal server error; quote request id req-1."
+    assert public["extensions"] == {"code": "INTERNAL_SERVER_ERROR", "requestId": "req-1"}
