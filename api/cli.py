@@ -277,6 +277,24 @@ def _refusals(work: Callable[[], T]) -> T:
         raise typer.Exit(code=1) from None
 
 
+@app.command("persist-queries")
+def persist_queries(
+    files: Annotated[
+        list[Path], typer.Argument(help="GraphQL documents, one per file.", exists=True)
+    ],
+) -> None:
+    """Register documents as persisted queries; prints each file's SHA-256."""
+    from api.services.persisted import PersistedQueryStore
+
+    async def run(engine: AsyncEngine) -> list[str]:
+        store = PersistedQueryStore()
+        async with create_session_factory(engine)() as session, session.begin():
+            return [await store.register(session, f.read_text(encoding="utf-8")) for f in files]
+
+    for file, sha256 in zip(files, _with_engine(run), strict=True):
+        typer.echo(f"{sha256}  {file}")
+
+
 @app.command("export-schema")
 def export_schema(
     output: Annotated[Path, typer.Option(help="Where to write the SDL; - for stdout.")] = Path(

@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed to call the API from a browser."
     )
+    persisted_queries_only: bool = Field(
+        default=False,
+        description="Run only documents registered with `portfolio persist-queries`.",
+    )
     compiled_reads: bool = Field(
         default=True,
         description="Answer covered queries with one SQL statement per root field.",

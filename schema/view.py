@@ -21,6 +21,7 @@ from strawberry.types import ExecutionResult
 from api.database import transaction
 from api.observability import Metrics, error_response, record_graphql
 from api.ratelimit import RateLimiter
+from api.services.persisted import PersistedQueryStore
 from api.settings import Settings
 from auth.middleware import authenticate, unauthorized
 from auth.principal import anonymous_principal
@@ -29,6 +30,14 @@ from auth.tokens import InvalidToken
 from schema.build import schema_for
 from schema.context import Context
 from schema.errors import INTERNAL, with_code
+from schema.persisted import (
+    PersistedQueryError,
+    get_payload,
+    read_body,
+    replay,
+    resolve_persisted,
+    set_get_payload,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -99,6 +108,9 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         return orjson.dumps(data)
 
 
+_MARKER = b"persistedQuery"
+
+
 def _rate_limit_key(principal: Any, request: Any) -> str:
     """Users are charged across their clients; services per client; others per address."""
     if principal.user_id is not None:
@@ -124,6 +136,8 @@ class GraphQLEndpoint:
         self.view = PortfolioGraphQL(settings, rate_limiter, metrics)
         self.sessions = sessions
         self.auth = auth
+        self.persisted = PersistedQueryStore()
+        self.only_persisted = settings.persisted_queries_only
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -151,6 +165,11 @@ class GraphQLEndpoint:
                 state = scope.setdefault("state", {})
                 state["session"] = session
                 state["principal"] = principal
+                try:
+                    receive = await self._persisted(scope, receive, session)
+                except PersistedQueryError as refused:
+                    await refused.response(scope, receive, send)
+                    return
                 await self.view(scope, receive, tracked_send)
         except (SQLAlchemyTimeoutError, OperationalError, DBAPIError, OSError) as error:
             # Pool exhausted or database unreachable: tell the caller to come back.
@@ -162,6 +181,29 @@ class GraphQLEndpoint:
                     "The database is unavailable or busy; retry shortly.",
                     {"Retry-After": "2"},
                 )(scope, receive, send)
+
+    async def _persisted(self, scope: Scope, receive: Receive, session: AsyncSession) -> Receive:
+        """Fill in a persisted document (or refuse); returns the receive to pass on."""
+        if scope["method"] == "GET":
+            payload = get_payload(scope)
+            if self.only_persisted or "persistedQuery" in str(payload.get("extensions", "")):
+                resolved = await resolve_persisted(
+                    self.persisted, session, payload, only_persisted=self.only_persisted
+                )
+                set_get_payload(scope, resolved)
+            return receive
+        body = await read_body(receive)
+        if self.only_persisted or _MARKER in body:
+            try:
+                payload = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                return replay(body)  # strawberry reports the malformed body
+            if isinstance(payload, dict):
+                resolved = await resolve_persisted(
+                    self.persisted, session, payload, only_persisted=self.only_persisted
+                )
+                body = orjson.dumps(resolved)
+        return replay(body)
 
 
 __all__ = ["GraphQLEndpoint", "Response"]

@@ -186,3 +186,15 @@ class LoginThrottle(Base):
     key: Mapped[str] = mapped_column(String(400), primary_key=True)
     window_started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     failures: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+class PersistedQuery(Base):
+    """A GraphQL document registered under its SHA-256, for persisted-query clients."""
+
+    __tablename__ = "persisted_queries"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    document: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )

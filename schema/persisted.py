@@ -1,0 +1,113 @@
+"""Persisted queries at the HTTP edge: the document is found (or registered) by its
+hash before strawberry sees the request."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope
+
+from api.observability import error_response
+from api.services.persisted import PersistedQueryStore, digest
+
+
+class PersistedQueryError(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+async def resolve_persisted(
+    store: PersistedQueryStore,
+    session: AsyncSession,
+    payload: dict[str, Any],
+    *,
+    only_persisted: bool,
+) -> dict[str, Any]:
+    """The request with its document filled in, or PersistedQueryError."""
+    extensions = payload.get("extensions") or {}
+    persisted = extensions.get("persistedQuery") if isinstance(extensions, dict) else None
+    query = payload.get("query")
+    if not isinstance(persisted, dict):
+        if only_persisted:
+            raise PersistedQueryError(
+                error_response(
+                    400,
+                    "PERSISTED_QUERY_REQUIRED",
+                    "This server only runs persisted queries: send "
+                    "extensions.persistedQuery.sha256Hash of a registered document.",
+                )
+            )
+        return payload
+    sha256 = persisted.get("sha256Hash")
+    if persisted.get("version", 1) != 1 or not isinstance(sha256, str) or len(sha256) != 64:
+        raise PersistedQueryError(
+            error_response(400, "PERSISTED_QUERY_INVALID", "Unsupported persistedQuery extension.")
+        )
+    if isinstance(query, str):
+        if digest(query) != sha256:
+            raise PersistedQueryError(
+                error_response(
+                    400, "PERSISTED_QUERY_HASH_MISMATCH", "sha256Hash does not match the query."
+                )
+            )
+        if await store.find(session, sha256) is None:
+            if only_persisted:
+                raise PersistedQueryError(_not_found())
+            await store.register(session, query)
+        return payload
+    document = await store.find(session, sha256)
+    if document is None:
+        raise PersistedQueryError(_not_found())
+    return {**payload, "query": document}
+
+
+def _not_found() -> Response:
+    # Apollo's convention: 200, so clients retry with the full document.
+    return error_response(200, "PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound")
+
+
+async def read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+def get_payload(scope: Scope) -> dict[str, Any]:
+    params = dict(parse_qsl(scope.get("query_string", b"").decode()))
+    payload: dict[str, Any] = dict(params)
+    for key in ("extensions", "variables"):
+        if key in params:
+            try:
+                payload[key] = orjson.loads(params[key])
+            except orjson.JSONDecodeError:
+                payload[key] = params[key]
+    return payload
+
+
+def set_get_payload(scope: Scope, payload: dict[str, Any]) -> None:
+    params = {
+        key: value if isinstance(value, str) else orjson.dumps(value).decode()
+        for key, value in payload.items()
+        if value is not None
+    }
+    scope["query_string"] = urlencode(params).encode()
