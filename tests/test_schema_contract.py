@@ -67,3 +67,16 @@ def test_guarded_fields_show_their_scopes_in_the_sdl() -> None:
     sdl = render_sdl()
     assert 'estimatedCost: Decimal @requiresScopes(scopes: ["finance:read"])' in sdl
     assert "directive @requiresScopes(scopes: [String!]!) on FIELD_DEFINITION" in sdl
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    from api.settings import Settings
+
+    readme = (SCHEMA_FILE.parent / "README.md").read_text(encoding="utf-8")
+    special = {"database_url": "DATABASE_URL", "redis_url": "REDIS_URL"}
+    missing = [
+        variable
+        for name in Settings.model_fields
+        if f"`{(variable := special.get(name, f'PORTFOLIO_{name.upper()}'))}`" not in readme
+    ]
+    assert missing == []
