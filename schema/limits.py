@@ -9,9 +9,11 @@ the limit in the error; the cost is then charged to the caller's budget.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Hashable
 from typing import Any
 
+import orjson
 from graphql import (
     ExecutionResult,
     FieldNode,
@@ -109,6 +111,37 @@ def query_cost(
         return CostCalculator(walk).selection(root.name, operation), 0
 
 
+_COSTS: OrderedDict[Hashable, tuple[int, int] | None] = OrderedDict()
+_COSTS_SIZE = 1024
+
+
+def cached_query_cost(execution: Any) -> tuple[int, int] | None:
+    """``query_cost`` memoised by (document, operation, variables): it depends on nothing
+    else."""
+    try:
+        key: Hashable = (
+            execution.query,
+            execution.operation_name,
+            orjson.dumps(execution.variables or {}, option=orjson.OPT_SORT_KEYS),
+        )
+    except TypeError:
+        key = None
+    if key is not None and key in _COSTS:
+        _COSTS.move_to_end(key)
+        return _COSTS[key]
+    measured = query_cost(
+        execution.schema._schema,
+        execution.graphql_document,
+        execution.operation_name,
+        execution.variables,
+    )
+    if key is not None:
+        _COSTS[key] = measured
+        while len(_COSTS) > _COSTS_SIZE:
+            _COSTS.popitem(last=False)
+    return measured
+
+
 def actual_cost(data: Any) -> int:
     """Objects actually returned (connection wrappers and page info included)."""
     if isinstance(data, dict):
@@ -132,12 +165,7 @@ class QueryLimits(SchemaExtension):
         execution = self.execution_context
         context = execution.context
         settings = context.settings
-        measured = query_cost(
-            execution.schema._schema,
-            execution.graphql_document,
-            execution.operation_name,
-            execution.variables,
-        )
+        measured = cached_query_cost(execution)
         if measured is not None:
             cost, roots = measured
             context.requested_cost = cost
@@ -172,9 +200,12 @@ class QueryLimits(SchemaExtension):
         result = execution.result
         if measured is not None and result is not None:
             budget = getattr(context, "budget", None)
+            actual = getattr(context, "actual_cost", None)
+            if actual is None:
+                actual = actual_cost(result.data) if result.data else 0
             execution.extensions_results["cost"] = {
                 "requested": measured[0],
-                "actual": actual_cost(result.data) if result.data else 0,
+                "actual": actual,
                 "limit": settings.max_query_cost,
                 **(
                     {"remaining": budget.remaining, "budget": budget.limit}

@@ -108,37 +108,86 @@ Initiative.wsjf_explanation = column_property(
 )
 
 
+def _active_blocker(constraint: Any) -> ColumnElement[bool]:
+    return and_(
+        constraint.severity == ConstraintSeverity.BLOCKER,
+        constraint.status.in_(ACTIVE_CONSTRAINT_STATUSES),
+        constraint.archived_at.is_(None),
+    )
+
+
+def _applied_directly(initiative_id: Expression) -> Any:
+    """Constraints applied to the initiative itself."""
+    return (
+        select(constraint_initiatives.c.constraint_id)
+        .where(constraint_initiatives.c.initiative_id == initiative_id)
+        .correlate_except(constraint_initiatives)
+    )
+
+
+def _applied_through_products(initiative_id: Expression) -> Any:
+    """Constraints applied to one of the initiative's products."""
+    return (
+        select(constraint_products.c.constraint_id)
+        .join(
+            initiative_products,
+            initiative_products.c.product_id == constraint_products.c.product_id,
+        )
+        .where(initiative_products.c.initiative_id == initiative_id)
+        .correlate_except(constraint_products, initiative_products)
+    )
+
+
 def constraint_blocks(initiative_id: Expression) -> ColumnElement[bool]:
     """True for a TechnicalConstraint row that blocks the given initiative: an
     OPEN or MITIGATING BLOCKER applied to it or to one of its products."""
-    applies_to_initiative = (
-        exists()
-        .where(
-            constraint_initiatives.c.constraint_id == TechnicalConstraint.id,
-            constraint_initiatives.c.initiative_id == initiative_id,
-        )
-        .correlate_except(constraint_initiatives)
-    )
-    applies_to_product = (
-        exists()
-        .where(
-            constraint_products.c.constraint_id == TechnicalConstraint.id,
-            initiative_products.c.product_id == constraint_products.c.product_id,
-            initiative_products.c.initiative_id == initiative_id,
-        )
-        .correlate_except(constraint_products, initiative_products)
-    )
     return and_(
-        TechnicalConstraint.severity == ConstraintSeverity.BLOCKER,
-        TechnicalConstraint.status.in_(ACTIVE_CONSTRAINT_STATUSES),
-        TechnicalConstraint.archived_at.is_(None),
-        or_(applies_to_initiative, applies_to_product),
+        _active_blocker(TechnicalConstraint),
+        or_(
+            TechnicalConstraint.id.in_(_applied_directly(initiative_id)),
+            TechnicalConstraint.id.in_(_applied_through_products(initiative_id)),
+        ),
     )
 
 
-Initiative.is_blocked = column_property(
-    exists().where(constraint_blocks(Initiative.id)).correlate_except(TechnicalConstraint)
-)
+def _blocked(initiative_id: Expression) -> ColumnElement[bool]:
+    """The same rule as ``constraint_blocks``, driven from the initiative's links (a
+    few index probes per initiative) rather than from the constraints. The link
+    tables are never correlated: an enclosing query may join them too."""
+    direct = (
+        exists()
+        .select_from(
+            constraint_initiatives.join(
+                TechnicalConstraint,
+                TechnicalConstraint.id == constraint_initiatives.c.constraint_id,
+            )
+        )
+        .where(
+            constraint_initiatives.c.initiative_id == initiative_id,
+            _active_blocker(TechnicalConstraint),
+        )
+        .correlate_except(constraint_initiatives, TechnicalConstraint)
+    )
+    through_products = (
+        exists()
+        .select_from(
+            initiative_products.join(
+                constraint_products,
+                constraint_products.c.product_id == initiative_products.c.product_id,
+            ).join(
+                TechnicalConstraint, TechnicalConstraint.id == constraint_products.c.constraint_id
+            )
+        )
+        .where(
+            initiative_products.c.initiative_id == initiative_id,
+            _active_blocker(TechnicalConstraint),
+        )
+        .correlate_except(initiative_products, constraint_products, TechnicalConstraint)
+    )
+    return or_(direct, through_products)
+
+
+Initiative.is_blocked = column_property(_blocked(Initiative.id))
 
 
 # The latest measurement wins by observation time, then by insertion order.

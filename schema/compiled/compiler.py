@@ -12,6 +12,7 @@ import itertools
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from graphql import FieldNode, GraphQLObjectType, get_named_type
@@ -24,6 +25,7 @@ from sqlalchemy import (
     cast,
     false,
     func,
+    inspect,
     literal,
     literal_column,
     select,
@@ -80,7 +82,7 @@ class Compiler:
     # ------------------------------------------------------------ helpers
 
     def _alias(self, model: Any) -> Any:
-        return aliased(model, name=f"n{next(self._names)}")
+        return _alias_named(model, f"n{next(self._names)}")
 
     def _definition(self, type_name: str, node: FieldNode) -> tuple[Any, Any]:
         graphql_type = self.walk.schema.type_map[type_name]
@@ -119,15 +121,28 @@ class Compiler:
 
     @staticmethod
     def _adapt(alias: Any, clause: Any) -> Any:
-        from sqlalchemy import inspect
-
         if hasattr(clause, "__clause_element__"):  # a mapped attribute
             clause = clause.__clause_element__()
         return ClauseAdapter(inspect(alias).selectable).traverse(clause)
 
+    def _adapt_static(self, alias: Any, clause: Any) -> Any:
+        """``_adapt`` for module-level clauses (orderings, edges): memoised."""
+        key = (id(clause), alias)
+        adapted = _ADAPTED.get(key)
+        if adapted is None:
+            adapted = _ADAPTED[key] = (clause, self._adapt(alias, clause))
+        return adapted[1]
+
     # ------------------------------------------------------------ root fields
 
     def root(self, node: FieldNode) -> Select[Any]:
+        """The statement answering one root field: a single row and column, the JSON
+        text of the field's value (text, so it is parsed once, by orjson)."""
+        statement = self._root(node)
+        (column,) = statement.selected_columns
+        return statement.with_only_columns(cast(column, Text))
+
+    def _root(self, node: FieldNode) -> Select[Any]:
         definition, field = self._definition("Query", node)
         meta = field.metadata
         args = self._arguments(definition, field, node)
@@ -258,11 +273,11 @@ class Compiler:
         if edge is not None:
             if edge.join is not None:
                 target, onclause = edge.join
-                base = base.join(target, self._adapt(alias, onclause))
+                base = base.join(target, self._adapt_static(alias, onclause))
             if edge.condition is not None:
-                conditions.append(self._adapt(alias, edge.condition))
-            conditions.append(self._adapt(alias, edge.parent_key) == parent.id)
-        sort = self._adapt(alias, order_type.orderings[ordering_name])
+                conditions.append(self._adapt_static(alias, edge.condition))
+            conditions.append(self._adapt_static(alias, edge.parent_key) == parent.id)
+        sort = self._adapt_static(alias, order_type.orderings[ordering_name])
         order = [sort.desc(), alias.id.desc()] if descending else [sort.asc(), alias.id.asc()]
 
         selections = self.walk.fields(f"{type_name}", node.selection_set)
@@ -365,6 +380,17 @@ class Compiler:
                 raise Unsupported(f"pageInfo.{name}")
             pairs += [literal(response_key(child)), value]
         return func.json_build_object(*pairs)
+
+
+@cache
+def _alias_named(model: Any, name: str) -> Any:
+    """Aliases are reused across plans: each memoises its adapted attributes and
+    computed expressions, which are the costly part of planning."""
+    return aliased(model, name=name)
+
+
+# (id(clause), alias) -> (clause, adapted); the clause is kept so its id stays unique.
+_ADAPTED: dict[tuple[int, Any], tuple[Any, Any]] = {}
 
 
 def _python_type(column: Any) -> Any:

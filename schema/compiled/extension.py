@@ -6,7 +6,8 @@ strawberry skip execution; parsing and validation (and their caches) still apply
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Hashable
 from typing import Any
 
 import orjson
@@ -22,6 +23,42 @@ from schema.compiled.selection import Unsupported, Walk, response_key
 log = structlog.get_logger(__name__)
 
 
+class PlanCache:
+    """Plans by (document, operation, scopes, variables): a plan depends on nothing
+    else (not on the data), so a hit skips planning entirely. Bounded LRU."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._plans: OrderedDict[Hashable, list[tuple[str, Any]] | None] = OrderedDict()
+
+    def key(self, execution: Any) -> Hashable | None:
+        try:
+            variables = orjson.dumps(execution.variables or {}, option=orjson.OPT_SORT_KEYS)
+        except TypeError:
+            return None
+        return (
+            execution.query,
+            execution.operation_name,
+            execution.context.principal.scopes,
+            variables,
+        )
+
+    def get(self, key: Hashable) -> tuple[bool, list[tuple[str, Any]] | None]:
+        if key not in self._plans:
+            return False, None
+        self._plans.move_to_end(key)
+        return True, self._plans[key]
+
+    def put(self, key: Hashable, plan: list[tuple[str, Any]] | None) -> None:
+        self._plans[key] = plan
+        self._plans.move_to_end(key)
+        while len(self._plans) > self.size:
+            self._plans.popitem(last=False)
+
+
+PLANS = PlanCache()
+
+
 class CompiledQueries(SchemaExtension):
     """Answers a query with one SQL statement per root field when the compiler covers
     it; otherwise lets the resolvers run."""
@@ -32,18 +69,35 @@ class CompiledQueries(SchemaExtension):
         if execution.result is not None:  # already refused (limits)
             yield
             return
-        plan = self._plan(execution) if getattr(context, "compiled", True) else None
+        plan = self._cached_plan(execution) if getattr(context, "compiled", True) else None
         if plan is not None:
             data: dict[str, Any] = {}
+            objects = 0
             async with context.lock:
                 for key, statement in plan:
                     text = await context.session.scalar(statement)
-                    data[key] = orjson.loads(text) if isinstance(text, str) else text
+                    if isinstance(text, str):
+                        data[key] = orjson.loads(text)
+                        # Objects returned, counted on the text (braces in strings are rare).
+                        objects += text.count("{")
+                    else:
+                        data[key] = text
+            context.actual_cost = objects
             context.answered_by = "compiled"
             execution.result = ExecutionResult(data=data)
         else:
             context.answered_by = "resolvers"
         yield
+
+    def _cached_plan(self, execution: Any) -> list[tuple[str, Any]] | None:
+        key = PLANS.key(execution)
+        if key is None:
+            return self._plan(execution)
+        found, plan = PLANS.get(key)
+        if not found:
+            plan = self._plan(execution)
+            PLANS.put(key, plan)
+        return plan
 
     def _plan(self, execution: Any) -> list[tuple[str, Any]] | None:
         document = execution.graphql_document
