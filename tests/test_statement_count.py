@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -76,3 +77,22 @@ async def test_compiled_path_answers_it_with_one_statement(
     body = await gql(NESTED)
     assert body["extensions"]["answeredBy"] == "compiled"
     assert statements.count == 1, statements.statements
+
+
+WORKLOAD_1 = """{ products(first: 50) { nodes { key
+  initiatives(first: 10) { nodes { key title status riceScore isBlocked } }
+  kpis(first: 4) { nodes { key latest { value } status } } } } }"""
+
+
+async def test_overview_workload_costs_at_most_four_statements_with_a_token(
+    caller: Any, db: AsyncSession, statements: StatementCounter
+) -> None:
+    """Benchmark workload 1 over real HTTP with a real token: authentication included."""
+    api = await caller(["portfolio:read"])
+    first = await api(WORKLOAD_1)
+    assert "errors" not in first
+    statements.reset()
+    body = await api(WORKLOAD_1)
+    assert body["data"] == first["data"]
+    assert len(body["data"]["products"]["nodes"]) >= 10
+    assert statements.count <= 4, statements.statements
