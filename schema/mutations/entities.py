@@ -14,7 +14,7 @@ from auth.scopes import Scope
 from schema.mutations.common import decode_reference, given_values, run, to_user_error
 from schema.permissions import guarded
 
-__all__ = ["archive", "create", "guarded", "link", "to_user_error", "update"]
+__all__ = ["archive", "create", "guarded", "link", "link_pair", "to_user_error", "update"]
 
 Work = Callable[[AsyncSession, Actor, Any], Awaitable[Any]]
 
@@ -124,3 +124,13 @@ def link(
         f"{verb} a {spec.owner.name} and a {spec.target.name}. Repeating it changes nothing."
     )
     return strawberry.field(resolver=resolve, **guarded(description, scope))
+
+
+def link_pair(
+    spec: links.LinkSpec, input_type: Any, payload: Any, fields: tuple[str, str], scope: Scope
+) -> tuple[Any, Any]:
+    """The link and the unlink mutation of one kind of link."""
+    return (
+        link(spec, input_type, payload, fields, scope, remove=False),
+        link(spec, input_type, payload, fields, scope, remove=True),
+    )

@@ -172,69 +172,33 @@ class PortfolioMutation:
         Scope.GLOSSARY_WRITE,
     )
 
-    link_initiative_product = entities.link(
+    link_initiative_product, unlink_initiative_product = entities.link_pair(
         links.INITIATIVE_PRODUCT,
         inputs.InitiativeProductInput,
         InitiativeProductPayload,
         ("initiative", "product"),
         Scope.INITIATIVES_WRITE,
-        remove=False,
     )
-    unlink_initiative_product = entities.link(
-        links.INITIATIVE_PRODUCT,
-        inputs.InitiativeProductInput,
-        InitiativeProductPayload,
-        ("initiative", "product"),
-        Scope.INITIATIVES_WRITE,
-        remove=True,
-    )
-    link_constraint_product = entities.link(
+    link_constraint_product, unlink_constraint_product = entities.link_pair(
         links.CONSTRAINT_PRODUCT,
         inputs.ConstraintProductInput,
         ConstraintProductPayload,
         ("technical_constraint", "product"),
         Scope.CONSTRAINTS_WRITE,
-        remove=False,
     )
-    unlink_constraint_product = entities.link(
-        links.CONSTRAINT_PRODUCT,
-        inputs.ConstraintProductInput,
-        ConstraintProductPayload,
-        ("technical_constraint", "product"),
-        Scope.CONSTRAINTS_WRITE,
-        remove=True,
-    )
-    link_constraint_initiative = entities.link(
+    link_constraint_initiative, unlink_constraint_initiative = entities.link_pair(
         links.CONSTRAINT_INITIATIVE,
         inputs.ConstraintInitiativeInput,
         ConstraintInitiativePayload,
         ("technical_constraint", "initiative"),
         Scope.CONSTRAINTS_WRITE,
-        remove=False,
     )
-    unlink_constraint_initiative = entities.link(
-        links.CONSTRAINT_INITIATIVE,
-        inputs.ConstraintInitiativeInput,
-        ConstraintInitiativePayload,
-        ("technical_constraint", "initiative"),
-        Scope.CONSTRAINTS_WRITE,
-        remove=True,
-    )
-    link_initiative_kpi = entities.link(
+    link_initiative_kpi, unlink_initiative_kpi = entities.link_pair(
         links.INITIATIVE_KPI,
         inputs.InitiativeKpiInput,
         InitiativeKpiPayload,
         ("initiative", "kpi"),
         Scope.INITIATIVES_WRITE,
-        remove=False,
-    )
-    unlink_initiative_kpi = entities.link(
-        links.INITIATIVE_KPI,
-        inputs.InitiativeKpiInput,
-        InitiativeKpiPayload,
-        ("initiative", "kpi"),
-        Scope.INITIATIVES_WRITE,
-        remove=True,
     )
 
     @strawberry.mutation(
