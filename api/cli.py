@@ -53,6 +53,9 @@ def serve(
     if demo:
         settings = settings.model_copy(update={"environment": Environment.DEVELOPMENT})
     host, port = host or settings.host, port or settings.port
+    if "issuer" not in settings.model_fields_set:
+        # Tokens name the server they come from: by default, where it listens.
+        settings = settings.model_copy(update={"issuer": f"http://{host}:{port}"})
     application = create_app(settings, demo=demo)
     if demo:
         typer.echo(
