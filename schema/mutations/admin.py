@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import strawberry
 
 from api.services import identity, writes
 from auth.scopes import Scope
-from schema.mutations.common import UserError, decode_reference, given_values, run
+from schema.mutations.common import UserError, decode_reference, given_values
+from schema.mutations.entities import mutation_field
 from schema.mutations.inputs import VERSION, given, required
 from schema.mutations.payloads import entity_payload
-from schema.permissions import guarded
 from schema.types.identity import OAuthClient, Role, User
 
 UserPayload = entity_payload("User", User, "user")
@@ -22,10 +20,13 @@ RolePayload = entity_payload("Role", Role, "role")
 class OAuthClientPayload:
     client: OAuthClient | None = strawberry.field(description="The client after the change.")
     client_secret: str | None = strawberry.field(
+        default=None,
         description="The new secret of a confidential client, shown only in this response: "
-        "store it now."
+        "store it now.",
     )
-    user_errors: list[UserError] = strawberry.field(description="Why it was refused.")
+    user_errors: list[UserError] = strawberry.field(
+        default_factory=list, description="Why it was refused."
+    )
 
 
 @strawberry.input(description="Create a user.")
@@ -114,229 +115,137 @@ def _id(value: str, type_name: str) -> int:
     return decode_reference(value, type_name, "id")
 
 
+USERS = Scope.ADMIN_USERS
+CLIENTS = Scope.ADMIN_CLIENTS
+
+
 @strawberry.type(description="Administration of users, roles and OAuth clients.")
 class AdminMutation:
-    @strawberry.mutation(**guarded("Create a user, optionally with roles.", Scope.ADMIN_USERS))
-    async def create_user(
-        self,
-        info: strawberry.Info,
-        input: Annotated[CreateUserInput, strawberry.argument(description="The user.")],
-    ) -> UserPayload | None:  # type: ignore[valid-type]
-        outcome = await run(
-            info,
-            lambda s, actor: identity.create_user(
-                s,
-                actor,
-                email=input.email,
-                display_name=input.display_name,
-                password=input.password,
-                roles=input.roles,
-            ),
-        )
-        return UserPayload(user=outcome.value, user_errors=outcome.errors)
-
-    @strawberry.mutation(**guarded("Change a user's profile.", Scope.ADMIN_USERS))
-    async def update_user(
-        self,
-        info: strawberry.Info,
-        input: Annotated[UpdateUserInput, strawberry.argument(description="The changes.")],
-    ) -> UserPayload | None:  # type: ignore[valid-type]
-        outcome = await run(
-            info,
-            lambda s, actor: writes.update(
-                s,
-                actor,
-                identity.USER,
-                _id(input.id, "User"),
-                input.expected_version,
-                given_values(input, {}),
-            ),
-        )
-        return UserPayload(user=outcome.value, user_errors=outcome.errors)
-
-    @strawberry.mutation(
-        **guarded("Set a user's password; their tokens stop working.", Scope.ADMIN_USERS)
+    create_user = mutation_field(
+        CreateUserInput,
+        UserPayload,
+        "user",
+        "Create a user, optionally with roles.",
+        USERS,
+        lambda s, actor, i: identity.create_user(
+            s, actor, email=i.email, display_name=i.display_name, password=i.password, roles=i.roles
+        ),
     )
-    async def set_user_password(
-        self,
-        info: strawberry.Info,
-        input: Annotated[SetUserPasswordInput, strawberry.argument(description="The password.")],
-    ) -> UserPayload | None:  # type: ignore[valid-type]
-        outcome = await run(
-            info,
-            lambda s, actor: identity.set_password(s, actor, _id(input.id, "User"), input.password),
-        )
-        return UserPayload(user=outcome.value, user_errors=outcome.errors)
-
-    @strawberry.mutation(
-        **guarded(
-            "Enable or disable a user; a disabled user's tokens fail at the next request.",
-            Scope.ADMIN_USERS,
-        )
+    update_user = mutation_field(
+        UpdateUserInput,
+        UserPayload,
+        "user",
+        "Change a user's profile.",
+        USERS,
+        lambda s, actor, i: writes.update(
+            s, actor, identity.USER, _id(i.id, "User"), i.expected_version, given_values(i, {})
+        ),
     )
-    async def set_user_active(
-        self,
-        info: strawberry.Info,
-        input: Annotated[SetActiveInput, strawberry.argument(description="The user.")],
-    ) -> UserPayload | None:  # type: ignore[valid-type]
-        outcome = await run(
-            info,
-            lambda s, actor: identity.set_user_active(
-                s, actor, _id(input.id, "User"), input.active
-            ),
-        )
-        return UserPayload(user=outcome.value, user_errors=outcome.errors)
-
-    @strawberry.mutation(**guarded("Grant a role to a user (no-op if held).", Scope.ADMIN_USERS))
-    async def grant_role(
-        self,
-        info: strawberry.Info,
-        input: Annotated[RoleGrantInput, strawberry.argument(description="The grant.")],
-    ) -> UserPayload | None:  # type: ignore[valid-type]
-        outcome = await run(
-            info,
-            lambda s, actor: identity.grant_role(
-                s, actor, decode_reference(input.user_id, "User", "user_id"), input.role
-            ),
-        )
-        return UserPayload(user=outcome.value, user_errors=outcome.errors)
-
-    @strawberry.mutation(
-        **guarded("Revoke a role from a user (no-op if not held).", Scope.ADMIN_USERS)
+    set_user_password = mutation_field(
+        SetUserPasswordInput,
+        UserPayload,
+        "user",
+        "Set a user's password; their tokens stop working.",
+        USERS,
+        lambda s, actor, i: identity.set_password(s, actor, _id(i.id, "User"), i.password),
     )
-    async def revoke_role(
-        self,
-        info: strawberry.Info,
-        input: Annotated[RoleGrantInput, strawberry.argument(description="The grant.")],
-    ) -> UserPayload | None:  # type: ignore[valid-type]
-        outcome = await run(
-            info,
-            lambda s, actor: identity.revoke_role(
-                s, actor, decode_reference(input.user_id, "User", "user_id"), input.role
-            ),
-        )
-        return UserPayload(user=outcome.value, user_errors=outcome.errors)
-
-    @strawberry.mutation(**guarded("Create a role.", Scope.ADMIN_USERS))
-    async def create_role(
-        self,
-        info: strawberry.Info,
-        input: Annotated[CreateRoleInput, strawberry.argument(description="The role.")],
-    ) -> RolePayload | None:  # type: ignore[valid-type]
-        outcome = await run(
-            info, lambda s, actor: writes.create(s, actor, identity.ROLE, given_values(input, {}))
-        )
-        return RolePayload(role=outcome.value, user_errors=outcome.errors)
-
-    @strawberry.mutation(**guarded("Change a role's description or scopes.", Scope.ADMIN_USERS))
-    async def update_role(
-        self,
-        info: strawberry.Info,
-        input: Annotated[UpdateRoleInput, strawberry.argument(description="The changes.")],
-    ) -> RolePayload | None:  # type: ignore[valid-type]
-        outcome = await run(
-            info,
-            lambda s, actor: writes.update(
-                s,
-                actor,
-                identity.ROLE,
-                _id(input.id, "Role"),
-                input.expected_version,
-                given_values(input, {}),
-            ),
-        )
-        return RolePayload(role=outcome.value, user_errors=outcome.errors)
-
-    @strawberry.mutation(
+    set_user_active = mutation_field(
+        SetActiveInput,
+        UserPayload,
+        "user",
+        "Enable or disable a user; a disabled user's tokens fail at the next request.",
+        USERS,
+        lambda s, actor, i: identity.set_user_active(s, actor, _id(i.id, "User"), i.active),
+    )
+    grant_role = mutation_field(
+        RoleGrantInput,
+        UserPayload,
+        "user",
+        "Grant a role to a user (no-op if held).",
+        USERS,
+        lambda s, actor, i: identity.grant_role(
+            s, actor, decode_reference(i.user_id, "User", "user_id"), i.role
+        ),
+    )
+    revoke_role = mutation_field(
+        RoleGrantInput,
+        UserPayload,
+        "user",
+        "Revoke a role from a user (no-op if not held).",
+        USERS,
+        lambda s, actor, i: identity.revoke_role(
+            s, actor, decode_reference(i.user_id, "User", "user_id"), i.role
+        ),
+    )
+    create_role = mutation_field(
+        CreateRoleInput,
+        RolePayload,
+        "role",
+        "Create a role.",
+        USERS,
+        lambda s, actor, i: writes.create(s, actor, identity.ROLE, given_values(i, {})),
+    )
+    update_role = mutation_field(
+        UpdateRoleInput,
+        RolePayload,
+        "role",
+        "Change a role's description or scopes.",
+        USERS,
+        lambda s, actor, i: writes.update(
+            s, actor, identity.ROLE, _id(i.id, "Role"), i.expected_version, given_values(i, {})
+        ),
+    )
+    create_oauth_client = mutation_field(
+        CreateOAuthClientInput,
+        OAuthClientPayload,
+        ("client", "client_secret"),
+        "Register an OAuth client. A confidential client's secret is in the payload, once.",
+        CLIENTS,
+        lambda s, actor, i: identity.create_client(
+            s,
+            actor,
+            name=i.name,
+            grant_types=i.grant_types,
+            scopes=i.scopes,
+            redirect_uris=i.redirect_uris,
+            confidential=i.confidential,
+        ),
         name="createOAuthClient",
-        **guarded(
-            "Register an OAuth client. A confidential client's secret is in the payload, once.",
-            Scope.ADMIN_CLIENTS,
+    )
+    update_oauth_client = mutation_field(
+        UpdateOAuthClientInput,
+        OAuthClientPayload,
+        "client",
+        "Change an OAuth client.",
+        CLIENTS,
+        lambda s, actor, i: writes.update(
+            s,
+            actor,
+            identity.CLIENT,
+            _id(i.id, "OAuthClient"),
+            i.expected_version,
+            given_values(i, {}),
         ),
+        name="updateOAuthClient",
     )
-    async def create_oauth_client(
-        self,
-        info: strawberry.Info,
-        input: Annotated[CreateOAuthClientInput, strawberry.argument(description="The client.")],
-    ) -> OAuthClientPayload | None:
-        outcome = await run(
-            info,
-            lambda s, actor: identity.create_client(
-                s,
-                actor,
-                name=input.name,
-                grant_types=input.grant_types,
-                scopes=input.scopes,
-                redirect_uris=input.redirect_uris,
-                confidential=input.confidential,
-            ),
-        )
-        client, secret = outcome.value or (None, None)
-        return OAuthClientPayload(client=client, client_secret=secret, user_errors=outcome.errors)
-
-    @strawberry.mutation(
-        name="updateOAuthClient", **guarded("Change an OAuth client.", Scope.ADMIN_CLIENTS)
-    )
-    async def update_oauth_client(
-        self,
-        info: strawberry.Info,
-        input: Annotated[UpdateOAuthClientInput, strawberry.argument(description="The changes.")],
-    ) -> OAuthClientPayload | None:
-        outcome = await run(
-            info,
-            lambda s, actor: writes.update(
-                s,
-                actor,
-                identity.CLIENT,
-                _id(input.id, "OAuthClient"),
-                input.expected_version,
-                given_values(input, {}),
-            ),
-        )
-        return OAuthClientPayload(
-            client=outcome.value, client_secret=None, user_errors=outcome.errors
-        )
-
-    @strawberry.mutation(
+    set_oauth_client_active = mutation_field(
+        SetActiveInput,
+        OAuthClientPayload,
+        "client",
+        "Enable or disable an OAuth client; its tokens fail at the next request.",
+        CLIENTS,
+        lambda s, actor, i: identity.set_client_active(
+            s, actor, _id(i.id, "OAuthClient"), i.active
+        ),
         name="setOAuthClientActive",
-        **guarded(
-            "Enable or disable an OAuth client; its tokens fail at the next request.",
-            Scope.ADMIN_CLIENTS,
-        ),
     )
-    async def set_oauth_client_active(
-        self,
-        info: strawberry.Info,
-        input: Annotated[SetActiveInput, strawberry.argument(description="The client.")],
-    ) -> OAuthClientPayload | None:
-        outcome = await run(
-            info,
-            lambda s, actor: identity.set_client_active(
-                s, actor, _id(input.id, "OAuthClient"), input.active
-            ),
-        )
-        return OAuthClientPayload(
-            client=outcome.value, client_secret=None, user_errors=outcome.errors
-        )
-
-    @strawberry.mutation(
+    rotate_oauth_client_secret = mutation_field(
+        RotateOAuthClientSecretInput,
+        OAuthClientPayload,
+        ("client", "client_secret"),
+        "Give a confidential client a new secret (in the payload, once); the old one stops "
+        "working.",
+        CLIENTS,
+        lambda s, actor, i: identity.rotate_client_secret(s, actor, _id(i.id, "OAuthClient")),
         name="rotateOAuthClientSecret",
-        **guarded(
-            "Give a confidential client a new secret (in the payload, once); the old one stops "
-            "working.",
-            Scope.ADMIN_CLIENTS,
-        ),
     )
-    async def rotate_oauth_client_secret(
-        self,
-        info: strawberry.Info,
-        input: Annotated[
-            RotateOAuthClientSecretInput, strawberry.argument(description="The client.")
-        ],
-    ) -> OAuthClientPayload | None:
-        outcome = await run(
-            info,
-            lambda s, actor: identity.rotate_client_secret(s, actor, _id(input.id, "OAuthClient")),
-        )
-        client, secret = outcome.value or (None, None)
-        return OAuthClientPayload(client=client, client_secret=secret, user_errors=outcome.errors)

@@ -19,19 +19,34 @@ __all__ = ["archive", "create", "guarded", "link", "link_pair", "to_user_error",
 Work = Callable[[AsyncSession, Actor, Any], Awaitable[Any]]
 
 
-def _field(
-    input_type: Any, payload: Any, result_field: str, description: str, scope: Scope, work: Work
+def mutation_field(
+    input_type: Any,
+    payload: Any,
+    result_fields: str | tuple[str, ...],
+    description: str,
+    scope: Scope,
+    work: Work,
+    *,
+    name: str | None = None,
 ) -> Any:
+    """A mutation: one ``input``, the service call in a savepoint, a payload with the
+    result (a tuple result fills several payload fields) and the user errors."""
+    fields = (result_fields,) if isinstance(result_fields, str) else result_fields
+
     async def resolve(info: strawberry.Info, input: Any) -> Any:
         outcome = await run(info, lambda session, actor: work(session, actor, input))
-        return payload(**{result_field: outcome.value, "user_errors": outcome.errors})
+        values = (outcome.value,) if len(fields) == 1 else outcome.value or (None,) * len(fields)
+        return payload(**dict(zip(fields, values, strict=True)), user_errors=outcome.errors)
 
     resolve.__annotations__ = {
         "info": strawberry.Info,
         "input": Annotated[input_type, strawberry.argument(description="What to do.")],
         "return": payload | None,
     }
-    return strawberry.field(resolver=resolve, **guarded(description, scope))
+    return strawberry.field(resolver=resolve, name=name, **guarded(description, scope))
+
+
+_field = mutation_field
 
 
 def create(
