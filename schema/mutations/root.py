@@ -201,58 +201,31 @@ class PortfolioMutation:
         Scope.INITIATIVES_WRITE,
     )
 
-    @strawberry.mutation(
-        **entities.guarded(
-            "Move an initiative to another status. IN_PROGRESS is refused with BLOCKED, naming "
-            "the constraints, while an OPEN or MITIGATING BLOCKER applies to it or its products.",
-            Scope.INITIATIVES_WRITE,
-        )
+    set_initiative_status = entities.mutation_field(
+        inputs.SetInitiativeStatusInput,
+        InitiativePayload,
+        "initiative",
+        "Move an initiative to another status. IN_PROGRESS is refused with BLOCKED, naming "
+        "the constraints, while an OPEN or MITIGATING BLOCKER applies to it or its products.",
+        Scope.INITIATIVES_WRITE,
+        lambda s, actor, i: status.set_initiative_status(
+            s, actor, decode_reference(i.id, "Initiative", "id"), i.status, i.expected_version
+        ),
     )
-    async def set_initiative_status(
-        self,
-        info: strawberry.Info,
-        input: Annotated[
-            inputs.SetInitiativeStatusInput, strawberry.argument(description="What to do.")
-        ],
-    ) -> InitiativePayload | None:  # type: ignore[valid-type]
-        outcome = await run(
-            info,
-            lambda session, actor: status.set_initiative_status(
-                session,
-                actor,
-                decode_reference(input.id, "Initiative", "id"),
-                input.status,
-                input.expected_version,
-            ),
-        )
-        return InitiativePayload(initiative=outcome.value, user_errors=outcome.errors)
-
-    @strawberry.mutation(
-        **entities.guarded(
-            "Move a technical constraint to another status (RESOLVED or ACCEPTED lifts a blocker).",
-            Scope.CONSTRAINTS_WRITE,
-        )
+    set_constraint_status = entities.mutation_field(
+        inputs.SetConstraintStatusInput,
+        TechnicalConstraintPayload,
+        "technical_constraint",
+        "Move a technical constraint to another status (RESOLVED or ACCEPTED lifts a blocker).",
+        Scope.CONSTRAINTS_WRITE,
+        lambda s, actor, i: status.set_constraint_status(
+            s,
+            actor,
+            decode_reference(i.id, "TechnicalConstraint", "id"),
+            i.status,
+            i.expected_version,
+        ),
     )
-    async def set_constraint_status(
-        self,
-        info: strawberry.Info,
-        input: Annotated[
-            inputs.SetConstraintStatusInput, strawberry.argument(description="What to do.")
-        ],
-    ) -> TechnicalConstraintPayload | None:  # type: ignore[valid-type]
-        outcome = await run(
-            info,
-            lambda session, actor: status.set_constraint_status(
-                session,
-                actor,
-                decode_reference(input.id, "TechnicalConstraint", "id"),
-                input.status,
-                input.expected_version,
-            ),
-        )
-        return TechnicalConstraintPayload(
-            technical_constraint=outcome.value, user_errors=outcome.errors
-        )
 
     @strawberry.mutation(
         **entities.guarded(
