@@ -22,6 +22,7 @@ from api.logging import configure_logging
 from api.observability import Metrics, RequestGuard
 from api.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from api.settings import Settings, get_settings
+from auth.authorization import AuthorizationServer
 from auth.services import AuthServices
 
 log = structlog.get_logger(__name__)
@@ -147,9 +148,11 @@ def assemble_app(
                 max_age=600,
             )
         )
+    authorization = AuthorizationServer(auth, sessions)
     app = Starlette(
         routes=[
             Route("/graphql", endpoint, methods=["GET", "POST"]),
+            *authorization.routes(),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),

@@ -1,0 +1,544 @@
+"""The built-in OAuth 2.1 authorization server, as Starlette routes (async all the way).
+
+Grants: client credentials (services), authorization code with PKCE S256 (frontends,
+through a server-rendered login and consent page), refresh tokens rotated at every
+use with reuse detection (a reused token revokes its whole family). Endpoints:
+token, authorize, revocation (RFC 7009), introspection (RFC 7662), metadata
+(RFC 8414, and the OpenID discovery document) and JWKS.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import html
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from api.models import (
+    AuthorizationCode,
+    LoginThrottle,
+    OAuthClient,
+    RefreshToken,
+    RevokedAccessToken,
+    Role,
+    RoleGrant,
+    User,
+)
+from auth.passwords import token_digest, verify_secret
+from auth.scopes import Scope
+from auth.services import AuthServices
+from auth.tokens import InvalidToken
+
+CODE_TTL = timedelta(seconds=60)
+CSRF_COOKIE = "pg_csrf"
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+class OAuthError(Exception):
+    """An RFC 6749 §5.2 error response."""
+
+    def __init__(self, error: str, description: str, status: int = 400, basic: bool = False):
+        super().__init__(description)
+        self.error, self.description, self.status, self.basic = error, description, status, basic
+
+    def response(self) -> JSONResponse:
+        headers = dict(NO_STORE)
+        if self.basic:
+            headers["WWW-Authenticate"] = 'Basic realm="portfolio-graph"'
+        return JSONResponse(
+            {"error": self.error, "error_description": self.description},
+            status_code=self.status,
+            headers=headers,
+        )
+
+
+@dataclass
+class AuthorizationServer:
+    auth: AuthServices
+    sessions: async_sessionmaker[AsyncSession]
+
+    @property
+    def settings(self) -> Any:
+        return self.auth.settings
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/oauth/token", self.token, methods=["POST"]),
+            Route("/oauth/authorize", self.authorize, methods=["GET", "POST"]),
+            Route("/oauth/revoke", self.revoke, methods=["POST"]),
+            Route("/oauth/introspect", self.introspect, methods=["POST"]),
+            Route("/.well-known/oauth-authorization-server", self.metadata, methods=["GET"]),
+            Route("/.well-known/openid-configuration", self.metadata, methods=["GET"]),
+            Route("/.well-known/jwks.json", self.jwks, methods=["GET"]),
+        ]
+
+    # ------------------------------------------------------------ discovery
+
+    async def metadata(self, request: Request) -> JSONResponse:
+        issuer = self.settings.issuer.rstrip("/")
+        return JSONResponse(
+            {
+                "issuer": issuer,
+                "authorization_endpoint": f"{issuer}/oauth/authorize",
+                "token_endpoint": f"{issuer}/oauth/token",
+                "revocation_endpoint": f"{issuer}/oauth/revoke",
+                "introspection_endpoint": f"{issuer}/oauth/introspect",
+                "jwks_uri": f"{issuer}/.well-known/jwks.json",
+                "grant_types_supported": [
+                    "authorization_code",
+                    "client_credentials",
+                    "refresh_token",
+                ],
+                "response_types_supported": ["code"],
+                "code_challenge_methods_supported": ["S256"],
+                "token_endpoint_auth_methods_supported": [
+                    "client_secret_basic",
+                    "client_secret_post",
+                    "none",
+                ],
+                "scopes_supported": [scope.value for scope in Scope],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+            }
+        )
+
+    async def jwks(self, request: Request) -> JSONResponse:
+        return JSONResponse(
+            await self.auth.keys.jwks(), headers={"Cache-Control": "public, max-age=300"}
+        )
+
+    # ------------------------------------------------------------ token endpoint
+
+    async def token(self, request: Request) -> Response:
+        form = await request.form()
+        try:
+            async with self.sessions() as session, session.begin():
+                client = await self._client(session, request, form)
+                grant = form.get("grant_type")
+                if grant not in client.grant_types:
+                    raise OAuthError(
+                        "unauthorized_client"
+                        if grant in {"client_credentials", "authorization_code", "refresh_token"}
+                        else "unsupported_grant_type",
+                        f"This client may not use the {grant} grant.",
+                    )
+                body: dict[str, Any] | OAuthError
+                if grant == "client_credentials":
+                    body = await self._client_credentials(client, form)
+                elif grant == "authorization_code":
+                    body = await self._authorization_code(session, client, form)
+                else:
+                    body = await self._refresh(session, client, form)
+        except OAuthError as error:
+            return error.response()
+        if isinstance(body, OAuthError):  # refused, with changes that must stay (reuse)
+            return body.response()
+        return JSONResponse(body, headers=NO_STORE)
+
+    async def _client(self, session: AsyncSession, request: Request, form: Any) -> OAuthClient:
+        """Authenticate the client: HTTP Basic, form secret, or a public client's id."""
+        client_id, secret, basic = form.get("client_id"), form.get("client_secret"), False
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("basic "):
+            basic = True
+            try:
+                decoded = base64.b64decode(header[6:]).decode()
+                client_id, _, secret = decoded.partition(":")
+            except (ValueError, UnicodeDecodeError):
+                raise OAuthError(
+                    "invalid_client", "Malformed Basic credentials.", 401, basic
+                ) from None
+        if not client_id:
+            raise OAuthError("invalid_client", "Client authentication failed.", 401, basic)
+        client = await session.scalar(select(OAuthClient).where(OAuthClient.client_id == client_id))
+        usable = client is not None and client.is_active and client.archived_at is None
+        if client is not None and client.secret_hash is None and usable and not secret:
+            return client  # a public client: it proves itself with PKCE instead
+        if (
+            not verify_secret(client.secret_hash if client else None, str(secret or ""))
+            or not usable
+        ):
+            raise OAuthError("invalid_client", "Client authentication failed.", 401, basic)
+        assert client is not None
+        return client
+
+    def _scopes(self, requested: Any, allowed: frozenset[str]) -> frozenset[str]:
+        if not requested:
+            return allowed
+        asked = frozenset(str(requested).split())
+        if not asked <= allowed:
+            raise OAuthError("invalid_scope", f"Not allowed: {' '.join(sorted(asked - allowed))}.")
+        return asked
+
+    async def _issue(
+        self,
+        session: AsyncSession,
+        client: OAuthClient,
+        user_id: int | None,
+        scopes: frozenset[str],
+        *,
+        family: str | None = None,
+    ) -> dict[str, Any]:
+        token, ttl = await self.auth.tokens.issue(
+            client_id=client.client_id, user_id=user_id, scopes=scopes
+        )
+        body: dict[str, Any] = {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": ttl,
+            "scope": " ".join(sorted(scopes)),
+        }
+        if user_id is not None and "refresh_token" in client.grant_types:
+            refresh = secrets.token_urlsafe(32)
+            session.add(
+                RefreshToken(
+                    token_hash=token_digest(refresh),
+                    family_id=family or str(uuid.uuid4()),
+                    client_id=client.id,
+                    user_id=user_id,
+                    scopes=sorted(scopes),
+                    expires_at=datetime.now(UTC)
+                    + timedelta(seconds=self.settings.refresh_token_ttl_seconds),
+                )
+            )
+            body["refresh_token"] = refresh
+        return body
+
+    async def _client_credentials(self, client: OAuthClient, form: Any) -> dict[str, Any]:
+        if client.secret_hash is None:
+            raise OAuthError("unauthorized_client", "Public clients cannot use this grant.")
+        scopes = self._scopes(form.get("scope"), frozenset(client.scopes))
+        token, ttl = await self.auth.tokens.issue(
+            client_id=client.client_id, user_id=None, scopes=scopes
+        )
+        return {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": ttl,
+            "scope": " ".join(sorted(scopes)),
+        }
+
+    async def _authorization_code(
+        self, session: AsyncSession, client: OAuthClient, form: Any
+    ) -> dict[str, Any]:
+        code = await session.scalar(
+            select(AuthorizationCode)
+            .where(AuthorizationCode.code_hash == token_digest(str(form.get("code") or "")))
+            .with_for_update()
+        )
+        if code is None or code.client_id != client.id:
+            raise OAuthError("invalid_grant", "Unknown authorization code.")
+        if code.used_at is not None:
+            raise OAuthError("invalid_grant", "This authorization code was already used.")
+        if code.expires_at < datetime.now(UTC):
+            raise OAuthError("invalid_grant", "This authorization code has expired.")
+        if form.get("redirect_uri") != code.redirect_uri:
+            raise OAuthError("invalid_grant", "redirect_uri does not match the authorization.")
+        verifier = str(form.get("code_verifier") or "")
+        expected = create_s256_code_challenge(verifier) if verifier else ""
+        if not verifier or not hmac.compare_digest(expected, code.code_challenge):
+            raise OAuthError("invalid_grant", "The PKCE code_verifier does not match.")
+        code.used_at = datetime.now(UTC)
+        user = await session.get(User, code.user_id)
+        if user is None or not user.is_active:
+            raise OAuthError("invalid_grant", "The user is disabled.")
+        return await self._issue(session, client, user.id, frozenset(code.scopes))
+
+    async def _refresh(
+        self, session: AsyncSession, client: OAuthClient, form: Any
+    ) -> dict[str, Any] | OAuthError:
+        presented = await session.scalar(
+            select(RefreshToken)
+            .where(RefreshToken.token_hash == token_digest(str(form.get("refresh_token") or "")))
+            .with_for_update()
+        )
+        now = datetime.now(UTC)
+        if presented is None or presented.client_id != client.id:
+            raise OAuthError("invalid_grant", "Unknown refresh token.")
+        if presented.rotated_at is not None or presented.revoked_at is not None:
+            # Reuse of a rotated token: someone holds a copy. End the whole family.
+            await session.execute(
+                update(RefreshToken)
+                .where(
+                    RefreshToken.family_id == presented.family_id, RefreshToken.revoked_at.is_(None)
+                )
+                .values(revoked_at=now)
+            )
+            # Returned, not raised: the revocation must be committed.
+            return OAuthError("invalid_grant", "This refresh token was already used.")
+        if presented.expires_at < now:
+            raise OAuthError("invalid_grant", "This refresh token has expired.")
+        user = await session.get(User, presented.user_id) if presented.user_id else None
+        if user is None or not user.is_active:
+            raise OAuthError("invalid_grant", "The user is disabled.")
+        scopes = self._scopes(form.get("scope"), frozenset(presented.scopes))
+        presented.rotated_at = now
+        return await self._issue(session, client, user.id, scopes, family=presented.family_id)
+
+    # ------------------------------------------------------------ authorize
+
+    async def authorize(self, request: Request) -> Response:
+        params = dict(request.query_params)
+        async with self.sessions() as session, session.begin():
+            client = await session.scalar(
+                select(OAuthClient).where(OAuthClient.client_id == params.get("client_id", ""))
+            )
+            redirect_uri = params.get("redirect_uri", "")
+            if client is None or not client.is_active or redirect_uri not in client.redirect_uris:
+                # Never redirect to an unregistered address (RFC 6749 §4.1.2.1).
+                return _page("Authorization error", "<p>Unknown client or redirect URI.</p>", 400)
+            problem = self._check_request(params, client)
+            if problem:
+                return _redirect(
+                    redirect_uri, params, error="invalid_request", error_description=problem
+                )
+            if request.method == "GET":
+                return self._login_page(client, params)
+            return await self._login(session, request, client, params)
+
+    def _check_request(self, params: dict[str, str], client: OAuthClient) -> str | None:
+        if params.get("response_type") != "code":
+            return "response_type must be code."
+        if "authorization_code" not in client.grant_types:
+            return "This client may not use the authorization code grant."
+        if not params.get("code_challenge") or params.get("code_challenge_method") != "S256":
+            return "PKCE with code_challenge_method=S256 is required."
+        requested = set(params.get("scope", "").split())
+        if not requested <= set(client.scopes):
+            return f"Not allowed: {' '.join(sorted(requested - set(client.scopes)))}."
+        return None
+
+    def _login_page(
+        self, client: OAuthClient, params: dict[str, str], message: str = "", status: int = 200
+    ) -> Response:
+        csrf = secrets.token_urlsafe(24)
+        scopes = "".join(f"<li>{html.escape(s)}</li>" for s in params.get("scope", "").split())
+        notice = f'<p class="error">{html.escape(message)}</p>' if message else ""
+        body = f"""
+<p><strong>{html.escape(client.name)}</strong> asks to use Portfolio Graph on your behalf
+with these scopes:</p><ul>{scopes or "<li>(none)</li>"}</ul>{notice}
+<form method="post">
+  <input type="hidden" name="csrf_token" value="{csrf}">
+  <label>E-mail <input name="email" type="email" autocomplete="username" required></label>
+  <label>Password <input name="password" type="password" autocomplete="current-password" required></label>
+  <button name="decision" value="allow">Sign in and allow</button>
+  <button name="decision" value="deny" formnovalidate>Deny</button>
+</form>"""
+        response = _page("Sign in", body, status)
+        response.set_cookie(
+            CSRF_COOKIE,
+            csrf,
+            httponly=True,
+            samesite="strict",
+            path="/oauth/authorize",
+            secure=self.settings.issuer.startswith("https://"),
+        )
+        return response
+
+    async def _login(
+        self, session: AsyncSession, request: Request, client: OAuthClient, params: dict[str, str]
+    ) -> Response:
+        form = await request.form()
+        cookie = request.cookies.get(CSRF_COOKIE, "")
+        sent = str(form.get("csrf_token") or "")
+        if not cookie or not hmac.compare_digest(cookie, sent):
+            return _page("Authorization error", "<p>The form expired; start again.</p>", 400)
+        redirect_uri = params["redirect_uri"]
+        if form.get("decision") == "deny":
+            return _redirect(redirect_uri, params, error="access_denied")
+        email = str(form.get("email") or "").strip().lower()
+        address = request.client.host if request.client else "unknown"
+        keys = [f"account:{email}", f"address:{address}"]
+        if await self._throttled(session, keys):
+            return self._login_page(
+                client, params, "Too many failed sign-ins; try again later.", status=429
+            )
+        user = await session.scalar(select(User).where(User.email == email))
+        password = str(form.get("password") or "")
+        valid = verify_secret(user.password_hash if user else None, password)
+        if not valid or user is None or not user.is_active:
+            await self._fail(session, keys)
+            return self._login_page(client, params, "Wrong e-mail or password.", status=401)
+        role_scopes = await session.scalars(
+            select(Role.scopes)
+            .join(RoleGrant, RoleGrant.role_id == Role.id)
+            .where(RoleGrant.user_id == user.id, Role.archived_at.is_(None))
+        )
+        # Only what the user's roles allow is granted, whatever was asked.
+        allowed = {scope for scopes in role_scopes for scope in scopes}
+        granted = sorted(set(params.get("scope", "").split() or client.scopes) & allowed)
+        code = secrets.token_urlsafe(32)
+        session.add(
+            AuthorizationCode(
+                code_hash=token_digest(code),
+                client_id=client.id,
+                user_id=user.id,
+                redirect_uri=redirect_uri,
+                scopes=granted,
+                code_challenge=params["code_challenge"],
+                nonce=params.get("nonce"),
+                expires_at=datetime.now(UTC) + CODE_TTL,
+            )
+        )
+        return _redirect(redirect_uri, params, code=code)
+
+    async def _throttled(self, session: AsyncSession, keys: list[str]) -> bool:
+        since = datetime.now(UTC) - timedelta(seconds=self.settings.login_window_seconds)
+        rows = await session.scalars(
+            select(LoginThrottle.failures).where(
+                LoginThrottle.key.in_(keys), LoginThrottle.window_started_at > since
+            )
+        )
+        return any(failures >= self.settings.login_max_failures for failures in rows)
+
+    async def _fail(self, session: AsyncSession, keys: list[str]) -> None:
+        now = datetime.now(UTC)
+        since = now - timedelta(seconds=self.settings.login_window_seconds)
+        for key in keys:
+            statement = insert(LoginThrottle).values(key=key, window_started_at=now, failures=1)
+            await session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[LoginThrottle.key],
+                    set_={
+                        # A window that has run out starts again at this failure.
+                        "failures": _case_window(since, LoginThrottle.failures + 1, 1),
+                        "window_started_at": _case_window(
+                            since, LoginThrottle.window_started_at, now
+                        ),
+                    },
+                )
+            )
+
+    # ------------------------------------------------------------ revocation, introspection
+
+    async def revoke(self, request: Request) -> Response:
+        form = await request.form()
+        try:
+            async with self.sessions() as session, session.begin():
+                client = await self._client(session, request, form)
+                token = str(form.get("token") or "")
+                refresh = await session.scalar(
+                    select(RefreshToken).where(RefreshToken.token_hash == token_digest(token))
+                )
+                if refresh is not None:
+                    if refresh.client_id == client.id and refresh.revoked_at is None:
+                        refresh.revoked_at = datetime.now(UTC)
+                else:
+                    claims = await self._verified(token)
+                    if claims is not None and claims.jti and claims.client_id == client.client_id:
+                        await session.execute(
+                            insert(RevokedAccessToken)
+                            .values(
+                                jti=claims.jti,
+                                expires_at=datetime.fromtimestamp(claims.expires_at, UTC),
+                            )
+                            .on_conflict_do_nothing()
+                        )
+        except OAuthError as error:
+            return error.response()
+        # RFC 7009 §2.2: 200 whether or not the token was valid.
+        return Response(status_code=200, headers=NO_STORE)
+
+    async def _verified(self, token: str) -> Any:
+        try:
+            return await self.auth.tokens.verify(token)
+        except InvalidToken:
+            return None
+
+    async def introspect(self, request: Request) -> Response:
+        form = await request.form()
+        inactive = JSONResponse({"active": False}, headers=NO_STORE)
+        try:
+            async with self.sessions() as session, session.begin():
+                client = await self._client(session, request, form)
+                if client.secret_hash is None:
+                    raise OAuthError("invalid_client", "Public clients cannot introspect.", 401)
+                token = str(form.get("token") or "")
+                refresh = await session.scalar(
+                    select(RefreshToken).where(RefreshToken.token_hash == token_digest(token))
+                )
+                if refresh is not None:
+                    if (
+                        refresh.rotated_at
+                        or refresh.revoked_at
+                        or refresh.expires_at < datetime.now(UTC)
+                    ):
+                        return inactive
+                    return JSONResponse(
+                        {
+                            "active": True,
+                            "token_type": "refresh_token",
+                            "scope": " ".join(refresh.scopes),
+                            "exp": int(refresh.expires_at.timestamp()),
+                            "sub": f"user:{refresh.user_id}",
+                        },
+                        headers=NO_STORE,
+                    )
+                claims = await self._verified(token)
+                if claims is None:
+                    return inactive
+                from auth.principal import resolve_principal
+
+                try:
+                    await resolve_principal(session, claims)  # revoked, disabled
+                except InvalidToken:
+                    return inactive
+                body: dict[str, Any] = {
+                    "active": True,
+                    "token_type": "Bearer",
+                    "scope": " ".join(sorted(claims.scopes)),
+                    "client_id": claims.client_id,
+                    "sub": claims.subject,
+                    "exp": claims.expires_at,
+                    "iat": claims.issued_at,
+                    "iss": claims.issuer,
+                    "aud": claims.raw.get("aud"),
+                    "jti": claims.jti,
+                }
+                if claims.user_id is not None:
+                    user = await session.get(User, claims.user_id)
+                    body["username"] = user.email if user else None
+                return JSONResponse(body, headers=NO_STORE)
+        except OAuthError as error:
+            return error.response()
+
+
+def _case_window(since: datetime, inside: Any, outside: Any) -> Any:
+    from sqlalchemy import case
+
+    return case((LoginThrottle.window_started_at > since, inside), else_=outside)
+
+
+def _redirect(redirect_uri: str, params: dict[str, str], **values: str) -> RedirectResponse:
+    if params.get("state"):
+        values["state"] = params["state"]
+    separator = "&" if "?" in redirect_uri else "?"
+    return RedirectResponse(f"{redirect_uri}{separator}{urlencode(values)}", status_code=303)
+
+
+def _page(title: str, body: str, status: int) -> HTMLResponse:
+    return HTMLResponse(
+        f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>{html.escape(title)} · Portfolio Graph</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body><main><h1>{html.escape(title)}</h1>{body}</main></body></html>""",
+        status_code=status,
+        headers={
+            "Content-Security-Policy": "default-src 'none'; style-src 'self'",
+            "X-Frame-Options": "DENY",
+            **NO_STORE,
+        },
+    )
