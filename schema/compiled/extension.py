@@ -14,6 +14,8 @@ import orjson
 import structlog
 from graphql import ExecutionResult, OperationDefinitionNode, OperationType, get_operation_ast
 from graphql.execution.values import get_variable_values
+from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
+from sqlalchemy.exc import CompileError
 from strawberry.extensions import SchemaExtension
 
 from api.errors import DomainError
@@ -29,7 +31,7 @@ class PlanCache:
 
     def __init__(self, size: int = 1024) -> None:
         self.size = size
-        self._plans: OrderedDict[Hashable, list[tuple[str, Any]] | None] = OrderedDict()
+        self._plans: OrderedDict[Hashable, list[tuple[str, str]] | None] = OrderedDict()
 
     def key(self, execution: Any) -> Hashable | None:
         try:
@@ -43,13 +45,13 @@ class PlanCache:
             variables,
         )
 
-    def get(self, key: Hashable) -> tuple[bool, list[tuple[str, Any]] | None]:
+    def get(self, key: Hashable) -> tuple[bool, list[tuple[str, str]] | None]:
         if key not in self._plans:
             return False, None
         self._plans.move_to_end(key)
         return True, self._plans[key]
 
-    def put(self, key: Hashable, plan: list[tuple[str, Any]] | None) -> None:
+    def put(self, key: Hashable, plan: list[tuple[str, str]] | None) -> None:
         self._plans[key] = plan
         self._plans.move_to_end(key)
         while len(self._plans) > self.size:
@@ -74,8 +76,9 @@ class CompiledQueries(SchemaExtension):
             data: dict[str, Any] = {}
             objects = 0
             async with context.lock:
+                connection = await context.session.connection()
                 for key, statement in plan:
-                    text = await context.session.scalar(statement)
+                    text = (await connection.exec_driver_sql(statement)).scalar()
                     if isinstance(text, str):
                         data[key] = orjson.loads(text)
                         # Objects returned, counted on the text (braces in strings are rare).
@@ -89,7 +92,7 @@ class CompiledQueries(SchemaExtension):
             context.answered_by = "resolvers"
         yield
 
-    def _cached_plan(self, execution: Any) -> list[tuple[str, Any]] | None:
+    def _cached_plan(self, execution: Any) -> list[tuple[str, str]] | None:
         key = PLANS.key(execution)
         if key is None:
             return self._plan(execution)
@@ -99,7 +102,7 @@ class CompiledQueries(SchemaExtension):
             PLANS.put(key, plan)
         return plan
 
-    def _plan(self, execution: Any) -> list[tuple[str, Any]] | None:
+    def _plan(self, execution: Any) -> list[tuple[str, str]] | None:
         document = execution.graphql_document
         if document is None or execution.pre_execution_errors:
             return None
@@ -124,10 +127,23 @@ class CompiledQueries(SchemaExtension):
         compiler = Compiler(walk, context.principal.scopes, context.settings.max_page_size)
         try:
             return [
-                (response_key(node), compiler.root(node))
+                (response_key(node), _render(compiler.root(node)))
                 for node in walk.fields("Query", operation.selection_set)
             ]
-        except (Unsupported, DomainError) as reason:
+        except (Unsupported, DomainError, CompileError, NotImplementedError) as reason:
             # Invalid input is declined too: the resolvers report it with its code.
             log.debug("compiled_path_declined", reason=str(reason))
             return None
+
+
+_DIALECT = postgresql_asyncpg.dialect()
+
+
+def _render(statement: Any) -> str:
+    """The statement as SQL text with its values inlined (quoted by SQLAlchemy's literal
+    renderers): a cached plan is then a short string, cheap to keep and to run, instead
+    of thousands of objects for the garbage collector to walk."""
+    compiled = statement.compile(
+        dialect=_DIALECT, compile_kwargs={"literal_binds": True, "render_postcompile": True}
+    )
+    return str(compiled)

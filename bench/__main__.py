@@ -1,0 +1,123 @@
+"""``python -m bench run`` and ``python -m bench inprocess``; see bench/README.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bench.processes import BenchError
+from bench.workloads import ALL_WORKLOADS, READ_WORKLOADS
+
+app = typer.Typer(
+    help="Benchmarks of Portfolio Graph (see bench/README.md).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _split(text: str, allowed: tuple[str, ...]) -> list[str]:
+    chosen = [w.strip() for w in text.split(",") if w.strip()]
+    unknown = [w for w in chosen if w not in allowed]
+    if unknown or not chosen:
+        raise typer.BadParameter(f"choose from {', '.join(allowed)} (comma-separated)")
+    return chosen
+
+
+@app.command()
+def run(
+    products: Annotated[int, typer.Option(help="Size of the generated portfolio.", min=50)] = 200,
+    duration: Annotated[float, typer.Option(help="Seconds of load per run.", min=1)] = 20.0,
+    connections: Annotated[int, typer.Option(help="Concurrent connections.", min=1)] = 16,
+    workloads: Annotated[
+        str, typer.Option(help="Comma-separated: " + ",".join(ALL_WORKLOADS))
+    ] = ",".join(ALL_WORKLOADS),
+    skip_peer: Annotated[bool, typer.Option(help="Do not run PostGraphile.")] = False,
+    skip_limit: Annotated[bool, typer.Option(help="Do not run the hand-written SQL.")] = False,
+    fresh: Annotated[bool, typer.Option(help="Drop and re-create the database first.")] = False,
+    warmup: Annotated[float, typer.Option(help="Seconds of warm-up before each run.")] = 2.0,
+    threads: Annotated[int, typer.Option(help="wrk threads.", min=1)] = 2,
+    port_base: Annotated[
+        int, typer.Option(help="First of four ports: ours, peer, and their counting copies.")
+    ] = 8701,
+    results_dir: Annotated[Path, typer.Option(help="Where <timestamp>/ and latest.md go.")] = Path(
+        __file__
+    )
+    .resolve()
+    .parent
+    / "results",
+    ingest_calls: Annotated[int, typer.Option(help="recordKpiMeasurements calls.", min=1)] = 100,
+    ingest_batch: Annotated[
+        int, typer.Option(help="Measurements per call.", min=1, max=10_000)
+    ] = 10_000,
+    ingest_concurrency: Annotated[int, typer.Option(help="Calls in flight.", min=1)] = 4,
+    wait_idle: Annotated[
+        float,
+        typer.Option(
+            help="Before each timed run, wait up to this many seconds while other processes "
+            "use over 10 % of the CPUs."
+        ),
+    ] = 60.0,
+) -> None:
+    """Load-test our server beside PostGraphile 4 and the one-statement SQL limit."""
+    from bench.runner import Options
+    from bench.runner import run as run_benchmark
+
+    options = Options(
+        products=products,
+        duration=duration,
+        connections=connections,
+        workloads=_split(workloads, ALL_WORKLOADS),
+        skip_peer=skip_peer,
+        skip_limit=skip_limit,
+        fresh=fresh,
+        warmup=warmup,
+        threads=threads,
+        port_base=port_base,
+        results_dir=results_dir,
+        ingest_calls=ingest_calls,
+        ingest_batch=ingest_batch,
+        ingest_concurrency=ingest_concurrency,
+        wait_idle=wait_idle,
+    )
+    _guarded(lambda: run_benchmark(options))
+
+
+@app.command()
+def inprocess(
+    products: Annotated[int, typer.Option(help="Size of the generated portfolio.", min=50)] = 200,
+    repeat: Annotated[int, typer.Option(help="Timed executions.", min=1)] = 50,
+    workload: Annotated[
+        str, typer.Option(help="One of: " + ", ".join(READ_WORKLOADS))
+    ] = "overview",
+    variant: Annotated[str, typer.Option(help="fixed or varied.")] = "fixed",
+    warmup: Annotated[int, typer.Option(help="Untimed executions first.", min=0)] = 5,
+    profile: Annotated[
+        Path | None,
+        typer.Option(help="Write a pyinstrument HTML profile of the timed executions here."),
+    ] = None,
+) -> None:
+    """Execute a read workload through schema.execute (no HTTP) and print ms per execution."""
+    from bench.inprocess import run_inprocess
+
+    if workload not in READ_WORKLOADS:
+        raise typer.BadParameter(f"choose from {', '.join(READ_WORKLOADS)}")
+    if variant not in ("fixed", "varied"):
+        raise typer.BadParameter("fixed or varied")
+    _guarded(lambda: run_inprocess(products, repeat, workload, variant, warmup, profile))
+
+
+def _guarded(work: object) -> None:
+    try:
+        work()  # type: ignore[operator]
+    except BenchError as error:
+        typer.echo(f"bench: {error}", err=True)
+        raise typer.Exit(code=2) from None
+    except KeyboardInterrupt:
+        typer.echo("bench: interrupted; servers stopped", err=True)
+        raise typer.Exit(code=130) from None
+
+
+if __name__ == "__main__":
+    app()

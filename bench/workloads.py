@@ -1,0 +1,469 @@
+"""The workloads: the GraphQL documents for us and for PostGraphile, the hand-written SQL
+"limit", and the variables each request picks from.
+
+Each read workload comes in two variants: ``fixed`` (every request is the same) and
+``varied`` (each request picks its variables at random from the keys or IDs of the
+database, so they practically never repeat and no cache can answer all of them). bench/README.md explains how the PostGraphile documents relate to
+ours.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from api.seed.kpi_kinds import HISTORY_DAYS, REFERENCE_DATE
+from bench.database import Dataset
+from schema.ids import encode_id
+
+READ_WORKLOADS = ("overview", "node", "series")
+WRITE_WORKLOADS = ("mutation", "ingest")
+ALL_WORKLOADS = READ_WORKLOADS + WRITE_WORKLOADS
+VARIANTS = ("fixed", "varied")
+OVERVIEW_PRODUCTS = 50
+SERIES_KPIS = 20
+SERIES_FROM = datetime.combine(
+    REFERENCE_DATE - timedelta(days=HISTORY_DAYS), datetime.min.time(), UTC
+)
+SERIES_TO = datetime.combine(REFERENCE_DATE + timedelta(days=1), datetime.min.time(), UTC)
+
+
+def compact(document: str) -> str:
+    """One line, single spaces: the same document text for every request."""
+    return re.sub(r"\s+", " ", document).strip()
+
+
+# --- Portfolio Graph -----------------------------------------------------------------
+
+OURS_OVERVIEW = compact("""
+query Overview($keys: [String!]) {
+  products(first: 50, filter: {keys: $keys}) {
+    nodes {
+      key name
+      initiatives(first: 10) { nodes { key title status riceScore isBlocked } }
+      kpis { nodes { key latestValue status } }
+    }
+  }
+}""")
+
+OURS_NODE = compact("""
+query Node($id: ID!) {
+  node(id: $id) {
+    ... on Initiative {
+      key title
+      products { nodes { key name } }
+      constraints { nodes { key severity status } }
+    }
+  }
+}""")
+
+OURS_SERIES = compact("""
+query Series($keys: [String!], $from: DateTime!, $to: DateTime!) {
+  kpis(first: 20, filter: {keys: $keys}) {
+    nodes { key series(from: $from, to: $to, bucket: WEEK) { bucketStart average count } }
+  }
+}""")
+
+OURS_MUTATION = compact("""
+mutation Update($id: ID!, $version: Int, $title: String) {
+  updateInitiative(input: {id: $id, expectedVersion: $version, title: $title}) {
+    initiative { id version }
+    userErrors { code }
+  }
+}""")
+
+OURS_INGEST = compact("""
+mutation Ingest($input: RecordKpiMeasurementsInput!) {
+  recordKpiMeasurements(input: $input) {
+    received inserted duplicates rejected userErrors { code message }
+  }
+}""")
+
+# --- PostGraphile 4 (+ postgraphile-plugin-connection-filter) ------------------------
+
+PEER_OVERVIEW = compact("""
+query Overview($filter: ProductFilter) {
+  allProducts(first: 50, filter: $filter, orderBy: KEY_ASC) {
+    nodes {
+      key name
+      initiativeProductsByProductId(first: 10) {
+        nodes {
+          initiativeByInitiativeId {
+            key title status reach impact confidence effort
+            constraintInitiativesByInitiativeId {
+              nodes { technicalConstraintByConstraintId { severity status } }
+            }
+          }
+        }
+      }
+      kpisByProductId(orderBy: KEY_ASC) {
+        nodes {
+          key direction warningThreshold criticalThreshold
+          kpiMeasurementsByKpiId(first: 1, orderBy: OBSERVED_AT_DESC) { nodes { value } }
+        }
+      }
+    }
+  }
+}""")
+
+PEER_NODE = compact("""
+query Node($id: ID!) {
+  initiative(nodeId: $id) {
+    key title
+    initiativeProductsByInitiativeId { nodes { productByProductId { key name } } }
+    constraintInitiativesByInitiativeId {
+      nodes { technicalConstraintByConstraintId { key severity status } }
+    }
+  }
+}""")
+
+PEER_SERIES = compact("""
+query Series($keys: [String!], $from: Datetime!, $to: Datetime!) {
+  allKpis(first: 20, filter: {key: {in: $keys}}, orderBy: KEY_ASC) {
+    nodes {
+      key
+      kpiMeasurementsByKpiId(
+        filter: {observedAt: {greaterThanOrEqualTo: $from, lessThan: $to}}
+        orderBy: OBSERVED_AT_ASC
+      ) { nodes { observedAt value } }
+    }
+  }
+}""")
+
+# --- The limit: one hand-written statement builds the whole answer -------------------
+
+# Uncorrelated, so PostgreSQL builds each set of blocked initiatives once per statement
+# (a hashed subplan) instead of probing per initiative.
+_IS_BLOCKED = """
+(i.id IN (SELECT ci.initiative_id FROM constraint_initiatives ci
+          JOIN technical_constraints c ON c.id = ci.constraint_id
+          WHERE c.severity = 'BLOCKER' AND c.status IN ('OPEN', 'MITIGATING')
+            AND c.archived_at IS NULL)
+ OR i.id IN (SELECT ip2.initiative_id FROM initiative_products ip2
+             JOIN constraint_products cp ON cp.product_id = ip2.product_id
+             JOIN technical_constraints c ON c.id = cp.constraint_id
+             WHERE c.severity = 'BLOCKER' AND c.status IN ('OPEN', 'MITIGATING')
+               AND c.archived_at IS NULL))"""
+
+_KPI_STATUS = """
+CASE
+  WHEN m.value IS NULL THEN 'NO_DATA'
+  WHEN (k.direction = 'HIGHER_IS_BETTER' AND m.value <= k.critical_threshold)
+    OR (k.direction = 'LOWER_IS_BETTER' AND m.value >= k.critical_threshold) THEN 'CRITICAL'
+  WHEN (k.direction = 'HIGHER_IS_BETTER' AND m.value <= k.warning_threshold)
+    OR (k.direction = 'LOWER_IS_BETTER' AND m.value >= k.warning_threshold) THEN 'WARNING'
+  ELSE 'ON_TARGET'
+END"""
+
+LIMIT_OVERVIEW = f"""
+SELECT json_build_object('data', json_build_object('products', json_build_object('nodes',
+  coalesce((
+    SELECT json_agg(json_build_object(
+      'key', p.key,
+      'name', p.name,
+      'initiatives', json_build_object('nodes', coalesce((
+        SELECT json_agg(json_build_object(
+          'key', i.key, 'title', i.title, 'status', i.status,
+          'riceScore', round((i.reach * i.impact * i.confidence)::numeric / i.effort, 2)::float8,
+          'isBlocked', {_IS_BLOCKED}
+        ) ORDER BY i.key, i.id)
+        FROM (SELECT i.* FROM initiatives i
+              JOIN initiative_products ip ON ip.initiative_id = i.id
+              WHERE ip.product_id = p.id AND i.archived_at IS NULL
+              ORDER BY i.key, i.id LIMIT 10) i
+      ), '[]'::json)),
+      'kpis', json_build_object('nodes', coalesce((
+        SELECT json_agg(json_build_object(
+          'key', k.key, 'latestValue', m.value, 'status', {_KPI_STATUS}
+        ) ORDER BY k.key, k.id)
+        FROM (SELECT k.* FROM kpis k WHERE k.product_id = p.id AND k.archived_at IS NULL
+              ORDER BY k.key, k.id LIMIT 20) k
+        LEFT JOIN LATERAL (
+          SELECT value FROM kpi_measurements m WHERE m.kpi_id = k.id
+          ORDER BY m.observed_at DESC, m.id DESC LIMIT 1
+        ) m ON true
+      ), '[]'::json))
+    ) ORDER BY p.key, p.id)
+    FROM (SELECT p.* FROM products p
+          WHERE p.archived_at IS NULL AND ($1::text[] IS NULL OR p.key = ANY($1::text[]))
+          ORDER BY p.key, p.id LIMIT 50) p
+  ), '[]'::json))))::text
+"""
+
+LIMIT_NODE = """
+SELECT json_build_object('data', json_build_object('node', (
+  SELECT json_build_object(
+    'key', i.key,
+    'title', i.title,
+    'products', json_build_object('nodes', coalesce((
+      SELECT json_agg(json_build_object('key', p.key, 'name', p.name) ORDER BY p.key, p.id)
+      FROM (SELECT p.* FROM products p JOIN initiative_products ip ON ip.product_id = p.id
+            WHERE ip.initiative_id = i.id AND p.archived_at IS NULL
+            ORDER BY p.key, p.id LIMIT 20) p
+    ), '[]'::json)),
+    'constraints', json_build_object('nodes', coalesce((
+      SELECT json_agg(json_build_object('key', c.key, 'severity', c.severity, 'status', c.status)
+                      ORDER BY c.key, c.id)
+      FROM (SELECT c.* FROM technical_constraints c
+            JOIN constraint_initiatives ci ON ci.constraint_id = c.id
+            WHERE ci.initiative_id = i.id AND c.archived_at IS NULL
+            ORDER BY c.key, c.id LIMIT 20) c
+    ), '[]'::json))
+  )
+  FROM initiatives i WHERE i.id = $1 AND i.archived_at IS NULL
+)))::text
+"""
+
+LIMIT_SERIES = """
+SELECT json_build_object('data', json_build_object('kpis', json_build_object('nodes',
+  coalesce((
+    SELECT json_agg(json_build_object('key', k.key, 'series', coalesce((
+      SELECT json_agg(json_build_object(
+        'bucketStart', s.bucket, 'average', s.average, 'count', s.count) ORDER BY s.bucket)
+      FROM (SELECT date_bin('7 days', m.observed_at, TIMESTAMPTZ '2001-01-01 00:00:00+00') AS bucket,
+                   avg(m.value) AS average, count(*) AS count
+            FROM kpi_measurements m
+            WHERE m.kpi_id = k.id AND m.observed_at >= $2 AND m.observed_at < $3
+            GROUP BY 1) s
+    ), '[]'::json)) ORDER BY k.key, k.id)
+    FROM (SELECT k.* FROM kpis k WHERE k.archived_at IS NULL AND k.key = ANY($1::text[])
+          ORDER BY k.key, k.id LIMIT 20) k
+  ), '[]'::json))))::text
+"""
+
+
+def body(query: str, variables: dict[str, Any] | None = None) -> bytes:
+    return orjson.dumps({"query": query, "variables": variables or {}})
+
+
+def peer_node_id(table: str, pk: int) -> str:
+    """PostGraphile 4's nodeId: base64 of ``["<table>", pk]``."""
+    return base64.b64encode(orjson.dumps([table, pk])).decode()
+
+
+# Where a varied request's picked values go in a body template: the JSON string
+# "@@PICK@@" is replaced by the pick (a JSON string, or an array of them).
+PICK = "@@PICK@@"
+PICK_JSON = orjson.dumps(PICK).decode()
+
+
+@dataclass(frozen=True)
+class Target:
+    """How one server receives a request: the body, with PICK_JSON standing for the
+    picked value(s), and the value each pool entry stands for, JSON-encoded."""
+
+    template: str
+    pool: list[str]
+
+    def body(self, indices: Sequence[int], array: bool) -> bytes:
+        if not indices:
+            return self.template.encode()
+        values = [self.pool[i] for i in indices]
+        pick = f"[{','.join(values)}]" if array else values[0]
+        return self.template.replace(PICK_JSON, pick, 1).encode()
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """One read workload variant. ``fixed``: every request the same. ``varied``: each
+    request picks ``picks`` distinct entries of a pool (product keys, initiative IDs, KPI
+    keys) at random, in wrk's Lua script and in the limit's client alike, so the
+    variables practically never repeat and no cache keyed on them can answer."""
+
+    workload: str
+    variant: str
+    picks: int  # 0: fixed
+    array: bool  # the pick is a list (keys) rather than one value (an ID)
+    ours: Target
+    peer: Target
+    limit_sql: str
+    limit_pool: list[Any]
+    limit_fixed: tuple[Any, ...]
+    limit_args: Callable[[list[Any]], tuple[Any, ...]]
+
+    @property
+    def label(self) -> str:
+        return f"{self.workload}/{self.variant}"
+
+    @property
+    def pool_size(self) -> int:
+        return len(self.limit_pool)
+
+    def sample(self, rng: random.Random) -> list[int]:
+        return rng.sample(range(self.pool_size), self.picks) if self.picks else []
+
+    def body(self, target: str, indices: Sequence[int]) -> bytes:
+        return (self.ours if target == "ours" else self.peer).body(indices, self.array)
+
+    def args(self, indices: Sequence[int]) -> tuple[Any, ...]:
+        if not indices:
+            return self.limit_fixed
+        return self.limit_args([self.limit_pool[i] for i in indices])
+
+
+def read_plans(dataset: Dataset, workloads: Sequence[str]) -> list[ReadPlan]:
+    plans = []
+    for workload in workloads:
+        if workload in READ_WORKLOADS:
+            plans += _PLANNERS[workload](dataset)
+    return plans
+
+
+def _json_strings(values: Sequence[str]) -> list[str]:
+    return [orjson.dumps(v).decode() for v in values]
+
+
+def _template(query: str, variables: dict[str, Any]) -> str:
+    return body(query, variables).decode()
+
+
+def _overview(dataset: Dataset) -> list[ReadPlan]:
+    keys = _json_strings(dataset.product_keys)
+    fixed = ReadPlan(
+        "overview",
+        "fixed",
+        0,
+        True,
+        Target(_template(OURS_OVERVIEW, {"keys": None}), []),
+        Target(_template(PEER_OVERVIEW, {"filter": None}), []),
+        LIMIT_OVERVIEW,
+        [],
+        (None,),
+        lambda picked: (picked,),
+    )
+    varied = ReadPlan(
+        "overview",
+        "varied",
+        OVERVIEW_PRODUCTS,
+        True,
+        Target(_template(OURS_OVERVIEW, {"keys": PICK}), keys),
+        Target(_template(PEER_OVERVIEW, {"filter": {"key": {"in": PICK}}}), keys),
+        LIMIT_OVERVIEW,
+        list(dataset.product_keys),
+        (None,),
+        lambda picked: (picked,),
+    )
+    return [fixed, varied]
+
+
+def _node(dataset: Dataset) -> list[ReadPlan]:
+    ids = dataset.initiative_ids
+    ours = _json_strings([encode_id("Initiative", pk) for pk in ids])
+    peer = _json_strings([peer_node_id("initiatives", pk) for pk in ids])
+    first = ids[0]
+    fixed = ReadPlan(
+        "node",
+        "fixed",
+        0,
+        False,
+        Target(_template(OURS_NODE, {"id": encode_id("Initiative", first)}), []),
+        Target(_template(PEER_NODE, {"id": peer_node_id("initiatives", first)}), []),
+        LIMIT_NODE,
+        [],
+        (first,),
+        lambda picked: (picked[0],),
+    )
+    varied = ReadPlan(
+        "node",
+        "varied",
+        1,
+        False,
+        Target(_template(OURS_NODE, {"id": PICK}), ours),
+        Target(_template(PEER_NODE, {"id": PICK}), peer),
+        LIMIT_NODE,
+        list(ids),
+        (first,),
+        lambda picked: (picked[0],),
+    )
+    return [fixed, varied]
+
+
+def _series(dataset: Dataset) -> list[ReadPlan]:
+    window = {"from": SERIES_FROM.isoformat(), "to": SERIES_TO.isoformat()}
+    first = dataset.kpi_keys[:SERIES_KPIS]
+    keys = _json_strings(dataset.kpi_keys)
+    fixed = ReadPlan(
+        "series",
+        "fixed",
+        0,
+        True,
+        Target(_template(OURS_SERIES, {"keys": first} | window), []),
+        Target(_template(PEER_SERIES, {"keys": first} | window), []),
+        LIMIT_SERIES,
+        [],
+        (first, SERIES_FROM, SERIES_TO),
+        lambda picked: (picked, SERIES_FROM, SERIES_TO),
+    )
+    varied = ReadPlan(
+        "series",
+        "varied",
+        SERIES_KPIS,
+        True,
+        Target(_template(OURS_SERIES, {"keys": PICK} | window), keys),
+        Target(_template(PEER_SERIES, {"keys": PICK} | window), keys),
+        LIMIT_SERIES,
+        list(dataset.kpi_keys),
+        (first, SERIES_FROM, SERIES_TO),
+        lambda picked: (picked, SERIES_FROM, SERIES_TO),
+    )
+    return [fixed, varied]
+
+
+_PLANNERS = {"overview": _overview, "node": _node, "series": _series}
+
+
+@dataclass(frozen=True)
+class MutationPlan:
+    """updateInitiative with optimistic locking: the client keeps the version it last saw
+    for each initiative (from the database at the start, then from every answer, which
+    carries the stored version also on CONFLICT) and sends it as ``expectedVersion``."""
+
+    variant: str
+    global_ids: list[str]
+    versions: dict[str, int]
+
+    def next_body(self, rng: random.Random, counter: int) -> tuple[str, bytes]:
+        global_id = self.global_ids[0] if self.variant == "fixed" else rng.choice(self.global_ids)
+        variables = {
+            "id": global_id,
+            "version": self.versions[global_id],
+            "title": f"Bench edit {counter}",
+        }
+        return global_id, body(OURS_MUTATION, variables)
+
+    def observe(self, answer: dict[str, Any]) -> str:
+        """Learn the stored version from an answer; ``ok``, ``conflict`` or ``error``."""
+        payload = (answer.get("data") or {}).get("updateInitiative") or {}
+        initiative = payload.get("initiative")
+        if initiative:
+            self.versions[initiative["id"]] = initiative["version"]
+        if answer.get("errors"):
+            return "error"
+        codes = [e.get("code") for e in payload.get("userErrors") or []]
+        if not codes and initiative:
+            return "ok"
+        return "conflict" if codes == ["CONFLICT"] else "error"
+
+
+def mutation_plans(dataset: Dataset, versions: dict[int, int]) -> list[MutationPlan]:
+    plans = []
+    for variant in VARIANTS:
+        # The fixed variant updates one initiative from every connection (row contention
+        # and conflicts); the varied one spreads over all of them.
+        ids = dataset.initiative_ids[1:2] if variant == "fixed" else dataset.initiative_ids
+        global_ids = [encode_id("Initiative", pk) for pk in ids]
+        plans.append(
+            MutationPlan(
+                variant,
+                global_ids,
+                {g: versions[pk] for g, pk in zip(global_ids, ids, strict=True)},
+            )
+        )
+    return plans
