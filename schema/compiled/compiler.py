@@ -17,7 +17,9 @@ from typing import Any
 
 from graphql import FieldNode, GraphQLObjectType, get_named_type
 from sqlalchemy import (
+    JSON,
     ColumnElement,
+    Double,
     Numeric,
     Select,
     Text,
@@ -61,6 +63,12 @@ def iso_timestamp(column: Any) -> ColumnElement[str]:
         (column.is_(None), None),
         else_=func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS') + fraction + "+00:00",
     )
+
+
+def json_float(column: Any) -> ColumnElement[Any]:
+    """A float as GraphQL's Float (and Python's ``repr``) writes it: ``1500.0``, not
+    PostgreSQL's ``1500`` (``graphql_float``, migration 0004)."""
+    return func.graphql_float(cast(column, Double), type_=JSON)
 
 
 def global_id(type_name: str, id_column: Any) -> ColumnElement[str]:
@@ -226,6 +234,8 @@ class Compiler:
     @staticmethod
     def _column(column: Any) -> Any:
         python_type = _python_type(column)
+        if python_type is float:
+            return json_float(column)
         if python_type is datetime:
             return iso_timestamp(column)
         if python_type is Decimal:
@@ -411,7 +421,7 @@ def _score(score: str, explanation: str) -> Special:
         for child in c.walk.fields("ScoreExplanation", node.selection_set):
             name = child.name.value
             value = {
-                "score": getattr(alias, score),
+                "score": json_float(getattr(alias, score)),
                 "explanation": getattr(alias, explanation),
                 "__typename": literal("ScoreExplanation"),
             }.get(name)
@@ -484,9 +494,9 @@ def _series(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: An
     )
     columns = {
         "bucketStart": iso_timestamp(grouped.c.bucket_start),
-        "average": grouped.c.average,
-        "minimum": grouped.c.minimum,
-        "maximum": grouped.c.maximum,
+        "average": json_float(grouped.c.average),
+        "minimum": json_float(grouped.c.minimum),
+        "maximum": json_float(grouped.c.maximum),
         "count": grouped.c.count,
         "__typename": literal("KpiSeriesPoint"),
     }

@@ -134,6 +134,10 @@ class CompiledQueries(SchemaExtension):
             # Invalid input is declined too: the resolvers report it with its code.
             log.debug("compiled_path_declined", reason=str(reason))
             return None
+        except Exception:
+            # A bug in the compiler must not fail the request: the resolvers answer.
+            log.exception("compiled_path_failed")
+            return None
 
 
 _DIALECT = postgresql_asyncpg.dialect()
