@@ -79,7 +79,8 @@ def create_app(
     engine = create_engine(url, settings)
     migrate_on_start = settings.migrate_on_start
     if migrate_on_start is None:
-        migrate_on_start = embedded
+        # The demo seeds at start-up, so it needs the schema wherever it runs.
+        migrate_on_start = embedded or demo
     return assemble_app(
         settings,
         engine,
@@ -151,7 +152,7 @@ def assemble_app(
     authorization = AuthorizationServer(auth, sessions)
     app = Starlette(
         routes=[
-            Route("/graphql", endpoint, methods=["GET", "POST"]),
+            Route("/graphql", endpoint, methods=None),  # the endpoint answers 405 itself
             *authorization.routes(),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),

@@ -2,7 +2,10 @@
 
 Cost: every object is 1 point, scalars are free; a connection is 1 point plus the
 cost of one of its nodes times ``first``/``last`` (20 when absent); other lists
-count 10 items.
+count 10 items. Introspection (``__schema``, ``__type``) reads no data: 1 point per
+root field, but its lists may nest at most ``MAX_INTROSPECTION_LISTS`` deep (the
+standard introspection query's ``types > fields > args``) and never inside themselves,
+so that ``fields { type { fields { type ... }}}`` cannot multiply the work.
 A query over the maximum cost is refused before any SQL runs, with its cost and
 the limit in the error; the cost is then charged to the caller's budget.
 """
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Hashable
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from graphql import (
@@ -31,9 +34,18 @@ from graphql.execution.values import get_variable_values
 from strawberry.extensions import SchemaExtension
 
 from api.services.pagination import DEFAULT_PAGE_SIZE
-from schema.compiled.selection import Unsupported, Walk
+from schema.compiled.selection import Walk, response_key
 
 LIST_ESTIMATE = 10
+MAX_INTROSPECTION_LISTS = 3
+INTROSPECTION_ROOTS = frozenset({"__schema", "__type"})
+
+
+class Measurement(NamedTuple):
+    cost: int
+    root_fields: int
+    # Why the introspection in it is refused (lists nested too deep, or repeated).
+    introspection_refusal: str | None
 
 
 def _is_list(graphql_type: Any) -> bool:
@@ -45,6 +57,7 @@ def _is_list(graphql_type: Any) -> bool:
 class CostCalculator:
     def __init__(self, walk: Walk) -> None:
         self.walk = walk
+        self.introspection_refusal: str | None = None
 
     def selection(self, type_name: str, node: Any, multiplier: int = 1) -> int:
         graphql_type, children = self._children(self.walk.schema.type_map[type_name], node)
@@ -54,7 +67,12 @@ class CostCalculator:
             name = child.name.value
             if name == "__typename":
                 continue
-            definition = graphql_type.fields[name]
+            definition = self.walk.schema.get_field(graphql_type, name)  # __schema, __type too
+            assert definition is not None  # the document is valid
+            if name in INTROSPECTION_ROOTS:
+                total += 1
+                self._introspection(get_named_type(definition.type), child, ())
+                continue
             named = get_named_type(definition.type)
             if is_leaf_type(named):
                 continue
@@ -71,6 +89,30 @@ class CostCalculator:
             else:
                 total += self._node(named.name, child)
         return total
+
+    def _introspection(self, graphql_type: Any, node: FieldNode, path: tuple[str, ...]) -> None:
+        """Checks the lists nested below an introspection field (types > fields > args)."""
+        if self.introspection_refusal is not None or is_leaf_type(graphql_type):
+            return
+        for child in self.walk.fields(graphql_type.name, node.selection_set):
+            name = child.name.value
+            definition = self.walk.schema.get_field(graphql_type, name)
+            assert definition is not None
+            nested = path
+            if _is_list(definition.type):
+                nested = (*path, name)
+                if name in path:
+                    self.introspection_refusal = (
+                        f"This introspection selects `{name}` inside `{name}` "
+                        f"({' > '.join(nested)}); a list may appear once on a path."
+                    )
+                elif len(nested) > MAX_INTROSPECTION_LISTS:
+                    self.introspection_refusal = (
+                        f"This introspection nests {len(nested)} lists ({' > '.join(nested)}); "
+                        f"at most {MAX_INTROSPECTION_LISTS} may nest, as in the standard "
+                        "introspection query."
+                    )
+            self._introspection(get_named_type(definition.type), child, nested)
 
     def _node(self, type_name: str, node: FieldNode) -> int:
         if type_name.endswith("Edge"):
@@ -91,9 +133,9 @@ class CostCalculator:
 
 def query_cost(
     schema: GraphQLSchema, document: Any, operation_name: str | None, variables: Any
-) -> tuple[int, int] | None:
-    """(cost, root field count) of the operation, or None if it cannot be computed
-    (variables that do not coerce: execution reports that)."""
+) -> Measurement | None:
+    """Cost, root fields and introspection depth of the operation, or None if it cannot
+    be computed (variables that do not coerce: execution reports that)."""
     operation = get_operation_ast(document, operation_name)
     if not isinstance(operation, OperationDefinitionNode):
         return None
@@ -101,21 +143,20 @@ def query_cost(
     if isinstance(coerced, list):
         return None
     fragments = {d.name.value: d for d in document.definitions if d.kind == "fragment_definition"}
-    walk = Walk(schema, fragments, coerced)
+    walk = Walk(schema, fragments, coerced, strict=False)
     root = schema.get_root_type(operation.operation)
     assert root is not None
-    try:
-        roots = walk.fields(root.name, operation.selection_set)
-        return CostCalculator(walk).selection(root.name, operation), len(roots)
-    except Unsupported:  # e.g. a directive other than skip/include
-        return CostCalculator(walk).selection(root.name, operation), 0
+    roots = {response_key(node) for node in walk.fields(root.name, operation.selection_set)}
+    calculator = CostCalculator(walk)
+    cost = calculator.selection(root.name, operation)
+    return Measurement(cost, len(roots), calculator.introspection_refusal)
 
 
-_COSTS: OrderedDict[Hashable, tuple[int, int] | None] = OrderedDict()
+_COSTS: OrderedDict[Hashable, Measurement | None] = OrderedDict()
 _COSTS_SIZE = 1024
 
 
-def cached_query_cost(execution: Any) -> tuple[int, int] | None:
+def cached_query_cost(execution: Any) -> Measurement | None:
     """``query_cost`` memoised by (document, operation, variables): it depends on nothing
     else."""
     try:
@@ -167,7 +208,7 @@ class QueryLimits(SchemaExtension):
         settings = context.settings
         measured = cached_query_cost(execution)
         if measured is not None:
-            cost, roots = measured
+            cost, roots, introspection_refusal = measured
             context.requested_cost = cost
             if cost > settings.max_query_cost:
                 execution.result = _refuse(
@@ -177,6 +218,8 @@ class QueryLimits(SchemaExtension):
                     cost=cost,
                     limit=settings.max_query_cost,
                 )
+            elif introspection_refusal is not None:
+                execution.result = _refuse(introspection_refusal, "INTROSPECTION_TOO_DEEP")
             elif roots > settings.max_root_fields:
                 execution.result = _refuse(
                     f"This operation selects {roots} root fields; the limit is "
@@ -204,7 +247,7 @@ class QueryLimits(SchemaExtension):
             if actual is None:
                 actual = actual_cost(result.data) if result.data else 0
             execution.extensions_results["cost"] = {
-                "requested": measured[0],
+                "requested": measured.cost,
                 "actual": actual,
                 "limit": settings.max_query_cost,
                 **(

@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 import structlog
+from cross_web import HTTPException
 from graphql import GraphQLError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
@@ -16,6 +17,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
 from api.database import transaction
@@ -30,6 +32,7 @@ from auth.tokens import InvalidToken
 from schema.build import schema_for
 from schema.context import Context
 from schema.errors import INTERNAL, with_code
+from schema.http import GRAPHQL_RESPONSE, JSON, HTTPRefusal, content_type, negotiate, refuse_early
 from schema.persisted import (
     PersistedQueryError,
     get_payload,
@@ -56,6 +59,72 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             development=settings.is_development, configured=settings.anonymous_scopes
         )
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        response: Response
+        try:
+            response = await self.run(Request(scope, receive))
+        except HTTPRefusal as refusal:
+            response = refusal.response(_media_type(scope))
+        except HTTPException as error:  # strawberry's own refusals, as JSON like ours
+            code = "METHOD_NOT_ALLOWED" if error.status_code == 405 else "BAD_REQUEST"
+            response = HTTPRefusal(error.status_code, code, error.reason).response(
+                _media_type(scope)
+            )
+        await response(scope, receive, send)
+
+    async def get_sub_response(self, request: Request | Any) -> Response:
+        sub_response = await super().get_sub_response(request)
+        sub_response.media_type = _media_type(request.scope)
+        return sub_response
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        response = super().create_response(response_data, sub_response)
+        media_type = sub_response.media_type or JSON
+        response.headers["content-type"] = content_type(media_type)
+        if (
+            media_type == GRAPHQL_RESPONSE
+            and not sub_response.status_code
+            and "data" not in response_data
+        ):
+            # A request error (the document, the variables or a limit) is the client's.
+            response.status_code = 400
+        return response
+
+    async def execute_single(  # noqa: PLR0917
+        self,
+        request: Request,
+        request_adapter: Any,
+        sub_response: Response,
+        context: Context,
+        root_value: None,
+        request_data: Any,
+    ) -> ExecutionResult:
+        try:
+            return await super().execute_single(
+                request=request,
+                request_adapter=request_adapter,
+                sub_response=sub_response,
+                context=context,
+                root_value=root_value,
+                request_data=request_data,
+            )
+        except HTTPException as error:
+            if isinstance(error.__cause__, InvalidOperationTypeError):
+                raise HTTPRefusal(
+                    405,
+                    "METHOD_NOT_ALLOWED",
+                    "GET runs queries only; send mutations with POST.",
+                    {"Allow": "POST"},
+                ) from error
+            raise
+
     async def get_context(self, request: Any, response: Any) -> Context:
         state = request.scope["state"]
         state["graphql_context"] = context = Context(
@@ -73,7 +142,9 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
         state = request.scope.get("state", {})
-        data: GraphQLHTTPResponse = {"data": result.data}
+        # An error before execution (document, variables, limits) leaves no data entry.
+        request_error = result.data is None and all(e.path is None for e in result.errors or ())
+        data: GraphQLHTTPResponse = {} if request_error else {"data": result.data}
         errors = [self._public(with_code(e), state) for e in result.errors or []]
         if errors:
             data["errors"] = errors  # type: ignore[typeddict-item]
@@ -111,6 +182,10 @@ class PortfolioGraphQL(GraphQL[Context, None]):
 _MARKER = b"persistedQuery"
 
 
+def _media_type(scope: Scope) -> str:
+    return str(scope.get("state", {}).get("media_type") or JSON)
+
+
 def _rate_limit_key(principal: Any, request: Any) -> str:
     """Users are charged across their clients; services per client; others per address."""
     if principal.user_id is not None:
@@ -143,7 +218,14 @@ class GraphQLEndpoint:
         if scope["type"] != "http":
             await self.view(scope, receive, send)
             return
-        authorization = Headers(scope=scope).get("authorization")
+        headers = Headers(scope=scope)
+        refusal = refuse_early(scope["method"], headers)
+        if refusal is not None:
+            await refusal.response(negotiate(headers.get("accept")) or JSON)(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        state["media_type"] = negotiate(headers.get("accept")) or JSON
+        authorization = headers.get("authorization")
         started = {"response": False}
 
         async def tracked_send(message: Message) -> None:
@@ -162,13 +244,15 @@ class GraphQLEndpoint:
                 except InvalidToken as error:
                     await unauthorized("invalid_token", error.description)(scope, receive, send)
                     return
-                state = scope.setdefault("state", {})
                 state["session"] = session
                 state["principal"] = principal
                 try:
                     receive = await self._persisted(scope, receive, session)
                 except PersistedQueryError as refused:
                     await refused.response(scope, receive, send)
+                    return
+                except HTTPRefusal as refused:
+                    await refused.response(state["media_type"])(scope, receive, send)
                     return
                 await self.view(scope, receive, tracked_send)
         except (SQLAlchemyTimeoutError, OperationalError, DBAPIError, OSError) as error:
@@ -193,6 +277,12 @@ class GraphQLEndpoint:
                 set_get_payload(scope, resolved)
             return receive
         body = await read_body(receive)
+        if body.lstrip().startswith(b"["):
+            raise HTTPRefusal(
+                400,
+                "BATCHING_NOT_SUPPORTED",
+                "Send one operation per request; JSON arrays of operations are not accepted.",
+            )
         if self.only_persisted or _MARKER in body:
             try:
                 payload = orjson.loads(body)

@@ -36,9 +36,30 @@ def settings_for(**overrides: Any) -> Settings:
 
 
 @pytest.fixture(scope="session")
-async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
-    server = server_url(tmp_path_factory.mktemp("pg"))
+def database_server(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """TEST_DATABASE_URL's server, else an embedded one for the session."""
+    return server_url(tmp_path_factory.mktemp("pg"))
+
+
+@pytest.fixture(scope="session")
+async def database_url(database_server: str) -> AsyncIterator[str]:
+    server = database_server
     url, name = await create_database(server)
+    yield url
+    await drop_database(server, name)
+
+
+@pytest.fixture
+async def own_database(database_server: str) -> AsyncIterator[str]:
+    """A migrated demo database of the test's own: for a server in another process, whose
+    writes are committed and must not leak into the shared database."""
+    server = database_server
+    url, name = await create_database(server)
+    engine = create_engine(url, settings_for())
+    await migrate.upgrade(engine)
+    async with AsyncSession(engine) as session, session.begin():
+        await seed_demo(session)
+    await engine.dispose()
     yield url
     await drop_database(server, name)
 

@@ -30,6 +30,9 @@ class Walk:
     schema: GraphQLSchema
     fragments: dict[str, FragmentDefinitionNode]
     variables: VariableValues
+    # The cost walk is permissive: it counts a field selected twice twice and ignores
+    # directives it does not know, so that any valid document has a cost.
+    strict: bool = True
 
     def fields(self, type_name: str, selection_set: SelectionSetNode | None) -> list[FieldNode]:
         """Fields selected on an object of ``type_name``, fragments included, in order."""
@@ -52,7 +55,7 @@ class Walk:
                 continue
             if isinstance(selection, FieldNode):
                 key = selection.alias.value if selection.alias else selection.name.value
-                if key in keys:
+                if key in keys and self.strict:
                     raise Unsupported("a response key selected twice")
                 keys.add(key)
                 found.append(selection)
@@ -78,7 +81,7 @@ class Walk:
 
     def _included(self, node: Any) -> bool:
         for directive in node.directives or ():
-            if directive.name.value not in {"skip", "include"}:
+            if directive.name.value not in {"skip", "include"} and self.strict:
                 raise Unsupported(f"directive @{directive.name.value}")
         skip = get_directive_values(GraphQLSkipDirective, node, self.variables)
         if skip is not None and skip["if"]:
