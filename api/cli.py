@@ -67,7 +67,14 @@ def serve(
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    uvicorn.run(application, host=host, port=port, log_level=settings.log_level.lower())
+    # SIGTERM: stop accepting, let in-flight requests finish (within the grace), then exit.
+    uvicorn.run(
+        application,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+    )
 
 
 @migrate_app.command("upgrade")

@@ -87,6 +87,13 @@ class Settings(BaseSettings):
     )
     statement_timeout_ms: int = Field(default=10_000, description="PostgreSQL statement_timeout.")
     request_timeout_seconds: float = Field(default=30.0, description="Longest request execution.")
+    shutdown_grace_seconds: int = Field(
+        default=30,
+        description=(
+            "On SIGTERM, how long in-flight requests may finish; past it they are cancelled "
+            "and their transactions rolled back."
+        ),
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed to call the API from a browser."
     )

@@ -47,20 +47,18 @@ def with_code(error: GraphQLError) -> GraphQLError:
             extensions["code"] = original.code
             if original.field:
                 extensions["field"] = original.field
-        elif error.path is None:
-            # Before execution: the document or the variables are wrong.
-            if error.message.startswith("Syntax Error"):
-                extensions["code"] = PARSE_FAILED
-            elif error.message.startswith("Variable '$"):
-                extensions["code"] = BAD_USER_INPUT
-            else:
-                extensions["code"] = VALIDATION_FAILED
         elif _connection_lost(original):
             extensions["code"] = UNAVAILABLE
             error.message = "The database connection was lost; retry shortly."
         elif _statement_timeout(original):
             extensions["code"] = TIMEOUT
             error.message = "The database took too long to answer this field."
+        elif error.path is None and error.message.startswith("Syntax Error"):
+            extensions["code"] = PARSE_FAILED
+        elif error.path is None and error.message.startswith("Variable '$"):
+            extensions["code"] = BAD_USER_INPUT  # variables that do not fit their types
+        elif error.path is None and (original is None or isinstance(original, GraphQLError)):
+            extensions["code"] = VALIDATION_FAILED  # the document does not fit the schema
         else:
             extensions["code"] = INTERNAL
     error.extensions = extensions

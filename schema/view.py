@@ -31,7 +31,7 @@ from auth.services import AuthServices
 from auth.tokens import InvalidToken
 from schema.build import schema_for
 from schema.context import Context
-from schema.errors import INTERNAL, with_code
+from schema.errors import INTERNAL, UNAVAILABLE, with_code
 from schema.http import GRAPHQL_RESPONSE, JSON, HTTPRefusal, content_type, negotiate, refuse_early
 from schema.persisted import (
     PersistedQueryError,
@@ -157,6 +157,13 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             data["extensions"] = extensions
         cost: dict[str, Any] = extensions.get("cost") or {}
         record_graphql(self.metrics, state, errors, cost.get("requested"))
+        if context is not None and any(
+            (error.get("extensions") or {}).get("code") == UNAVAILABLE for error in errors
+        ):
+            # The connection died under the request: its transaction is gone, so the
+            # whole answer is unavailable, as when the database cannot be reached at all.
+            context.response.status_code = 503
+            context.response.headers["Retry-After"] = RETRY_AFTER_SECONDS
         return data
 
     def _public(self, error: GraphQLError, state: dict[str, Any]) -> dict[str, Any]:
@@ -180,6 +187,7 @@ class PortfolioGraphQL(GraphQL[Context, None]):
 
 
 _MARKER = b"persistedQuery"
+RETRY_AFTER_SECONDS = "2"
 
 
 def _media_type(scope: Scope) -> str:
@@ -263,7 +271,7 @@ class GraphQLEndpoint:
                     503,
                     "SERVICE_UNAVAILABLE",
                     "The database is unavailable or busy; retry shortly.",
-                    {"Retry-After": "2"},
+                    {"Retry-After": RETRY_AFTER_SECONDS},
                 )(scope, receive, send)
 
     async def _persisted(self, scope: Scope, receive: Receive, session: AsyncSession) -> Receive:

@@ -12,10 +12,16 @@ from typing import Any
 
 import orjson
 import structlog
-from graphql import ExecutionResult, OperationDefinitionNode, OperationType, get_operation_ast
+from graphql import (
+    ExecutionResult,
+    GraphQLError,
+    OperationDefinitionNode,
+    OperationType,
+    get_operation_ast,
+)
 from graphql.execution.values import get_variable_values
 from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
-from sqlalchemy.exc import CompileError
+from sqlalchemy.exc import CompileError, SQLAlchemyError
 from strawberry.extensions import SchemaExtension
 
 from api.errors import DomainError
@@ -78,7 +84,18 @@ class CompiledQueries(SchemaExtension):
             async with context.lock:
                 connection = await context.session.connection()
                 for key, statement in plan:
-                    text = (await connection.exec_driver_sql(statement)).scalar()
+                    try:
+                        text = (await connection.exec_driver_sql(statement)).scalar()
+                    except SQLAlchemyError as error:
+                        # As a resolver's failure would be: on the field, coded from
+                        # its cause (connection lost, timeout) and never showing SQL.
+                        context.answered_by = "compiled"
+                        execution.result = ExecutionResult(
+                            data=None,
+                            errors=[GraphQLError(str(error), path=[key], original_error=error)],
+                        )
+                        yield
+                        return
                     if isinstance(text, str):
                         data[key] = orjson.loads(text)
                         # Objects returned, counted on the text (braces in strings are rare).
