@@ -31,13 +31,24 @@ from schema.compiled.selection import Unsupported, Walk, response_key
 log = structlog.get_logger(__name__)
 
 
+# A plan: per root field, its response key and its statement, either rendered SQL text
+# (values inlined) or a SQLAlchemy construct (values bound).
+Plan = list[tuple[str, Any]]
+SEEN_ONCE: Plan = []  # the key was planned once; render its text if it comes again
+
+
 class PlanCache:
     """Plans by (document, operation, scopes, variables): a plan depends on nothing
-    else (not on the data), so a hit skips planning entirely. Bounded LRU."""
+    else (not on the data), so a hit skips planning entirely. Bounded LRU.
+
+    A request seen for the first time runs its statements with bound values: SQLAlchemy
+    reuses the compiled SQL of any statement of the same structure, and PostgreSQL its
+    prepared statement, so requests whose variables vary are not compiled from scratch.
+    A request that comes again gets its SQL text rendered once and kept."""
 
     def __init__(self, size: int = 1024) -> None:
         self.size = size
-        self._plans: OrderedDict[Hashable, list[tuple[str, str]] | None] = OrderedDict()
+        self._plans: OrderedDict[Hashable, Plan | None] = OrderedDict()
 
     def key(self, execution: Any) -> Hashable | None:
         try:
@@ -51,13 +62,13 @@ class PlanCache:
             variables,
         )
 
-    def get(self, key: Hashable) -> tuple[bool, list[tuple[str, str]] | None]:
+    def get(self, key: Hashable) -> tuple[bool, Plan | None]:
         if key not in self._plans:
             return False, None
         self._plans.move_to_end(key)
         return True, self._plans[key]
 
-    def put(self, key: Hashable, plan: list[tuple[str, str]] | None) -> None:
+    def put(self, key: Hashable, plan: Plan | None) -> None:
         self._plans[key] = plan
         self._plans.move_to_end(key)
         while len(self._plans) > self.size:
@@ -85,7 +96,10 @@ class CompiledQueries(SchemaExtension):
                 connection = await context.session.connection()
                 for key, statement in plan:
                     try:
-                        text = (await connection.exec_driver_sql(statement)).scalar()
+                        if isinstance(statement, str):
+                            text = (await connection.exec_driver_sql(statement)).scalar()
+                        else:
+                            text = (await connection.execute(statement)).scalar()
                     except SQLAlchemyError as error:
                         # As a resolver's failure would be: on the field, coded from
                         # its cause (connection lost, timeout) and never showing SQL.
@@ -109,17 +123,24 @@ class CompiledQueries(SchemaExtension):
             context.answered_by = "resolvers"
         yield
 
-    def _cached_plan(self, execution: Any) -> list[tuple[str, str]] | None:
+    def _cached_plan(self, execution: Any) -> Plan | None:
         key = PLANS.key(execution)
         if key is None:
             return self._plan(execution)
-        found, plan = PLANS.get(key)
-        if not found:
-            plan = self._plan(execution)
+        found, cached = PLANS.get(key)
+        if found and cached is not SEEN_ONCE:
+            return cached
+        plan = self._plan(execution)
+        if plan is None:
+            PLANS.put(key, None)  # declined: the resolvers answer this one every time
+        elif not found:
+            PLANS.put(key, SEEN_ONCE)
+        else:
+            plan = [(response, _render(statement)) for response, statement in plan]
             PLANS.put(key, plan)
         return plan
 
-    def _plan(self, execution: Any) -> list[tuple[str, str]] | None:
+    def _plan(self, execution: Any) -> Plan | None:
         document = execution.graphql_document
         if document is None or execution.pre_execution_errors:
             return None
@@ -144,7 +165,7 @@ class CompiledQueries(SchemaExtension):
         compiler = Compiler(walk, context.principal.scopes, context.settings.max_page_size)
         try:
             return [
-                (response_key(node), _render(compiler.root(node)))
+                (response_key(node), compiler.root(node))
                 for node in walk.fields("Query", operation.selection_set)
             ]
         except (Unsupported, DomainError, CompileError, NotImplementedError) as reason:
