@@ -111,7 +111,9 @@ class CompiledQueries(SchemaExtension):
                         yield
                         return
                     if isinstance(text, str):
-                        data[key] = orjson.loads(text)
+                        # PostgreSQL wrote the JSON: it goes into the response as it is,
+                        # never parsed and serialised again.
+                        data[key] = orjson.Fragment(text)
                         # Objects returned, counted on the text (braces in strings are rare).
                         objects += text.count("{")
                     else:
