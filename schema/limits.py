@@ -156,17 +156,37 @@ _COSTS: OrderedDict[Hashable, Measurement | None] = OrderedDict()
 _COSTS_SIZE = 1024
 
 
+def _cost_key(query: str | None, operation_name: str | None, variables: Any) -> Hashable:
+    try:
+        encoded = orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return None
+    return (query, operation_name, encoded)
+
+
+def known_cost(query: str | None, operation_name: str | None, variables: Any) -> int | None:
+    """The cost of an operation measured before and within every limit; None if unknown."""
+    key = _cost_key(query, operation_name, variables)
+    measured = _COSTS.get(key) if key is not None else None
+    if measured is None or measured.introspection_refusal is not None:
+        return None
+    return measured.cost
+
+
+def cost_extension(settings: Any, requested: int, actual: int, budget: Any) -> dict[str, Any]:
+    """``extensions.cost`` of a response."""
+    return {
+        "requested": requested,
+        "actual": actual,
+        "limit": settings.max_query_cost,
+        **({"remaining": budget.remaining, "budget": budget.limit} if budget is not None else {}),
+    }
+
+
 def cached_query_cost(execution: Any) -> Measurement | None:
     """``query_cost`` memoised by (document, operation, variables): it depends on nothing
     else."""
-    try:
-        key: Hashable = (
-            execution.query,
-            execution.operation_name,
-            orjson.dumps(execution.variables or {}, option=orjson.OPT_SORT_KEYS),
-        )
-    except TypeError:
-        key = None
+    key = _cost_key(execution.query, execution.operation_name, execution.variables)
     if key is not None and key in _COSTS:
         _COSTS.move_to_end(key)
         return _COSTS[key]
@@ -227,7 +247,10 @@ class QueryLimits(SchemaExtension):
                     "TOO_MANY_ROOT_FIELDS",
                 )
             else:
-                budget = await context.rate_limiter.charge(context.rate_limit_key, max(cost, 1))
+                # Charged already if the fast path looked at this request first.
+                budget = context.budget or await context.rate_limiter.charge(
+                    context.rate_limit_key, max(cost, 1)
+                )
                 context.budget = budget
                 if not budget.allowed:
                     context.response.status_code = 429
@@ -246,13 +269,6 @@ class QueryLimits(SchemaExtension):
             actual = getattr(context, "actual_cost", None)
             if actual is None:
                 actual = actual_cost(result.data) if result.data else 0
-            execution.extensions_results["cost"] = {
-                "requested": measured.cost,
-                "actual": actual,
-                "limit": settings.max_query_cost,
-                **(
-                    {"remaining": budget.remaining, "budget": budget.limit}
-                    if budget is not None
-                    else {}
-                ),
-            }
+            execution.extensions_results["cost"] = cost_extension(
+                settings, measured.cost, actual, budget
+            )

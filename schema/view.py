@@ -30,9 +30,11 @@ from auth.principal import anonymous_principal
 from auth.services import AuthServices
 from auth.tokens import InvalidToken
 from schema.build import schema_for
+from schema.compiled.extension import PLANS, plan_key, run_plan
 from schema.context import Context
 from schema.errors import INTERNAL, UNAVAILABLE, with_code
 from schema.http import GRAPHQL_RESPONSE, JSON, HTTPRefusal, content_type, negotiate, refuse_early
+from schema.limits import cost_extension, known_cost
 from schema.persisted import (
     PersistedQueryError,
     get_payload,
@@ -106,6 +108,10 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         root_value: None,
         request_data: Any,
     ) -> ExecutionResult:
+        request.scope.setdefault("state", {})["operation_name"] = request_data.operation_name
+        repeated = await self._answer_repeated(context, request_data)
+        if repeated is not None:
+            return repeated
         try:
             return await super().execute_single(
                 request=request,
@@ -124,6 +130,38 @@ class PortfolioGraphQL(GraphQL[Context, None]):
                     {"Allow": "POST"},
                 ) from error
             raise
+
+    async def _answer_repeated(self, context: Context, request: Any) -> ExecutionResult | None:
+        """A query already answered by the compiler, with these variables and scopes,
+        runs its SQL text at once: its document was parsed, validated and measured
+        within the limits before, so strawberry's execution is skipped."""
+        if not (
+            context.compiled
+            and isinstance(request.query, str)
+            and isinstance(request.operation_name, str | None)
+            and isinstance(request.variables, dict | None)
+        ):
+            return None  # strawberry reports malformed parameters
+        key = plan_key(
+            request.query, request.operation_name, request.variables, context.principal.scopes
+        )
+        plan = PLANS.rendered(key) if key is not None else None
+        cost = known_cost(request.query, request.operation_name, request.variables)
+        if plan is None or cost is None:
+            return None
+        context.requested_cost = cost
+        budget = await context.rate_limiter.charge(context.rate_limit_key, max(cost, 1))
+        context.budget = budget
+        if not budget.allowed:
+            return None  # the ordinary path refuses it (without charging it twice)
+        result = await run_plan(context, plan)
+        context.answered_by = "repeated"  # compiled, and strawberry skipped
+        actual = context.actual_cost or 0
+        return ExecutionResult(
+            data=result.data,
+            errors=result.errors,
+            extensions={"cost": cost_extension(self.settings, cost, actual, budget)},
+        )
 
     async def get_context(self, request: Any, response: Any) -> Context:
         state = request.scope["state"]

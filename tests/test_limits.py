@@ -183,3 +183,32 @@ async def test_rate_limit_in_process_without_redis(
         assert (await api.data("{ products(first: 10) { nodes { key } } }"))["products"]
         body = await api("{ products(first: 10) { nodes { key } } }", status=429)
     assert body["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+
+
+async def test_repeated_queries_are_charged_once_each_on_the_fast_path(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """The third identical query skips strawberry (answeredBy "repeated"); it is still
+    charged, once, and refused with the same error when the budget is spent."""
+    app = assemble_app(settings_for(rate_limit_points=40), engine, sessions)
+    # 11 points; a document of its own, which no other test has planned in this process.
+    query = f"{{ p{uuid.uuid4().hex}: products(first: 10) {{ nodes {{ key }} }} }}"
+    async with make_client(engine, sessions, app=app) as client:
+        api = GraphQL(client)
+        answers = [await api(query) for _ in range(3)]
+        refused = await api(query, status=429)
+    assert [a["extensions"]["answeredBy"] for a in answers] == ["compiled", "compiled", "repeated"]
+    assert [a["extensions"]["cost"]["remaining"] for a in answers] == [29, 18, 7]
+    assert answers[2]["data"] == answers[0]["data"]
+    assert answers[2]["extensions"]["cost"] == {
+        "requested": 11,
+        "actual": 11,
+        "limit": 10_000_000,
+        "remaining": 7,
+        "budget": 40,
+    }
+    error = refused["errors"][0]
+    assert error["extensions"]["code"] == "RATE_LIMITED"
+    assert error["message"].startswith(
+        "Rate limit exceeded: 7 of 40 points left in this window and this query costs 11."
+    )

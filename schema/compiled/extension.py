@@ -51,16 +51,20 @@ class PlanCache:
         self._plans: OrderedDict[Hashable, Plan | None] = OrderedDict()
 
     def key(self, execution: Any) -> Hashable | None:
-        try:
-            variables = orjson.dumps(execution.variables or {}, option=orjson.OPT_SORT_KEYS)
-        except TypeError:
-            return None
-        return (
+        return plan_key(
             execution.query,
             execution.operation_name,
+            execution.variables,
             execution.context.principal.scopes,
-            variables,
         )
+
+    def rendered(self, key: Hashable) -> Plan | None:
+        """The plan of a request seen at least twice, as SQL text; None otherwise."""
+        plan = self._plans.get(key)
+        if not plan:  # unknown, declined or seen once
+            return None
+        self._plans.move_to_end(key)
+        return plan
 
     def get(self, key: Hashable) -> tuple[bool, Plan | None]:
         if key not in self._plans:
@@ -75,7 +79,47 @@ class PlanCache:
             self._plans.popitem(last=False)
 
 
+def plan_key(
+    query: str | None, operation_name: str | None, variables: Any, scopes: Any
+) -> Hashable | None:
+    try:
+        encoded = orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return None
+    return (query, operation_name, scopes, encoded)
+
+
 PLANS = PlanCache()
+
+
+async def run_plan(context: Any, plan: Plan) -> ExecutionResult:
+    """Runs each root field's statement; PostgreSQL's JSON goes into the response as it
+    is, never parsed and serialised again (orjson.Fragment)."""
+    data: dict[str, Any] = {}
+    objects = 0
+    context.answered_by = "compiled"
+    async with context.lock:
+        connection = await context.session.connection()
+        for key, statement in plan:
+            try:
+                if isinstance(statement, str):
+                    text = (await connection.exec_driver_sql(statement)).scalar()
+                else:
+                    text = (await connection.execute(statement)).scalar()
+            except SQLAlchemyError as error:
+                # As a resolver's failure would be: on the field, coded from its cause
+                # (connection lost, timeout) and never showing SQL.
+                return ExecutionResult(
+                    data=None, errors=[GraphQLError(str(error), path=[key], original_error=error)]
+                )
+            if isinstance(text, str):
+                data[key] = orjson.Fragment(text)
+                # Objects returned, counted on the text (braces in strings are rare).
+                objects += text.count("{")
+            else:
+                data[key] = text
+    context.actual_cost = objects
+    return ExecutionResult(data=data)
 
 
 class CompiledQueries(SchemaExtension):
@@ -90,37 +134,7 @@ class CompiledQueries(SchemaExtension):
             return
         plan = self._cached_plan(execution) if getattr(context, "compiled", True) else None
         if plan is not None:
-            data: dict[str, Any] = {}
-            objects = 0
-            async with context.lock:
-                connection = await context.session.connection()
-                for key, statement in plan:
-                    try:
-                        if isinstance(statement, str):
-                            text = (await connection.exec_driver_sql(statement)).scalar()
-                        else:
-                            text = (await connection.execute(statement)).scalar()
-                    except SQLAlchemyError as error:
-                        # As a resolver's failure would be: on the field, coded from
-                        # its cause (connection lost, timeout) and never showing SQL.
-                        context.answered_by = "compiled"
-                        execution.result = ExecutionResult(
-                            data=None,
-                            errors=[GraphQLError(str(error), path=[key], original_error=error)],
-                        )
-                        yield
-                        return
-                    if isinstance(text, str):
-                        # PostgreSQL wrote the JSON: it goes into the response as it is,
-                        # never parsed and serialised again.
-                        data[key] = orjson.Fragment(text)
-                        # Objects returned, counted on the text (braces in strings are rare).
-                        objects += text.count("{")
-                    else:
-                        data[key] = text
-            context.actual_cost = objects
-            context.answered_by = "compiled"
-            execution.result = ExecutionResult(data=data)
+            execution.result = await run_plan(context, plan)
         else:
             context.answered_by = "resolvers"
         yield
