@@ -90,6 +90,18 @@ async def stored_title(database_url: str, key: str) -> str:
         await engine.dispose()
 
 
+async def rename_in_flight(
+    client: httpx.AsyncClient, lock: AsyncConnection, initiative: dict[str, Any], title: str
+) -> asyncio.Task[httpx.Response]:
+    """Sends the rename and returns once it waits for the row lock (is in flight)."""
+    variables = {"id": initiative["id"], "title": title}
+    task = asyncio.create_task(
+        client.post("/graphql", json={"query": RENAME, "variables": variables})
+    )
+    await wait_until_blocked(lock)
+    return task
+
+
 def serve(database_url: str, **environment: str) -> Any:
     return live_server(database_url, PORTFOLIO_ANONYMOUS_SCOPES=WRITE_SCOPES, **environment)
 
@@ -100,16 +112,7 @@ async def test_sigterm_lets_the_in_flight_mutation_commit(own_database: str) -> 
             initiative = await first_initiative(client)
             events_before = await audit_events(own_database, initiative["key"])
             async with row_locked(own_database, initiative["key"]) as lock:
-                in_flight = asyncio.create_task(
-                    client.post(
-                        "/graphql",
-                        json={
-                            "query": RENAME,
-                            "variables": {"id": initiative["id"], "title": "Renamed in flight"},
-                        },
-                    )
-                )
-                await wait_until_blocked(lock)
+                in_flight = await rename_in_flight(client, lock, initiative, "Renamed in flight")
                 server.terminate()
                 await asyncio.to_thread(server.wait_for, "Shutting down")
                 # No new connections once shutting down.
@@ -136,16 +139,7 @@ async def test_a_request_outliving_the_grace_is_cancelled_and_rolled_back(
             initiative = await first_initiative(client)
             events_before = await audit_events(own_database, initiative["key"])
             async with row_locked(own_database, initiative["key"]) as lock:
-                in_flight = asyncio.create_task(
-                    client.post(
-                        "/graphql",
-                        json={
-                            "query": RENAME,
-                            "variables": {"id": initiative["id"], "title": "Never stored"},
-                        },
-                    )
-                )
-                await wait_until_blocked(lock)
+                in_flight = await rename_in_flight(client, lock, initiative, "Never stored")
                 server.terminate()
                 # The lock outlives the grace: the server gives up on the request and exits.
                 assert await asyncio.to_thread(server.exited_gracefully)
