@@ -13,13 +13,12 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     ParserCache,
     QueryDepthLimiter,
-    ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 
 from api.settings import Settings
 from schema.compiled.extension import CompiledQueries
-from schema.limits import QueryLimits
+from schema.limits import BoundedValidationCache, QueryLimits
 from schema.mutations.root import Mutation
 from schema.query import NODE_CLASSES, Query
 
@@ -45,7 +44,7 @@ def build_schema(
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
         lambda: ParserCache(maxsize=1024),
         lambda: AddValidationRules(rules),
-        lambda: ValidationCache(maxsize=1024),
+        lambda: BoundedValidationCache(maxsize=1024),
         QueryLimits,
         CompiledQueries,
     ]
