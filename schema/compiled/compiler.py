@@ -8,7 +8,7 @@ covered raises ``Unsupported`` and the resolvers answer the whole operation.
 
 from __future__ import annotations
 
-import itertools
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
@@ -85,12 +85,14 @@ class Compiler:
         self.scopes = scopes
         self.max_page_size = max_page_size
         self.node_types = NODE_TYPES
-        self._names = itertools.count()
+        self._next_name = 0
 
     # ------------------------------------------------------------ helpers
 
     def _alias(self, model: Any) -> Any:
-        return _alias_named(model, f"n{next(self._names)}")
+        name = f"n{self._next_name}"
+        self._next_name += 1
+        return _alias_named(model, name)
 
     def _definition(self, type_name: str, node: FieldNode) -> tuple[Any, Any]:
         graphql_type = self.walk.schema.type_map[type_name]
@@ -200,6 +202,27 @@ class Compiler:
         return func.json_build_object(*pairs)
 
     def _field(self, type_name: str, alias: Any, node: FieldNode) -> Any:
+        """A field's SQL expression. One whose subtree uses no variable is the same for
+        every request of the document: it is built once and reused (variables change
+        only the root, so requests with new variables build little)."""
+        if not node.selection_set or not self.walk.variable_free(node):
+            return self._build_field(type_name, alias, node)
+        key = (id(node), type_name, alias, self.scopes, self.max_page_size, self._next_name)
+        found = _SUBTREES.get(key)
+        if found is not None:
+            _SUBTREES.move_to_end(key)
+            _, expression, names = found
+            self._next_name += names
+            return expression
+        start = self._next_name
+        expression = self._build_field(type_name, alias, node)
+        # The node is kept with the entry, so that its id is not reused meanwhile.
+        _SUBTREES[key] = (node, expression, self._next_name - start)
+        while len(_SUBTREES) > _SUBTREES_SIZE:
+            _SUBTREES.popitem(last=False)
+        return expression
+
+    def _build_field(self, type_name: str, alias: Any, node: FieldNode) -> Any:
         name = node.name.value
         if name == "__typename":
             return literal(type_name)
@@ -390,6 +413,12 @@ class Compiler:
                 raise Unsupported(f"pageInfo.{name}")
             pairs += [literal(response_key(child)), value]
         return func.json_build_object(*pairs)
+
+
+# (id(node), type, parent alias, scopes, page cap, first alias number) ->
+# (node, expression, aliases used): the reusable subtrees of recent documents.
+_SUBTREES: OrderedDict[tuple[Any, ...], tuple[FieldNode, Any, int]] = OrderedDict()
+_SUBTREES_SIZE = 4096
 
 
 @cache
