@@ -38,10 +38,6 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
                 "statement_timeout": str(settings.statement_timeout_ms),
                 "TimeZone": "UTC",
                 "application_name": "portfolio-graph",
-                # Compiled reads are prepared once and run with many values: plan each
-                # run for its values, as a literal statement would be, rather than let
-                # PostgreSQL settle on one generic plan that fits some values badly.
-                "plan_cache_mode": "force_custom_plan",
             },
             "timeout": settings.db_connect_timeout_seconds,
         },

@@ -92,6 +92,9 @@ def plan_key(
 PLANS = PlanCache()
 
 
+CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
+
+
 async def run_plan(context: Any, plan: Plan) -> ExecutionResult:
     """Runs each root field's statement; PostgreSQL's JSON goes into the response as it
     is, never parsed and serialised again (orjson.Fragment)."""
@@ -100,6 +103,12 @@ async def run_plan(context: Any, plan: Plan) -> ExecutionResult:
     context.answered_by = "compiled"
     async with context.lock:
         connection = await context.session.connection()
+        if any(not isinstance(statement, str) for _, statement in plan):
+            # A statement with bound values is prepared once and run with many: plan
+            # each run for its values, rather than let PostgreSQL settle on a generic
+            # plan that fits some values badly (an overview went from 20 to 120 ms).
+            # Rendered text keeps the default: its cached plan is always right.
+            await connection.exec_driver_sql(CUSTOM_PLANS)
         for key, statement in plan:
             try:
                 if isinstance(statement, str):
