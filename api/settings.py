@@ -49,8 +49,10 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8000
-    db_pool_size: int = 10
-    db_max_overflow: int = 5
+    # Connections kept open. Overflow ones are opened and closed per burst (a backend
+    # fork and type introspection each), so size the pool for the usual concurrency.
+    db_pool_size: int = 20
+    db_max_overflow: int = 10
     db_pool_timeout_seconds: float = Field(
         default=5.0, description="Wait for a free connection before answering 503."
     )

@@ -50,6 +50,7 @@ class Context:
     rate_limiter: Any = None
     rate_limit_key: str = "anonymous"
     requested_cost: int = 0
+    operation_name: str | None = None  # for the access log
     actual_cost: int | None = None
     budget: Any = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)

@@ -53,6 +53,8 @@ class Measurement(NamedTuple):
     root_fields: int
     # Why the introspection in it is refused (lists nested too deep, or repeated).
     introspection_refusal: str | None
+    # The operation's own name (for logs), given or not in the request.
+    operation_name: str | None = None
 
 
 def _is_list(graphql_type: Any) -> bool:
@@ -156,7 +158,8 @@ def query_cost(
     roots = {response_key(node) for node in walk.fields(root.name, operation.selection_set)}
     calculator = CostCalculator(walk)
     cost = calculator.selection(root.name, operation)
-    return Measurement(cost, len(roots), calculator.introspection_refusal)
+    name = operation.name.value if operation.name else None
+    return Measurement(cost, len(roots), calculator.introspection_refusal, name)
 
 
 _COSTS: OrderedDict[Hashable, Measurement | None] = OrderedDict()
@@ -171,13 +174,15 @@ def _cost_key(query: str | None, operation_name: str | None, variables: Any) -> 
     return (query, operation_name, encoded)
 
 
-def known_cost(query: str | None, operation_name: str | None, variables: Any) -> int | None:
-    """The cost of an operation measured before and within every limit; None if unknown."""
+def known_measurement(
+    query: str | None, operation_name: str | None, variables: Any
+) -> Measurement | None:
+    """An operation measured before and within every limit; None if unknown."""
     key = _cost_key(query, operation_name, variables)
     measured = _COSTS.get(key) if key is not None else None
     if measured is None or measured.introspection_refusal is not None:
         return None
-    return measured.cost
+    return measured
 
 
 def cost_extension(settings: Any, requested: int, actual: int, budget: Any) -> dict[str, Any]:
@@ -234,8 +239,9 @@ class QueryLimits(SchemaExtension):
         context = execution.context
         settings = context.settings
         measured = cached_query_cost(execution)
+        context.operation_name = measured.operation_name if measured else None
         if measured is not None:
-            cost, roots, introspection_refusal = measured
+            cost, roots, introspection_refusal, _ = measured
             context.requested_cost = cost
             if cost > settings.max_query_cost:
                 execution.result = _refuse(

@@ -34,7 +34,7 @@ from schema.compiled.extension import PLANS, plan_key, run_plan
 from schema.context import Context
 from schema.errors import INTERNAL, UNAVAILABLE, with_code
 from schema.http import GRAPHQL_RESPONSE, JSON, HTTPRefusal, content_type, negotiate, refuse_early
-from schema.limits import cost_extension, known_cost
+from schema.limits import cost_extension, known_measurement
 from schema.persisted import (
     PersistedQueryError,
     get_payload,
@@ -108,7 +108,6 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         root_value: None,
         request_data: Any,
     ) -> ExecutionResult:
-        request.scope.setdefault("state", {})["operation_name"] = request_data.operation_name
         repeated = await self._answer_repeated(context, request_data)
         if repeated is not None:
             return repeated
@@ -146,10 +145,12 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             request.query, request.operation_name, request.variables, context.principal.scopes
         )
         plan = PLANS.rendered(key) if key is not None else None
-        cost = known_cost(request.query, request.operation_name, request.variables)
-        if plan is None or cost is None:
+        measured = known_measurement(request.query, request.operation_name, request.variables)
+        if plan is None or measured is None:
             return None
+        cost = measured.cost
         context.requested_cost = cost
+        context.operation_name = measured.operation_name
         budget = await context.rate_limiter.charge(context.rate_limit_key, max(cost, 1))
         context.budget = budget
         if not budget.allowed:
@@ -195,6 +196,8 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             data["extensions"] = extensions
         cost: dict[str, Any] = extensions.get("cost") or {}
         record_graphql(self.metrics, state, errors, cost.get("requested"))
+        if context is not None:
+            state["operation_name"] = context.operation_name
         if context is not None and any(
             (error.get("extensions") or {}).get("code") == UNAVAILABLE for error in errors
         ):

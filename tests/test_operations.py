@@ -3,10 +3,12 @@ callers see when the database is slow, busy or gone."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from graphql import GraphQLError
 from sqlalchemy import text
@@ -16,6 +18,7 @@ from api.app import assemble_app
 from api.database import create_engine, create_session_factory
 from schema.errors import with_code
 from tests.conftest import GraphQL, make_client, settings_for
+from tests.fixtures.auth import bearer
 
 
 @pytest.fixture
@@ -147,3 +150,37 @@ async def test_internal_error_is_masked_in_production(
     public = view._public(error, {"request_id": "req-1"})
     assert public["message"] == "Internal server error; quote request id req-1."
     assert public["extensions"] == {"code": "INTERNAL_SERVER_ERROR", "requestId": "req-1"}
+
+
+async def test_access_log_names_request_client_operation_and_cost(
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    db: AsyncSession,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    app = assemble_app(settings_for(environment="production"), engine, sessions)  # JSON logs
+    headers = await bearer(app, db, ["portfolio:read"])
+    capsys.readouterr()
+    async with make_client(engine, sessions, app=app, headers=headers) as client:
+        response = await client.post(
+            "/graphql", json={"query": "query TwoTeams { teams(first: 2) { nodes { key } } }"}
+        )
+    assert response.status_code == 200
+    [entry] = [e for e in map(_log_entry, capsys.readouterr().out.splitlines()) if e]
+    assert entry["request_id"] == response.headers["x-request-id"]
+    assert entry["operation"] == "TwoTeams"
+    assert str(entry["cost"]) == "3"
+    assert str(entry["client_id"]).startswith("test-client")
+    assert (entry["method"], entry["path"], str(entry["status"])) == ("POST", "/graphql", "200")
+
+
+def _log_entry(line: str) -> dict[str, Any] | None:
+    """The access log line as a dict, whether rendered as JSON (production) or for a
+    console (development: the logger keeps the first configuration it is used with)."""
+    if line.startswith("{"):
+        entry: dict[str, Any] = orjson.loads(line)
+        return entry if entry.get("event") == "request" else None
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", line)
+    if "] request " not in plain:
+        return None
+    return dict(re.findall(r"(\w+)=(\S+)", plain))
