@@ -41,6 +41,7 @@ from graphql.execution.values import get_variable_values
 from strawberry.extensions import SchemaExtension, ValidationCache
 
 from api.services.pagination import DEFAULT_PAGE_SIZE
+from schema.compiled.extension import provided_operation_name
 from schema.compiled.selection import Walk, response_key
 
 LIST_ESTIMATE = 10
@@ -198,7 +199,7 @@ def cost_extension(settings: Any, requested: int, actual: int, budget: Any) -> d
 def cached_query_cost(execution: Any) -> Measurement | None:
     """``query_cost`` memoised by (document, operation, variables): it depends on nothing
     else."""
-    key = _cost_key(execution.query, execution.operation_name, execution.variables)
+    key = _cost_key(execution.query, provided_operation_name(execution), execution.variables)
     if key is not None and key in _COSTS:
         _COSTS.move_to_end(key)
         return _COSTS[key]

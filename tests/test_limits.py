@@ -212,3 +212,21 @@ async def test_repeated_queries_are_charged_once_each_on_the_fast_path(
     assert error["message"].startswith(
         "Rate limit exceeded: 7 of 40 points left in this window and this query costs 11."
     )
+
+
+@pytest.mark.parametrize("operation_name", [None, "Named"], ids=["name in document", "given"])
+async def test_named_operations_take_the_fast_path_too(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], operation_name: str | None
+) -> None:
+    query = f"query Named {{ p{uuid.uuid4().hex}: teams(first: 2) {{ totalCount }} }}"
+    async with make_client(engine, sessions) as client:
+        answers = [
+            (
+                await client.post(
+                    "/graphql", json={"query": query, "operationName": operation_name}
+                )
+            ).json()
+            for _ in range(3)
+        ]
+    assert [a["extensions"]["answeredBy"] for a in answers] == ["compiled", "compiled", "repeated"]
+    assert answers[2]["data"] == answers[0]["data"]

@@ -53,7 +53,7 @@ class PlanCache:
     def key(self, execution: Any) -> Hashable | None:
         return plan_key(
             execution.query,
-            execution.operation_name,
+            provided_operation_name(execution),
             execution.variables,
             execution.context.principal.scopes,
         )
@@ -77,6 +77,13 @@ class PlanCache:
         self._plans.move_to_end(key)
         while len(self._plans) > self.size:
             self._plans.popitem(last=False)
+
+
+def provided_operation_name(execution: Any) -> str | None:
+    """The operation name as the request gave it (None if absent), which is what the
+    view sees before execution; ``execution.operation_name`` falls back to the name in
+    the document, so keys built from it would never match the view's."""
+    return getattr(execution, "_provided_operation_name", execution.operation_name)
 
 
 def plan_key(
