@@ -142,12 +142,21 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         ):
             return None  # strawberry reports malformed parameters
         key = plan_key(
-            request.query, request.operation_name, request.variables, context.principal.scopes
+            request.query,
+            request.operation_name,
+            request.variables,
+            context.principal.scopes,
+            self.schema,
         )
         plan = PLANS.rendered(key) if key is not None else None
         measured = known_measurement(request.query, request.operation_name, request.variables)
-        if plan is None or measured is None:
-            return None
+        if (
+            plan is None
+            or measured is None
+            or measured.cost > self.settings.max_query_cost
+            or measured.root_fields > self.settings.max_root_fields
+        ):
+            return None  # the ordinary path answers, or refuses with the limits' errors
         cost = measured.cost
         context.requested_cost = cost
         context.operation_name = measured.operation_name

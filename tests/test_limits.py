@@ -230,3 +230,24 @@ async def test_named_operations_take_the_fast_path_too(
         ]
     assert [a["extensions"]["answeredBy"] for a in answers] == ["compiled", "compiled", "repeated"]
     assert answers[2]["data"] == answers[0]["data"]
+
+
+async def test_the_fast_path_keeps_each_apps_limits(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Plans are shared by the process; a plan made under generous limits is never
+    served by an app whose limits refuse the query."""
+    query = (
+        f"{{ p{uuid.uuid4().hex}: teams(first: 5) {{ nodes {{ products {{ totalCount }} }} }} }}"
+    )
+    async with make_client(engine, sessions) as generous:
+        answers = [
+            (await generous.post("/graphql", json={"query": query})).json() for _ in range(3)
+        ]
+    assert answers[2]["extensions"]["answeredBy"] == "repeated"
+    async with make_client(engine, sessions, max_query_cost=10) as costly:
+        body = (await costly.post("/graphql", json={"query": query})).json()
+    assert body["errors"][0]["extensions"] == {"code": "QUERY_TOO_COSTLY", "cost": 11, "limit": 10}
+    async with make_client(engine, sessions, max_query_depth=2) as shallow:
+        body = (await shallow.post("/graphql", json={"query": query})).json()
+    assert body["errors"][0]["message"] == "'anonymous' exceeds maximum operation depth of 2"

@@ -56,6 +56,7 @@ class PlanCache:
             provided_operation_name(execution),
             execution.variables,
             execution.context.principal.scopes,
+            execution.schema,
         )
 
     def rendered(self, key: Hashable) -> Plan | None:
@@ -87,13 +88,16 @@ def provided_operation_name(execution: Any) -> str | None:
 
 
 def plan_key(
-    query: str | None, operation_name: str | None, variables: Any, scopes: Any
+    query: str | None, operation_name: str | None, variables: Any, scopes: Any, schema: Any
 ) -> Hashable | None:
+    """The schema is part of the key: each variant (production or not, depth, alias and
+    token limits) validates differently, so a plan is reused only under the one that
+    accepted its document."""
     try:
         encoded = orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS)
     except TypeError:
         return None
-    return (query, operation_name, scopes, encoded)
+    return (query, operation_name, scopes, encoded, id(schema))
 
 
 PLANS = PlanCache()
