@@ -100,7 +100,7 @@ def assemble_app(
 ) -> Starlette:
     """Wire routes to an engine and a session factory (tests bind these to one transaction)."""
     configure_logging(settings)
-    from schema.view import GraphQLEndpoint  # the only GraphQL dependency of the app
+    from schema.endpoint import GraphQLEndpoint  # the only GraphQL dependency of the app
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

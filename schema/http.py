@@ -15,6 +15,7 @@ from starlette.datastructures import Headers
 from starlette.responses import Response
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
+RETRY_AFTER_SECONDS = "2"  # when the database is unavailable or busy
 JSON = "application/json"
 
 # What an Accept entry may name for each response type we speak; */* means JSON, as

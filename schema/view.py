@@ -1,4 +1,5 @@
-"""The GraphQL HTTP endpoint: one session and one transaction per request."""
+"""The strawberry view: GraphQL over HTTP (media types, status codes, refusals), the
+request's context, the repeated-query fast path and what the caller sees of errors."""
 
 from __future__ import annotations
 
@@ -8,41 +9,24 @@ import orjson
 import structlog
 from cross_web import HTTPException
 from graphql import GraphQLError
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
-from api.database import transaction
-from api.observability import Metrics, error_response, record_graphql
+from api.observability import Metrics, record_graphql
 from api.ratelimit import RateLimiter
-from api.services.persisted import PersistedQueryStore
 from api.settings import Settings
-from auth.middleware import authenticate, unauthorized
 from auth.principal import anonymous_principal
-from auth.services import AuthServices
-from auth.tokens import InvalidToken
 from schema.build import schema_for
 from schema.compiled.extension import PLANS, plan_key, run_plan
 from schema.context import Context
 from schema.errors import INTERNAL, UNAVAILABLE, with_code
-from schema.http import GRAPHQL_RESPONSE, JSON, HTTPRefusal, content_type, negotiate, refuse_early
+from schema.http import GRAPHQL_RESPONSE, JSON, RETRY_AFTER_SECONDS, HTTPRefusal, content_type
 from schema.limits import cost_extension, known_measurement
-from schema.persisted import (
-    PersistedQueryError,
-    get_payload,
-    read_body,
-    replay,
-    resolve_persisted,
-    set_get_payload,
-)
 
 log = structlog.get_logger(__name__)
 
@@ -69,17 +53,17 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         try:
             response = await self.run(Request(scope, receive))
         except HTTPRefusal as refusal:
-            response = refusal.response(_media_type(scope))
+            response = refusal.response(media_type(scope))
         except HTTPException as error:  # strawberry's own refusals, as JSON like ours
             code = "METHOD_NOT_ALLOWED" if error.status_code == 405 else "BAD_REQUEST"
             response = HTTPRefusal(error.status_code, code, error.reason).response(
-                _media_type(scope)
+                media_type(scope)
             )
         await response(scope, receive, send)
 
     async def get_sub_response(self, request: Request | Any) -> Response:
         sub_response = await super().get_sub_response(request)
-        sub_response.media_type = _media_type(request.scope)
+        sub_response.media_type = media_type(request.scope)
         return sub_response
 
     def create_response(
@@ -236,11 +220,8 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         return orjson.dumps(data)
 
 
-_MARKER = b"persistedQuery"
-RETRY_AFTER_SECONDS = "2"
-
-
-def _media_type(scope: Scope) -> str:
+def media_type(scope: Scope) -> str:
+    """The response media type negotiated for this request (JSON by default)."""
     return str(scope.get("state", {}).get("media_type") or JSON)
 
 
@@ -252,106 +233,3 @@ def _rate_limit_key(principal: Any, request: Any) -> str:
         return f"client:{principal.client_id}"
     client = request.client
     return f"address:{client.host if client else 'unknown'}"
-
-
-class GraphQLEndpoint:
-    """ASGI endpoint: authenticates the caller, opens the request's transaction and
-    commits it in one place."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        sessions: async_sessionmaker[AsyncSession],
-        auth: AuthServices,
-        rate_limiter: RateLimiter,
-        metrics: Metrics,
-    ) -> None:
-        self.view = PortfolioGraphQL(settings, rate_limiter, metrics)
-        self.sessions = sessions
-        self.auth = auth
-        self.persisted = PersistedQueryStore()
-        self.only_persisted = settings.persisted_queries_only
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.view(scope, receive, send)
-            return
-        headers = Headers(scope=scope)
-        refusal = refuse_early(scope["method"], headers)
-        if refusal is not None:
-            await refusal.response(negotiate(headers.get("accept")) or JSON)(scope, receive, send)
-            return
-        state = scope.setdefault("state", {})
-        state["media_type"] = negotiate(headers.get("accept")) or JSON
-        authorization = headers.get("authorization")
-        started = {"response": False}
-
-        async def tracked_send(message: Message) -> None:
-            started["response"] = True
-            await send(message)
-
-        try:
-            async with transaction(self.sessions) as session:
-                # Take the connection now: a busy pool or a database that is down
-                # answers 503 here rather than as an error inside the GraphQL result.
-                await session.connection()
-                try:
-                    principal = await authenticate(
-                        self.auth, session, authorization, self.view.anonymous
-                    )
-                except InvalidToken as error:
-                    await unauthorized("invalid_token", error.description)(scope, receive, send)
-                    return
-                state["session"] = session
-                state["principal"] = principal
-                try:
-                    receive = await self._persisted(scope, receive, session)
-                except PersistedQueryError as refused:
-                    await refused.response(scope, receive, send)
-                    return
-                except HTTPRefusal as refused:
-                    await refused.response(state["media_type"])(scope, receive, send)
-                    return
-                await self.view(scope, receive, tracked_send)
-        except (SQLAlchemyTimeoutError, OperationalError, DBAPIError, OSError) as error:
-            # Pool exhausted or database unreachable: tell the caller to come back.
-            log.warning("database_unavailable", error=type(error).__name__)
-            if not started["response"]:
-                await error_response(
-                    503,
-                    "SERVICE_UNAVAILABLE",
-                    "The database is unavailable or busy; retry shortly.",
-                    {"Retry-After": RETRY_AFTER_SECONDS},
-                )(scope, receive, send)
-
-    async def _persisted(self, scope: Scope, receive: Receive, session: AsyncSession) -> Receive:
-        """Fill in a persisted document (or refuse); returns the receive to pass on."""
-        if scope["method"] == "GET":
-            payload = get_payload(scope)
-            if self.only_persisted or "persistedQuery" in str(payload.get("extensions", "")):
-                resolved = await resolve_persisted(
-                    self.persisted, session, payload, only_persisted=self.only_persisted
-                )
-                set_get_payload(scope, resolved)
-            return receive
-        body = await read_body(receive)
-        if body.lstrip().startswith(b"["):
-            raise HTTPRefusal(
-                400,
-                "BATCHING_NOT_SUPPORTED",
-                "Send one operation per request; JSON arrays of operations are not accepted.",
-            )
-        if self.only_persisted or _MARKER in body:
-            try:
-                payload = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                return replay(body)  # strawberry reports the malformed body
-            if isinstance(payload, dict):
-                resolved = await resolve_persisted(
-                    self.persisted, session, payload, only_persisted=self.only_persisted
-                )
-                body = orjson.dumps(resolved)
-        return replay(body)
-
-
-__all__ = ["GraphQLEndpoint", "Response"]
