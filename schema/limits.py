@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Hashable, Iterator
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 import orjson
@@ -358,6 +359,7 @@ class BoundedValidationCache(ValidationCache):
         yield
 
 
+@lru_cache(maxsize=1024)  # by document, as the validation cache: once per document
 def _size_refusal(document: DocumentNode) -> GraphQLError | None:
     fields = expanded_fields(document)
     if fields > MAX_EXPANDED_FIELDS:

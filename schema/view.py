@@ -125,6 +125,8 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             and isinstance(request.variables, dict | None)
         ):
             return None  # strawberry reports malformed parameters
+        if not PLANS.may_hold(request.query):
+            return None
         key = plan_key(
             request.query,
             request.operation_name,

@@ -49,6 +49,7 @@ class PlanCache:
     def __init__(self, size: int = 1024) -> None:
         self.size = size
         self._plans: OrderedDict[Hashable, Plan | None] = OrderedDict()
+        self._documents: set[str] = set()
 
     def key(self, execution: Any) -> Hashable | None:
         return plan_key(
@@ -58,6 +59,12 @@ class PlanCache:
             execution.context.principal.scopes,
             execution.schema,
         )
+
+    def may_hold(self, query: str) -> bool:
+        """Whether a rendered plan may exist for this document: a cheap test before the
+        key (which serialises the variables) is built, so mutations and new documents
+        pay nothing for the fast path."""
+        return query in self._documents
 
     def rendered(self, key: Hashable) -> Plan | None:
         """The plan of a request seen at least twice, as SQL text; None otherwise."""
@@ -78,6 +85,10 @@ class PlanCache:
         self._plans.move_to_end(key)
         while len(self._plans) > self.size:
             self._plans.popitem(last=False)
+        if plan:  # rendered: its document may now take the fast path
+            self._documents.add(key[0])  # type: ignore[index]
+            if len(self._documents) > self.size * 2:  # forget documents whose plans are gone
+                self._documents = {k[0] for k, held in self._plans.items() if held}  # type: ignore[index]
 
 
 def provided_operation_name(execution: Any) -> str | None:
