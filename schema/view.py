@@ -72,10 +72,10 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         sub_response: Response,
     ) -> Response:
         response = super().create_response(response_data, sub_response)
-        media_type = sub_response.media_type or JSON
-        response.headers["content-type"] = content_type(media_type)
+        negotiated = sub_response.media_type or JSON
+        response.headers["content-type"] = content_type(negotiated)
         if (
-            media_type == GRAPHQL_RESPONSE
+            negotiated == GRAPHQL_RESPONSE
             and not sub_response.status_code
             and "data" not in response_data
         ):
