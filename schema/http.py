@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import orjson
 from starlette.datastructures import Headers
 from starlette.responses import Response
 
+from api.observability import error_response
+
 GRAPHQL_RESPONSE = "application/graphql-response+json"
-RETRY_AFTER_SECONDS = "2"  # when the database is unavailable or busy
 JSON = "application/json"
+RETRY_AFTER_SECONDS = "2"  # when the database is unavailable or busy
 
 # What an Accept entry may name for each response type we speak; */* means JSON, as
 # the specification asks of servers during the watershed.
@@ -42,8 +43,7 @@ class HTTPRefusal(Exception):
     headers: dict[str, str] = field(default_factory=dict)
 
     def response(self, media_type: str = JSON) -> Response:
-        body = {"errors": [{"message": self.message, "extensions": {"code": self.code}}]}
-        response = Response(orjson.dumps(body), status_code=self.status, headers=self.headers)
+        response = error_response(self.status, self.code, self.message, self.headers)
         response.headers["content-type"] = content_type(media_type)
         return response
 
