@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Hashable, Iterator
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-import orjson
 from graphql import (
     DocumentNode,
     ExecutionResult,
@@ -42,7 +41,8 @@ from graphql.execution.values import get_variable_values
 from strawberry.extensions import SchemaExtension, ValidationCache
 
 from api.services.pagination import DEFAULT_PAGE_SIZE
-from schema.compiled.extension import provided_operation_name
+from schema.compiled.extension import execution_candidates, provided_operation_name
+from schema.compiled.parameters import Candidates, variables_key
 from schema.compiled.selection import Walk, response_key
 
 LIST_ESTIMATE = 10
@@ -168,19 +168,20 @@ _COSTS: OrderedDict[Hashable, Measurement | None] = OrderedDict()
 _COSTS_SIZE = 1024
 
 
-def _cost_key(query: str | None, operation_name: str | None, variables: Any) -> Hashable:
-    try:
-        encoded = orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS)
-    except TypeError:
-        return None
-    return (query, operation_name, encoded)
+def _cost_key(
+    query: str | None, operation_name: str | None, variables: Any, candidates: Candidates
+) -> Hashable:
+    """A cost depends on the variables, except on those bound as parameters (keys,
+    IDs): only their shape counts."""
+    values = variables_key(variables, candidates)
+    return None if values is None else (query, operation_name, values)
 
 
 def known_measurement(
-    query: str | None, operation_name: str | None, variables: Any
+    query: str | None, operation_name: str | None, variables: Any, candidates: Candidates
 ) -> Measurement | None:
     """An operation measured before and within every limit; None if unknown."""
-    key = _cost_key(query, operation_name, variables)
+    key = _cost_key(query, operation_name, variables, candidates)
     measured = _COSTS.get(key) if key is not None else None
     if measured is None or measured.introspection_refusal is not None:
         return None
@@ -200,7 +201,12 @@ def cost_extension(settings: Any, requested: int, actual: int, budget: Any) -> d
 def cached_query_cost(execution: Any) -> Measurement | None:
     """``query_cost`` memoised by (document, operation, variables): it depends on nothing
     else."""
-    key = _cost_key(execution.query, provided_operation_name(execution), execution.variables)
+    key = _cost_key(
+        execution.query,
+        provided_operation_name(execution),
+        execution.variables,
+        execution_candidates(execution),
+    )
     if key is not None and key in _COSTS:
         _COSTS.move_to_end(key)
         return _COSTS[key]

@@ -23,6 +23,7 @@ from api.settings import Settings
 from auth.principal import anonymous_principal
 from schema.build import schema_for
 from schema.compiled.extension import PLANS, plan_key, run_plan
+from schema.compiled.parameters import CANDIDATES
 from schema.context import Context
 from schema.errors import INTERNAL, UNAVAILABLE, with_code
 from schema.http import GRAPHQL_RESPONSE, JSON, RETRY_AFTER_SECONDS, HTTPRefusal, content_type
@@ -115,9 +116,10 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             raise
 
     async def _answer_repeated(self, context: Context, request: Any) -> ExecutionResult | None:
-        """A query already answered by the compiler, with these variables and scopes,
-        runs its SQL text at once: its document was parsed, validated and measured
-        within the limits before, so strawberry's execution is skipped."""
+        """A query already answered by the compiler, with these variables (or, for
+        variables bound as parameters, values of the same shape) and scopes, runs its
+        SQL text at once: its document was parsed, validated and measured within the
+        limits before, so strawberry's execution is skipped."""
         if not (
             context.compiled
             and isinstance(request.query, str)
@@ -125,7 +127,8 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             and isinstance(request.variables, dict | None)
         ):
             return None  # strawberry reports malformed parameters
-        if not PLANS.may_hold(request.query):
+        candidates = CANDIDATES.get(request.query, request.operation_name)
+        if candidates is None or not PLANS.may_hold(request.query):
             return None
         key = plan_key(
             request.query,
@@ -133,9 +136,12 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             request.variables,
             context.principal.scopes,
             self.schema,
+            candidates,
         )
         plan = PLANS.rendered(key) if key is not None else None
-        measured = known_measurement(request.query, request.operation_name, request.variables)
+        measured = known_measurement(
+            request.query, request.operation_name, request.variables, candidates
+        )
         if (
             plan is None
             or measured is None
@@ -150,7 +156,7 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         context.budget = budget
         if not budget.allowed:
             return None  # the ordinary path refuses it (without charging it twice)
-        result = await run_plan(context, plan)
+        result = await run_plan(context, plan, request.variables)
         context.answered_by = "repeated"  # compiled, and strawberry skipped
         actual = context.actual_cost or 0
         return ExecutionResult(

@@ -99,10 +99,14 @@ async def db(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncS
 
 
 @pytest.fixture
-def statements(engine: AsyncEngine) -> Any:
+async def statements(engine: AsyncEngine, connection: AsyncConnection) -> Any:
+    """Counts what reaches PostgreSQL, through SQLAlchemy and on the driver itself."""
     counter = StatementCounter()
     event.listen(engine.sync_engine, "before_cursor_execute", counter)
+    driver = (await connection.get_raw_connection()).driver_connection
+    driver.add_query_logger(counter.logged)
     yield counter
+    driver.remove_query_logger(counter.logged)
     event.remove(engine.sync_engine, "before_cursor_execute", counter)
 
 

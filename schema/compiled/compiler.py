@@ -8,21 +8,33 @@ covered raises ``Unsupported`` and the resolvers answer the whole operation.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from graphql import FieldNode, GraphQLObjectType, get_named_type
+from graphql import (
+    FieldNode,
+    GraphQLObjectType,
+    ListValueNode,
+    ObjectValueNode,
+    ValueNode,
+    VariableNode,
+    get_named_type,
+)
 from sqlalchemy import (
     JSON,
+    BigInteger,
     ColumnElement,
     Double,
     Numeric,
     Select,
     Text,
+    any_,
+    bindparam,
     case,
     cast,
     false,
@@ -32,7 +44,7 @@ from sqlalchemy import (
     literal_column,
     select,
 )
-from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.util import ClauseAdapter
 from strawberry.permission import PermissionExtension
@@ -42,6 +54,7 @@ from api.errors import DomainError
 from api.models.computed import constraint_blocks
 from api.services import reads
 from api.services.pagination import DEFAULT_PAGE_SIZE, page_request
+from schema.compiled.parameters import PREFIX
 from schema.compiled.selection import Unsupported, Walk, response_key
 from schema.ids import decode_id
 from schema.permissions import HasScopes
@@ -77,8 +90,22 @@ def global_id(type_name: str, id_column: Any) -> ColumnElement[str]:
     return func.rtrim(func.translate(func.encode(raw, "base64"), "+/", "-_"), "=")
 
 
+class NotBound(Exception):
+    """A variable meant to be a parameter was used where the compiler inlines values."""
+
+    def __init__(self, names: set[str]) -> None:
+        super().__init__(", ".join(sorted(names)))
+        self.names = names
+
+
 class Compiler:
-    def __init__(self, walk: Walk, scopes: frozenset[str], max_page_size: int) -> None:
+    def __init__(
+        self,
+        walk: Walk,
+        scopes: frozenset[str],
+        max_page_size: int,
+        parameters: frozenset[str] = frozenset(),
+    ) -> None:
         from schema.query import NODE_TYPES
 
         self.walk = walk
@@ -86,6 +113,11 @@ class Compiler:
         self.max_page_size = max_page_size
         self.node_types = NODE_TYPES
         self._next_name = 0
+        # Variables bound as SQL parameters (schema.compiled.parameters): each of their
+        # uses that the compiler reads must become a bind parameter, never a literal.
+        self.parameters = parameters
+        self._read: dict[int, str] = {}  # id(variable node) -> name, uses read
+        self._bound: set[int] = set()  # uses made bind parameters
 
     # ------------------------------------------------------------ helpers
 
@@ -121,6 +153,11 @@ class Compiler:
 
         from schema.build import schema
 
+        if self.parameters:
+            for argument in node.arguments or ():
+                for use in _variables(argument.value):
+                    if use.name.value in self.parameters:
+                        self._read[id(use)] = use.name.value
         raw = self.walk.arguments(definition, node)
         return convert_arguments(
             raw,
@@ -143,6 +180,15 @@ class Compiler:
             adapted = _ADAPTED[key] = (clause, self._adapt(alias, clause))
         return adapted[1]
 
+    def _parameter(self, node: FieldNode, path: tuple[str, ...], value: Any, type_: Any) -> Any:
+        """``value`` as a bind parameter if it is a parameter variable's (at ``path``
+        in the field's arguments), else None: the plan inlines it."""
+        use = _argument_value(node, path)
+        if not isinstance(use, VariableNode) or use.name.value not in self.parameters:
+            return None
+        self._bound.add(id(use))
+        return bindparam(PREFIX + use.name.value, value=value, type_=type_)
+
     # ------------------------------------------------------------ root fields
 
     def root(self, node: FieldNode) -> Select[Any]:
@@ -150,6 +196,9 @@ class Compiler:
         text of the field's value (text, so it is parsed once, by orjson)."""
         statement = self._root(node)
         (column,) = statement.selected_columns
+        unbound = {name for use, name in self._read.items() if use not in self._bound}
+        if unbound:
+            raise NotBound(unbound)
         return statement.with_only_columns(cast(column, Text))
 
     def _root(self, node: FieldNode) -> Select[Any]:
@@ -164,10 +213,13 @@ class Compiler:
                 raise Unsupported("asOf")
             model, column = meta["lookup"]
             alias = self._alias(model)
+            key = self._parameter(node, ("key",), args["key"], Text)
+            if key is None:
+                key = args["key"]
             return (
                 select(self._object(named, alias, node))
                 .select_from(alias)
-                .where(self._adapt(alias, column) == args["key"], alias.archived_at.is_(None))
+                .where(self._adapt(alias, column) == key, alias.archived_at.is_(None))
             )
         if node.name.value == "node":
             return self._node(node, args["id"])
@@ -180,12 +232,14 @@ class Compiler:
             raise Unsupported("invalid id") from None
         known = self.node_types.get(type_name)
         if known is None:
+            self._parameter(node, ("id",), pk, BigInteger)  # null whatever the key
             return select(literal(None))
         model, scope = known
         if scope.value not in self.scopes:
             raise Unsupported("missing scope")
         alias = self._alias(model)
-        conditions = [alias.id == pk]
+        bound_pk = self._parameter(node, ("id",), pk, BigInteger)
+        conditions = [alias.id == (pk if bound_pk is None else bound_pk)]
         if hasattr(model, "archived_at"):
             conditions.append(alias.archived_at.is_(None))
         return select(self._object(type_name, alias, node)).select_from(alias).where(*conditions)
@@ -298,10 +352,19 @@ class Compiler:
         model = edge.model if edge is not None else meta["root_model"]
         node_type = self._node_type(type_name)
         alias = self._alias(model)
+        keys = getattr(query_filter, "keys", None)
+        bound_keys = None
+        if keys is not None:
+            bound_keys = self._parameter(node, ("filter", "keys"), list(keys), ARRAY(Text))
+        if bound_keys is not None:
+            # key IN (...) as key = ANY($n): one parameter whatever the number of keys.
+            query_filter = dataclasses.replace(query_filter, keys=None)
         statement = query_filter.apply(select(model))
         conditions = (
             [self._adapt(alias, statement.whereclause)] if statement.whereclause is not None else []
         )
+        if bound_keys is not None:
+            conditions.append(alias.key == any_(cast(bound_keys, ARRAY(Text))))
         base = select().select_from(alias)
         if edge is not None:
             if edge.join is not None:
@@ -413,6 +476,30 @@ class Compiler:
                 raise Unsupported(f"pageInfo.{name}")
             pairs += [literal(response_key(child)), value]
         return func.json_build_object(*pairs)
+
+
+def _argument_value(node: FieldNode, path: tuple[str, ...]) -> ValueNode | None:
+    """The value node at ``path`` (argument name, then input fields) of a field."""
+    name, *fields = path
+    value: ValueNode | None = next(
+        (a.value for a in node.arguments or () if a.name.value == name), None
+    )
+    for field_name in fields:
+        if not isinstance(value, ObjectValueNode):
+            return None
+        value = next((f.value for f in value.fields if f.name.value == field_name), None)
+    return value
+
+
+def _variables(value: ValueNode) -> Iterator[VariableNode]:
+    if isinstance(value, VariableNode):
+        yield value
+    elif isinstance(value, ListValueNode):
+        for item in value.values:
+            yield from _variables(item)
+    elif isinstance(value, ObjectValueNode):
+        for field in value.fields:
+            yield from _variables(field.value)
 
 
 # (id(node), type, parent alias, scopes, page cap, first alias number) ->

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Hashable
-from typing import Any
+from typing import Any, NamedTuple
 
+import asyncpg
 import orjson
 import structlog
 from graphql import (
@@ -21,44 +22,54 @@ from graphql import (
 )
 from graphql.execution.values import get_variable_values
 from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
+from sqlalchemy.dialects.postgresql.asyncpg import PGCompiler_asyncpg
 from sqlalchemy.exc import CompileError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from strawberry.extensions import SchemaExtension
 
 from api.errors import DomainError
-from schema.compiled.compiler import Compiler
+from schema.compiled.compiler import Compiler, NotBound
+from schema.compiled.parameters import (
+    CANDIDATES,
+    NONE,
+    PREFIX,
+    Candidates,
+    bound,
+    bound_value,
+    variables_key,
+)
 from schema.compiled.selection import Unsupported, Walk, response_key
 
 log = structlog.get_logger(__name__)
 
 
+class Rendered(NamedTuple):
+    """A statement as SQL text: values inlined, except parameters, which are ``$1``,
+    ``$2``... in the order of ``arguments`` (variable name, kind)."""
+
+    sql: str
+    arguments: tuple[tuple[str, str], ...] = ()
+
+
 # A plan: per root field, its response key and its statement, either rendered SQL text
-# (values inlined) or a SQLAlchemy construct (values bound).
+# or a SQLAlchemy construct (values bound).
 Plan = list[tuple[str, Any]]
 SEEN_ONCE: Plan = []  # the key was planned once; render its text if it comes again
 
 
 class PlanCache:
     """Plans by (document, operation, scopes, variables): a plan depends on nothing
-    else (not on the data), so a hit skips planning entirely. Bounded LRU.
+    else (not on the data), so a hit skips planning entirely. Bounded LRU. Variables
+    bound as parameters count by their shape only (``schema.compiled.parameters``).
 
     A request seen for the first time runs its statements with bound values: SQLAlchemy
-    reuses the compiled SQL of any statement of the same structure, and PostgreSQL its
-    prepared statement, so requests whose variables vary are not compiled from scratch.
-    A request that comes again gets its SQL text rendered once and kept."""
+    reuses the compiled SQL of any statement of the same structure. A request that comes
+    again gets its SQL text rendered once and kept."""
 
     def __init__(self, size: int = 1024) -> None:
         self.size = size
         self._plans: OrderedDict[Hashable, Plan | None] = OrderedDict()
         self._documents: set[str] = set()
-
-    def key(self, execution: Any) -> Hashable | None:
-        return plan_key(
-            execution.query,
-            provided_operation_name(execution),
-            execution.variables,
-            execution.context.principal.scopes,
-            execution.schema,
-        )
 
     def may_hold(self, query: str) -> bool:
         """Whether a rendered plan may exist for this document: a cheap test before the
@@ -99,25 +110,34 @@ def provided_operation_name(execution: Any) -> str | None:
 
 
 def plan_key(
-    query: str | None, operation_name: str | None, variables: Any, scopes: Any, schema: Any
+    query: str | None,
+    operation_name: str | None,
+    variables: Any,
+    scopes: Any,
+    schema: Any,
+    candidates: Candidates = NONE,
 ) -> Hashable | None:
     """The schema is part of the key: each variant (production or not, depth, alias and
     token limits) validates differently, so a plan is reused only under the one that
     accepted its document."""
-    try:
-        encoded = orjson.dumps(variables or {}, option=orjson.OPT_SORT_KEYS)
-    except TypeError:
+    values = variables_key(variables, candidates)
+    if values is None:
         return None
-    return (query, operation_name, scopes, encoded, id(schema))
+    return (query, operation_name, scopes, values, id(schema))
+
+
+def execution_candidates(execution: Any) -> Candidates:
+    """The parameter candidates of the execution's document (none if it did not parse)."""
+    document = execution.graphql_document
+    if document is None or not isinstance(execution.query, str):
+        return NONE
+    return CANDIDATES.of(execution.query, document, provided_operation_name(execution))
 
 
 PLANS = PlanCache()
 
 
-CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
-
-
-async def run_plan(context: Any, plan: Plan) -> ExecutionResult:
+async def run_plan(context: Any, plan: Plan, variables: Any) -> ExecutionResult:
     """Runs each root field's statement; PostgreSQL's JSON goes into the response as it
     is, never parsed and serialised again (orjson.Fragment)."""
     data: dict[str, Any] = {}
@@ -125,19 +145,18 @@ async def run_plan(context: Any, plan: Plan) -> ExecutionResult:
     context.answered_by = "compiled"
     async with context.lock:
         connection = await context.session.connection()
-        if any(not isinstance(statement, str) for _, statement in plan):
-            # A statement with bound values is prepared once and run with many: plan
-            # each run for its values, rather than let PostgreSQL settle on a generic
-            # plan that fits some values badly (an overview went from 20 to 120 ms).
-            # Rendered text keeps the default: its cached plan is always right.
-            await connection.exec_driver_sql(CUSTOM_PLANS)
         for key, statement in plan:
             try:
-                if isinstance(statement, str):
-                    text = (await connection.exec_driver_sql(statement)).scalar()
+                if isinstance(statement, Rendered):
+                    text = await _fetch_text(connection, statement, variables)
                 else:
                     text = (await connection.execute(statement)).scalar()
-            except SQLAlchemyError as error:
+            except (
+                SQLAlchemyError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                OSError,
+            ) as error:
                 # As a resolver's failure would be: on the field, coded from its cause
                 # (connection lost, timeout) and never showing SQL.
                 return ExecutionResult(
@@ -153,6 +172,20 @@ async def run_plan(context: Any, plan: Plan) -> ExecutionResult:
     return ExecutionResult(data=data)
 
 
+async def _fetch_text(connection: AsyncConnection, statement: Rendered, variables: Any) -> Any:
+    """One statement on the driver itself: a read of one statement needs no transaction
+    (SQLAlchemy begins one only when it runs a statement, so none is begun for this one,
+    and the commit has nothing to send), and asyncpg keeps it prepared by its text."""
+    arguments = [bound_value(kind, variables[name]) for name, kind in statement.arguments]
+    raw = await connection.get_raw_connection()
+    try:
+        return await raw.driver_connection.fetchval(statement.sql, *arguments)  # type: ignore[union-attr]
+    except (asyncpg.InterfaceError, OSError, asyncpg.PostgresConnectionError):
+        # The connection is gone (database restarted): the pool must not hand it out again.
+        await connection.invalidate()
+        raise
+
+
 class CompiledQueries(SchemaExtension):
     """Answers a query with one SQL statement per root field when the compiler covers
     it; otherwise lets the resolvers run."""
@@ -165,29 +198,37 @@ class CompiledQueries(SchemaExtension):
             return
         plan = self._cached_plan(execution) if getattr(context, "compiled", True) else None
         if plan is not None:
-            execution.result = await run_plan(context, plan)
+            execution.result = await run_plan(context, plan, execution.variables)
         else:
             context.answered_by = "resolvers"
         yield
 
     def _cached_plan(self, execution: Any) -> Plan | None:
-        key = PLANS.key(execution)
+        candidates = execution_candidates(execution)
+        key = plan_key(
+            execution.query,
+            provided_operation_name(execution),
+            execution.variables,
+            execution.context.principal.scopes,
+            execution.schema,
+            candidates,
+        )
         if key is None:
-            return self._plan(execution)
+            return self._plan(execution, candidates)
         found, cached = PLANS.get(key)
         if found and cached is not SEEN_ONCE:
             return cached
-        plan = self._plan(execution)
+        plan = self._plan(execution, candidates)
         if plan is None:
             PLANS.put(key, None)  # declined: the resolvers answer this one every time
         elif not found:
             PLANS.put(key, SEEN_ONCE)
         else:
-            plan = [(response, _render(statement)) for response, statement in plan]
+            plan = [(response, _render(statement, candidates)) for response, statement in plan]
             PLANS.put(key, plan)
         return plan
 
-    def _plan(self, execution: Any) -> Plan | None:
+    def _plan(self, execution: Any, candidates: Candidates) -> Plan | None:
         document = execution.graphql_document
         if document is None or execution.pre_execution_errors:
             return None
@@ -209,12 +250,23 @@ class CompiledQueries(SchemaExtension):
         }
         walk = Walk(schema, fragments, variables)
         context = execution.context
-        compiler = Compiler(walk, context.principal.scopes, context.settings.max_page_size)
+        compiler = Compiler(
+            walk,
+            context.principal.scopes,
+            context.settings.max_page_size,
+            bound(execution.variables, candidates),
+        )
         try:
             return [
                 (response_key(node), compiler.root(node))
                 for node in walk.fields("Query", operation.selection_set)
             ]
+        except NotBound as unbound:
+            # A use the compiler inlines: the document keys those variables by value
+            # from now on (a plan built so far is dropped; none was cached).
+            log.debug("compiled_path_parameters_dropped", variables=str(unbound))
+            CANDIDATES.drop(execution.query, provided_operation_name(execution), unbound.names)
+            return None
         except (Unsupported, DomainError, CompileError, NotImplementedError) as reason:
             # Invalid input is declined too: the resolvers report it with its code.
             log.debug("compiled_path_declined", reason=str(reason))
@@ -228,11 +280,29 @@ class CompiledQueries(SchemaExtension):
 _DIALECT = postgresql_asyncpg.dialect()
 
 
-def _render(statement: Any) -> str:
+class _PlanCompiler(PGCompiler_asyncpg):
+    """Renders values inline (``literal_binds``), except parameters: those become
+    ``$1``, ``$2``... in the order they first appear."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.placeholders: dict[str, str] = {}
+        super().__init__(*args, **kwargs)
+
+    def visit_bindparam(self, bindparam: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        if bindparam.key.startswith(PREFIX):
+            return self.placeholders.setdefault(bindparam.key, f"${len(self.placeholders) + 1}")
+        return super().visit_bindparam(bindparam, **kwargs)
+
+
+_DIALECT.statement_compiler = _PlanCompiler
+
+
+def _render(statement: Any, candidates: Candidates) -> Rendered:
     """The statement as SQL text with its values inlined (quoted by SQLAlchemy's literal
     renderers): a cached plan is then a short string, cheap to keep and to run, instead
     of thousands of objects for the garbage collector to walk."""
     compiled = statement.compile(
         dialect=_DIALECT, compile_kwargs={"literal_binds": True, "render_postcompile": True}
     )
-    return str(compiled)
+    names = [key.removeprefix(PREFIX) for key in compiled.placeholders]
+    return Rendered(str(compiled), tuple((name, candidates[name]) for name in names))

@@ -1,0 +1,208 @@
+"""Variables a compiled plan takes as SQL parameters, so that one plan serves every value.
+
+A plan is keyed by its document and its variables. Most variables change the SQL
+(``first``, ``orderBy``, ``@include``), but some only change a value in it: the keys
+of a ``filter: {keys: $keys}``, the ID of ``node(id: $id)``, the key of a lookup. Those
+are *parameters*: the key holds their shape (a list of strings; an ID of type
+Initiative) instead of their value, the plan's SQL has ``$n`` in their place, and each
+request binds its own values. A dashboard that asks for other products every time then
+reuses one plan instead of planning each request.
+
+A variable is a parameter only if every use of it in the operation is one of those
+places (found here, from the document alone) and if the compiler bound every use it
+met (checked after planning; otherwise the plan is keyed by the value, as any other).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+import orjson
+from graphql import (
+    ArgumentNode,
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    ObjectFieldNode,
+    OperationDefinitionNode,
+    OperationType,
+    VariableNode,
+    Visitor,
+    get_operation_ast,
+    visit,
+)
+from graphql.language.visitor import SKIP
+
+from api.errors import DomainError
+from schema.ids import decode_id
+
+STRINGS = "strings"  # filter: {keys: $v}, a list of strings
+NODE_ID = "node_id"  # node(id: $v), a global ID; its type is part of the key
+STRING = "string"  # a lookup's key: $v
+PREFIX = "gqlvar_"  # bind parameter names of parameters
+
+Candidates = Mapping[str, str]  # variable name -> kind
+NONE: Candidates = {}
+
+
+def candidates(document: DocumentNode, operation_name: str | None) -> Candidates:
+    """The variables of the operation used only where a plan can bind them."""
+    operation = get_operation_ast(document, operation_name)
+    if not isinstance(operation, OperationDefinitionNode):
+        return NONE
+    if operation.operation is not OperationType.QUERY:
+        return NONE
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    finder = _Uses(operation)
+    pending: list[Any] = [operation]
+    seen: set[str] = set()
+    while pending:
+        visit(pending.pop(), finder)
+        for name in finder.spreads - seen:
+            seen.add(name)
+            if name in fragments:
+                pending.append(fragments[name])
+    found: dict[str, str] = {}
+    for name, kinds in finder.kinds.items():
+        (kind, *others) = kinds
+        if kind is not None and not others:
+            found[name] = kind
+    return found
+
+
+class _Uses(Visitor):
+    """The kind of each use of each variable (None: a use that cannot be bound)."""
+
+    def __init__(self, operation: OperationDefinitionNode) -> None:
+        super().__init__()
+        self.root_fields = {
+            id(s) for s in operation.selection_set.selections if isinstance(s, FieldNode)
+        }
+        self.kinds: dict[str, set[str | None]] = {}
+        self.spreads: set[str] = set()
+
+    def enter_fragment_spread(self, node: FragmentSpreadNode, *_: Any) -> None:
+        self.spreads.add(node.name.value)
+
+    def enter_variable_definition(self, *_: Any) -> Any:
+        return SKIP  # declarations are not uses
+
+    def enter_variable(
+        self, node: VariableNode, key: Any, parent: Any, path: Any, ancestors: Any
+    ) -> None:
+        self.kinds.setdefault(node.name.value, set()).add(self._kind(parent, ancestors))
+
+    def _kind(self, parent: Any, ancestors: Any) -> str | None:
+        nodes = [a for a in ancestors if not isinstance(a, list | tuple)]
+        if isinstance(parent, ArgumentNode) and nodes and isinstance(nodes[-1], FieldNode):
+            field = nodes[-1]
+            if id(field) not in self.root_fields:
+                return None
+            if parent.name.value == "id" and field.name.value == "node":
+                return NODE_ID
+            if parent.name.value == "key":
+                return STRING  # the compiler binds it only on lookups (checked after)
+            return None
+        if (
+            isinstance(parent, ObjectFieldNode)
+            and parent.name.value == "keys"
+            and len(nodes) >= 3
+            and isinstance(nodes[-2], ArgumentNode)
+            and nodes[-2].name.value == "filter"
+        ):
+            return STRINGS
+        return None
+
+
+def _token(kind: str, value: Any) -> Hashable | None:
+    """The shape of a value that the kind binds, or None if it must key by value."""
+    if kind == STRINGS:
+        if type(value) is list and all(type(item) is str for item in value):
+            return "[String]"
+        return None
+    if type(value) is not str:
+        return None
+    if kind == NODE_ID:
+        try:
+            return decode_id(value)[0]
+        except DomainError:
+            return None
+    return "String"
+
+
+def bound_value(kind: str, value: Any) -> Any:
+    """The SQL parameter of a request's value (whose shape fits the plan's key)."""
+    if kind == NODE_ID:
+        return decode_id(value)[1]
+    if kind == STRINGS:
+        return list(value)
+    return value
+
+
+def bound(variables: Any, candidates: Candidates) -> frozenset[str]:
+    """The candidates that this request's values let the plan bind."""
+    if not candidates or not isinstance(variables, dict):
+        return frozenset()
+    return frozenset(
+        name
+        for name, kind in candidates.items()
+        if name in variables and _token(kind, variables[name]) is not None
+    )
+
+
+def variables_key(variables: Any, candidates: Candidates) -> Hashable | None:
+    """What of the variables a plan (or a cost) depends on: the value of each variable,
+    except the shape of those bound as parameters. None if they cannot be keyed."""
+    tokens: tuple[tuple[str, Hashable], ...] = ()
+    raw = variables or {}
+    if candidates and isinstance(variables, dict):
+        kept = dict(variables)
+        found = []
+        for name, kind in candidates.items():
+            if name in kept:
+                token = _token(kind, kept[name])
+                if token is not None:
+                    del kept[name]
+                    found.append((name, token))
+        tokens = tuple(sorted(found))
+        raw = kept
+    try:
+        return (orjson.dumps(raw, option=orjson.OPT_SORT_KEYS), tokens)
+    except TypeError:
+        return None
+
+
+class CandidateCache:
+    """``candidates`` by (document text, operation name): the view needs them before
+    it parses anything. Bounded LRU."""
+
+    def __init__(self, size: int = 2048) -> None:
+        self.size = size
+        self._found: OrderedDict[tuple[str, str | None], Candidates] = OrderedDict()
+
+    def get(self, query: str, operation_name: str | None) -> Candidates | None:
+        return self._found.get((query, operation_name))
+
+    def of(self, query: str, document: DocumentNode, operation_name: str | None) -> Candidates:
+        key = (query, operation_name)
+        found = self._found.get(key)
+        if found is None:
+            found = self._found[key] = candidates(document, operation_name)
+            while len(self._found) > self.size:
+                self._found.popitem(last=False)
+        return found
+
+    def drop(self, query: str, operation_name: str | None, names: set[str]) -> None:
+        """Stop binding these variables of the document (the compiler inlined a use)."""
+        key = (query, operation_name)
+        found = self._found.get(key)
+        if found is not None:
+            self._found[key] = {n: kind for n, kind in found.items() if n not in names}
+
+
+CANDIDATES = CandidateCache()

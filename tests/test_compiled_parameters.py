@@ -1,0 +1,233 @@
+"""Plans that bind variables as SQL parameters: one plan per document and shape of
+values, never an answer that belongs to other values."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+from graphql import FieldNode, OperationDefinitionNode, parse
+from graphql.execution.values import get_variable_values
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from api import models
+from schema.build import schema
+from schema.compiled.compiler import Compiler, NotBound
+from schema.compiled.parameters import NODE_ID, STRING, STRINGS, candidates
+from schema.compiled.selection import Walk
+from schema.ids import encode_id
+from tests.conftest import GraphQL, make_client
+from tests.fixtures.database import StatementCounter
+
+READ_SCOPES = ["portfolio:read", "finance:read"]
+
+DASHBOARD = """
+query Dashboard($keys: [String!], $id: ID!, $product: String!) {
+  products(first: 10, filter: {keys: $keys}) {
+    totalCount
+    nodes { key name initiatives(first: 3) { nodes { key riceScore isBlocked } } }
+  }
+  node(id: $id) { ... on Initiative { key title products { nodes { key } } } }
+  product(key: $product) { key kpis { nodes { key latestValue status } } }
+}"""
+
+
+@pytest.fixture
+async def pair(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[tuple[GraphQL, GraphQL]]:
+    """The same caller against an app that compiles and one that only resolves."""
+    async with (
+        make_client(engine, sessions, anonymous_scopes=READ_SCOPES) as compiled,
+        make_client(
+            engine, sessions, anonymous_scopes=READ_SCOPES, compiled_reads=False
+        ) as reference,
+    ):
+        yield GraphQL(compiled), GraphQL(reference)
+
+
+async def _keys_and_ids(db: AsyncSession) -> tuple[list[str], list[str]]:
+    products = (await db.scalars(select(models.Product.key).order_by(models.Product.id))).all()
+    initiatives = (
+        await db.scalars(select(models.Initiative.id).order_by(models.Initiative.id))
+    ).all()
+    return list(products), [encode_id("Initiative", pk) for pk in initiatives]
+
+
+async def _both(
+    pair: tuple[GraphQL, GraphQL], query: str, variables: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """Asks both apps; returns which path answered the compiling one and its body,
+    after checking that both bodies are byte-identical."""
+    compiled, reference = pair
+    got = await compiled(query, variables, status=None)
+    expected = await reference(query, variables, status=None)
+    path = got.pop("extensions", {}).get("answeredBy", "?")
+    expected.pop("extensions", None)
+    assert orjson.dumps(got) == orjson.dumps(expected), variables
+    return path, got
+
+
+async def test_new_values_of_a_known_shape_reuse_the_plan(
+    pair: tuple[GraphQL, GraphQL], db: AsyncSession
+) -> None:
+    products, initiatives = await _keys_and_ids(db)
+    paths = []
+    for i in range(6):
+        variables = {
+            "keys": products[i : i + 3],
+            "id": initiatives[i],
+            "product": products[-1 - i],
+        }
+        path, body = await _both(pair, DASHBOARD, variables)
+        paths.append(path)
+        data = body["data"]
+        # Each answer is for its own values, not for those the plan was made with.
+        assert [p["key"] for p in data["products"]["nodes"]] == sorted(products[i : i + 3])
+        assert data["products"]["totalCount"] == 3
+        assert data["product"]["key"] == products[-1 - i]
+        assert data["node"]["key"] is not None
+    # First sight planned with bound values, second rendered the text, then the text
+    # serves every new value without planning (strawberry skipped).
+    assert paths == ["compiled", "compiled", "repeated", "repeated", "repeated", "repeated"]
+
+
+async def test_another_shape_gets_its_own_plan(
+    pair: tuple[GraphQL, GraphQL], db: AsyncSession
+) -> None:
+    products, initiatives = await _keys_and_ids(db)
+    for i in range(3):
+        await _both(
+            pair, DASHBOARD, {"keys": products[:2], "id": initiatives[i], "product": products[0]}
+        )
+    product_id = encode_id("Product", 1)
+    unknown_type = encode_id("Nothing", 1)
+    for variables in (
+        {"keys": None, "id": initiatives[0], "product": products[0]},  # no key filter at all
+        {"keys": [], "id": initiatives[0], "product": products[0]},  # an empty list
+        {"keys": products[0], "id": initiatives[0], "product": products[0]},  # one string
+        {"keys": products[:2], "id": product_id, "product": products[0]},  # a Product ID
+        {"keys": products[:2], "id": unknown_type, "product": products[0]},
+        {"keys": products[:2], "id": initiatives[1], "product": "NO-SUCH-KEY"},
+    ):
+        _, body = await _both(pair, DASHBOARD, variables)
+        assert "errors" not in body, body
+    _, body = await _both(
+        pair, DASHBOARD, {"keys": None, "id": initiatives[0], "product": products[0]}
+    )
+    assert body["data"]["products"]["totalCount"] == len(products)
+    _, body = await _both(
+        pair, DASHBOARD, {"keys": [], "id": initiatives[0], "product": products[0]}
+    )
+    assert body["data"]["products"]["nodes"] == []
+    _, body = await _both(pair, DASHBOARD, {"keys": products[:2], "id": product_id, "product": "X"})
+    assert body["data"]["node"] == {}
+    assert body["data"]["product"] is None
+
+
+async def test_values_of_the_wrong_type_are_refused_as_ever(
+    pair: tuple[GraphQL, GraphQL], db: AsyncSession
+) -> None:
+    products, initiatives = await _keys_and_ids(db)
+    for i in range(3):  # the plan is known and served without strawberry
+        await _both(
+            pair, DASHBOARD, {"keys": products[:2], "id": initiatives[i], "product": products[0]}
+        )
+    for variables, message in (
+        ({"keys": [1], "id": initiatives[0], "product": products[0]}, "String cannot represent"),
+        ({"keys": products[:2], "id": 12.5, "product": products[0]}, "ID cannot represent"),
+        (
+            {"keys": products[:2], "id": "not-an-id", "product": products[0]},
+            "not a valid global ID",
+        ),
+    ):
+        _, body = await _both(pair, DASHBOARD, variables)
+        (error,) = body["errors"]
+        assert message in error["message"]
+        assert error["extensions"]["code"] in {"BAD_USER_INPUT", "INVALID"}
+
+
+async def test_a_variable_used_elsewhere_too_keys_by_value(
+    pair: tuple[GraphQL, GraphQL], db: AsyncSession
+) -> None:
+    """``$key`` also feeds a search: its value shapes the SQL, so each value plans anew."""
+    query = """query($key: String!) {
+      product(key: $key) { key }
+      products(filter: {search: $key}) { nodes { key } }
+    }"""
+    assert candidates(parse(query), None) == {}
+    products, _ = await _keys_and_ids(db)
+    paths = []
+    for key in products[:4]:
+        path, body = await _both(pair, query, {"key": key})
+        assert body["data"]["product"]["key"] == key
+        assert key in [p["key"] for p in body["data"]["products"]["nodes"]]
+        paths.append(path)
+    assert paths == ["compiled"] * 4
+
+
+async def test_a_known_shape_costs_one_statement(
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    db: AsyncSession,
+    statements: StatementCounter,
+) -> None:
+    products, initiatives = await _keys_and_ids(db)
+    async with make_client(engine, sessions, anonymous_scopes=READ_SCOPES) as client:
+        gql = GraphQL(client)
+        query = "query($id: ID!) { node(id: $id) { ... on Initiative { key title } } }"
+        for pk in initiatives[:2]:
+            await gql(query, {"id": pk})
+        statements.reset()
+        body = await gql(query, {"id": initiatives[5]})
+    assert body["extensions"]["answeredBy"] == "repeated"
+    assert body["data"]["node"]["key"] is not None
+    assert statements.count == 1, statements.statements
+    assert "$1" in statements.statements[0]
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        (DASHBOARD, {"keys": STRINGS, "id": NODE_ID, "product": STRING}),
+        # Not at the root: the node field of an edge does not take an id.
+        (
+            "query($k: [String!]) { products { nodes { kpis(filter: {keys: $k}) { nodes { key } } } } }",
+            {"k": STRINGS},
+        ),
+        # Deeper than the filter's own fields: not the filter's key list.
+        ("query($k: [String!]) { products(filter: {other: {keys: $k}}) { totalCount } }", {}),
+        ("query($k: String!) { products(filter: {keys: [$k]}) { totalCount } }", {}),
+        # Used as keys and as a list of something else: keyed by value.
+        (
+            "query($k: [String!]) { products(filter: {keys: $k}) { totalCount } teams(filter: {search: $k}) { totalCount } }",
+            {},
+        ),
+        ("query($first: Int) { products(first: $first) { totalCount } }", {}),
+        ("mutation($id: ID!) { deleteProduct(input: {id: $id}) { userErrors { code } } }", {}),
+    ],
+)
+def test_candidates_are_variables_used_only_where_they_can_be_bound(
+    document: str, expected: dict[str, str]
+) -> None:
+    assert candidates(parse(document), None) == expected
+
+
+def test_a_parameter_the_compiler_would_inline_is_refused() -> None:
+    """Should a parameter reach a place the compiler inlines (here ``first``), planning
+    stops instead of making a plan that would serve other values wrongly."""
+    document = parse("query($n: Int) { products(first: $n) { nodes { key } } }")
+    (operation,) = document.definitions
+    assert isinstance(operation, OperationDefinitionNode)
+    (root,) = operation.selection_set.selections
+    assert isinstance(root, FieldNode)
+    variables = get_variable_values(schema._schema, operation.variable_definitions, {"n": 2})
+    assert not isinstance(variables, list)
+    walk = Walk(schema._schema, {}, variables)
+    compiler = Compiler(walk, frozenset(READ_SCOPES), 100, frozenset({"n"}))
+    with pytest.raises(NotBound) as refused:
+        compiler.root(root)
+    assert refused.value.names == {"n"}
