@@ -13,7 +13,7 @@ the limit in the error; the cost is then charged to the caller's budget.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Hashable, Iterator
+from collections.abc import AsyncIterator, Collection, Hashable, Iterator
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -24,6 +24,7 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLInputObjectType,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
@@ -31,10 +32,12 @@ from graphql import (
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    VariableDefinitionNode,
     Visitor,
     get_named_type,
     get_operation_ast,
     is_leaf_type,
+    type_from_ast,
     visit,
 )
 from graphql.execution.values import get_variable_values
@@ -150,7 +153,30 @@ def query_cost(
     operation = get_operation_ast(document, operation_name)
     if not isinstance(operation, OperationDefinitionNode):
         return None
-    coerced = get_variable_values(schema, operation.variable_definitions or [], variables or {})
+    definitions = operation.variable_definitions or ()
+    # Input objects never change a cost (only first, last, ids, @skip and @include do):
+    # a batch of 10,000 measurements is not coerced once more just to be measured.
+    ignored = input_object_variables(schema, definitions)
+    try:
+        return _measure(
+            schema,
+            document,
+            operation,
+            [d for d in definitions if d.variable.name.value not in ignored],
+            variables,
+        )
+    except GraphQLError:  # a required argument took one of them: measure with all
+        return _measure(schema, document, operation, list(definitions), variables)
+
+
+def _measure(
+    schema: GraphQLSchema,
+    document: Any,
+    operation: OperationDefinitionNode,
+    definitions: list[VariableDefinitionNode],
+    variables: Any,
+) -> Measurement | None:
+    coerced = get_variable_values(schema, definitions, variables or {})
     if isinstance(coerced, list):
         return None
     fragments = {d.name.value: d for d in document.definitions if d.kind == "fragment_definition"}
@@ -164,6 +190,21 @@ def query_cost(
     return Measurement(cost, len(roots), calculator.introspection_refusal, name)
 
 
+def input_object_variables(
+    schema: GraphQLSchema, definitions: Collection[VariableDefinitionNode]
+) -> frozenset[str]:
+    names = set()
+    for definition in definitions:
+        declared = type_from_ast(schema, definition.type)
+        if isinstance(get_named_type(declared), GraphQLInputObjectType):
+            names.add(definition.variable.name.value)
+    return frozenset(names)
+
+
+# (document, operation) -> its input-object variables, which costs are not keyed by.
+_IGNORED: OrderedDict[tuple[str | None, str | None], frozenset[str]] = OrderedDict()
+
+
 _COSTS: OrderedDict[Hashable, Measurement | None] = OrderedDict()
 _COSTS_SIZE = 1024
 
@@ -171,8 +212,11 @@ _COSTS_SIZE = 1024
 def _cost_key(
     query: str | None, operation_name: str | None, variables: Any, candidates: Candidates
 ) -> Hashable:
-    """A cost depends on the variables, except on those bound as parameters (keys,
-    IDs): only their shape counts."""
+    """A cost depends on the variables, except on input objects and on those bound as
+    parameters (keys, IDs): only their shape counts."""
+    ignored = _IGNORED.get((query, operation_name))
+    if ignored and isinstance(variables, dict):
+        variables = {name: value for name, value in variables.items() if name not in ignored}
     values = variables_key(variables, candidates)
     return None if values is None else (query, operation_name, values)
 
@@ -201,6 +245,15 @@ def cost_extension(settings: Any, requested: int, actual: int, budget: Any) -> d
 def cached_query_cost(execution: Any) -> Measurement | None:
     """``query_cost`` memoised by (document, operation, variables): it depends on nothing
     else."""
+    operation_name = provided_operation_name(execution)
+    if (execution.query, operation_name) not in _IGNORED and execution.graphql_document:
+        operation = get_operation_ast(execution.graphql_document, execution.operation_name)
+        definitions = operation.variable_definitions if operation is not None else None
+        _IGNORED[(execution.query, operation_name)] = input_object_variables(
+            execution.schema._schema, definitions or ()
+        )
+        while len(_IGNORED) > _COSTS_SIZE:
+            _IGNORED.popitem(last=False)
     key = _cost_key(
         execution.query,
         provided_operation_name(execution),

@@ -75,6 +75,30 @@ async def test_variables_count_in_the_cost(limited: Any) -> None:
     assert refused["errors"][0]["extensions"]["cost"] == 1 + 20 * (1 + 1 + 100)
 
 
+async def test_input_objects_do_not_change_the_cost(limited: Any) -> None:
+    """A filter (or a batch of measurements) is not coerced again to be measured; the
+    cost still follows the variables that count, and bad input is still refused."""
+    query = (
+        "query($n: Int, $f: ProductFilter) { products(first: $n, filter: $f) "
+        "{ nodes { kpis(first: 100) { nodes { key } } } } }"
+    )
+    api = limited()
+    small = await api(query, {"n": 5, "f": {"keys": ["A"]}})
+    other = await api(query, {"n": 5, "f": {"search": "x"}})
+    assert small["extensions"]["cost"]["requested"] == 1 + 5 * (1 + 1 + 100)
+    assert other["extensions"]["cost"]["requested"] == small["extensions"]["cost"]["requested"]
+    refused = await api(query, {"n": 20, "f": {"keys": ["A"]}})
+    assert refused["errors"][0]["extensions"]["code"] == "QUERY_TOO_COSTLY"
+    assert refused["errors"][0]["extensions"]["cost"] == 1 + 20 * (1 + 1 + 100)
+    invalid = await api(query, {"n": 5, "f": {"keys": 7}})
+    assert "data" not in invalid
+    [error] = invalid["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["message"] == (
+        "Variable '$f' has invalid value at .keys: String cannot represent a non string value: 7"
+    )
+
+
 @pytest.mark.parametrize(
     ("query", "code", "message"),
     [
