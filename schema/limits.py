@@ -146,7 +146,11 @@ class CostCalculator:
 
 
 def query_cost(
-    schema: GraphQLSchema, document: Any, operation_name: str | None, variables: Any
+    schema: GraphQLSchema,
+    document: Any,
+    operation_name: str | None,
+    variables: Any,
+    ignored: frozenset[str] | None = None,
 ) -> Measurement | None:
     """Cost, root fields and introspection depth of the operation, or None if it cannot
     be computed (variables that do not coerce: execution reports that)."""
@@ -156,7 +160,8 @@ def query_cost(
     definitions = operation.variable_definitions or ()
     # Input objects never change a cost (only first, last, ids, @skip and @include do):
     # a batch of 10,000 measurements is not coerced once more just to be measured.
-    ignored = input_object_variables(schema, definitions)
+    if ignored is None:
+        ignored = input_object_variables(schema, definitions)
     try:
         return _measure(
             schema,
@@ -246,19 +251,9 @@ def cached_query_cost(execution: Any) -> Measurement | None:
     """``query_cost`` memoised by (document, operation, variables): it depends on nothing
     else."""
     operation_name = provided_operation_name(execution)
-    if (execution.query, operation_name) not in _IGNORED and execution.graphql_document:
-        operation = get_operation_ast(execution.graphql_document, execution.operation_name)
-        definitions = operation.variable_definitions if operation is not None else None
-        _IGNORED[(execution.query, operation_name)] = input_object_variables(
-            execution.schema._schema, definitions or ()
-        )
-        while len(_IGNORED) > _COSTS_SIZE:
-            _IGNORED.popitem(last=False)
+    ignored = _ignored_variables(execution, operation_name)
     key = _cost_key(
-        execution.query,
-        provided_operation_name(execution),
-        execution.variables,
-        execution_candidates(execution),
+        execution.query, operation_name, execution.variables, execution_candidates(execution)
     )
     if key is not None and key in _COSTS:
         _COSTS.move_to_end(key)
@@ -268,12 +263,29 @@ def cached_query_cost(execution: Any) -> Measurement | None:
         execution.graphql_document,
         execution.operation_name,
         execution.variables,
+        ignored,
     )
     if key is not None:
         _COSTS[key] = measured
         while len(_COSTS) > _COSTS_SIZE:
             _COSTS.popitem(last=False)
     return measured
+
+
+def _ignored_variables(execution: Any, operation_name: str | None) -> frozenset[str]:
+    """``input_object_variables`` of the execution's operation, memoised in ``_IGNORED``
+    (which ``_cost_key`` reads, also for the fast path, which has no document)."""
+    key = (execution.query, operation_name)
+    ignored = _IGNORED.get(key)
+    if ignored is None:
+        operation = get_operation_ast(execution.graphql_document, execution.operation_name)
+        definitions = operation.variable_definitions if operation is not None else None
+        ignored = _IGNORED[key] = input_object_variables(
+            execution.schema._schema, definitions or ()
+        )
+        while len(_IGNORED) > _COSTS_SIZE:
+            _IGNORED.popitem(last=False)
+    return ignored
 
 
 def actual_cost(data: Any) -> int:

@@ -204,6 +204,9 @@ class CompiledQueries(SchemaExtension):
         yield
 
     def _cached_plan(self, execution: Any) -> Plan | None:
+        operation = _query_operation(execution)
+        if operation is None:
+            return None  # mutations and refused documents: no key (it serialises variables)
         candidates = execution_candidates(execution)
         key = plan_key(
             execution.query,
@@ -214,11 +217,11 @@ class CompiledQueries(SchemaExtension):
             candidates,
         )
         if key is None:
-            return self._plan(execution, candidates)
+            return self._plan(execution, operation, candidates)
         found, cached = PLANS.get(key)
         if found and cached is not SEEN_ONCE:
             return cached
-        plan = self._plan(execution, candidates)
+        plan = self._plan(execution, operation, candidates)
         if plan is None:
             PLANS.put(key, None)  # declined: the resolvers answer this one every time
         elif not found:
@@ -228,15 +231,10 @@ class CompiledQueries(SchemaExtension):
             PLANS.put(key, plan)
         return plan
 
-    def _plan(self, execution: Any, candidates: Candidates) -> Plan | None:
+    def _plan(
+        self, execution: Any, operation: OperationDefinitionNode, candidates: Candidates
+    ) -> Plan | None:
         document = execution.graphql_document
-        if document is None or execution.pre_execution_errors:
-            return None
-        operation = get_operation_ast(document, execution.operation_name)
-        if not isinstance(operation, OperationDefinitionNode):
-            return None
-        if operation.operation is not OperationType.QUERY:
-            return None
         schema = execution.schema._schema
         variables = get_variable_values(
             schema, operation.variable_definitions or [], execution.variables or {}
@@ -275,6 +273,17 @@ class CompiledQueries(SchemaExtension):
             # A bug in the compiler must not fail the request: the resolvers answer.
             log.exception("compiled_path_failed")
             return None
+
+
+def _query_operation(execution: Any) -> OperationDefinitionNode | None:
+    """The operation to compile: a query of a document that passed validation."""
+    document = execution.graphql_document
+    if document is None or execution.pre_execution_errors:
+        return None
+    operation = get_operation_ast(document, execution.operation_name)
+    if not isinstance(operation, OperationDefinitionNode):
+        return None
+    return operation if operation.operation is OperationType.QUERY else None
 
 
 _DIALECT = postgresql_asyncpg.dialect()
