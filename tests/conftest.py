@@ -159,6 +159,25 @@ async def client(
         yield client
 
 
+@pytest.fixture
+async def pair(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[Any]:
+    """``pair(scopes)``: the same caller against an app that compiles and one that only
+    resolves (the reference path)."""
+    clients: list[httpx.AsyncClient] = []
+
+    def make(scopes: list[str]) -> tuple[GraphQL, GraphQL]:
+        compiled = make_client(engine, sessions, anonymous_scopes=scopes)
+        reference = make_client(engine, sessions, anonymous_scopes=scopes, compiled_reads=False)
+        clients.extend([compiled, reference])
+        return GraphQL(compiled), GraphQL(reference)
+
+    yield make
+    for client in clients:
+        await client.aclose()
+
+
 class GraphQL:
     """Posts a query over HTTP and returns the decoded JSON body."""
 

@@ -9,18 +9,15 @@ to one that may not, with and without each read scope.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import models
 from schema.ids import encode_id
-from tests.conftest import GraphQL, make_client
 
 SCALARS = {
     "Team": ["id", "key", "name", "kind", "description", "version", "createdAt"],
@@ -209,23 +206,6 @@ async def _samples(db: AsyncSession) -> tuple[dict[str, list[str]], dict[str, li
         keys[type_name] = [key for _, key in rows]
         ids[type_name] = [encode_id(type_name, pk) for pk, _ in rows]
     return keys, ids
-
-
-@pytest.fixture
-async def pair(
-    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[Any]:
-    clients: list[httpx.AsyncClient] = []
-
-    def make(scopes: list[str]) -> tuple[GraphQL, GraphQL]:
-        compiled = make_client(engine, sessions, anonymous_scopes=scopes)
-        reference = make_client(engine, sessions, anonymous_scopes=scopes, compiled_reads=False)
-        clients.extend([compiled, reference])
-        return GraphQL(compiled), GraphQL(reference)
-
-    yield make
-    for client in clients:
-        await client.aclose()
 
 
 SCOPE_SETS = {

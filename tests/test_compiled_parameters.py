@@ -3,7 +3,6 @@ values, never an answer that belongs to other values."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -35,20 +34,6 @@ query Dashboard($keys: [String!], $id: ID!, $product: String!) {
 }"""
 
 
-@pytest.fixture
-async def pair(
-    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[tuple[GraphQL, GraphQL]]:
-    """The same caller against an app that compiles and one that only resolves."""
-    async with (
-        make_client(engine, sessions, anonymous_scopes=READ_SCOPES) as compiled,
-        make_client(
-            engine, sessions, anonymous_scopes=READ_SCOPES, compiled_reads=False
-        ) as reference,
-    ):
-        yield GraphQL(compiled), GraphQL(reference)
-
-
 async def _keys_and_ids(db: AsyncSession) -> tuple[list[str], list[str]]:
     products = (await db.scalars(select(models.Product.key).order_by(models.Product.id))).all()
     initiatives = (
@@ -58,11 +43,11 @@ async def _keys_and_ids(db: AsyncSession) -> tuple[list[str], list[str]]:
 
 
 async def _both(
-    pair: tuple[GraphQL, GraphQL], query: str, variables: dict[str, Any]
+    apps: tuple[GraphQL, GraphQL], query: str, variables: dict[str, Any]
 ) -> tuple[str, dict[str, Any]]:
     """Asks both apps; returns which path answered the compiling one and its body,
     after checking that both bodies are byte-identical."""
-    compiled, reference = pair
+    compiled, reference = apps
     got = await compiled(query, variables, status=None)
     expected = await reference(query, variables, status=None)
     path = got.pop("extensions", {}).get("answeredBy", "?")
@@ -71,9 +56,8 @@ async def _both(
     return path, got
 
 
-async def test_new_values_of_a_known_shape_reuse_the_plan(
-    pair: tuple[GraphQL, GraphQL], db: AsyncSession
-) -> None:
+async def test_new_values_of_a_known_shape_reuse_the_plan(pair: Any, db: AsyncSession) -> None:
+    apps = pair(READ_SCOPES)
     products, initiatives = await _keys_and_ids(db)
     paths = []
     for i in range(6):
@@ -82,7 +66,7 @@ async def test_new_values_of_a_known_shape_reuse_the_plan(
             "id": initiatives[i],
             "product": products[-1 - i],
         }
-        path, body = await _both(pair, DASHBOARD, variables)
+        path, body = await _both(apps, DASHBOARD, variables)
         paths.append(path)
         data = body["data"]
         # Each answer is for its own values, not for those the plan was made with.
@@ -95,13 +79,12 @@ async def test_new_values_of_a_known_shape_reuse_the_plan(
     assert paths == ["compiled", "compiled", "repeated", "repeated", "repeated", "repeated"]
 
 
-async def test_another_shape_gets_its_own_plan(
-    pair: tuple[GraphQL, GraphQL], db: AsyncSession
-) -> None:
+async def test_another_shape_gets_its_own_plan(pair: Any, db: AsyncSession) -> None:
+    apps = pair(READ_SCOPES)
     products, initiatives = await _keys_and_ids(db)
     for i in range(3):
         await _both(
-            pair, DASHBOARD, {"keys": products[:2], "id": initiatives[i], "product": products[0]}
+            apps, DASHBOARD, {"keys": products[:2], "id": initiatives[i], "product": products[0]}
         )
     product_id = encode_id("Product", 1)
     unknown_type = encode_id("Nothing", 1)
@@ -113,28 +96,27 @@ async def test_another_shape_gets_its_own_plan(
         {"keys": products[:2], "id": unknown_type, "product": products[0]},
         {"keys": products[:2], "id": initiatives[1], "product": "NO-SUCH-KEY"},
     ):
-        _, body = await _both(pair, DASHBOARD, variables)
+        _, body = await _both(apps, DASHBOARD, variables)
         assert "errors" not in body, body
     _, body = await _both(
-        pair, DASHBOARD, {"keys": None, "id": initiatives[0], "product": products[0]}
+        apps, DASHBOARD, {"keys": None, "id": initiatives[0], "product": products[0]}
     )
     assert body["data"]["products"]["totalCount"] == len(products)
     _, body = await _both(
-        pair, DASHBOARD, {"keys": [], "id": initiatives[0], "product": products[0]}
+        apps, DASHBOARD, {"keys": [], "id": initiatives[0], "product": products[0]}
     )
     assert body["data"]["products"]["nodes"] == []
-    _, body = await _both(pair, DASHBOARD, {"keys": products[:2], "id": product_id, "product": "X"})
+    _, body = await _both(apps, DASHBOARD, {"keys": products[:2], "id": product_id, "product": "X"})
     assert body["data"]["node"] == {}
     assert body["data"]["product"] is None
 
 
-async def test_values_of_the_wrong_type_are_refused_as_ever(
-    pair: tuple[GraphQL, GraphQL], db: AsyncSession
-) -> None:
+async def test_values_of_the_wrong_type_are_refused_as_ever(pair: Any, db: AsyncSession) -> None:
+    apps = pair(READ_SCOPES)
     products, initiatives = await _keys_and_ids(db)
     for i in range(3):  # the plan is known and served without strawberry
         await _both(
-            pair, DASHBOARD, {"keys": products[:2], "id": initiatives[i], "product": products[0]}
+            apps, DASHBOARD, {"keys": products[:2], "id": initiatives[i], "product": products[0]}
         )
     for variables, message in (
         ({"keys": [1], "id": initiatives[0], "product": products[0]}, "String cannot represent"),
@@ -144,16 +126,15 @@ async def test_values_of_the_wrong_type_are_refused_as_ever(
             "not a valid global ID",
         ),
     ):
-        _, body = await _both(pair, DASHBOARD, variables)
+        _, body = await _both(apps, DASHBOARD, variables)
         (error,) = body["errors"]
         assert message in error["message"]
         assert error["extensions"]["code"] in {"BAD_USER_INPUT", "INVALID"}
 
 
-async def test_a_variable_used_elsewhere_too_keys_by_value(
-    pair: tuple[GraphQL, GraphQL], db: AsyncSession
-) -> None:
+async def test_a_variable_used_elsewhere_too_keys_by_value(pair: Any, db: AsyncSession) -> None:
     """``$key`` also feeds a search: its value shapes the SQL, so each value plans anew."""
+    apps = pair(READ_SCOPES)
     query = """query($key: String!) {
       product(key: $key) { key }
       products(filter: {search: $key}) { nodes { key } }
@@ -162,7 +143,7 @@ async def test_a_variable_used_elsewhere_too_keys_by_value(
     products, _ = await _keys_and_ids(db)
     paths = []
     for key in products[:4]:
-        path, body = await _both(pair, query, {"key": key})
+        path, body = await _both(apps, query, {"key": key})
         assert body["data"]["product"]["key"] == key
         assert key in [p["key"] for p in body["data"]["products"]["nodes"]]
         paths.append(path)
