@@ -9,6 +9,7 @@ to one that may not, with and without each read scope.
 from __future__ import annotations
 
 import random
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -275,3 +276,51 @@ async def test_variables_that_vary_reuse_only_what_does_not_depend_on_them(
         expected.pop("extensions")
         assert orjson.dumps(got) == orjson.dumps(expected), variables
         assert got["data"]["product"]["key"] == key
+
+
+LATEST = """
+query Latest($key: String!) {
+  kpi(key: $key) { latest { observedAt value } series(from: "2040-01-01T00:00:00Z",
+    to: "2040-02-01T00:00:00Z", bucket: MONTH) { bucketStart average count } }
+}"""
+
+
+@pytest.mark.parametrize(
+    ("observed", "written"),
+    [
+        ("2040-01-02T03:04:05+00:00", "2040-01-02T03:04:05+00:00"),
+        # PostgreSQL writes ".5"; Python, and so both paths, ".500000".
+        ("2040-01-02T03:04:05.5+00:00", "2040-01-02T03:04:05.500000+00:00"),
+        ("2040-01-02T03:04:05.000123+00:00", "2040-01-02T03:04:05.000123+00:00"),
+    ],
+)
+async def test_timestamps_and_whole_floats_are_written_as_the_resolvers_write_them(
+    pair: Any, db: AsyncSession, observed: str, written: str
+) -> None:
+    """Whole seconds take PostgreSQL's own JSON form, fractions Python's padded one; a
+    whole float keeps its ``.0`` (graphql_float, inlined by the planner)."""
+    compiled, reference = pair(SCOPE_SETS["every read scope"])
+    kpi = await db.scalar(select(models.Kpi).order_by(models.Kpi.id).limit(1))
+    assert kpi is not None
+    db.add(
+        models.KpiMeasurement(
+            kpi_id=kpi.id,
+            observed_at=datetime.fromisoformat(observed),
+            value=2.0,
+            source="test",
+            external_id="fraction",
+        )
+    )
+    await db.flush()
+    for _ in range(3):  # bound values, rendered text, then the fast path
+        got = await compiled(LATEST, {"key": kpi.key})
+        expected = await reference(LATEST, {"key": kpi.key})
+        assert got.pop("extensions")["answeredBy"] in {"compiled", "repeated"}
+        expected.pop("extensions")
+        assert orjson.dumps(got) == orjson.dumps(expected)
+    answer = orjson.loads(orjson.dumps(got))["data"]["kpi"]
+    assert answer["latest"] == {"observedAt": written, "value": 2.0}
+    assert answer["series"] == [
+        {"bucketStart": "2040-01-01T00:00:00+00:00", "average": 2.0, "count": 1}
+    ]
+    assert b'"value":2.0' in orjson.dumps(got)
