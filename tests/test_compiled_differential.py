@@ -324,3 +324,53 @@ async def test_timestamps_and_whole_floats_are_written_as_the_resolvers_write_th
         {"bucketStart": "2040-01-01T00:00:00+00:00", "average": 2.0, "count": 1}
     ]
     assert b'"value":2.0' in orjson.dumps(got)
+
+
+STATUSES = """
+query Statuses($key: String!) {
+  product(key: $key) { kpis { nodes { key latestValue status latest { value } } } }
+  kpi(key: "DIFF-NO-DATA") { latestValue status }
+}"""
+
+
+async def test_kpi_status_and_latest_value_share_one_lookup_and_agree(
+    pair: Any, db: AsyncSession, statements: Any
+) -> None:
+    """``latestValue`` and ``status`` come from one lateral lookup of the latest
+    measurement on the compiled path; a KPI with none is NO_DATA on both paths."""
+    compiled, reference = pair(SCOPE_SETS["every read scope"])
+    product = await db.scalar(select(models.Product).order_by(models.Product.id).limit(1))
+    assert product is not None
+    db.add(
+        models.Kpi(
+            key="DIFF-NO-DATA",
+            name="Never measured",
+            unit="%",
+            direction=models.KpiDirection.HIGHER_IS_BETTER,
+            warning_threshold=90.0,
+            critical_threshold=80.0,
+            it_relevance="",
+            product_relevance="",
+            product_id=product.id,
+        )
+    )
+    await db.flush()
+    statements.reset()
+    got = await compiled(STATUSES, {"key": product.key})
+    assert got.pop("extensions")["answeredBy"] == "compiled"
+    # One statement per root field; in each, one lookup of the latest measurement
+    # (the lateral) besides ``latest { value }``'s own.
+    product_sql, kpi_sql = statements.statements
+    assert product_sql.count("LEFT OUTER JOIN LATERAL") == 1
+    assert product_sql.count("FROM kpi_measurements") == 2
+    assert kpi_sql.count("LEFT OUTER JOIN LATERAL") == 1
+    assert kpi_sql.count("FROM kpi_measurements") == 1
+    expected = await reference(STATUSES, {"key": product.key})
+    expected.pop("extensions")
+    assert orjson.dumps(got) == orjson.dumps(expected)
+    assert got["data"]["kpi"] == {"latestValue": None, "status": "NO_DATA"}
+    nodes = got["data"]["product"]["kpis"]["nodes"]
+    assert {"key": "DIFF-NO-DATA", "latestValue": None, "status": "NO_DATA", "latest": None} in (
+        nodes
+    )
+    assert any(n["status"] != "NO_DATA" and n["latestValue"] is not None for n in nodes)

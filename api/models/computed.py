@@ -190,12 +190,16 @@ def _blocked(initiative_id: Expression) -> ColumnElement[bool]:
 Initiative.is_blocked = column_property(_blocked(Initiative.id))
 
 
-# The latest measurement wins by observation time, then by insertion order.
+def latest_first(measurement: Any) -> tuple[ColumnElement[Any], ...]:
+    """The latest measurement wins by observation time, then by insertion order."""
+    return (measurement.observed_at.desc(), measurement.id.desc())
+
+
 def _latest(column: Expression) -> ColumnElement[Any]:
     return (
         select(column)
         .where(KpiMeasurement.kpi_id == Kpi.id)
-        .order_by(KpiMeasurement.observed_at.desc(), KpiMeasurement.id.desc())
+        .order_by(*latest_first(KpiMeasurement))
         .limit(1)
         .correlate_except(KpiMeasurement)
         .scalar_subquery()
@@ -229,8 +233,15 @@ def kpi_status(value: Expression) -> ColumnElement[str]:
     )
 
 
+def status_of_latest(value: Expression) -> ColumnElement[str]:
+    """``Kpi.status`` from the latest value already looked up (NULL: no measurement;
+    a measurement's value is never NULL)."""
+    return case((value.is_(None), KpiStatus.NO_DATA.value), else_=kpi_status(value))
+
+
 Kpi.latest_value = column_property(_latest(KpiMeasurement.value))
-# One index probe per KPI; no measurement at all means NO_DATA.
+# One index probe per KPI; no measurement at all means NO_DATA. (The same rule as
+# status_of_latest, with the status computed inside the probe so it is done once.)
 Kpi.status = column_property(
     func.coalesce(_latest(kpi_status(KpiMeasurement.value)), KpiStatus.NO_DATA.value)
 )

@@ -42,6 +42,7 @@ from sqlalchemy import (
     literal,
     literal_column,
     select,
+    true,
     type_coerce,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
@@ -51,7 +52,7 @@ from strawberry.permission import PermissionExtension
 
 from api import models
 from api.errors import DomainError
-from api.models.computed import constraint_blocks
+from api.models.computed import constraint_blocks, latest_first, status_of_latest
 from api.services import reads
 from api.services.pagination import DEFAULT_PAGE_SIZE, page_request
 from schema.compiled.parameters import PREFIX
@@ -116,6 +117,10 @@ class Compiler:
         self.parameters = parameters
         self._read: dict[int, str] = {}  # id(variable node) -> name, uses read
         self._bound: set[int] = set()  # uses made bind parameters
+        # Row alias -> lookups its fields share, LEFT JOIN LATERAL-ed where its rows are
+        # selected (``_rows``): the KPI's latest measurement, found once for both
+        # ``latestValue`` and ``status``.
+        self._laterals: dict[Any, dict[str, Any]] = {}
 
     # ------------------------------------------------------------ helpers
 
@@ -187,6 +192,19 @@ class Compiler:
         self._bound.add(id(use))
         return bindparam(PREFIX + use.name.value, value=value, type_=type_)
 
+    def _lateral(self, alias: Any, name: str, build: Callable[[], Any]) -> Any:
+        """The lateral subquery ``name`` joined to the rows of ``alias``, built once."""
+        laterals = self._laterals.setdefault(alias, {})
+        if name not in laterals:
+            laterals[name] = build().lateral(f"{name}_{inspect(alias).name}")
+        return laterals[name]
+
+    def _rows(self, statement: Select[Any], alias: Any) -> Select[Any]:
+        """``statement`` (which selects from ``alias``) with the laterals its fields use."""
+        for lateral in self._laterals.pop(alias, {}).values():
+            statement = statement.outerjoin_from(alias, lateral, true())
+        return statement
+
     # ------------------------------------------------------------ root fields
 
     def root(self, node: FieldNode) -> Select[Any]:
@@ -197,6 +215,8 @@ class Compiler:
         unbound = {name for use, name in self._read.items() if use not in self._bound}
         if unbound:
             raise NotBound(unbound)
+        if self._laterals:  # a lookup no select joined: a bug, answered by the resolvers
+            raise Unsupported("lateral not joined")
         return statement.with_only_columns(cast(column, Text))
 
     def _root(self, node: FieldNode) -> Select[Any]:
@@ -214,10 +234,9 @@ class Compiler:
             key = self._parameter(node, ("key",), args["key"], Text)
             if key is None:
                 key = args["key"]
-            return (
-                select(self._object(named, alias, node))
-                .select_from(alias)
-                .where(self._adapt(alias, column) == key, alias.archived_at.is_(None))
+            statement = select(self._object(named, alias, node)).select_from(alias)
+            return self._rows(statement, alias).where(
+                self._adapt(alias, column) == key, alias.archived_at.is_(None)
             )
         if node.name.value == "node":
             return self._node(node, args["id"])
@@ -240,7 +259,8 @@ class Compiler:
         conditions = [alias.id == (pk if bound_pk is None else bound_pk)]
         if hasattr(model, "archived_at"):
             conditions.append(alias.archived_at.is_(None))
-        return select(self._object(type_name, alias, node)).select_from(alias).where(*conditions)
+        statement = select(self._object(type_name, alias, node)).select_from(alias)
+        return self._rows(statement, alias).where(*conditions)
 
     # ------------------------------------------------------------ objects
 
@@ -295,12 +315,9 @@ class Compiler:
             conditions = [target.id == getattr(alias, attribute)]
             if hasattr(model, "archived_at"):
                 conditions.append(target.archived_at.is_(None))
+            statement = select(self._object(named, target, node)).select_from(target)
             return (
-                select(self._object(named, target, node))
-                .select_from(target)
-                .where(*conditions)
-                .correlate(alias)
-                .scalar_subquery()
+                self._rows(statement, target).where(*conditions).correlate(alias).scalar_subquery()
             )
         if field.base_resolver is None and not node.selection_set:
             return self._column(getattr(alias, field.python_name))
@@ -384,8 +401,11 @@ class Compiler:
         if wanted & {"nodes", "edges", "pageInfo"}:
             row_json = self._page_rows_json(node_type, alias, selections)
             page_rows = (
-                base.add_columns(
-                    row_json.label("j"), func.row_number().over(order_by=order).label("rn")
+                self._rows(
+                    base.add_columns(
+                        row_json.label("j"), func.row_number().over(order_by=order).label("rn")
+                    ),
+                    alias,
                 )
                 .where(*conditions)
                 .order_by(*order)
@@ -572,11 +592,34 @@ def _latest(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: An
         select(c._object("KpiMeasurement", measurement, node))
         .select_from(measurement)
         .where(measurement.kpi_id == alias.id)
-        .order_by(measurement.observed_at.desc(), measurement.id.desc())
+        .order_by(*latest_first(measurement))
         .limit(1)
         .correlate(alias)
         .scalar_subquery()
     )
+
+
+def _latest_value_of(c: Compiler, alias: Any) -> Any:
+    """The KPI's latest value, from one lookup per row shared by the fields using it."""
+
+    def build() -> Any:
+        measurement = c._alias(models.KpiMeasurement)
+        return (
+            select(measurement.value)
+            .where(measurement.kpi_id == alias.id)
+            .order_by(*latest_first(measurement))
+            .limit(1)
+        )
+
+    return c._lateral(alias, "latest", build).c.value
+
+
+def _latest_value(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any) -> Any:
+    return json_float(_latest_value_of(c, alias))
+
+
+def _status(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any) -> Any:
+    return c._adapt(alias, status_of_latest(_latest_value_of(c, alias)))
 
 
 def _series(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any) -> Any:
@@ -643,5 +686,7 @@ SPECIAL: dict[tuple[str, str], Special] = {
     ("Initiative", "blockedBy"): _blocked_by,
     ("Initiative", "estimatedCost"): _estimated_cost,
     ("Kpi", "latest"): _latest,
+    ("Kpi", "latestValue"): _latest_value,
+    ("Kpi", "status"): _status,
     ("Kpi", "series"): _series,
 }
