@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
@@ -51,8 +51,9 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             await super().__call__(scope, receive, send)
             return
         response: Response
+        request = Request(scope, receive)
         try:
-            response = await self.run(Request(scope, receive))
+            response = await self._answer_known(request) or await self.run(request)
         except HTTPRefusal as refusal:
             response = refusal.response(media_type(scope))
         except HTTPException as error:  # strawberry's own refusals, as JSON like ours
@@ -93,9 +94,10 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         root_value: None,
         request_data: Any,
     ) -> ExecutionResult:
-        repeated = await self._answer_repeated(context, request_data)
-        if repeated is not None:
-            return repeated
+        if context.budget is None:  # else the fast path tried and was refused its budget
+            repeated = await self._answer_repeated(context, request_data)
+            if repeated is not None:
+                return repeated
         try:
             return await super().execute_single(
                 request=request,
@@ -115,14 +117,53 @@ class PortfolioGraphQL(GraphQL[Context, None]):
                 ) from error
             raise
 
-    async def _answer_repeated(self, context: Context, request: Any) -> ExecutionResult | None:
-        """A query already answered by the compiler, with these variables (or, for
-        variables bound as parameters, values of the same shape) and scopes, runs its
-        SQL text at once: its document was parsed, validated and measured within the
-        limits before, so strawberry's execution is skipped."""
+    async def _answer_known(self, request: Request) -> Response | None:
+        """A JSON POST of a query the compiler answered before is answered here, before
+        strawberry's HTTP handling: the same hooks (context, result processing, response)
+        around ``_answer_repeated``, without strawberry parsing the request again.
+        Anything unusual (another content type, a streaming Accept, parameters of the
+        wrong type) is left to strawberry, which reads the body Starlette keeps."""
+        headers = request.headers
+        if (
+            request.method != "POST"
+            or not self.settings.compiled_reads
+            or headers.get("content-type", "").partition(";")[0].strip().lower() != JSON
+            or any(streaming in headers.get("accept", "") for streaming in _STREAMING)
+        ):
+            return None
+        try:
+            payload = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(payload, dict):
+            return None
+        data = GraphQLRequestData(
+            query=payload.get("query"),
+            variables=payload.get("variables"),
+            operation_name=payload.get("operationName"),
+            extensions=payload.get("extensions"),
+        )
+        if (
+            not isinstance(data.extensions, dict | None)
+            or self._known(request.scope["state"]["principal"].scopes, data) is None
+        ):
+            return None
+        sub_response = await self.get_sub_response(request)
+        context = await self.get_context(request, sub_response)
+        result = await self._answer_repeated(context, data)
+        if result is None:
+            return None  # refused its budget: strawberry's path answers with the refusal
+        response_data = await self.process_result(request, result)
+        if result.errors:
+            self._handle_errors(result.errors, response_data)
+        return self.create_response(response_data, sub_response)
+
+    def _known(self, scopes: Any, request: Any) -> tuple[Any, Any] | None:
+        """The rendered plan and the measurement of a query answered before with these
+        scopes and variables (or values of the same shape), if it is within the limits;
+        None otherwise. Changes nothing."""
         if not (
-            context.compiled
-            and isinstance(request.query, str)
+            isinstance(request.query, str)
             and isinstance(request.operation_name, str | None)
             and isinstance(request.variables, dict | None)
         ):
@@ -134,21 +175,35 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             request.query,
             request.operation_name,
             request.variables,
-            context.principal.scopes,
+            scopes,
             self.schema,
             candidates,
         )
         plan = PLANS.rendered(key) if key is not None else None
+        if plan is None:
+            return None
         measured = known_measurement(
             request.query, request.operation_name, request.variables, candidates
         )
         if (
-            plan is None
-            or measured is None
+            measured is None
             or measured.cost > self.settings.max_query_cost
             or measured.root_fields > self.settings.max_root_fields
         ):
             return None  # the ordinary path answers, or refuses with the limits' errors
+        return plan, measured
+
+    async def _answer_repeated(self, context: Context, request: Any) -> ExecutionResult | None:
+        """A query already answered by the compiler, with these variables (or, for
+        variables bound as parameters, values of the same shape) and scopes, runs its
+        SQL text at once: its document was parsed, validated and measured within the
+        limits before, so strawberry's execution is skipped."""
+        if not context.compiled:
+            return None
+        known = self._known(context.principal.scopes, request)
+        if known is None:
+            return None
+        plan, measured = known
         cost = measured.cost
         context.requested_cost = cost
         context.operation_name = measured.operation_name
@@ -167,6 +222,10 @@ class PortfolioGraphQL(GraphQL[Context, None]):
 
     async def get_context(self, request: Any, response: Any) -> Context:
         state = request.scope["state"]
+        made = state.get("graphql_context")
+        if made is not None:  # by the fast path, which then declined: keep what it charged
+            made.response = response
+            return made
         state["graphql_context"] = context = Context(
             session=state["session"],
             principal=state["principal"],
@@ -226,6 +285,10 @@ class PortfolioGraphQL(GraphQL[Context, None]):
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
+
+
+# Accept values for which strawberry streams the answer (incremental delivery, SSE).
+_STREAMING = ("multipart/mixed", "text/event-stream")
 
 
 def media_type(scope: Scope) -> str:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
+import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tests.conftest import make_client
@@ -57,3 +60,56 @@ async def test_cors_allow_list(
             headers={"Origin": "https://evil.example"},
         )
         assert "access-control-allow-origin" not in simple.headers
+
+
+async def test_known_queries_skip_strawberry_but_not_its_http_rules(
+    client: httpx.AsyncClient,
+) -> None:
+    """A JSON POST of a query the compiler answered before is answered before
+    strawberry's HTTP handling; the answer has the same status, headers and body as
+    strawberry's, and anything unusual still reaches strawberry's rules."""
+    for accept in ("application/json", "application/graphql-response+json"):
+        alias = f"p{uuid.uuid4().hex}"  # a document no other test has planned
+        query = f"{{ {alias}: teams(first: 2) {{ nodes {{ key }} }} }}"
+        answers = [
+            await client.post("/graphql", json={"query": query}, headers={"accept": accept})
+            for _ in range(3)
+        ]
+        paths = [a.json()["extensions"].pop("answeredBy") for a in answers]
+        assert paths[1:] == ["compiled", "repeated"]
+        through_strawberry, known = answers[1], answers[2]
+        assert known.status_code == through_strawberry.status_code == 200
+        assert known.headers["content-type"] == through_strawberry.headers["content-type"]
+        assert known.headers["content-type"].startswith(accept)
+        assert sorted(known.headers.keys()) == sorted(through_strawberry.headers.keys())
+        first, again = through_strawberry.json(), known.json()
+        assert first["data"] == again["data"]
+        assert first["data"][alias]["nodes"]
+        remaining = first["extensions"]["cost"].pop("remaining")
+        assert again["extensions"]["cost"].pop("remaining") == remaining - 3
+        assert {k: v for k, v in first.items() if k != "extensions"} == {
+            k: v for k, v in again.items() if k != "extensions"
+        }
+
+    with_charset = await client.post(
+        "/graphql",
+        content=orjson.dumps({"query": query}),
+        headers={"content-type": "application/json; charset=utf-8"},
+    )
+    assert with_charset.json()["extensions"]["answeredBy"] == "repeated"
+
+    # Strawberry's refusals stand for known queries too.
+    wrong_extensions = await client.post("/graphql", json={"query": query, "extensions": "x"})
+    assert wrong_extensions.status_code == 400
+    assert wrong_extensions.json()["errors"][0]["message"] == (
+        "The GraphQL operation's `extensions` must be an object or null, if provided."
+    )
+    as_text = await client.post(
+        "/graphql", content=orjson.dumps({"query": query}), headers={"content-type": "text/plain"}
+    )
+    assert as_text.status_code == 415
+    assert as_text.json()["errors"][0]["extensions"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    streamed = await client.post(
+        "/graphql", json={"query": query}, headers={"accept": "multipart/mixed"}
+    )
+    assert b'"answeredBy":"repeated"' not in streamed.content
