@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import migrate as migrations
@@ -116,6 +117,9 @@ def seed(
 
         await migrations.upgrade(engine)
         async with create_session_factory(engine)() as session, session.begin():
+            # One transaction loads the whole portfolio: at --products 2000 its COPYs
+            # take longer than the statement timeout meant for requests.
+            await session.execute(text("SET LOCAL statement_timeout = 0"))
             if demo:
                 report = await seed_demo(session)
             else:

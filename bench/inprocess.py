@@ -89,10 +89,15 @@ async def _run(
     statements = 0
     new_context = _context_factory(settings)
 
-    @event.listens_for(engine.sync_engine, "before_cursor_execute")
-    def _count(*_: Any) -> None:
+    def _count(_: Any) -> None:
         nonlocal statements
         statements += 1
+
+    # Counted on the driver: the compiled path runs its statement there, past
+    # SQLAlchemy's cursor events. BEGIN and COMMIT count too.
+    @event.listens_for(engine.sync_engine, "connect")
+    def _log_queries(connection: Any, _: Any) -> None:
+        connection.driver_connection.add_query_logger(_count)
 
     rng = random.Random(5)
     profiler: Any = None
