@@ -409,7 +409,9 @@ class Compiler:
                 )
                 .where(*conditions)
                 .order_by(*order)
-                .limit(size + 1)
+                # One row more tells pageInfo whether a next page exists; without
+                # pageInfo, that row's JSON (its whole subtree) would be built for nothing.
+                .limit(size + 1 if "pageInfo" in wanted else size)
             )
             if parent is not None:
                 page_rows = page_rows.correlate(parent)
