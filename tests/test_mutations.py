@@ -14,6 +14,7 @@ from auth.scopes import Scope
 from schema.ids import encode_id
 from tests.conftest import GraphQL
 from tests.fixtures import factories
+from tests.fixtures.database import StatementCounter
 
 ERRORS = "userErrors { field code message }"
 
@@ -436,6 +437,53 @@ async def test_hierarchy_cycles_are_refused(writer: GraphQL, db: AsyncSession) -
         "initiative { parent { key } }",
     )
     assert moved == {"initiative": {"parent": {"key": theme.key}}, "userErrors": []}
+
+
+async def test_only_references_that_change_are_looked_up(
+    writer: GraphQL, db: AsyncSession, statements: StatementCounter
+) -> None:
+    """A title edit does not re-check the team and parent it keeps (nor walk the
+    hierarchy): one was archived since, and the edit still goes through. Setting a
+    reference is still checked."""
+    team = await factories.team(db)
+    parent = await factories.initiative(db)
+    child = await factories.initiative(db, parent_id=parent.id, owner_team_id=team.id)
+    team.archived_at = func.now()
+    await db.commit()
+    child_id = encode_id("Initiative", child.id)
+    statements.reset()
+    edited = await mutate(
+        writer, "updateInitiative", {"id": child_id, "title": "Renamed"}, "initiative { title }"
+    )
+    assert edited == {"initiative": {"title": "Renamed"}, "userErrors": []}
+    sent = " ".join(statements.statements)
+    assert "FROM teams" not in sent
+    assert "WITH RECURSIVE walk" not in sent
+    assert sent.count("FROM initiatives") == 2  # the row locked, then read back once bumped
+
+    again = await mutate(
+        writer,
+        "updateInitiative",
+        {"id": child_id, "ownerTeamId": encode_id("Team", team.id), "parentId": None},
+        "initiative { title }",
+    )
+    assert again["userErrors"] == []  # unchanged team, parent cleared: nothing to look up
+    cleared = await mutate(
+        writer,
+        "updateInitiative",
+        {"id": child_id, "ownerTeamId": None},
+        "initiative { title }",
+    )
+    assert cleared["userErrors"] == []
+    set_again = await mutate(
+        writer,
+        "updateInitiative",
+        {"id": child_id, "ownerTeamId": encode_id("Team", team.id)},
+        "initiative { title }",
+    )
+    assert set_again["userErrors"] == [
+        {"field": "ownerTeamId", "code": "NOT_FOUND", "message": "No Team with this ID."}
+    ]
 
 
 # ---------------------------------------------------------------- statuses

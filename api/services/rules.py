@@ -140,6 +140,7 @@ async def initiative_rules(
     if (
         entity is not None
         and parent_id is not None
+        and parent_id != entity.parent_id  # an unchanged parent cannot make a new cycle
         and await _is_descendant(session, ancestor=entity.id, candidate=parent_id)
     ):
         checks.fail("parent_id", "This parent would create a cycle in the initiative hierarchy.")

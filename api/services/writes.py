@@ -110,7 +110,14 @@ async def _check(
         for name in spec.fields
         if state.get(name) is None and not columns[name].nullable
     ]
-    errors += await check_references(session, spec, state)
+    # A reference the update leaves as it is was checked when it was set: only new
+    # ones are looked up (an edit of a title needs no query about its team).
+    references = {
+        name: value
+        for name, value in state.items()
+        if entity is None or getattr(entity, name) != value
+    }
+    errors += await check_references(session, spec, references)
     errors += await spec.validate(session, state, entity)
     if errors:
         raise Refused(*errors)
