@@ -1,0 +1,86 @@
+"""Measurements remembered by operation and variables: a cost depends on nothing
+else, so a document seen before is not measured again (and the fast path, which has
+no parsed document, can find its measurement)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Any
+
+from graphql import get_operation_ast
+
+from schema.compiled.extension import execution_candidates, provided_operation_name
+from schema.compiled.parameters import Candidates, variables_key
+from schema.limits.cost import Measurement, input_object_variables, query_cost
+
+# (document, operation) -> its input-object variables, which costs are not keyed by.
+_IGNORED: OrderedDict[tuple[str | None, str | None], frozenset[str]] = OrderedDict()
+
+
+_COSTS: OrderedDict[Hashable, Measurement | None] = OrderedDict()
+_COSTS_SIZE = 1024
+
+
+def _cost_key(
+    query: str | None, operation_name: str | None, variables: Any, candidates: Candidates
+) -> Hashable:
+    """A cost depends on the variables, except on input objects and on those bound as
+    parameters (keys, IDs): only their shape counts."""
+    ignored = _IGNORED.get((query, operation_name))
+    if ignored and isinstance(variables, dict):
+        variables = {name: value for name, value in variables.items() if name not in ignored}
+    values = variables_key(variables, candidates)
+    return None if values is None else (query, operation_name, values)
+
+
+def known_measurement(
+    query: str | None, operation_name: str | None, variables: Any, candidates: Candidates
+) -> Measurement | None:
+    """An operation measured before and within every limit; None if unknown."""
+    key = _cost_key(query, operation_name, variables, candidates)
+    measured = _COSTS.get(key) if key is not None else None
+    if measured is None or measured.introspection_refusal is not None:
+        return None
+    return measured
+
+
+def cached_query_cost(execution: Any) -> Measurement | None:
+    """``query_cost`` memoised by (document, operation, variables): it depends on nothing
+    else."""
+    operation_name = provided_operation_name(execution)
+    ignored = _ignored_variables(execution, operation_name)
+    key = _cost_key(
+        execution.query, operation_name, execution.variables, execution_candidates(execution)
+    )
+    if key is not None and key in _COSTS:
+        _COSTS.move_to_end(key)
+        return _COSTS[key]
+    measured = query_cost(
+        execution.schema._schema,
+        execution.graphql_document,
+        execution.operation_name,
+        execution.variables,
+        ignored,
+    )
+    if key is not None:
+        _COSTS[key] = measured
+        while len(_COSTS) > _COSTS_SIZE:
+            _COSTS.popitem(last=False)
+    return measured
+
+
+def _ignored_variables(execution: Any, operation_name: str | None) -> frozenset[str]:
+    """``input_object_variables`` of the execution's operation, memoised in ``_IGNORED``
+    (which ``_cost_key`` reads, also for the fast path, which has no document)."""
+    key = (execution.query, operation_name)
+    ignored = _IGNORED.get(key)
+    if ignored is None:
+        operation = get_operation_ast(execution.graphql_document, execution.operation_name)
+        definitions = operation.variable_definitions if operation is not None else None
+        ignored = _IGNORED[key] = input_object_variables(
+            execution.schema._schema, definitions or ()
+        )
+        while len(_IGNORED) > _COSTS_SIZE:
+            _IGNORED.popitem(last=False)
+    return ignored
