@@ -38,10 +38,6 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
                 "statement_timeout": str(settings.statement_timeout_ms),
                 "TimeZone": "UTC",
                 "application_name": "portfolio-graph",
-                # Plan every execution of a prepared statement for its own values: a
-                # generic plan fits some values of our large reads badly (an overview
-                # went from 20 to 120 ms). Statements without parameters keep theirs.
-                "plan_cache_mode": "force_custom_plan",
             },
             "timeout": settings.db_connect_timeout_seconds,
         },

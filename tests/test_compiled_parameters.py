@@ -9,7 +9,7 @@ import orjson
 import pytest
 from graphql import FieldNode, OperationDefinitionNode, parse
 from graphql.execution.values import get_variable_values
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api import models
@@ -168,6 +168,39 @@ async def test_a_known_shape_costs_one_statement(
     assert body["data"]["node"]["key"] is not None
     assert statements.count == 1, statements.statements
     assert "$1" in statements.statements[0]
+
+
+async def test_only_statements_with_every_value_bound_are_planned_per_run(
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    db: AsyncSession,
+) -> None:
+    """A first sight runs with every value bound: each run gets its own plan (SET
+    LOCAL, for its transaction). Rendered text, whose parameters are only keys and
+    IDs, keeps PostgreSQL's cached plan: it sends no SET."""
+    sent: list[str] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(statement)
+
+    _, initiatives = await _keys_and_ids(db)
+    event.listen(engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        async with make_client(engine, sessions, anonymous_scopes=READ_SCOPES) as client:
+            gql = GraphQL(client)
+            query = "query($id: ID!) { node(id: $id) { ... on Initiative { key } } }"
+            first = await gql(query, {"id": initiatives[0]})
+            custom = [s for s in sent if "plan_cache_mode" in s]
+            sent.clear()
+            await gql(query, {"id": initiatives[1]})
+            await gql(query, {"id": initiatives[2]})
+            repeated = await gql(query, {"id": initiatives[3]})
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", capture)
+    assert first["extensions"]["answeredBy"] == "compiled"
+    assert custom == ["SET LOCAL plan_cache_mode = force_custom_plan"]
+    assert repeated["extensions"]["answeredBy"] == "repeated"
+    assert not [s for s in sent if "plan_cache_mode" in s]
 
 
 @pytest.mark.parametrize(
