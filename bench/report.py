@@ -4,7 +4,7 @@ and a PNG bar chart."""
 from __future__ import annotations
 
 import dataclasses
-import shutil
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,7 +103,7 @@ def _noise(results: list[Result]) -> str:
     )
 
 
-def markdown(meta: dict[str, Any], results: list[Result]) -> str:
+def markdown(meta: dict[str, Any], results: list[Result], chart_path: str | None = None) -> str:
     pairs = list(dict.fromkeys((r.workload, r.variant) for r in results))
     lines = [
         f"# Portfolio Graph benchmark, {meta['started']}",
@@ -134,6 +134,8 @@ def markdown(meta: dict[str, Any], results: list[Result]) -> str:
             f"| {_num(peer.rps if peer else None)} | {_num(limit.rps if limit else None)} "
             f"| {_ratio(ours, peer)} | {_ratio(ours, limit)} |"
         )
+    if chart_path is not None:
+        lines += ["", f"![Requests per second, log scale]({chart_path})"]
     lines += [
         "",
         "## Details",
@@ -245,16 +247,19 @@ def write(out: Path, meta: dict[str, Any], results: list[Result], latest: Path |
     out.mkdir(parents=True, exist_ok=True)
     document = {"meta": meta, "results": [dataclasses.asdict(r) for r in results]}
     (out / "results.json").write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
-    table = markdown(meta, results)
-    (out / "results.md").write_text(table)
     title = (
         f"{meta['products']} products, {meta['connections']} connections, "
         f"{meta['duration']:g} s, {meta['machine_short']}"
     )
+    picture = out / "requests_per_second.png"
     try:
-        chart(results, out / "requests_per_second.png", title)
+        chart(results, picture, title)
     except ImportError:
         print("matplotlib is not installed: no chart (pip install -e '.[bench]')")
+    drawn = picture.exists()
+    (out / "results.md").write_text(markdown(meta, results, picture.name if drawn else None))
     if latest is not None:
-        shutil.copyfile(out / "results.md", latest)
+        # The same table, with the chart's path seen from where latest.md lies.
+        relative = os.path.relpath(picture, latest.parent) if drawn else None
+        latest.write_text(markdown(meta, results, relative))
     return out / "results.md"
