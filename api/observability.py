@@ -76,6 +76,8 @@ class RequestGuard:
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.timeout_seconds = timeout_seconds
+        # (path label, status) -> its request counter and latency histogram.
+        self._series: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -123,8 +125,15 @@ class RequestGuard:
             path_label = (
                 path if path in {"/graphql", "/healthz", "/readyz", "/metrics"} else "other"
             )
-            self.metrics.requests.labels(path_label, str(status["code"])).inc()
-            self.metrics.latency.labels(path_label).observe(elapsed)
+            counted = (path_label, status["code"])
+            series = self._series.get(counted)
+            if series is None:  # labels() costs a lock and a lookup: once per pair
+                series = self._series[counted] = (
+                    self.metrics.requests.labels(path_label, str(status["code"])),
+                    self.metrics.latency.labels(path_label),
+                )
+            series[0].inc()
+            series[1].observe(elapsed)
             state = scope.get("state", {})
             log.info(
                 "request",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -128,17 +129,27 @@ def _token(kind: str, value: Any) -> Hashable | None:
     if type(value) is not str:
         return None
     if kind == NODE_ID:
-        try:
-            return decode_id(value)[0]
-        except DomainError:
-            return None
+        decoded = _decoded(value)
+        return None if decoded is None else decoded[0]
     return "String"
+
+
+@lru_cache(maxsize=4096)
+def _decoded(global_id: str) -> tuple[str, int] | None:
+    """``decode_id``, or None for a malformed ID: a request needs it for the plan's
+    key, the cost's key and the parameter, and dashboards ask for the same IDs again."""
+    try:
+        return decode_id(global_id)
+    except DomainError:
+        return None
 
 
 def bound_value(kind: str, value: Any) -> Any:
     """The SQL parameter of a request's value (whose shape fits the plan's key)."""
     if kind == NODE_ID:
-        return decode_id(value)[1]
+        decoded = _decoded(value)
+        assert decoded is not None  # its token was taken: it decodes
+        return decoded[1]
     if kind == STRINGS:
         return list(value)
     return value
