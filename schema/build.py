@@ -19,6 +19,7 @@ from strawberry.schema.config import StrawberryConfig
 from api.settings import Settings
 from schema.compiled.extension import CompiledQueries
 from schema.limits import BoundedValidationCache, QueryLimits
+from schema.mutations.bulk import BulkIngest
 from schema.mutations.root import Mutation
 from schema.query import NODE_CLASSES, Query
 
@@ -47,6 +48,7 @@ def build_schema(
         lambda: BoundedValidationCache(maxsize=1024),
         QueryLimits,
         CompiledQueries,
+        BulkIngest,  # after QueryLimits: a refused operation is not prevalidated
     ]
     return strawberry.Schema(
         query=Query,

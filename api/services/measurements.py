@@ -1,39 +1,65 @@
 """Bulk KPI ingest: thousands of measurements per call, idempotent by (source, externalId).
 
-Valid items go to PostgreSQL in one set-based statement (INSERT ... SELECT FROM
-unnest(...) ON CONFLICT DO NOTHING); invalid ones are reported per item and the
-rest still land. One audit event per KPI touched records the batch.
+Valid items are copied (COPY) into a temporary table, then stored by one set-based
+statement (INSERT ... SELECT ... ON CONFLICT DO NOTHING) that also writes one audit
+event per KPI touched; invalid ones are reported per item and the rest still land.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
+from typing import cast
 
-from sqlalchemy import select, text
+from sqlalchemy import String, any_, bindparam, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.models import AuditAction, Kpi
-from api.services import audit
 from api.services.writes import Actor, Refused, UserError
 
 MAX_BATCH = 10_000
 MAX_SOURCE = 100
 MAX_EXTERNAL_ID = 200
 
+# The batch is copied (binary COPY: half the client's CPU, and about a tenth less of
+# PostgreSQL's, than unnest over five array parameters) into a temporary table that each
+# connection keeps; its rows never outlive a transaction. Each call's rows carry their
+# own number, so a second call in the same transaction (two root fields, or a caller's
+# enclosing transaction) reads only its own, without the cost of deleting them.
+_STAGE = text(
+    """
+    CREATE TEMPORARY TABLE IF NOT EXISTS kpi_measurements_in (
+        batch bigint, kpi_id bigint, observed_at timestamptz, value double precision,
+        source text, external_id text
+    ) ON COMMIT DELETE ROWS
+    """
+)
+_BATCHES = itertools.count(1)  # connections belong to one process: numbers never repeat
+# The measurements, and one audit event per KPI that gained any (in KPI order), in one
+# statement; only the number inserted comes back, not a row per measurement.
 _INSERT = text(
     """
-    INSERT INTO kpi_measurements (kpi_id, observed_at, value, source, external_id)
-    SELECT * FROM unnest(
-        CAST(:kpi_ids AS bigint[]), CAST(:observed_at AS timestamptz[]),
-        CAST(:values AS double precision[]), CAST(:sources AS text[]),
-        CAST(:external_ids AS text[])
+    WITH inserted AS (
+        INSERT INTO kpi_measurements (kpi_id, observed_at, value, source, external_id)
+        SELECT kpi_id, observed_at, value, source, external_id FROM kpi_measurements_in
+        WHERE batch = :batch
+        ON CONFLICT (source, external_id) DO NOTHING
+        RETURNING kpi_id
+    ), per_kpi AS (
+        SELECT kpi_id, count(*) AS measurements FROM inserted GROUP BY kpi_id
+    ), audited AS (
+        INSERT INTO audit_events
+            (actor_user_id, actor_client_id, entity_type, entity_id, action, changes)
+        SELECT CAST(:user_id AS bigint), CAST(:client_id AS bigint), :entity_type, kpi_id,
+            CAST(:action AS audit_action), jsonb_build_object('measurements', measurements)
+        FROM per_kpi ORDER BY kpi_id
     )
-    ON CONFLICT (source, external_id) DO NOTHING
-    RETURNING kpi_id
+    SELECT coalesce(sum(measurements), 0) FROM per_kpi
     """
 )
 
@@ -45,6 +71,41 @@ class MeasurementIn:
     value: float
     source: str
     external_id: str
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Measurements by column, the way they are checked and staged: a batch of 10,000
+    is checked a column at a time, in C loops, rather than item by item."""
+
+    kpi_keys: list[str]
+    observed_at: list[datetime]
+    values: list[float]
+    sources: list[str]
+    external_ids: list[str]
+
+    @classmethod
+    def of(cls, items: Iterable[MeasurementIn]) -> Batch:
+        batch = cls([], [], [], [], [])
+        for item in items:
+            batch.kpi_keys.append(item.kpi_key)
+            batch.observed_at.append(item.observed_at)
+            batch.values.append(item.value)
+            batch.sources.append(item.source)
+            batch.external_ids.append(item.external_id)
+        return batch
+
+    def __len__(self) -> int:
+        return len(self.kpi_keys)
+
+    def __getitem__(self, index: int) -> MeasurementIn:
+        return MeasurementIn(
+            self.kpi_keys[index],
+            self.observed_at[index],
+            self.values[index],
+            self.sources[index],
+            self.external_ids[index],
+        )
 
 
 @dataclass
@@ -81,28 +142,103 @@ def _item_errors(index: int, item: MeasurementIn) -> list[UserError]:
     return errors
 
 
+def _plainly_valid(batch: Batch) -> bool:
+    """True when ``_item_errors`` finds nothing in any item; the common case, checked a
+    column at a time."""
+    return (
+        None not in map(_tzinfo, batch.observed_at)
+        and all(map(math.isfinite, batch.values))
+        and _fits(batch.sources, MAX_SOURCE)
+        and _fits(batch.external_ids, MAX_EXTERNAL_ID)
+    )
+
+
+_tzinfo = attrgetter("tzinfo")
+
+
+def _fits(texts: list[str], limit: int) -> bool:
+    """Every text 1 to ``limit`` characters and not blank (``_item_errors``' rule)."""
+    if not texts:
+        return True
+    return (
+        min(map(len, texts)) > 0
+        and max(map(len, texts)) <= limit
+        and not any(map(str.isspace, texts))
+    )
+
+
 async def record(
-    session: AsyncSession, actor: Actor, items: Sequence[MeasurementIn]
+    session: AsyncSession, actor: Actor, items: Sequence[MeasurementIn] | Batch
 ) -> IngestResult:
-    if len(items) > MAX_BATCH:
+    batch = items if isinstance(items, Batch) else Batch.of(items)
+    if len(batch) > MAX_BATCH:
         raise Refused(
             UserError(
                 "measurements",
                 "INVALID",
-                f"At most {MAX_BATCH} measurements per call; got {len(items)}. Split the batch.",
+                f"At most {MAX_BATCH} measurements per call; got {len(batch)}. Split the batch.",
             )
         )
-    result = IngestResult(received=len(items))
-    keys = {item.kpi_key for item in items}
+    result = IngestResult(received=len(batch))
     found = await session.execute(
-        select(Kpi.key, Kpi.id).where(Kpi.key.in_(keys), Kpi.archived_at.is_(None))
+        select(Kpi.key, Kpi.id).where(
+            # One array parameter, not one per key: a single prepared statement.
+            Kpi.key == any_(bindparam("keys", list(set(batch.kpi_keys)), type_=ARRAY(String))),
+            Kpi.archived_at.is_(None),
+        )
     )
     kpi_ids: dict[str, int] = {key: kpi_id for key, kpi_id in found}
+    found_ids = list(map(kpi_ids.get, batch.kpi_keys))
+    ids: list[int]
+    if None in found_ids or not _plainly_valid(batch):
+        batch, ids = _valid_items(batch, found_ids, result)
+    else:
+        ids = cast(list[int], found_ids)
+    if not ids:
+        return result
 
-    valid: list[tuple[int, MeasurementIn]] = []
-    for index, item in enumerate(items):
+    await session.execute(_STAGE)
+    number = next(_BATCHES)
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None
+    await driver.copy_records_to_table(
+        "kpi_measurements_in",
+        records=zip(
+            itertools.repeat(number, len(ids)),
+            ids,
+            batch.observed_at,
+            batch.values,
+            batch.sources,
+            batch.external_ids,
+            strict=True,
+        ),
+    )
+    inserted = await session.scalar(
+        _INSERT,
+        {
+            "batch": number,
+            "user_id": actor.user_id,
+            "client_id": actor.client_id,
+            "entity_type": "Kpi",
+            "action": AuditAction.RECORD.value,
+        },
+    )
+    result.inserted = int(inserted or 0)
+    result.duplicates = len(ids) - result.inserted
+    return result
+
+
+def _valid_items(
+    batch: Batch, ids: list[int | None], result: IngestResult
+) -> tuple[Batch, list[int]]:
+    """The valid items and their KPI ids; the others' errors go to ``result``, in order."""
+    valid = Batch([], [], [], [], [])
+    valid_ids: list[int] = []
+    for index, kpi_id in enumerate(ids):
+        item = batch[index]
         errors = _item_errors(index, item)
-        if item.kpi_key not in kpi_ids:
+        if kpi_id is None:
             errors.append(
                 UserError(
                     f"measurements.{index}.kpi_key",
@@ -113,28 +249,12 @@ async def record(
         if errors:
             result.errors += errors
             result.rejected += 1
-        else:
-            valid.append((kpi_ids[item.kpi_key], item))
-    if not valid:
-        return result
-
-    rows = await session.execute(
-        _INSERT,
-        {
-            "kpi_ids": [kpi_id for kpi_id, _ in valid],
-            "observed_at": [item.observed_at for _, item in valid],
-            "values": [item.value for _, item in valid],
-            "sources": [item.source for _, item in valid],
-            "external_ids": [item.external_id for _, item in valid],
-        },
-    )
-    per_kpi = Counter(kpi_id for (kpi_id,) in rows)
-    result.inserted = sum(per_kpi.values())
-    result.duplicates = len(valid) - result.inserted
-    # One event per KPI touched, written in one statement.
-    session.add_all(
-        audit.event(actor, "Kpi", kpi_id, AuditAction.RECORD, {"measurements": count})
-        for kpi_id, count in sorted(per_kpi.items())
-    )
-    await session.flush()
-    return result
+            continue
+        assert kpi_id is not None
+        valid_ids.append(kpi_id)
+        valid.kpi_keys.append(item.kpi_key)
+        valid.observed_at.append(item.observed_at)
+        valid.values.append(item.value)
+        valid.sources.append(item.source)
+        valid.external_ids.append(item.external_id)
+    return valid, valid_ids

@@ -8,7 +8,7 @@ import strawberry
 
 from api.services import links, measurements, specs, status
 from auth.scopes import Scope
-from schema.mutations import entities, inputs
+from schema.mutations import bulk, entities, inputs
 from schema.mutations.admin import AdminMutation
 from schema.mutations.common import UserError, decode_reference, run
 from schema.mutations.payloads import entity_payload, link_payload
@@ -242,16 +242,8 @@ class PortfolioMutation:
             inputs.RecordKpiMeasurementsInput, strawberry.argument(description="The batch.")
         ],
     ) -> RecordKpiMeasurementsPayload | None:
-        items = [
-            measurements.MeasurementIn(
-                kpi_key=m.kpi_key,
-                observed_at=m.observed_at,
-                value=m.value,
-                source=m.source,
-                external_id=m.external_id,
-            )
-            for m in input.measurements
-        ]
+        # Already a column batch when BulkIngest prevalidated it (the common case).
+        items = bulk.measurements_of(info, input.measurements)
         outcome = await run(info, lambda session, actor: measurements.record(session, actor, items))
         result = outcome.value or measurements.IngestResult(
             received=len(items), rejected=len(items)
