@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import httpx
 import orjson
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from tests.conftest import make_client
+from tests.conftest import GraphQL, make_client
 
 
 async def test_healthz(client: httpx.AsyncClient) -> None:
@@ -113,3 +115,45 @@ async def test_known_queries_skip_strawberry_but_not_its_http_rules(
         "/graphql", json={"query": query}, headers={"accept": "multipart/mixed"}
     )
     assert b'"answeredBy":"repeated"' not in streamed.content
+
+
+async def test_a_body_is_decoded_once(writer: GraphQL, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The view decodes a JSON POST (orjson) to look for a known query; when it is not
+    one (here a mutation), strawberry takes that decoding rather than parsing the
+    body again. A body orjson refuses is still decoded and judged by strawberry."""
+    decoded: list[object] = []
+    loads = json.loads
+
+    def counting(data: str | bytes, *args: object, **kwargs: object) -> object:
+        decoded.append(data)
+        return loads(data, *args, **kwargs)
+
+    monkeypatch.setattr(json, "loads", counting)
+    body = orjson.dumps(
+        {
+            "query": 'mutation { createTeam(input: {key: "ONCE", name: "x", kind: BUSINESS}) '
+            "{ team { key } } }"
+        }
+    )
+    answer = await writer.client.post(
+        "/graphql", content=body, headers={"content-type": "application/json"}
+    )
+    assert orjson.loads(answer.content)["data"]["createTeam"]["team"] == {"key": "ONCE"}
+    assert body not in decoded
+
+    # NaN is not JSON for orjson; strawberry's json.loads takes it, as it always has.
+    nan = (
+        b'{"query": "mutation($m: [KpiMeasurementInput!]!) { recordKpiMeasurements(input: '
+        b'{measurements: $m}) { received } }", "variables": {"m": [{"kpiKey": "K", '
+        b'"observedAt": "2026-01-01T00:00:00Z", "value": NaN, "source": "s", '
+        b'"externalId": "e"}]}}'
+    )
+    refused = await writer.client.post(
+        "/graphql", content=nan, headers={"content-type": "application/json"}
+    )
+    assert nan in decoded
+    error = orjson.loads(refused.content)["errors"][0]
+    assert error["message"] == (
+        "Variable '$m' has invalid value at [0].value: Float cannot represent non numeric "
+        "value: nan"
+    )
