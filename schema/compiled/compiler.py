@@ -633,13 +633,17 @@ def _series(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: An
         raise Unsupported("invalid series") from None
     measurement = c._alias(models.KpiMeasurement)
     bucket_start = reads.bucket_expression(bucket, measurement.observed_at).label("bucket_start")
+    selected = {child.name.value for child in c.walk.fields("KpiSeriesPoint", node.selection_set)}
+    aggregates = {
+        "average": func.avg(measurement.value),
+        "minimum": func.min(measurement.value),
+        "maximum": func.max(measurement.value),
+        "count": func.count(),
+    }
     grouped = (
-        select(
+        select(  # only the aggregates selected: each costs PostgreSQL per measurement
             bucket_start,
-            func.avg(measurement.value).label("average"),
-            func.min(measurement.value).label("minimum"),
-            func.max(measurement.value).label("maximum"),
-            func.count().label("count"),
+            *(aggregate.label(name) for name, aggregate in aggregates.items() if name in selected),
         )
         .select_from(measurement)
         .where(
@@ -651,19 +655,22 @@ def _series(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: An
         .correlate(alias)
         .subquery()
     )
-    columns = {
-        "bucketStart": iso_timestamp(grouped.c.bucket_start),
-        "average": json_float(grouped.c.average),
-        "minimum": json_float(grouped.c.minimum),
-        "maximum": json_float(grouped.c.maximum),
-        "count": grouped.c.count,
-        "__typename": literal("KpiSeriesPoint"),
-    }
     pairs: list[Any] = []
     for child in c.walk.fields("KpiSeriesPoint", node.selection_set):
-        value = columns.get(child.name.value)
-        if value is None:
-            raise Unsupported(child.name.value)
+        name = child.name.value
+        if name == "bucketStart":
+            # A bucket starts on a whole second (date_bin from a whole-second origin by
+            # whole days, or the start of a month), so PostgreSQL's own JSON form is
+            # Python's: no fraction to pad.
+            value: Any = func.to_json(grouped.c.bucket_start, type_=JSON)
+        elif name == "count":
+            value = grouped.c.count
+        elif name in aggregates:
+            value = json_float(grouped.c[name])
+        elif name == "__typename":
+            value = literal("KpiSeriesPoint")
+        else:
+            raise Unsupported(name)
         pairs += [literal(response_key(child)), value]
     point = func.json_build_object(*pairs)
     return (
