@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -45,17 +45,7 @@ REMAINING = re.compile(rb'"remaining":[0-9]+')
 
 
 def batch(kpi_key: str, count: int, source: str = "bulk-test", start: int = 0) -> list[Any]:
-    base = datetime(2026, 6, 1, tzinfo=UTC)
-    return [
-        {
-            "kpiKey": kpi_key,
-            "observedAt": (base + timedelta(minutes=i)).isoformat(),
-            "value": 99.0 + (i % 10) / 10,
-            "source": source,
-            "externalId": f"b-{i}",
-        }
-        for i in range(start, start + count)
-    ]
+    return factories.measurement_items(kpi_key, count, source, start, prefix="b")
 
 
 def body(query: str, variables: dict[str, Any]) -> bytes:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +23,7 @@ RECORD = """mutation($m: [KpiMeasurementInput!]!) { recordKpiMeasurements(input:
 
 
 def batch(kpi_key: str, count: int, source: str = "test", start: int = 0) -> list[dict[str, Any]]:
-    base = datetime(2026, 6, 1, tzinfo=UTC)
-    return [
-        {
-            "kpiKey": kpi_key,
-            "observedAt": (base + timedelta(minutes=i)).isoformat(),
-            "value": 99.0 + (i % 10) / 10,
-            "source": source,
-            "externalId": f"m-{i}",
-        }
-        for i in range(start, start + count)
-    ]
+    return factories.measurement_items(kpi_key, count, source, start)
 
 
 async def stored(db: AsyncSession, kpi: models.Kpi) -> int:
