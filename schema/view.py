@@ -95,8 +95,14 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         root_value: None,
         request_data: Any,
     ) -> ExecutionResult:
-        if context.budget is None:  # else the fast path tried and was refused its budget
-            repeated = await self._answer_repeated(context, request_data)
+        # A set budget means the fast path tried and was refused it: strawberry answers.
+        known = (
+            self._known(context.principal.scopes, request_data)
+            if context.compiled and context.budget is None
+            else None
+        )
+        if known is not None:
+            repeated = await self._answer_repeated(context, known, request_data.variables)
             if repeated is not None:
                 return repeated
         try:
@@ -146,14 +152,14 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             operation_name=payload.get("operationName"),
             extensions=payload.get("extensions"),
         )
-        if (
-            not isinstance(data.extensions, dict | None)
-            or self._known(request.scope["state"]["principal"].scopes, data) is None
-        ):
+        if not isinstance(data.extensions, dict | None):
+            return None
+        known = self._known(request.scope["state"]["principal"].scopes, data)
+        if known is None:
             return None
         sub_response = await self.get_sub_response(request)
         context = await self.get_context(request, sub_response)
-        result = await self._answer_repeated(context, data)
+        result = await self._answer_repeated(context, known, data.variables)
         if result is None:
             return None  # refused its budget: strawberry's path answers with the refusal
         response_data = await self.process_result(request, result)
@@ -196,16 +202,14 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             return None  # the ordinary path answers, or refuses with the limits' errors
         return plan, measured
 
-    async def _answer_repeated(self, context: Context, request: Any) -> ExecutionResult | None:
+    async def _answer_repeated(
+        self, context: Context, known: tuple[Any, Any], variables: Any
+    ) -> ExecutionResult | None:
         """A query already answered by the compiler, with these variables (or, for
-        variables bound as parameters, values of the same shape) and scopes, runs its
-        SQL text at once: its document was parsed, validated and measured within the
-        limits before, so strawberry's execution is skipped."""
-        if not context.compiled:
-            return None
-        known = self._known(context.principal.scopes, request)
-        if known is None:
-            return None
+        variables bound as parameters, values of the same shape) and scopes (``_known``),
+        runs its SQL text at once: its document was parsed, validated and measured within
+        the limits before, so strawberry's execution is skipped. None if the caller's
+        budget refuses it."""
         plan, measured = known
         cost = measured.cost
         context.requested_cost = cost
@@ -214,7 +218,7 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         context.budget = budget
         if not budget.allowed:
             return None  # the ordinary path refuses it (without charging it twice)
-        result = await run_plan(context, plan, request.variables)
+        result = await run_plan(context, plan, variables)
         context.answered_by = "repeated"  # compiled, and strawberry skipped
         actual = context.actual_cost or 0
         return ExecutionResult(

@@ -633,7 +633,8 @@ def _series(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: An
         raise Unsupported("invalid series") from None
     measurement = c._alias(models.KpiMeasurement)
     bucket_start = reads.bucket_expression(bucket, measurement.observed_at).label("bucket_start")
-    selected = {child.name.value for child in c.walk.fields("KpiSeriesPoint", node.selection_set)}
+    children = c.walk.fields("KpiSeriesPoint", node.selection_set)
+    selected = {child.name.value for child in children}
     aggregates = {
         "average": func.avg(measurement.value),
         "minimum": func.min(measurement.value),
@@ -656,7 +657,7 @@ def _series(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: An
         .subquery()
     )
     pairs: list[Any] = []
-    for child in c.walk.fields("KpiSeriesPoint", node.selection_set):
+    for child in children:
         name = child.name.value
         if name == "bucketStart":
             # A bucket starts on a whole second (date_bin from a whole-second origin by
