@@ -17,7 +17,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from api import migrate
-from api.database import create_engine, create_session_factory, resolve_database_url
+from api.database import (
+    create_engine,
+    create_session_factory,
+    read_connections,
+    resolve_database_url,
+)
 from api.logging import configure_logging
 from api.observability import Metrics, RequestGuard
 from api.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
@@ -130,7 +135,9 @@ def assemble_app(
     auth = AuthServices.create(settings, sessions)
     rate_limiter = make_rate_limiter(settings)
     observed = Metrics()
-    endpoint = GraphQLEndpoint(settings, sessions, auth, rate_limiter, observed)
+    endpoint = GraphQLEndpoint(
+        settings, sessions, auth, rate_limiter, observed, read_connections(engine, sessions)
+    )
     middleware = [
         Middleware(
             RequestGuard,

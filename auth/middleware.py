@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import httpx
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,9 +37,13 @@ def unauthorized(error: str, description: str) -> Response:
 
 
 async def authenticate(
-    auth: AuthServices, session: AsyncSession, authorization: str | None, anonymous: Principal
+    auth: AuthServices,
+    session: Callable[[], Awaitable[AsyncSession]],
+    authorization: str | None,
+    anonymous: Principal,
 ) -> Principal:
-    """The caller of a request; raises InvalidToken for a bad or revoked token."""
+    """The caller of a request; raises InvalidToken for a bad or revoked token. The
+    session is asked for only when there is a token to check against the database."""
     if not authorization:
         return anonymous
     scheme, _, token = authorization.partition(" ")
@@ -47,4 +53,4 @@ async def authenticate(
         claims = await auth.tokens.verify(token.strip())
     except httpx.HTTPError:
         raise InvalidToken("The issuer's signing keys could not be fetched.") from None
-    return await resolve_principal(session, claims)
+    return await resolve_principal(await session(), claims)

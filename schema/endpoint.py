@@ -1,5 +1,6 @@
 """The GraphQL ASGI endpoint: authenticates the caller, fills in persisted documents,
-and runs the view inside the request's single transaction, committed in one place."""
+and runs the view inside the request's single transaction, committed in one place (and
+begun only if the request needs the ORM session: see ``RequestTransaction``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
 
-from api.database import transaction
+from api.database import ReadConnections, RequestTransaction
 from api.observability import Metrics, error_response
 from api.ratelimit import RateLimiter
 from api.services.persisted import PersistedQueryStore
@@ -46,8 +47,9 @@ class GraphQLEndpoint:
         auth: AuthServices,
         rate_limiter: RateLimiter,
         metrics: Metrics,
+        reads: ReadConnections,
     ) -> None:
-        self.view = PortfolioGraphQL(settings, rate_limiter, metrics)
+        self.view = PortfolioGraphQL(settings, rate_limiter, metrics, reads)
         self.sessions = sessions
         self.auth = auth
         self.persisted = PersistedQueryStore()
@@ -72,21 +74,18 @@ class GraphQLEndpoint:
             await send(message)
 
         try:
-            async with transaction(self.sessions) as session:
-                # Take the connection now: a busy pool or a database that is down
-                # answers 503 here rather than as an error inside the GraphQL result.
-                await session.connection()
+            async with RequestTransaction(self.sessions) as transaction:
+                state["transaction"] = transaction
                 try:
                     principal = await authenticate(
-                        self.auth, session, authorization, self.view.anonymous
+                        self.auth, transaction.session, authorization, self.view.anonymous
                     )
                 except InvalidToken as error:
                     await unauthorized("invalid_token", error.description)(scope, receive, send)
                     return
-                state["session"] = session
                 state["principal"] = principal
                 try:
-                    receive = await self._persisted(scope, receive, session)
+                    receive = await self._persisted(scope, receive, transaction)
                 except PersistedQueryError as refused:
                     await refused.response(scope, receive, send)
                     return
@@ -105,13 +104,18 @@ class GraphQLEndpoint:
                     {"Retry-After": RETRY_AFTER_SECONDS},
                 )(scope, receive, send)
 
-    async def _persisted(self, scope: Scope, receive: Receive, session: AsyncSession) -> Receive:
+    async def _persisted(
+        self, scope: Scope, receive: Receive, transaction: RequestTransaction
+    ) -> Receive:
         """Fill in a persisted document (or refuse); returns the receive to pass on."""
         if scope["method"] == "GET":
             payload = get_payload(scope)
             if self.only_persisted or "persistedQuery" in str(payload.get("extensions", "")):
                 resolved = await resolve_persisted(
-                    self.persisted, session, payload, only_persisted=self.only_persisted
+                    self.persisted,
+                    await transaction.session(),
+                    payload,
+                    only_persisted=self.only_persisted,
                 )
                 set_get_payload(scope, resolved)
             return receive
@@ -129,7 +133,10 @@ class GraphQLEndpoint:
                 return replay(body)  # strawberry reports the malformed body
             if isinstance(payload, dict):
                 resolved = await resolve_persisted(
-                    self.persisted, session, payload, only_persisted=self.only_persisted
+                    self.persisted,
+                    await transaction.session(),
+                    payload,
+                    only_persisted=self.only_persisted,
                 )
                 body = orjson.dumps(resolved)
         return replay(body)

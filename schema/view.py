@@ -18,12 +18,13 @@ from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
+from api.database import ReadConnections
 from api.observability import Metrics, record_graphql
 from api.ratelimit import RateLimiter
 from api.settings import Settings
 from auth.principal import anonymous_principal
 from schema.build import schema_for
-from schema.compiled.extension import PLANS, plan_key, run_plan
+from schema.compiled.extension import PLANS, plan_key, run_rendered
 from schema.compiled.parameters import CANDIDATES
 from schema.context import Context
 from schema.errors import INTERNAL, UNAVAILABLE, with_code
@@ -34,7 +35,13 @@ log = structlog.get_logger(__name__)
 
 
 class PortfolioGraphQL(GraphQL[Context, None]):
-    def __init__(self, settings: Settings, rate_limiter: RateLimiter, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        rate_limiter: RateLimiter,
+        metrics: Metrics,
+        reads: ReadConnections,
+    ) -> None:
         super().__init__(
             schema_for(settings),
             graphql_ide="graphiql" if settings.is_development else None,
@@ -42,6 +49,7 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         )
         self.rate_limiter = rate_limiter
         self.metrics = metrics
+        self.reads = reads
         self.settings = settings
         self.anonymous = anonymous_principal(
             development=settings.is_development, configured=settings.anonymous_scopes
@@ -102,8 +110,13 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             else None
         )
         if known is not None:
-            repeated = await self._answer_repeated(context, known, request_data.variables)
+            context.operation_name = known[1].operation_name
+            context.requested_cost = known[1].cost
+            repeated, context.budget = await self._run_known(
+                known, request_data.variables, context.rate_limit_key
+            )
             if repeated is not None:
+                context.answered_by = "repeated"
                 return repeated
         try:
             return await super().execute_single(
@@ -126,9 +139,10 @@ class PortfolioGraphQL(GraphQL[Context, None]):
 
     async def _answer_known(self, request: Request) -> Response | None:
         """A JSON POST of a query the compiler answered before is answered here, before
-        strawberry's HTTP handling: the same hooks (context, result processing, response)
-        around ``_answer_repeated``, without strawberry parsing the request again.
-        Anything unusual (another content type, a streaming Accept, parameters of the
+        strawberry's HTTP handling and without an ORM session (``_run_known`` on a pooled
+        connection): the same answer strawberry's path would give, at a fraction of the
+        cost, which is what a repeated small read (a node lookup) is made of. Anything
+        unusual (another content type, a streaming Accept, parameters of the
         wrong type) is left to strawberry, which reads the body Starlette keeps."""
         headers = request.headers
         if (
@@ -154,18 +168,25 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         )
         if not isinstance(data.extensions, dict | None):
             return None
-        known = self._known(request.scope["state"]["principal"].scopes, data)
+        state = request.scope["state"]
+        principal = state["principal"]
+        known = self._known(principal.scopes, data)
         if known is None:
             return None
-        sub_response = await self.get_sub_response(request)
-        context = await self.get_context(request, sub_response)
-        result = await self._answer_repeated(context, known, data.variables)
+        result, budget = await self._run_known(
+            known, data.variables, _rate_limit_key(principal, request)
+        )
         if result is None:
-            return None  # refused its budget: strawberry's path answers with the refusal
-        response_data = await self.process_result(request, result)
-        if result.errors:
-            self._handle_errors(result.errors, response_data)
-        return self.create_response(response_data, sub_response)
+            state["budget"] = budget  # refused: strawberry's path says so, charging nothing
+            return None
+        answer = self._answer(state, result, "repeated", known[1].operation_name)
+        negotiated = media_type(request.scope)
+        response = Response(
+            self.encode_json(answer), headers={"content-type": content_type(negotiated)}
+        )
+        if _unavailable(answer):
+            _retry_later(response)
+        return response
 
     def _known(self, scopes: Any, request: Any) -> tuple[Any, Any] | None:
         """The rendered plan and the measurement of a query answered before with these
@@ -202,45 +223,38 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             return None  # the ordinary path answers, or refuses with the limits' errors
         return plan, measured
 
-    async def _answer_repeated(
-        self, context: Context, known: tuple[Any, Any], variables: Any
-    ) -> ExecutionResult | None:
+    async def _run_known(
+        self, known: tuple[Any, Any], variables: Any, rate_limit_key: str
+    ) -> tuple[ExecutionResult | None, Any]:
         """A query already answered by the compiler, with these variables (or, for
         variables bound as parameters, values of the same shape) and scopes (``_known``),
         runs its SQL text at once: its document was parsed, validated and measured within
-        the limits before, so strawberry's execution is skipped. None if the caller's
-        budget refuses it."""
+        the limits before, so strawberry's execution is skipped. Returns the result (None
+        if the caller's budget refuses it) and the budget charged."""
         plan, measured = known
         cost = measured.cost
-        context.requested_cost = cost
-        context.operation_name = measured.operation_name
-        budget = await context.rate_limiter.charge(context.rate_limit_key, max(cost, 1))
-        context.budget = budget
+        budget = await self.rate_limiter.charge(rate_limit_key, max(cost, 1))
         if not budget.allowed:
-            return None  # the ordinary path refuses it (without charging it twice)
-        result = await run_plan(context, plan, variables)
-        context.answered_by = "repeated"  # compiled, and strawberry skipped
-        actual = context.actual_cost or 0
+            return None, budget  # the ordinary path refuses it (without charging it twice)
+        result, actual = await run_rendered(self.reads, plan, variables)
         return ExecutionResult(
             data=result.data,
             errors=result.errors,
             extensions={"cost": cost_extension(self.settings, cost, actual, budget)},
-        )
+        ), budget
 
     async def get_context(self, request: Any, response: Any) -> Context:
         state = request.scope["state"]
-        made = state.get("graphql_context")
-        if made is not None:  # by the fast path, which then declined: keep what it charged
-            made.response = response
-            return made
         state["graphql_context"] = context = Context(
-            session=state["session"],
+            session=await state["transaction"].session(),
             principal=state["principal"],
             settings=self.settings,
             response=response,
             compiled=self.settings.compiled_reads,
             rate_limiter=self.rate_limiter,
             rate_limit_key=_rate_limit_key(state["principal"], request),
+            # Charged by the fast path, which its budget refused: not charged again.
+            budget=state.get("budget"),
         )
         return context
 
@@ -248,6 +262,22 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
         state = request.scope.get("state", {})
+        context = state.get("graphql_context")
+        if context is None:  # refused before a context was made (a malformed request)
+            return self._answer(state, result, "", None)
+        answer = self._answer(state, result, context.answered_by, context.operation_name)
+        if _unavailable(answer):
+            _retry_later(context.response)
+        return answer
+
+    def _answer(
+        self,
+        state: dict[str, Any],
+        result: ExecutionResult,
+        answered_by: str,
+        operation_name: str | None,
+    ) -> GraphQLHTTPResponse:
+        """The response body of a result; counts its errors and cost in the metrics."""
         # An error before execution (document, variables, limits) leaves no data entry.
         request_error = result.data is None and all(e.path is None for e in result.errors or ())
         data: GraphQLHTTPResponse = {} if request_error else {"data": result.data}
@@ -255,23 +285,14 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         if errors:
             data["errors"] = errors  # type: ignore[typeddict-item]
         extensions = dict(result.extensions or {})
-        context = state.get("graphql_context")
-        if self.settings.is_development and context is not None and context.answered_by:
+        if self.settings.is_development and answered_by:
             # Which read path answered: a debugging aid, not part of the contract.
-            extensions["answeredBy"] = context.answered_by
+            extensions["answeredBy"] = answered_by
         if extensions:
             data["extensions"] = extensions
         cost: dict[str, Any] = extensions.get("cost") or {}
         record_graphql(self.metrics, state, errors, cost.get("requested"))
-        if context is not None:
-            state["operation_name"] = context.operation_name
-        if context is not None and any(
-            (error.get("extensions") or {}).get("code") == UNAVAILABLE for error in errors
-        ):
-            # The connection died under the request: its transaction is gone, so the
-            # whole answer is unavailable, as when the database cannot be reached at all.
-            context.response.status_code = 503
-            context.response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+        state["operation_name"] = operation_name
         return data
 
     def _public(self, error: GraphQLError, state: dict[str, Any]) -> dict[str, Any]:
@@ -309,6 +330,18 @@ _DECODED: ContextVar[tuple[bytes, Any] | None] = ContextVar("decoded_body", defa
 
 # Accept values for which strawberry streams the answer (incremental delivery, SSE).
 _STREAMING = ("multipart/mixed", "text/event-stream")
+
+
+def _unavailable(answer: GraphQLHTTPResponse) -> bool:
+    errors: list[dict[str, Any]] = answer.get("errors") or []  # type: ignore[assignment]
+    return any((error.get("extensions") or {}).get("code") == UNAVAILABLE for error in errors)
+
+
+def _retry_later(response: Response) -> None:
+    """The connection died under the request: its transaction is gone, so the whole
+    answer is unavailable, as when the database cannot be reached at all."""
+    response.status_code = 503
+    response.headers["Retry-After"] = RETRY_AFTER_SECONDS
 
 
 def media_type(scope: Scope) -> str:

@@ -164,6 +164,7 @@ async def test_a_known_shape_costs_one_statement(
             await gql(query, {"id": pk})
         statements.reset()
         body = await gql(query, {"id": initiatives[5]})
+    await statements.delivered()
     assert body["extensions"]["answeredBy"] == "repeated"
     assert body["data"]["node"]["key"] is not None
     assert statements.count == 1, statements.statements

@@ -7,7 +7,8 @@ strawberry skip execution; parsing and validation (and their caches) still apply
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, NamedTuple
 
 import asyncpg
@@ -139,10 +140,7 @@ CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
 
 
 async def run_plan(context: Any, plan: Plan, variables: Any) -> ExecutionResult:
-    """Runs each root field's statement; PostgreSQL's JSON goes into the response as it
-    is, never parsed and serialised again (orjson.Fragment)."""
-    data: dict[str, Any] = {}
-    objects = 0
+    """Runs each root field's statement in the request's session."""
     context.answered_by = "compiled"
     async with context.lock:
         connection = await context.session.connection()
@@ -153,41 +151,66 @@ async def run_plan(context: Any, plan: Plan, variables: Any) -> ExecutionResult:
             # Rendered text keeps the default: its parameters (keys, IDs) fit one plan,
             # which PostgreSQL then need not make again (0.6 ms of a node lookup).
             await connection.exec_driver_sql(CUSTOM_PLANS)
-        for key, statement in plan:
-            try:
-                if isinstance(statement, Rendered):
-                    text = await _fetch_text(connection, statement, variables)
-                else:
-                    text = (await connection.execute(statement)).scalar()
-            except (
-                SQLAlchemyError,
-                asyncpg.PostgresError,
-                asyncpg.InterfaceError,
-                OSError,
-            ) as error:
-                # As a resolver's failure would be: on the field, coded from its cause
-                # (connection lost, timeout) and never showing SQL.
-                return ExecutionResult(
-                    data=None, errors=[GraphQLError(str(error), path=[key], original_error=error)]
-                )
-            if isinstance(text, str):
-                data[key] = orjson.Fragment(text)
-                # Objects returned, counted on the text (braces in strings are rare).
-                objects += text.count("{")
-            else:
-                data[key] = text
-    context.actual_cost = objects
-    return ExecutionResult(data=data)
+
+        async def fetch(statement: Any) -> Any:
+            if isinstance(statement, Rendered):
+                return await _fetch_text(connection, statement, variables)
+            return (await connection.execute(statement)).scalar()
+
+        result, context.actual_cost = await _collect(plan, fetch)
+    return result
+
+
+async def run_rendered(
+    connections: Callable[[], AbstractAsyncContextManager[Any]], plan: Plan, variables: Any
+) -> tuple[ExecutionResult, int]:
+    """Runs a rendered plan (``PlanCache.rendered``) on a pooled driver connection, outside
+    any ORM session: a read of one statement per root field needs no transaction. Returns
+    the result and the objects it holds (the actual cost)."""
+    async with connections() as driver:
+
+        async def fetch(statement: Rendered) -> Any:
+            return await driver.fetchval(statement.sql, *_arguments(statement, variables))
+
+        return await _collect(plan, fetch)
+
+
+async def _collect(
+    plan: Plan, fetch: Callable[[Any], Awaitable[Any]]
+) -> tuple[ExecutionResult, int]:
+    """Each root field's answer; PostgreSQL's JSON goes into the response as it is, never
+    parsed and serialised again (orjson.Fragment). A failure ends the request as a
+    resolver's would: on the field, coded from its cause (connection lost, timeout) and
+    never showing SQL."""
+    data: dict[str, Any] = {}
+    objects = 0
+    for key, statement in plan:
+        try:
+            text = await fetch(statement)
+        except (SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
+            failed = GraphQLError(str(error), path=[key], original_error=error)
+            return ExecutionResult(data=None, errors=[failed]), objects
+        if isinstance(text, str):
+            data[key] = orjson.Fragment(text)
+            # Objects returned, counted on the text (braces in strings are rare).
+            objects += text.count("{")
+        else:
+            data[key] = text
+    return ExecutionResult(data=data), objects
+
+
+def _arguments(statement: Rendered, variables: Any) -> list[Any]:
+    return [bound_value(kind, variables[name]) for name, kind in statement.arguments]
 
 
 async def _fetch_text(connection: AsyncConnection, statement: Rendered, variables: Any) -> Any:
     """One statement on the driver itself: a read of one statement needs no transaction
     (SQLAlchemy begins one only when it runs a statement, so none is begun for this one,
     and the commit has nothing to send), and asyncpg keeps it prepared by its text."""
-    arguments = [bound_value(kind, variables[name]) for name, kind in statement.arguments]
     raw = await connection.get_raw_connection()
     try:
-        return await raw.driver_connection.fetchval(statement.sql, *arguments)  # type: ignore[union-attr]
+        driver: Any = raw.driver_connection
+        return await driver.fetchval(statement.sql, *_arguments(statement, variables))
     except (asyncpg.InterfaceError, OSError, asyncpg.PostgresConnectionError):
         # The connection is gone (database restarted): the pool must not hand it out again.
         await connection.invalidate()
