@@ -9,10 +9,12 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import Any
 
+from sqlalchemy.exc import PendingRollbackError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
     AsyncSession,
+    AsyncSessionTransaction,
     async_sessionmaker,
     create_async_engine,
 )
@@ -64,12 +66,19 @@ class RequestTransaction:
     def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
         self._factory = factory
         self._session: AsyncSession | None = None
+        self._transaction: AsyncSessionTransaction | None = None
+        self.committed = True  # or there was nothing to commit
+
+    @property
+    def opened(self) -> bool:
+        """Whether the request began its transaction (and has it still)."""
+        return self._session is not None
 
     async def session(self) -> AsyncSession:
         if self._session is None:
             session = self._factory()
             try:
-                await session.begin()
+                self._transaction = await session.begin()
                 # Take the connection now: a busy pool or a database that is down raises
                 # here (the endpoint answers 503), not inside a resolver's result.
                 await session.connection()
@@ -89,13 +98,16 @@ class RequestTransaction:
         traceback: TracebackType | None,
     ) -> None:
         session, self._session = self._session, None
-        if session is None:
+        if session is None or self._transaction is None:
             return
         try:
-            if exc_type is None:
-                await session.commit()
-            else:
-                await session.rollback()
+            # As ``async with session.begin()``: commits, or rolls back on an error.
+            await self._transaction.__aexit__(exc_type, exc, traceback)
+        except PendingRollbackError:
+            # The connection was lost under a statement (its error is in the answer):
+            # nothing can be committed; the endpoint answers that it was not.
+            self.committed = False
+            await session.rollback()
         finally:
             await session.close()
 

@@ -10,6 +10,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import Headers
+from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from api.database import ReadConnections, RequestTransaction
@@ -67,15 +68,10 @@ class GraphQLEndpoint:
         state = scope.setdefault("state", {})
         state["media_type"] = negotiate(headers.get("accept")) or JSON
         authorization = headers.get("authorization")
-        started = {"response": False}
-
-        async def tracked_send(message: Message) -> None:
-            started["response"] = True
-            await send(message)
-
+        response = HeldResponse(send)
         try:
             async with RequestTransaction(self.sessions) as transaction:
-                state["transaction"] = transaction
+                state["transaction"] = response.transaction = transaction
                 try:
                     principal = await authenticate(
                         self.auth, transaction.session, authorization, self.view.anonymous
@@ -92,17 +88,17 @@ class GraphQLEndpoint:
                 except HTTPRefusal as refused:
                     await refused.response(state["media_type"])(scope, receive, send)
                     return
-                await self.view(scope, receive, tracked_send)
+                await self.view(scope, receive, response.send)
+            if transaction.committed or response.status == 503:
+                await response.release()  # committed: now the caller may hear of it
+            else:
+                await _unavailable()(scope, receive, send)
         except (SQLAlchemyTimeoutError, OperationalError, DBAPIError, OSError) as error:
-            # Pool exhausted or database unreachable: tell the caller to come back.
+            # Pool exhausted, database unreachable, or the commit failed: the held answer
+            # is dropped, and the caller is told to come back.
             log.warning("database_unavailable", error=type(error).__name__)
-            if not started["response"]:
-                await error_response(
-                    503,
-                    "SERVICE_UNAVAILABLE",
-                    "The database is unavailable or busy; retry shortly.",
-                    {"Retry-After": RETRY_AFTER_SECONDS},
-                )(scope, receive, send)
+            if not response.started:
+                await _unavailable()(scope, receive, send)
 
     async def _persisted(
         self, scope: Scope, receive: Receive, transaction: RequestTransaction
@@ -140,3 +136,54 @@ class GraphQLEndpoint:
                 )
                 body = orjson.dumps(resolved)
         return replay(body)
+
+
+def _unavailable() -> Response:
+    return error_response(
+        503,
+        "SERVICE_UNAVAILABLE",
+        "The database is unavailable or busy; retry shortly.",
+        {"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+class HeldResponse:
+    """Holds the answer of a request whose transaction is open until it is committed: a
+    caller told of a write finds it on any connection it reads next, and a commit that
+    fails is answered 503, never with the success it would contradict. An answer sent
+    without a transaction (a known read) or streamed in parts (reads only) passes on
+    at once."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.transaction: RequestTransaction | None = None
+        self._held: list[Message] = []
+        self._status: int | None = None
+        self._passing = False
+        self.started = False  # the caller has received something
+
+    @property
+    def status(self) -> int | None:
+        """The status of the answer held or sent, once it has one."""
+        return self._status
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self._status = message["status"]
+        if not self._passing:
+            opened = self.transaction is not None and self.transaction.opened
+            streamed = message["type"] == "http.response.body" and message.get("more_body")
+            self._held.append(message)
+            if opened and not streamed:
+                return
+            self._passing = True
+            await self.release()
+            return
+        self.started = True
+        await self._send(message)
+
+    async def release(self) -> None:
+        held, self._held = self._held, []
+        for message in held:
+            self.started = True
+            await self._send(message)

@@ -15,7 +15,7 @@ TIMEOUT = "TIMEOUT"
 UNAVAILABLE = "SERVICE_UNAVAILABLE"
 
 
-def _connection_lost(error: BaseException | None) -> bool:
+def connection_lost(error: BaseException | None) -> bool:
     """The connection broke mid-request (database restarted): SQLSTATE class 08, or
     the driver's own connection errors."""
     while error is not None:
@@ -23,7 +23,11 @@ def _connection_lost(error: BaseException | None) -> bool:
             return True
         if str(getattr(error, "sqlstate", "") or "").startswith(("08", "57P")):
             return True
-        if type(error).__name__ in {"ConnectionDoesNotExistError", "InterfaceError"}:
+        if type(error).__name__ in {
+            "ConnectionDoesNotExistError",
+            "InterfaceError",
+            "InternalClientError",  # the protocol broke off mid-operation
+        }:
             return True
         error = error.__cause__ or getattr(error, "orig", None)
     return False
@@ -47,7 +51,7 @@ def with_code(error: GraphQLError) -> GraphQLError:
             extensions["code"] = original.code
             if original.field:
                 extensions["field"] = original.field
-        elif _connection_lost(original):
+        elif connection_lost(original):
             extensions["code"] = UNAVAILABLE
             error.message = "The database connection was lost; retry shortly."
         elif _statement_timeout(original):

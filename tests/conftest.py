@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from starlette.applications import Starlette
 
 from api import migrate
-from api.app import assemble_app
+from api.app import assemble_app, create_app
 from api.database import create_engine
 from api.seed import seed_demo
 from api.settings import Environment, Settings
@@ -62,6 +62,15 @@ async def own_database(database_server: str) -> AsyncIterator[str]:
     await engine.dispose()
     yield url
     await drop_database(server, name)
+
+
+@pytest.fixture
+async def wired_app(own_database: str) -> AsyncIterator[Starlette]:
+    """The app as ``portfolio serve`` wires it (its own engine and pool), on a database
+    of the test's own, whose writes are committed; every scope for anonymous callers."""
+    app = create_app(settings_for(anonymous_scopes=ALL_SCOPES), database_url=own_database)
+    yield app
+    await app.state.engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -1,29 +1,20 @@
-"""A repeated read runs on a connection of the engine's pool, outside any ORM session:
-the app here is the production wiring (``create_app``), not the tests' one transaction,
-so its database is one of the test's own."""
+"""The app as ``portfolio serve`` wires it (``create_app``), not on the tests' one
+transaction, so on a database of the test's own: a repeated read runs on a connection of
+the engine's pool, outside any ORM session; a write is answered once it is committed."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
+from starlette.types import Message
 
-from api.app import create_app
 from schema.ids import encode_id
-from tests.conftest import settings_for
 
 NODE = "query($id: ID!) { node(id: $id) { ... on Initiative { key title } } }"
-
-
-@pytest.fixture
-async def app(own_database: str) -> AsyncIterator[Any]:
-    app = create_app(settings_for(anonymous_scopes=["portfolio:read"]), database_url=own_database)
-    yield app
-    await app.state.engine.dispose()
 
 
 async def _initiatives(url: str) -> list[tuple[int, str]]:
@@ -42,8 +33,9 @@ async def _ask(client: httpx.AsyncClient, pk: int) -> httpx.Response:
 
 
 async def test_a_repeated_read_runs_on_a_pooled_connection_and_returns_it(
-    app: Any, own_database: str
+    wired_app: Any, own_database: str
 ) -> None:
+    app = wired_app
     initiatives = await _initiatives(own_database)
     pool = app.state.engine.pool
     transport = httpx.ASGITransport(app=app)
@@ -61,8 +53,9 @@ async def test_a_repeated_read_runs_on_a_pooled_connection_and_returns_it(
 
 
 async def test_a_pooled_connection_lost_to_the_database_is_replaced(
-    app: Any, own_database: str
+    wired_app: Any, own_database: str
 ) -> None:
+    app = wired_app
     initiatives = await _initiatives(own_database)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
@@ -93,3 +86,74 @@ async def test_a_pooled_connection_lost_to_the_database_is_replaced(
         assert again.json()["data"]["node"]["key"] == initiatives[4][1]
         assert again.json()["extensions"]["answeredBy"] == "repeated"
         assert app.state.engine.pool.checkedout() == 0
+
+
+UPDATE = """mutation($id: ID!, $version: Int, $title: String) {
+  updateInitiative(input: {id: $id, expectedVersion: $version, title: $title}) {
+    initiative { version } userErrors { code }
+  }
+}"""
+
+
+async def test_a_write_is_answered_only_once_it_is_committed(
+    wired_app: Any, own_database: str
+) -> None:
+    pk, _ = (await _initiatives(own_database))[0]
+    observer = create_async_engine(own_database)
+    seen_when_answered: list[Any] = []
+
+    async def stored() -> tuple[int, str]:
+        async with observer.connect() as connection:
+            row = (
+                await connection.execute(
+                    text("SELECT version, title FROM initiatives WHERE id = :id"), {"id": pk}
+                )
+            ).one()
+        return row.version, row.title
+
+    before = await stored()
+    body = orjson.dumps(
+        {
+            "query": UPDATE,
+            "variables": {
+                "id": encode_id("Initiative", pk),
+                "version": before[0],
+                "title": "Committed before answered",
+            },
+        }
+    )
+    messages: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            # What any other connection sees at the moment the caller hears back.
+            seen_when_answered.append(await stored())
+        messages.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/graphql",
+        "raw_path": b"/graphql",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"test"), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("test", 80),
+        "state": {},
+    }
+    await wired_app(scope, receive, send)
+    await observer.dispose()
+    assert messages[0]["status"] == 200
+    answer = orjson.loads(b"".join(m.get("body", b"") for m in messages[1:]))
+    assert answer["data"]["updateInitiative"] == {
+        "initiative": {"version": before[0] + 1},
+        "userErrors": [],
+    }
+    assert seen_when_answered == [(before[0] + 1, "Committed before answered")]

@@ -40,6 +40,7 @@ from schema.compiled.parameters import (
     variables_key,
 )
 from schema.compiled.selection import Unsupported, Walk, response_key
+from schema.errors import connection_lost
 
 log = structlog.get_logger(__name__)
 
@@ -172,7 +173,10 @@ async def run_rendered(
         async def fetch(statement: Rendered) -> Any:
             return await driver.fetchval(statement.sql, *_arguments(statement, variables))
 
-        return await _collect(plan, fetch)
+        result, objects = await _collect(plan, fetch)
+        if any(connection_lost(error.original_error) for error in result.errors or ()):
+            driver.terminate()  # closed, so the pool drops it instead of handing it out
+        return result, objects
 
 
 async def _collect(
@@ -187,7 +191,13 @@ async def _collect(
     for key, statement in plan:
         try:
             text = await fetch(statement)
-        except (SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
+        except (
+            SQLAlchemyError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
+            OSError,
+        ) as error:
             failed = GraphQLError(str(error), path=[key], original_error=error)
             return ExecutionResult(data=None, errors=[failed]), objects
         if isinstance(text, str):
@@ -211,7 +221,12 @@ async def _fetch_text(connection: AsyncConnection, statement: Rendered, variable
     try:
         driver: Any = raw.driver_connection
         return await driver.fetchval(statement.sql, *_arguments(statement, variables))
-    except (asyncpg.InterfaceError, OSError, asyncpg.PostgresConnectionError):
+    except (
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+        OSError,
+        asyncpg.PostgresConnectionError,
+    ):
         # The connection is gone (database restarted): the pool must not hand it out again.
         await connection.invalidate()
         raise
