@@ -490,10 +490,11 @@ with these scopes:</p><ul>{scopes or "<li>(none)</li>"}</ul>{notice}
                 claims = await self._verified(token)
                 if claims is None:
                     return inactive
-                from auth.principal import resolve_principal
+                from auth.principal import resolve_principal, session_driver
 
                 try:
-                    await resolve_principal(session, claims)  # revoked, disabled
+                    # Revoked or disabled.
+                    await resolve_principal(await session_driver(session), claims)
                 except InvalidToken:
                     return inactive
                 body: dict[str, Any] = {

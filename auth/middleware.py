@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import httpx
 import orjson
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from auth.principal import Principal, resolve_principal
@@ -38,12 +39,13 @@ def unauthorized(error: str, description: str) -> Response:
 
 async def authenticate(
     auth: AuthServices,
-    session: Callable[[], Awaitable[AsyncSession]],
+    connections: Callable[[], AbstractAsyncContextManager[Any]],
     authorization: str | None,
     anonymous: Principal,
 ) -> Principal:
-    """The caller of a request; raises InvalidToken for a bad or revoked token. The
-    session is asked for only when there is a token to check against the database."""
+    """The caller of a request; raises InvalidToken for a bad or revoked token. A token
+    is checked against the database in one statement on a pooled connection
+    (``connections``), outside the request's transaction, which need not begin."""
     if not authorization:
         return anonymous
     scheme, _, token = authorization.partition(" ")
@@ -53,4 +55,5 @@ async def authenticate(
         claims = await auth.tokens.verify(token.strip())
     except httpx.HTTPError:
         raise InvalidToken("The issuer's signing keys could not be fetched.") from None
-    return await resolve_principal(await session(), claims)
+    async with connections() as connection:
+        return await resolve_principal(connection, claims)

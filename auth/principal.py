@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.models import OAuthClient, RevokedAccessToken, Role, RoleGrant, User
 from auth.scopes import READ_SCOPES
 from auth.tokens import AccessClaims, InvalidToken
 
@@ -44,46 +43,80 @@ def _revoked_after(marker: datetime | None, issued_at: int) -> bool:
     return marker is not None and marker.timestamp() >= issued_at
 
 
-async def resolve_principal(session: AsyncSession, claims: AccessClaims) -> Principal:
-    if claims.jti is not None and await session.scalar(
-        select(exists().where(RevokedAccessToken.jti == claims.jti))
-    ):
-        raise InvalidToken("The token has been revoked.")
+# Who a token of ours speaks for, in one round trip: whether its jti was revoked, its
+# client, its user and the scopes of the user's roles (role_scopes is empty without a
+# user). $1 jti (or NULL), $2 client_id, $3 user id (or NULL).
+_LOCAL = """
+SELECT
+  EXISTS (SELECT 1 FROM oauth_revoked_access_tokens WHERE jti = $1::varchar) AS revoked,
+  c.id AS client_pk, c.client_id, c.scopes AS client_scopes,
+  (c.is_active AND c.archived_at IS NULL) AS client_enabled,
+  c.tokens_valid_after AS client_valid_after,
+  u.id AS user_id, (u.is_active AND u.archived_at IS NULL) AS user_enabled,
+  u.tokens_valid_after AS user_valid_after,
+  ARRAY(
+    SELECT scope FROM roles r CROSS JOIN unnest(r.scopes) AS scope
+    WHERE r.archived_at IS NULL
+      AND r.id IN (SELECT g.role_id FROM role_grants g WHERE g.user_id = u.id)
+  ) AS role_scopes
+FROM (SELECT 1) AS one
+LEFT JOIN oauth_clients c ON c.client_id = $2::varchar
+LEFT JOIN users u ON u.id = $3::bigint
+"""
+
+# The same for an external issuer's token: the scopes of the local roles its groups
+# map to ($2) and of the roles granted to the local account with its e-mail ($3), if
+# there is one. $1 jti (or NULL).
+_EXTERNAL = """
+SELECT
+  EXISTS (SELECT 1 FROM oauth_revoked_access_tokens WHERE jti = $1::varchar) AS revoked,
+  u.id AS user_id, (u.is_active AND u.archived_at IS NULL) AS user_enabled,
+  ARRAY(
+    SELECT scope FROM roles r CROSS JOIN unnest(r.scopes) AS scope
+    WHERE r.archived_at IS NULL
+      AND (r.name = ANY($2::varchar[])
+           OR r.id IN (SELECT g.role_id FROM role_grants g WHERE g.user_id = u.id))
+  ) AS role_scopes
+FROM (SELECT 1) AS one
+LEFT JOIN users u ON lower(u.email) = lower($3::varchar)
+"""
+
+
+async def resolve_principal(connection: Any, claims: AccessClaims) -> Principal:
+    """The caller a verified token speaks for, looked up in one statement on an asyncpg
+    connection (``session_driver`` gives a session's). Raises InvalidToken when the
+    token, its client or its user has been revoked or disabled."""
     if claims.external is not None:
-        return await _external(session, claims)
-
-    client = await session.scalar(
-        select(OAuthClient).where(OAuthClient.client_id == (claims.client_id or claims.subject))
+        return await _external(connection, claims)
+    row = await connection.fetchrow(
+        _LOCAL, claims.jti, claims.client_id or claims.subject, claims.user_id
     )
-    if client is None or not client.is_active or client.archived_at is not None:
-        raise InvalidToken("The client of this token is disabled.")
-    if _revoked_after(client.tokens_valid_after, claims.issued_at):
+    if row["revoked"]:
         raise InvalidToken("The token has been revoked.")
-
-    user_id = claims.user_id
-    if user_id is None:
-        allowed = frozenset(client.scopes)
+    if row["client_pk"] is None or not row["client_enabled"]:
+        raise InvalidToken("The client of this token is disabled.")
+    if _revoked_after(row["client_valid_after"], claims.issued_at):
+        raise InvalidToken("The token has been revoked.")
+    if claims.user_id is None:
+        allowed = frozenset(row["client_scopes"])
     else:
-        user = await session.get(User, user_id)
-        if user is None or not user.is_active or user.archived_at is not None:
+        if row["user_id"] is None or not row["user_enabled"]:
             raise InvalidToken("The user of this token is disabled.")
-        if _revoked_after(user.tokens_valid_after, claims.issued_at):
+        if _revoked_after(row["user_valid_after"], claims.issued_at):
             raise InvalidToken("The token has been revoked.")
         # The authorization server only grants a client the scopes registered for it;
         # here the user's roles bound what the token may do.
-        allowed = await _role_scopes(
-            session, select(RoleGrant.role_id).where(RoleGrant.user_id == user_id)
-        )
+        allowed = frozenset(row["role_scopes"])
     return Principal(
         scopes=claims.scopes & allowed,
-        user_id=user_id,
-        client_id=client.client_id,
-        client_pk=client.id,
+        user_id=claims.user_id,
+        client_id=row["client_id"],
+        client_pk=row["client_pk"],
         authenticated=True,
     )
 
 
-async def _external(session: AsyncSession, claims: AccessClaims) -> Principal:
+async def _external(connection: Any, claims: AccessClaims) -> Principal:
     """External users get the local roles their groups map to, plus roles granted to
     the local account with the same e-mail, if any (a disabled account refuses)."""
     config = claims.external
@@ -91,29 +124,24 @@ async def _external(session: AsyncSession, claims: AccessClaims) -> Principal:
     groups = claims.raw.get(config.roles_claim) or []
     if isinstance(groups, str):
         groups = groups.split()
-    role_names = {config.role_mapping[g] for g in groups if g in config.role_mapping}
-    allowed = await _role_scopes(session, select(Role.id).where(Role.name.in_(role_names)))
-    user_id = None
+    role_names = sorted({config.role_mapping[g] for g in groups if g in config.role_mapping})
     email = claims.raw.get(config.email_claim)
-    if isinstance(email, str):
-        user = await session.scalar(select(User).where(func.lower(User.email) == email.lower()))
-        if user is not None:
-            if not user.is_active or user.archived_at is not None:
-                raise InvalidToken("The user of this token is disabled.")
-            user_id = user.id
-            allowed |= await _role_scopes(
-                session, select(RoleGrant.role_id).where(RoleGrant.user_id == user.id)
-            )
+    row = await connection.fetchrow(
+        _EXTERNAL, claims.jti, role_names, email if isinstance(email, str) else None
+    )
+    if row["revoked"]:
+        raise InvalidToken("The token has been revoked.")
+    if row["user_id"] is not None and not row["user_enabled"]:
+        raise InvalidToken("The user of this token is disabled.")
     return Principal(
-        scopes=claims.scopes & allowed,
-        user_id=user_id,
+        scopes=claims.scopes & frozenset(row["role_scopes"]),
+        user_id=row["user_id"],
         client_id=claims.client_id,
         authenticated=True,
     )
 
 
-async def _role_scopes(session: AsyncSession, role_ids: object) -> frozenset[str]:
-    rows = await session.scalars(
-        select(func.unnest(Role.scopes)).where(Role.id.in_(role_ids), Role.archived_at.is_(None))  # type: ignore[arg-type]
-    )
-    return frozenset(rows)
+async def session_driver(session: AsyncSession) -> Any:
+    """The asyncpg connection under a session, inside its transaction."""
+    connection = await session.connection()
+    return (await connection.get_raw_connection()).driver_connection

@@ -7,6 +7,8 @@ import json
 import secrets
 import time
 from base64 import urlsafe_b64decode
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,11 +53,28 @@ class AccessClaims:
         return None
 
 
+# A verified token is trusted this long before its signature is checked again (and at
+# most until it expires): the signature of a token cannot change, but a key may be
+# withdrawn from an issuer's JWKS. Revocation and disabled accounts are checked on every
+# request (``resolve_principal``), not here.
+VERIFIED_FOR_SECONDS = 60.0
+VERIFIED_TOKENS = 10_000
+
+
 class TokenService:
-    def __init__(self, keys: KeyStore, settings: Settings, external: ExternalIssuers) -> None:
+    def __init__(
+        self,
+        keys: KeyStore,
+        settings: Settings,
+        external: ExternalIssuers,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.keys = keys
         self.settings = settings
         self.external = external
+        self.clock = clock
+        # token -> (its claims, when they were verified); least recently used first.
+        self._verified: OrderedDict[str, tuple[AccessClaims, float]] = OrderedDict()
 
     async def issue(
         self, *, client_id: str, user_id: int | None, scopes: frozenset[str] | set[str]
@@ -79,6 +98,25 @@ class TokenService:
         return jwt.encode(header, claims, signing.key), ttl
 
     async def verify(self, token: str) -> AccessClaims:
+        """The claims of a valid access token; InvalidToken otherwise. A token verified
+        in the last minute is taken from memory (a signature check costs more than the
+        rest of a small read), as long as it has not expired."""
+        now = self.clock()
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            claims, verified_at = remembered
+            leeway = self.settings.clock_leeway_seconds
+            if now - verified_at < VERIFIED_FOR_SECONDS and now < claims.expires_at + leeway:
+                self._verified.move_to_end(token)
+                return claims
+            del self._verified[token]
+        claims = await self._verify(token)
+        self._verified[token] = (claims, now)
+        if len(self._verified) > VERIFIED_TOKENS:
+            self._verified.popitem(last=False)
+        return claims
+
+    async def _verify(self, token: str) -> AccessClaims:
         header, unverified = _peek(token)
         issuer = unverified.get("iss")
         if not isinstance(issuer, str):
@@ -98,6 +136,7 @@ class TokenService:
         claims = decoded.claims
         audience = external.audience if external else self.settings.audience
         registry = jwt.JWTClaimsRegistry(
+            now=lambda: int(self.clock()),
             leeway=self.settings.clock_leeway_seconds,
             iss={"essential": True, "value": issuer},
             aud={"essential": True, "value": audience},

@@ -74,7 +74,7 @@ class GraphQLEndpoint:
                 state["transaction"] = response.transaction = transaction
                 try:
                     principal = await authenticate(
-                        self.auth, transaction.session, authorization, self.view.anonymous
+                        self.auth, self.view.reads, authorization, self.view.anonymous
                     )
                 except InvalidToken as error:
                     await unauthorized("invalid_token", error.description)(scope, receive, send)

@@ -84,15 +84,21 @@ WORKLOAD_1 = """{ products(first: 50) { nodes { key
   kpis(first: 4) { nodes { key latest { value } status } } } } }"""
 
 
-async def test_overview_workload_costs_at_most_four_statements_with_a_token(
+async def test_overview_workload_costs_two_statements_with_a_token(
     caller: Any, db: AsyncSession, statements: StatementCounter
 ) -> None:
     """Benchmark workload 1 over real HTTP with a real token: authentication included."""
     api = await caller(["portfolio:read"])
     first = await api(WORKLOAD_1)
     assert "errors" not in first
-    statements.reset()
-    body = await api(WORKLOAD_1)
-    assert body["data"] == first["data"]
-    assert len(body["data"]["products"]["nodes"]) >= 10
-    assert statements.count <= 4, statements.statements
+    for _ in range(2):  # the second request renders its plan, the third runs it
+        statements.reset()
+        body = await api(WORKLOAD_1)
+        await statements.delivered()
+        assert body["data"] == first["data"]
+        assert len(body["data"]["products"]["nodes"]) >= 10
+        # The token's client, revocation and roles in one statement; the read in one.
+        token_check, read = statements.statements
+        assert "oauth_revoked_access_tokens" in token_check
+        assert "oauth_clients" in token_check
+        assert read.startswith("SELECT CAST((SELECT json_build_object(")

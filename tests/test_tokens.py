@@ -22,6 +22,7 @@ from starlette.routing import Route
 from api import models
 from api.settings import ExternalIssuer
 from auth.external import ExternalIssuers
+from auth.tokens import VERIFIED_FOR_SECONDS, InvalidToken, TokenService
 from tests.conftest import GraphQL, make_client, settings_for
 from tests.fixtures.auth import bearer, service_client, user_with_roles
 
@@ -306,3 +307,27 @@ async def test_tokens_of_an_external_oidc_issuer(
     async with make_client(engine, sessions, app=app, headers=token(keys[1])) as client:
         response = await client.post("/graphql", json={"query": "{ viewer { scopes } }"})
     assert response.status_code == 200, response.text
+
+
+async def test_a_verified_token_is_remembered_only_until_it_expires(
+    app: Starlette, db: AsyncSession
+) -> None:
+    tokens = app.state.auth.tokens
+    client = await service_client(db)
+    await db.commit()
+    token, _ = await tokens.issue(
+        client_id=client.client_id, user_id=None, scopes={"portfolio:read"}
+    )
+    now = [time.time()]
+    service = TokenService(tokens.keys, tokens.settings, tokens.external, clock=lambda: now[0])
+    first = await service.verify(token)
+    assert first.client_id == client.client_id
+    now[0] += 30
+    assert await service.verify(token) is first  # from memory: not verified again
+    now[0] += VERIFIED_FOR_SECONDS
+    again = await service.verify(token)  # verified again after a minute, still valid
+    assert again == first and again is not first
+    now[0] = first.expires_at + tokens.settings.clock_leeway_seconds + 1
+    with pytest.raises(InvalidToken) as refused:
+        await service.verify(token)
+    assert refused.value.description == "The token has expired."
