@@ -195,7 +195,7 @@ async def _run(options: Options) -> Path:
         await _ours_stage(run, ports["ours"], ours_counts)
         if use_peer:
             await _peer_stage(run, ports["peer"], peer_counts)
-        if not options.skip_limit and plans:
+        if not options.skip_limit and run.shared_plans:
             await _limit_stage(run)
     results, checks, idle_rss = run.results, run.checks, run.idle_rss
 
@@ -222,6 +222,12 @@ class Run:
     results: list[Result] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
     idle_rss: dict[str, float | None] = field(default_factory=dict)
+    client: tuple[str, str] | None = None  # the OAuth client the token workloads use
+
+    @property
+    def shared_plans(self) -> list[ReadPlan]:
+        """The read plans all three targets run (not the token workloads, ours only)."""
+        return [plan for plan in self.plans if not plan.token]
 
 
 async def _ours_stage(run: Run, port: int, counts: dict[tuple[str, str], Statements]) -> None:
@@ -232,9 +238,11 @@ async def _ours_stage(run: Run, port: int, counts: dict[tuple[str, str], Stateme
     run.monitor.server_pid = ours.process.pid
     try:
         if not options.skip_limit:
-            run.checks += await _check_limit_answers(ours, run.url, run.plans)
+            run.checks += await _check_limit_answers(ours, run.url, run.shared_plans)
+        token = await _token(run, ours.endpoint) if len(run.shared_plans) < len(run.plans) else None
         for plan in run.plans:
-            run.results.append(await _timed_read(ours, plan, "ours", run, counts))
+            sent = token if plan.token else None
+            run.results.append(await _timed_read(ours, plan, "ours", run, counts, sent))
         if "mutation" in options.workloads:
             for variant in VARIANTS:
                 run.results.append(await _timed_mutation(ours, variant, run, counts))
@@ -254,7 +262,7 @@ async def _peer_stage(run: Run, port: int, counts: dict[tuple[str, str], Stateme
     run.idle_rss["postgraphile"] = _mib(rss_kib(peer.process.pid))
     run.monitor.server_pid = peer.process.pid
     try:
-        for plan in run.plans:
+        for plan in run.shared_plans:
             run.checks += await _check_peer_answer(peer, plan)
             run.results.append(await _timed_read(peer, plan, "postgraphile", run, counts))
     finally:
@@ -266,7 +274,7 @@ async def _limit_stage(run: Run) -> None:
     run.monitor.server_pid = None
     pool = await create_pool(run.url, run.options.connections)
     try:
-        for plan in run.plans:
+        for plan in run.shared_plans:
             run.results.append(await _timed_limit(pool, plan, run))
     finally:
         await pool.close()
@@ -325,6 +333,32 @@ def _require_peer() -> str:
     return version.stdout.strip()
 
 
+async def _token(run: Run, endpoint: str) -> str:
+    """An access token from this server for a client registered in the bench database
+    (once per run, through ``portfolio create-client``): tokens name the server that
+    issued them, so each server gets its own."""
+    if run.client is None:
+        created = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "api.cli", "create-client", "--name", "bench"]
+            + ["--scopes", "portfolio:read", "--grant", "client_credentials"],
+            env=os.environ | {"DATABASE_URL": run.url},
+            cwd=REPO_DIR,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        found = dict(line.split(":", 1) for line in created.stdout.splitlines() if ":" in line)
+        run.client = found["client_id"].strip(), found["client_secret"].strip()
+    base = endpoint.removesuffix("/graphql")
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.post(
+            f"{base}/oauth/token", data={"grant_type": "client_credentials"}, auth=run.client
+        )
+    response.raise_for_status()
+    return str(response.json()["access_token"])
+
+
 # --- the statement-counting pass -----------------------------------------------------
 
 
@@ -351,18 +385,22 @@ async def _count_statements(
             await asyncio.to_thread(wait_for_graphql, process, endpoint)
             async with httpx.AsyncClient(timeout=120) as client:
 
-                async def post(payload: bytes) -> dict[str, Any]:
-                    response = await client.post(
-                        endpoint, content=payload, headers={"content-type": "application/json"}
-                    )
+                async def post(payload: bytes, token: str | None = None) -> dict[str, Any]:
+                    headers = {"content-type": "application/json"}
+                    if token:
+                        headers["authorization"] = f"Bearer {token}"
+                    response = await client.post(endpoint, content=payload, headers=headers)
                     return dict(orjson.loads(response.content)) if response.content else {}
 
-                for plan in run.plans:
+                plans = run.plans if target == "ours" else run.shared_plans
+                token = await _token(run, endpoint) if any(p.token for p in plans) else None
+                for plan in plans:
+                    sent = token if plan.token else None
                     for _ in range(5):
-                        await post(plan.body(target, plan.sample(rng)))
+                        await post(plan.body(target, plan.sample(rng)), sent)
                     proxy.reset()
                     for _ in range(n):
-                        await post(plan.body(target, plan.sample(rng)))
+                        await post(plan.body(target, plan.sample(rng)), sent)
                     counts[(plan.workload, plan.variant)] = _statements(proxy.counter, n)
                 if target == "ours" and "mutation" in options.workloads:
                     versions = await database.current_versions(run.url)
@@ -540,9 +578,10 @@ async def _timed_read(
     target: str,
     run: Run,
     counts: dict[tuple[str, str], Statements],
+    token: str | None = None,
 ) -> Result:
     name = f"{target}-{plan.workload}-{plan.variant}"
-    measured = await _wrk_run(server, read_script(plan, target), name, run)
+    measured = await _wrk_run(server, read_script(plan, target, token=token), name, run)
     result = _from_wrk(target, plan.workload, plan.variant, measured, counts)
     _print_result(result)
     return result

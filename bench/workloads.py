@@ -13,7 +13,7 @@ import base64
 import random
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,8 +24,10 @@ from bench.database import Dataset
 from schema.ids import encode_id
 
 READ_WORKLOADS = ("overview", "node", "series")
+# Ours only, with a bearer token (PostGraphile runs without authentication).
+TOKEN_WORKLOADS = ("node-token",)
 WRITE_WORKLOADS = ("mutation", "ingest")
-ALL_WORKLOADS = READ_WORKLOADS + WRITE_WORKLOADS
+ALL_WORKLOADS = READ_WORKLOADS + TOKEN_WORKLOADS + WRITE_WORKLOADS
 VARIANTS = ("fixed", "varied")
 OVERVIEW_PRODUCTS = 50
 SERIES_KPIS = 20
@@ -287,6 +289,9 @@ class ReadPlan:
     limit_pool: list[Any]
     limit_fixed: tuple[Any, ...]
     limit_args: Callable[[list[Any]], tuple[Any, ...]]
+    # Sent with a bearer token of a registered client, to our server only: what every
+    # production caller pays (the token's signature, its client and revocation checked).
+    token: bool = False
 
     @property
     def label(self) -> str:
@@ -313,6 +318,8 @@ def read_plans(dataset: Dataset, workloads: Sequence[str]) -> list[ReadPlan]:
     for workload in workloads:
         if workload in READ_WORKLOADS:
             plans += _PLANNERS[workload](dataset)
+        elif workload == "node-token":
+            plans += [replace(plan, workload=workload, token=True) for plan in _node(dataset)]
     return plans
 
 

@@ -76,9 +76,12 @@ def _lua_string(text: str) -> str:
     return f"[{'=' * level}[{text}]{'=' * level}]"
 
 
-def read_script(plan: ReadPlan, target: str, path: str = "/graphql") -> str:
+def read_script(
+    plan: ReadPlan, target: str, path: str = "/graphql", token: str | None = None
+) -> str:
     """A fixed plan sends one prepared request; a varied one picks ``plan.picks`` distinct
-    pool entries per request (a partial Fisher-Yates shuffle of the thread's pool)."""
+    pool entries per request (a partial Fisher-Yates shuffle of the thread's pool). A
+    token goes in an Authorization header."""
     chosen = plan.ours if target == "ours" else plan.peer
     pool = ",\n".join(_lua_string(v) for v in chosen.pool)
     return (
@@ -90,6 +93,7 @@ def read_script(plan: ReadPlan, target: str, path: str = "/graphql") -> str:
         f"local path = {_lua_string(path)}\n"
         "local fixed_request, prefix, suffix\n"
         + _COMMON_HEAD
+        + (f'headers["Authorization"] = {_lua_string("Bearer " + token)}\n' if token else "")
         + f"""
 function init(args)
   math.randomseed(os.time() * 100 + (id or 0))
