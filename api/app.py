@@ -17,9 +17,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from api import migrate
+from api.changes import ChangeFeed
 from api.database import (
     create_engine,
     create_session_factory,
+    listen_dsn,
+    on_one_connection,
     read_connections,
     resolve_database_url,
 )
@@ -127,7 +130,11 @@ def assemble_app(
                 "then send it as `Authorization: Bearer <access_token>` (GraphiQL: Headers tab).",
                 flush=True,
             )
+        if feed is not None:
+            feed.start()
         yield
+        if feed is not None:
+            await feed.close()
         await rate_limiter.aclose()
         await auth.external.aclose()
         await engine.dispose()
@@ -138,6 +145,16 @@ def assemble_app(
     endpoint = GraphQLEndpoint(
         settings, sessions, auth, rate_limiter, observed, read_connections(engine, sessions)
     )
+    responses = endpoint.view.responses
+    feed = None
+    if settings.response_cache_chars and not on_one_connection(sessions):
+        # Cached answers are kept only while the database's changes are heard.
+        feed = ChangeFeed(
+            listen_dsn(engine),
+            on_change=responses.invalidate,
+            on_listening=responses.set_listening,
+            connect_timeout=settings.db_connect_timeout_seconds,
+        )
     middleware = [
         Middleware(
             RequestGuard,
@@ -172,6 +189,7 @@ def assemble_app(
     app.state.auth = auth
     app.state.rate_limiter = rate_limiter
     app.state.engine = engine
+    app.state.responses = responses
     app.state.sessions = sessions
     app.state.settings = settings
     return app

@@ -123,9 +123,21 @@ def read_connections(
     engine's pool, or, when the sessions are bound to one connection (tests, where each
     request joins the test's transaction), that connection, one read at a time."""
     bind = sessions.kw.get("bind")
-    if isinstance(bind, AsyncConnection):
+    if on_one_connection(sessions):
+        assert isinstance(bind, AsyncConnection)
         return _bound_reads(bind)
     return _pooled_reads(engine)
+
+
+def on_one_connection(sessions: async_sessionmaker[AsyncSession]) -> bool:
+    """Whether every session runs on one connection (tests: one outer transaction, whose
+    writes no other connection sees and which is never committed)."""
+    return isinstance(sessions.kw.get("bind"), AsyncConnection)
+
+
+def listen_dsn(engine: AsyncEngine) -> str:
+    """The engine's database as a plain asyncpg DSN (for a connection of one's own)."""
+    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def _pooled_reads(engine: AsyncEngine) -> ReadConnections:

@@ -107,6 +107,13 @@ class Settings(BaseSettings):
         default=True,
         description="Answer covered queries with one SQL statement per root field.",
     )
+    response_cache_chars: int = Field(
+        default=32_000_000,
+        ge=0,
+        description="Characters of JSON kept of known reads' answers, until the data "
+        "changes (0: none). Needs LISTEN on the database (not through a transaction-pooling "
+        "PgBouncer); while it cannot listen, nothing is kept.",
+    )
     log_level: str = "INFO"
 
     # OAuth 2 (see README, "Authentication").

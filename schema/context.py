@@ -53,6 +53,8 @@ class Context:
     operation_name: str | None = None  # for the access log
     actual_cost: int | None = None
     budget: Any = None
+    # A mutation ran: the answers cached of reads are dropped once it is committed.
+    mutated: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _loaders: dict[Hashable, DataLoader[Any, Any]] = field(default_factory=dict)
 

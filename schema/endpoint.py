@@ -89,6 +89,10 @@ class GraphQLEndpoint:
                     await refused.response(state["media_type"])(scope, receive, send)
                     return
                 await self.view(scope, receive, response.send)
+            context = state.get("graphql_context")
+            if context is not None and context.mutated:
+                # Committed: no answer read before it may be served after it.
+                self.view.responses.invalidate()
             if transaction.committed or response.status == 503:
                 await response.release()  # committed: now the caller may hear of it
             else:

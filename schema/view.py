@@ -3,6 +3,7 @@ request's context, the repeated-query fast path and what the caller sees of erro
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from contextvars import ContextVar
 from typing import Any
 
@@ -26,6 +27,7 @@ from auth.principal import anonymous_principal
 from schema.build import schema_for
 from schema.compiled.extension import PLANS, plan_key, run_rendered
 from schema.compiled.parameters import CANDIDATES
+from schema.compiled.responses import Cached, ResponseCache
 from schema.context import Context
 from schema.errors import INTERNAL, UNAVAILABLE, with_code
 from schema.http import GRAPHQL_RESPONSE, JSON, RETRY_AFTER_SECONDS, HTTPRefusal, content_type
@@ -50,6 +52,8 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         self.rate_limiter = rate_limiter
         self.metrics = metrics
         self.reads = reads
+        # Off until something listens to the database's changes (``api.app``).
+        self.responses = ResponseCache(settings.response_cache_chars)
         self.settings = settings
         self.anonymous = anonymous_principal(
             development=settings.is_development, configured=settings.anonymous_scopes
@@ -112,11 +116,11 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         if known is not None:
             context.operation_name = known[1].operation_name
             context.requested_cost = known[1].cost
-            repeated, context.budget = await self._run_known(
-                known, request_data.variables, context.rate_limit_key
+            repeated, context.budget, answered_by = await self._run_known(
+                known, request_data, context.principal.scopes, context.rate_limit_key
             )
             if repeated is not None:
-                context.answered_by = "repeated"
+                context.answered_by = answered_by
                 return repeated
         try:
             return await super().execute_single(
@@ -173,13 +177,13 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         known = self._known(principal.scopes, data)
         if known is None:
             return None
-        result, budget = await self._run_known(
-            known, data.variables, _rate_limit_key(principal, request)
+        result, budget, answered_by = await self._run_known(
+            known, data, principal.scopes, _rate_limit_key(principal, request)
         )
         if result is None:
             state["budget"] = budget  # refused: strawberry's path says so, charging nothing
             return None
-        answer = self._answer(state, result, "repeated", known[1].operation_name)
+        answer = self._answer(state, result, answered_by, known[1].operation_name)
         negotiated = media_type(request.scope)
         response = Response(
             self.encode_json(answer), headers={"content-type": content_type(negotiated)}
@@ -224,24 +228,34 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         return plan, measured
 
     async def _run_known(
-        self, known: tuple[Any, Any], variables: Any, rate_limit_key: str
-    ) -> tuple[ExecutionResult | None, Any]:
+        self, known: tuple[Any, Any], request: Any, scopes: Any, rate_limit_key: str
+    ) -> tuple[ExecutionResult | None, Any, str]:
         """A query already answered by the compiler, with these variables (or, for
         variables bound as parameters, values of the same shape) and scopes (``_known``),
         runs its SQL text at once: its document was parsed, validated and measured within
-        the limits before, so strawberry's execution is skipped. Returns the result (None
-        if the caller's budget refuses it) and the budget charged."""
+        the limits before, so strawberry's execution is skipped. The same request asked
+        again before the data changed is answered from memory (``ResponseCache``).
+        Returns the result (None if the caller's budget refuses it), the budget charged
+        and which path answered."""
         plan, measured = known
         cost = measured.cost
         budget = await self.rate_limiter.charge(rate_limit_key, max(cost, 1))
         if not budget.allowed:
-            return None, budget  # the ordinary path refuses it (without charging it twice)
-        result, actual = await run_rendered(self.reads, plan, variables)
-        return ExecutionResult(
-            data=result.data,
-            errors=result.errors,
-            extensions={"cost": cost_extension(self.settings, cost, actual, budget)},
-        ), budget
+            return None, budget, ""  # the ordinary path refuses it (without charging twice)
+        responses = self.responses
+        key = _answer_key(request, scopes) if responses.active else None
+        cached = responses.get(key) if key is not None else None
+        data: dict[str, Any] | None
+        if cached is not None:
+            data, errors, actual, answered_by = cached.data, None, cached.objects, "cached"
+        else:
+            generation = responses.generation
+            result, actual, chars = await run_rendered(self.reads, plan, request.variables)
+            if key is not None and not result.errors and result.data is not None:
+                responses.put(key, generation, Cached(result.data, actual, chars))
+            data, errors, answered_by = result.data, result.errors, "repeated"
+        extensions = {"cost": cost_extension(self.settings, cost, actual, budget)}
+        return ExecutionResult(data=data, errors=errors, extensions=extensions), budget, answered_by
 
     async def get_context(self, request: Any, response: Any) -> Context:
         state = request.scope["state"]
@@ -330,6 +344,13 @@ _DECODED: ContextVar[tuple[bytes, Any] | None] = ContextVar("decoded_body", defa
 
 # Accept values for which strawberry streams the answer (incremental delivery, SSE).
 _STREAMING = ("multipart/mixed", "text/event-stream")
+
+
+def _answer_key(request: Any, scopes: Any) -> Hashable:
+    """What a known read's answer depends on: the document, the operation, the values
+    of its variables and the caller's effective scopes (the view is per schema)."""
+    variables = orjson.dumps(request.variables, option=orjson.OPT_SORT_KEYS)
+    return (request.query, request.operation_name, variables, scopes)
 
 
 def _unavailable(answer: GraphQLHTTPResponse) -> bool:

@@ -158,36 +158,36 @@ async def run_plan(context: Any, plan: Plan, variables: Any) -> ExecutionResult:
                 return await _fetch_text(connection, statement, variables)
             return (await connection.execute(statement)).scalar()
 
-        result, context.actual_cost = await _collect(plan, fetch)
+        result, context.actual_cost, _ = await _collect(plan, fetch)
     return result
 
 
 async def run_rendered(
     connections: Callable[[], AbstractAsyncContextManager[Any]], plan: Plan, variables: Any
-) -> tuple[ExecutionResult, int]:
+) -> tuple[ExecutionResult, int, int]:
     """Runs a rendered plan (``PlanCache.rendered``) on a pooled driver connection, outside
     any ORM session: a read of one statement per root field needs no transaction. Returns
-    the result and the objects it holds (the actual cost)."""
+    the result, the objects it holds (the actual cost) and its characters of JSON."""
     async with connections() as driver:
 
         async def fetch(statement: Rendered) -> Any:
             return await driver.fetchval(statement.sql, *_arguments(statement, variables))
 
-        result, objects = await _collect(plan, fetch)
-        if any(connection_lost(error.original_error) for error in result.errors or ()):
+        collected = await _collect(plan, fetch)
+        if any(connection_lost(error.original_error) for error in collected[0].errors or ()):
             driver.terminate()  # closed, so the pool drops it instead of handing it out
-        return result, objects
+        return collected
 
 
 async def _collect(
     plan: Plan, fetch: Callable[[Any], Awaitable[Any]]
-) -> tuple[ExecutionResult, int]:
+) -> tuple[ExecutionResult, int, int]:
     """Each root field's answer; PostgreSQL's JSON goes into the response as it is, never
     parsed and serialised again (orjson.Fragment). A failure ends the request as a
     resolver's would: on the field, coded from its cause (connection lost, timeout) and
     never showing SQL."""
     data: dict[str, Any] = {}
-    objects = 0
+    objects = chars = 0
     for key, statement in plan:
         try:
             text = await fetch(statement)
@@ -199,14 +199,15 @@ async def _collect(
             OSError,
         ) as error:
             failed = GraphQLError(str(error), path=[key], original_error=error)
-            return ExecutionResult(data=None, errors=[failed]), objects
+            return ExecutionResult(data=None, errors=[failed]), objects, chars
         if isinstance(text, str):
             data[key] = orjson.Fragment(text)
             # Objects returned, counted on the text (braces in strings are rare).
             objects += text.count("{")
+            chars += len(text)
         else:
             data[key] = text
-    return ExecutionResult(data=data), objects
+    return ExecutionResult(data=data), objects, chars
 
 
 def _arguments(statement: Rendered, variables: Any) -> list[Any]:
@@ -239,6 +240,8 @@ class CompiledQueries(SchemaExtension):
     async def on_execute(self) -> AsyncIterator[None]:
         execution = self.execution_context
         context = execution.context
+        if _is_mutation(execution):
+            context.mutated = True  # the cached answers of reads go when it commits
         if execution.result is not None:  # already refused (limits)
             yield
             return
@@ -319,6 +322,12 @@ class CompiledQueries(SchemaExtension):
             # A bug in the compiler must not fail the request: the resolvers answer.
             log.exception("compiled_path_failed")
             return None
+
+
+def _is_mutation(execution: Any) -> bool:
+    document = execution.graphql_document
+    operation = get_operation_ast(document, execution.operation_name) if document else None
+    return operation is not None and operation.operation is OperationType.MUTATION
 
 
 def _query_operation(execution: Any) -> OperationDefinitionNode | None:

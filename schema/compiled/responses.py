@@ -1,0 +1,77 @@
+"""Answers of known reads, kept until the data changes.
+
+A known read (``PortfolioGraphQL._known``) is answered by SQL that depends on nothing
+but its document, its variables and the caller's effective scopes, so the same
+request gets the same answer until a write commits. The cache is keyed by exactly
+those, so one caller's answer is never another's unless it would be the same answer.
+
+It is dropped whole on every change: a mutation committed by this process (before its
+answer is released), and any write committed anywhere, which the database reports
+(``api.changes``). While that report cannot be heard (connection lost), nothing is
+cached. A read that began before a change is not stored after it: each entry is put
+with the generation it was read under, and a change starts a new generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Any, NamedTuple
+
+
+class Cached(NamedTuple):
+    data: dict[str, Any]  # per root field, PostgreSQL's JSON (orjson.Fragment)
+    objects: int  # the actual cost
+    size: int  # characters of JSON, what the bound counts
+
+
+class ResponseCache:
+    def __init__(self, max_chars: int) -> None:
+        self.max_chars = max_chars
+        self.generation = 0
+        self.listening = False  # the database's changes are heard
+        self._entries: OrderedDict[Hashable, Cached] = OrderedDict()
+        self._chars = 0
+        # Set and replaced at every change: ``await cache.changed.wait()``.
+        self.changed = asyncio.Event()
+
+    @property
+    def active(self) -> bool:
+        return self.listening and self.max_chars > 0
+
+    def get(self, key: Hashable) -> Cached | None:
+        if not self.listening:
+            return None
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+        return found
+
+    def put(self, key: Hashable, generation: int, entry: Cached) -> None:
+        """Keep an answer read under ``generation``, unless the data changed since."""
+        if not self.active or generation != self.generation or entry.size > self.max_chars:
+            return
+        previous = self._entries.pop(key, None)
+        if previous is not None:
+            self._chars -= previous.size
+        self._entries[key] = entry
+        self._chars += entry.size
+        while self._chars > self.max_chars:
+            _, dropped = self._entries.popitem(last=False)
+            self._chars -= dropped.size
+
+    def invalidate(self) -> None:
+        self.generation += 1
+        self._entries.clear()
+        self._chars = 0
+        changed, self.changed = self.changed, asyncio.Event()
+        changed.set()
+
+    def set_listening(self, listening: bool) -> None:
+        # Whatever was kept may have missed changes while the feed was deaf.
+        self.listening = listening
+        self.invalidate()
+
+    def __len__(self) -> int:
+        return len(self._entries)

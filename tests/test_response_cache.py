@@ -1,0 +1,169 @@
+"""Known reads answered from memory until the data changes: dropped by a mutation
+before its answer, by any committed write the database reports, and never kept while
+its reports cannot be heard. The app is the production wiring with its lifespan (the
+change feed listens), on a database of the test's own."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from api.changes import APPLICATION_NAME
+from schema.ids import encode_id
+
+NODE = "query($id: ID!) { node(id: $id) { ... on Initiative { key title version } } }"
+RENAME = """mutation($id: ID!, $version: Int, $title: String) {
+  updateInitiative(input: {id: $id, expectedVersion: $version, title: $title}) {
+    initiative { version } userErrors { code }
+  }
+}"""
+EVENT_TIMEOUT = 15  # seconds: a bound on waiting for an event, not a delay
+
+
+async def until(responses: Any, condition: Any) -> None:
+    """Wait, event by event, until ``condition()`` holds (the cache's changes)."""
+    while not condition():
+        await asyncio.wait_for(responses.changed.wait(), EVENT_TIMEOUT)
+
+
+@pytest.fixture
+async def app(wired_app: Any) -> AsyncIterator[Any]:
+    async with wired_app.router.lifespan_context(wired_app):
+        await until(wired_app.state.responses, lambda: wired_app.state.responses.listening)
+        yield wired_app
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client
+
+
+@pytest.fixture
+async def initiative(own_database: str) -> int:
+    engine = create_async_engine(own_database)
+    async with engine.connect() as connection:
+        pk = await connection.scalar(text("SELECT min(id) FROM initiatives"))
+    await engine.dispose()
+    assert isinstance(pk, int)
+    return pk
+
+
+async def ask(client: httpx.AsyncClient, pk: int) -> tuple[str, dict[str, Any]]:
+    response = await client.post(
+        "/graphql", json={"query": NODE, "variables": {"id": encode_id("Initiative", pk)}}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert "errors" not in body, body
+    return body["extensions"]["answeredBy"], body["data"]["node"]
+
+
+async def test_a_repeated_read_is_answered_from_memory(
+    client: httpx.AsyncClient, initiative: int
+) -> None:
+    answers = [await ask(client, initiative) for _ in range(5)]
+    paths = [path for path, _ in answers]
+    assert paths == ["compiled", "compiled", "repeated", "cached", "cached"]
+    assert all(node == answers[0][1] for _, node in answers)
+    # Other variables are another answer: read, then kept.
+    assert (await ask(client, initiative + 1))[0] == "repeated"
+    assert (await ask(client, initiative + 1))[0] == "cached"
+
+
+async def test_a_mutation_drops_the_cache_before_it_answers(
+    client: httpx.AsyncClient, initiative: int
+) -> None:
+    for _ in range(4):
+        path, node = await ask(client, initiative)
+    assert path == "cached"
+    renamed = await client.post(
+        "/graphql",
+        json={
+            "query": RENAME,
+            "variables": {
+                "id": encode_id("Initiative", initiative),
+                "version": node["version"],
+                "title": "Renamed through the API",
+            },
+        },
+    )
+    assert renamed.json()["data"]["updateInitiative"]["userErrors"] == []
+    # At once, without waiting for the database's notification.
+    path, after = await ask(client, initiative)
+    assert (path, after["title"]) == ("repeated", "Renamed through the API")
+    assert after["version"] == node["version"] + 1
+
+
+async def test_a_write_committed_elsewhere_drops_the_cache(
+    app: Any, client: httpx.AsyncClient, initiative: int, own_database: str
+) -> None:
+    responses = app.state.responses
+    for _ in range(4):
+        path, node = await ask(client, initiative)
+    assert path == "cached"
+    generation = responses.generation
+    other = create_async_engine(own_database)  # another process, psql, a migration...
+    async with other.begin() as connection:
+        await connection.execute(
+            text("UPDATE initiatives SET title = 'Renamed by SQL' WHERE id = :id"),
+            {"id": initiative},
+        )
+    await other.dispose()
+    await until(responses, lambda: responses.generation > generation)
+    path, after = await ask(client, initiative)
+    assert (path, after["title"]) == ("repeated", "Renamed by SQL")
+
+
+async def test_nothing_is_kept_while_changes_cannot_be_heard(
+    app: Any, client: httpx.AsyncClient, initiative: int, own_database: str
+) -> None:
+    responses = app.state.responses
+    for _ in range(4):
+        path, _ = await ask(client, initiative)
+    assert path == "cached"
+    admin = create_async_engine(own_database)
+    async with admin.connect() as connection:
+        ended = await connection.scalar(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = :name AND datname = current_database()"
+            ),
+            {"name": APPLICATION_NAME},
+        )
+    await admin.dispose()
+    assert ended == 1
+    await until(responses, lambda: not responses.listening)
+    assert len(responses) == 0
+    assert [(await ask(client, initiative))[0] for _ in range(2)] == ["repeated", "repeated"]
+    # The feed listens again by itself; answers are kept again.
+    await until(responses, lambda: responses.listening)
+    assert [(await ask(client, initiative))[0] for _ in range(2)] == ["repeated", "cached"]
+
+
+async def test_every_table_but_the_exempt_notifies_its_changes(own_database: str) -> None:
+    engine = create_async_engine(own_database)
+    async with engine.connect() as connection:
+        tables = set(
+            await connection.scalars(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            )
+        )
+        notifying = set(
+            await connection.scalars(
+                text(
+                    "SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+                    " WHERE t.tgname = 'portfolio_changes'"
+                )
+            )
+        )
+    await engine.dispose()
+    assert notifying <= tables
+    assert tables - notifying == {"alembic_version", "login_throttle"}
