@@ -147,12 +147,17 @@ def _pooled_reads(engine: AsyncEngine) -> ReadConnections:
         try:
             yield _driver(pooled)
         finally:
+            pool = engine.sync_engine.pool
             if _driver(pooled).is_closed():
                 # Lost under the read (database restarted): never handed out again.
                 await greenlet_spawn(pooled.invalidate)
-            else:
-                # No transaction was begun, so returning it sends nothing.
+            elif isinstance(pool, QueuePool) and pool.overflow() <= 0:
+                # No transaction was begun, so returning it sends nothing, and the pool
+                # has room for it: no I/O, no greenlet needed.
                 pooled.close()
+            else:
+                # An overflow connection may find the pool full and be closed: I/O.
+                await greenlet_spawn(pooled.close)
 
     return connection
 

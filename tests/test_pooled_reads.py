@@ -4,6 +4,7 @@ the engine's pool, outside any ORM session; a write is answered once it is commi
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -12,7 +13,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.types import Message
 
+from api.database import create_engine as create_database_engine
+from api.database import create_session_factory, read_connections
+from api.embedded import to_async_url
 from schema.ids import encode_id
+from tests.conftest import settings_for
 
 NODE = "query($id: ID!) { node(id: $id) { ... on Initiative { key title } } }"
 
@@ -157,3 +162,28 @@ async def test_a_write_is_answered_only_once_it_is_committed(
         "userErrors": [],
     }
     assert seen_when_answered == [(before[0] + 1, "Committed before answered")]
+
+
+async def test_overflow_connections_go_back_to_a_full_pool(own_database: str) -> None:
+    # One pooled connection and two of overflow, all checked out at once: returning the
+    # overflow ones finds the pool full, so they are closed (I/O, in a greenlet).
+    engine = create_database_engine(
+        to_async_url(own_database), settings_for(db_pool_size=1, db_max_overflow=2)
+    )
+    reads = read_connections(engine, create_session_factory(engine))
+    together = asyncio.Barrier(3)
+    used: list[Any] = []
+
+    async def read(n: int) -> int:
+        async with reads() as connection:
+            used.append(connection)
+            await together.wait()  # all three connections are out
+            return int(await connection.fetchval("SELECT $1::int", n))
+
+    assert await asyncio.gather(*(read(n) for n in range(3))) == [0, 1, 2]
+    pool = engine.sync_engine.pool
+    assert pool.checkedout() == 0
+    assert pool.checkedin() == 1  # the pool's one
+    # The overflow ones were really closed, not left open behind a logged error.
+    assert sorted(connection.is_closed() for connection in used) == [False, True, True]
+    await engine.dispose()
