@@ -108,7 +108,7 @@ class Settings(BaseSettings):
         description="Answer covered queries with one SQL statement per root field.",
     )
     response_cache_chars: int = Field(
-        default=32_000_000,
+        default=16_000_000,
         ge=0,
         description="Characters of JSON kept of known reads' answers, until the data "
         "changes (0: none). Needs LISTEN on the database (not through a transaction-pooling "
