@@ -146,6 +146,7 @@ def assemble_app(
         settings, sessions, auth, rate_limiter, observed, read_connections(engine, sessions)
     )
     responses = endpoint.view.responses
+    observed.watch_response_cache(responses)
     feed = None
     if settings.response_cache_chars and not on_one_connection(sessions):
         # Cached answers are kept only while the database's changes are heard.

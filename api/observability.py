@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -17,6 +18,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -52,8 +55,39 @@ class Metrics:
             "portfolio_db_pool_size", "Database connections open.", registry=self.registry
         )
 
+    def watch_response_cache(self, cache: Any) -> None:
+        """Export the response cache's state at each scrape (nothing per request)."""
+        self.registry.register(_ResponseCacheCollector(cache))
+
     def render(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class _ResponseCacheCollector(Collector):
+    def __init__(self, cache: Any) -> None:
+        self.cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        cache = self.cache
+        yield GaugeMetricFamily(
+            "portfolio_response_cache_listening",
+            "1 while the database's changes are heard, so answers may be kept.",
+            value=int(cache.listening),
+        )
+        yield GaugeMetricFamily(
+            "portfolio_response_cache_entries", "Answers kept.", value=len(cache)
+        )
+        yield GaugeMetricFamily(
+            "portfolio_response_cache_chars", "Characters of JSON kept.", value=cache.chars
+        )
+        answers = CounterMetricFamily(
+            "portfolio_response_cache_answers",
+            "Known reads asked while answers may be kept, by whether memory answered.",
+            labels=["result"],
+        )
+        answers.add_metric(["hit"], cache.hits)
+        answers.add_metric(["miss"], cache.misses)
+        yield answers
 
 
 def error_response(

@@ -76,6 +76,11 @@ async def test_a_repeated_read_is_answered_from_memory(
     # Other variables are another answer: read, then kept.
     assert (await ask(client, initiative + 1))[0] == "repeated"
     assert (await ask(client, initiative + 1))[0] == "cached"
+    metrics = (await client.get("/metrics")).text
+    assert "portfolio_response_cache_listening 1.0" in metrics
+    assert "portfolio_response_cache_entries 2.0" in metrics
+    assert 'portfolio_response_cache_answers_total{result="hit"} 3.0' in metrics
+    assert 'portfolio_response_cache_answers_total{result="miss"} 2.0' in metrics
 
 
 async def test_a_mutation_drops_the_cache_before_it_answers(

@@ -32,7 +32,8 @@ class ResponseCache:
         self.generation = 0
         self.listening = False  # the database's changes are heard
         self._entries: OrderedDict[Hashable, Cached] = OrderedDict()
-        self._chars = 0
+        self.chars = 0
+        self.hits = self.misses = 0  # known reads asked while active, for /metrics
         # Set and replaced at every change: ``await cache.changed.wait()``.
         self.changed = asyncio.Event()
 
@@ -44,7 +45,10 @@ class ResponseCache:
         if not self.listening:
             return None
         found = self._entries.get(key)
-        if found is not None:
+        if found is None:
+            self.misses += 1
+        else:
+            self.hits += 1
             self._entries.move_to_end(key)
         return found
 
@@ -54,17 +58,17 @@ class ResponseCache:
             return
         previous = self._entries.pop(key, None)
         if previous is not None:
-            self._chars -= previous.size
+            self.chars -= previous.size
         self._entries[key] = entry
-        self._chars += entry.size
-        while self._chars > self.max_chars:
+        self.chars += entry.size
+        while self.chars > self.max_chars:
             _, dropped = self._entries.popitem(last=False)
-            self._chars -= dropped.size
+            self.chars -= dropped.size
 
     def invalidate(self) -> None:
         self.generation += 1
         self._entries.clear()
-        self._chars = 0
+        self.chars = 0
         changed, self.changed = self.changed, asyncio.Event()
         changed.set()
 
