@@ -78,7 +78,9 @@ class _ResponseCacheCollector(Collector):
             "portfolio_response_cache_entries", "Answers kept.", value=len(cache)
         )
         yield GaugeMetricFamily(
-            "portfolio_response_cache_chars", "Characters of JSON kept.", value=cache.chars
+            "portfolio_response_cache_chars",
+            "Size of the answers kept: characters of JSON plus an estimate per answer.",
+            value=cache.chars,
         )
         answers = CounterMetricFamily(
             "portfolio_response_cache_answers",

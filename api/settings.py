@@ -110,8 +110,8 @@ class Settings(BaseSettings):
     response_cache_chars: int = Field(
         default=16_000_000,
         ge=0,
-        description="Characters of JSON kept of known reads' answers, until the data "
-        "changes (0: none). Needs LISTEN on the database (not through a transaction-pooling "
+        description="Size of the known reads' answers kept until the data changes, in "
+        "characters of JSON plus 600 per answer for its key (0: none). Needs LISTEN on the database (not through a transaction-pooling "
         "PgBouncer); while it cannot listen, nothing is kept.",
     )
     log_level: str = "INFO"

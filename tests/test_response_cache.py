@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from api.changes import APPLICATION_NAME
+from schema.compiled.responses import ENTRY_OVERHEAD, Cached, ResponseCache
 from schema.ids import encode_id
 
 NODE = "query($id: ID!) { node(id: $id) { ... on Initiative { key title version } } }"
@@ -172,3 +173,21 @@ async def test_every_table_but_the_exempt_notifies_its_changes(own_database: str
     await engine.dispose()
     assert notifying <= tables
     assert tables - notifying == {"alembic_version", "login_throttle"}
+
+
+def test_the_bound_counts_every_answer_and_drops_the_least_recently_used() -> None:
+    cache = ResponseCache(max_chars=3 * (100 + ENTRY_OVERHEAD))
+    cache.set_listening(True)
+    for key in range(3):
+        cache.put(key, cache.generation, Cached({}, 0, 100))
+    assert cache.get(0) is not None  # now the most recently used
+    cache.put(3, cache.generation, Cached({}, 0, 100))
+    assert len(cache) == 3
+    assert cache.get(1) is None  # the least recently used went
+    assert cache.chars == 3 * (100 + ENTRY_OVERHEAD)
+    # An answer read before a change is not kept after it.
+    before = cache.generation
+    cache.invalidate()
+    cache.put("late", before, Cached({}, 0, 1))
+    assert len(cache) == 0
+    assert cache.chars == 0

@@ -183,7 +183,8 @@ def variables_key(variables: Any, candidates: Candidates) -> Hashable | None:
         tokens = tuple(sorted(found))
         raw = kept
     try:
-        return (orjson.dumps(raw, option=orjson.OPT_SORT_KEYS), tokens)
+        # As text: orjson's bytes keep a 4 KB buffer each, for as long as the key lives.
+        return (orjson.dumps(raw, option=orjson.OPT_SORT_KEYS).decode(), tokens)
     except TypeError:
         return None
 

@@ -19,11 +19,20 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Any, NamedTuple
 
+# What an entry costs beyond its JSON (key, tuples, dicts), in characters: counted so
+# that many small answers are bounded too (20,000 node lookups are 3 MB of JSON).
+ENTRY_OVERHEAD = 600
+
 
 class Cached(NamedTuple):
     data: dict[str, Any]  # per root field, PostgreSQL's JSON (orjson.Fragment)
     objects: int  # the actual cost
-    size: int  # characters of JSON, what the bound counts
+    json_chars: int  # characters of JSON
+
+    @property
+    def size(self) -> int:
+        """What the bound counts."""
+        return self.json_chars + ENTRY_OVERHEAD
 
 
 class ResponseCache:
