@@ -128,13 +128,14 @@ async def test_a_write_committed_elsewhere_drops_the_cache(
     assert (path, after["title"]) == ("repeated", "Renamed by SQL")
 
 
-async def test_nothing_is_kept_while_changes_cannot_be_heard(
+async def test_a_lost_feed_empties_the_cache_and_listens_again(
     app: Any, client: httpx.AsyncClient, initiative: int, own_database: str
 ) -> None:
     responses = app.state.responses
     for _ in range(4):
         path, _ = await ask(client, initiative)
     assert path == "cached"
+    generation = responses.generation
     admin = create_async_engine(own_database)
     async with admin.connect() as connection:
         ended = await connection.scalar(
@@ -146,12 +147,20 @@ async def test_nothing_is_kept_while_changes_cannot_be_heard(
         )
     await admin.dispose()
     assert ended == 1
-    await until(responses, lambda: not responses.listening)
-    assert len(responses) == 0
-    assert [(await ask(client, initiative))[0] for _ in range(2)] == ["repeated", "repeated"]
-    # The feed listens again by itself; answers are kept again.
-    await until(responses, lambda: responses.listening)
+    # Deaf (the cache is emptied), then listening again by itself (emptied again).
+    await until(responses, lambda: responses.generation >= generation + 2 and responses.listening)
     assert [(await ask(client, initiative))[0] for _ in range(2)] == ["repeated", "cached"]
+
+
+def test_nothing_is_kept_while_changes_cannot_be_heard() -> None:
+    cache = ResponseCache(max_chars=1_000_000)
+    cache.set_listening(True)
+    cache.put("kept", cache.generation, Cached({}, 0, 10))
+    cache.set_listening(False)
+    assert len(cache) == 0
+    cache.put("answer", cache.generation, Cached({}, 0, 10))
+    assert cache.get("answer") is None
+    assert len(cache) == 0
 
 
 async def test_every_table_but_the_exempt_notifies_its_changes(own_database: str) -> None:
