@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from api.changes import APPLICATION_NAME
 from schema.compiled.responses import ENTRY_OVERHEAD, Cached, ResponseCache
 from schema.ids import encode_id
+from tests.fixtures.database import run_sql
 
 NODE = "query($id: ID!) { node(id: $id) { ... on Initiative { key title version } } }"
 RENAME = """mutation($id: ID!, $version: Int, $title: String) {
@@ -49,10 +50,7 @@ async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def initiative(own_database: str) -> int:
-    engine = create_async_engine(own_database)
-    async with engine.connect() as connection:
-        pk = await connection.scalar(text("SELECT min(id) FROM initiatives"))
-    await engine.dispose()
+    pk = await run_sql(own_database, "SELECT min(id) FROM initiatives")
     assert isinstance(pk, int)
     return pk
 
@@ -65,6 +63,14 @@ async def ask(client: httpx.AsyncClient, pk: int) -> tuple[str, dict[str, Any]]:
     body = response.json()
     assert "errors" not in body, body
     return body["extensions"]["answeredBy"], body["data"]["node"]
+
+
+async def cached(client: httpx.AsyncClient, pk: int) -> dict[str, Any]:
+    """Asked until memory answers it: planned, rendered, run and kept, then cached."""
+    for _ in range(4):
+        path, node = await ask(client, pk)
+    assert path == "cached"
+    return node
 
 
 async def test_a_repeated_read_is_answered_from_memory(
@@ -87,9 +93,7 @@ async def test_a_repeated_read_is_answered_from_memory(
 async def test_a_mutation_drops_the_cache_before_it_answers(
     client: httpx.AsyncClient, initiative: int
 ) -> None:
-    for _ in range(4):
-        path, node = await ask(client, initiative)
-    assert path == "cached"
+    node = await cached(client, initiative)
     renamed = await client.post(
         "/graphql",
         json={
@@ -112,17 +116,14 @@ async def test_a_write_committed_elsewhere_drops_the_cache(
     app: Any, client: httpx.AsyncClient, initiative: int, own_database: str
 ) -> None:
     responses = app.state.responses
-    for _ in range(4):
-        path, node = await ask(client, initiative)
-    assert path == "cached"
+    await cached(client, initiative)
     generation = responses.generation
-    other = create_async_engine(own_database)  # another process, psql, a migration...
-    async with other.begin() as connection:
-        await connection.execute(
-            text("UPDATE initiatives SET title = 'Renamed by SQL' WHERE id = :id"),
-            {"id": initiative},
-        )
-    await other.dispose()
+    # Another process, psql, a migration...
+    await run_sql(
+        own_database,
+        "UPDATE initiatives SET title = 'Renamed by SQL' WHERE id = :id",
+        {"id": initiative},
+    )
     await until(responses, lambda: responses.generation > generation)
     path, after = await ask(client, initiative)
     assert (path, after["title"]) == ("repeated", "Renamed by SQL")
@@ -132,20 +133,14 @@ async def test_a_lost_feed_empties_the_cache_and_listens_again(
     app: Any, client: httpx.AsyncClient, initiative: int, own_database: str
 ) -> None:
     responses = app.state.responses
-    for _ in range(4):
-        path, _ = await ask(client, initiative)
-    assert path == "cached"
+    await cached(client, initiative)
     generation = responses.generation
-    admin = create_async_engine(own_database)
-    async with admin.connect() as connection:
-        ended = await connection.scalar(
-            text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE application_name = :name AND datname = current_database()"
-            ),
-            {"name": APPLICATION_NAME},
-        )
-    await admin.dispose()
+    ended = await run_sql(
+        own_database,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE application_name = :name AND datname = current_database()",
+        {"name": APPLICATION_NAME},
+    )
     assert ended == 1
     # Deaf (the cache is emptied), then listening again by itself (emptied again).
     await until(responses, lambda: responses.generation >= generation + 2 and responses.listening)
