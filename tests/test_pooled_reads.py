@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.types import Message
@@ -186,4 +187,27 @@ async def test_overflow_connections_go_back_to_a_full_pool(own_database: str) ->
     assert pool.checkedin() == 1  # the pool's one
     # The overflow ones were really closed, not left open behind a logged error.
     assert sorted(connection.is_closed() for connection in used) == [False, True, True]
+    await engine.dispose()
+
+
+async def test_a_read_cancelled_mid_statement_does_not_leave_its_connection_busy(
+    own_database: str,
+) -> None:
+    # A pool of one: the read after the cancelled one gets that very connection again,
+    # which asyncpg has cancelled the statement of (a CancelRequest) rather than left busy.
+    engine = create_database_engine(
+        to_async_url(own_database), settings_for(db_pool_size=1, db_max_overflow=0)
+    )
+    reads = read_connections(engine, create_session_factory(engine))
+
+    async def slow() -> None:
+        async with reads() as connection:
+            await connection.fetchval("SELECT pg_sleep(30)")
+
+    # A deadline, as the request guard's: it cancels the read while PostgreSQL sleeps.
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(slow(), timeout=0.5)
+    async with reads() as connection:
+        assert await connection.fetchval("SELECT 1") == 1
+    assert engine.sync_engine.pool.checkedout() == 0
     await engine.dispose()
