@@ -123,8 +123,7 @@ def read_connections(
     engine's pool, or, when the sessions are bound to one connection (tests, where each
     request joins the test's transaction), that connection, one read at a time."""
     bind = sessions.kw.get("bind")
-    if on_one_connection(sessions):
-        assert isinstance(bind, AsyncConnection)
+    if isinstance(bind, AsyncConnection):  # on_one_connection
         return _bound_reads(bind)
     return _pooled_reads(engine)
 
@@ -173,6 +172,13 @@ async def _live_connection(engine: AsyncEngine) -> Any:
             return pooled
         await greenlet_spawn(pooled.invalidate)
     return await engine.raw_connection()
+
+
+async def session_driver(session: AsyncSession) -> Any:
+    """The asyncpg connection under a session, inside its transaction (COPY, a
+    hand-written statement)."""
+    connection = await session.connection()
+    return (await connection.get_raw_connection()).driver_connection
 
 
 def _driver(pooled: Any) -> Any:

@@ -490,7 +490,8 @@ with these scopes:</p><ul>{scopes or "<li>(none)</li>"}</ul>{notice}
                 claims = await self._verified(token)
                 if claims is None:
                     return inactive
-                from auth.principal import resolve_principal, session_driver
+                from api.database import session_driver
+                from auth.principal import resolve_principal
 
                 try:
                     # Revoked or disabled.

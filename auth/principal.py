@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from auth.scopes import READ_SCOPES
 from auth.tokens import AccessClaims, InvalidToken
 
@@ -84,7 +82,7 @@ LEFT JOIN users u ON lower(u.email) = lower($3::varchar)
 
 async def resolve_principal(connection: Any, claims: AccessClaims) -> Principal:
     """The caller a verified token speaks for, looked up in one statement on an asyncpg
-    connection (``session_driver`` gives a session's). Raises InvalidToken when the
+    connection (``api.database.session_driver`` gives a session's). Raises InvalidToken when the
     token, its client or its user has been revoked or disabled."""
     if claims.external is not None:
         return await _external(connection, claims)
@@ -139,9 +137,3 @@ async def _external(connection: Any, claims: AccessClaims) -> Principal:
         client_id=claims.client_id,
         authenticated=True,
     )
-
-
-async def session_driver(session: AsyncSession) -> Any:
-    """The asyncpg connection under a session, inside its transaction."""
-    connection = await session.connection()
-    return (await connection.get_raw_connection()).driver_connection

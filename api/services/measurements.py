@@ -19,6 +19,7 @@ from sqlalchemy import String, any_, bindparam, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.database import session_driver
 from api.models import AuditAction, Kpi
 from api.services.writes import Actor, Refused, UserError
 
@@ -199,9 +200,7 @@ async def record(
 
     await session.execute(_STAGE)
     number = next(_BATCHES)
-    connection = await session.connection()
-    driver = (await connection.get_raw_connection()).driver_connection
-    assert driver is not None
+    driver = await session_driver(session)
     await driver.copy_records_to_table(
         "kpi_measurements_in",
         records=zip(
