@@ -222,14 +222,11 @@ async def _fetch_text(connection: AsyncConnection, statement: Rendered, variable
     try:
         driver: Any = raw.driver_connection
         return await driver.fetchval(statement.sql, *_arguments(statement, variables))
-    except (
-        asyncpg.InterfaceError,
-        asyncpg.InternalClientError,
-        OSError,
-        asyncpg.PostgresConnectionError,
-    ):
-        # The connection is gone (database restarted): the pool must not hand it out again.
-        await connection.invalidate()
+    except Exception as error:
+        if connection_lost(error):
+            # The connection is gone (database restarted): the pool must not hand it out
+            # again. The same test as run_rendered's and as the error's code.
+            await connection.invalidate()
         raise
 
 
