@@ -96,13 +96,13 @@ class GraphQLEndpoint:
             if transaction.committed or response.status == 503:
                 await response.release()  # committed: now the caller may hear of it
             else:
-                await _unavailable()(scope, receive, send)
+                await _unavailable_response()(scope, receive, send)
         except (SQLAlchemyTimeoutError, OperationalError, DBAPIError, OSError) as error:
             # Pool exhausted, database unreachable, or the commit failed: the held answer
             # is dropped, and the caller is told to come back.
             log.warning("database_unavailable", error=type(error).__name__)
             if not response.started:
-                await _unavailable()(scope, receive, send)
+                await _unavailable_response()(scope, receive, send)
 
     async def _persisted(
         self, scope: Scope, receive: Receive, transaction: RequestTransaction
@@ -142,7 +142,7 @@ class GraphQLEndpoint:
         return replay(body)
 
 
-def _unavailable() -> Response:
+def _unavailable_response() -> Response:
     return error_response(
         503,
         "SERVICE_UNAVAILABLE",
@@ -162,18 +162,13 @@ class HeldResponse:
         self._send = send
         self.transaction: RequestTransaction | None = None
         self._held: list[Message] = []
-        self._status: int | None = None
         self._passing = False
+        self.status: int | None = None  # of the answer held or sent, once it has one
         self.started = False  # the caller has received something
-
-    @property
-    def status(self) -> int | None:
-        """The status of the answer held or sent, once it has one."""
-        return self._status
 
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
-            self._status = message["status"]
+            self.status = message["status"]
         if not self._passing:
             opened = self.transaction is not None and self.transaction.opened
             streamed = message["type"] == "http.response.body" and message.get("more_body")
