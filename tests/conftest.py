@@ -192,6 +192,7 @@ class GraphQL:
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client
+        self.last_body = b""  # the raw body of the last answer
 
     async def __call__(
         self, query: str, variables: dict[str, Any] | None = None, *, status: int | None = 200
@@ -202,6 +203,7 @@ class GraphQL:
         )
         if status is not None:
             assert response.status_code == status, response.text
+        self.last_body = response.content
         return response.json()
 
     async def data(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -101,4 +101,4 @@ async def test_overview_workload_costs_two_statements_with_a_token(
         token_check, read = statements.statements
         assert "oauth_revoked_access_tokens" in token_check
         assert "oauth_clients" in token_check
-        assert read.startswith("SELECT CAST((SELECT json_build_object(")
+        assert read.startswith("""SELECT CAST((SELECT ('{"nodes":' || """)

@@ -1,4 +1,5 @@
-"""Compile a query's selection into SQL that builds the JSON answer in PostgreSQL.
+"""Compile a query's selection into SQL that builds the JSON answer in PostgreSQL
+(as text: ``schema.compiled.jsontext``).
 
 Every field is taken from the definitions the resolvers use: columns and computed
 expressions of the models (``column_property``), the edges, filters and orderings of
@@ -36,16 +37,14 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
-    false,
     func,
     inspect,
     literal,
-    literal_column,
     select,
     true,
     type_coerce,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.util import ClauseAdapter
 from strawberry.permission import PermissionExtension
@@ -55,12 +54,11 @@ from api.errors import DomainError
 from api.models.computed import constraint_blocks, latest_first, status_of_latest
 from api.services import reads
 from api.services.pagination import DEFAULT_PAGE_SIZE, page_request
+from schema.compiled import jsontext
 from schema.compiled.parameters import PREFIX
 from schema.compiled.selection import Unsupported, Walk, response_key
 from schema.ids import decode_id
 from schema.permissions import HasScopes
-
-EMPTY_ARRAY: ColumnElement[Any] = literal_column("'[]'::json")
 
 
 def iso_timestamp(column: Any) -> ColumnElement[Any]:
@@ -84,9 +82,11 @@ def json_float(column: Any) -> ColumnElement[Any]:
 
 
 def global_id(type_name: str, id_column: Any) -> ColumnElement[str]:
-    """``schema.ids.encode_id`` in SQL: base64url of ``Type:pk`` without padding."""
+    """``schema.ids.encode_id`` in SQL: base64url of ``Type:pk`` without padding, as a
+    JSON string (base64url needs no escaping)."""
     raw = func.convert_to(literal(f"{type_name}:") + cast(id_column, Text), "UTF8")
-    return func.rtrim(func.translate(func.encode(raw, "base64"), "+/", "-_"), "=")
+    encoded = func.rtrim(func.translate(func.encode(raw, "base64"), "+/", "-_"), "=")
+    return jsontext.plain_string(encoded)
 
 
 class NotBound(Exception):
@@ -265,13 +265,13 @@ class Compiler:
     # ------------------------------------------------------------ objects
 
     def _object(self, type_name: str, alias: Any, node: FieldNode) -> ColumnElement[Any]:
-        """json_build_object of the fields selected on one row of ``alias``."""
-        pairs: list[Any] = []
-        for child in self.walk.fields(type_name, node.selection_set):
-            pairs += [literal(response_key(child)), self._field(type_name, alias, child)]
-        if not pairs:
-            raise Unsupported("empty selection")
-        return func.json_build_object(*pairs)
+        """The JSON object of the fields selected on one row of ``alias``."""
+        return jsontext.json_object(
+            [
+                (response_key(child), self._field(type_name, alias, child))
+                for child in self.walk.fields(type_name, node.selection_set)
+            ]
+        )
 
     def _field(self, type_name: str, alias: Any, node: FieldNode) -> Any:
         """A field's SQL expression. One whose subtree uses no variable is the same for
@@ -297,7 +297,7 @@ class Compiler:
     def _build_field(self, type_name: str, alias: Any, node: FieldNode) -> Any:
         name = node.name.value
         if name == "__typename":
-            return literal(type_name)
+            return jsontext.string_constant(type_name)
         definition, field = self._definition(type_name, node)
         meta = field.metadata
         if "global_id" in meta:
@@ -396,7 +396,7 @@ class Compiler:
         if wanted - {"nodes", "edges", "totalCount", "pageInfo", "__typename"}:
             raise Unsupported("connection field")
 
-        pairs: list[Any] = []
+        pairs: list[tuple[str, Any]] = []
         rows: Any = None
         if wanted & {"nodes", "edges", "pageInfo"}:
             row_json = self._page_rows_json(node_type, alias, selections)
@@ -420,28 +420,20 @@ class Compiler:
             key = response_key(child)
             name = child.name.value
             if name == "__typename":
-                pairs += [literal(key), literal(type_name)]
+                pairs.append((key, jsontext.string_constant(type_name)))
             elif name == "totalCount":
                 count = base.add_columns(func.count()).where(*conditions)
                 if parent is not None:
                     count = count.correlate(parent)
-                pairs += [literal(key), count.scalar_subquery()]
+                pairs.append((key, count.scalar_subquery()))
             elif name in {"nodes", "edges"}:
                 assert rows is not None
                 item = rows.c.j if name == "nodes" else self._edge_json(child, rows.c.j)
-                pairs += [
-                    literal(key),
-                    func.coalesce(
-                        func.json_agg(aggregate_order_by(item, rows.c.rn)).filter(
-                            rows.c.rn <= size
-                        ),
-                        EMPTY_ARRAY,
-                    ),
-                ]
+                pairs.append((key, jsontext.json_array(item, rows.c.rn, rows.c.rn <= size)))
             elif name == "pageInfo":
                 assert rows is not None
-                pairs += [literal(key), self._page_info(child, rows, size)]
-        aggregate = select(func.json_build_object(*pairs))
+                pairs.append((key, self._page_info(child, rows, size)))
+        aggregate = select(jsontext.json_object(pairs))
         if rows is not None:
             aggregate = aggregate.select_from(rows)
         if parent is not None:
@@ -470,20 +462,20 @@ class Compiler:
         return self._object(node_type, alias, node_selections[0])
 
     def _edge_json(self, edges: FieldNode, row: Any) -> Any:
-        pairs: list[Any] = []
+        pairs: list[tuple[str, Any]] = []
         for child in edges.selection_set.selections if edges.selection_set else ():
             if not isinstance(child, FieldNode):
                 raise Unsupported("fragment in edges")
             if child.name.value == "node":
-                pairs += [literal(response_key(child)), row]
+                pairs.append((response_key(child), row))
             elif child.name.value == "__typename":
                 raise Unsupported("edge typename")
             else:
                 raise Unsupported("edge field")
-        return func.json_build_object(*pairs)
+        return jsontext.json_object(pairs)
 
     def _page_info(self, node: FieldNode, rows: Any, size: int) -> Any:
-        pairs: list[Any] = []
+        pairs: list[tuple[str, Any]] = []
         for child in node.selection_set.selections if node.selection_set else ():
             if not isinstance(child, FieldNode):
                 raise Unsupported("fragment in pageInfo")
@@ -491,11 +483,11 @@ class Compiler:
             if name == "hasNextPage":
                 value: Any = select(func.count() > size).select_from(rows).scalar_subquery()
             elif name == "hasPreviousPage":
-                value = false()
+                value = jsontext.FALSE
             else:
                 raise Unsupported(f"pageInfo.{name}")
-            pairs += [literal(response_key(child)), value]
-        return func.json_build_object(*pairs)
+            pairs.append((response_key(child), value))
+        return jsontext.json_object(pairs)
 
 
 def _argument_value(node: FieldNode, path: tuple[str, ...]) -> ValueNode | None:
@@ -553,18 +545,18 @@ Special = Callable[[Compiler, Any, FieldNode, Any, Any], Any]
 
 def _score(score: str, explanation: str) -> Special:
     def compile_score(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any) -> Any:
-        pairs: list[Any] = []
+        pairs: list[tuple[str, Any]] = []
         for child in c.walk.fields("ScoreExplanation", node.selection_set):
             name = child.name.value
             value = {
                 "score": json_float(getattr(alias, score)),
                 "explanation": getattr(alias, explanation),
-                "__typename": literal("ScoreExplanation"),
+                "__typename": jsontext.string_constant("ScoreExplanation"),
             }.get(name)
             if value is None:
                 raise Unsupported(name)
-            pairs += [literal(response_key(child)), value]
-        return func.json_build_object(*pairs)
+            pairs.append((response_key(child), value))
+        return jsontext.json_object(pairs)
 
     return compile_score
 
@@ -573,14 +565,7 @@ def _blocked_by(c: Compiler, alias: Any, node: FieldNode, definition: Any, field
     constraint = models.TechnicalConstraint
     return (
         select(
-            func.coalesce(
-                func.json_agg(
-                    aggregate_order_by(
-                        c._object("TechnicalConstraint", constraint, node), constraint.key
-                    )
-                ),
-                EMPTY_ARRAY,
-            )
+            jsontext.json_array(c._object("TechnicalConstraint", constraint, node), constraint.key)
         )
         .where(constraint_blocks(alias.id))
         .correlate(alias)
@@ -656,7 +641,7 @@ def _series(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: An
         .correlate(alias)
         .subquery()
     )
-    pairs: list[Any] = []
+    pairs: list[tuple[str, Any]] = []
     for child in children:
         name = child.name.value
         if name == "bucketStart":
@@ -669,17 +654,13 @@ def _series(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: An
         elif name in aggregates:
             value = json_float(grouped.c[name])
         elif name == "__typename":
-            value = literal("KpiSeriesPoint")
+            value = jsontext.string_constant("KpiSeriesPoint")
         else:
             raise Unsupported(name)
-        pairs += [literal(response_key(child)), value]
-    point = func.json_build_object(*pairs)
+        pairs.append((response_key(child), value))
+    point = jsontext.json_object(pairs)
     return (
-        select(
-            func.coalesce(
-                func.json_agg(aggregate_order_by(point, grouped.c.bucket_start)), EMPTY_ARRAY
-            )
-        )
+        select(jsontext.json_array(point, grouped.c.bucket_start))
         .select_from(grouped)
         .correlate(alias)
         .scalar_subquery()

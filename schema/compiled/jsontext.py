@@ -1,0 +1,148 @@
+"""JSON written as text by PostgreSQL: ``'{"key":' || value || ',"title":' || ... || '}'``.
+
+``json_build_object`` looks up the type of every argument on every row, and writes
+``{"key" : 1, "b" : 2}``. Concatenating text costs PostgreSQL about a third less on a
+large answer (measured on the KPI series: 1.3 ms of JSON work became 0.85 ms), sends
+fewer bytes, and writes the compact JSON orjson writes: the resolvers' answer, byte
+for byte. (``concat()`` is no faster than ``json_build_object``: it too looks up each
+argument's type; ``||`` on text does not.)
+
+Every value is turned into JSON text by its SQL type (``json_text``), and a NULL
+becomes ``null``: one NULL would otherwise make the whole concatenation NULL.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    BigInteger,
+    Boolean,
+    ColumnElement,
+    Date,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    cast,
+    func,
+    literal_column,
+    type_coerce,
+)
+from sqlalchemy.sql.elements import BindParameter, ColumnClause, Null, TypeCoerce
+from sqlalchemy.types import TypeDecorator
+
+from schema.compiled.selection import Unsupported
+
+# GraphQL names (response keys, type names): nothing in them needs escaping in JSON or
+# quoting in SQL, which is what lets them be written into the statement as they are.
+_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
+
+
+class JsonText(TypeDecorator[str]):
+    """Text that already is JSON: an object, array or value this module wrote."""
+
+    impl = Text
+    cache_ok = True
+
+
+class _Written(TypeCoerce[str]):
+    """An object or array this module concatenated: never NULL, since each of its
+    values was made non-NULL (a subquery selecting it still may be NULL)."""
+
+    inherit_cache = True
+
+
+def constant(text: str) -> ColumnElement[str]:
+    """A fixed piece of JSON, written into the statement (never a parameter)."""
+    return literal_column("'" + text.replace("'", "''") + "'", JsonText())
+
+
+NULL = constant("null")
+FALSE = constant("false")
+
+
+def name(value: str) -> str:
+    """``value``, checked to be a GraphQL name."""
+    if not _NAME.fullmatch(value):  # the schema's validation makes this unreachable
+        raise Unsupported(f"name {value!r}")
+    return value
+
+
+def string_constant(value: str) -> ColumnElement[str]:
+    """A GraphQL name as a JSON string (``__typename``)."""
+    return constant(f'"{name(value)}"')
+
+
+def plain_string(value: Any) -> ColumnElement[str]:
+    """A text known to need no escaping (base64url, digits) as a JSON string: cheaper
+    than ``to_json``, which scans it for characters to escape."""
+    return _concatenated([constant('"'), value, constant('"')])
+
+
+def json_text(value: Any) -> ColumnElement[str]:
+    """``value`` as JSON text, never NULL."""
+    if isinstance(value, Null) or (isinstance(value, BindParameter) and value.value is None):
+        return NULL
+    if isinstance(value, _Written) or _constant_text(value) is not None:
+        return value
+    kind = value.type
+    if isinstance(kind, JsonText):
+        written = value
+    elif isinstance(kind, JSON):
+        written = cast(value, Text)  # json's text is itself
+    elif isinstance(kind, (Boolean, Integer, BigInteger, SmallInteger)):
+        written = cast(value, Text)  # true / false, digits: JSON already
+    elif isinstance(kind, (String, Date, ARRAY)):  # text, varchar, enums, dates, lists
+        written = cast(func.to_json(value), Text)  # quoted and escaped
+    else:  # a type not written above (or unknown to SQLAlchemy): the resolvers answer
+        raise Unsupported(f"JSON of {kind!r}")
+    return type_coerce(func.coalesce(written, NULL), JsonText())
+
+
+def json_object(pairs: list[tuple[str, Any]]) -> ColumnElement[str]:
+    """``{"key":value,...}`` in the order given (the selection's)."""
+    if not pairs:
+        raise Unsupported("empty selection")
+    parts: list[ColumnElement[str]] = []
+    text = "{"
+    for key, value in pairs:
+        text += f'"{name(key)}":'
+        written = json_text(value)
+        fixed = _constant_text(written)
+        if fixed is not None:  # folded into the fixed text around it
+            text += fixed
+        else:
+            parts += [constant(text), written]
+            text = ""
+        text += ","
+    parts.append(constant(text[:-1] + "}"))
+    return _concatenated(parts)
+
+
+def json_array(item: Any, order_by: Any, where: Any = None) -> ColumnElement[str]:
+    """``[item,...]`` of the rows aggregated, in ``order_by``'s order, those passing
+    ``where`` only; ``[]`` if none."""
+    aggregated: Any = func.string_agg(json_text(item), literal_column("','"))
+    aggregated = aggregated.aggregate_order_by(order_by)
+    if where is not None:
+        aggregated = aggregated.filter(where)
+    body = func.coalesce(aggregated, literal_column("''"))
+    return _concatenated([constant("["), type_coerce(body, JsonText()), constant("]")])
+
+
+def _constant_text(value: ColumnElement[Any]) -> str | None:
+    """The JSON of a ``constant``, None for anything else."""
+    if isinstance(value, ColumnClause) and value.is_literal and isinstance(value.type, JsonText):
+        return value.name[1:-1].replace("''", "'")
+    return None
+
+
+def _concatenated(parts: list[ColumnElement[str]]) -> ColumnElement[str]:
+    joined = parts[0]
+    for part in parts[1:]:
+        joined = joined.op("||")(part)
+    return _Written(joined, JsonText())
