@@ -34,12 +34,20 @@ def run(
         str, typer.Option(help="Comma-separated: " + ",".join(ALL_WORKLOADS))
     ] = ",".join(ALL_WORKLOADS),
     skip_peer: Annotated[bool, typer.Option(help="Do not run PostGraphile.")] = False,
-    skip_limit: Annotated[bool, typer.Option(help="Do not run the hand-written SQL.")] = False,
+    skip_limit: Annotated[
+        bool, typer.Option(help="Do not run the hand-written SQL (neither limit).")
+    ] = False,
+    skip_limit_http: Annotated[
+        bool, typer.Option(help="Do not run the limit over HTTP (only the one without).")
+    ] = False,
     fresh: Annotated[bool, typer.Option(help="Drop and re-create the database first.")] = False,
     warmup: Annotated[float, typer.Option(help="Seconds of warm-up before each run.")] = 2.0,
     threads: Annotated[int, typer.Option(help="wrk threads.", min=1)] = 2,
     port_base: Annotated[
-        int, typer.Option(help="First of four ports: ours, peer, and their counting copies.")
+        int,
+        typer.Option(
+            help="First of five ports: ours, peer, their counting copies, the limit over HTTP."
+        ),
     ] = 8701,
     results_dir: Annotated[Path, typer.Option(help="Where <timestamp>/ and latest.md go.")] = Path(
         __file__
@@ -60,7 +68,8 @@ def run(
         ),
     ] = 60.0,
 ) -> None:
-    """Load-test our server beside PostGraphile 4 and the one-statement SQL limit."""
+    """Load-test our server beside PostGraphile 4 and the one-statement SQL limit (over
+    HTTP and without)."""
     from bench.runner import Options
     from bench.runner import run as run_benchmark
 
@@ -71,6 +80,7 @@ def run(
         workloads=_split(workloads, ALL_WORKLOADS),
         skip_peer=skip_peer,
         skip_limit=skip_limit,
+        skip_limit_http=skip_limit_http,
         fresh=fresh,
         warmup=warmup,
         threads=threads,

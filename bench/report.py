@@ -11,17 +11,18 @@ from typing import Any
 
 import orjson
 
-TARGETS = ("ours", "postgraphile", "limit")
+TARGETS = ("ours", "postgraphile", "limit-http", "limit")
 TARGET_NAMES = {
     "ours": "Portfolio Graph",
     "postgraphile": "PostGraphile 4",
-    "limit": "limit (1 SQL)",
+    "limit-http": "limit over HTTP",
+    "limit": "limit (1 SQL, no HTTP)",
 }
 
 
 @dataclass
 class Result:
-    target: str  # ours | postgraphile | limit
+    target: str  # ours | postgraphile | limit-http | limit
     workload: str
     variant: str  # fixed | varied
     requests: int
@@ -120,19 +121,23 @@ def markdown(meta: dict[str, Any], results: list[Result], chart_path: str | None
         "",
         "## Requests per second",
         "",
-        "| workload | variant | Portfolio Graph | PostGraphile 4 | limit (1 SQL) "
-        "| ours / PostGraphile | ours / limit |",
-        "|---|---|--:|--:|--:|--:|--:|",
+        "| workload | variant | Portfolio Graph | PostGraphile 4 | limit over HTTP "
+        "| limit (1 SQL, no HTTP) | ours / PostGraphile | ours / limit over HTTP "
+        "| ours / limit (no HTTP) |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for workload, variant in pairs:
         ours = _find(results, "ours", workload, variant)
         peer = _find(results, "postgraphile", workload, variant)
+        limit_http = _find(results, "limit-http", workload, variant)
         limit = _find(results, "limit", workload, variant)
         unit = " calls" if workload == "ingest" else ""
         lines.append(
             f"| {workload} | {variant} | {_num(ours.rps if ours else None)}{unit if ours else ''} "
-            f"| {_num(peer.rps if peer else None)} | {_num(limit.rps if limit else None)} "
-            f"| {_ratio(ours, peer)} | {_ratio(ours, limit)} |"
+            f"| {_num(peer.rps if peer else None)} "
+            f"| {_num(limit_http.rps if limit_http else None)} "
+            f"| {_num(limit.rps if limit else None)} "
+            f"| {_ratio(ours, peer)} | {_ratio(ours, limit_http)} | {_ratio(ours, limit)} |"
         )
     if chart_path is not None:
         lines += ["", f"![Requests per second, log scale]({chart_path})"]
@@ -140,7 +145,8 @@ def markdown(meta: dict[str, Any], results: list[Result], chart_path: str | None
         "",
         "## Details",
         "",
-        "Latencies from wrk's distribution (`--latency`; the limit's from the asyncpg client). "
+        "Latencies from wrk's distribution (`--latency`; the no-HTTP limit's from its asyncpg "
+        "client). "
         "SQL/req: statements on the wire per request, counted by a proxy in a separate pass "
         "(BEGIN, COMMIT and pool pings included). RSS: the server process tree, peak during "
         "the run and 1 s after it. Other CPU: what processes other than the benchmark, the "
@@ -218,15 +224,20 @@ def chart(results: list[Result], path: Path, title: str) -> None:
     groups = list(dict.fromkeys((r.workload, r.variant) for r in shown))
     if not groups:
         return
-    colours = {"ours": "#1f77b4", "postgraphile": "#ff7f0e", "limit": "#2ca02c"}
-    width = 0.27
+    colours = {
+        "ours": "#1f77b4",
+        "postgraphile": "#ff7f0e",
+        "limit-http": "#98df8a",
+        "limit": "#2ca02c",
+    }
+    width = 0.8 / len(TARGETS)
     figure, axes = plt.subplots(figsize=(max(8, 1.4 * len(groups) + 2), 5))
     for offset, target in enumerate(TARGETS):
         xs, ys = [], []
         for index, (workload, variant) in enumerate(groups):
             found = _find(shown, target, workload, variant)
             if found is not None and found.rps > 0:
-                xs.append(index + (offset - 1) * width)
+                xs.append(index + (offset - (len(TARGETS) - 1) / 2) * width)
                 ys.append(found.rps)
         if not xs:
             continue

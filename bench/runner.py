@@ -52,8 +52,9 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 PEER_SCRIPT = BENCH_DIR / "peer" / "server.js"
 LOG_ROOT = BENCH_DIR / "results" / "tmp" / "logs"  # git-ignored
-# Four ports from --port-base: the two servers, then their statement-counting copies.
-_PORT_NAMES = ("ours", "peer", "ours_count", "peer_count")
+# Five ports from --port-base: the two servers, their statement-counting copies, then the
+# limit over HTTP.
+_PORT_NAMES = ("ours", "peer", "ours_count", "peer_count", "limit_http")
 ANONYMOUS_SCOPES = '["portfolio:read","finance:read","kpis:ingest","initiatives:write"]'
 # The server's settings for the benchmark: production mode, no token (the anonymous
 # caller gets the scopes above), quiet logs, and limits out of the way: the overview
@@ -76,7 +77,8 @@ class Options:
     connections: int = 16
     workloads: list[str] = field(default_factory=lambda: list(ALL_WORKLOADS))
     skip_peer: bool = False
-    skip_limit: bool = False
+    skip_limit: bool = False  # both limits
+    skip_limit_http: bool = False
     fresh: bool = False
     warmup: float = 2.0
     threads: int = 2
@@ -100,6 +102,23 @@ class Server:
     name: str
     process: ManagedProcess
     endpoint: str
+
+
+@dataclass
+class Sample:
+    """One sampled request and our server's answer: what both limits must give."""
+
+    indices: list[int]
+    status: int
+    answer: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200 and not self.answer.get("errors")
+
+
+# The limits' statements per request, by construction (not counted on the wire).
+ONE_STATEMENT = Statements(1.0, [("(the workload's statement)", 1.0)])
 
 
 class Monitor:
@@ -195,6 +214,8 @@ async def _run(options: Options) -> Path:
         await _ours_stage(run, ports["ours"], ours_counts)
         if use_peer:
             await _peer_stage(run, ports["peer"], peer_counts)
+        if run.use_limit_http and run.shared_plans:
+            await _limit_http_stage(run, ports["limit_http"])
         if not options.skip_limit and run.shared_plans:
             await _limit_stage(run)
     results, checks, idle_rss = run.results, run.checks, run.idle_rss
@@ -223,6 +244,12 @@ class Run:
     checks: list[str] = field(default_factory=list)
     idle_rss: dict[str, float | None] = field(default_factory=dict)
     client: tuple[str, str] | None = None  # the OAuth client the token workloads use
+    # Our answers to sampled requests (by plan label), which both limits are checked against.
+    ours_samples: dict[str, list[Sample]] = field(default_factory=dict)
+
+    @property
+    def use_limit_http(self) -> bool:
+        return not (self.options.skip_limit or self.options.skip_limit_http)
 
     @property
     def shared_plans(self) -> list[ReadPlan]:
@@ -238,7 +265,8 @@ async def _ours_stage(run: Run, port: int, counts: dict[tuple[str, str], Stateme
     run.monitor.server_pid = ours.process.pid
     try:
         if not options.skip_limit:
-            run.checks += await _check_limit_answers(ours, run.url, run.shared_plans)
+            run.ours_samples = await _ours_samples(ours, run.shared_plans)
+            run.checks += await _check_limit_answers(run.url, run.shared_plans, run.ours_samples)
         token = await _token(run, ours.endpoint) if len(run.shared_plans) < len(run.plans) else None
         for plan in run.plans:
             sent = token if plan.token else None
@@ -269,8 +297,24 @@ async def _peer_stage(run: Run, port: int, counts: dict[tuple[str, str], Stateme
         peer.process.stop()
 
 
+async def _limit_http_stage(run: Run, port: int) -> None:
+    print("\n== the limit over HTTP: the same statement, a bare Starlette handler (uvicorn)")
+    log = run.logs / "server-limit-http.log"
+    process = _limit_http_process(run.url, port, log, run.options.connections)
+    server = _start("limit-http", process, port)
+    run.idle_rss["limit-http"] = _mib(rss_kib(server.process.pid))
+    run.monitor.server_pid = server.process.pid
+    counts = {(plan.workload, plan.variant): ONE_STATEMENT for plan in run.shared_plans}
+    try:
+        run.checks += await _check_limit_http_answers(server, run.shared_plans, run.ours_samples)
+        for plan in run.shared_plans:
+            run.results.append(await _timed_read(server, plan, "limit-http", run, counts))
+    finally:
+        server.process.stop()
+
+
 async def _limit_stage(run: Run) -> None:
-    print("\n== the limit: one hand-written SQL statement per request, asyncpg")
+    print("\n== the limit: one hand-written SQL statement per request, asyncpg (no HTTP)")
     run.monitor.server_pid = None
     pool = await create_pool(run.url, run.options.connections)
     try:
@@ -294,6 +338,12 @@ def _peer_process(url: str, port: int, log: Path) -> ManagedProcess:
     env = os.environ | {"NODE_ENV": "production"}
     argv = [node, str(PEER_SCRIPT), url, str(port)]
     return ManagedProcess("PostGraphile", argv, env, log, cwd=BENCH_DIR)
+
+
+def _limit_http_process(url: str, port: int, log: Path, pool_size: int) -> ManagedProcess:
+    env = os.environ | {"DATABASE_URL": url, "BENCH_LIMIT_POOL_SIZE": str(pool_size)}
+    argv = [sys.executable, "-m", "bench.limit_http", "--host", "127.0.0.1", "--port", str(port)]
+    return ManagedProcess("the limit over HTTP", argv, env, log, cwd=REPO_DIR)
 
 
 def _start(name: str, process: ManagedProcess, port: int) -> Server:
@@ -450,35 +500,71 @@ async def _post_json(endpoint: str, payload: bytes) -> tuple[int, dict[str, Any]
         return response.status_code, {"errors": [{"message": response.text[:300]}]}
 
 
-async def _check_limit_answers(ours: Server, url: str, plans: list[ReadPlan]) -> list[str]:
+async def _ours_samples(ours: Server, plans: list[ReadPlan]) -> dict[str, list[Sample]]:
+    """Our answers to a few sampled requests of each plan, which the limits must equal."""
+    rng = random.Random(13)
+    samples: dict[str, list[Sample]] = {}
+    for plan in plans:
+        samples[plan.label] = []
+        for _ in range(5 if plan.picks else 1):
+            indices = plan.sample(rng)
+            status, answer = await _post_json(ours.endpoint, plan.body("ours", indices))
+            samples[plan.label].append(Sample(indices, status, answer))
+    return samples
+
+
+def _agreement(
+    name: str, label: str, samples: list[Sample], answers: list[tuple[int, dict[str, Any]]]
+) -> str:
+    """The check's note: in how many sampled requests ``name``'s `data` equals ours."""
+    same = 0
+    problem = ""
+    for sample, (status, answer) in zip(samples, answers, strict=True):
+        if sample.ok and status == 200 and answer.get("data") == sample.answer.get("data"):
+            same += 1
+        elif not problem:
+            if not sample.ok:
+                errors = str(sample.answer.get("errors"))[:200]
+                problem = f" (first difference: ours HTTP {sample.status}, errors {errors})"
+            elif status != 200:
+                problem = f" (first difference: HTTP {status}, {str(answer)[:200]})"
+            else:
+                problem = " (first difference: the data)"
+    note = f"{label}: {name} answer equals ours in {same} of {len(samples)} sampled requests"
+    print(f"   check {note}{problem}")
+    return note + problem
+
+
+async def _check_limit_answers(
+    url: str, plans: list[ReadPlan], samples: dict[str, list[Sample]]
+) -> list[str]:
     """The limit must give our answer: compare the `data` of a few sampled requests."""
     connection = await database.connect(url)
     await connection.execute("SET TIME ZONE 'UTC'")
     notes = []
-    rng = random.Random(13)
     try:
         for plan in plans:
-            samples = [plan.sample(rng) for _ in range(5 if plan.picks else 1)]
-            same = 0
-            problem = ""
-            for indices in samples:
-                status, answer = await _post_json(ours.endpoint, plan.body("ours", indices))
-                limit = orjson.loads(await connection.fetchval(plan.limit_sql, *plan.args(indices)))
-                if (
-                    status == 200
-                    and not answer.get("errors")
-                    and answer.get("data") == limit["data"]
-                ):
-                    same += 1
-                elif not problem:
-                    problem = f" (first difference: HTTP {status}, errors {str(answer.get('errors'))[:200]})"
-            notes.append(
-                f"{plan.label}: the limit's answer equals ours in {same} of {len(samples)} "
-                f"sampled requests{problem}"
-            )
-            print(f"   check {notes[-1]}")
+            answers = []
+            for sample in samples[plan.label]:
+                text = await connection.fetchval(plan.limit_sql, *plan.args(sample.indices))
+                answers.append((200, dict(orjson.loads(text))))
+            notes.append(_agreement("the limit's", plan.label, samples[plan.label], answers))
     finally:
         await connection.close()
+    return notes
+
+
+async def _check_limit_http_answers(
+    server: Server, plans: list[ReadPlan], samples: dict[str, list[Sample]]
+) -> list[str]:
+    """The same check for the limit over HTTP, through its HTTP endpoint."""
+    notes = []
+    for plan in plans:
+        answers = [
+            await _post_json(server.endpoint, plan.body("limit-http", sample.indices))
+            for sample in samples[plan.label]
+        ]
+        notes.append(_agreement("the limit over HTTP's", plan.label, samples[plan.label], answers))
     return notes
 
 
@@ -697,8 +783,8 @@ async def _timed_limit(pool: Any, plan: ReadPlan, run: Run) -> Result:
         graphql_errors=found.errors,
         error_sample=found.sample,
         other_cpu_percent=_percent(cpu.share),
-        statements_per_request=1.0,
-        statements=[("(the workload's statement)", 1.0)],
+        statements_per_request=ONE_STATEMENT.per_request,
+        statements=ONE_STATEMENT.top,
     )
     _print_result(result)
     return result

@@ -1,5 +1,5 @@
 """The workloads: the GraphQL documents for us and for PostGraphile, the hand-written SQL
-"limit", and the variables each request picks from.
+"limit" (and the body its HTTP server takes), and the variables each request picks from.
 
 Each read workload comes in two variants: ``fixed`` (every request is the same) and
 ``varied`` (each request picks its variables at random from the keys or IDs of the
@@ -285,6 +285,7 @@ class ReadPlan:
     array: bool  # the pick is a list (keys) rather than one value (an ID)
     ours: Target
     peer: Target
+    limit_http: Target  # the limit over HTTP (bench/limit_http.py)
     limit_sql: str
     limit_pool: list[Any]
     limit_fixed: tuple[Any, ...]
@@ -304,8 +305,16 @@ class ReadPlan:
     def sample(self, rng: random.Random) -> list[int]:
         return rng.sample(range(self.pool_size), self.picks) if self.picks else []
 
+    def target(self, name: str) -> Target:
+        """``ours``, ``limit-http``, or (any other name) PostGraphile's."""
+        if name == "ours":
+            return self.ours
+        if name == "limit-http":
+            return self.limit_http
+        return self.peer
+
     def body(self, target: str, indices: Sequence[int]) -> bytes:
-        return (self.ours if target == "ours" else self.peer).body(indices, self.array)
+        return self.target(target).body(indices, self.array)
 
     def args(self, indices: Sequence[int]) -> tuple[Any, ...]:
         if not indices:
@@ -331,6 +340,12 @@ def _template(query: str, variables: dict[str, Any]) -> str:
     return body(query, variables).decode()
 
 
+def _limit_http(workload: str, pick: Any, pool: Sequence[str] = ()) -> Target:
+    """The limit over HTTP's body: the workload and the pick, the statement's first
+    argument (bench/limit_http.py adds the series window itself)."""
+    return Target(orjson.dumps({"workload": workload, "pick": pick}).decode(), list(pool))
+
+
 def _overview(dataset: Dataset) -> list[ReadPlan]:
     keys = _json_strings(dataset.product_keys)
     fixed = ReadPlan(
@@ -340,6 +355,7 @@ def _overview(dataset: Dataset) -> list[ReadPlan]:
         True,
         Target(_template(OURS_OVERVIEW, {"keys": None}), []),
         Target(_template(PEER_OVERVIEW, {"filter": None}), []),
+        _limit_http("overview", None),
         LIMIT_OVERVIEW,
         [],
         (None,),
@@ -352,6 +368,7 @@ def _overview(dataset: Dataset) -> list[ReadPlan]:
         True,
         Target(_template(OURS_OVERVIEW, {"keys": PICK}), keys),
         Target(_template(PEER_OVERVIEW, {"filter": {"key": {"in": PICK}}}), keys),
+        _limit_http("overview", PICK, keys),
         LIMIT_OVERVIEW,
         list(dataset.product_keys),
         (None,),
@@ -364,6 +381,7 @@ def _node(dataset: Dataset) -> list[ReadPlan]:
     ids = dataset.initiative_ids
     ours = _json_strings([encode_id("Initiative", pk) for pk in ids])
     peer = _json_strings([peer_node_id("initiatives", pk) for pk in ids])
+    pks = [orjson.dumps(pk).decode() for pk in ids]
     first = ids[0]
     fixed = ReadPlan(
         "node",
@@ -372,6 +390,7 @@ def _node(dataset: Dataset) -> list[ReadPlan]:
         False,
         Target(_template(OURS_NODE, {"id": encode_id("Initiative", first)}), []),
         Target(_template(PEER_NODE, {"id": peer_node_id("initiatives", first)}), []),
+        _limit_http("node", first),
         LIMIT_NODE,
         [],
         (first,),
@@ -384,6 +403,7 @@ def _node(dataset: Dataset) -> list[ReadPlan]:
         False,
         Target(_template(OURS_NODE, {"id": PICK}), ours),
         Target(_template(PEER_NODE, {"id": PICK}), peer),
+        _limit_http("node", PICK, pks),
         LIMIT_NODE,
         list(ids),
         (first,),
@@ -403,6 +423,7 @@ def _series(dataset: Dataset) -> list[ReadPlan]:
         True,
         Target(_template(OURS_SERIES, {"keys": first} | window), []),
         Target(_template(PEER_SERIES, {"keys": first} | window), []),
+        _limit_http("series", first),
         LIMIT_SERIES,
         [],
         (first, SERIES_FROM, SERIES_TO),
@@ -415,6 +436,7 @@ def _series(dataset: Dataset) -> list[ReadPlan]:
         True,
         Target(_template(OURS_SERIES, {"keys": PICK} | window), keys),
         Target(_template(PEER_SERIES, {"keys": PICK} | window), keys),
+        _limit_http("series", PICK, keys),
         LIMIT_SERIES,
         list(dataset.kpi_keys),
         (first, SERIES_FROM, SERIES_TO),

@@ -1,0 +1,105 @@
+"""The limit over HTTP: the limit's one hand-written statement per request, its text sent
+back as the answer by a bare Starlette handler under uvicorn. It is the ceiling for an
+HTTP server (HTTP parsing, one pooled connection, one statement), where the in-process
+limit (bench/limit.py) has no HTTP at all.
+
+``python -m bench.limit_http --port P``, with ``DATABASE_URL`` and
+``BENCH_LIMIT_POOL_SIZE`` (the bench's connection count) in the environment. A request
+is ``{"workload": "overview" | "node" | "series", "pick": ...}``, where the pick is the
+statement's first argument (product keys or null, an initiative's pk, KPI keys); the
+series window is the workloads' fixed one (SERIES_FROM, SERIES_TO).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from bench.workloads import LIMIT_NODE, LIMIT_OVERVIEW, LIMIT_SERIES, SERIES_FROM, SERIES_TO
+
+# The statement of each workload, and its arguments after the pick: the same ones
+# ReadPlan.args gives the in-process limit.
+STATEMENTS: dict[str, tuple[str, tuple[Any, ...]]] = {
+    "overview": (LIMIT_OVERVIEW, ()),
+    "node": (LIMIT_NODE, ()),
+    "series": (LIMIT_SERIES, (SERIES_FROM, SERIES_TO)),
+}
+JSON = "application/json"
+# bench.processes.wait_for_graphql's readiness probe (`{ __typename }`).
+_PROBE_ANSWER = b'{"data":{"__typename":"Query"}}'
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Release without asyncpg's default reset (`RESET ALL`, `UNLISTEN *`, ...): that is a
+    second round trip per request, and the handler changes no session state."""
+
+
+def create_app(url: str, pool_size: int) -> Starlette:
+    pool: asyncpg.Pool | None = None
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        nonlocal pool
+        # As bench/limit.py's pool: answers in UTC, like ours.
+        pool = await asyncpg.create_pool(
+            url,
+            min_size=pool_size,
+            max_size=pool_size,
+            server_settings={"timezone": "UTC"},
+            reset=_keep_session,
+        )
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    async def graphql(request: Request) -> Response:
+        body = orjson.loads(await request.body())
+        found = STATEMENTS.get(body.get("workload"))
+        if found is None:
+            if "query" in body:
+                return Response(_PROBE_ANSWER, media_type=JSON)
+            return Response(b'{"errors":[{"message":"unknown workload"}]}', 400, media_type=JSON)
+        statement, rest = found
+        assert pool is not None
+        try:
+            # asyncpg prepares the statement once per connection (its statement cache).
+            answer = await pool.fetchval(statement, body["pick"], *rest)
+        except asyncpg.PostgresError as error:
+            message = orjson.dumps({"errors": [{"message": str(error)}]})
+            return Response(message, 500, media_type=JSON)
+        return Response(answer, media_type=JSON)
+
+    return Starlette(routes=[Route("/graphql", graphql, methods=["POST"])], lifespan=lifespan)
+
+
+def main() -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="The limit over HTTP (bench/README.md).")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    options = parser.parse_args()
+    application = create_app(os.environ["DATABASE_URL"], int(os.environ["BENCH_LIMIT_POOL_SIZE"]))
+    # As `portfolio serve` (api/cli.py) runs ours, so the two differ in the handler only:
+    # the same collector settings, and uvicorn's default loop and HTTP implementation
+    # ("auto": uvloop and httptools when installed) with warnings-only logs.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+    uvicorn.run(application, host=options.host, port=options.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
