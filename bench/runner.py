@@ -516,11 +516,18 @@ async def _ours_samples(ours: Server, plans: list[ReadPlan]) -> dict[str, list[S
 def _agreement(
     name: str, label: str, samples: list[Sample], answers: list[tuple[int, dict[str, Any]]]
 ) -> str:
-    """The check's note: in how many sampled requests ``name``'s `data` equals ours."""
+    """The check's note: in how many sampled requests ``name``'s `data` equals ours. Equal
+    as orjson writes them: the same keys in the same order and the same JSON numbers
+    (``40.0``, a Float, is not ``40``), which ``==`` on the decoded values would not
+    tell apart."""
     same = 0
     problem = ""
     for sample, (status, answer) in zip(samples, answers, strict=True):
-        if sample.ok and status == 200 and answer.get("data") == sample.answer.get("data"):
+        if (
+            sample.ok
+            and status == 200
+            and orjson.dumps(answer.get("data")) == orjson.dumps(sample.answer.get("data"))
+        ):
             same += 1
         elif not problem:
             if not sample.ok:

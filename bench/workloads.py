@@ -166,7 +166,8 @@ END"""
 
 # The JSON is concatenated text, as our compiler writes it (schema/compiled/jsontext.py):
 # json_build_object costs PostgreSQL about a third more, so a limit written with it
-# would be a lower ceiling than our own statements reach.
+# would be a lower ceiling than our own statements reach. Floats are written as GraphQL
+# writes them (graphql_float: 40.0, not PostgreSQL's 40): the answer must be ours.
 LIMIT_OVERVIEW = f"""
 SELECT '{{"data":{{"products":{{"nodes":[' || coalesce((
   SELECT string_agg(
@@ -176,8 +177,8 @@ SELECT '{{"data":{{"products":{{"nodes":[' || coalesce((
         '{{"key":' || to_json(i.key)::text || ',"title":' || to_json(i.title)::text
         || ',"status":' || to_json(i.status)::text
         || ',"riceScore":'
-        || coalesce(round((i.reach * i.impact * i.confidence)::numeric / i.effort, 2)::float8::text,
-                    'null')
+        || coalesce(graphql_float(round((i.reach * i.impact * i.confidence)::numeric / i.effort,
+                                        2)::float8)::text, 'null')
         || ',"isBlocked":' || ({_IS_BLOCKED})::text || '}}',
         ',' ORDER BY i.key, i.id)
       FROM (SELECT i.* FROM initiatives i
@@ -186,7 +187,8 @@ SELECT '{{"data":{{"products":{{"nodes":[' || coalesce((
             ORDER BY i.key, i.id LIMIT 10) i
     ), '') || ']}},"kpis":{{"nodes":[' || coalesce((
       SELECT string_agg(
-        '{{"key":' || to_json(k.key)::text || ',"latestValue":' || coalesce(m.value::text, 'null')
+        '{{"key":' || to_json(k.key)::text
+        || ',"latestValue":' || coalesce(graphql_float(m.value)::text, 'null')
         || ',"status":"' || {_KPI_STATUS} || '"}}',
         ',' ORDER BY k.key, k.id)
       FROM (SELECT k.* FROM kpis k WHERE k.product_id = p.id AND k.archived_at IS NULL
@@ -229,7 +231,8 @@ LIMIT_SERIES = """
 SELECT '{"data":{"kpis":{"nodes":[' || coalesce((
   SELECT string_agg('{"key":' || to_json(k.key)::text || ',"series":[' || coalesce((
       SELECT string_agg('{"bucketStart":' || to_json(s.bucket)::text
-                        || ',"average":' || s.average::text || ',"count":' || s.count || '}',
+                        || ',"average":' || graphql_float(s.average)::text
+                        || ',"count":' || s.count || '}',
                         ',' ORDER BY s.bucket)
       FROM (SELECT date_bin('7 days', m.observed_at, TIMESTAMPTZ '2001-01-01 00:00:00+00') AS bucket,
                    avg(m.value) AS average, count(*) AS count
