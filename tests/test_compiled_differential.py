@@ -382,3 +382,31 @@ async def test_kpi_status_and_latest_value_share_one_lookup_and_agree(
         nodes
     )
     assert any(n["status"] != "NO_DATA" and n["latestValue"] is not None for n in nodes)
+
+
+ESCAPED = """
+query Escaped($key: String!) { initiative(key: $key) { key title summary products(first: 3) { nodes { name } } } }"""
+
+# What JSON must escape (quote, backslash, control characters) and what it must not
+# (non-ASCII, U+2028, a slash): PostgreSQL's to_json and orjson agree on all of it.
+AWKWARD = 'She said "ship it"\\ \n\t\r\b\f \x01\x1f\x7f ünïcødé 😀 \u2028 </script> it\'s'
+
+
+async def test_text_that_json_escapes_is_written_as_the_resolvers_write_it(
+    pair: Any, db: AsyncSession
+) -> None:
+    compiled, reference = pair(SCOPE_SETS["every read scope"])
+    initiative = await db.scalar(select(models.Initiative).order_by(models.Initiative.id).limit(1))
+    assert initiative is not None
+    initiative.title = AWKWARD
+    initiative.summary = None  # a null between written values
+    await db.flush()
+    for _ in range(3):  # bound values, rendered text, then the fast path
+        got = await compiled(ESCAPED, {"key": initiative.key})
+        sent = compiled.last_body
+        expected = await reference(ESCAPED, {"key": initiative.key})
+        assert got.pop("extensions")["answeredBy"] in {"compiled", "repeated"}
+        assert _before_extensions(sent) == _before_extensions(reference.last_body)
+    assert got["data"]["initiative"]["title"] == AWKWARD
+    assert got["data"]["initiative"]["summary"] is None
+    assert expected["data"] == got["data"]
