@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import models
+from api.models.enums import AuditAction
 from schema.ids import encode_id
 
 SCALARS = {
@@ -410,3 +411,35 @@ async def test_text_that_json_escapes_is_written_as_the_resolvers_write_it(
     assert got["data"]["initiative"]["title"] == AWKWARD
     assert got["data"]["initiative"]["summary"] is None
     assert expected["data"] == got["data"]
+
+
+AUDIT = "{ auditEvents(first: 5) { nodes { id action entityType occurredAt changes } } }"
+
+
+async def test_json_scalars_are_the_same_values_in_jsonb_spacing(
+    pair: Any, db: AsyncSession
+) -> None:
+    """A JSON scalar is written by PostgreSQL from jsonb, which has no compact form: the
+    values are the resolvers', the spacing is jsonb's (the one exception to equal bytes)."""
+    compiled, reference = pair(SCOPE_SETS["every read scope"])
+    initiative = await db.scalar(select(models.Initiative).order_by(models.Initiative.id).limit(1))
+    assert initiative is not None
+    db.add(
+        models.AuditEvent(
+            action=AuditAction.UPDATE,
+            entity_type="Initiative",
+            entity_id=initiative.id,
+            changes={"title": {"before": 'a "quoted" ünï', "after": 40.0}, "n": [1, None]},
+        )
+    )
+    await db.flush()
+    got = await compiled(AUDIT)
+    sent = compiled.last_body
+    expected = await reference(AUDIT)
+    assert got.pop("extensions")["answeredBy"] == "compiled"
+    expected.pop("extensions")
+    assert orjson.dumps(got) == orjson.dumps(expected)
+    changes = [event["changes"] for event in got["data"]["auditEvents"]["nodes"]]
+    assert {"title": {"before": 'a "quoted" ünï', "after": 40.0}, "n": [1, None]} in changes
+    assert b'"after": 40.0' in sent  # jsonb's spacing, and the float as written
+    assert b'"after":40.0' in reference.last_body

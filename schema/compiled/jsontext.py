@@ -8,7 +8,9 @@ for byte. (``concat()`` is no faster than ``json_build_object``: it too looks up
 argument's type; ``||`` on text does not.)
 
 Every value is turned into JSON text by its SQL type (``json_text``), and a NULL
-becomes ``null``: one NULL would otherwise make the whole concatenation NULL.
+becomes ``null``: one NULL would otherwise make the whole concatenation NULL. A JSON
+scalar stored as jsonb (``AuditEvent.changes``) keeps jsonb's spacing (``{"a": 1}``):
+the same value as the resolvers send, in other bytes; PostgreSQL has no compact form.
 """
 
 from __future__ import annotations
