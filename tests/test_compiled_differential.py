@@ -210,6 +210,13 @@ async def _samples(db: AsyncSession) -> tuple[dict[str, list[str]], dict[str, li
     return keys, ids
 
 
+async def _first(db: AsyncSession, model: Any) -> Any:
+    """The first row of ``model`` in the demo data."""
+    row = await db.scalar(select(model).order_by(model.id).limit(1))
+    assert row is not None
+    return row
+
+
 def _before_extensions(body: bytes) -> bytes:
     """The answer without its extensions (the cost and path differ by design)."""
     return body.split(b',"extensions":', 1)[0]
@@ -309,8 +316,7 @@ async def test_timestamps_and_whole_floats_are_written_as_the_resolvers_write_th
     """Whole seconds take PostgreSQL's own JSON form, fractions Python's padded one; a
     whole float keeps its ``.0`` (graphql_float, inlined by the planner)."""
     compiled, reference = pair(SCOPE_SETS["every read scope"])
-    kpi = await db.scalar(select(models.Kpi).order_by(models.Kpi.id).limit(1))
-    assert kpi is not None
+    kpi = await _first(db, models.Kpi)
     db.add(
         models.KpiMeasurement(
             kpi_id=kpi.id,
@@ -397,8 +403,7 @@ async def test_text_that_json_escapes_is_written_as_the_resolvers_write_it(
     pair: Any, db: AsyncSession
 ) -> None:
     compiled, reference = pair(SCOPE_SETS["every read scope"])
-    initiative = await db.scalar(select(models.Initiative).order_by(models.Initiative.id).limit(1))
-    assert initiative is not None
+    initiative = await _first(db, models.Initiative)
     initiative.title = AWKWARD
     initiative.summary = None  # a null between written values
     await db.flush()
@@ -422,8 +427,7 @@ async def test_json_scalars_are_the_same_values_in_jsonb_spacing(
     """A JSON scalar is written by PostgreSQL from jsonb, which has no compact form: the
     values are the resolvers', the spacing is jsonb's (the one exception to equal bytes)."""
     compiled, reference = pair(SCOPE_SETS["every read scope"])
-    initiative = await db.scalar(select(models.Initiative).order_by(models.Initiative.id).limit(1))
-    assert initiative is not None
+    initiative = await _first(db, models.Initiative)
     db.add(
         models.AuditEvent(
             action=AuditAction.UPDATE,
