@@ -106,7 +106,8 @@ class Server:
 
 @dataclass
 class Sample:
-    """One sampled request and our server's answer: what both limits must give."""
+    """One sampled request and an answer to it (ours, or the limit's statement run
+    directly), which a limit must equal."""
 
     indices: list[int]
     status: int
@@ -244,7 +245,8 @@ class Run:
     checks: list[str] = field(default_factory=list)
     idle_rss: dict[str, float | None] = field(default_factory=dict)
     client: tuple[str, str] | None = None  # the OAuth client the token workloads use
-    # Our answers to sampled requests (by plan label), which both limits are checked against.
+    # Our answers to sampled requests (by plan label), which the limit is checked against
+    # (and the limit over HTTP against the limit, run again when it is checked).
     ours_samples: dict[str, list[Sample]] = field(default_factory=dict)
 
     @property
@@ -522,7 +524,8 @@ def _agreement(
     answers: list[tuple[int, dict[str, Any]]],
     reference: str = "ours",
 ) -> str:
-    """The check's note: in how many sampled requests ``name``'s `data` equals ours. Equal
+    """The check's note: in how many sampled requests ``name``'s `data` equals the
+    ``reference``'s (ours, unless said otherwise). Equal
     as orjson writes them: the same keys in the same order and the same JSON numbers
     (``40.0``, a Float, is not ``40``), which ``==`` on the decoded values would not
     tell apart."""
