@@ -237,22 +237,31 @@ class CompiledQueries(SchemaExtension):
     async def on_execute(self) -> AsyncIterator[None]:
         execution = self.execution_context
         context = execution.context
-        if _is_mutation(execution):
+        operation = _operation(execution)
+        if operation is not None and operation.operation is OperationType.MUTATION:
             context.mutated = True  # the cached answers of reads go when it commits
         if execution.result is not None:  # already refused (limits)
             yield
             return
-        plan = self._cached_plan(execution) if getattr(context, "compiled", True) else None
+        compiled = getattr(context, "compiled", True)
+        plan = self._cached_plan(execution, operation) if compiled else None
         if plan is not None:
             execution.result = await run_plan(context, plan, execution.variables)
         else:
             context.answered_by = "resolvers"
         yield
 
-    def _cached_plan(self, execution: Any) -> Plan | None:
-        operation = _query_operation(execution)
-        if operation is None:
-            return None  # mutations and refused documents: no key (it serialises variables)
+    def _cached_plan(
+        self, execution: Any, operation: OperationDefinitionNode | None
+    ) -> Plan | None:
+        if (
+            operation is None
+            or operation.operation is not OperationType.QUERY
+            or execution.pre_execution_errors
+        ):
+            # Only a query of a document that passed validation is compiled; mutations
+            # and refused documents get no key (it serialises the variables).
+            return None
         candidates = execution_candidates(execution)
         key = plan_key(
             execution.query,
@@ -321,21 +330,11 @@ class CompiledQueries(SchemaExtension):
             return None
 
 
-def _is_mutation(execution: Any) -> bool:
+def _operation(execution: Any) -> OperationDefinitionNode | None:
+    """The operation the request runs, looked up once (None if the document did not
+    parse or names no such operation)."""
     document = execution.graphql_document
-    operation = get_operation_ast(document, execution.operation_name) if document else None
-    return operation is not None and operation.operation is OperationType.MUTATION
-
-
-def _query_operation(execution: Any) -> OperationDefinitionNode | None:
-    """The operation to compile: a query of a document that passed validation."""
-    document = execution.graphql_document
-    if document is None or execution.pre_execution_errors:
-        return None
-    operation = get_operation_ast(document, execution.operation_name)
-    if not isinstance(operation, OperationDefinitionNode):
-        return None
-    return operation if operation.operation is OperationType.QUERY else None
+    return get_operation_ast(document, execution.operation_name) if document else None
 
 
 _DIALECT = postgresql_asyncpg.dialect()
