@@ -65,6 +65,8 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             return
         response: Response
         request = Request(scope, receive)
+        decoded = _DecodedBody()
+        token = _DECODED.set(decoded)
         try:
             response = await self._answer_known(request) or await self.run(request)
         except HTTPRefusal as refusal:
@@ -74,6 +76,9 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             response = HTTPRefusal(error.status_code, code, error.reason).response(
                 media_type(scope)
             )
+        finally:
+            decoded.clear()
+            _DECODED.reset(token)
         await response(scope, receive, send)
 
     async def get_sub_response(self, request: Request | Any) -> Response:
@@ -161,7 +166,9 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
             return None  # strawberry decodes it as ever (json.loads), and reports it
-        _DECODED.set((body, payload))  # strawberry reuses it (decode_json) if we decline
+        decoded = _DECODED.get()
+        if decoded is not None:  # strawberry reuses it (decode_json) if we decline
+            decoded.keep(body, payload)
         if not isinstance(payload, dict):
             return None
         data = GraphQLRequestData(
@@ -334,13 +341,34 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         text is decoded as strawberry does (json.loads accepts NaN, which orjson does not:
         such a body never reaches this cache)."""
         decoded = _DECODED.get()
-        if decoded is not None and decoded[0] is data:
-            return decoded[1]
+        if decoded is not None and decoded.body is data:
+            return decoded.payload
         return super().decode_json(data)
 
 
-# The request body and what orjson made of it, for the request being answered.
-_DECODED: ContextVar[tuple[bytes, Any] | None] = ContextVar("decoded_body", default=None)
+class _DecodedBody:
+    """The request body and what orjson made of it, emptied once the answer is ready.
+
+    Emptied, not just unset: whatever the request opens keeps a copy of its context (a
+    pool connection made during it keeps it for good, uvicorn's keep-alive timer until
+    the next request), and a copy holds this box, not what was in it. A batch of 10,000
+    measurements is 10 MB of objects."""
+
+    __slots__ = ("body", "payload")
+    body: bytes | None
+    payload: Any
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def keep(self, body: bytes, payload: Any) -> None:
+        self.body, self.payload = body, payload
+
+    def clear(self) -> None:
+        self.body, self.payload = None, None
+
+
+_DECODED: ContextVar[_DecodedBody | None] = ContextVar("decoded_body", default=None)
 
 # Accept values for which strawberry streams the answer (incremental delivery, SSE).
 _STREAMING = ("multipart/mixed", "text/event-stream")
