@@ -37,7 +37,7 @@ from api.models import (
     RoleGrant,
     User,
 )
-from auth.passwords import token_digest, verify_secret
+from auth.passwords import token_digest, verify_secret_off_loop
 from auth.scopes import Scope
 from auth.services import AuthServices
 from auth.tokens import InvalidToken
@@ -168,7 +168,9 @@ class AuthorizationServer:
         if client is not None and client.secret_hash is None and usable and not secret:
             return client  # a public client: it proves itself with PKCE instead
         if (
-            not verify_secret(client.secret_hash if client else None, str(secret or ""))
+            not await verify_secret_off_loop(
+                client.secret_hash if client else None, str(secret or "")
+            )
             or not usable
         ):
             raise OAuthError("invalid_client", "Client authentication failed.", 401, basic)
@@ -368,7 +370,7 @@ with these scopes:</p><ul>{scopes or "<li>(none)</li>"}</ul>{notice}
             )
         user = await session.scalar(select(User).where(User.email == email))
         password = str(form.get("password") or "")
-        valid = verify_secret(user.password_hash if user else None, password)
+        valid = await verify_secret_off_loop(user.password_hash if user else None, password)
         if not valid or user is None or not user.is_active:
             await self._fail(session, keys)
             return self._login_page(client, params, "Wrong e-mail or password.", status=401)

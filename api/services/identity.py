@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.models import AuditAction, OAuthClient, Role, RoleGrant, User
 from api.services import audit, writes
 from api.services.writes import Actor, EntitySpec, Refused, UserError
-from auth.passwords import hash_secret
+from auth.passwords import hash_secret_off_loop
 from auth.scopes import Scope
 
 GRANT_TYPES = ("client_credentials", "authorization_code", "refresh_token")
@@ -132,7 +132,7 @@ async def create_user(
         session, actor, USER, {"email": email.strip().lower(), "display_name": display_name}
     )
     if password is not None:
-        user.password_hash = hash_secret(password)
+        user.password_hash = await hash_secret_off_loop(password)
         await session.flush()  # before grant_role re-reads the row
     for role in roles:
         await grant_role(session, actor, user.id, role)
@@ -142,7 +142,7 @@ async def create_user(
 async def set_password(session: AsyncSession, actor: Actor, user_id: int, password: str) -> User:
     _check_password(password)
     user: User = await writes.load_for_update(session, USER, user_id, None)
-    user.password_hash = hash_secret(password)
+    user.password_hash = await hash_secret_off_loop(password)
     # A new password ends every session opened with the old one.
     user.tokens_valid_after = datetime.now(UTC)
     await writes.bump_version(session, USER, user)
@@ -254,7 +254,7 @@ async def create_client(
     secret = None
     if confidential:
         secret = secrets.token_urlsafe(32)
-        client.secret_hash = hash_secret(secret)
+        client.secret_hash = await hash_secret_off_loop(secret)
         await session.flush()
     return client, secret
 
@@ -266,7 +266,7 @@ async def rotate_client_secret(
     if client.secret_hash is None:
         raise Refused(UserError("id", "INVALID", "A public client has no secret to rotate."))
     secret = secrets.token_urlsafe(32)
-    client.secret_hash = hash_secret(secret)
+    client.secret_hash = await hash_secret_off_loop(secret)
     await writes.bump_version(session, CLIENT, client)
     await audit.record(
         session, actor, "OAuthClient", client.id, AuditAction.UPDATE, {"secret": "rotated"}
@@ -304,6 +304,6 @@ async def reset_demo_client(session: AsyncSession) -> str:
             scopes=sorted(KNOWN_SCOPES),
         )
         session.add(client)
-    client.secret_hash = hash_secret(secret)
+    client.secret_hash = await hash_secret_off_loop(secret)
     await session.flush()
     return secret
