@@ -162,6 +162,8 @@ def assemble_app(
             metrics=observed,
             max_body_bytes=settings.max_body_bytes,
             timeout_seconds=settings.request_timeout_seconds,
+            large_body_bytes=settings.large_body_bytes,
+            large_requests_at_once=settings.large_requests_at_once,
         )
     ]
     if settings.cors_origins:

@@ -54,6 +54,11 @@ class Metrics:
         self.pool_size = Gauge(
             "portfolio_db_pool_size", "Database connections open.", registry=self.registry
         )
+        self.large_requests_waiting = Gauge(
+            "portfolio_large_requests_waiting",
+            "Requests with a large body waiting for their turn.",
+            registry=self.registry,
+        )
 
     def watch_response_cache(self, cache: Any) -> None:
         """Export the response cache's state at each scrape (nothing per request)."""
@@ -102,16 +107,28 @@ def error_response(
 
 
 class RequestGuard:
-    """Gives each request an id (X-Request-ID), bounds its body and its time, logs it
-    and counts it."""
+    """Gives each request an id (X-Request-ID), bounds its body and its time, lets a
+    few large ones run at once, logs it and counts it."""
 
-    def __init__(
-        self, app: ASGIApp, metrics: Metrics, *, max_body_bytes: int, timeout_seconds: float
+    def __init__(  # noqa: PLR0913
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        *,
+        max_body_bytes: int,
+        timeout_seconds: float,
+        large_body_bytes: int,
+        large_requests_at_once: int,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.timeout_seconds = timeout_seconds
+        # A bulk ingest holds ~10 MB of objects while it runs: a burst of them waits
+        # here rather than take the worker's memory at once. The database is the
+        # bottleneck of bulk writes, so two at a time lose no throughput.
+        self.large_body_bytes = large_body_bytes
+        self._large_slots = asyncio.Semaphore(large_requests_at_once)
         # (path label, status) -> its request counter and latency histogram.
         self._series: dict[tuple[str, int], tuple[Any, Any]] = {}
 
@@ -143,7 +160,10 @@ class RequestGuard:
                 await self._too_large()(scope, receive, send_with_id)
                 return
             async with asyncio.timeout(self.timeout_seconds):
-                await self.app(scope, self._bounded(receive), send_with_id)
+                if declared is not None and int(declared) > self.large_body_bytes:
+                    await self._in_turn(scope, receive, send_with_id)
+                else:
+                    await self.app(scope, self._bounded(receive), send_with_id)
         except _BodyTooLarge:
             if not status["sent"]:
                 await self._too_large()(scope, receive, send_with_id)
@@ -182,6 +202,18 @@ class RequestGuard:
                 cost=state.get("cost"),
             )
             structlog.contextvars.unbind_contextvars("request_id")
+
+    async def _in_turn(self, scope: Scope, receive: Receive, send: Send) -> None:
+        waiting = self.metrics.large_requests_waiting
+        waiting.inc()
+        try:
+            await self._large_slots.acquire()
+        finally:
+            waiting.dec()
+        try:
+            await self.app(scope, self._bounded(receive), send)
+        finally:
+            self._large_slots.release()
 
     def _too_large(self) -> Response:
         return error_response(

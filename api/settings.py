@@ -87,6 +87,18 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=5_000_000, description="Largest request body (a 10,000-measurement ingest fits)."
     )
+    large_body_bytes: int = Field(
+        default=262_144,
+        ge=0,
+        description="A request declaring a larger body (Content-Length) waits for one of "
+        "`PORTFOLIO_LARGE_REQUESTS_AT_ONCE` slots.",
+    )
+    large_requests_at_once: int = Field(
+        default=2,
+        ge=1,
+        description="Large requests (bulk ingest) handled at once per worker; the others "
+        "wait, within their timeout. Each holds ~10 MB while it runs.",
+    )
     statement_timeout_ms: int = Field(default=10_000, description="PostgreSQL statement_timeout.")
     request_timeout_seconds: float = Field(default=30.0, description="Longest request execution.")
     shutdown_grace_seconds: int = Field(

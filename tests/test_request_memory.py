@@ -8,9 +8,11 @@ cycle stays visible to ``gc.get_objects()``: that is what these tests look for.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import gc
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -21,7 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from api.services import measurements
 from api.services.measurements import Batch
 from schema.mutations import bulk
-from tests.conftest import ALL_SCOPES, make_client
+from api.app import assemble_app
+from tests.conftest import ALL_SCOPES, make_client, settings_for
 from tests.fixtures import factories
 
 INGEST = """mutation Ingest($input: RecordKpiMeasurementsInput!) {
@@ -115,3 +118,62 @@ async def test_a_context_kept_past_the_request_does_not_keep_its_body(
     assert answer["data"]["recordKpiMeasurements"]["inserted"] == COUNT
     assert len(kept) == 1
     assert _decoded_copies(items) == []
+
+
+async def _waiting(client: httpx.AsyncClient) -> float:
+    metrics = (await client.get("/metrics")).text
+    found = re.search(r"^portfolio_large_requests_waiting (\S+)$", metrics, re.MULTILINE)
+    assert found is not None, metrics
+    return float(found.group(1))
+
+
+async def test_large_requests_take_turns(
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    db: AsyncSession,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bodies over ``large_body_bytes`` run ``large_requests_at_once`` at a time; the
+    others wait (counted in a gauge) and then run; small requests never wait."""
+    kpi = await factories.kpi(db)
+    await db.commit()
+    entered: list[int] = []
+    inside = asyncio.Event()
+    go_on = asyncio.Event()
+    record = measurements.record
+
+    async def held(*args: Any) -> measurements.IngestResult:
+        entered.append(len(args[2]))
+        inside.set()
+        await go_on.wait()
+        return await record(*args)
+
+    monkeypatch.setattr(measurements, "record", held)
+    settings = settings_for(
+        anonymous_scopes=ALL_SCOPES, large_body_bytes=1_000, large_requests_at_once=1
+    )
+    app = assemble_app(settings, engine, sessions)
+    async with make_client(engine, sessions, app=app) as client:
+        first = asyncio.ensure_future(
+            _ingest(client, factories.measurement_items(kpi.key, COUNT, "turns", 0, prefix="a"))
+        )
+        await inside.wait()
+        second = asyncio.ensure_future(
+            _ingest(client, factories.measurement_items(kpi.key, 50, "turns", 0, prefix="b"))
+        )
+        for _ in range(1_000):
+            await asyncio.sleep(0)  # a turn for the second request (in-process HTTP)
+            if await _waiting(client) == 1:
+                break
+        else:
+            pytest.fail("the second large request never waited")
+        assert entered == [COUNT]
+        # A small request is answered meanwhile.
+        small = await client.post("/graphql", json={"query": "{ __typename }"})
+        assert small.json()["data"] == {"__typename": "Query"}
+
+        go_on.set()
+        answers = await asyncio.gather(first, second)
+        assert [a["data"]["recordKpiMeasurements"]["inserted"] for a in answers] == [COUNT, 50]
+        assert entered == [COUNT, 50]
+        assert await _waiting(client) == 0
