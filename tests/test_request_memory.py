@@ -20,10 +20,10 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from api.app import assemble_app
 from api.services import measurements
 from api.services.measurements import Batch
 from schema.mutations import bulk
-from api.app import assemble_app
 from tests.conftest import ALL_SCOPES, make_client, settings_for
 from tests.fixtures import factories
 

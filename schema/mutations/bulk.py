@@ -95,10 +95,13 @@ class BulkIngest(SchemaExtension):
             if taken is not None:
                 execution.variables, batches = taken
                 execution.root_value = PrevalidatedBatches(batches)
-                yield
-                # graphql-core's execution context is part of a reference cycle: what
-                # it holds waits for the collector's rare full pass, unless let go here.
-                batches.clear()
+                try:
+                    yield
+                finally:
+                    # graphql-core's execution context is part of a reference cycle:
+                    # what it holds waits for the collector's rare full pass, unless
+                    # let go here.
+                    batches.clear()
                 return
         yield
 
