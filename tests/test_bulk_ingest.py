@@ -163,8 +163,9 @@ async def test_a_well_formed_batch_takes_the_fast_path(
     items = batch(kpi.key, 500)
     # The driver looks up the types (arrays, the audit enum) once per connection.
     await ingest(body(BY_INPUT, {"input": {"measurements": batch(kpi.key, 1, "warm-up")}}))
-    # Every statement through SQLAlchemy, DDL included (``statements`` counts data only);
-    # the COPY goes by the driver, between CREATE and WITH.
+    # Every statement through SQLAlchemy, DDL included (``statements`` counts data only,
+    # on both): the KPI lookup goes by the driver before CREATE, the COPY between
+    # CREATE and WITH.
     sent: list[str] = []
 
     def log(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -191,7 +192,7 @@ async def test_a_well_formed_batch_takes_the_fast_path(
     assert "INSERT INTO kpi_measurements" in statements.statements[1]
     assert "INSERT INTO audit_events" in statements.statements[1]
     event.remove(engine.sync_engine, "before_cursor_execute", log)
-    assert sent == ["SELECT", "CREATE", "WITH"], sent
+    assert sent == ["CREATE", "WITH"], sent
     assert len(await stored(db)) == 500
     assert (await audited(db, [kpi]))[1:] == [
         ("Kpi", kpi.id, models.AuditAction.RECORD, {"measurements": 500}, None, None)
