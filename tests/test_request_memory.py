@@ -1,9 +1,11 @@
-"""What a request holds is let go when its answer is sent, not at the collector's next
-full pass: a 10,000-measurement batch is ~10 MB of objects, and four calls in flight
-used to leave a worker at 400-750 MB RSS (bench ingest workload).
+"""A worker's memory under large requests: a 10,000-measurement batch is ~10 MB of
+objects, and four calls in flight used to leave a worker at 400-750 MB RSS (bench
+ingest workload).
 
-The collector is off while each request runs, so anything kept only by a reference
-cycle stays visible to ``gc.get_objects()``: that is what these tests look for.
+What a request holds is let go when its answer is sent, not at the collector's next
+full pass: those tests switch the collector off while the request runs, so anything
+kept only by a reference cycle stays visible to ``gc.get_objects()``. And large
+requests take turns, a few at a time.
 """
 
 from __future__ import annotations
