@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -13,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import migrate as migrations
+from api.collector import settle_for_serving
 from api.database import create_engine, create_session_factory, resolve_database_url
 from api.settings import Environment, get_settings
 
@@ -63,11 +63,7 @@ def serve(
         typer.echo(
             f"Portfolio Graph (demo) on http://{host}:{port}/graphql  (GraphiQL in a browser)"
         )
-    # Long-lived objects (schema, plans, models) are created at start-up: keep the
-    # collector from walking them again and again under load.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
+    settle_for_serving()
     # SIGTERM: stop accepting, let in-flight requests finish (within the grace), then exit.
     uvicorn.run(
         application,

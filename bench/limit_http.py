@@ -13,7 +13,6 @@ series window is the workloads' fixed one (SERIES_FROM, SERIES_TO).
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,6 +25,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from api.collector import settle_for_serving
+from bench.limit import create_pool
 from bench.workloads import LIMIT_NODE, LIMIT_OVERVIEW, LIMIT_SERIES, SERIES_FROM, SERIES_TO
 
 # The statement of each workload, and its arguments after the pick: the same ones
@@ -40,25 +41,13 @@ JSON = "application/json"
 _PROBE_ANSWER = b'{"data":{"__typename":"Query"}}'
 
 
-async def _keep_session(connection: asyncpg.Connection) -> None:
-    """Release without asyncpg's default reset (`RESET ALL`, `UNLISTEN *`, ...): that is a
-    second round trip per request, and the handler changes no session state."""
-
-
 def create_app(url: str, pool_size: int) -> Starlette:
     pool: asyncpg.Pool | None = None
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         nonlocal pool
-        # As bench/limit.py's pool: answers in UTC, like ours.
-        pool = await asyncpg.create_pool(
-            url,
-            min_size=pool_size,
-            max_size=pool_size,
-            server_settings={"timezone": "UTC"},
-            reset=_keep_session,
-        )
+        pool = await create_pool(url, pool_size)
         try:
             yield
         finally:
@@ -95,9 +84,7 @@ def main() -> None:
     # As `portfolio serve` (api/cli.py) runs ours, so the two differ in the handler only:
     # the same collector settings, and uvicorn's default loop and HTTP implementation
     # ("auto": uvloop and httptools when installed) with warnings-only logs.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
+    settle_for_serving()
     uvicorn.run(application, host=options.host, port=options.port, log_level="warning")
 
 
