@@ -20,11 +20,13 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.app import assemble_app
 from api.services import measurements
 from api.services.measurements import Batch
+from api.settings import Settings
 from schema.mutations import bulk
 from tests.conftest import ALL_SCOPES, make_client, settings_for
 from tests.fixtures import factories
@@ -179,3 +181,24 @@ async def test_large_requests_take_turns(
         assert [a["data"]["recordKpiMeasurements"]["inserted"] for a in answers] == [COUNT, 50]
         assert entered == [COUNT, 50]
         assert await _waiting(client) == 0
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("PORTFOLIO_LARGE_REQUESTS_AT_ONCE", "0", "Input should be greater than or equal to 1"),
+        ("PORTFOLIO_LARGE_REQUESTS_AT_ONCE", "two", "Input should be a valid integer"),
+        ("PORTFOLIO_LARGE_BODY_BYTES", "-1", "Input should be greater than or equal to 0"),
+    ],
+)
+def test_the_large_request_settings_refuse_bad_values(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    """A worker with no slot would make every large request wait for its timeout: the
+    setting is refused at start-up instead, naming the field."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError) as refused:
+        Settings()
+    (error,) = refused.value.errors()
+    assert error["loc"] == (variable.removeprefix("PORTFOLIO_").lower(),)
+    assert error["msg"].startswith(message)
