@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
+import psutil
 import structlog
 
 log = structlog.get_logger(__name__)
+
+# How long a server left behind by an earlier install gets to shut down.
+ORPHAN_SHUTDOWN_SECONDS = 60
 
 
 def embedded_database_url(data_dir: Path) -> str:
@@ -19,10 +24,49 @@ def embedded_database_url(data_dir: Path) -> str:
 
     pg_dir = data_dir / "pgdata"
     pg_dir.mkdir(parents=True, exist_ok=True)
+    stop_orphaned_server(pg_dir)
     server = pgserver.get_server(pg_dir, cleanup_mode=None)
     uri = server.get_uri()
     log.info("embedded_postgres_ready", data_dir=str(pg_dir))
     return to_async_url(uri)
+
+
+def stop_orphaned_server(pg_dir: Path) -> bool:
+    """Stop the server running on ``pg_dir`` if its own files are gone; True if it did.
+
+    The data directory outlives the virtualenv that started its server (it is in the
+    user's data directory). When that virtualenv is deleted, the server keeps running
+    without its share files, and every new connection fails on
+    ``invalid value for parameter "TimeZone"``. pgserver would reuse it as it is.
+    Stopped (fast shutdown: sessions end, data are checkpointed), it is started again
+    from the binaries installed now, on the same data.
+    """
+    from pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(pg_dir)
+    process: psutil.Process | None = info.process if info is not None else None
+    if process is None or not process.is_running():
+        return False
+    try:
+        executable = process.exe()
+        # The pid file may be stale and its pid another program's: only a postmaster
+        # of this data directory is stopped.
+        ours = process.name() == "postgres" and str(pg_dir.resolve()) in process.cmdline()
+    except psutil.Error:
+        return False  # gone meanwhile, or not ours to inspect: pgserver decides
+    if not ours or (executable and Path(executable).exists()):
+        return False
+    log.warning("embedded_postgres_orphaned", pid=process.pid, executable=executable)
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(ORPHAN_SHUTDOWN_SECONDS)
+    except psutil.TimeoutExpired:
+        raise RuntimeError(
+            f"The embedded PostgreSQL (pid {process.pid}) was started from files that are "
+            f"gone ({executable}) and did not stop within {ORPHAN_SHUTDOWN_SECONDS} s; "
+            "stop it, then start again."
+        ) from None
+    return True
 
 
 def to_async_url(url: str) -> str:
