@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import warnings
 from pathlib import Path
 
 import psutil
@@ -20,7 +21,12 @@ def embedded_database_url(data_dir: Path) -> str:
     pgserver keeps one server per data directory, shared between processes, and
     leaves it running so data survive restarts of the API.
     """
-    import pgserver  # imported lazily: only the embedded mode needs the binaries
+    with warnings.catch_warnings():
+        # Without XDG_RUNTIME_DIR (containers, CI, a root shell) platformdirs warns and
+        # falls back to /tmp/runtime-<uid>, where pgserver keeps only its lock file:
+        # fine, and no reason to greet every `serve --demo` with a warning.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import pgserver  # imported lazily: only the embedded mode needs the binaries
 
     pg_dir = data_dir / "pgdata"
     pg_dir.mkdir(parents=True, exist_ok=True)
