@@ -60,8 +60,8 @@ def stop_orphaned_server(pg_dir: Path) -> bool:
         ours = process.name() == "postgres" and str(pg_dir.resolve()) in process.cmdline()
     except psutil.Error:
         return False  # gone meanwhile, or not ours to inspect: pgserver decides
-    if not ours or (executable and Path(executable).exists()):
-        return False
+    if not ours or not executable or Path(executable).exists():
+        return False  # unreadable (empty) counts as present: only a proven orphan stops
     log.warning("embedded_postgres_orphaned", pid=process.pid, executable=executable)
     process.send_signal(signal.SIGINT)
     try:
