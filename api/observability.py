@@ -160,10 +160,13 @@ class RequestGuard:
                 await self._too_large()(scope, receive, send_with_id)
                 return
             async with asyncio.timeout(self.timeout_seconds):
-                if declared is not None and int(declared) > self.large_body_bytes:
-                    await self._in_turn(scope, receive, send_with_id)
-                else:
-                    await self.app(scope, self._bounded(receive), send_with_id)
+                turn = _Turn(self._large_slots, self.metrics.large_requests_waiting)
+                try:
+                    if declared is not None and int(declared) > self.large_body_bytes:
+                        await turn.take()  # before a byte of it is read
+                    await self.app(scope, self._bounded(receive, turn), send_with_id)
+                finally:
+                    turn.give_back()
         except _BodyTooLarge:
             if not status["sent"]:
                 await self._too_large()(scope, receive, send_with_id)
@@ -203,24 +206,15 @@ class RequestGuard:
             )
             structlog.contextvars.unbind_contextvars("request_id")
 
-    async def _in_turn(self, scope: Scope, receive: Receive, send: Send) -> None:
-        waiting = self.metrics.large_requests_waiting
-        waiting.inc()
-        try:
-            await self._large_slots.acquire()
-        finally:
-            waiting.dec()
-        try:
-            await self.app(scope, self._bounded(receive), send)
-        finally:
-            self._large_slots.release()
-
     def _too_large(self) -> Response:
         return error_response(
             413, "REQUEST_TOO_LARGE", f"Request bodies are limited to {self.max_body_bytes} bytes."
         )
 
-    def _bounded(self, receive: Receive) -> Receive:
+    def _bounded(self, receive: Receive, turn: _Turn) -> Receive:
+        """The body as it arrives, refused past ``max_body_bytes``. A body that grows
+        past ``large_body_bytes`` without having declared it (chunked) waits for its
+        turn there, holding about that much meanwhile."""
         received = 0
 
         async def bounded() -> Message:
@@ -230,9 +224,35 @@ class RequestGuard:
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
                     raise _BodyTooLarge
+                if received > self.large_body_bytes:
+                    await turn.take()
             return message
 
         return bounded
+
+
+class _Turn:
+    """A request's large-request slot: taken at most once, given back when it ends."""
+
+    def __init__(self, slots: asyncio.Semaphore, waiting: Any) -> None:
+        self._slots = slots
+        self._waiting = waiting
+        self._held = False
+
+    async def take(self) -> None:
+        if self._held:
+            return
+        self._waiting.inc()
+        try:
+            await self._slots.acquire()
+        finally:
+            self._waiting.dec()
+        self._held = True
+
+    def give_back(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots.release()
 
 
 class _BodyTooLarge(Exception):

@@ -90,8 +90,9 @@ class Settings(BaseSettings):
     large_body_bytes: int = Field(
         default=262_144,
         ge=0,
-        description="A request declaring a larger body (Content-Length) waits for one of "
-        "`PORTFOLIO_LARGE_REQUESTS_AT_ONCE` slots.",
+        description="A request with a larger body waits for one of "
+        "`PORTFOLIO_LARGE_REQUESTS_AT_ONCE` slots: before reading it if Content-Length "
+        "declares it, or once that much of a chunked body has arrived.",
     )
     large_requests_at_once: int = Field(
         default=2,

@@ -112,6 +112,36 @@ async def test_body_limit(engine: AsyncEngine, sessions: async_sessionmaker[Asyn
     }
 
 
+async def _pieces(data: bytes) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), 100):
+        yield data[start : start + 100]
+
+
+async def test_body_limit_holds_for_chunked_bodies(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Without a Content-Length the body is counted as it arrives: refused past the
+    limit, and the large-request slot it took on the way is given back."""
+    limits = {"max_body_bytes": 1000, "large_body_bytes": 300, "large_requests_at_once": 1}
+    async with make_client(engine, sessions, **limits) as client:
+        oversized = orjson.dumps({"query": "{ __typename }" + " " * 2000})
+        response = await client.post(
+            "/graphql", content=_pieces(oversized), headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 413
+        assert response.json()["errors"][0] == {
+            "message": "Request bodies are limited to 1000 bytes.",
+            "extensions": {"code": "REQUEST_TOO_LARGE"},
+        }
+        # Large (over 300 bytes) but within the limit: it gets the only slot.
+        large = orjson.dumps({"query": "{ __typename }" + " " * 500})
+        response = await client.post(
+            "/graphql", content=_pieces(large), headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["data"] == {"__typename": "Query"}
+
+
 async def test_request_id_is_echoed_or_made(client: httpx.AsyncClient) -> None:
     given = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
     assert given.headers["x-request-id"] == "abc-123"

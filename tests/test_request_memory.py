@@ -67,10 +67,20 @@ def _decoded_copies(sent: list[dict[str, Any]]) -> list[list[Any]]:
     ]
 
 
-async def _ingest(client: httpx.AsyncClient, items: list[dict[str, Any]]) -> dict[str, Any]:
+async def _ingest(
+    client: httpx.AsyncClient, items: list[dict[str, Any]], *, chunked: bool = False
+) -> dict[str, Any]:
+    """One ingest call; ``chunked`` sends the body in pieces without a Content-Length."""
+    body = json.dumps({"query": INGEST, "variables": {"input": {"measurements": items}}})
+
+    async def pieces() -> AsyncIterator[bytes]:
+        data = body.encode()
+        for start in range(0, len(data), 512):
+            yield data[start : start + 512]
+
     response = await client.post(
         "/graphql",
-        content=json.dumps({"query": INGEST, "variables": {"input": {"measurements": items}}}),
+        content=pieces() if chunked else body,
         headers={"content-type": "application/json"},
     )
     assert response.status_code == 200, response.text
@@ -131,14 +141,17 @@ async def _waiting(client: httpx.AsyncClient) -> float:
     return float(found.group(1))
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["declared", "chunked"])
 async def test_large_requests_take_turns(
     engine: AsyncEngine,
     sessions: async_sessionmaker[AsyncSession],
     db: AsyncSession,
     monkeypatch: pytest.MonkeyPatch,
+    chunked: bool,
 ) -> None:
     """Bodies over ``large_body_bytes`` run ``large_requests_at_once`` at a time; the
-    others wait (counted in a gauge) and then run; small requests never wait."""
+    others wait (counted in a gauge) and then run; small requests never wait. A body
+    sent in chunks, without a Content-Length, waits as one that declares its size."""
     kpi = await factories.kpi(db)
     await db.commit()
     entered: list[int] = []
@@ -163,7 +176,11 @@ async def test_large_requests_take_turns(
         )
         await inside.wait()
         second = asyncio.ensure_future(
-            _ingest(client, factories.measurement_items(kpi.key, 50, "turns", 0, prefix="b"))
+            _ingest(
+                client,
+                factories.measurement_items(kpi.key, 50, "turns", 0, prefix="b"),
+                chunked=chunked,
+            )
         )
         for _ in range(1_000):
             await asyncio.sleep(0)  # a turn for the second request (in-process HTTP)
