@@ -4,11 +4,13 @@ transaction; a read answered from a known plan runs on a pooled connection inste
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import Any
 
+import asyncpg
 from sqlalchemy.exc import PendingRollbackError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -49,7 +51,19 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
                 "application_name": "portfolio-graph",
             },
             "timeout": settings.db_connect_timeout_seconds,
+            "async_creator_fn": connect_in_own_context,
         },
+    )
+
+
+def connect_in_own_context(*args: Any, **kwargs: Any) -> asyncio.Task[asyncpg.Connection]:
+    """``asyncpg.connect`` in an empty context. A connection's callbacks run, for its
+    whole life, in the context it was opened in: opened by the pool during a request,
+    it would keep that request's context variables (its ``request_id`` on every log
+    line the connection's callbacks write, and whatever else the request had set) as
+    long as it stays in the pool. Cancelling the awaiting request cancels the connect."""
+    return asyncio.get_running_loop().create_task(
+        asyncpg.connect(*args, **kwargs), context=contextvars.Context()
     )
 
 
