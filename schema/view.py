@@ -349,10 +349,11 @@ class PortfolioGraphQL(GraphQL[Context, None]):
 class _DecodedBody:
     """The request body and what orjson made of it, emptied once the answer is ready.
 
-    Emptied, not just unset: whatever the request opens keeps a copy of its context (a
-    pool connection made during it keeps it for good, uvicorn's keep-alive timer until
-    the next request), and a copy holds this box, not what was in it. A batch of 10,000
-    measurements is 10 MB of objects."""
+    Emptied, not just unset: whatever the request starts keeps a copy of its context
+    (uvicorn's keep-alive timer until the next request, any task or callback scheduled
+    meanwhile; pool connections no longer do, see api.database.connect_in_own_context),
+    and a copy holds this box, not what was in it. A batch of 10,000 measurements is
+    10 MB of objects."""
 
     __slots__ = ("body", "payload")
     body: bytes | None

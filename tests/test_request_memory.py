@@ -114,9 +114,9 @@ async def test_a_context_kept_past_the_request_does_not_keep_its_body(
     collector_off: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Whatever a request starts keeps a copy of its context: a pool connection opened
-    during the request keeps it for the connection's life, uvicorn's keep-alive timer
-    until the next request. Such a copy must not keep the decoded body."""
+    """Whatever a request starts keeps a copy of its context: uvicorn's keep-alive timer
+    until the next request, a task or callback scheduled meanwhile for as long as it
+    lives. Such a copy must not keep the decoded body."""
     kpi = await factories.kpi(db)
     await db.commit()
     items = factories.measurement_items(kpi.key, COUNT, "memory-test", 0, prefix="c")
@@ -124,7 +124,7 @@ async def test_a_context_kept_past_the_request_does_not_keep_its_body(
     record = measurements.record
 
     async def keeping_context(*args: Any) -> measurements.IngestResult:
-        kept.append(contextvars.copy_context())  # as a connection opened here would
+        kept.append(contextvars.copy_context())  # as a timer started here would
         return await record(*args)
 
     monkeypatch.setattr(measurements, "record", keeping_context)
