@@ -119,6 +119,13 @@ async def statements(engine: AsyncEngine, connection: AsyncConnection) -> Any:
     event.remove(engine.sync_engine, "before_cursor_execute", counter)
 
 
+async def in_pieces(data: bytes, size: int) -> AsyncIterator[bytes]:
+    """A request body sent chunked, ``size`` bytes at a time: httpx then sends no
+    Content-Length."""
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
 def make_client(
     engine: AsyncEngine,
     sessions: async_sessionmaker[AsyncSession],

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from api.app import assemble_app
 from api.database import create_engine, create_session_factory
 from schema.errors import with_code
-from tests.conftest import GraphQL, make_client, settings_for
+from tests.conftest import GraphQL, in_pieces, make_client, settings_for
 from tests.fixtures.auth import bearer
 
 
@@ -112,11 +112,6 @@ async def test_body_limit(engine: AsyncEngine, sessions: async_sessionmaker[Asyn
     }
 
 
-async def _pieces(data: bytes) -> AsyncIterator[bytes]:
-    for start in range(0, len(data), 100):
-        yield data[start : start + 100]
-
-
 async def test_body_limit_holds_for_chunked_bodies(
     engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
@@ -126,7 +121,9 @@ async def test_body_limit_holds_for_chunked_bodies(
     async with make_client(engine, sessions, **limits) as client:
         oversized = orjson.dumps({"query": "{ __typename }" + " " * 2000})
         response = await client.post(
-            "/graphql", content=_pieces(oversized), headers={"content-type": "application/json"}
+            "/graphql",
+            content=in_pieces(oversized, 100),
+            headers={"content-type": "application/json"},
         )
         assert response.status_code == 413
         assert response.json()["errors"][0] == {
@@ -136,7 +133,7 @@ async def test_body_limit_holds_for_chunked_bodies(
         # Large (over 300 bytes) but within the limit: it gets the only slot.
         large = orjson.dumps({"query": "{ __typename }" + " " * 500})
         response = await client.post(
-            "/graphql", content=_pieces(large), headers={"content-type": "application/json"}
+            "/graphql", content=in_pieces(large, 100), headers={"content-type": "application/json"}
         )
         assert response.status_code == 200, response.text
         assert response.json()["data"] == {"__typename": "Query"}

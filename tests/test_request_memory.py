@@ -28,7 +28,7 @@ from api.services import measurements
 from api.services.measurements import Batch
 from api.settings import Settings
 from schema.mutations import bulk
-from tests.conftest import ALL_SCOPES, make_client, settings_for
+from tests.conftest import ALL_SCOPES, in_pieces, make_client, settings_for
 from tests.fixtures import factories
 
 INGEST = """mutation Ingest($input: RecordKpiMeasurementsInput!) {
@@ -72,15 +72,9 @@ async def _ingest(
 ) -> dict[str, Any]:
     """One ingest call; ``chunked`` sends the body in pieces without a Content-Length."""
     body = json.dumps({"query": INGEST, "variables": {"input": {"measurements": items}}})
-
-    async def pieces() -> AsyncIterator[bytes]:
-        data = body.encode()
-        for start in range(0, len(data), 512):
-            yield data[start : start + 512]
-
     response = await client.post(
         "/graphql",
-        content=pieces() if chunked else body,
+        content=in_pieces(body.encode(), 512) if chunked else body,
         headers={"content-type": "application/json"},
     )
     assert response.status_code == 200, response.text
