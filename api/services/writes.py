@@ -26,6 +26,9 @@ class Actor:
 
     user_id: int | None = None
     client_id: int | None = None
+    # The effective scopes it holds: the most it may grant (see api.services.identity).
+    # Empty by default, so an actor built without them can grant nothing.
+    scopes: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,11 @@ async def run(
 ) -> Outcome:
     """Run one mutation in a savepoint: a refused mutation leaves nothing behind."""
     context = info.context
-    actor = Actor(user_id=context.principal.user_id, client_id=context.principal.client_pk)
+    actor = Actor(
+        user_id=context.principal.user_id,
+        client_id=context.principal.client_pk,
+        scopes=context.principal.scopes,
+    )
     async with context.lock:
         session = context.session
         try:
