@@ -213,12 +213,18 @@ def create_admin(
 ) -> None:
     """Create a user with the admin role (every scope)."""
     from api.services import identity
-    from api.services.writes import Actor
 
     async def run(engine: AsyncEngine) -> str:
         async with create_session_factory(engine)() as session, session.begin():
+            # No token reaches the command line: whoever runs it is the operator and may
+            # grant every scope (identity.OPERATOR).
             user = await identity.create_user(
-                session, Actor(), email=email, display_name=name, password=password, roles=["admin"]
+                session,
+                identity.OPERATOR,
+                email=email,
+                display_name=name,
+                password=password,
+                roles=["admin"],
             )
             return user.email
 
@@ -242,13 +248,13 @@ def create_client(
 ) -> None:
     """Register an OAuth client and print its credentials once."""
     from api.services import identity
-    from api.services.writes import Actor
 
     async def run(engine: AsyncEngine) -> tuple[str, str | None]:
         async with create_session_factory(engine)() as session, session.begin():
             client, secret = await identity.create_client(
                 session,
-                Actor(),
+                # As the operator, with every scope (see create-admin).
+                identity.OPERATOR,
                 name=name,
                 grant_types=grant,
                 scopes=scopes.split(),

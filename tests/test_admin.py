@@ -11,14 +11,15 @@ from api import models
 from auth.passwords import verify_secret
 from schema.ids import encode_id
 from tests.conftest import GraphQL
-from tests.fixtures.auth import bearer, user_with_roles
+from tests.fixtures.auth import ALL_SCOPES, bearer, user_with_roles
 from tests.test_tokens import assert_invalid, post
 
 ERRORS = "userErrors { field code message }"
 
 
 async def admin(caller: Any) -> GraphQL:
-    return await caller(["admin:users", "admin:clients", "portfolio:read"])  # type: ignore[no-any-return]
+    # Every scope: an administrator grants only what they hold (tests/test_scope_escalation.py).
+    return await caller(ALL_SCOPES)
 
 
 async def test_create_user_with_roles_and_list(caller: Any, db: AsyncSession) -> None:

@@ -2,13 +2,20 @@
 
 Secrets never reach the audit trail: passwords and client secrets are stored as
 argon2 hashes and left out of every audited field list.
+
+Nobody grants what they do not hold: a client or a role may carry, and a grant may
+give, only scopes the acting principal holds (``Actor.scopes``, its effective
+scopes). The same goes for managing an account that holds more than the actor: its
+secret, password or e-mail would hand the actor that account's scopes. Every path
+(GraphQL mutations, the command line) goes through the functions below, so the rule
+lives here once.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +34,41 @@ MIN_PASSWORD_LENGTH = 12
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ROLE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,63}$")
 KNOWN_SCOPES = frozenset(s.value for s in Scope)
+
+# The command line runs with the database's credentials, that is as the operator, who
+# could write any row directly: it acts with every scope.
+OPERATOR = Actor(scopes=KNOWN_SCOPES)
+
+
+def _not_held(actor: Actor, scopes: Iterable[str]) -> list[str]:
+    # Unknown scopes are left to the validators, which call them INVALID.
+    return sorted((set(scopes) & KNOWN_SCOPES) - actor.scopes)
+
+
+def _require_granting(actor: Actor, scopes: Iterable[str]) -> None:
+    """Refuse to give out (in a client or a role) scopes the actor does not hold."""
+    missing = _not_held(actor, scopes)
+    if missing:
+        raise Refused(
+            UserError(
+                "scopes",
+                "FORBIDDEN",
+                f"You cannot grant scopes you do not hold: {', '.join(missing)}.",
+            )
+        )
+
+
+def _require_holding(actor: Actor, scopes: Iterable[str], field: str, what: str) -> None:
+    """Refuse to act on something (``what``) that carries more than the actor holds."""
+    missing = _not_held(actor, scopes)
+    if missing:
+        raise Refused(
+            UserError(
+                field,
+                "FORBIDDEN",
+                f"{what} carries scopes you do not hold: {', '.join(missing)}.",
+            )
+        )
 
 
 def _unknown_scopes(field: str, scopes: Any) -> list[UserError]:
@@ -139,9 +181,40 @@ async def create_user(
     return user
 
 
+async def _user_scopes(session: AsyncSession, user_id: int) -> set[str]:
+    """The scopes of the roles granted to a user."""
+    rows = await session.scalars(
+        select(Role.scopes)
+        .join(RoleGrant, RoleGrant.role_id == Role.id)
+        .where(RoleGrant.user_id == user_id, Role.archived_at.is_(None))
+    )
+    return {scope for scopes in rows for scope in scopes}
+
+
+async def _require_holding_user(session: AsyncSession, actor: Actor, user: User) -> None:
+    """Whoever sets a user's password or e-mail can sign in as them: only an actor holding
+    every scope of that user may."""
+    scopes = await _user_scopes(session, user.id)
+    _require_holding(actor, scopes, "id", f"User {user.email}")
+
+
+async def update_user(
+    session: AsyncSession,
+    actor: Actor,
+    user_id: int,
+    expected_version: int | None,
+    changes: dict[str, Any],
+) -> User:
+    user: User = await writes.load_for_update(session, USER, user_id, expected_version)
+    await _require_holding_user(session, actor, user)
+    updated: User = await writes.update(session, actor, USER, user_id, expected_version, changes)
+    return updated
+
+
 async def set_password(session: AsyncSession, actor: Actor, user_id: int, password: str) -> User:
     _check_password(password)
     user: User = await writes.load_for_update(session, USER, user_id, None)
+    await _require_holding_user(session, actor, user)
     user.password_hash = await hash_secret_off_loop(password)
     # A new password ends every session opened with the old one.
     user.tokens_valid_after = datetime.now(UTC)
@@ -186,21 +259,43 @@ async def _set_active(
     return entity
 
 
-async def _role_id(session: AsyncSession, name: str) -> int:
-    role_id = await session.scalar(
-        select(Role.id).where(Role.name == name, Role.archived_at.is_(None))
-    )
-    if role_id is None:
+async def _role(session: AsyncSession, name: str) -> Role:
+    role = await session.scalar(select(Role).where(Role.name == name, Role.archived_at.is_(None)))
+    if role is None:
         raise Refused(UserError("role", "NOT_FOUND", f"No role named {name!r}."))
-    return role_id
+    return role
+
+
+async def create_role(session: AsyncSession, actor: Actor, values: dict[str, Any]) -> Role:
+    _require_granting(actor, values.get("scopes") or ())
+    role: Role = await writes.create(session, actor, ROLE, values)
+    return role
+
+
+async def update_role(
+    session: AsyncSession,
+    actor: Actor,
+    role_id: int,
+    expected_version: int | None,
+    changes: dict[str, Any],
+) -> Role:
+    # A role that carries more than the actor stays out of its reach (its users would
+    # feel any change), and the new scopes must be held too.
+    role: Role = await writes.load_for_update(session, ROLE, role_id, expected_version)
+    _require_holding(actor, role.scopes, "id", f"Role {role.name!r}")
+    if changes.get("scopes") is not None:
+        _require_granting(actor, changes["scopes"])
+    updated: Role = await writes.update(session, actor, ROLE, role_id, expected_version, changes)
+    return updated
 
 
 async def grant_role(session: AsyncSession, actor: Actor, user_id: int, role: str) -> User:
     user: User = await writes.load_for_update(session, USER, user_id, None)
-    role_id = await _role_id(session, role)
+    found = await _role(session, role)
+    _require_holding(actor, found.scopes, "role", f"Role {role!r}")
     granted = await session.execute(
         insert(RoleGrant)
-        .values(user_id=user_id, role_id=role_id)
+        .values(user_id=user_id, role_id=found.id)
         .on_conflict_do_nothing()
         .returning(RoleGrant.id)
     )
@@ -211,7 +306,7 @@ async def grant_role(session: AsyncSession, actor: Actor, user_id: int, role: st
 
 async def revoke_role(session: AsyncSession, actor: Actor, user_id: int, role: str) -> User:
     user: User = await writes.load_for_update(session, USER, user_id, None)
-    role_id = await _role_id(session, role)
+    role_id = (await _role(session, role)).id
     removed = await session.execute(
         delete(RoleGrant)
         .where(RoleGrant.user_id == user_id, RoleGrant.role_id == role_id)
@@ -239,6 +334,7 @@ async def create_client(
                 "grant_types", "INVALID", "Only confidential clients may use client_credentials."
             )
         )
+    _require_granting(actor, scopes)
     client: OAuthClient = await writes.create(
         session,
         actor,
@@ -259,10 +355,31 @@ async def create_client(
     return client, secret
 
 
+async def update_client(
+    session: AsyncSession,
+    actor: Actor,
+    client_id: int,
+    expected_version: int | None,
+    changes: dict[str, Any],
+) -> OAuthClient:
+    # A client that carries more than the actor stays out of its reach: a new redirect
+    # URI or grant type would hand the actor that client's tokens.
+    client: OAuthClient = await writes.load_for_update(session, CLIENT, client_id, expected_version)
+    _require_holding(actor, client.scopes, "id", f"OAuthClient {client.client_id}")
+    if changes.get("scopes") is not None:
+        _require_granting(actor, changes["scopes"])
+    updated: OAuthClient = await writes.update(
+        session, actor, CLIENT, client_id, expected_version, changes
+    )
+    return updated
+
+
 async def rotate_client_secret(
     session: AsyncSession, actor: Actor, client_id: int
 ) -> tuple[OAuthClient, str]:
     client: OAuthClient = await writes.load_for_update(session, CLIENT, client_id, None)
+    # The new secret is the client's tokens: only for an actor holding all it carries.
+    _require_holding(actor, client.scopes, "id", f"OAuthClient {client.client_id}")
     if client.secret_hash is None:
         raise Refused(UserError("id", "INVALID", "A public client has no secret to rotate."))
     secret = secrets.token_urlsafe(32)

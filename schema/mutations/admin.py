@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-from api.services import identity, writes
+from api.services import identity
 from auth.scopes import Scope
 from schema.mutations.common import UserError, decode_reference, given_values
 from schema.mutations.entities import mutation_field
@@ -137,8 +137,8 @@ class AdminMutation:
         "user",
         "Change a user's profile.",
         USERS,
-        lambda s, actor, i: writes.update(
-            s, actor, identity.USER, _id(i.id, "User"), i.expected_version, given_values(i, {})
+        lambda s, actor, i: identity.update_user(
+            s, actor, _id(i.id, "User"), i.expected_version, given_values(i, {})
         ),
     )
     set_user_password = mutation_field(
@@ -183,7 +183,7 @@ class AdminMutation:
         "role",
         "Create a role.",
         USERS,
-        lambda s, actor, i: writes.create(s, actor, identity.ROLE, given_values(i, {})),
+        lambda s, actor, i: identity.create_role(s, actor, given_values(i, {})),
     )
     update_role = mutation_field(
         UpdateRoleInput,
@@ -191,8 +191,8 @@ class AdminMutation:
         "role",
         "Change a role's description or scopes.",
         USERS,
-        lambda s, actor, i: writes.update(
-            s, actor, identity.ROLE, _id(i.id, "Role"), i.expected_version, given_values(i, {})
+        lambda s, actor, i: identity.update_role(
+            s, actor, _id(i.id, "Role"), i.expected_version, given_values(i, {})
         ),
     )
     create_oauth_client = mutation_field(
@@ -218,13 +218,8 @@ class AdminMutation:
         "client",
         "Change an OAuth client.",
         CLIENTS,
-        lambda s, actor, i: writes.update(
-            s,
-            actor,
-            identity.CLIENT,
-            _id(i.id, "OAuthClient"),
-            i.expected_version,
-            given_values(i, {}),
+        lambda s, actor, i: identity.update_client(
+            s, actor, _id(i.id, "OAuthClient"), i.expected_version, given_values(i, {})
         ),
         name="updateOAuthClient",
     )
