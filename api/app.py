@@ -68,6 +68,21 @@ async def metrics(request: Request) -> Response:
     return observed.render()
 
 
+def admission_limits(settings: Settings) -> tuple[int | None, int]:
+    """Requests a worker handles at once (None: no limit) and how many may wait.
+
+    By default, the connections its pool may open: each request holds one while it
+    runs, so more at once would only wait for a connection (and fail after
+    ``db_pool_timeout_seconds``) while adding to everyone's latency."""
+    at_once = settings.max_concurrent_requests
+    if at_once is None:
+        at_once = settings.db_pool_size + settings.db_max_overflow
+    if at_once == 0:
+        return None, 0
+    queued = settings.max_queued_requests
+    return at_once, at_once // 2 if queued is None else queued
+
+
 def make_rate_limiter(settings: Settings) -> RateLimiter:
     if settings.redis_url:
         return RedisRateLimiter(
@@ -156,6 +171,7 @@ def assemble_app(
             on_listening=responses.set_listening,
             connect_timeout=settings.db_connect_timeout_seconds,
         )
+    at_once, queued = admission_limits(settings)
     middleware = [
         Middleware(
             RequestGuard,
@@ -164,6 +180,8 @@ def assemble_app(
             timeout_seconds=settings.request_timeout_seconds,
             large_body_bytes=settings.large_body_bytes,
             large_requests_at_once=settings.large_requests_at_once,
+            max_concurrent_requests=at_once,
+            max_queued_requests=queued,
         )
     ]
     if settings.cors_origins:

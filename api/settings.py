@@ -100,6 +100,20 @@ class Settings(BaseSettings):
         description="Large requests (bulk ingest) handled at once per worker; the others "
         "wait, within their timeout. Each holds ~10 MB while it runs.",
     )
+    max_concurrent_requests: int | None = Field(
+        default=None,
+        ge=0,
+        description="Requests handled at once per worker; past them and a short line "
+        "(`PORTFOLIO_MAX_QUEUED_REQUESTS`) a request is answered 503 OVERLOADED with "
+        "Retry-After at once. Unset: the connections one worker may open "
+        "(`db_pool_size` + `db_max_overflow`); 0: no limit.",
+    )
+    max_queued_requests: int | None = Field(
+        default=None,
+        ge=0,
+        description="Requests that may wait for one of those places; unset: half of "
+        "them; 0: none wait.",
+    )
     statement_timeout_ms: int = Field(default=10_000, description="PostgreSQL statement_timeout.")
     request_timeout_seconds: float = Field(default=30.0, description="Longest request execution.")
     shutdown_grace_seconds: int = Field(
