@@ -14,7 +14,7 @@ from typing import Any
 
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
+from joserfc.jwk import KeySet, RSAKey
 
 from api.settings import ExternalIssuer, Settings
 from auth.external import ExternalIssuers
@@ -161,25 +161,29 @@ class TokenService:
             raw=claims,
         )
 
-    async def _decode(self, token: str, kid: str | None, external: ExternalIssuer | None) -> Any:
-        for refresh in (False, True):
-            key_set = await self._key_set(external, refresh=refresh)
-            if kid is not None and not any(k.kid == kid for k in key_set.keys) and not refresh:
-                continue  # a key we have not seen yet: re-read the keys once
-            try:
-                return jwt.decode(token, key_set, algorithms=ACCEPTED_ALGORITHMS)
-            except JoseError as error:
-                if refresh:
-                    raise InvalidToken(_describe(error)) from None
-            except ValueError:
-                if refresh:
-                    raise InvalidToken("The token is malformed.") from None
-        raise InvalidToken("The token's signing key is unknown.")
-
-    async def _key_set(self, external: ExternalIssuer | None, *, refresh: bool) -> KeySet:
+    async def _decode(self, token: str, kid: Any, external: ExternalIssuer | None) -> Any:
+        """Check the signature against keys held in memory. Only a kid we do not hold
+        makes us read the keys again (rate-limited by the key stores); a bad signature
+        under a known key is refused at once, at the cost of one signature check."""
+        key: RSAKey | KeySet | None
         if external is None:
-            return await self.keys.public_keys(refresh=refresh)
-        return await self.external.key_set(external, refresh=refresh)
+            if not isinstance(kid, str):
+                raise InvalidToken("The token's signing key is unknown.")
+            key = await self.keys.public_key(kid)
+        else:
+            key = await self.external.key_set(external)
+            if isinstance(kid, str) and not any(k.kid == kid for k in key.keys):
+                key = await self.external.key_set(external, refresh=True)
+                if not any(k.kid == kid for k in key.keys):
+                    key = None
+        if key is None:
+            raise InvalidToken("The token's signing key is unknown.")
+        try:
+            return jwt.decode(token, key, algorithms=ACCEPTED_ALGORITHMS)
+        except JoseError as error:
+            raise InvalidToken(_describe(error)) from None
+        except ValueError:
+            raise InvalidToken("The token is malformed.") from None
 
 
 def _peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
