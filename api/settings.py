@@ -26,6 +26,11 @@ class ExternalIssuer(BaseModel):
     role_mapping: dict[str, str] = {}
     # The claim identifying the user locally (matched against users.email).
     email_claim: str = "email"
+    # Also give the token the roles granted to the local account with its e-mail. Off by
+    # default: only for an issuer that proves addresses, and then only when the token says
+    # so (`email_verified: true`); otherwise anyone able to set that claim at the issuer
+    # would get a local administrator's roles.
+    map_roles_by_email: bool = False
 
 
 class Settings(BaseSettings):

@@ -63,8 +63,9 @@ LEFT JOIN users u ON u.id = $3::bigint
 """
 
 # The same for an external issuer's token: the scopes of the local roles its groups
-# map to ($2) and of the roles granted to the local account with its e-mail ($3), if
-# there is one. $1 jti (or NULL).
+# map to ($2) and of the roles granted to the local account with its e-mail ($3, NULL
+# unless the issuer may map by e-mail and the address is verified), if there is one.
+# $1 jti (or NULL).
 _EXTERNAL = """
 SELECT
   EXISTS (SELECT 1 FROM oauth_revoked_access_tokens WHERE jti = $1::varchar) AS revoked,
@@ -115,8 +116,11 @@ async def resolve_principal(connection: Any, claims: AccessClaims) -> Principal:
 
 
 async def _external(connection: Any, claims: AccessClaims) -> Principal:
-    """External users get the local roles their groups map to, plus roles granted to
-    the local account with the same e-mail, if any (a disabled account refuses)."""
+    """External users get the local roles their groups map to, plus, when the issuer is
+    configured to map by e-mail (``map_roles_by_email``) and the token's ``email_verified``
+    is true, the roles granted to the local account with the same e-mail, if any (a
+    disabled account refuses). An unverified or unmapped e-mail links to no account:
+    whoever can put an address in a token must not become its local owner."""
     config = claims.external
     assert config is not None
     groups = claims.raw.get(config.roles_claim) or []
@@ -124,9 +128,12 @@ async def _external(connection: Any, claims: AccessClaims) -> Principal:
         groups = groups.split()
     role_names = sorted({config.role_mapping[g] for g in groups if g in config.role_mapping})
     email = claims.raw.get(config.email_claim)
-    row = await connection.fetchrow(
-        _EXTERNAL, claims.jti, role_names, email if isinstance(email, str) else None
+    mapped = (
+        config.map_roles_by_email
+        and claims.raw.get("email_verified") is True
+        and isinstance(email, str)
     )
+    row = await connection.fetchrow(_EXTERNAL, claims.jti, role_names, email if mapped else None)
     if row["revoked"]:
         raise InvalidToken("The token has been revoked.")
     if row["user_id"] is not None and not row["user_enabled"]:
