@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     max_aliases: int = Field(default=30, description="Most aliases in one document.")
     max_root_fields: int = Field(default=10, description="Most root fields in one operation.")
     max_tokens: int = Field(default=5000, description="Most lexical tokens in one document.")
+    max_document_bytes: int = Field(
+        default=100_000,
+        ge=1,
+        description="Largest ad-hoc GraphQL document, in UTF-8 bytes, refused before it is "
+        "parsed (DOCUMENT_TOO_LARGE); persisted documents may be larger.",
+    )
     rate_limit_points: int = Field(
         default=50_000, description="Points a caller may spend per rate-limit window."
     )
@@ -134,6 +140,13 @@ class Settings(BaseSettings):
     persisted_queries_only: bool = Field(
         default=False,
         description="Run only documents registered with `portfolio persist-queries`.",
+    )
+    persisted_queries_register: bool | None = Field(
+        default=None,
+        description="Let requests register documents (automatic persisted queries): only "
+        "documents that parse, validate and fit PORTFOLIO_MAX_DOCUMENT_BYTES are stored. "
+        "Unset: on in development, off in production, where `portfolio persist-queries` "
+        "registers them.",
     )
     compiled_reads: bool = Field(
         default=True,

@@ -11,14 +11,13 @@ from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
-    ParserCache,
     QueryDepthLimiter,
 )
 from strawberry.schema.config import StrawberryConfig
 
 from api.settings import Settings
 from schema.compiled.extension import CompiledQueries
-from schema.limits import BoundedValidationCache, QueryLimits
+from schema.limits import Documents, QueryLimits
 from schema.mutations.bulk import BulkIngest
 from schema.mutations.root import Mutation
 from schema.query import NODE_CLASSES, Query
@@ -39,13 +38,12 @@ def build_schema(
     ]
     if production:
         rules.append(NoSchemaIntrospectionCustomRule)
-    # Factories: a fresh extension per request (the parse and validation caches are
-    # module-level, shared by all of them).
+    # Factories: a fresh extension per request (the cache of parsed and validated
+    # documents is module-level, bounded by bytes: ``schema.limits.documents``).
     extensions: list[object] = [
         lambda: MaxTokensLimiter(max_token_count=max_tokens),
-        lambda: ParserCache(maxsize=1024),
         lambda: AddValidationRules(rules),
-        lambda: BoundedValidationCache(maxsize=1024),
+        Documents,  # refuses oversized documents before parsing; charges parsing
         QueryLimits,
         CompiledQueries,
         BulkIngest,  # after QueryLimits: a refused operation is not prevalidated

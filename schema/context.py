@@ -55,6 +55,8 @@ class Context:
     budget: Any = None
     # A mutation ran: the answers cached of reads are dropped once it is committed.
     mutated: bool = False
+    # The document came from the persisted store: it may exceed max_document_bytes.
+    persisted_document: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _loaders: dict[Hashable, DataLoader[Any, Any]] = field(default_factory=dict)
 

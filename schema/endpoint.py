@@ -116,6 +116,7 @@ class GraphQLEndpoint:
                     await transaction.session(),
                     payload,
                     only_persisted=self.only_persisted,
+                    state=scope["state"],
                 )
                 set_get_payload(scope, resolved)
             return receive
@@ -137,6 +138,7 @@ class GraphQLEndpoint:
                     await transaction.session(),
                     payload,
                     only_persisted=self.only_persisted,
+                    state=scope["state"],
                 )
                 body = orjson.dumps(resolved)
         return replay(body)

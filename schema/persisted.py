@@ -1,8 +1,18 @@
-"""Persisted queries at the HTTP edge: the document is found (or registered) by its
-hash before strawberry sees the request."""
+"""Persisted queries at the HTTP edge: the document is found by its hash before
+strawberry sees the request.
+
+Registering (automatic persisted queries: a hash sent with its document) writes
+permanent storage, so it is never done here, on the caller's word: the request's state
+gets a ``PendingRegistration``, and the view stores the document only once it has
+parsed, validated, passed the limits and run (``PortfolioGraphQL._register``), and only
+where registering is on (``Settings.persisted_queries_register``: development by
+default; in production documents are registered with `portfolio persist-queries`).
+Elsewhere the document just runs, as an ad-hoc one, within the ad-hoc size cap.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -14,10 +24,21 @@ from starlette.types import Message, Receive, Scope
 from api.observability import error_response
 from api.services.persisted import PersistedQueryStore, digest
 
+# Request state keys: the document came from the store (it may exceed the ad-hoc size
+# cap); a document sent with its hash, to register if it runs.
+PERSISTED_DOCUMENT = "persisted_document"
+PENDING_REGISTRATION = "pending_registration"
+
 
 class PersistedQueryError(Exception):
     def __init__(self, response: Response) -> None:
         self.response = response
+
+
+@dataclass(frozen=True)
+class PendingRegistration:
+    store: PersistedQueryStore
+    document: str
 
 
 async def resolve_persisted(
@@ -26,8 +47,11 @@ async def resolve_persisted(
     payload: dict[str, Any],
     *,
     only_persisted: bool,
+    state: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The request with its document filled in, or PersistedQueryError."""
+    """The request with its document filled in, or PersistedQueryError. ``state`` (the
+    request's) learns whether the document is a stored one or one to register."""
+    state = {} if state is None else state
     extensions = payload.get("extensions") or {}
     persisted = extensions.get("persistedQuery") if isinstance(extensions, dict) else None
     query = payload.get("query")
@@ -54,14 +78,17 @@ async def resolve_persisted(
                     400, "PERSISTED_QUERY_HASH_MISMATCH", "sha256Hash does not match the query."
                 )
             )
-        if await store.find(session, sha256) is None:
-            if only_persisted:
-                raise PersistedQueryError(_not_found())
-            await store.register(session, query)
+        if await store.find(session, sha256) is not None:
+            state[PERSISTED_DOCUMENT] = True
+        elif only_persisted:
+            raise PersistedQueryError(_not_found())
+        else:
+            state[PENDING_REGISTRATION] = PendingRegistration(store, query)
         return payload
     document = await store.find(session, sha256)
     if document is None:
         raise PersistedQueryError(_not_found())
+    state[PERSISTED_DOCUMENT] = True
     return {**payload, "query": document}
 
 

@@ -32,6 +32,8 @@ from schema.context import Context
 from schema.errors import INTERNAL, UNAVAILABLE, with_code
 from schema.http import GRAPHQL_RESPONSE, JSON, RETRY_AFTER_SECONDS, HTTPRefusal, content_type
 from schema.limits import cost_extension, known_measurement
+from schema.limits.documents import document_bytes
+from schema.persisted import PENDING_REGISTRATION, PERSISTED_DOCUMENT, PendingRegistration
 
 log = structlog.get_logger(__name__)
 
@@ -58,6 +60,10 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         self.anonymous = anonymous_principal(
             development=settings.is_development, configured=settings.anonymous_scopes
         )
+        # Requests may register persisted documents (``schema.persisted``): writing
+        # permanent storage on an unauthenticated caller's word is for development.
+        register = settings.persisted_queries_register
+        self.registers = settings.is_development if register is None else register
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -128,7 +134,7 @@ class PortfolioGraphQL(GraphQL[Context, None]):
                 context.answered_by = answered_by
                 return repeated
         try:
-            return await super().execute_single(
+            result = await super().execute_single(
                 request=request,
                 request_adapter=request_adapter,
                 sub_response=sub_response,
@@ -136,6 +142,8 @@ class PortfolioGraphQL(GraphQL[Context, None]):
                 root_value=root_value,
                 request_data=request_data,
             )
+            await self._register(request.scope["state"], context, result)
+            return result
         except HTTPException as error:
             if isinstance(error.__cause__, InvalidOperationTypeError):
                 raise HTTPRefusal(
@@ -145,6 +153,14 @@ class PortfolioGraphQL(GraphQL[Context, None]):
                     {"Allow": "POST"},
                 ) from error
             raise
+
+    async def _register(self, state: dict[str, Any], context: Context, result: Any) -> None:
+        """Stores a document sent with its hash once it has run: it parsed, validated
+        and passed the limits (a request error leaves no data and no error path)."""
+        pending: PendingRegistration | None = state.get(PENDING_REGISTRATION)
+        ran = result.data is not None or any(e.path for e in result.errors or ())
+        if pending is not None and self.registers and ran:
+            await context.run(lambda session: pending.store.register(session, pending.document))
 
     async def _answer_known(self, request: Request) -> Response | None:
         """A JSON POST of a query the compiler answered before is answered here, before
@@ -180,6 +196,8 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         if not isinstance(data.extensions, dict | None):
             return None
         state = request.scope["state"]
+        if PENDING_REGISTRATION in state:
+            return None  # strawberry's path runs it, then registers it
         principal = state["principal"]
         known = self._known(principal.scopes, data)
         if known is None:
@@ -209,6 +227,10 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             and isinstance(request.variables, dict | None)
         ):
             return None  # strawberry reports malformed parameters
+        if len(request.query) > self.settings.max_document_bytes and (
+            document_bytes(request.query) > self.settings.max_document_bytes
+        ):
+            return None  # refused by strawberry's path, unless it is a persisted one
         candidates = CANDIDATES.get(request.query, request.operation_name)
         if candidates is None or not PLANS.may_hold(request.query):
             return None
@@ -276,6 +298,7 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             rate_limit_key=_rate_limit_key(state["principal"], request),
             # Charged by the fast path, which its budget refused: not charged again.
             budget=state.get("budget"),
+            persisted_document=state.get(PERSISTED_DOCUMENT, False),
         )
         return context
 

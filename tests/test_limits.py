@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.app import assemble_app
+from schema.limits.documents import parse_points
 from tests.conftest import GraphQL, make_client, settings_for
 from tests.fixtures.database import StatementCounter
 
@@ -37,8 +38,9 @@ async def limited(
 
 
 async def test_cost_is_reported(limited: Any) -> None:
-    body = await limited()(OVERVIEW)
-    assert "errors" not in body
+    # A document never parsed before in this process: parsing it is charged too.
+    document = f"# {uuid.uuid4()}\n{OVERVIEW}"
+    body = await limited()(document)
     assert "errors" not in body
     cost = body["extensions"]["cost"]
     # The dashboard query fits the default: the products connection, then per product
@@ -46,7 +48,7 @@ async def test_cost_is_reported(limited: Any) -> None:
     assert cost["requested"] == 1 + 50 * (1 + (1 + 10) + (1 + 4)) == 851
     assert cost["limit"] == 1000
     assert cost["actual"] > 0
-    assert cost["remaining"] == cost["budget"] - 851
+    assert cost["remaining"] == cost["budget"] - 851 - parse_points(len(document))
 
 
 async def test_too_costly_is_refused_before_any_sql(
@@ -159,15 +161,21 @@ async def _budgets(engine: AsyncEngine, sessions: Any, **settings: Any) -> tuple
 async def test_rate_limit_shared_between_replicas_through_redis(
     engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
+    # A document of its own, parsed (and charged for it) once by the first replica;
+    # the second finds it parsed (each process has its own cache; these share one).
+    query = (
+        "{ rateLimit { limit cost remaining resetAt } "
+        f"p{uuid.uuid4().hex}: products(first: 10) {{ nodes {{ key }} }} }}"
+    )
+    parsing = parse_points(len(query))
     # A fresh window key per test run: the Redis on this machine is shared.
     settings = {
         "redis_url": "redis://127.0.0.1:6379/0",
-        "rate_limit_points": 48,
+        "rate_limit_points": 48 + parsing,
         "rate_limit_window_seconds": 3600,
     }
     first, second = await _budgets(engine, sessions, **settings)
     address = f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.7"
-    query = "{ rateLimit { limit cost remaining resetAt } products(first: 10) { nodes { key } } }"
 
     async def ask(app: Any) -> httpx.Response:
         async with httpx.AsyncClient(
@@ -191,8 +199,8 @@ async def test_rate_limit_shared_between_replicas_through_redis(
     [error] = refused.json()["errors"]
     assert error["extensions"] == {"code": "RATE_LIMITED", "retryAfter": retry_after}
     assert error["message"] == (
-        "Rate limit exceeded: 0 of 48 points left in this window and this query costs 12. "
-        f"Retry after {retry_after} seconds."
+        f"Rate limit exceeded: 0 of {48 + parsing} points left in this window and this query "
+        f"costs 12. Retry after {retry_after} seconds."
     )
     for app in (first, second):
         await app.state.rate_limiter.aclose()
@@ -214,9 +222,11 @@ async def test_repeated_queries_are_charged_once_each_on_the_fast_path(
 ) -> None:
     """The third identical query skips strawberry (answeredBy "repeated"); it is still
     charged, once, and refused with the same error when the budget is spent."""
-    app = assemble_app(settings_for(rate_limit_points=40), engine, sessions)
-    # 11 points; a document of its own, which no other test has planned in this process.
+    # 11 points; a document of its own, which no other test has planned in this process
+    # (parsing it costs its points once; the budget leaves room for them).
     query = f"{{ p{uuid.uuid4().hex}: products(first: 10) {{ nodes {{ key }} }} }}"
+    parsing = parse_points(len(query))
+    app = assemble_app(settings_for(rate_limit_points=40 + parsing), engine, sessions)
     async with make_client(engine, sessions, app=app) as client:
         api = GraphQL(client)
         answers = [await api(query) for _ in range(3)]
@@ -229,12 +239,13 @@ async def test_repeated_queries_are_charged_once_each_on_the_fast_path(
         "actual": 11,
         "limit": 10_000_000,
         "remaining": 7,
-        "budget": 40,
+        "budget": 40 + parsing,
     }
     error = refused["errors"][0]
     assert error["extensions"]["code"] == "RATE_LIMITED"
     assert error["message"].startswith(
-        "Rate limit exceeded: 7 of 40 points left in this window and this query costs 11."
+        f"Rate limit exceeded: 7 of {40 + parsing} points left in this window and this query "
+        "costs 11."
     )
 
 

@@ -8,15 +8,16 @@ document. In the persisted-only mode, only documents registered ahead of time
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.caches import ByteLRU, text_bytes
 from api.models import PersistedQuery
 
-CACHE_SIZE = 4096
+# Persisted documents may be large (they are exempt from the ad-hoc size cap).
+CACHE_BYTES = 16 * 1024 * 1024
 
 
 def digest(document: str) -> str:
@@ -27,7 +28,7 @@ class PersistedQueryStore:
     """Content-addressed, so a cached entry can never be stale."""
 
     def __init__(self) -> None:
-        self._cache: OrderedDict[str, str] = OrderedDict()
+        self._cache: ByteLRU[str, str] = ByteLRU(CACHE_BYTES)
 
     async def find(self, session: AsyncSession, sha256: str) -> str | None:
         document = self._cache.get(sha256)
@@ -48,7 +49,4 @@ class PersistedQueryStore:
         return sha256
 
     def _remember(self, sha256: str, document: str) -> None:
-        self._cache[sha256] = document
-        self._cache.move_to_end(sha256)
-        while len(self._cache) > CACHE_SIZE:
-            self._cache.popitem(last=False)
+        self._cache.put(sha256, document, text_bytes(sha256, document))

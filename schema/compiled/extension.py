@@ -6,7 +6,7 @@ strawberry skip execution; parsing and validation (and their caches) still apply
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, NamedTuple
@@ -28,6 +28,7 @@ from sqlalchemy.exc import CompileError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from strawberry.extensions import SchemaExtension
 
+from api.caches import ByteLRU, text_bytes
 from api.errors import DomainError
 from schema.compiled.compiler import Compiler, NotBound
 from schema.compiled.parameters import (
@@ -59,19 +60,55 @@ Plan = list[tuple[str, Any]]
 SEEN_ONCE: Plan = []  # the key was planned once; render its text if it comes again
 
 
+PLAN_CACHE_BYTES = 64 * 1024 * 1024
+
+
+def _plan_bytes(key: Hashable, plan: Plan | None) -> int:
+    """The key's texts (document, operation, variables) and the plan's SQL text."""
+    size = text_bytes(*key) if isinstance(key, tuple) else 0
+    if isinstance(key, tuple) and len(key) > 3 and isinstance(key[3], tuple):
+        size += text_bytes(*key[3])  # (variables' text, parameters' shapes)
+    if plan:
+        size += text_bytes(key[0])  # type: ignore[index]  # the fast path's copy
+    for response, statement in plan or ():
+        size += text_bytes(response) + 100
+        if isinstance(statement, Rendered):
+            size += text_bytes(statement.sql) + 100 * len(statement.arguments)
+    return size
+
+
 class PlanCache:
     """Plans by (document, operation, scopes, variables): a plan depends on nothing
-    else (not on the data), so a hit skips planning entirely. Bounded LRU. Variables
-    bound as parameters count by their shape only (``schema.compiled.parameters``).
+    else (not on the data), so a hit skips planning entirely. LRU bounded by the bytes
+    of its keys and plans: documents and variables are the callers'. Variables bound as
+    parameters count by their shape only (``schema.compiled.parameters``).
 
     A request seen for the first time runs its statements with bound values: SQLAlchemy
     reuses the compiled SQL of any statement of the same structure. A request that comes
     again gets its SQL text rendered once and kept."""
 
-    def __init__(self, size: int = 1024) -> None:
-        self.size = size
-        self._plans: OrderedDict[Hashable, Plan | None] = OrderedDict()
-        self._documents: set[str] = set()
+    def __init__(self, max_bytes: int = PLAN_CACHE_BYTES) -> None:
+        self._plans: ByteLRU[Hashable, Plan | None] = ByteLRU(max_bytes, self._evicted)
+        # Rendered plans held per document: the fast path's cheap test.
+        self._documents: Counter[str] = Counter()
+
+    @property
+    def max_bytes(self) -> int:
+        return self._plans.max_bytes
+
+    @property
+    def bytes(self) -> int:
+        return self._plans.bytes
+
+    def __len__(self) -> int:
+        return len(self._plans)
+
+    def _evicted(self, key: Hashable, plan: Plan | None) -> None:
+        if plan:
+            document = key[0]  # type: ignore[index]
+            self._documents[document] -= 1
+            if self._documents[document] <= 0:
+                del self._documents[document]
 
     def may_hold(self, query: str) -> bool:
         """Whether a rendered plan may exist for this document: a cheap test before the
@@ -81,27 +118,19 @@ class PlanCache:
 
     def rendered(self, key: Hashable) -> Plan | None:
         """The plan of a request seen at least twice, as SQL text; None otherwise."""
-        plan = self._plans.get(key)
-        if not plan:  # unknown, declined or seen once
+        if not self._plans.peek(key):  # unknown, declined or seen once
             return None
-        self._plans.move_to_end(key)
-        return plan
+        return self._plans.get(key)
 
     def get(self, key: Hashable) -> tuple[bool, Plan | None]:
         if key not in self._plans:
             return False, None
-        self._plans.move_to_end(key)
-        return True, self._plans[key]
+        return True, self._plans.get(key)
 
     def put(self, key: Hashable, plan: Plan | None) -> None:
-        self._plans[key] = plan
-        self._plans.move_to_end(key)
-        while len(self._plans) > self.size:
-            self._plans.popitem(last=False)
-        if plan:  # rendered: its document may now take the fast path
-            self._documents.add(key[0])  # type: ignore[index]
-            if len(self._documents) > self.size * 2:  # forget documents whose plans are gone
-                self._documents = {k[0] for k, held in self._plans.items() if held}  # type: ignore[index]
+        if self._plans.put(key, plan, _plan_bytes(key, plan)) and plan:
+            # Rendered: its document may now take the fast path.
+            self._documents[key[0]] += 1  # type: ignore[index]
 
 
 def provided_operation_name(execution: Any) -> str | None:
@@ -332,9 +361,10 @@ class CompiledQueries(SchemaExtension):
 
 def _operation(execution: Any) -> OperationDefinitionNode | None:
     """The operation the request runs, looked up once (None if the document did not
-    parse or names no such operation)."""
+    parse, names no such operation, or holds several and the request named none: never
+    the first of them, which strawberry's ``operation_name`` would fall back to)."""
     document = execution.graphql_document
-    return get_operation_ast(document, execution.operation_name) if document else None
+    return get_operation_ast(document, provided_operation_name(execution)) if document else None
 
 
 _DIALECT = postgresql_asyncpg.dialect()

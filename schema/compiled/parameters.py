@@ -15,7 +15,6 @@ met (checked after planning; otherwise the plan is keyed by the value, as any ot
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 from functools import lru_cache
 from typing import Any
@@ -37,6 +36,7 @@ from graphql import (
 )
 from graphql.language.visitor import SKIP
 
+from api.caches import ByteLRU, text_bytes
 from api.errors import DomainError
 from schema.ids import decode_id
 
@@ -134,14 +134,27 @@ def _token(kind: str, value: Any) -> Hashable | None:
     return "String"
 
 
-@lru_cache(maxsize=4096)
+# Longer strings are not global IDs this server made: decoded, never kept (the cache
+# is keyed by what callers send, so its keys must be short to bound its bytes).
+MAX_CACHED_ID = 64
+
+
 def _decoded(global_id: str) -> tuple[str, int] | None:
     """``decode_id``, or None for a malformed ID: a request needs it for the plan's
     key, the cost's key and the parameter, and dashboards ask for the same IDs again."""
+    if len(global_id) > MAX_CACHED_ID:
+        return _decode(global_id)
+    return _decoded_short(global_id)
+
+
+def _decode(global_id: str) -> tuple[str, int] | None:
     try:
         return decode_id(global_id)
     except DomainError:
         return None
+
+
+_decoded_short = lru_cache(maxsize=4096)(_decode)
 
 
 def bound_value(kind: str, value: Any) -> Any:
@@ -189,13 +202,30 @@ def variables_key(variables: Any, candidates: Candidates) -> Hashable | None:
         return None
 
 
+CANDIDATE_CACHE_BYTES = 16 * 1024 * 1024
+
+
+def _candidates_bytes(key: tuple[str, str | None], found: Candidates) -> int:
+    return text_bytes(*key) + sum(text_bytes(name) + 100 for name in found)
+
+
 class CandidateCache:
     """``candidates`` by (document text, operation name): the view needs them before
-    it parses anything. Bounded LRU."""
+    it parses anything. LRU bounded by bytes, the documents' texts included."""
 
-    def __init__(self, size: int = 2048) -> None:
-        self.size = size
-        self._found: OrderedDict[tuple[str, str | None], Candidates] = OrderedDict()
+    def __init__(self, max_bytes: int = CANDIDATE_CACHE_BYTES) -> None:
+        self._found: ByteLRU[tuple[str, str | None], Candidates] = ByteLRU(max_bytes)
+
+    @property
+    def max_bytes(self) -> int:
+        return self._found.max_bytes
+
+    @property
+    def bytes(self) -> int:
+        return self._found.bytes
+
+    def __len__(self) -> int:
+        return len(self._found)
 
     def get(self, query: str, operation_name: str | None) -> Candidates | None:
         return self._found.get((query, operation_name))
@@ -204,17 +234,17 @@ class CandidateCache:
         key = (query, operation_name)
         found = self._found.get(key)
         if found is None:
-            found = self._found[key] = candidates(document, operation_name)
-            while len(self._found) > self.size:
-                self._found.popitem(last=False)
+            found = candidates(document, operation_name)
+            self._found.put(key, found, _candidates_bytes(key, found))
         return found
 
     def drop(self, query: str, operation_name: str | None, names: set[str]) -> None:
         """Stop binding these variables of the document (the compiler inlined a use)."""
         key = (query, operation_name)
-        found = self._found.get(key)
+        found = self._found.peek(key)
         if found is not None:
-            self._found[key] = {n: kind for n, kind in found.items() if n not in names}
+            kept = {n: kind for n, kind in found.items() if n not in names}
+            self._found.put(key, kept, _candidates_bytes(key, kept))
 
 
 CANDIDATES = CandidateCache()

@@ -28,11 +28,17 @@ class Cached(NamedTuple):
     data: dict[str, Any]  # per root field, PostgreSQL's JSON (orjson.Fragment)
     objects: int  # the actual cost
     json_chars: int  # characters of JSON
+    key_chars: int = 0  # characters of its key's texts (set by ``ResponseCache.put``)
 
     @property
     def size(self) -> int:
         """What the bound counts."""
-        return self.json_chars + ENTRY_OVERHEAD
+        return self.json_chars + self.key_chars + ENTRY_OVERHEAD
+
+
+def _key_chars(key: Hashable) -> int:
+    parts = key if isinstance(key, tuple) else (key,)
+    return sum(len(part) for part in parts if isinstance(part, str))
 
 
 class ResponseCache:
@@ -63,6 +69,8 @@ class ResponseCache:
 
     def put(self, key: Hashable, generation: int, entry: Cached) -> None:
         """Keep an answer read under ``generation``, unless the data changed since."""
+        # The key's texts (document, variables) are the caller's: counted with the answer.
+        entry = entry._replace(key_chars=_key_chars(key))
         if not self.active or generation != self.generation or entry.size > self.max_chars:
             return
         previous = self._entries.pop(key, None)

@@ -2,11 +2,12 @@
 
 ``cost``: what an operation costs; ``measured``: costs remembered by operation and
 variables; ``extension``: the strawberry extension that refuses and charges;
-``size``: documents refused before validation.
+``size``: documents refused before validation; ``documents``: refused by size before
+parsing, charged, parsed and validated in a cache bounded by bytes.
 """
 
+from schema.limits.documents import Documents
 from schema.limits.extension import QueryLimits, cost_extension
 from schema.limits.measured import known_measurement
-from schema.limits.size import BoundedValidationCache
 
-__all__ = ["BoundedValidationCache", "QueryLimits", "cost_extension", "known_measurement"]
+__all__ = ["Documents", "QueryLimits", "cost_extension", "known_measurement"]

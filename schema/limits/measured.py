@@ -4,22 +4,29 @@ no parsed document, can find its measurement)."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Any
 
 from graphql import get_operation_ast
 
+from api.caches import ByteLRU, text_bytes
 from schema.compiled.extension import execution_candidates, provided_operation_name
 from schema.compiled.parameters import Candidates, variables_key
 from schema.limits.cost import Measurement, input_object_variables, query_cost
 
+# Both are keyed by callers' texts (documents, variables): bounded by bytes.
+CACHE_BYTES = 16 * 1024 * 1024
+
 # (document, operation) -> its input-object variables, which costs are not keyed by.
-_IGNORED: OrderedDict[tuple[str | None, str | None], frozenset[str]] = OrderedDict()
+_IGNORED: ByteLRU[tuple[str | None, str | None], frozenset[str]] = ByteLRU(CACHE_BYTES)
+
+_COSTS: ByteLRU[Hashable, Measurement | None] = ByteLRU(CACHE_BYTES)
 
 
-_COSTS: OrderedDict[Hashable, Measurement | None] = OrderedDict()
-_COSTS_SIZE = 1024
+def _key_bytes(key: Any) -> int:
+    """The texts of a cost's key: (document, operation, (variables, shapes))."""
+    variables, shapes = key[2]
+    return text_bytes(key[0], key[1], variables) + 100 * len(shapes)
 
 
 def _cost_key(
@@ -27,7 +34,7 @@ def _cost_key(
 ) -> Hashable:
     """A cost depends on the variables, except on input objects and on those bound as
     parameters (keys, IDs): only their shape counts."""
-    ignored = _IGNORED.get((query, operation_name))
+    ignored = _IGNORED.peek((query, operation_name))
     if ignored and isinstance(variables, dict):
         variables = {name: value for name, value in variables.items() if name not in ignored}
     values = variables_key(variables, candidates)
@@ -39,7 +46,7 @@ def known_measurement(
 ) -> Measurement | None:
     """An operation measured before and within every limit; None if unknown."""
     key = _cost_key(query, operation_name, variables, candidates)
-    measured = _COSTS.get(key) if key is not None else None
+    measured = _COSTS.peek(key) if key is not None else None
     if measured is None or measured.introspection_refusal is not None:
         return None
     return measured
@@ -54,8 +61,7 @@ def cached_query_cost(execution: Any) -> Measurement | None:
         execution.query, operation_name, execution.variables, execution_candidates(execution)
     )
     if key is not None and key in _COSTS:
-        _COSTS.move_to_end(key)
-        return _COSTS[key]
+        return _COSTS.get(key)
     measured = query_cost(
         execution.schema._schema,
         execution.graphql_document,
@@ -64,9 +70,7 @@ def cached_query_cost(execution: Any) -> Measurement | None:
         ignored,
     )
     if key is not None:
-        _COSTS[key] = measured
-        while len(_COSTS) > _COSTS_SIZE:
-            _COSTS.popitem(last=False)
+        _COSTS.put(key, measured, _key_bytes(key) + 200)
     return measured
 
 
@@ -78,9 +82,7 @@ def _ignored_variables(execution: Any, operation_name: str | None) -> frozenset[
     if ignored is None:
         operation = get_operation_ast(execution.graphql_document, execution.operation_name)
         definitions = operation.variable_definitions if operation is not None else None
-        ignored = _IGNORED[key] = input_object_variables(
-            execution.schema._schema, definitions or ()
-        )
-        while len(_IGNORED) > _COSTS_SIZE:
-            _IGNORED.popitem(last=False)
+        ignored = input_object_variables(execution.schema._schema, definitions or ())
+        size = text_bytes(*key) + sum(text_bytes(name) + 100 for name in ignored)
+        _IGNORED.put(key, ignored, size)
     return ignored

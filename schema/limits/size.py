@@ -1,10 +1,9 @@
 """Documents too large to validate: fragments that expand to more fields than any real
-query selects, or too many directives, are refused before validation walks them."""
+query selects, or too many directives, are refused before validation walks them (a few
+hundred bytes of nested spreads would otherwise cost minutes of CPU)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from functools import lru_cache
 from typing import Any
 
 from graphql import (
@@ -19,7 +18,6 @@ from graphql import (
     Visitor,
     visit,
 )
-from strawberry.extensions import ValidationCache
 
 MAX_EXPANDED_FIELDS = 2000
 MAX_DIRECTIVES = 50
@@ -75,24 +73,9 @@ def expanded_fields(document: DocumentNode) -> int:
     )
 
 
-class BoundedValidationCache(ValidationCache):
-    """Validation (cached), refused at once for a document whose fragments expand to
-    more fields than any real query selects: validation and the limits walk the
-    expansion, so a few hundred bytes of nested spreads would cost minutes of CPU."""
-
-    def on_validate(self) -> Iterator[None]:
-        execution = self.execution_context
-        document = execution.graphql_document
-        refusal = _size_refusal(document) if document is not None else None
-        if refusal is None:
-            yield from super().on_validate()
-            return
-        execution.pre_execution_errors = [refusal]
-        yield
-
-
-@lru_cache(maxsize=1024)  # by document, as the validation cache: once per document
-def _size_refusal(document: DocumentNode) -> GraphQLError | None:
+def size_refusal(document: DocumentNode) -> GraphQLError | None:
+    """Why the document is too large to validate, or None. Memoised with the parsed
+    document (``schema.limits.documents``): once per document."""
     fields = expanded_fields(document)
     if fields > MAX_EXPANDED_FIELDS:
         return GraphQLError(
