@@ -180,6 +180,18 @@ class Settings(BaseSettings):
         default=5, description="Failed logins per account or address before a pause."
     )
     login_window_seconds: int = Field(default=900, description="Length of that pause window.")
+    client_auth_max_failures: int = Field(
+        default=20,
+        ge=1,
+        description="Failed client authentications per client id, from all addresses, "
+        "before that client id pauses (per address: login_max_failures).",
+    )
+    client_auth_window_seconds: int = Field(
+        default=60,
+        ge=1,
+        description="Length of that pause window: short, so an attacker cannot keep a client "
+        "locked out without failing again and again from many addresses.",
+    )
 
     @property
     def is_development(self) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hmac
 import html
+import math
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -50,19 +51,52 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 class OAuthError(Exception):
     """An RFC 6749 §5.2 error response."""
 
-    def __init__(self, error: str, description: str, status: int = 400, basic: bool = False):
+    def __init__(
+        self,
+        error: str,
+        description: str,
+        status: int = 400,
+        basic: bool = False,
+        retry_after: int | None = None,
+    ):
         super().__init__(description)
         self.error, self.description, self.status, self.basic = error, description, status, basic
+        self.retry_after = retry_after
 
     def response(self) -> JSONResponse:
         headers = dict(NO_STORE)
         if self.basic:
             headers["WWW-Authenticate"] = 'Basic realm="portfolio-graph"'
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(self.retry_after)
         return JSONResponse(
             {"error": self.error, "error_description": self.description},
             status_code=self.status,
             headers=headers,
         )
+
+
+class ClientAuthenticationFailed(OAuthError):
+    """invalid_client, to be counted against ``limits`` once the request's transaction
+    has rolled back."""
+
+    def __init__(self, basic: bool, limits: list[Limit]) -> None:
+        super().__init__("invalid_client", "Client authentication failed.", 401, basic)
+        self.limits = limits
+
+
+@dataclass(frozen=True)
+class Limit:
+    """At most ``max_failures`` failures under ``key`` in a window of ``window_seconds``
+    (starting at the first failure); beyond it, requests under that key get 429."""
+
+    key: str
+    max_failures: int
+    window_seconds: int
+
+
+# A client id longer than any registered one is refused before it reaches the database.
+CLIENT_ID_MAX_LENGTH = 64
 
 
 @dataclass
@@ -143,15 +177,38 @@ class AuthorizationServer:
                 else:
                     body = await self._refresh(session, client, form)
         except OAuthError as error:
-            return error.response()
+            return await self._refused(error)
         if isinstance(body, OAuthError):  # refused, with changes that must stay (reuse)
             return body.response()
         return JSONResponse(body, headers=NO_STORE)
 
     async def _client(self, session: AsyncSession, request: Request, form: Any) -> OAuthClient:
-        """Authenticate the client: HTTP Basic, form secret, or a public client's id."""
+        """Authenticate the client: HTTP Basic, form secret, or a public client's id.
+
+        Failed client authentication is throttled like the login form (the same
+        ``login_throttle`` rows, shared by replicas), and refused with 429 before any
+        secret is hashed, so that guessing costs the guesser, not the server:
+        - per address (``client-address:``): ``login_max_failures`` failures in
+          ``login_window_seconds`` pause that address, whatever client id it names.
+          One attacking address locks out only itself.
+        - per client id (``client:``, registered ids only, so made-up ids add no rows):
+          ``client_auth_max_failures`` failures from all addresses pause that client id
+          for what remains of a short window (``client_auth_window_seconds``, counted
+          from the first failure). A higher threshold than per address, so that one
+          address cannot pause a client, and a short window, so that a distributed
+          attacker must keep failing from many addresses (each then paused for the
+          long window) to keep a client paused.
+        Success does not reset the counters: it would let an attacker who also holds
+        one valid client reset his own address.
+        """
         client_id, secret, basic = form.get("client_id"), form.get("client_secret"), False
         header = request.headers.get("authorization", "")
+        address = request.client.host if request.client else "unknown"
+        by_address = Limit(
+            f"client-address:{address}",
+            self.settings.login_max_failures,
+            self.settings.login_window_seconds,
+        )
         if header.lower().startswith("basic "):
             basic = True
             try:
@@ -161,8 +218,23 @@ class AuthorizationServer:
                 raise OAuthError(
                     "invalid_client", "Malformed Basic credentials.", 401, basic
                 ) from None
-        if not client_id:
-            raise OAuthError("invalid_client", "Client authentication failed.", 401, basic)
+        client_id = str(client_id or "")
+        if not client_id or len(client_id) > CLIENT_ID_MAX_LENGTH or "\x00" in client_id:
+            raise ClientAuthenticationFailed(basic, [by_address])
+        by_client = Limit(
+            f"client:{client_id}",
+            self.settings.client_auth_max_failures,
+            self.settings.client_auth_window_seconds,
+        )
+        retry_after = await self._throttled(session, [by_address, by_client])
+        if retry_after is not None:
+            raise OAuthError(
+                "slow_down",
+                "Too many failed client authentications; try again later.",
+                429,
+                basic,
+                retry_after,
+            )
         client = await session.scalar(select(OAuthClient).where(OAuthClient.client_id == client_id))
         usable = client is not None and client.is_active and client.archived_at is None
         if client is not None and client.secret_hash is None and usable and not secret:
@@ -173,9 +245,18 @@ class AuthorizationServer:
             )
             or not usable
         ):
-            raise OAuthError("invalid_client", "Client authentication failed.", 401, basic)
+            limits = [by_address, by_client] if client is not None else [by_address]
+            raise ClientAuthenticationFailed(basic, limits)
         assert client is not None
         return client
+
+    async def _refused(self, error: OAuthError) -> Response:
+        """The error response; a failed client authentication is counted first, in a
+        transaction of its own (the request's was rolled back)."""
+        if isinstance(error, ClientAuthenticationFailed):
+            async with self.sessions() as session, session.begin():
+                await self._fail(session, error.limits)
+        return error.response()
 
     def _scopes(self, requested: Any, allowed: frozenset[str]) -> frozenset[str]:
         if not requested:
@@ -363,11 +444,18 @@ with these scopes:</p><ul>{scopes or "<li>(none)</li>"}</ul>{notice}
             return _redirect(redirect_uri, params, error="access_denied")
         email = str(form.get("email") or "").strip().lower()
         address = request.client.host if request.client else "unknown"
-        keys = [f"account:{email}", f"address:{address}"]
-        if await self._throttled(session, keys):
-            return self._login_page(
+        max_failures, window = self.settings.login_max_failures, self.settings.login_window_seconds
+        keys = [
+            Limit(f"account:{email}", max_failures, window),
+            Limit(f"address:{address}", max_failures, window),
+        ]
+        retry_after = await self._throttled(session, keys)
+        if retry_after is not None:
+            page = self._login_page(
                 client, params, "Too many failed sign-ins; try again later.", status=429
             )
+            page.headers["Retry-After"] = str(retry_after)
+            return page
         user = await session.scalar(select(User).where(User.email == email))
         password = str(form.get("password") or "")
         valid = await verify_secret_off_loop(user.password_hash if user else None, password)
@@ -397,20 +485,32 @@ with these scopes:</p><ul>{scopes or "<li>(none)</li>"}</ul>{notice}
         )
         return _redirect(redirect_uri, params, code=code)
 
-    async def _throttled(self, session: AsyncSession, keys: list[str]) -> bool:
-        since = datetime.now(UTC) - timedelta(seconds=self.settings.login_window_seconds)
-        rows = await session.scalars(
-            select(LoginThrottle.failures).where(
-                LoginThrottle.key.in_(keys), LoginThrottle.window_started_at > since
-            )
-        )
-        return any(failures >= self.settings.login_max_failures for failures in rows)
-
-    async def _fail(self, session: AsyncSession, keys: list[str]) -> None:
+    async def _throttled(self, session: AsyncSession, limits: list[Limit]) -> int | None:
+        """Seconds until every exhausted limit among ``limits`` ends, or None if none is."""
         now = datetime.now(UTC)
-        since = now - timedelta(seconds=self.settings.login_window_seconds)
-        for key in keys:
-            statement = insert(LoginThrottle).values(key=key, window_started_at=now, failures=1)
+        windows = {limit.key: limit for limit in limits}
+        rows = await session.execute(
+            select(
+                LoginThrottle.key, LoginThrottle.window_started_at, LoginThrottle.failures
+            ).where(LoginThrottle.key.in_(list(windows)))
+        )
+        ends = [
+            started + timedelta(seconds=windows[key].window_seconds)
+            for key, started, failures in rows
+            if failures >= windows[key].max_failures
+            and started + timedelta(seconds=windows[key].window_seconds) > now
+        ]
+        if not ends:
+            return None
+        return max(1, math.ceil((max(ends) - now).total_seconds()))
+
+    async def _fail(self, session: AsyncSession, limits: list[Limit]) -> None:
+        now = datetime.now(UTC)
+        for limit in limits:
+            since = now - timedelta(seconds=limit.window_seconds)
+            statement = insert(LoginThrottle).values(
+                key=limit.key, window_started_at=now, failures=1
+            )
             await session.execute(
                 statement.on_conflict_do_update(
                     index_elements=[LoginThrottle.key],
@@ -450,7 +550,7 @@ with these scopes:</p><ul>{scopes or "<li>(none)</li>"}</ul>{notice}
                             .on_conflict_do_nothing()
                         )
         except OAuthError as error:
-            return error.response()
+            return await self._refused(error)
         # RFC 7009 §2.2: 200 whether or not the token was valid.
         return Response(status_code=200, headers=NO_STORE)
 
@@ -517,7 +617,7 @@ with these scopes:</p><ul>{scopes or "<li>(none)</li>"}</ul>{notice}
                     body["username"] = user.email if user else None
                 return JSONResponse(body, headers=NO_STORE)
         except OAuthError as error:
-            return error.response()
+            return await self._refused(error)
 
 
 def _case_window(since: datetime, inside: Any, outside: Any) -> Any:
