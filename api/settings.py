@@ -126,6 +126,15 @@ class Settings(BaseSettings):
         "them; 0: none wait.",
     )
     statement_timeout_ms: int = Field(default=10_000, description="PostgreSQL statement_timeout.")
+    transaction_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="Times a request is run when PostgreSQL aborts its transaction as a "
+        "deadlock or serialization failure: rolled back whole and run again while nothing "
+        "of its answer was sent; after the last attempt the aborted mutation is refused "
+        "(CONFLICT).",
+    )
     request_timeout_seconds: float = Field(default=30.0, description="Longest request execution.")
     shutdown_grace_seconds: int = Field(
         default=30,

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
+from api.errors import DomainError
 from api.services import identity, reads
 from api.services.pagination import Ordering, Page, PageRequest
 from api.settings import Settings
@@ -24,6 +26,38 @@ from auth.principal import Principal
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+
+# SQLSTATEs of a transaction PostgreSQL aborted because of what ran beside it: run again
+# from the start, it may well succeed.
+RETRYABLE_SQLSTATES = {
+    "40P01": "deadlock detected",
+    "40001": "could not serialize access",
+}
+
+
+def transaction_conflict(error: BaseException | None) -> str | None:
+    """The reason, if PostgreSQL aborted ``error``'s statement as a deadlock or a
+    serialization failure; None for any other error."""
+    while error is not None:
+        reason = RETRYABLE_SQLSTATES.get(str(getattr(error, "sqlstate", "") or ""))
+        if reason is not None:
+            return reason
+        error = error.__cause__ or getattr(error, "orig", None)
+    return None
+
+
+def concurrent_change(reason: str | None) -> str:
+    """What the caller is told of a change such a conflict undid."""
+    return (
+        f"A concurrent request changed the same data at the same moment ({reason}): "
+        "this change was rolled back. Send it again."
+    )
+
+
+class TransactionConflict(DomainError):
+    """A statement PostgreSQL aborted as a deadlock or serialization failure."""
+
+    code = "CONFLICT"
 
 
 @dataclass(frozen=True)
@@ -58,11 +92,44 @@ class Context:
     # The document came from the persisted store: it may exceed max_document_bytes.
     persisted_document: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Why PostgreSQL aborted a statement of the request's transaction, if running the
+    # transaction again may succeed (``transaction_conflict``): the endpoint then rolls
+    # it back and runs the whole request again.
+    conflict: str | None = None
     _loaders: dict[Hashable, DataLoader[Any, Any]] = field(default_factory=dict)
+    _running: set[asyncio.Future[Any]] = field(default_factory=set)
 
     async def run(self, work: Callable[[AsyncSession], Awaitable[V]]) -> V:
+        # graphql-core cancels a field's siblings when an error nulls their parent (a
+        # FORBIDDEN item of `nodes` beside a connection): a statement cancelled in flight
+        # leaves the connection's transaction unusable, and every later statement of the
+        # request (and of a test's shared connection) fails. So the work runs to its end
+        # in a task of its own, and ``settle`` waits for it before the transaction ends.
+        task = asyncio.ensure_future(self._run_locked(work))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return await asyncio.shield(task)
+
+    async def settle(self) -> None:
+        """Wait for database work whose caller was cancelled (see ``run``)."""
+        while self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def _run_locked(self, work: Callable[[AsyncSession], Awaitable[V]]) -> V:
         async with self.lock:
-            return await work(self.session)
+            try:
+                return await work(self.session)
+            except DBAPIError as error:
+                if self.conflicted(error):
+                    raise TransactionConflict(concurrent_change(self.conflict)) from error
+                raise
+
+    def conflicted(self, error: BaseException) -> bool:
+        """Whether ``error`` is a deadlock or serialization failure; if so, noted."""
+        reason = transaction_conflict(error)
+        if reason is not None:
+            self.conflict = reason
+        return reason is not None
 
     def _loader(
         self, name: Hashable, batch: Callable[[Sequence[Any]], Awaitable[Sequence[Any]]]

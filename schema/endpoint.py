@@ -55,6 +55,7 @@ class GraphQLEndpoint:
         self.auth = auth
         self.persisted = PersistedQueryStore()
         self.only_persisted = settings.persisted_queries_only
+        self.attempts = settings.transaction_attempts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,6 +69,27 @@ class GraphQLEndpoint:
         state = scope.setdefault("state", {})
         state["media_type"] = negotiate(headers.get("accept")) or JSON
         authorization = headers.get("authorization")
+        body = _Body(receive)
+        for attempt in range(1, self.attempts + 1):
+            conflict = await self._attempt(
+                scope, body, send, authorization, last=attempt == self.attempts
+            )
+            if conflict is None:
+                return
+            log.info("request_run_again", reason=conflict, attempt=attempt)
+
+    async def _attempt(
+        self, scope: Scope, body: _Body, send: Send, authorization: str | None, *, last: bool
+    ) -> str | None:
+        """Run the request once, in a transaction of its own. When PostgreSQL aborted a
+        statement of it as a deadlock or a serialization failure, the transaction is
+        rolled back whole and the reason returned, so that the request is run again from
+        the start: its answer is held until the commit (``HeldResponse``), so the caller
+        has heard nothing of it yet. Not on the ``last`` attempt: the caller is then told
+        (``schema.mutations.common.run``). Returns None once the request is answered."""
+        state = scope["state"]
+        state.pop("graphql_context", None)
+        receive = body.receive
         response = HeldResponse(send)
         try:
             async with RequestTransaction(self.sessions) as transaction:
@@ -78,17 +100,24 @@ class GraphQLEndpoint:
                     )
                 except InvalidToken as error:
                     await unauthorized("invalid_token", error.description)(scope, receive, send)
-                    return
+                    return None
                 state["principal"] = principal
                 try:
-                    receive = await self._persisted(scope, receive, transaction)
+                    receive = await self._persisted(scope, body, transaction)
                 except PersistedQueryError as refused:
                     await refused.response(scope, receive, send)
-                    return
+                    return None
                 except HTTPRefusal as refused:
                     await refused.response(state["media_type"])(scope, receive, send)
-                    return
+                    return None
                 await self.view(scope, receive, response.send)
+                context = state.get("graphql_context")
+                if context is not None:
+                    await context.settle()  # no statement may outlive its transaction
+                if context is not None and context.conflict and not last and not response.started:
+                    # Charged once: the next attempt spends this budget, not another.
+                    state["budget"] = context.budget
+                    raise _RunAgain(context.conflict)
             context = state.get("graphql_context")
             if context is not None and context.mutated:
                 # Committed: no answer read before it may be served after it.
@@ -97,15 +126,18 @@ class GraphQLEndpoint:
                 await response.release()  # committed: now the caller may hear of it
             else:
                 await _unavailable_response()(scope, receive, send)
+        except _RunAgain as again:
+            return again.reason
         except (SQLAlchemyTimeoutError, OperationalError, DBAPIError, OSError) as error:
             # Pool exhausted, database unreachable, or the commit failed: the held answer
             # is dropped, and the caller is told to come back.
             log.warning("database_unavailable", error=type(error).__name__)
             if not response.started:
                 await _unavailable_response()(scope, receive, send)
+        return None
 
     async def _persisted(
-        self, scope: Scope, receive: Receive, transaction: RequestTransaction
+        self, scope: Scope, body: _Body, transaction: RequestTransaction
     ) -> Receive:
         """Fill in a persisted document (or refuse); returns the receive to pass on."""
         if scope["method"] == "GET":
@@ -119,19 +151,19 @@ class GraphQLEndpoint:
                     state=scope["state"],
                 )
                 set_get_payload(scope, resolved)
-            return receive
-        body = await read_body(receive)
-        if body.lstrip().startswith(b"["):
+            return body.receive
+        data = await body.read()
+        if data.lstrip().startswith(b"["):
             raise HTTPRefusal(
                 400,
                 "BATCHING_NOT_SUPPORTED",
                 "Send one operation per request; JSON arrays of operations are not accepted.",
             )
-        if self.only_persisted or _MARKER in body:
+        if self.only_persisted or _MARKER in data:
             try:
-                payload = orjson.loads(body)
+                payload = orjson.loads(data)
             except orjson.JSONDecodeError:
-                return replay(body)  # strawberry reports the malformed body
+                return replay(data)  # strawberry reports the malformed body
             if isinstance(payload, dict):
                 resolved = await resolve_persisted(
                     self.persisted,
@@ -140,8 +172,30 @@ class GraphQLEndpoint:
                     only_persisted=self.only_persisted,
                     state=scope["state"],
                 )
-                body = orjson.dumps(resolved)
-        return replay(body)
+                data = orjson.dumps(resolved)
+        return replay(data)
+
+
+class _Body:
+    """A POST body, read once (after the caller is authenticated) and replayed to each
+    attempt of the request."""
+
+    def __init__(self, receive: Receive) -> None:
+        self.receive = receive
+        self._data: bytes | None = None
+
+    async def read(self) -> bytes:
+        if self._data is None:
+            self._data = await read_body(self.receive)
+        return self._data
+
+
+class _RunAgain(Exception):
+    """Leaves the request's transaction with a rollback, to run the request again."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def _unavailable_response() -> Response:

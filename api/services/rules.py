@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import literal, select
+from sqlalchemy import func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.models import (
@@ -137,14 +137,40 @@ async def initiative_rules(
     if entity is None and state.get("status") not in INITIAL_INITIATIVE_STATUSES:
         checks.fail("status", "A new initiative starts as PROPOSED or APPROVED.")
     parent_id = state.get("parent_id")
-    if (
-        entity is not None
-        and parent_id is not None
-        and parent_id != entity.parent_id  # an unchanged parent cannot make a new cycle
-        and await _is_descendant(session, ancestor=entity.id, candidate=parent_id)
-    ):
-        checks.fail("parent_id", "This parent would create a cycle in the initiative hierarchy.")
+    # An unchanged parent cannot make a new cycle, nor can a new initiative (nothing is
+    # below it yet) or a removed parent.
+    if entity is not None and parent_id is not None and parent_id != entity.parent_id:
+        await lock_hierarchy(session)
+        if await _is_descendant(session, ancestor=entity.id, candidate=parent_id):
+            checks.fail(
+                "parent_id", "This parent would create a cycle in the initiative hierarchy."
+            )
     return checks.errors
+
+
+# The key of the one advisory lock that serialises changes of a parent: "hierarch" in
+# ASCII (any constant does; nothing else in this database takes advisory locks).
+HIERARCHY_LOCK = int.from_bytes(b"hierarch", "big")
+
+
+async def lock_hierarchy(session: AsyncSession) -> None:
+    """Wait for every other transaction that is moving an initiative to end.
+
+    Two moves checked each on its own snapshot can each be fine and together close a
+    cycle (with B under C: "A under B" and "C under A"), and row locks cannot see it:
+    they touch different rows. So every change of a parent takes this one
+    transaction-level advisory lock, held until commit or rollback, before its cycle
+    check: that check's statement (READ COMMITTED) then sees every other move
+    committed, and none in flight. One key for the whole hierarchy is coarse, but moves
+    are rare and short, and it needs no care for which subtrees a move touches.
+    SERIALIZABLE isolation would also catch it, but as failures to retry on every write
+    of the request, not as one wait here.
+
+    Taken after the moved row's lock (``writes.load_for_update``): the lock holder then
+    only waits for rows it references as a new parent, with FOR KEY SHARE, which the
+    FOR NO KEY UPDATE row locks of other writers never block, so the order cannot
+    deadlock."""
+    await session.execute(select(func.pg_advisory_xact_lock(HIERARCHY_LOCK)))
 
 
 async def _is_descendant(session: AsyncSession, *, ancestor: int, candidate: int) -> bool:

@@ -82,11 +82,16 @@ def label(spec: EntitySpec, entity: Any) -> str:
 async def load_for_update(
     session: AsyncSession, spec: EntitySpec, entity_id: int, expected_version: int | None
 ) -> Any:
-    """Lock an active row; refuse when it is missing or its version is not the expected one."""
+    """Lock an active row; refuse when it is missing or its version is not the expected one.
+
+    FOR NO KEY UPDATE, the lock the UPDATE itself takes (ids never change): a FOR UPDATE
+    lock would also make every other transaction that references the row (a foreign key
+    check, FOR KEY SHARE: a child moved under it) wait for this one, and two crossing
+    moves ("A under B" and "B under A") then wait for each other: a deadlock."""
     entity = await session.scalar(
         select(spec.model)
         .where(spec.model.id == entity_id, spec.model.archived_at.is_(None))
-        .with_for_update()
+        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     )
     if entity is None:

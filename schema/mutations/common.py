@@ -8,11 +8,13 @@ from enum import Enum
 from typing import Any, TypeVar
 
 import strawberry
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import DomainError
 from api.services.writes import Actor, Refused
 from api.services.writes import UserError as ServiceError
+from schema.context import concurrent_change
 from schema.ids import decode_id
 
 T = TypeVar("T")
@@ -23,7 +25,9 @@ class UserErrorCode(Enum):
     NOT_FOUND = strawberry.enum_value("NOT_FOUND", description="An ID or key matches nothing.")
     INVALID = strawberry.enum_value("INVALID", description="A value breaks a rule of the domain.")
     CONFLICT = strawberry.enum_value(
-        "CONFLICT", description="`expectedVersion` is stale: someone changed it since you read it."
+        "CONFLICT",
+        description="`expectedVersion` is stale (someone changed it since you read it), or a "
+        "request running at the same moment changed the same data: read again and retry.",
     )
     FORBIDDEN = strawberry.enum_value("FORBIDDEN", description="The caller may not do this.")
     BLOCKED = strawberry.enum_value(
@@ -91,6 +95,13 @@ async def run(
             return Outcome(
                 errors=[to_user_error(ServiceError(error.field, error.code, error.message))]
             )
+        except DBAPIError as error:
+            # A deadlock or serialization failure: the endpoint runs the whole request
+            # again; this answer is what the caller gets once no attempt is left.
+            if not context.conflicted(error):
+                raise
+            message = concurrent_change(context.conflict)
+            return Outcome(errors=[to_user_error(ServiceError(None, "CONFLICT", message))])
 
 
 def decode_reference(global_id: str, type_name: str, field: str) -> int:
