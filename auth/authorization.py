@@ -13,6 +13,7 @@ import base64
 import hmac
 import html
 import math
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -275,8 +276,15 @@ class AuthorizationServer:
         *,
         family: str | None = None,
     ) -> dict[str, Any]:
+        refreshable = user_id is not None and "refresh_token" in client.grant_types
+        if refreshable:
+            # The access token names its family, so it dies with the family (reuse).
+            family = family or str(uuid.uuid4())
         token, ttl = await self.auth.tokens.issue(
-            client_id=client.client_id, user_id=user_id, scopes=scopes
+            client_id=client.client_id,
+            user_id=user_id,
+            scopes=scopes,
+            family=family if refreshable else None,
         )
         body: dict[str, Any] = {
             "access_token": token,
@@ -284,12 +292,13 @@ class AuthorizationServer:
             "expires_in": ttl,
             "scope": " ".join(sorted(scopes)),
         }
-        if user_id is not None and "refresh_token" in client.grant_types:
+        if refreshable:
+            assert family is not None
             refresh = secrets.token_urlsafe(32)
             session.add(
                 RefreshToken(
                     token_hash=token_digest(refresh),
-                    family_id=family or str(uuid.uuid4()),
+                    family_id=family,
                     client_id=client.id,
                     user_id=user_id,
                     scopes=sorted(scopes),
@@ -383,6 +392,9 @@ class AuthorizationServer:
             if client is None or not client.is_active or redirect_uri not in client.redirect_uris:
                 # Never redirect to an unregistered address (RFC 6749 §4.1.2.1).
                 return _page("Authorization error", "<p>Unknown client or redirect URI.</p>", 400)
+            problem = redirect_uri_problem(redirect_uri)
+            if problem:  # registered before registration checked it: never redirect there
+                return _page("Authorization error", f"<p>{html.escape(problem)}</p>", 400)
             problem = self._check_request(params, client)
             if problem:
                 return _redirect(
@@ -568,13 +580,17 @@ with these scopes:</p><ul>{scopes or "<li>(none)</li>"}</ul>{notice}
                 client = await self._client(session, request, form)
                 if client.secret_hash is None:
                     raise OAuthError("invalid_client", "Public clients cannot introspect.", 401)
+                # RFC 7662 §4: a client learns about its own tokens only; a resource
+                # server (tokens:introspect) about every token presented to it.
+                everyone = Scope.TOKENS_INTROSPECT.value in client.scopes
                 token = str(form.get("token") or "")
                 refresh = await session.scalar(
                     select(RefreshToken).where(RefreshToken.token_hash == token_digest(token))
                 )
                 if refresh is not None:
                     if (
-                        refresh.rotated_at
+                        (refresh.client_id != client.id and not everyone)
+                        or refresh.rotated_at
                         or refresh.revoked_at
                         or refresh.expires_at < datetime.now(UTC)
                     ):
@@ -590,7 +606,7 @@ with these scopes:</p><ul>{scopes or "<li>(none)</li>"}</ul>{notice}
                         headers=NO_STORE,
                     )
                 claims = await self._verified(token)
-                if claims is None:
+                if claims is None or (claims.client_id != client.client_id and not everyone):
                     return inactive
                 from api.database import session_driver
                 from auth.principal import resolve_principal
@@ -618,6 +634,17 @@ with these scopes:</p><ul>{scopes or "<li>(none)</li>"}</ul>{notice}
                 return JSONResponse(body, headers=NO_STORE)
         except OAuthError as error:
             return await self._refused(error)
+
+
+def redirect_uri_problem(uri: str) -> str | None:
+    """Why ``uri`` cannot be registered or used as a redirect URI, or None: https (http
+    only to this machine, RFC 8252 §7.3) and no fragment (RFC 6749 §3.1.2, the server
+    appends the code to the query and a fragment would be kept by the browser)."""
+    if "#" in uri:
+        return f"Redirect URI {uri!r} must not contain a fragment (#)."
+    if not re.match(r"^https://|^http://(127\.0\.0\.1|localhost)(:\d+)?/", uri):
+        return f"Redirect URI {uri!r} must use https (http only for localhost)."
+    return None
 
 
 def _case_window(since: datetime, inside: Any, outside: Any) -> Any:

@@ -41,12 +41,15 @@ def _revoked_after(marker: datetime | None, issued_at: int) -> bool:
     return marker is not None and marker.timestamp() >= issued_at
 
 
-# Who a token of ours speaks for, in one round trip: whether its jti was revoked, its
-# client, its user and the scopes of the user's roles (role_scopes is empty without a
-# user). $1 jti (or NULL), $2 client_id, $3 user id (or NULL).
+# Who a token of ours speaks for, in one round trip: whether its jti or its refresh-token
+# family was revoked, its client, its user and the scopes of the user's roles
+# (role_scopes is empty without a user). $1 jti (or NULL), $2 client_id, $3 user id (or
+# NULL), $4 family (or NULL; one probe of the family_id index).
 _LOCAL = """
 SELECT
-  EXISTS (SELECT 1 FROM oauth_revoked_access_tokens WHERE jti = $1::varchar) AS revoked,
+  EXISTS (SELECT 1 FROM oauth_revoked_access_tokens WHERE jti = $1::varchar)
+  OR EXISTS (SELECT 1 FROM oauth_refresh_tokens
+             WHERE family_id = $4::varchar AND revoked_at IS NOT NULL) AS revoked,
   c.id AS client_pk, c.client_id, c.scopes AS client_scopes,
   (c.is_active AND c.archived_at IS NULL) AS client_enabled,
   c.tokens_valid_after AS client_valid_after,
@@ -88,7 +91,7 @@ async def resolve_principal(connection: Any, claims: AccessClaims) -> Principal:
     if claims.external is not None:
         return await _external(connection, claims)
     row = await connection.fetchrow(
-        _LOCAL, claims.jti, claims.client_id or claims.subject, claims.user_id
+        _LOCAL, claims.jti, claims.client_id or claims.subject, claims.user_id, claims.family
     )
     if row["revoked"]:
         raise InvalidToken("The token has been revoked.")

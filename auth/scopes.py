@@ -17,6 +17,7 @@ class Scope(StrEnum):
     GLOSSARY_WRITE = "glossary:write"
     ADMIN_USERS = "admin:users"
     ADMIN_CLIENTS = "admin:clients"
+    TOKENS_INTROSPECT = "tokens:introspect"
 
 
 SCOPE_DESCRIPTIONS: dict[Scope, str] = {
@@ -31,6 +32,7 @@ SCOPE_DESCRIPTIONS: dict[Scope, str] = {
     Scope.GLOSSARY_WRITE: "Create and change glossary terms.",
     Scope.ADMIN_USERS: "Manage users, roles and role grants.",
     Scope.ADMIN_CLIENTS: "Manage OAuth clients.",
+    Scope.TOKENS_INTROSPECT: "Introspect any client's tokens (RFC 7662): for resource servers.",
 }
 
 READ_SCOPES = frozenset({Scope.PORTFOLIO_READ, Scope.FINANCE_READ, Scope.AUDIT_READ})

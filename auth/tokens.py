@@ -24,6 +24,10 @@ from auth.keys import ALGORITHM, KeyStore
 # shared secret) are refused before any signature check.
 ACCEPTED_ALGORITHMS = ["RS256", "ES256", "PS256"]
 USER_SUBJECT_PREFIX = "user:"
+# The claim naming the refresh-token family (the grant) an access token was minted
+# from: the OpenID "session id" claim, since a family is one sign-in's session. When
+# the family is revoked (reuse detected, or the grant revoked) its tokens stop working.
+FAMILY_CLAIM = "sid"
 
 
 class InvalidToken(Exception):
@@ -45,6 +49,8 @@ class AccessClaims:
     expires_at: int
     external: ExternalIssuer | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
+    # The refresh-token family of a token of ours minted by a user's grant, if any.
+    family: str | None = None
 
     @property
     def user_id(self) -> int | None:
@@ -77,9 +83,15 @@ class TokenService:
         self._verified: OrderedDict[str, tuple[AccessClaims, float]] = OrderedDict()
 
     async def issue(
-        self, *, client_id: str, user_id: int | None, scopes: frozenset[str] | set[str]
+        self,
+        *,
+        client_id: str,
+        user_id: int | None,
+        scopes: frozenset[str] | set[str],
+        family: str | None = None,
     ) -> tuple[str, int]:
-        """Sign an access token; returns it with its lifetime in seconds."""
+        """Sign an access token; returns it with its lifetime in seconds. ``family``: the
+        refresh-token family it belongs to (see FAMILY_CLAIM)."""
         now = int(time.time())
         ttl = self.settings.access_token_ttl_seconds
         claims = {
@@ -93,6 +105,8 @@ class TokenService:
             "exp": now + ttl,
             "jti": secrets.token_urlsafe(16),
         }
+        if family is not None:
+            claims[FAMILY_CLAIM] = family
         signing = await self.keys.signing_key()
         header = {"alg": ALGORITHM, "kid": signing.kid, "typ": "at+jwt"}
         return jwt.encode(header, claims, signing.key), ttl
@@ -159,6 +173,7 @@ class TokenService:
             expires_at=int(claims["exp"]),
             external=external,
             raw=claims,
+            family=_family(claims) if external is None else None,
         )
 
     async def _decode(self, token: str, kid: Any, external: ExternalIssuer | None) -> Any:
@@ -197,6 +212,11 @@ def _peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     if not isinstance(header, dict) or not isinstance(claims, dict):
         raise InvalidToken("The token is malformed.")
     return header, claims
+
+
+def _family(claims: dict[str, Any]) -> str | None:
+    family = claims.get(FAMILY_CLAIM)
+    return family if isinstance(family, str) else None
 
 
 def _describe(error: JoseError) -> str:

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.models import AuditAction, OAuthClient, Role, RoleGrant, User
 from api.services import audit, writes
 from api.services.writes import Actor, EntitySpec, Refused, UserError
+from auth.authorization import redirect_uri_problem
 from auth.passwords import hash_secret_off_loop
 from auth.scopes import Scope
 
@@ -117,14 +118,9 @@ async def _client_rules(
             UserError("grant_types", "INVALID", f"Unknown grant types: {', '.join(unknown)}.")
         )
     for uri in state.get("redirect_uris") or ():
-        if not re.match(r"^https://|^http://(127\.0\.0\.1|localhost)(:\d+)?/", uri):
-            errors.append(
-                UserError(
-                    "redirect_uris",
-                    "INVALID",
-                    f"Redirect URI {uri!r} must use https (http only for localhost).",
-                )
-            )
+        problem = redirect_uri_problem(uri)
+        if problem:
+            errors.append(UserError("redirect_uris", "INVALID", problem))
     if "authorization_code" in (state.get("grant_types") or ()) and not state.get("redirect_uris"):
         errors.append(
             UserError(
