@@ -3,6 +3,7 @@ within the limits, never by burning CPU or failing the server."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from tests.conftest import make_client
 from tests.fixtures.database import StatementCounter
 
-LIMITS = {"max_query_cost": 1000, "max_aliases": 30, "max_root_fields": 10}
+LIMITS: dict[str, Any] = {"max_query_cost": 1000, "max_aliases": 30, "max_root_fields": 10}
 
 
 @pytest.fixture
@@ -248,3 +249,50 @@ async def test_batched_array_is_refused(
     assert response.status_code == 400
     assert response.json()["errors"][0]["extensions"] == {"code": "BATCHING_NOT_SUPPORTED"}
     assert statements.statements == []
+
+
+MULTIPLE = (
+    "query Teams {{ {alias}: teams(first: 1) {{ totalCount }} }} "
+    "query Products {{ {alias}: products(first: 1) {{ totalCount }} }}"
+)
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "resolvers"])
+async def test_several_operations_need_an_operation_name(
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    statements: StatementCounter,
+    compiled: bool,
+) -> None:
+    """Neither path runs the first operation when the request names none (the GraphQL
+    specification's GetOperation), not even once the named one is planned, rendered
+    and answered from memory."""
+    alias = f"p{uuid.uuid4().hex}"  # a document no other test has planned
+    document = MULTIPLE.format(alias=alias)
+    async with make_client(engine, sessions, compiled_reads=compiled, **LIMITS) as client:
+        named = [
+            (
+                await client.post("/graphql", json={"query": document, "operationName": "Teams"})
+            ).json()
+            for _ in range(3)
+        ]
+        expected = "compiled" if compiled else "resolvers"
+        assert named[0]["extensions"]["answeredBy"] == expected
+        assert named[2]["data"] == named[0]["data"]
+        # asyncpg reports a statement to its loggers on the loop's next turn: one more
+        # request (no SQL) lets the last named one's report arrive before counting.
+        await client.post("/graphql", json={"query": "{ __typename }"})
+        for body in (
+            {"query": document},
+            {"query": document, "operationName": None},
+        ):
+            payload = await refused(client, statements, body)
+            assert payload["errors"] == [
+                {
+                    "message": "Must provide operation name if query contains multiple operations.",
+                    "extensions": {"code": "OPERATION_NAME_REQUIRED"},
+                }
+            ]
+        by_get = await client.get("/graphql", params={"query": document})
+    assert by_get.json()["errors"][0]["extensions"] == {"code": "OPERATION_NAME_REQUIRED"}
+    assert "data" not in by_get.json()

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.applications import Starlette
 from typer.testing import CliRunner
 
 from api import models
 from api.cli import app as cli
 from api.services.persisted import digest
+from auth.scopes import Scope
 from tests.conftest import make_client
+from tests.fixtures.auth import bearer
 from tests.test_cli import fresh_database  # noqa: F401  (fixture)
 
 QUERY = "{ products(first: 1) { totalCount } }"
@@ -100,3 +105,108 @@ def test_persist_queries_command(fresh_database: str, tmp_path: Path) -> None:  
         return found
 
     assert asyncio.run(stored()) == QUERY
+
+
+async def _stored(db: AsyncSession, sha256: str) -> int:
+    return int(
+        await db.scalar(
+            select(func.count())
+            .select_from(models.PersistedQuery)
+            .where(models.PersistedQuery.sha256 == sha256)
+        )
+        or 0
+    )
+
+
+async def test_only_documents_that_run_are_registered(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], db: AsyncSession
+) -> None:
+    """Development registers documents sent with their hash, but not text that does not
+    parse, a document that does not validate, nor one over the ad-hoc size cap."""
+    junk = secrets.token_urlsafe(3_000)  # random text, not GraphQL
+    invalid = f"{{ noSuchField{secrets.token_hex(4)} }}"
+    oversized = f"# {secrets.token_hex(8)} " + "x" * 12_000 + "\n{ __typename }"
+    valid = f"{{ p{secrets.token_hex(8)}: teams(first: 1) {{ totalCount }} }}"
+    async with make_client(engine, sessions, max_document_bytes=10_000) as client:
+        answers = {
+            document: (
+                await client.post("/graphql", json=persisted(digest(document), query=document))
+            ).json()
+            for document in (junk, invalid, oversized, valid)
+        }
+        by_hash = (await client.post("/graphql", json=persisted(digest(valid)))).json()
+    codes = {
+        document: [error["extensions"]["code"] for error in answer.get("errors", [])]
+        for document, answer in answers.items()
+    }
+    assert codes == {
+        junk: ["GRAPHQL_PARSE_FAILED"],
+        invalid: ["GRAPHQL_VALIDATION_FAILED"],
+        oversized: ["DOCUMENT_TOO_LARGE"],
+        valid: [],
+    }
+    assert [await _stored(db, digest(d)) for d in (junk, invalid, oversized)] == [0, 0, 0]
+    assert await _stored(db, digest(valid)) == 1
+    assert by_hash["data"] == answers[valid]["data"]
+
+
+@pytest.mark.parametrize("register", [None, True], ids=["default", "turned on"])
+async def test_production_registers_only_when_turned_on(
+    app: Starlette,
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    db: AsyncSession,
+    register: bool | None,
+) -> None:
+    """In production a request never writes the persisted store unless registering is
+    turned on: the document runs as an ad-hoc one, and `portfolio persist-queries` is the
+    way to register it. Anonymous callers and tokens alike."""
+    document = f"{{ p{secrets.token_hex(8)}: teams(first: 1) {{ totalCount }} }}"
+    sha256 = digest(document)
+    headers = await bearer(app, db, [Scope.PORTFOLIO_READ])
+    production: dict[str, Any] = {
+        "environment": "production",
+        "persisted_queries_register": register,
+    }
+    async with (
+        make_client(engine, sessions, **production) as anonymous,
+        make_client(engine, sessions, headers=headers, **production) as reader,
+    ):
+        ran = (await reader.post("/graphql", json=persisted(sha256, query=document))).json()
+        assert "errors" not in ran
+        assert [*ran["data"].values()][0]["totalCount"] >= 1
+        await anonymous.post("/graphql", json=persisted(sha256, query=document))
+        by_hash = (await reader.post("/graphql", json=persisted(sha256))).json()
+    if register is None:
+        assert await _stored(db, sha256) == 0
+        assert by_hash == {
+            "errors": [
+                {
+                    "message": "PersistedQueryNotFound",
+                    "extensions": {"code": "PERSISTED_QUERY_NOT_FOUND"},
+                }
+            ]
+        }
+    else:
+        assert await _stored(db, sha256) == 1
+        assert by_hash["data"] == ran["data"]
+
+
+async def test_a_persisted_document_may_exceed_the_ad_hoc_cap(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], db: AsyncSession
+) -> None:
+    document = f"# {secrets.token_hex(8)} " + "x" * 20_000 + "\n{ __typename }"
+    db.add(models.PersistedQuery(sha256=digest(document), document=document))
+    await db.commit()
+    async with make_client(engine, sessions, max_document_bytes=10_000) as client:
+        by_hash = (await client.post("/graphql", json=persisted(digest(document)))).json()
+        with_hash = (
+            await client.post("/graphql", json=persisted(digest(document), query=document))
+        ).json()
+        ad_hoc = (await client.post("/graphql", json={"query": document})).json()
+    assert by_hash["data"] == with_hash["data"] == {"__typename": "Query"}
+    assert ad_hoc["errors"][0]["extensions"] == {
+        "code": "DOCUMENT_TOO_LARGE",
+        "size": len(document),
+        "limit": 10_000,
+    }

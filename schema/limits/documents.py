@@ -10,8 +10,8 @@ unique 4.8 MB comment took 0.3 s to parse and stayed in memory as a cache key. S
 - a document parsed (not found in the cache) costs its caller one point per
   ``PARSE_BYTES_PER_POINT`` bytes, anonymous callers included, before it is parsed;
 - the parsed document, its validation errors and its size refusal are kept in
-  ``DOCUMENTS``, bounded by what they hold in memory (the text and ~700 bytes per token
-  of syntax tree), so eviction drops all three at once.
+  ``DOCUMENTS``, bounded by what they hold in memory (the text, a copy of it, and ~700
+  bytes per token of syntax tree), so eviction drops all three at once.
 
 A document with several operations and no ``operationName`` is refused after
 validation, as the GraphQL specification asks (strawberry would run the first).
@@ -66,14 +66,15 @@ def document_bytes(query: str) -> int:
 
 
 def parsed_bytes(query: str, document: DocumentNode) -> int:
-    """What a parsed document holds in memory, over-estimated: its text and its tokens
-    (comments included: the lexer links them too)."""
+    """What a parsed document holds in memory, over-estimated: its text, twice (the
+    values of its comments and strings are copies of it), and its tokens (comments
+    included: the lexer links them too)."""
     tokens = 0
     token = document.loc.start_token if document.loc is not None else None
     while token is not None:
         tokens += 1
         token = token.next
-    return text_bytes(query) + tokens * BYTES_PER_TOKEN
+    return 2 * text_bytes(query) + tokens * BYTES_PER_TOKEN
 
 
 def parse_points(size: int) -> int:
