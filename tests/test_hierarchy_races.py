@@ -109,10 +109,10 @@ class Races:
                 "SELECT 1 FROM initiatives WHERE id = ANY($1::bigint[]) FOR UPDATE", locked
             )
             requests = [asyncio.create_task(send()) for send in sends]
-            await self._waiting(len(requests), requests)
+            await self.waiting(len(requests), requests)
         return await asyncio.gather(*requests)
 
-    async def _waiting(self, count: int, requests: list[asyncio.Task[Any]]) -> None:
+    async def waiting(self, count: int, requests: list[asyncio.Task[Any]]) -> None:
         """Until ``count`` of the app's connections wait for a lock. Each look is a
         statement of its own: pg_stat_activity is read once per transaction."""
         async with asyncio.timeout(30):
@@ -321,3 +321,44 @@ async def test_a_deadlock_left_after_the_last_attempt_is_a_conflict_user_error(
     assert winner["first"]["userErrors"] == winner["second"]["userErrors"] == []
     stored = await races.stored(ids)
     assert sorted(row["version"] for row in stored.values()) == [2, 3]
+
+
+OWNED = """query($keys: [String!]) {
+  initiatives(filter: {keys: $keys}) { nodes { key ownerTeam { key } } }
+}"""
+
+
+async def test_a_read_caught_in_a_deadlock_is_run_again(
+    make_races: Callable[..., Awaitable[Races]],
+) -> None:
+    """A read keeps its share lock on each table it read until its transaction ends. A
+    schema change run while serving (a migration) that locks the same tables the other
+    way round deadlocks with it, and PostgreSQL aborts the read: it is run again once the
+    change is committed, and answers as if it had come after it. (The resolvers' path: a
+    statement per table, in a transaction.)"""
+    races = await make_races(compiled_reads=False)
+    team_key = f"T{uuid.uuid4().hex[:10].upper()}"
+    team = await races.db.fetchval(
+        "INSERT INTO teams (key, name, kind) VALUES ($1, 'Racers', 'TECHNOLOGY') RETURNING id",
+        team_key,
+    )
+    [initiative] = await races.initiatives(1)
+    await races.db.execute(
+        "UPDATE initiatives SET owner_team_id = $1 WHERE id = $2", team, initiative
+    )
+    [key] = [row["key"] for row in (await races.stored([initiative])).values()]
+    # The read, not the schema change, is the one PostgreSQL aborts: only the read's
+    # connection looks for deadlocks within the test's time.
+    await races.holder.execute("SET deadlock_timeout = '1min'")
+    async with races.holder.transaction():
+        await races.holder.execute("LOCK TABLE teams IN ACCESS EXCLUSIVE MODE")
+        read = asyncio.create_task(
+            races.client.post("/graphql", json={"query": OWNED, "variables": {"keys": [key]}})
+        )
+        await races.waiting(1, [read])  # it read initiatives, and waits for teams
+        await races.holder.execute("LOCK TABLE initiatives IN ACCESS EXCLUSIVE MODE")
+    answer = await read
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["data"] == {
+        "initiatives": {"nodes": [{"key": key, "ownerTeam": {"key": team_key}}]}
+    }
