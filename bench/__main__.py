@@ -1,4 +1,4 @@
-"""``python -m bench run`` and ``python -m bench inprocess``; see bench/README.md."""
+"""``python -m bench run``, ``overload`` and ``inprocess``; see bench/README.md."""
 
 from __future__ import annotations
 
@@ -92,6 +92,69 @@ def run(
         wait_idle=wait_idle,
     )
     _guarded(lambda: run_benchmark(options))
+
+
+@app.command()
+def overload(
+    products: Annotated[int, typer.Option(help="Size of the generated portfolio.", min=50)] = 200,
+    clients: Annotated[int, typer.Option(help="Concurrent clients.", min=1)] = 200,
+    duration: Annotated[float, typer.Option(help="Seconds of load per mode.", min=1)] = 20.0,
+    warmup: Annotated[float, typer.Option(help="Seconds of warm-up per mode.", min=0)] = 3.0,
+    workload: Annotated[
+        str, typer.Option(help="One of: " + ", ".join(READ_WORKLOADS))
+    ] = "overview",
+    variant: Annotated[str, typer.Option(help="fixed or varied.")] = "varied",
+    modes: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated servers: on (the default limit), off (none), or a number "
+            "of requests at once."
+        ),
+    ] = "on,off",
+    ignore_retry_after: Annotated[
+        bool, typer.Option(help="A shed client sends its next request at once.")
+    ] = False,
+    port: Annotated[int, typer.Option(help="The server's port.")] = 8711,
+    results_dir: Annotated[Path, typer.Option(help="Where <timestamp>-overload/ goes.")] = Path(
+        __file__
+    )
+    .resolve()
+    .parent
+    / "results",
+    wait_idle: Annotated[
+        float,
+        typer.Option(
+            help="Before each timed run, wait up to this many seconds while other processes "
+            "use over 10 % of the CPUs."
+        ),
+    ] = 10.0,
+) -> None:
+    """More clients than one worker can serve: admitted latency and share shed, with load
+    shedding on and off."""
+    from bench.overload import MODES, Options
+    from bench.overload import run as run_overload
+
+    if workload not in READ_WORKLOADS:
+        raise typer.BadParameter(f"choose from {', '.join(READ_WORKLOADS)}")
+    if variant not in ("fixed", "varied"):
+        raise typer.BadParameter("fixed or varied")
+    chosen = [m.strip() for m in modes.split(",") if m.strip()]
+    if not chosen or any(m not in MODES and not m.isdigit() for m in chosen):
+        raise typer.BadParameter("on, off or numbers of requests at once (comma-separated)")
+    options = Options(
+        products=products,
+        clients=clients,
+        duration=duration,
+        warmup=warmup,
+        workload=workload,
+        variant=variant,
+        modes=chosen,
+        honour_retry_after=not ignore_retry_after,
+        port=port,
+        results_dir=results_dir,
+        wait_idle=wait_idle,
+    )
+    _guarded(lambda: run_overload(options))
 
 
 @app.command()
