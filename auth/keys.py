@@ -32,8 +32,10 @@ ALGORITHM = "RS256"
 # rotated on another replica is picked up by then (sooner through an unknown kid).
 CACHE_SECONDS = 60.0
 # A token naming an unknown kid re-reads the keys at most this often, so tokens
-# with made-up kids cannot turn into one database read each.
-REFRESH_INTERVAL_SECONDS = 10.0
+# with made-up kids cannot turn into one database read each (a flood of them costs a
+# replica one small read a second). The price: a token signed with a key rotated on
+# another replica within this second after our last read is refused until it passes.
+REFRESH_INTERVAL_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,8 @@ class KeyStore:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sessions = sessions
-        self.publish_for = timedelta(seconds=token_ttl_seconds)
+        # A replica may sign with a key for CACHE_SECONDS after another retired it.
+        self.publish_for = timedelta(seconds=token_ttl_seconds + CACHE_SECONDS)
         self.clock = clock
         # Published public keys, imported, by kid; and when they were read (None: never).
         self._public: dict[str, RSAKey] = {}
