@@ -60,6 +60,19 @@ class TransactionConflict(DomainError):
     code = "CONFLICT"
 
 
+class SharedLoader(DataLoader[K, V]):
+    """A per-request loader whose futures survive a cancelled waiter.
+
+    Every field asking for the same key awaits the same future; graphql-core cancels
+    the siblings of a field whose error nulls their parent, and a cancelled waiter
+    would cancel that shared future, so fields elsewhere in the answer would receive
+    the cancellation and the whole request would fail. Each waiter gets its own
+    shield."""
+
+    def load(self, key: K) -> Awaitable[V]:
+        return asyncio.shield(super().load(key))
+
+
 @dataclass(frozen=True)
 class EdgeQuery:
     """Everything but the parent that defines a nested page; loads sharing it batch together."""
@@ -136,7 +149,7 @@ class Context:
     ) -> DataLoader[Any, Any]:
         loader = self._loaders.get(name)
         if loader is None:
-            loader = self._loaders[name] = DataLoader(load_fn=batch)
+            loader = self._loaders[name] = SharedLoader(load_fn=batch)
         return loader
 
     def by_id(self, model: Any) -> DataLoader[int, Any]:

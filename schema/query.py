@@ -8,7 +8,9 @@ from typing import Annotated, Any
 import strawberry
 
 from api import models
+from api.errors import InvalidInput
 from auth.scopes import Scope
+from schema.guards import NODE_TYPES
 from schema.ids import decode_id
 from schema.permissions import guarded, require
 from schema.types import inputs
@@ -23,20 +25,6 @@ from schema.types.node import Node
 from schema.types.product import Product
 from schema.types.team import Team
 
-# Global ID type name -> (model, scope needed to read it).
-NODE_TYPES: dict[str, tuple[Any, Scope]] = {
-    "Team": (models.Team, Scope.PORTFOLIO_READ),
-    "Product": (models.Product, Scope.PORTFOLIO_READ),
-    "Initiative": (models.Initiative, Scope.PORTFOLIO_READ),
-    "TechnicalConstraint": (models.TechnicalConstraint, Scope.PORTFOLIO_READ),
-    "Kpi": (models.Kpi, Scope.PORTFOLIO_READ),
-    "KpiMeasurement": (models.KpiMeasurement, Scope.PORTFOLIO_READ),
-    "GlossaryTerm": (models.GlossaryTerm, Scope.PORTFOLIO_READ),
-    "AuditEvent": (models.AuditEvent, Scope.AUDIT_READ),
-    "User": (models.User, Scope.ADMIN_USERS),
-    "Role": (models.Role, Scope.ADMIN_USERS),
-    "OAuthClient": (models.OAuthClient, Scope.ADMIN_CLIENTS),
-}
 NODE_CLASSES = [
     Team,
     Product,
@@ -101,10 +89,11 @@ class Query:
         ids: Annotated[list[strawberry.ID], strawberry.argument(description="Global IDs.")],
     ) -> list[Node | None]:
         if len(ids) > MAX_NODES:
-            from api.errors import InvalidInput
-
             raise InvalidInput(f"`ids` takes at most {MAX_NODES} IDs; got {len(ids)}.", field="ids")
-        return [await _load_node(info, global_id, "ids") for global_id in ids]
+        # One awaitable per ID: the loads batch together, and an ID the caller may not
+        # read (or cannot be decoded) is null with its own error at `nodes.<index>`,
+        # not the end of the whole list.
+        return [_load_node(info, global_id, "ids") for global_id in ids]  # type: ignore[misc]
 
     teams = root_connection(
         models.Team, Team, inputs.TeamFilter, inputs.TeamOrder, "Teams of the organisation."

@@ -47,7 +47,7 @@ async def test_history_of_create_update_archive(writer: GraphQL) -> None:
         "name": {"before": "First", "after": "Second"},
         "version": {"before": 1, "after": 2},
     }
-    assert nodes[2]["changes"]["archived_at"]["before"] is None
+    assert nodes[2]["changes"]["archivedAt"]["before"] is None
     assert nodes[2]["changes"]["version"] == {"before": 2, "after": 3}
     newest_first = await writer.data(
         """query($id: ID!) { auditEvents(filter: {entity: $id, actions: [UPDATE, ARCHIVE]},

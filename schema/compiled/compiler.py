@@ -47,7 +47,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.util import ClauseAdapter
-from strawberry.permission import PermissionExtension
 
 from api import models
 from api.errors import DomainError
@@ -57,8 +56,8 @@ from api.services.pagination import DEFAULT_PAGE_SIZE, page_request
 from schema.compiled import jsontext
 from schema.compiled.parameters import PREFIX
 from schema.compiled.selection import Unsupported, Walk, response_key
+from schema.guards import NODE_TYPES, scopes_of
 from schema.ids import decode_id
-from schema.permissions import HasScopes
 
 
 def iso_timestamp(column: Any) -> ColumnElement[Any]:
@@ -105,8 +104,6 @@ class Compiler:
         max_page_size: int,
         parameters: frozenset[str] = frozenset(),
     ) -> None:
-        from schema.query import NODE_TYPES
-
         self.walk = walk
         self.scopes = scopes
         self.max_page_size = max_page_size
@@ -142,14 +139,8 @@ class Compiler:
     def _check_scopes(self, strawberry_field: Any) -> None:
         """Scopes are checked here, at planning: a missing one lets the resolvers answer,
         with their FORBIDDEN error on exactly that field."""
-        for extension in strawberry_field.extensions:
-            if isinstance(extension, PermissionExtension):
-                for permission in extension.permissions:
-                    if (
-                        isinstance(permission, HasScopes)
-                        and not set(permission.scopes) <= self.scopes
-                    ):
-                        raise Unsupported("missing scope")
+        if not scopes_of(strawberry_field) <= self.scopes:
+            raise Unsupported("missing scope")
 
     def _arguments(self, definition: Any, strawberry_field: Any, node: FieldNode) -> dict[str, Any]:
         from strawberry.types.arguments import convert_arguments
@@ -434,7 +425,9 @@ class Compiler:
                 assert rows is not None
                 pairs.append((key, self._page_info(child, rows, size)))
         aggregate = select(jsontext.json_object(pairs))
-        if rows is not None:
+        if rows is not None and wanted & {"nodes", "edges"}:
+            # The arrays aggregate the page's rows into one; `pageInfo` alone reads them
+            # in its own subquery, and selecting from them here would give a row each.
             aggregate = aggregate.select_from(rows)
         if parent is not None:
             aggregate = aggregate.correlate(parent)

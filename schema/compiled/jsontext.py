@@ -9,8 +9,9 @@ argument's type; ``||`` on text does not.)
 
 Every value is turned into JSON text by its SQL type (``json_text``), and a NULL
 becomes ``null``: one NULL would otherwise make the whole concatenation NULL. A JSON
-scalar stored as jsonb (``AuditEvent.changes``) keeps jsonb's spacing (``{"a": 1}``):
-the same value as the resolvers send, in other bytes; PostgreSQL has no compact form.
+scalar stored as jsonb would keep jsonb's spacing (``{"a": 1}``): PostgreSQL has no
+compact form. (The one such field, ``AuditEvent.changes``, is presented per caller by
+its resolver: ``schema.guards``.)
 """
 
 from __future__ import annotations

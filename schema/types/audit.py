@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
 
 from api import models
+from schema.guards import AuditChanges
 from schema.ids import encode_id
 from schema.types.enums import AuditAction
 from schema.types.node import Node, global_id, of_model
@@ -28,6 +29,17 @@ def _actor(kind: str, attribute: str) -> Any:
     )
 
 
+_PRESENTERS: dict[int, AuditChanges] = {}
+
+
+def _presenter(schema: strawberry.Schema) -> AuditChanges:
+    """One per schema variant (they share their types): its tables are built once."""
+    presenter = _PRESENTERS.get(id(schema))
+    if presenter is None:
+        presenter = _PRESENTERS[id(schema)] = AuditChanges(schema)
+    return presenter
+
+
 @strawberry.type(
     description="One change of the portfolio: who, what, when, and the values before and after."
 )
@@ -43,9 +55,19 @@ class AuditEvent(Node):
     entity_id: strawberry.ID = strawberry.field(
         resolver=_entity, description="Global ID of the changed object."
     )
-    changes: JSON = strawberry.field(
-        description="For each changed field, `{before, after}` (JSON values); for links, the "
-        "linked object; for measurement batches, how many were stored."
+
+    @strawberry.field(
+        description="For each changed field, by its GraphQL name, `{before, after}` (JSON "
+        "values; references as global IDs); for links, the linked object (`target`, with its "
+        "global ID); for measurement batches, how many were stored. Only the fields the caller "
+        "could read on the object itself are included: e.g. `estimatedCost` needs "
+        "`finance:read`, and anything of a `User` or `Role` needs `admin:users`."
     )
+    def changes(self, root: strawberry.Parent[models.AuditEvent], info: strawberry.Info) -> JSON:
+        shown = _presenter(info.schema).present(
+            root.entity_type, root.changes, info.context.principal.scopes
+        )
+        return cast(JSON, shown)
+
     actor_user_id: strawberry.ID | None = _actor("User", "actor_user_id")
     actor_client_id: strawberry.ID | None = _actor("OAuthClient", "actor_client_id")
