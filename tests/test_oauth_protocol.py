@@ -136,6 +136,25 @@ async def test_access_tokens_die_with_their_refresh_family(
     await other_client.aclose()
 
 
+async def test_revoking_a_refresh_token_ends_its_access_tokens(
+    server: Starlette, accounts: dict[str, Any]
+) -> None:
+    """RFC 7009 §2.1: revoking the grant's refresh token also ends the access tokens
+    minted from it; a client credentials token has no family and is unaffected."""
+    client, signed_in = await oauth.authorize(server, scope="portfolio:read")
+    await client.aclose()
+    service = await client_token(server, ("svc", "svc-secret"))
+    async with oauth.browser(server) as browser:
+        revoked = await browser.post(
+            "/oauth/revoke", data={"client_id": "board", "token": signed_in["refresh_token"]}
+        )
+    assert revoked.status_code == 200
+    refused = await viewer(server, signed_in["access_token"])
+    assert refused.status_code == 401
+    assert refused.json()["errors"][0]["message"] == "The token has been revoked."
+    assert (await viewer(server, service)).status_code == 200
+
+
 @pytest.fixture
 async def more_clients(db: AsyncSession, accounts: dict[str, Any]) -> None:
     """Another service, and a resource server allowed to introspect every token."""
