@@ -4,8 +4,9 @@ ingest workload).
 
 What a request holds is let go when its answer is sent, not at the collector's next
 full pass: those tests switch the collector off while the request runs, so anything
-kept only by a reference cycle stays visible to ``gc.get_objects()``. And large
-requests take turns, a few at a time.
+kept only by a reference cycle stays visible to ``gc.get_objects()``. Large requests
+take turns, a few at a time. And large unique documents are refused before they are
+parsed, so no cache keeps them.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import contextvars
 import gc
 import json
 import re
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
+from graphql import Source
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -213,3 +216,20 @@ def test_the_large_request_settings_refuse_bad_values(
     (error,) = refused.value.errors()
     assert error["loc"] == (variable.removeprefix("PORTFOLIO_").lower(),)
     assert error["msg"].startswith(message)
+
+
+async def test_unique_large_documents_are_neither_parsed_nor_kept(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Unique 4.8 MB documents (a comment and ``{ __typename }``) from anonymous callers
+    took a server from 120 MiB to 1 GiB, each kept parsed in the caches: now each is
+    refused on its length, and no parsed copy of any of them stays alive."""
+    async with make_client(engine, sessions, environment="production") as anonymous:
+        for number in range(5):
+            document = f"# {number} {uuid.uuid4()} " + "x" * 4_800_000 + "\n{ __typename }"
+            response = await anonymous.post("/graphql", json={"query": document})
+            assert response.status_code == 200
+            [error] = response.json()["errors"]
+            assert error["extensions"]["code"] == "DOCUMENT_TOO_LARGE"
+    gc.collect()
+    assert [o for o in gc.get_objects() if isinstance(o, Source) and len(o.body) > 1_000_000] == []
