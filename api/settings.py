@@ -165,7 +165,7 @@ class Settings(BaseSettings):
         default=16_000_000,
         ge=0,
         description="Size of the known reads' answers kept until the data changes, in "
-        "characters of JSON plus 600 per answer for its key (0: none). Needs LISTEN on the database (not through a transaction-pooling "
+        "characters of JSON, plus its key (document and variables) and 600 per answer (0: none). Needs LISTEN on the database (not through a transaction-pooling "
         "PgBouncer); while it cannot listen, nothing is kept.",
     )
     log_level: str = "INFO"
