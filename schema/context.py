@@ -54,6 +54,11 @@ def concurrent_change(reason: str | None) -> str:
     )
 
 
+def aborted_read(reason: str | None) -> str:
+    """What the caller is told of a read such a conflict aborted."""
+    return f"A concurrent change of the same data aborted this read ({reason}); send it again."
+
+
 class TransactionConflict(DomainError):
     """A statement PostgreSQL aborted as a deadlock or serialization failure."""
 
@@ -134,10 +139,10 @@ class Context:
                 return await work(self.session)
             except DBAPIError as error:
                 if self.conflicted(error):
-                    raise TransactionConflict(concurrent_change(self.conflict)) from error
+                    raise TransactionConflict(aborted_read(self.conflict)) from error
                 raise
 
-    def conflicted(self, error: BaseException) -> bool:
+    def conflicted(self, error: BaseException | None) -> bool:
         """Whether ``error`` is a deadlock or serialization failure; if so, noted."""
         reason = transaction_conflict(error)
         if reason is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from graphql import GraphQLError
 
 from api.errors import DomainError
+from schema.context import aborted_read, transaction_conflict
 
 # Codes of errors raised before execution.
 PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
@@ -12,6 +13,7 @@ VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
 BAD_USER_INPUT = "BAD_USER_INPUT"  # variables that do not fit their declared types
 INTERNAL = "INTERNAL_SERVER_ERROR"
 TIMEOUT = "TIMEOUT"
+CONFLICT = "CONFLICT"
 UNAVAILABLE = "SERVICE_UNAVAILABLE"
 
 
@@ -57,6 +59,9 @@ def with_code(error: GraphQLError) -> GraphQLError:
         elif _statement_timeout(original):
             extensions["code"] = TIMEOUT
             error.message = "The database took too long to answer this field."
+        elif (reason := transaction_conflict(original)) is not None:
+            extensions["code"] = CONFLICT  # a deadlock or serialization failure
+            error.message = aborted_read(reason)
         elif error.path is None and error.message.startswith("Syntax Error"):
             extensions["code"] = PARSE_FAILED
         elif error.path is None and error.message.startswith("Variable '$"):

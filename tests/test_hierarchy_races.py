@@ -328,37 +328,87 @@ OWNED = """query($keys: [String!]) {
 }"""
 
 
-async def test_a_read_caught_in_a_deadlock_is_run_again(
-    make_races: Callable[..., Awaitable[Races]],
-) -> None:
-    """A read keeps its share lock on each table it read until its transaction ends. A
-    schema change run while serving (a migration) that locks the same tables the other
-    way round deadlocks with it, and PostgreSQL aborts the read: it is run again once the
-    change is committed, and answers as if it had come after it. (The resolvers' path: a
-    statement per table, in a transaction.)"""
-    races = await make_races(compiled_reads=False)
+async def _owned_initiative(races: Races) -> tuple[str, str]:
+    """A new initiative owned by a new team: their keys."""
     team_key = f"T{uuid.uuid4().hex[:10].upper()}"
     team = await races.db.fetchval(
         "INSERT INTO teams (key, name, kind) VALUES ($1, 'Racers', 'TECHNOLOGY') RETURNING id",
         team_key,
     )
     [initiative] = await races.initiatives(1)
-    await races.db.execute(
-        "UPDATE initiatives SET owner_team_id = $1 WHERE id = $2", team, initiative
+    row = await races.db.fetchrow(
+        "UPDATE initiatives SET owner_team_id = $1 WHERE id = $2 RETURNING key", team, initiative
     )
-    [key] = [row["key"] for row in (await races.stored([initiative])).values()]
-    # The read, not the schema change, is the one PostgreSQL aborts: only the read's
-    # connection looks for deadlocks within the test's time.
+    return row["key"], team_key
+
+
+def _owned_query() -> str:
+    """``OWNED`` as a document no plan is known for yet (a comment of its own)."""
+    return f"{OWNED}# {uuid.uuid4().hex}\n"
+
+
+async def _read_in_a_deadlock(races: Races, query: str, key: str) -> httpx.Response:
+    """``query`` (``OWNED``) for ``key``, sent while a schema change (a migration run while serving)
+    holds the teams table: the read takes its share lock on initiatives and waits for
+    teams; the change then locks initiatives too, and PostgreSQL aborts one of the two.
+    Always the read: only the read's connection looks for deadlocks within the test's
+    time."""
     await races.holder.execute("SET deadlock_timeout = '1min'")
     async with races.holder.transaction():
         await races.holder.execute("LOCK TABLE teams IN ACCESS EXCLUSIVE MODE")
         read = asyncio.create_task(
-            races.client.post("/graphql", json={"query": OWNED, "variables": {"keys": [key]}})
+            races.client.post("/graphql", json={"query": query, "variables": {"keys": [key]}})
         )
-        await races.waiting(1, [read])  # it read initiatives, and waits for teams
+        await races.waiting(1, [read])
         await races.holder.execute("LOCK TABLE initiatives IN ACCESS EXCLUSIVE MODE")
     answer = await read
     assert answer.status_code == 200, answer.text
-    assert answer.json()["data"] == {
+    return answer
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["resolvers", "compiled"])
+async def test_a_read_caught_in_a_deadlock_is_run_again(
+    make_races: Callable[..., Awaitable[Races]], compiled: bool
+) -> None:
+    """A read keeps its share lock on each table it read until its transaction ends, so
+    a schema change that locks the same tables the other way round deadlocks with it.
+    The read PostgreSQL aborts is run again once the change is committed, and answers
+    as if it had come after it: on the resolvers' path (a statement per table) and on
+    the compiled one (one statement, run in the request's transaction)."""
+    races = await make_races(compiled_reads=compiled)
+    key, team_key = await _owned_initiative(races)
+    body = (await _read_in_a_deadlock(races, _owned_query(), key)).json()
+    assert body["data"] == {
+        "initiatives": {"nodes": [{"key": key, "ownerTeam": {"key": team_key}}]}
+    }
+    assert body["extensions"]["answeredBy"] == ("compiled" if compiled else "resolvers")
+
+
+async def test_a_known_read_caught_in_a_deadlock_is_a_conflict_error(
+    make_races: Callable[..., Awaitable[Races]],
+) -> None:
+    """A read answered from a known plan runs its one statement on a pooled connection,
+    outside any transaction, and is sent at once: it cannot be run again unseen, so the
+    caller is told, with a code of its own rather than INTERNAL_SERVER_ERROR."""
+    races = await make_races()
+    key, team_key = await _owned_initiative(races)
+    query, variables = _owned_query(), {"keys": [key]}
+    # Planned, then rendered: known from then on.
+    for _ in range(2):
+        sent = await races.client.post("/graphql", json={"query": query, "variables": variables})
+        assert sent.json()["extensions"]["answeredBy"] == "compiled"
+    body = (await _read_in_a_deadlock(races, query, key)).json()
+    assert body["data"] is None
+    assert body["errors"] == [
+        {
+            "message": "A concurrent change of the same data aborted this read (deadlock "
+            "detected); send it again.",
+            "path": ["initiatives"],
+            "extensions": {"code": "CONFLICT"},
+        }
+    ]
+    assert body["extensions"]["answeredBy"] == "repeated"
+    again = await races.client.post("/graphql", json={"query": query, "variables": variables})
+    assert again.json()["data"] == {
         "initiatives": {"nodes": [{"key": key, "ownerTeam": {"key": team_key}}]}
     }

@@ -188,6 +188,8 @@ async def run_plan(context: Any, plan: Plan, variables: Any) -> ExecutionResult:
             return (await connection.execute(statement)).scalar()
 
         result, context.actual_cost, _ = await _collect(plan, fetch)
+    for error in result.errors or ():
+        context.conflicted(error.original_error)  # a deadlock: the request is run again
     return result
 
 
