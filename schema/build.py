@@ -21,6 +21,7 @@ from schema.limits import Documents, QueryLimits
 from schema.mutations.bulk import BulkIngest
 from schema.mutations.root import Mutation
 from schema.query import NODE_CLASSES, Query
+from schema.types.inputs import NoNulInStrings
 
 
 def build_schema(
@@ -35,6 +36,7 @@ def build_schema(
     rules: list[Any] = [
         *QueryDepthLimiter(max_depth=max_depth).validation_rules,
         *MaxAliasesLimiter(max_alias_count=max_aliases).validation_rules,
+        NoNulInStrings,
     ]
     if production:
         rules.append(NoSchemaIntrospectionCustomRule)

@@ -21,7 +21,14 @@ from api.settings import Settings
 from auth.middleware import authenticate, unauthorized
 from auth.services import AuthServices
 from auth.tokens import InvalidToken
-from schema.http import JSON, RETRY_AFTER_SECONDS, HTTPRefusal, negotiate, refuse_early
+from schema.http import (
+    JSON,
+    RETRY_AFTER_SECONDS,
+    HTTPRefusal,
+    decode_json,
+    negotiate,
+    refuse_early,
+)
 from schema.persisted import (
     PersistedQueryError,
     get_payload,
@@ -160,10 +167,7 @@ class GraphQLEndpoint:
                 "Send one operation per request; JSON arrays of operations are not accepted.",
             )
         if self.only_persisted or _MARKER in data:
-            try:
-                payload = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                return replay(data)  # strawberry reports the malformed body
+            payload = decode_json(data)  # a malformed body is refused (400) here
             if isinstance(payload, dict):
                 resolved = await resolve_persisted(
                     self.persisted,

@@ -8,8 +8,13 @@ HTTP layer refuses answers a GraphQL-shaped JSON body with ``extensions.code``.
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
+import orjson
 from starlette.datastructures import Headers
 from starlette.responses import Response
 
@@ -106,3 +111,93 @@ def refuse_early(method: str, headers: Headers) -> HTTPRefusal | None:
             '{"query": ..., "variables": {...}, "operationName": ...}.',
         )
     return None
+
+
+# A NUL character can only reach decoded JSON as this escape (a raw NUL byte is not
+# valid JSON): a body without it needs no walk.
+_NUL_ESCAPE = b"\\u0000"
+
+
+def decode_json(body: str | bytes) -> Any:
+    """A request's JSON (a POST body, GET's ``variables``), decoded strictly or refused
+    with 400: UTF-8, no lone surrogate (``"\\ud800"``), nested at most 1,024 levels
+    (orjson's limit; the json module recurses until it crashes), and no NUL character in
+    any string, which PostgreSQL refuses in text. Whatever a caller sends (variables, the
+    document, the operation name) is refused here, in one place, rather than by the
+    database halfway through a request. NaN and Infinity, which some clients write, are
+    still read (by the json module), for GraphQL to refuse with its own error."""
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+    try:
+        payload = orjson.loads(raw)
+        walk = _NUL_ESCAPE in raw
+    except orjson.JSONDecodeError as error:
+        payload, walk = _lenient(raw, error), True
+    if walk:
+        for where, character in _text_problems(payload):
+            if character == "\x00":
+                raise HTTPRefusal(400, "BAD_USER_INPUT", nul_message(where))
+            raise _unparsable(f"lone surrogate {character!a} in `{where}`", None)
+    return payload
+
+
+# orjson's refusals that the json module may still read: NaN and (-)Infinity, and lone
+# surrogates (then reported with where they are).
+_LENIENT = ("unexpected character", "no digit after sign", "surrogate in string")
+
+
+def _lenient(raw: bytes, error: orjson.JSONDecodeError) -> Any:
+    """What the json module reads of a body orjson refused, or the refusal (400)."""
+    if error.msg.startswith("str is not valid UTF-8"):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as undecodable:
+            raise _unparsable("not valid UTF-8", undecodable.start) from None
+    if not any(reason in error.msg for reason in _LENIENT):
+        raise _unparsable(error.msg, error.pos)
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise _unparsable("nested too deeply", None) from None
+    except ValueError:
+        raise _unparsable(error.msg, error.pos) from None
+
+
+def _unparsable(reason: str, position: int | None) -> HTTPRefusal:
+    at = f" (at position {position})" if position is not None else ""
+    return HTTPRefusal(400, "BAD_REQUEST", f"Unable to parse request body as JSON: {reason}{at}.")
+
+
+def nul_message(where: str) -> str:
+    shown = where.replace("\x00", "\\u0000")
+    return f"`{shown}` contains a NUL character (U+0000), which text may not hold."
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text_problems(value: Any) -> Iterator[tuple[str, str]]:
+    """(where, character) for each NUL or lone surrogate in a decoded JSON value, keys
+    included, depth first; iterative, as the value may be nested deeply."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            yield from _bad_characters(item, where or "body")
+        elif isinstance(item, dict):
+            for key, inner in reversed(item.items()):
+                inside = f"{where}.{key}" if where else key
+                yield from _bad_characters(key, inside)
+                stack.append((inner, inside))
+        elif isinstance(item, list):
+            stack.extend(
+                (inner, f"{where}.{index}" if where else str(index))
+                for index, inner in reversed(list(enumerate(item)))
+            )
+
+
+def _bad_characters(text: str, where: str) -> Iterator[tuple[str, str]]:
+    if "\x00" in text:
+        yield where, "\x00"
+    surrogate = _SURROGATE.search(text)
+    if surrogate is not None:
+        yield where, surrogate.group()

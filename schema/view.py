@@ -30,7 +30,14 @@ from schema.compiled.parameters import CANDIDATES
 from schema.compiled.responses import Cached, ResponseCache
 from schema.context import Context
 from schema.errors import INTERNAL, UNAVAILABLE, with_code
-from schema.http import GRAPHQL_RESPONSE, JSON, RETRY_AFTER_SECONDS, HTTPRefusal, content_type
+from schema.http import (
+    GRAPHQL_RESPONSE,
+    JSON,
+    RETRY_AFTER_SECONDS,
+    HTTPRefusal,
+    content_type,
+    decode_json,
+)
 from schema.limits import cost_extension, known_measurement
 from schema.limits.documents import document_bytes
 from schema.persisted import PENDING_REGISTRATION, PERSISTED_DOCUMENT, PendingRegistration
@@ -178,10 +185,7 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         ):
             return None
         body = await request.body()
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return None  # strawberry decodes it as ever (json.loads), and reports it
+        payload = decode_json(body)  # refused here (400) as strawberry's path would
         decoded = _DECODED.get()
         if decoded is not None:  # strawberry reuses it (decode_json) if we decline
             decoded.keep(body, payload)
@@ -361,12 +365,12 @@ class PortfolioGraphQL(GraphQL[Context, None]):
     def decode_json(self, data: str | bytes) -> object:
         """The body ``_answer_known`` decoded already, if it is this very one: a
         10,000-measurement batch is 1.3 MB of JSON to parse once, not twice. Any other
-        text is decoded as strawberry does (json.loads accepts NaN, which orjson does not:
-        such a body never reaches this cache)."""
+        text is decoded by ``schema.http.decode_json``, which refuses what the database
+        could not take (400)."""
         decoded = _DECODED.get()
         if decoded is not None and decoded.body is data:
             return decoded.payload
-        return super().decode_json(data)
+        return decode_json(data)
 
 
 class _DecodedBody:

@@ -215,13 +215,99 @@ async def test_malformed_parameters_are_400_json(
     ]
 
 
-async def test_unparsable_json_is_400(http: httpx.AsyncClient) -> None:
-    response = await http.post(
-        "/graphql", content=b'{"query": ', headers={"content-type": "application/json"}
+DEEP = b"[" * 100_000 + b"]" * 100_000
+NAN = b'"value": NaN, '  # read (json module) for GraphQL to refuse: not the JSON at fault
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "message"),
+    [
+        (
+            b'{"query": ',
+            "BAD_REQUEST",
+            "Unable to parse request body as JSON: unexpected end of data (at position 10).",
+        ),
+        (
+            b'{"query": "{ __typename }", "variables": {"v": ' + DEEP + b"}}",
+            "BAD_REQUEST",
+            "Unable to parse request body as JSON: depth limit exceeded (at position 1070).",
+        ),
+        (
+            b'{"query": "{ __typename }", ' + NAN + b'"variables": {"v": ' + DEEP + b"}}",
+            "BAD_REQUEST",
+            "Unable to parse request body as JSON: nested too deeply.",
+        ),
+        (
+            b'{"query": "{ __typename }", "variables": {"v": "\\ud800"}}',
+            "BAD_REQUEST",
+            "Unable to parse request body as JSON: lone surrogate '\\ud800' in `variables.v`.",
+        ),
+        (
+            b'{"query": "{ __typename }", ' + NAN + b'"variables": {"v": ["\\udfff"]}}',
+            "BAD_REQUEST",
+            "Unable to parse request body as JSON: lone surrogate '\\udfff' in `variables.v.0`.",
+        ),
+        (
+            b'{"query": "{ __typename \xff }"}',
+            "BAD_REQUEST",
+            "Unable to parse request body as JSON: not valid UTF-8 (at position 24).",
+        ),
+        (
+            b'{"query": "{ __typename }", "variables": {"v": [1, {"w": "a\\u0000"}]}}',
+            "BAD_USER_INPUT",
+            "`variables.v.1.w` contains a NUL character (U+0000), which text may not hold.",
+        ),
+        (
+            b'{"query": "{ __typename }", "variables": {"a\\u0000": 1}}',
+            "BAD_USER_INPUT",
+            "`variables.a\\u0000` contains a NUL character (U+0000), which text may not hold.",
+        ),
+        (
+            b'{"query": "{ __typename }", "operationName": "\\u0000"}',
+            "BAD_USER_INPUT",
+            "`operationName` contains a NUL character (U+0000), which text may not hold.",
+        ),
+    ],
+    ids=[
+        "truncated",
+        "nested 100,000 deep",
+        "nested 100,000 deep after NaN",
+        "lone surrogate",
+        "lone surrogate after NaN",
+        "invalid UTF-8",
+        "NUL in a variable",
+        "NUL in a variable's name",
+        "NUL in the operation name",
+    ],
+)
+async def test_a_body_that_is_not_clean_json_is_400(
+    http: httpx.AsyncClient, body: bytes, code: str, message: str
+) -> None:
+    """Refused as the body is decoded, on every path (the repeated-query fast path, the
+    persisted-query lookup, strawberry's): never a 500, never the database's refusal."""
+    for accept in (GRAPHQL_RESPONSE, "application/json"):
+        response = await http.post(
+            "/graphql", content=body, headers={"content-type": "application/json", "accept": accept}
+        )
+        assert response.status_code == 400
+        assert response.headers["content-type"] == f"{accept}; charset=utf-8"
+        assert response.json() == {"errors": [{"message": message, "extensions": {"code": code}}]}
+
+
+async def test_a_nul_in_get_variables_is_400(http: httpx.AsyncClient) -> None:
+    response = await http.get(
+        "/graphql",
+        params={
+            "query": "query ($name: String!) { __type(name: $name) { name } }",
+            "variables": '{"name": "Initiative\\u0000"}',
+        },
     )
     assert response.status_code == 400
     assert response.json()["errors"] == [
-        {"message": "Unable to parse request body as JSON", "extensions": {"code": "BAD_REQUEST"}}
+        {
+            "message": "`name` contains a NUL character (U+0000), which text may not hold.",
+            "extensions": {"code": "BAD_USER_INPUT"},
+        }
     ]
 
 

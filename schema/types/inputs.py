@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
 import strawberry
+from graphql import GraphQLError, StringValueNode, ValidationRule
 
 from api.services import filters
 from schema.ids import decode_id, decode_ids_of
@@ -19,6 +21,19 @@ from schema.types.enums import (
     TeamKind,
 )
 from schema.types.ordering import order_input
+
+
+class NoNulInStrings(ValidationRule):
+    """A string literal of the document may not hold a NUL character (``"\\u0000"``),
+    which PostgreSQL refuses in text. Values sent as JSON (variables) are refused when
+    the body is decoded (``schema.http.decode_json``); this rule covers the document."""
+
+    def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
+        if "\x00" in node.value:
+            self.report_error(
+                GraphQLError("String literals may not contain the NUL character (U+0000).", node)
+            )
+
 
 SEARCH = "Words that must each start a word of the key, name/title or description."
 
