@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 from api.errors import InvalidInput
 
+MAX_PK = 2**63 - 1  # PostgreSQL's bigint
+
 
 def encode_id(type_name: str, pk: int) -> str:
     return base64.urlsafe_b64encode(f"{type_name}:{pk}".encode()).decode().rstrip("=")
@@ -19,7 +21,9 @@ def decode_id(global_id: str, *, field: str = "id") -> tuple[str, int]:
         padded = global_id + "=" * (-len(global_id) % 4)
         type_name, _, pk = base64.urlsafe_b64decode(padded.encode("ascii")).decode().partition(":")
         number = int(pk)
-        if not type_name.isidentifier() or number <= 0 or str(number) != pk:
+        # Primary keys are bigint: a larger number names nothing, and the driver could
+        # not even send it.
+        if not type_name.isidentifier() or not 0 < number <= MAX_PK or str(number) != pk:
             raise ValueError
     except (ValueError, UnicodeError, binascii.Error):
         raise InvalidInput(f"`{global_id[:64]}` is not a valid global ID.", field=field) from None

@@ -6,6 +6,7 @@ import base64
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schema.ids import encode_id
@@ -191,3 +192,116 @@ async def test_variables_of_the_wrong_shape(gql: GraphQL) -> None:
     assert error["message"] == (
         "Variable '$n' has invalid value: Int cannot represent non-integer value: 'ten'"
     )
+
+
+# Primary keys are bigint: a global ID whose number does not fit names nothing.
+TOO_LARGE = [2**63, 2**70, 10**40]
+
+
+@pytest.mark.parametrize("number", TOO_LARGE)
+async def test_a_global_id_beyond_64_bits_is_invalid(gql: GraphQL, number: int) -> None:
+    bad_id = encode_id("Product", number)
+    message = f"`{bad_id[:64]}` is not a valid global ID."
+    body = await gql("query($id: ID!) { node(id: $id) { id } }", {"id": bad_id})
+    assert only_error(body)["extensions"] == {"code": "INVALID", "field": "id"}
+    assert only_error(body)["message"] == message
+    assert body["data"] == {"node": None}
+
+    good = encode_id("Product", 1)
+    body = await gql("query($ids: [ID!]!) { nodes(ids: $ids) { id } }", {"ids": [good, bad_id]})
+    error = only_error(body)
+    assert (error["extensions"], error["message"], error["path"]) == (
+        {"code": "INVALID", "field": "ids"},
+        message,
+        ["nodes", 1],
+    )
+    assert body["data"]["nodes"][0] == {"id": good}
+    assert body["data"]["nodes"][1] is None
+
+
+async def test_the_largest_bigint_is_a_valid_id_of_nothing(gql: GraphQL) -> None:
+    body = await gql(
+        "query($id: ID!) { node(id: $id) { id } }", {"id": encode_id("Product", 2**63 - 1)}
+    )
+    assert body == {"data": {"node": None}, "extensions": body["extensions"]}
+
+
+ARCHIVES = ["archiveTeam", "archiveProduct", "archiveInitiative", "archiveKpi"]
+
+
+@pytest.mark.parametrize("mutation", ARCHIVES)
+async def test_archiving_by_an_id_beyond_64_bits_is_a_user_error(
+    writer: GraphQL, mutation: str
+) -> None:
+    entity = mutation.removeprefix("archive")
+    bad_id = encode_id(entity, 2**64)
+    body = await writer(
+        f"mutation($id: ID!) {{ {mutation}(input: {{id: $id}}) "
+        "{ userErrors { field code message } } }",
+        {"id": bad_id},
+    )
+    assert "errors" not in body, body
+    assert body["data"][mutation]["userErrors"] == [
+        {"field": "id", "code": "INVALID", "message": f"`{bad_id}` is not a valid global ID."}
+    ]
+
+
+COST_MESSAGE = "`estimatedCost` must be a finite number of at most 12 digits before the point."
+
+
+@pytest.mark.parametrize(
+    "cost",
+    [
+        "1e400",
+        "-1e400",
+        "NaN",
+        "sNaN",
+        "Infinity",
+        "-Infinity",
+        "99999999999999999999999.999",
+        "1000000000000",
+        "999999999999.995",  # rounds (as PostgreSQL would) to 13 digits
+    ],
+)
+async def test_an_estimated_cost_the_column_cannot_hold_is_invalid(
+    writer: GraphQL, db: AsyncSession, cost: str
+) -> None:
+    initiative = await factories.initiative(db)
+    await db.commit()
+    before = await db.scalar(text("SELECT count(*) FROM initiatives"))
+    created = await writer(
+        "mutation($cost: Decimal) { createInitiative(input: "
+        '{key: "COST-1", title: "Costly", estimatedCost: $cost}) '
+        "{ initiative { key } userErrors { field code message } } }",
+        {"cost": cost},
+    )
+    assert created["data"]["createInitiative"] == {
+        "initiative": None,
+        "userErrors": [{"field": "estimatedCost", "code": "INVALID", "message": COST_MESSAGE}],
+    }
+    assert await db.scalar(text("SELECT count(*) FROM initiatives")) == before
+    updated = await writer(
+        "mutation($id: ID!, $cost: Decimal) { updateInitiative(input: "
+        "{id: $id, estimatedCost: $cost}) "
+        "{ initiative { key } userErrors { field code message } } }",
+        {"id": encode_id("Initiative", initiative.id), "cost": cost},
+    )
+    assert updated["data"]["updateInitiative"]["userErrors"] == [
+        {"field": "estimatedCost", "code": "INVALID", "message": COST_MESSAGE}
+    ]
+    await db.refresh(initiative)
+    assert initiative.version == 1
+
+
+async def test_the_largest_estimated_cost_the_column_holds_is_stored(
+    writer: GraphQL, db: AsyncSession
+) -> None:
+    body = await writer(
+        "mutation { createInitiative(input: "
+        '{key: "COST-2", title: "Costly", estimatedCost: "999999999999.994"}) '
+        "{ initiative { estimatedCost } userErrors { field } } }"
+    )
+    assert body["data"]["createInitiative"] == {
+        "initiative": {"estimatedCost": "999999999999.99"},
+        "userErrors": [],
+    }

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
+from decimal import ROUND_HALF_UP, Decimal
 from enum import Enum
 from typing import Any, TypeVar
 
 import strawberry
+from sqlalchemy import Numeric
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.errors import DomainError
+from api.errors import DomainError, InvalidInput
+from api.models import Base
 from api.services.writes import Actor, Refused
 from api.services.writes import UserError as ServiceError
 from schema.context import concurrent_change
@@ -124,5 +127,49 @@ def given_values(data: Any, references: Mapping[str, str]) -> dict[str, Any]:
             continue
         if field.name in references and value is not None:
             value = decode_reference(value, references[field.name], field.name)
+        if isinstance(value, Decimal):
+            check_decimal(field.name, value)
         values[field.name] = value
     return values
+
+
+def check_decimal(field: str, value: Decimal) -> None:
+    """A decimal must be finite and fit its column (NUMERIC(precision, scale), once
+    rounded to its scale as PostgreSQL rounds): "NaN", "Infinity" and "1e400" are the
+    caller's mistake, not an overflow in the middle of an INSERT."""
+    fits = value.is_finite()
+    limit = "a finite number"
+    if field in DECIMAL_COLUMNS:
+        precision, scale = DECIMAL_COLUMNS[field]
+        digits = precision - scale  # before the point
+        limit = f"a finite number of at most {digits} digits before the point"
+        # adjusted(): the exponent of the first digit; 1e400 is refused before it is
+        # rounded, which the decimal context could not do.
+        fits = fits and (value.is_zero() or value.adjusted() < digits)
+        if fits:
+            rounded = value.quantize(Decimal(1).scaleb(-scale), ROUND_HALF_UP)
+            fits = abs(rounded) < Decimal(10) ** digits
+    if not fits:
+        raise InvalidInput(f"`{_camel(field)}` must be {limit}.", field=field)
+
+
+def _decimal_columns() -> dict[str, tuple[int, int]]:
+    """The (precision, scale) of each NUMERIC column read as a Decimal, by attribute name
+    (the strictest where two tables share a name)."""
+    columns: dict[str, tuple[int, int]] = {}
+    for table in Base.metadata.tables.values():
+        for column in table.columns:
+            kind = column.type
+            if (
+                isinstance(kind, Numeric)
+                and kind.asdecimal
+                and kind.precision is not None
+                and kind.scale is not None
+            ):
+                found = (kind.precision, kind.scale)
+                known = columns.get(column.key, found)
+                columns[column.key] = min(known, found, key=lambda p: p[0] - p[1])
+    return columns
+
+
+DECIMAL_COLUMNS = _decimal_columns()
