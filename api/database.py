@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
+import inspect
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import Any
 
 import asyncpg
+from sqlalchemy import event
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import PendingRollbackError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -20,7 +24,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 from sqlalchemy.util.concurrency import greenlet_spawn
 
 from api.embedded import embedded_database_url, to_async_url
@@ -34,7 +38,7 @@ def resolve_database_url(settings: Settings) -> str:
 
 
 def create_engine(url: str, settings: Settings) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
@@ -54,6 +58,37 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
             "async_creator_fn": connect_in_own_context,
         },
     )
+    discard_after_errors(engine)
+    return engine
+
+
+# Set, on a pool entry's ``info``, when a statement on its connection failed.
+_FAILED = "portfolio_failed"
+
+
+def discard_after_errors(engine: AsyncEngine) -> None:
+    """A connection on which anything failed is never handed out again: it is closed on
+    its next checkout and a fresh one opened in its place. Whatever the error left behind
+    on it (a transaction the driver and the server disagree about, a cancellation still
+    on its way, a half-read protocol exchange) cannot reach an unrelated request; a
+    failed statement costs one new connection. The mark is set by SQLAlchemy's error
+    hook and by the driver calls made outside SQLAlchemy (``_Watched``)."""
+    event.listen(engine.sync_engine, "handle_error", _mark_failed)
+    event.listen(engine.sync_engine.pool, "checkin", _recycle_if_failed)
+
+
+def _mark_failed(context: ExceptionContext) -> None:
+    connection = context.connection
+    if connection is None or connection.invalidated or connection.closed:
+        return  # nothing to mark, or SQLAlchemy discards it already
+    connection.info[_FAILED] = True
+
+
+def _recycle_if_failed(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    if record.info.pop(_FAILED, False) and dbapi_connection is not None:
+        # Soft: no I/O here (the pool may be returning it outside any greenlet); the
+        # next checkout closes it and connects anew.
+        record.invalidate(soft=True)
 
 
 def connect_in_own_context(*args: Any, **kwargs: Any) -> asyncio.Task[asyncpg.Connection]:
@@ -158,7 +193,7 @@ def _pooled_reads(engine: AsyncEngine) -> ReadConnections:
     async def connection() -> AsyncIterator[Any]:
         pooled = await _live_connection(engine)
         try:
-            yield _driver(pooled)
+            yield _Watched(_driver(pooled), pooled.info)
         finally:
             pool = engine.sync_engine.pool
             if _driver(pooled).is_closed():
@@ -192,7 +227,36 @@ async def session_driver(session: AsyncSession) -> Any:
     """The asyncpg connection under a session, inside its transaction (COPY, a
     hand-written statement)."""
     connection = await session.connection()
-    return (await connection.get_raw_connection()).driver_connection
+    pooled = await connection.get_raw_connection()
+    return _Watched(pooled.driver_connection, pooled.info)
+
+
+class _Watched:
+    """An asyncpg connection whose failed calls mark its pool entry (``_FAILED``), so
+    that it is discarded on its return: calls made on the driver itself bypass
+    SQLAlchemy's error hook."""
+
+    __slots__ = ("_driver", "_info")
+
+    def __init__(self, driver: Any, info: dict[Any, Any]) -> None:
+        self._driver = driver
+        self._info = info
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._driver, name)
+        if not inspect.iscoroutinefunction(attribute):
+            return attribute
+        info = self._info
+
+        @functools.wraps(attribute)
+        async def watched(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await attribute(*args, **kwargs)
+            except BaseException:  # cancelled mid-statement included
+                info[_FAILED] = True
+                raise
+
+        return watched
 
 
 def _driver(pooled: Any) -> Any:
