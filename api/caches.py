@@ -56,19 +56,33 @@ class ByteLRU(Generic[K, V]):
 
     def put(self, key: K, value: V, size: int) -> bool:
         """Keep ``value`` under ``key``, accounted as ``size`` bytes (plus the entry's
-        overhead); False if it alone would pass the bound (then it is not kept)."""
+        overhead); False if it alone would pass the bound (then it is not kept). A value
+        it replaces counts as evicted."""
         self.pop(key)
         size += ENTRY_OVERHEAD
         if size > self.max_bytes:
             return False
         self._entries[key] = (value, size)
         self.bytes += size
-        while self.bytes > self.max_bytes:
+        self._shrink()
+        return True
+
+    def resize(self, key: K, size: int) -> None:
+        """Account an entry held as ``size`` bytes now (it grew); others may go."""
+        found = self._entries.get(key)
+        if found is None:
+            return
+        size += ENTRY_OVERHEAD
+        self._entries[key] = (found[0], size)
+        self.bytes += size - found[1]
+        self._shrink()
+
+    def _shrink(self) -> None:
+        while self.bytes > self.max_bytes and self._entries:
             evicted, (dropped, dropped_size) = self._entries.popitem(last=False)
             self.bytes -= dropped_size
             if self._on_evict is not None:
                 self._on_evict(evicted, dropped)
-        return True
 
     def pop(self, key: K) -> V | None:
         found = self._entries.pop(key, None)

@@ -19,7 +19,7 @@ validation, as the GraphQL specification asks (strawberry would run the first).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Hashable, Iterator
+from collections.abc import AsyncIterator, Hashable, Iterator, MutableMapping
 from typing import Any
 
 from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, parse
@@ -27,6 +27,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
 from api.caches import ByteLRU, text_bytes
+from schema.compiled import compiler, selection
 from schema.limits.size import size_refusal
 
 PARSE_BYTES_PER_POINT = 100
@@ -57,7 +58,32 @@ class DocumentEntry:
         self.refusal: GraphQLError | None = _UNSET
 
 
-DOCUMENTS: ByteLRU[tuple[str, Hashable], DocumentEntry] = ByteLRU(DOCUMENT_CACHE_BYTES)
+# The compiler's memos, keyed by id(node), whose values start with the node (kept so
+# that its id is not reused): a node holds its whole document (its location links every
+# token and the text), so these memos are bounded by DOCUMENTS, not by their count: a
+# document let go here is let go there too.
+NODE_MEMOS: list[MutableMapping[Any, Any]] = [selection._VARIABLE_FREE, compiler._SUBTREES]
+
+
+def _forget(key: tuple[str, Hashable], entry: DocumentEntry) -> None:
+    loc = entry.document.loc
+    if loc is None:
+        return
+    source = loc.source
+    for memo in NODE_MEMOS:
+        stale = [k for k, value in memo.items() if _source(value[0]) is source]
+        for k in stale:
+            del memo[k]
+
+
+def _source(node: Any) -> Any:
+    loc = getattr(node, "loc", None)
+    return loc.source if loc is not None else None
+
+
+DOCUMENTS: ByteLRU[tuple[str, Hashable], DocumentEntry] = ByteLRU(
+    DOCUMENT_CACHE_BYTES, on_evict=_forget
+)
 
 
 def document_bytes(query: str) -> int:
@@ -144,8 +170,8 @@ class Documents(SchemaExtension):
                 )
                 # Messages quote the document's names: counted, so the bound holds.
                 entry.size += sum(text_bytes(error.message) + 500 for error in found)
-                if self.key is not None and self.key in DOCUMENTS:
-                    DOCUMENTS.put(self.key, entry, entry.size)
+                if self.key is not None and DOCUMENTS.peek(self.key) is entry:
+                    DOCUMENTS.resize(self.key, entry.size)
             errors = found
         if not errors and entry.operations > 1 and _provided_name(execution) is None:
             errors = [
