@@ -9,6 +9,7 @@ token, authorize, revocation (RFC 7009), introspection (RFC 7662), metadata
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import html
@@ -16,7 +17,9 @@ import math
 import re
 import secrets
 import uuid
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -104,6 +107,10 @@ CLIENT_ID_MAX_LENGTH = 64
 class AuthorizationServer:
     auth: AuthServices
     sessions: async_sessionmaker[AsyncSession]
+    # Client authentications under way in this process, per throttle key (``_admit``).
+    _in_flight: Counter[str] = field(default_factory=Counter)
+    _finished: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _released: int = 0  # attempts finished so far (their failures, if any, recorded)
 
     @property
     def settings(self) -> Any:
@@ -111,10 +118,10 @@ class AuthorizationServer:
 
     def routes(self) -> list[Route]:
         return [
-            Route("/oauth/token", self.token, methods=["POST"]),
+            Route("/oauth/token", self._admitting(self.token), methods=["POST"]),
             Route("/oauth/authorize", self.authorize, methods=["GET", "POST"]),
-            Route("/oauth/revoke", self.revoke, methods=["POST"]),
-            Route("/oauth/introspect", self.introspect, methods=["POST"]),
+            Route("/oauth/revoke", self._admitting(self.revoke), methods=["POST"]),
+            Route("/oauth/introspect", self._admitting(self.introspect), methods=["POST"]),
             Route("/.well-known/oauth-authorization-server", self.metadata, methods=["GET"]),
             Route("/.well-known/openid-configuration", self.metadata, methods=["GET"]),
             Route("/.well-known/jwks.json", self.jwks, methods=["GET"]),
@@ -185,57 +192,11 @@ class AuthorizationServer:
 
     async def _client(self, session: AsyncSession, request: Request, form: Any) -> OAuthClient:
         """Authenticate the client: HTTP Basic, form secret, or a public client's id.
-
-        Failed client authentication is throttled like the login form (the same
-        ``login_throttle`` rows, shared by replicas), and refused with 429 before any
-        secret is hashed, so that guessing costs the guesser, not the server:
-        - per address (``client-address:``): ``login_max_failures`` failures in
-          ``login_window_seconds`` pause that address, whatever client id it names.
-          One attacking address locks out only itself.
-        - per client id (``client:``, registered ids only, so made-up ids add no rows):
-          ``client_auth_max_failures`` failures from all addresses pause that client id
-          for what remains of a short window (``client_auth_window_seconds``, counted
-          from the first failure). A higher threshold than per address, so that one
-          address cannot pause a client, and a short window, so that a distributed
-          attacker must keep failing from many addresses (each then paused for the
-          long window) to keep a client paused.
-        Success does not reset the counters: it would let an attacker who also holds
-        one valid client reset his own address.
-        """
-        client_id, secret, basic = form.get("client_id"), form.get("client_secret"), False
-        header = request.headers.get("authorization", "")
-        address = request.client.host if request.client else "unknown"
-        by_address = Limit(
-            f"client-address:{address}",
-            self.settings.login_max_failures,
-            self.settings.login_window_seconds,
-        )
-        if header.lower().startswith("basic "):
-            basic = True
-            try:
-                decoded = base64.b64decode(header[6:]).decode()
-                client_id, _, secret = decoded.partition(":")
-            except (ValueError, UnicodeDecodeError):
-                raise OAuthError(
-                    "invalid_client", "Malformed Basic credentials.", 401, basic
-                ) from None
-        client_id = str(client_id or "")
-        if not client_id or len(client_id) > CLIENT_ID_MAX_LENGTH or "\x00" in client_id:
+        Failures are counted by ``_refused`` (see ``_admit`` for the policy)."""
+        client_id, secret, basic = _credentials(request, form)
+        by_address, by_client = self._limits(request, client_id)
+        if by_client is None:
             raise ClientAuthenticationFailed(basic, [by_address])
-        by_client = Limit(
-            f"client:{client_id}",
-            self.settings.client_auth_max_failures,
-            self.settings.client_auth_window_seconds,
-        )
-        retry_after = await self._throttled(session, [by_address, by_client])
-        if retry_after is not None:
-            raise OAuthError(
-                "slow_down",
-                "Too many failed client authentications; try again later.",
-                429,
-                basic,
-                retry_after,
-            )
         client = await session.scalar(select(OAuthClient).where(OAuthClient.client_id == client_id))
         usable = client is not None and client.is_active and client.archived_at is None
         if client is not None and client.secret_hash is None and usable and not secret:
@@ -246,10 +207,101 @@ class AuthorizationServer:
             )
             or not usable
         ):
+            # Only registered ids are counted, so made-up ids add no rows.
             limits = [by_address, by_client] if client is not None else [by_address]
             raise ClientAuthenticationFailed(basic, limits)
         assert client is not None
         return client
+
+    def _limits(self, request: Request, client_id: str) -> tuple[Limit, Limit | None]:
+        """The throttles of a client authentication: by address, and by client id (None
+        for an id that cannot be registered)."""
+        address = request.client.host if request.client else "unknown"
+        by_address = Limit(
+            f"client-address:{address}",
+            self.settings.login_max_failures,
+            self.settings.login_window_seconds,
+        )
+        if not client_id or len(client_id) > CLIENT_ID_MAX_LENGTH or "\x00" in client_id:
+            return by_address, None
+        by_client = Limit(
+            f"client:{client_id}",
+            self.settings.client_auth_max_failures,
+            self.settings.client_auth_window_seconds,
+        )
+        return by_address, by_client
+
+    def _admitting(
+        self, endpoint: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """``endpoint`` (which authenticates a client), admitted by ``_admit`` first."""
+
+        async def admitted(request: Request) -> Response:
+            form = await request.form()  # kept by the request: the endpoint reads it again
+            try:
+                client_id, _, basic = _credentials(request, form)
+            except OAuthError as error:
+                return error.response()
+            by_address, by_client = self._limits(request, client_id)
+            limits = [by_address] if by_client is None else [by_address, by_client]
+            refusal = await self._admit(limits, basic)
+            if refusal is not None:
+                return refusal.response()
+            try:
+                return await endpoint(request)
+            finally:
+                async with self._finished:
+                    self._in_flight.subtract(limit.key for limit in limits)
+                    self._in_flight += Counter()  # drops the keys that reached zero
+                    self._released += 1
+                    self._finished.notify_all()
+
+        return admitted
+
+    async def _admit(self, limits: list[Limit], basic: bool) -> OAuthError | None:
+        """Admit a client authentication, or refuse it with 429 before any secret is
+        hashed, so that guessing costs the guesser, not the server.
+
+        Failed client authentications are counted like failed sign-ins (the same
+        ``login_throttle`` rows, shared by replicas):
+        - per address (``client-address:``): ``login_max_failures`` failures in
+          ``login_window_seconds`` pause that address, whatever client id it names.
+          One attacking address locks out only itself.
+        - per client id (``client:``): ``client_auth_max_failures`` failures from all
+          addresses pause that client id for what remains of a short window
+          (``client_auth_window_seconds``, from the first failure). A higher threshold
+          than per address, so that one address cannot pause a client, and a short
+          window, so that a distributed attacker must keep failing from many addresses
+          (each then paused for the long window) to keep a client paused.
+        Success does not reset the counters: an attacker holding one valid client
+        could otherwise reset his address.
+
+        Attempts under way in this process count too: beyond a limit's remaining
+        failures, an attempt waits for one under way to finish and looks again, so a
+        burst of concurrent guesses is not all hashed before the first failures are
+        recorded (a burst costs at most the limit's hashes per replica)."""
+        while True:
+            released = self._released
+            async with self.sessions() as session:
+                failures, retry_after = await self._window_state(session, limits)
+            if retry_after is not None:
+                return OAuthError(
+                    "slow_down",
+                    "Too many failed client authentications; try again later.",
+                    429,
+                    basic,
+                    retry_after,
+                )
+            async with self._finished:
+                if self._released != released:
+                    continue  # a failure may have been recorded after we read: read again
+                if all(
+                    failures.get(limit.key, 0) + self._in_flight[limit.key] < limit.max_failures
+                    for limit in limits
+                ):
+                    self._in_flight.update(limit.key for limit in limits)
+                    return None
+                await self._finished.wait()
 
     async def _refused(self, error: OAuthError) -> Response:
         """The error response; a failed client authentication is counted first, in a
@@ -499,6 +551,13 @@ with these scopes:</p><ul>{scopes or "<li>(none)</li>"}</ul>{notice}
 
     async def _throttled(self, session: AsyncSession, limits: list[Limit]) -> int | None:
         """Seconds until every exhausted limit among ``limits`` ends, or None if none is."""
+        return (await self._window_state(session, limits))[1]
+
+    async def _window_state(
+        self, session: AsyncSession, limits: list[Limit]
+    ) -> tuple[dict[str, int], int | None]:
+        """Failures in each key's current window, and the seconds until every exhausted
+        limit ends (None if none is)."""
         now = datetime.now(UTC)
         windows = {limit.key: limit for limit in limits}
         rows = await session.execute(
@@ -506,15 +565,17 @@ with these scopes:</p><ul>{scopes or "<li>(none)</li>"}</ul>{notice}
                 LoginThrottle.key, LoginThrottle.window_started_at, LoginThrottle.failures
             ).where(LoginThrottle.key.in_(list(windows)))
         )
-        ends = [
-            started + timedelta(seconds=windows[key].window_seconds)
-            for key, started, failures in rows
-            if failures >= windows[key].max_failures
-            and started + timedelta(seconds=windows[key].window_seconds) > now
-        ]
+        failures: dict[str, int] = {}
+        ends: list[datetime] = []
+        for key, started, count in rows:
+            end = started + timedelta(seconds=windows[key].window_seconds)
+            if end > now:
+                failures[key] = count
+                if count >= windows[key].max_failures:
+                    ends.append(end)
         if not ends:
-            return None
-        return max(1, math.ceil((max(ends) - now).total_seconds()))
+            return failures, None
+        return failures, max(1, math.ceil((max(ends) - now).total_seconds()))
 
     async def _fail(self, session: AsyncSession, limits: list[Limit]) -> None:
         now = datetime.now(UTC)
@@ -634,6 +695,20 @@ with these scopes:</p><ul>{scopes or "<li>(none)</li>"}</ul>{notice}
                 return JSONResponse(body, headers=NO_STORE)
         except OAuthError as error:
             return await self._refused(error)
+
+
+def _credentials(request: Request, form: Any) -> tuple[str, Any, bool]:
+    """(client id, secret, whether they came as HTTP Basic) of a client authentication."""
+    client_id, secret, basic = form.get("client_id"), form.get("client_secret"), False
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("basic "):
+        basic = True
+        try:
+            decoded = base64.b64decode(header[6:]).decode()
+            client_id, _, secret = decoded.partition(":")
+        except (ValueError, UnicodeDecodeError):
+            raise OAuthError("invalid_client", "Malformed Basic credentials.", 401, basic) from None
+    return str(client_id or ""), secret, basic
 
 
 def redirect_uri_problem(uri: str) -> str | None:

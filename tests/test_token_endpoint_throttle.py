@@ -4,6 +4,8 @@ client id, like the login form (issue #16, finding 8). The policy is documented 
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
 from api import models
-from api.app import assemble_app
+from api.app import assemble_app, create_app
 from auth import authorization
 from auth.passwords import hash_secret
 from tests.conftest import settings_for
@@ -152,3 +154,46 @@ async def test_made_up_client_ids_count_only_against_the_address(
     assert_paused(await token(server, "203.0.113.9", "svc", "svc-secret"), 900)
     keys: Any = set(await db.scalars(select(models.LoginThrottle.key)))
     assert keys == {"client-address:203.0.113.9", "client-address:203.0.113.10"}
+
+
+async def test_a_concurrent_burst_is_hashed_only_up_to_the_limit(
+    own_database: str, hashed: list[str]
+) -> None:
+    """Concurrent guesses, all sent before any failure is recorded: attempts beyond the
+    limit wait for those under way, then find the address paused. The app has a pool
+    of its own (a database of the test's own), so the requests really overlap."""
+    burst = 30
+    app = create_app(
+        settings_for(
+            environment="production",
+            login_max_failures=PER_ADDRESS,
+            client_auth_max_failures=PER_CLIENT,
+        ),
+        database_url=own_database,
+    )
+    try:
+        async with app.router.lifespan_context(app):
+            async with app.state.sessions() as session, session.begin():
+                session.add(
+                    models.OAuthClient(
+                        client_id="burst",
+                        name="burst",
+                        secret_hash=hash_secret("burst-secret"),
+                        grant_types=["client_credentials"],
+                        scopes=["portfolio:read"],
+                    )
+                )
+            answers = await asyncio.gather(
+                *(token(app, "203.0.113.50", "burst", f"guess-{n}") for n in range(burst))
+            )
+            served = await token(app, "198.51.100.50", "burst", "burst-secret")
+    finally:
+        await app.state.engine.dispose()
+    assert Counter(answer.status_code for answer in answers) == {
+        401: PER_ADDRESS,
+        429: burst - PER_ADDRESS,
+    }
+    assert all(a.json() == SLOW_DOWN for a in answers if a.status_code == 429)
+    # Only as many guesses were hashed as the address may fail, then the right secret.
+    assert len(hashed) == PER_ADDRESS + 1 and hashed[-1] == "burst-secret"
+    assert served.status_code == 200, served.text
