@@ -1,4 +1,4 @@
-"""Runtime configuration, read from environment variables (see README, "Configuration")."""
+"""Runtime configuration from environment variables, documented in docs/configuration.md."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ class Settings(BaseSettings):
         default=None,
         description="Run migrations when the server starts. Unset: only for the embedded database.",
     )
-    # Limits (see README, "Limits").
+    # Limits (see docs/api.md, "Limits and rate limits").
     max_query_cost: int = Field(default=1000, description="Most points one query may cost.")
     max_query_depth: int = Field(default=12, description="Deepest nesting of a query.")
     max_aliases: int = Field(default=30, description="Most aliases in one document.")
@@ -170,7 +170,7 @@ class Settings(BaseSettings):
     )
     log_level: str = "INFO"
 
-    # OAuth 2 (see README, "Authentication").
+    # OAuth 2 (see docs/auth.md).
     issuer: str = Field(
         default="http://127.0.0.1:8000",
         description="Issuer identifier of the built-in authorization server (its public URL).",
