@@ -68,12 +68,14 @@ class ByteLRU(Generic[K, V]):
         return True
 
     def resize(self, key: K, size: int) -> None:
-        """Account an entry held as ``size`` bytes now (it grew); others may go."""
+        """Account an entry held as ``size`` bytes now (it grew while in use: now the
+        most recently used); others may go."""
         found = self._entries.get(key)
         if found is None:
             return
         size += ENTRY_OVERHEAD
         self._entries[key] = (found[0], size)
+        self._entries.move_to_end(key)
         self.bytes += size - found[1]
         self._shrink()
 

@@ -14,7 +14,7 @@ import pytest
 from graphql import Source, parse
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from api.caches import ByteLRU, text_bytes
+from api.caches import ENTRY_OVERHEAD, ByteLRU, text_bytes
 from schema.compiled.extension import PLANS
 from schema.compiled.parameters import CANDIDATES
 from schema.compiled.responses import Cached, ResponseCache
@@ -216,3 +216,19 @@ def test_the_response_cache_counts_its_keys() -> None:
     # Each answer is 10 characters of JSON, but its key holds 300 KB of document.
     assert len(cache) == 3
     assert cache.chars <= 1_000_000
+
+
+def test_the_byte_bound_drops_the_least_recently_used() -> None:
+    evicted: list[str] = []
+    cache: ByteLRU[str, int] = ByteLRU(3 * (100 + ENTRY_OVERHEAD), lambda k, _: evicted.append(k))
+    for key in "abc":
+        assert cache.put(key, 1, 100)
+    assert cache.get("a") == 1  # now the most recently used
+    cache.put("d", 1, 100)
+    assert (list(cache), evicted) == (["c", "a", "d"], ["b"])
+    cache.resize("c", 200)  # grown while in use: the least recently used others go
+    assert (list(cache), evicted) == (["d", "c"], ["b", "a"])
+    assert cache.bytes == 300 + 2 * ENTRY_OVERHEAD
+    assert not cache.put("huge", 1, 3 * (100 + ENTRY_OVERHEAD))  # never kept
+    assert "huge" not in cache
+    assert cache.bytes == 300 + 2 * ENTRY_OVERHEAD
