@@ -305,13 +305,25 @@ def persist_queries(
         list[Path], typer.Argument(help="GraphQL documents, one per file.", exists=True)
     ],
 ) -> None:
-    """Register documents as persisted queries; prints each file's SHA-256."""
+    """Register documents as persisted queries; prints each file's SHA-256. Every document
+    must parse and validate against the schema, or nothing is registered."""
     from api.services.persisted import PersistedQueryStore
+    from schema.sdl import document_problems
+
+    documents = [f.read_text(encoding="utf-8") for f in files]
+    refused = [
+        f"{file}: {problem}"
+        for file, document in zip(files, documents, strict=True)
+        for problem in document_problems(document)
+    ]
+    if refused:
+        typer.echo("\n".join(refused), err=True)
+        raise typer.Exit(1)
 
     async def run(engine: AsyncEngine) -> list[str]:
         store = PersistedQueryStore()
         async with create_session_factory(engine)() as session, session.begin():
-            return [await store.register(session, f.read_text(encoding="utf-8")) for f in files]
+            return [await store.register(session, document) for document in documents]
 
     for file, sha256 in zip(files, _with_engine(run), strict=True):
         typer.echo(f"{sha256}  {file}")

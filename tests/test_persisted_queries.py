@@ -107,6 +107,36 @@ def test_persist_queries_command(fresh_database: str, tmp_path: Path) -> None:  
     assert asyncio.run(stored()) == QUERY
 
 
+def test_persist_queries_command_refuses_what_cannot_run(
+    fresh_database: str,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Random text or a document the schema refuses is never stored, nor are the valid
+    documents given with it."""
+    assert CliRunner().invoke(cli, ["migrate", "upgrade"]).exit_code == 0
+    valid = tmp_path / "valid.graphql"
+    valid.write_text(QUERY, encoding="utf-8")
+    noise = tmp_path / "noise.graphql"
+    noise.write_text("\x7f not graphql at all", encoding="utf-8")
+    unknown = tmp_path / "unknown.graphql"
+    unknown.write_text("{ products { nodes { secretField } } }", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["persist-queries", str(valid), str(noise), str(unknown)])
+    assert result.exit_code == 1
+    assert f"{noise}: Syntax Error" in result.output
+    assert f"{unknown}: Cannot query field 'secretField' on type 'Product'." in result.output
+
+    async def count() -> int:
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        engine = create_async_engine(fresh_database)
+        async with engine.connect() as connection:
+            found = await connection.scalar(select(func.count()).select_from(models.PersistedQuery))
+        await engine.dispose()
+        return int(found or 0)
+
+    assert asyncio.run(count()) == 0
+
+
 async def _stored(db: AsyncSession, sha256: str) -> int:
     return int(
         await db.scalar(
