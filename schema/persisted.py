@@ -23,6 +23,7 @@ from starlette.types import Message, Receive, Scope
 
 from api.observability import error_response
 from api.services.persisted import PersistedQueryStore, digest
+from schema.http import HTTPRefusal, decode_json
 
 # Request state keys: the document came from the store (it may exceed the ad-hoc size
 # cap); a document sent with its hash, to register if it runs.
@@ -125,9 +126,11 @@ def get_payload(scope: Scope) -> dict[str, Any]:
     for key in ("extensions", "variables"):
         if key in params:
             try:
-                payload[key] = orjson.loads(params[key])
-            except orjson.JSONDecodeError:
-                payload[key] = params[key]
+                payload[key] = decode_json(params[key])  # a NUL in it is refused (400)
+            except HTTPRefusal as refusal:
+                if refusal.code != "BAD_REQUEST":
+                    raise
+                payload[key] = params[key]  # not JSON: strawberry reports it
     return payload
 
 

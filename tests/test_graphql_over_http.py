@@ -4,6 +4,7 @@ server in test_graphql_http_audit.py)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -332,3 +333,24 @@ async def test_standard_introspection_runs_within_the_limits(http: httpx.AsyncCl
     names = {t["name"] for t in payload["data"]["__schema"]["types"]}
     assert {"Product", "Initiative", "Kpi"} <= names
     assert payload["extensions"]["cost"]["requested"] == 1
+
+
+NUL_HASH = {"persistedQuery": {"version": 1, "sha256Hash": "a\x00" + "b" * 62}}
+
+
+async def test_a_nul_in_a_persisted_query_hash_is_400_not_a_lookup(
+    http: httpx.AsyncClient,
+) -> None:
+    """The hash is looked up in the database: a NUL in it is refused before (it was a
+    503, as if the database were down)."""
+    got = await http.get("/graphql", params={"extensions": json.dumps(NUL_HASH)})
+    posted = await http.post("/graphql", json={"extensions": NUL_HASH})
+    for response, where in ((got, "persistedQuery"), (posted, "extensions.persistedQuery")):
+        assert response.status_code == 400
+        assert response.json()["errors"] == [
+            {
+                "message": f"`{where}.sha256Hash` contains a NUL character (U+0000), "
+                "which text may not hold.",
+                "extensions": {"code": "BAD_USER_INPUT"},
+            }
+        ]
