@@ -68,6 +68,9 @@ async def metrics(request: Request) -> Response:
     return observed.render()
 
 
+QUEUED_PER_PLACE = 4
+
+
 def admission_limits(settings: Settings) -> tuple[int | None, int]:
     """Requests a worker handles at once (None: no limit) and how many may wait.
 
@@ -80,7 +83,9 @@ def admission_limits(settings: Settings) -> tuple[int | None, int]:
     if at_once == 0:
         return None, 0
     queued = settings.max_queued_requests
-    return at_once, at_once // 2 if queued is None else queued
+    # The line absorbs bursts (a page opening fires dozens of requests at once, and the
+    # GraphQL-over-HTTP audit sends its 70 together): only sustained overload is shed.
+    return at_once, at_once * QUEUED_PER_PLACE if queued is None else queued
 
 
 def make_rate_limiter(settings: Settings) -> RateLimiter:

@@ -122,8 +122,8 @@ class Settings(BaseSettings):
     max_queued_requests: int | None = Field(
         default=None,
         ge=0,
-        description="Requests that may wait for one of those places; unset: half of "
-        "them; 0: none wait.",
+        description="Requests that may wait for one of those places; unset: four per "
+        "place (bursts wait, sustained overload is shed); 0: none wait.",
     )
     statement_timeout_ms: int = Field(default=10_000, description="PostgreSQL statement_timeout.")
     transaction_attempts: int = Field(

@@ -176,9 +176,9 @@ async def test_a_limit_of_zero_admits_everything(
 @pytest.mark.parametrize(
     ("settings", "limits"),
     [
-        ({}, (30, 15)),  # the pool's 20 connections and 10 overflow
-        ({"db_pool_size": 7, "db_max_overflow": 3}, (10, 5)),
-        ({"max_concurrent_requests": 4}, (4, 2)),
+        ({}, (30, 120)),  # the pool's 20 connections and 10 overflow; four wait per place
+        ({"db_pool_size": 7, "db_max_overflow": 3}, (10, 40)),
+        ({"max_concurrent_requests": 4}, (4, 16)),
         ({"max_concurrent_requests": 4, "max_queued_requests": 0}, (4, 0)),
         ({"max_concurrent_requests": 0}, (None, 0)),
     ],
