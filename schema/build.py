@@ -22,6 +22,7 @@ from schema.mutations.bulk import BulkIngest
 from schema.mutations.root import Mutation
 from schema.query import NODE_CLASSES, Query
 from schema.types.inputs import NoNulInStrings
+from schema.types.scalars import SCALAR_OVERRIDES
 
 
 def build_schema(
@@ -54,6 +55,7 @@ def build_schema(
         query=Query,
         mutation=Mutation,
         types=NODE_CLASSES,
+        scalar_overrides=SCALAR_OVERRIDES,  # type: ignore[arg-type]
         config=StrawberryConfig(auto_camel_case=True, disable_field_suggestions=production),
         extensions=extensions,  # type: ignore[arg-type]
     )

@@ -305,3 +305,60 @@ async def test_the_largest_estimated_cost_the_column_holds_is_stored(
         "initiative": {"estimatedCost": "999999999999.99"},
         "userErrors": [],
     }
+
+
+UNSTORABLE = ["9999-12-31T23:59:59-01:00", "0001-01-01T00:30:00+01:00"]
+OUT_OF_RANGE = "It is outside the years 1 to 9999 once in UTC."
+
+
+@pytest.mark.parametrize("instant", UNSTORABLE)
+async def test_an_instant_beyond_year_9999_in_utc_is_a_coercion_error(
+    gql: GraphQL, instant: str
+) -> None:
+    """Python holds it in its own offset; PostgreSQL, sent it in UTC, could not."""
+    error = only_error(
+        await gql('query($t: DateTime!) { initiative(key: "X", asOf: $t) { key } }', {"t": instant})
+    )
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["message"] == (
+        f"Variable '$t' has invalid value: Value cannot represent a DateTime: \"{instant}\". "
+        + OUT_OF_RANGE
+    )
+    error = only_error(await gql(f'{{ initiative(key: "X", asOf: "{instant}") {{ key }} }}'))
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert OUT_OF_RANGE in error["message"]
+
+
+@pytest.mark.parametrize("instant", UNSTORABLE)
+async def test_an_unstorable_observed_at_is_refused_and_nothing_is_stored(
+    writer: GraphQL, db: AsyncSession, instant: str
+) -> None:
+    """The bulk fast path falls back to the ordinary path, which refuses it."""
+    before = await db.scalar(text("SELECT count(*) FROM kpi_measurements"))
+    kpi = await db.scalar(text("SELECT key FROM kpis ORDER BY key LIMIT 1"))
+    body = await writer(
+        "mutation($m: [KpiMeasurementInput!]!) { recordKpiMeasurements("
+        "input: {measurements: $m}) { inserted } }",
+        {
+            "m": [
+                {
+                    "kpiKey": kpi,
+                    "observedAt": "2026-01-01T00:00:00Z",
+                    "value": 1.0,
+                    "source": "t",
+                    "externalId": "ok",
+                },
+                {
+                    "kpiKey": kpi,
+                    "observedAt": instant,
+                    "value": 1.0,
+                    "source": "t",
+                    "externalId": "bad",
+                },
+            ]
+        },
+    )
+    error = only_error(body)
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert OUT_OF_RANGE in error["message"]
+    assert await db.scalar(text("SELECT count(*) FROM kpi_measurements")) == before

@@ -36,9 +36,9 @@ from graphql import (
     get_operation_ast,
 )
 from strawberry.extensions import SchemaExtension
-from strawberry.schema.types.base_scalars import DateTimeDefinition
 
 from api.services.measurements import MAX_BATCH, Batch, MeasurementIn
+from schema.types.scalars import DATETIME, storable
 
 FIELD = "recordKpiMeasurements"
 BATCH_TYPE = "RecordKpiMeasurementsInput"
@@ -55,7 +55,7 @@ _COMMON_DATETIME = re.compile(
     r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?",
     re.ASCII,
 ).fullmatch
-_parse_datetime = DateTimeDefinition.parse_value
+_parse_datetime = DATETIME.parse_value
 assert _parse_datetime is not None
 
 
@@ -210,9 +210,11 @@ def _datetime(raw: Any) -> datetime | None:
         return None
     if _COMMON_DATETIME(raw):
         try:
-            return datetime.fromisoformat(raw)
+            parsed = datetime.fromisoformat(raw)
         except ValueError:
             pass  # e.g. 2026-02-30: strawberry's parser decides
+        else:
+            return parsed if storable(parsed) else None
     try:
         parsed = _parse_datetime(raw)  # type: ignore[misc]
     except Exception:  # noqa: BLE001  (its coercion error: the ordinary path reports it)
