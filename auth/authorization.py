@@ -436,6 +436,12 @@ class AuthorizationServer:
 
     async def authorize(self, request: Request) -> Response:
         params = dict(request.query_params)
+        sent = list(params.values())
+        if request.method == "POST":
+            sent.extend(v for v in (await request.form()).values() if isinstance(v, str))
+        if any("\x00" in value for value in sent):
+            # PostgreSQL cannot hold NUL in text: a lookup by it would fail in the database.
+            return _page("Authorization error", "<p>A parameter contains a NUL character.</p>", 400)
         async with self.sessions() as session, session.begin():
             client = await session.scalar(
                 select(OAuthClient).where(OAuthClient.client_id == params.get("client_id", ""))

@@ -98,6 +98,33 @@ async def test_authorize_refuses_a_registered_redirect_uri_with_a_fragment(
     )
 
 
+@pytest.mark.parametrize("where", ["client_id", "redirect_uri", "state", "email"])
+async def test_authorize_refuses_a_nul_in_any_parameter(server: Starlette, where: str) -> None:
+    """PostgreSQL cannot hold NUL in text: a client looked up by it failed in the database
+    (an internal error). Query and form alike, before any lookup."""
+    params = {
+        "client_id": "board",
+        "redirect_uri": "http://127.0.0.1:9999/callback",
+        "response_type": "code",
+        "code_challenge": "x" * 43,
+        "code_challenge_method": "S256",
+        "state": "s1",
+    }
+    form = {"email": "ada@example.com", "password": "p" * 12}
+    if where in params:
+        params[where] = "a\x00b"
+    else:
+        form[where] = "a\x00b@example.com"
+    async with oauth.browser(server) as browser:
+        pages = [await browser.get("/oauth/authorize", params=params)]
+        if where == "email":
+            pages = [await browser.post("/oauth/authorize", params=params, data=form)]
+    for page in pages:
+        assert page.status_code == 400
+        assert "location" not in page.headers
+        assert "A parameter contains a NUL character." in page.text
+
+
 async def viewer(app: Starlette, access_token: str) -> httpx.Response:
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
