@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -277,12 +277,28 @@ async def update_role(
 ) -> Role:
     # A role that carries more than the actor stays out of its reach (its users would
     # feel any change), and the new scopes must be held too.
-    role: Role = await writes.load_for_update(session, ROLE, role_id, expected_version)
-    _require_holding(actor, role.scopes, "id", f"Role {role.name!r}")
+    updated: Role = await _update_scoped(
+        session, actor, ROLE, role_id, expected_version, changes, lambda r: f"Role {r.name!r}"
+    )
+    return updated
+
+
+async def _update_scoped(
+    session: AsyncSession,
+    actor: Actor,
+    spec: EntitySpec,
+    entity_id: int,
+    expected_version: int | None,
+    changes: dict[str, Any],
+    describe: Callable[[Any], str],
+) -> Any:
+    """Update a role or client, which carry scopes: only an actor holding all of them,
+    and any new ones, may."""
+    entity = await writes.load_for_update(session, spec, entity_id, expected_version)
+    _require_holding(actor, entity.scopes, "id", describe(entity))
     if changes.get("scopes") is not None:
         _require_granting(actor, changes["scopes"])
-    updated: Role = await writes.update(session, actor, ROLE, role_id, expected_version, changes)
-    return updated
+    return await writes.update(session, actor, spec, entity_id, expected_version, changes)
 
 
 async def grant_role(session: AsyncSession, actor: Actor, user_id: int, role: str) -> User:
@@ -360,12 +376,14 @@ async def update_client(
 ) -> OAuthClient:
     # A client that carries more than the actor stays out of its reach: a new redirect
     # URI or grant type would hand the actor that client's tokens.
-    client: OAuthClient = await writes.load_for_update(session, CLIENT, client_id, expected_version)
-    _require_holding(actor, client.scopes, "id", f"OAuthClient {client.client_id}")
-    if changes.get("scopes") is not None:
-        _require_granting(actor, changes["scopes"])
-    updated: OAuthClient = await writes.update(
-        session, actor, CLIENT, client_id, expected_version, changes
+    updated: OAuthClient = await _update_scoped(
+        session,
+        actor,
+        CLIENT,
+        client_id,
+        expected_version,
+        changes,
+        lambda c: f"OAuthClient {c.client_id}",
     )
     return updated
 
