@@ -108,11 +108,14 @@ async def db(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncS
 
 
 @pytest.fixture
-async def statements(engine: AsyncEngine, connection: AsyncConnection) -> Any:
+async def statements(
+    engine: AsyncEngine, connection: AsyncConnection
+) -> AsyncIterator[StatementCounter]:
     """Counts what reaches PostgreSQL, through SQLAlchemy and on the driver itself."""
     counter = StatementCounter()
     event.listen(engine.sync_engine, "before_cursor_execute", counter)
     driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None  # the connection is open: the test's transaction holds it
     driver.add_query_logger(counter.logged)
     yield counter
     driver.remove_query_logger(counter.logged)
