@@ -239,6 +239,7 @@ def test_a_parameter_the_compiler_would_inline_is_refused() -> None:
     assert isinstance(operation, OperationDefinitionNode)
     (root,) = operation.selection_set.selections
     assert isinstance(root, FieldNode)
+    assert operation.variable_definitions is not None  # parse always gives a tuple
     variables = get_variable_values(schema._schema, operation.variable_definitions, {"n": 2})
     assert not isinstance(variables, list)
     walk = Walk(schema._schema, {}, variables)

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pgserver
 import pytest
-from pgserver._commands import pg_ctl
+from pgserver._commands import pg_ctl  # type: ignore[attr-defined]  # pgserver sets it at import
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 

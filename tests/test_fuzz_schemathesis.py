@@ -12,6 +12,7 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis.core.result import Err
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.app import assemble_app
@@ -27,6 +28,8 @@ def generated_cases() -> list[tuple[str, str]]:
     schema = schemathesis.graphql.from_path(SCHEMA)
     cases: list[tuple[str, str]] = []
     for result in schema.get_all_operations():
+        if isinstance(result, Err):
+            raise result.err()
         operation = result.ok()
         label = operation.label
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 import httpx
 import orjson
@@ -124,7 +125,7 @@ async def test_a_body_is_decoded_once(writer: GraphQL, monkeypatch: pytest.Monke
     decoded: list[object] = []
     loads = json.loads
 
-    def counting(data: str | bytes, *args: object, **kwargs: object) -> object:
+    def counting(data: str | bytes, *args: Any, **kwargs: Any) -> Any:
         decoded.append(data)
         return loads(data, *args, **kwargs)
 

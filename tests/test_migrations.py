@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import Connection, inspect
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from api import migrate
@@ -25,7 +25,7 @@ async def empty_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 async def test_models_and_migrations_agree(engine: AsyncEngine) -> None:
-    def diff(connection) -> list:  # type: ignore[no-untyped-def,type-arg]
+    def diff(connection: Connection) -> list[object]:
         context = MigrationContext.configure(
             connection, opts={"compare_type": True, "compare_server_default": True}
         )
@@ -36,7 +36,7 @@ async def test_models_and_migrations_agree(engine: AsyncEngine) -> None:
 
 
 async def test_upgrade_downgrade_upgrade(empty_engine: AsyncEngine) -> None:
-    def tables(connection) -> set[str]:  # type: ignore[no-untyped-def]
+    def tables(connection: Connection) -> set[str]:
         return set(inspect(connection).get_table_names()) - {"alembic_version"}
 
     await migrate.upgrade(empty_engine)

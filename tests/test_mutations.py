@@ -3,6 +3,7 @@ A refused mutation changes nothing."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import models
+from api.models.base import IdMixin
 from auth.scopes import Scope
 from schema.ids import encode_id
 from tests.conftest import GraphQL
@@ -636,7 +638,7 @@ async def test_link_and_unlink_are_idempotent(
     target_field: str,
     edge: str,
 ) -> None:
-    builders = {
+    builders: dict[str, Callable[[AsyncSession], Awaitable[IdMixin]]] = {
         "Initiative": factories.initiative,
         "Product": factories.product,
         "TechnicalConstraint": factories.constraint,

@@ -13,9 +13,11 @@ import pytest
 from graphql import GraphQLError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.routing import Route
 
 from api.app import assemble_app
 from api.database import create_engine, create_session_factory
+from schema.endpoint import GraphQLEndpoint
 from schema.errors import with_code
 from tests.conftest import GraphQL, in_pieces, make_client, settings_for
 from tests.fixtures.auth import bearer
@@ -117,7 +119,11 @@ async def test_body_limit_holds_for_chunked_bodies(
 ) -> None:
     """Without a Content-Length the body is counted as it arrives: refused past the
     limit, and the large-request slot it took on the way is given back."""
-    limits = {"max_body_bytes": 1000, "large_body_bytes": 300, "large_requests_at_once": 1}
+    limits: dict[str, Any] = {
+        "max_body_bytes": 1000,
+        "large_body_bytes": 300,
+        "large_requests_at_once": 1,
+    }
     async with make_client(engine, sessions, **limits) as client:
         oversized = orjson.dumps({"query": "{ __typename }" + " " * 2000})
         response = await client.post(
@@ -172,7 +178,9 @@ async def test_internal_error_is_masked_in_production(
     engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     app = assemble_app(settings_for(environment="production"), engine, sessions)
-    view = app.routes[0].app.view  # the GraphQL view of the /graphql route
+    route = app.routes[0]  # /graphql
+    assert isinstance(route, Route) and isinstance(route.app, GraphQLEndpoint)
+    view = route.app.view
     error = with_code(GraphQLError("secret detail", path=["x"], original_error=KeyError("k")))
     public = view._public(error, {"request_id": "req-1"})
     assert public["message"] == "Internal server error; quote request id req-1."

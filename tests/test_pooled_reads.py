@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from sqlalchemy import text
+from sqlalchemy import QueuePool, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.types import Message
 
@@ -183,6 +183,7 @@ async def test_overflow_connections_go_back_to_a_full_pool(own_database: str) ->
 
     assert await asyncio.gather(*(read(n) for n in range(3))) == [0, 1, 2]
     pool = engine.sync_engine.pool
+    assert isinstance(pool, QueuePool)  # the engine's pool counts its connections
     assert pool.checkedout() == 0
     assert pool.checkedin() == 1  # the pool's one
     # The overflow ones were really closed, not left open behind a logged error.
@@ -209,5 +210,7 @@ async def test_a_read_cancelled_mid_statement_does_not_leave_its_connection_busy
         await asyncio.wait_for(slow(), timeout=0.5)
     async with reads() as connection:
         assert await connection.fetchval("SELECT 1") == 1
-    assert engine.sync_engine.pool.checkedout() == 0
+    pool = engine.sync_engine.pool
+    assert isinstance(pool, QueuePool)
+    assert pool.checkedout() == 0
     await engine.dispose()

@@ -19,6 +19,7 @@ async def test_demo_portfolio_is_queryable(gql: GraphQL, db: AsyncSession) -> No
         "initiatives { totalCount } technicalConstraints { totalCount } glossaryTerms { totalCount } }"
     )
     products = await db.scalar(select(func.count()).select_from(models.Product))
+    assert products is not None  # count() always answers one row
     assert data["products"]["totalCount"] == products >= 8
     assert all(p["kpis"]["totalCount"] >= 4 for p in data["products"]["nodes"])
     assert data["initiatives"]["totalCount"] >= 50

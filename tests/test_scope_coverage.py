@@ -11,6 +11,8 @@ from graphql import (
     GraphQLInterfaceType,
     GraphQLObjectType,
     GraphQLSchema,
+    ListValueNode,
+    StringValueNode,
     build_schema,
     get_named_type,
     is_leaf_type,
@@ -19,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import models
+from api.models.base import IdMixin
 from auth.scopes import Scope
 from schema.ids import encode_id
 from schema.sdl import render_sdl
@@ -40,7 +43,7 @@ NODE_SCOPES = {
     "OAuthClient": "admin:clients",
 }
 STRUCTURAL_SUFFIXES = ("Connection", "Edge", "Payload")
-NODE_MODELS = {
+NODE_MODELS: dict[str, type[IdMixin]] = {
     "Team": models.Team,
     "Product": models.Product,
     "Initiative": models.Initiative,
@@ -62,7 +65,15 @@ def sdl_schema() -> GraphQLSchema:
 def required_scopes(field: GraphQLField) -> list[str] | None:
     for directive in (field.ast_node.directives or ()) if field.ast_node else ():
         if directive.name.value == "requiresScopes":
-            return [value.value for value in directive.arguments[0].value.values]  # type: ignore[attr-defined]
+            # @requiresScopes(scopes: [String!]!): one argument, a list of strings.
+            assert directive.arguments
+            scopes = directive.arguments[0].value
+            assert isinstance(scopes, ListValueNode)
+            values = []
+            for value in scopes.values:
+                assert isinstance(value, StringValueNode)
+                values.append(value.value)
+            return values
     return None
 
 
