@@ -50,17 +50,20 @@ class QueryWalker:
         *,
         max_depth: int = 4,
         max_fields: int = 4,
+        skip: frozenset[str] = frozenset(),
     ) -> None:
         self.schema = schema
         self.rng = rng
         self.arguments = arguments
         self.max_depth = max_depth
         self.max_fields = max_fields
+        self.skip = skip  # root fields left out
 
     def document(self, roots: int = 2) -> str:
         query = self.schema.query_type
         assert query is not None
-        chosen = self._pick(list(query.fields.items()), roots)
+        roots_allowed = [(n, d) for n, d in query.fields.items() if n not in self.skip]
+        chosen = self._pick(roots_allowed, roots)
         parts = [self._field(name, definition, 1) for name, definition in chosen]
         return "{ " + " ".join(part for part in parts if part) + " }" if any(parts) else ""
 

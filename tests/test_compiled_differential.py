@@ -19,7 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import models
 from api.models.enums import AuditAction
+from schema.build import schema
 from schema.ids import encode_id
+from tests.schema_walk import QueryWalker
+from tests.test_guarded_everywhere import walk_arguments
 
 SCALARS = {
     "Team": ["id", "key", "name", "kind", "description", "version", "createdAt"],
@@ -463,3 +466,30 @@ async def test_audit_changes_are_answered_by_the_resolvers_alike(
     assert _before_extensions(compiled.last_body) == _before_extensions(reference.last_body)
     changes = [event["changes"] for event in got["data"]["auditEvents"]["nodes"]]
     assert {"title": {"before": 'a "quoted" ünï', "after": 40.0}, "n": [1, None]} in changes
+
+
+async def test_documents_generated_over_the_whole_schema_answer_alike(
+    pair: Any, db: AsyncSession
+) -> None:
+    """Documents walked over the whole read schema (tests.schema_walk), not over the
+    lists above: whatever path answers, the bytes are the same. (`rateLimit` is left
+    out: each app counts its own budget.)"""
+    walker = QueryWalker(
+        schema._schema,
+        random.Random(17),
+        await walk_arguments(db),
+        max_depth=3,
+        skip=frozenset({"rateLimit"}),
+    )
+    compiled, reference = pair(SCOPE_SETS["every read scope"])
+    answered: dict[str, int] = {}
+    for _ in range(100):
+        document = walker.document()
+        got = await compiled(document, status=None)
+        await reference(document, status=None)
+        path = (got.get("extensions") or {}).get("answeredBy", "refused")
+        answered[path] = answered.get(path, 0) + 1
+        assert _before_extensions(compiled.last_body) == _before_extensions(reference.last_body), (
+            document
+        )
+    assert answered.get("compiled", 0) >= 1, answered

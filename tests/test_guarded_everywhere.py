@@ -113,7 +113,7 @@ async def _seed_sentinels(writer: GraphQL, db: AsyncSession) -> dict[str, tuple[
     }
 
 
-async def _arguments(db: AsyncSession) -> Arguments:
+async def walk_arguments(db: AsyncSession) -> Arguments:
     ids: list[str] = []
     for type_name, (model, _) in NODE_TYPES.items():
         # The newest rows: the sentinels' objects and every audit event their writes made.
@@ -153,7 +153,7 @@ async def test_no_sentinel_reaches_a_caller_without_its_scope(
     sentinels = await _seed_sentinels(writer, db)
     required = {value: guard(*where) for value, where in sentinels.items()}
     rng = random.Random(16)
-    walker = QueryWalker(schema._schema, rng, await _arguments(db), max_depth=3)
+    walker = QueryWalker(schema._schema, rng, await walk_arguments(db), max_depth=3)
     apps: dict[frozenset[str], tuple[GraphQL, GraphQL]] = {}
     seen_with_scope: set[str] = set()
     seen_in_changes: set[str] = set()
