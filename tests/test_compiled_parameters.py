@@ -3,6 +3,7 @@ values, never an answer that belongs to other values."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import orjson
@@ -247,3 +248,80 @@ def test_a_parameter_the_compiler_would_inline_is_refused() -> None:
     with pytest.raises(NotBound) as refused:
         compiler.root(root)
     assert refused.value.names == {"n"}
+
+
+WALK = """
+query Walk($after: String) {
+  initiatives(first: 2, after: $after, orderBy: {field: RICE_SCORE, direction: DESC}) {
+    edges { cursor node { key riceScore } }
+    pageInfo { hasNextPage hasPreviousPage endCursor }
+  }
+}"""
+
+
+async def test_cursors_are_bound_so_every_page_of_a_walk_shares_one_plan(pair: Any) -> None:
+    """`after: $after` is a parameter: the pages after the first share one plan (and
+    their answers are each their own page, as the resolvers give them)."""
+    apps = pair(READ_SCOPES)
+    paths, keys = [], []
+    after = None
+    for _ in range(6):
+        path, body = await _both(apps, WALK, {"after": after})
+        paths.append(path)
+        page = body["data"]["initiatives"]
+        keys += [edge["node"]["key"] for edge in page["edges"]]
+        assert page["pageInfo"]["hasNextPage"]
+        after = page["pageInfo"]["endCursor"]
+    assert len(set(keys)) == 12
+    # The first page has no cursor (keyed by its null); the next planned once with the
+    # cursor bound, rendered, then that text serves every later cursor.
+    assert paths == ["compiled", "compiled", "compiled", "repeated", "repeated", "repeated"]
+
+
+def _cursor(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("ordering", "after", "message"),
+    [
+        ("RICE_SCORE", _cursor(b'["KEY","A",1]'), "issued for ordering KEY, not RICE_SCORE"),
+        ("RICE_SCORE", _cursor(b'["RICE_SCORE","high",1]'), "is not a valid cursor"),
+        ("RICE_SCORE", _cursor(b'["RICE_SCORE",true,1]'), None),
+        ("RICE_SCORE", "!!" + _cursor(b'["RICE_SCORE",1.5,1]'), None),
+        ("RICE_SCORE", _cursor(b'["RICE_SCORE",1.5,1]') + "==", None),
+        ("RICE_SCORE", _cursor(b'["RICE_SCORE", 1.50, 1]'), None),
+        ("STATUS", _cursor(b'["STATUS","NOPE",1]'), "is not a valid cursor"),
+        ("STATUS", _cursor(b'["STATUS","DONE",1]'), None),
+        ("TARGET_START", _cursor(b'["TARGET_START","20260101",1]'), None),
+        ("TARGET_START", _cursor(b'["TARGET_START","2026-01-01",1]'), None),
+        ("TARGET_START", _cursor(b'["TARGET_START","0001-01-01",1]'), None),
+        ("UPDATED_AT", _cursor(b'["UPDATED_AT","2026-01-01T00:00:00",1]'), None),
+        ("UPDATED_AT", _cursor(b'["UPDATED_AT","2026-01-01T10:00:00+02:00",1]'), None),
+        ("KEY", _cursor(b'["KEY","TI\\u00e9\\"",1]'), None),
+        ("KEY", "not a cursor", "is not a valid cursor"),
+        ("KEY", "", "is not a valid cursor"),
+    ],
+)
+async def test_cursors_of_every_shape_are_answered_as_the_resolvers_answer(
+    pair: Any, ordering: str, after: str, message: str | None
+) -> None:
+    """Cursors the server never wrote (another ordering, another type, another JSON or
+    base64 spelling, a date-time without zone) get the resolvers' answer: their page or
+    their error. Each is asked after a well-formed cursor of its ordering, so that a plan
+    bound for that shape exists and must not serve it wrongly."""
+    apps = pair(READ_SCOPES)
+    document = WALK.replace("RICE_SCORE", ordering).replace("riceScore", "title")
+    path, first = await _both(apps, document, {"after": None})
+    assert path in {"compiled", "repeated"}  # plans outlive the apps: another case's
+    well_formed = first["data"]["initiatives"]["pageInfo"]["endCursor"]
+    for _ in range(3):  # planned, rendered, then repeated
+        await _both(apps, document, {"after": well_formed})
+    path, body = await _both(apps, document, {"after": after})
+    if message is None:
+        assert "errors" not in body, body
+    else:
+        assert path == "resolvers"
+        (error,) = body["errors"]
+        assert error["extensions"]["code"] == "INVALID"
+        assert message in error["message"]

@@ -12,8 +12,9 @@ from __future__ import annotations
 import dataclasses
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
+from enum import Enum
 from functools import cache
 from typing import Any
 
@@ -30,9 +31,12 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     ColumnElement,
+    Date,
+    DateTime,
     Double,
     Select,
     Text,
+    and_,
     any_,
     bindparam,
     case,
@@ -40,11 +44,14 @@ from sqlalchemy import (
     func,
     inspect,
     literal,
+    literal_column,
+    not_,
     select,
     true,
+    tuple_,
     type_coerce,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.util import ClauseAdapter
 
@@ -52,7 +59,8 @@ from api import models
 from api.errors import DomainError
 from api.models.computed import constraint_blocks, latest_first, status_of_latest
 from api.services import reads
-from api.services.pagination import DEFAULT_PAGE_SIZE, page_request
+from api.services.pagination import DEFAULT_PAGE_SIZE, Cursor, page_request
+from api.services.pagination import _coerce as pagination_coerce
 from schema.compiled import jsontext
 from schema.compiled.parameters import PREFIX
 from schema.compiled.selection import Unsupported, Walk, response_key
@@ -86,6 +94,81 @@ def global_id(type_name: str, id_column: Any) -> ColumnElement[str]:
     raw = func.convert_to(literal(f"{type_name}:") + cast(id_column, Text), "UTF8")
     encoded = func.rtrim(func.translate(func.encode(raw, "base64"), "+/", "-_"), "=")
     return jsontext.plain_string(encoded)
+
+
+def cursor_text(ordering: str, sort: Any, id_column: Any) -> ColumnElement[str]:
+    """``api.services.pagination.encode_cursor`` in SQL, as a JSON string: base64url
+    without padding of ``["ORDERING",value,id]``, the value written as orjson writes
+    the Python value the resolvers read (``_cursor_value``). PostgreSQL's base64 wraps
+    lines every 76 characters: the newlines go."""
+    raw = (
+        literal_column("'" + '["' + jsontext.name(ordering) + '",' + "'", Text)
+        + _cursor_value(sort)
+        + literal_column("','", Text)
+        + cast(id_column, Text)
+        + literal_column("']'", Text)
+    )
+    encoded = func.encode(func.convert_to(raw, "UTF8"), "base64")
+    unwrapped = func.translate(encoded, literal_column("E'+/\\n'", Text), "-_")
+    return jsontext.plain_string(func.rtrim(unwrapped, "="))
+
+
+def _cursor_value(sort: Any) -> ColumnElement[str]:
+    """The JSON text of a sort value, as orjson writes what asyncpg reads of it."""
+    python_type = _python_type(sort)
+    if python_type is date:
+        # asyncpg reads the orderings' ±infinity fallbacks as date.min / date.max.
+        return case(
+            (
+                sort == cast(literal_column("'-infinity'"), Date),
+                literal_column("'\"0001-01-01\"'", Text),
+            ),
+            (
+                sort == cast(literal_column("'infinity'"), Date),
+                literal_column("'\"9999-12-31\"'", Text),
+            ),
+            else_=cast(func.to_json(sort), Text),
+        )
+    if python_type is datetime:
+        return cast(iso_timestamp(sort), Text)
+    if python_type is float:
+        return cast(json_float(sort), Text)
+    if python_type is int:
+        return cast(sort, Text)
+    if python_type is str or (isinstance(python_type, type) and issubclass(python_type, Enum)):
+        return cast(func.to_json(sort), Text)  # an enum's value is its name
+    raise Unsupported(f"cursor of {python_type!r}")
+
+
+_CURSOR_CASTS: dict[Any, Any] = {datetime: DateTime(timezone=True), float: Double, int: BigInteger}
+
+
+def _decoded_cursor(parameter: Any, sort: Any) -> tuple[Any, Any]:
+    """The sort value and id of a cursor bound as its text: ``decode_cursor`` in SQL,
+    each an init plan (computed once). The parameter's shape (``parameters``) holds
+    only cursors these casts read as the resolvers' coercion does."""
+    padding = func.repeat("=", (4 - func.length(parameter) % 4) % 4)
+    base64 = func.translate(parameter, "-_", "+/").op("||")(padding)
+    decoded = cast(func.convert_from(func.decode(base64, "base64"), "UTF8"), JSONB)
+    element = decoded[1].astext
+    value: Any
+    python_type = _python_type(sort)
+    if python_type is date:
+        value = case(
+            (element == "0001-01-01", cast(literal_column("'-infinity'"), Date)),
+            (element == "9999-12-31", cast(literal_column("'infinity'"), Date)),
+            else_=cast(element, Date),
+        )
+    elif python_type is str:
+        value = element
+    elif python_type in _CURSOR_CASTS:
+        value = cast(element, _CURSOR_CASTS[python_type])
+    elif isinstance(python_type, type) and issubclass(python_type, Enum):
+        value = cast(element, sort.type)  # the shape holds the member itself
+    else:
+        raise Unsupported(f"bound cursor of {python_type!r}")
+    row_id = cast(decoded[2].astext, BigInteger)
+    return select(value).scalar_subquery(), select(row_id).scalar_subquery()
 
 
 class NotBound(Exception):
@@ -336,12 +419,12 @@ class Compiler:
         parent: Any,
         edge: reads.Edge | None,
     ) -> ColumnElement[Any]:
-        if args.get("after") or args.get("before") or args.get("last") is not None:
-            raise Unsupported("cursor pagination")
+        if args.get("before") is not None or args.get("last") is not None:
+            raise Unsupported("backward pagination")
         try:
             page = page_request(
                 first=args.get("first"),
-                after=None,
+                after=args.get("after"),
                 last=None,
                 before=None,
                 max_page_size=self.max_page_size,
@@ -381,6 +464,12 @@ class Compiler:
             conditions.append(self._adapt_static(alias, edge.parent_key) == parent.id)
         sort = self._adapt_static(alias, order_type.orderings[ordering_name])
         order = [sort.desc(), alias.id.desc()] if descending else [sort.asc(), alias.id.asc()]
+        # An `after` page: its rows are those beyond the cursor (``pagination._beyond``).
+        beyond = None
+        if page.after is not None:
+            beyond = self._beyond(
+                node, args["after"], page.after, ordering_name, sort, alias, descending
+            )
 
         selections = self.walk.fields(f"{type_name}", node.selection_set)
         wanted = {child.name.value for child in selections}
@@ -390,15 +479,13 @@ class Compiler:
         pairs: list[tuple[str, Any]] = []
         rows: Any = None
         if wanted & {"nodes", "edges", "pageInfo"}:
-            row_json = self._page_rows_json(node_type, alias, selections)
+            row_json, cursors = self._page_rows_json(node_type, alias, selections)
+            columns = [row_json.label("j"), func.row_number().over(order_by=order).label("rn")]
+            if cursors:
+                columns.append(cursor_text(ordering_name, sort, alias.id).label("c"))
             page_rows = (
-                self._rows(
-                    base.add_columns(
-                        row_json.label("j"), func.row_number().over(order_by=order).label("rn")
-                    ),
-                    alias,
-                )
-                .where(*conditions)
+                self._rows(base.add_columns(*columns), alias)
+                .where(*conditions, *([] if beyond is None else [beyond]))
                 .order_by(*order)
                 # One row more tells pageInfo whether a next page exists; without
                 # pageInfo, that row's JSON (its whole subtree) would be built for nothing.
@@ -416,14 +503,26 @@ class Compiler:
                 count = base.add_columns(func.count()).where(*conditions)
                 if parent is not None:
                     count = count.correlate(parent)
-                pairs.append((key, count.scalar_subquery()))
+                total: Any = count.scalar_subquery()
+                if beyond is not None:
+                    # The resolvers read the total from the page's rows: none beyond
+                    # the cursor, a total of 0 (``pagination.fetch_pages``).
+                    total = case((self._exists(base, conditions, beyond, parent), total), else_=0)
+                pairs.append((key, total))
             elif name in {"nodes", "edges"}:
                 assert rows is not None
-                item = rows.c.j if name == "nodes" else self._edge_json(child, rows.c.j)
+                item = rows.c.j if name == "nodes" else self._edge_json(child, rows)
                 pairs.append((key, jsontext.json_array(item, rows.c.rn, rows.c.rn <= size)))
             elif name == "pageInfo":
                 assert rows is not None
-                pairs.append((key, self._page_info(child, rows, size)))
+                previous = None
+                if beyond is not None:
+                    # As the resolvers: rows precede the cursor, and the page is not empty.
+                    previous = and_(
+                        self._exists(base, conditions, beyond, parent),
+                        self._exists(base, conditions, not_(beyond), parent),
+                    )
+                pairs.append((key, self._page_info(child, rows, size, previous)))
         aggregate = select(jsontext.json_object(pairs))
         if rows is not None and wanted & {"nodes", "edges"}:
             # The arrays aggregate the page's rows into one; `pageInfo` alone reads them
@@ -439,36 +538,95 @@ class Compiler:
         nodes = connection.fields["nodes"]
         return get_named_type(nodes.type).name
 
-    def _page_rows_json(self, node_type: str, alias: Any, selections: list[FieldNode]) -> Any:
-        """The JSON of one row, for the union of what `nodes` and `edges.node` select."""
+    def _page_rows_json(
+        self, node_type: str, alias: Any, selections: list[FieldNode]
+    ) -> tuple[Any, bool]:
+        """The JSON of one row, for the union of what `nodes` and `edges.node` select,
+        and whether the rows' cursors are selected (by edges or pageInfo)."""
         node_selections = [c for c in selections if c.name.value == "nodes"]
+        cursors = False
         for edges in (c for c in selections if c.name.value == "edges"):
             for child in self.walk.fields(f"{node_type}Edge", edges.selection_set):
                 if child.name.value == "cursor":
-                    raise Unsupported("cursors")
+                    cursors = True
                 if child.name.value == "node":
                     node_selections.append(child)
+        for info in (c for c in selections if c.name.value == "pageInfo"):
+            for child in self.walk.fields("PageInfo", info.selection_set):
+                if child.name.value in {"startCursor", "endCursor"}:
+                    cursors = True
         if len(node_selections) > 1:
             raise Unsupported("nodes selected twice")
         if not node_selections:
-            return literal(None)
-        return self._object(node_type, alias, node_selections[0])
+            return literal(None), cursors
+        return self._object(node_type, alias, node_selections[0]), cursors
 
-    def _edge_json(self, edges: FieldNode, row: Any) -> Any:
+    def _beyond(
+        self,
+        node: FieldNode,
+        text: str,
+        cursor: Cursor,
+        ordering_name: str,
+        sort: Any,
+        alias: Any,
+        descending: bool,
+    ) -> Any:
+        """``pagination._beyond`` for an `after` cursor: the rows that follow it. A cursor
+        the resolvers refuse is theirs to answer, with their error. A cursor variable
+        is bound as its text, decoded in SQL (``_decoded_cursor``): its plan serves every
+        cursor of the same shape (``parameters._cursor_token``)."""
+        if cursor.ordering != ordering_name:
+            raise Unsupported("cursor of another ordering")
+        if isinstance(cursor.value, bool) or isinstance(cursor.id, bool):
+            raise Unsupported("invalid cursor")
+        if isinstance(cursor.value, str) and "\x00" in cursor.value:
+            raise Unsupported("invalid cursor")  # PostgreSQL text cannot hold it
+        try:
+            value = pagination_coerce(cursor.value, sort, "after")
+        except DomainError:
+            raise Unsupported("invalid cursor") from None
+        if isinstance(value, datetime) and value.tzinfo is None:
+            raise Unsupported("cursor without time zone")
+        if isinstance(value, date) and cursor.value != value.isoformat():
+            # Only as encode_cursor writes them: the shape of a bound cursor says so.
+            raise Unsupported("cursor not canonical")
+        parameter = self._parameter(node, ("after",), text, Text)
+        if parameter is not None:
+            bound_value, bound_id = _decoded_cursor(parameter, sort)
+        elif type(value) is date and value in (date.min, date.max):
+            # asyncpg sends date.min and date.max as -infinity and infinity.
+            infinity = "'-infinity'" if value == date.min else "'infinity'"
+            bound_value = cast(literal_column(infinity), Date)
+            bound_id = literal(cursor.id, BigInteger)
+        else:
+            bound_value, bound_id = literal(value, sort.type), literal(cursor.id, BigInteger)
+        row = tuple_(sort, alias.id)
+        bound = tuple_(bound_value, bound_id)
+        return row < bound if descending else row > bound
+
+    @staticmethod
+    def _exists(base: Select[Any], conditions: list[Any], condition: Any, parent: Any) -> Any:
+        found = base.add_columns(literal(1)).where(*conditions, condition).exists()
+        return found.correlate(parent) if parent is not None else found
+
+    def _edge_json(self, edges: FieldNode, rows: Any) -> Any:
         pairs: list[tuple[str, Any]] = []
         for child in edges.selection_set.selections if edges.selection_set else ():
             if not isinstance(child, FieldNode):
                 raise Unsupported("fragment in edges")
             if child.name.value == "node":
-                pairs.append((response_key(child), row))
+                pairs.append((response_key(child), rows.c.j))
+            elif child.name.value == "cursor":
+                pairs.append((response_key(child), rows.c.c))
             elif child.name.value == "__typename":
                 raise Unsupported("edge typename")
             else:
                 raise Unsupported("edge field")
         return jsontext.json_object(pairs)
 
-    def _page_info(self, node: FieldNode, rows: Any, size: int) -> Any:
+    def _page_info(self, node: FieldNode, rows: Any, size: int, previous: Any) -> Any:
         pairs: list[tuple[str, Any]] = []
+        on_page = rows.c.rn <= size
         for child in node.selection_set.selections if node.selection_set else ():
             if not isinstance(child, FieldNode):
                 raise Unsupported("fragment in pageInfo")
@@ -476,7 +634,17 @@ class Compiler:
             if name == "hasNextPage":
                 value: Any = select(func.count() > size).select_from(rows).scalar_subquery()
             elif name == "hasPreviousPage":
-                value = jsontext.FALSE
+                value = jsontext.FALSE if previous is None else previous
+            elif name == "startCursor":
+                value = select(rows.c.c).where(rows.c.rn == 1, on_page).scalar_subquery()
+            elif name == "endCursor":
+                value = (
+                    select(rows.c.c)
+                    .where(on_page)
+                    .order_by(rows.c.rn.desc())
+                    .limit(1)
+                    .scalar_subquery()
+                )
             else:
                 raise Unsupported(f"pageInfo.{name}")
             pairs.append((response_key(child), value))

@@ -2,7 +2,8 @@
 
 A plan is keyed by its document and its variables. Most variables change the SQL
 (``first``, ``orderBy``, ``@include``), but some only change a value in it: the keys
-of a ``filter: {keys: $keys}``, the ID of ``node(id: $id)``, the key of a lookup. Those
+of a ``filter: {keys: $keys}``, the ID of ``node(id: $id)``, the key of a lookup, the
+cursor of a root connection's ``after: $cursor`` (bound as its text, decoded in SQL). Those
 are *parameters*: the key holds their shape (a list of strings; an ID of type
 Initiative) instead of their value, the plan's SQL has ``$n`` in their place, and each
 request binds its own values. A dashboard that asks for other products every time then
@@ -15,8 +16,11 @@ met (checked after planning; otherwise the plan is keyed by the value, as any ot
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Hashable, Mapping
-from functools import lru_cache
+from datetime import date, datetime
+from enum import Enum
+from functools import cache, lru_cache
 from typing import Any
 
 import orjson
@@ -38,11 +42,13 @@ from graphql.language.visitor import SKIP
 
 from api.caches import ByteLRU, text_bytes
 from api.errors import DomainError
+from api.services.pagination import decode_cursor, encode_cursor
 from schema.ids import decode_id
 
 STRINGS = "strings"  # filter: {keys: $v}, a list of strings
 NODE_ID = "node_id"  # node(id: $v), a global ID; its type is part of the key
 STRING = "string"  # a lookup's key: $v
+CURSOR = "cursor"  # a root connection's after: $v, bound as its text
 PREFIX = "gqlvar_"  # bind parameter names of parameters
 
 Candidates = Mapping[str, str]  # variable name -> kind
@@ -108,6 +114,8 @@ class _Uses(Visitor):
                 return NODE_ID
             if parent.name.value == "key":
                 return STRING  # the compiler binds it only on lookups (checked after)
+            if parent.name.value == "after":
+                return CURSOR  # the compiler binds it only on connections (checked after)
             return None
         if (
             isinstance(parent, ObjectFieldNode)
@@ -128,10 +136,67 @@ def _token(kind: str, value: Any) -> Hashable | None:
         return None
     if type(value) is not str:
         return None
+    if kind == CURSOR:
+        return _cursor_token(value)
     if kind == NODE_ID:
         decoded = _decoded(value)
         return None if decoded is None else decoded[0]
     return "String"
+
+
+_BIGINT = range(-(2**63), 2**63)
+
+
+@lru_cache(maxsize=4096)
+def _cursor_token(text: str) -> Hashable | None:
+    """The shape of a cursor: its ordering and the kind of its value. Only a cursor as
+    ``encode_cursor`` writes it has one (so PostgreSQL decodes its text as Python does),
+    and only values whose kind decides how both sides read them: the compiler checks
+    the value it plans with, and any cursor of the same shape is read alike in SQL."""
+    try:
+        cursor = decode_cursor(text, "after")
+    except DomainError:
+        return None
+    value = cursor.value
+    if cursor.id not in _BIGINT or type(cursor.id) is not int:
+        return None
+    if encode_cursor(cursor.ordering, value, cursor.id) != text:
+        return None  # not canonical: padding, stray characters, another JSON spelling
+    kind: str
+    if type(value) is float:
+        kind = "float"
+    elif type(value) is int and value in _BIGINT:
+        kind = "int"
+    elif type(value) is str and "\x00" not in value:
+        kind = "str"
+        with contextlib.suppress(ValueError):
+            if date.fromisoformat(value).isoformat() == value:
+                kind = "date"
+        with contextlib.suppress(ValueError):
+            moment = datetime.fromisoformat(value)
+            if moment.tzinfo is not None and moment.isoformat() == value:
+                kind = "datetime"
+    else:
+        return None
+    if cursor.ordering in _enum_orderings():
+        # A text cast to an enum fails on a non-member: one plan per member instead.
+        return ("Cursor", cursor.ordering, kind, value)
+    return ("Cursor", cursor.ordering, kind)
+
+
+@cache
+def _enum_orderings() -> frozenset[str]:
+    """Names of the orderings that sort by an enum on some list."""
+    from api.services import filters
+
+    found = set()
+    for name in dir(filters):
+        if name.endswith("_ORDERINGS"):
+            for ordering, expression in getattr(filters, name).items():
+                python_type = getattr(expression.type, "python_type", None)
+                if isinstance(python_type, type) and issubclass(python_type, Enum):
+                    found.add(ordering)
+    return frozenset(found)
 
 
 # Longer strings are not global IDs this server made: decoded, never kept (the cache
