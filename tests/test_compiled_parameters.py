@@ -325,3 +325,29 @@ async def test_cursors_of_every_shape_are_answered_as_the_resolvers_answer(
         (error,) = body["errors"]
         assert error["extensions"]["code"] == "INVALID"
         assert message in error["message"]
+
+
+BACK = """
+query Back($before: String) {
+  initiatives(last: 2, before: $before, orderBy: {field: UPDATED_AT, direction: DESC}) {
+    edges { cursor node { key } }
+    pageInfo { hasPreviousPage startCursor }
+  }
+}"""
+
+
+async def test_before_cursors_are_bound_too(pair: Any) -> None:
+    """A backward walk (`last`/`before`) shares one plan as the forward one does."""
+    apps = pair(READ_SCOPES)
+    paths: list[str] = []
+    keys: list[str] = []
+    before = None
+    for _ in range(6):
+        path, body = await _both(apps, BACK, {"before": before})
+        paths.append(path)
+        page = body["data"]["initiatives"]
+        keys = [edge["node"]["key"] for edge in page["edges"]] + keys
+        assert page["pageInfo"]["hasPreviousPage"]
+        before = page["pageInfo"]["startCursor"]
+    assert len(set(keys)) == 12
+    assert paths == ["compiled", "compiled", "compiled", "repeated", "repeated", "repeated"]

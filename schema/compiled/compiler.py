@@ -46,6 +46,7 @@ from sqlalchemy import (
     literal,
     literal_column,
     not_,
+    or_,
     select,
     true,
     tuple_,
@@ -59,7 +60,7 @@ from api import models
 from api.errors import DomainError
 from api.models.computed import constraint_blocks, latest_first, status_of_latest
 from api.services import reads
-from api.services.pagination import DEFAULT_PAGE_SIZE, Cursor, page_request
+from api.services.pagination import Cursor, page_request
 from api.services.pagination import _coerce as pagination_coerce
 from schema.compiled import jsontext
 from schema.compiled.parameters import PREFIX
@@ -419,14 +420,12 @@ class Compiler:
         parent: Any,
         edge: reads.Edge | None,
     ) -> ColumnElement[Any]:
-        if args.get("before") is not None or args.get("last") is not None:
-            raise Unsupported("backward pagination")
         try:
             page = page_request(
                 first=args.get("first"),
                 after=args.get("after"),
-                last=None,
-                before=None,
+                last=args.get("last"),
+                before=args.get("before"),
                 max_page_size=self.max_page_size,
             )
             query_filter = (args.get("filter") or meta["filter_type"]()).to_filter()
@@ -436,7 +435,8 @@ class Compiler:
         order_by = args.get("order_by")
         ordering_name = order_type.default if order_by is None else order_by.field.value
         descending = order_by is not None and order_by.direction.value == "DESC"
-        size = page.first if page.first is not None else DEFAULT_PAGE_SIZE
+        size = page.size
+        backwards = page.backwards
 
         model = edge.model if edge is not None else meta["root_model"]
         node_type = self._node_type(type_name)
@@ -463,13 +463,21 @@ class Compiler:
                 conditions.append(self._adapt_static(alias, edge.condition))
             conditions.append(self._adapt_static(alias, edge.parent_key) == parent.id)
         sort = self._adapt_static(alias, order_type.orderings[ordering_name])
-        order = [sort.desc(), alias.id.desc()] if descending else [sort.asc(), alias.id.asc()]
-        # An `after` page: its rows are those beyond the cursor (``pagination._beyond``).
-        beyond = None
+        # The page's rows in the order of travel: from the end for `last`.
+        reverse = descending != backwards
+        order = [sort.desc(), alias.id.desc()] if reverse else [sort.asc(), alias.id.asc()]
+        # Cursors narrow the window (``pagination.fetch_pages``): the rows after `after`
+        # and before `before`.
+        after = before = None
         if page.after is not None:
-            beyond = self._beyond(
-                node, args["after"], page.after, ordering_name, sort, alias, descending
+            after = self._beyond(
+                node, "after", args["after"], page.after, ordering_name, sort, alias, descending
             )
+        if page.before is not None:
+            before = self._beyond(
+                node, "before", args["before"], page.before, ordering_name, sort, alias, descending
+            )
+        window = [c for c in (after, before) if c is not None]
 
         selections = self.walk.fields(f"{type_name}", node.selection_set)
         wanted = {child.name.value for child in selections}
@@ -485,7 +493,7 @@ class Compiler:
                 columns.append(cursor_text(ordering_name, sort, alias.id).label("c"))
             page_rows = (
                 self._rows(base.add_columns(*columns), alias)
-                .where(*conditions, *([] if beyond is None else [beyond]))
+                .where(*conditions, *window)
                 .order_by(*order)
                 # One row more tells pageInfo whether a next page exists; without
                 # pageInfo, that row's JSON (its whole subtree) would be built for nothing.
@@ -504,25 +512,30 @@ class Compiler:
                 if parent is not None:
                     count = count.correlate(parent)
                 total: Any = count.scalar_subquery()
-                if beyond is not None:
-                    # The resolvers read the total from the page's rows: none beyond
-                    # the cursor, a total of 0 (``pagination.fetch_pages``).
-                    total = case((self._exists(base, conditions, beyond, parent), total), else_=0)
+                if window:
+                    # The resolvers read the total from the page's rows: none in the
+                    # window, a total of 0 (``pagination.fetch_pages``).
+                    total = case(
+                        (self._exists(base, conditions, and_(*window), parent), total), else_=0
+                    )
                 pairs.append((key, total))
             elif name in {"nodes", "edges"}:
                 assert rows is not None
                 item = rows.c.j if name == "nodes" else self._edge_json(child, rows)
-                pairs.append((key, jsontext.json_array(item, rows.c.rn, rows.c.rn <= size)))
+                shown = rows.c.rn.desc() if backwards else rows.c.rn  # last: from the end
+                pairs.append((key, jsontext.json_array(item, shown, rows.c.rn <= size)))
             elif name == "pageInfo":
                 assert rows is not None
-                previous = None
-                if beyond is not None:
-                    # As the resolvers: rows precede the cursor, and the page is not empty.
-                    previous = and_(
-                        self._exists(base, conditions, beyond, parent),
-                        self._exists(base, conditions, not_(beyond), parent),
-                    )
-                pairs.append((key, self._page_info(child, rows, size, previous)))
+                # As the resolvers: rows lie outside a cursor, and the page is not empty;
+                # or the extra row of the page says more follow in the direction of travel.
+                beside: dict[str, Any] = {}
+                for side, cursor in (("previous", after), ("next", before)):
+                    if cursor is not None:
+                        beside[side] = and_(
+                            self._exists(base, conditions, and_(*window), parent),
+                            self._exists(base, conditions, not_(cursor), parent),
+                        )
+                pairs.append((key, self._page_info(child, rows, size, backwards, beside)))
         aggregate = select(jsontext.json_object(pairs))
         if rows is not None and wanted & {"nodes", "edges"}:
             # The arrays aggregate the page's rows into one; `pageInfo` alone reads them
@@ -564,6 +577,7 @@ class Compiler:
     def _beyond(
         self,
         node: FieldNode,
+        argument: str,
         text: str,
         cursor: Cursor,
         ordering_name: str,
@@ -571,7 +585,8 @@ class Compiler:
         alias: Any,
         descending: bool,
     ) -> Any:
-        """``pagination._beyond`` for an `after` cursor: the rows that follow it. A cursor
+        """``pagination._beyond``: the rows after an `after` cursor, before a `before`
+        one. A cursor
         the resolvers refuse is theirs to answer, with their error. A cursor variable
         is bound as its text, decoded in SQL (``_decoded_cursor``): its plan serves every
         cursor of the same shape (``parameters._cursor_token``)."""
@@ -582,7 +597,7 @@ class Compiler:
         if isinstance(cursor.value, str) and "\x00" in cursor.value:
             raise Unsupported("invalid cursor")  # PostgreSQL text cannot hold it
         try:
-            value = pagination_coerce(cursor.value, sort, "after")
+            value = pagination_coerce(cursor.value, sort, argument)
         except DomainError:
             raise Unsupported("invalid cursor") from None
         if isinstance(value, datetime) and value.tzinfo is None:
@@ -590,7 +605,7 @@ class Compiler:
         if isinstance(value, date) and cursor.value != value.isoformat():
             # Only as encode_cursor writes them: the shape of a bound cursor says so.
             raise Unsupported("cursor not canonical")
-        parameter = self._parameter(node, ("after",), text, Text)
+        parameter = self._parameter(node, (argument,), text, Text)
         if parameter is not None:
             bound_value, bound_id = _decoded_cursor(parameter, sort)
         elif type(value) is date and value in (date.min, date.max):
@@ -602,7 +617,8 @@ class Compiler:
             bound_value, bound_id = literal(value, sort.type), literal(cursor.id, BigInteger)
         row = tuple_(sort, alias.id)
         bound = tuple_(bound_value, bound_id)
-        return row < bound if descending else row > bound
+        forward = (argument == "after") != descending
+        return row > bound if forward else row < bound
 
     @staticmethod
     def _exists(base: Select[Any], conditions: list[Any], condition: Any, parent: Any) -> Any:
@@ -624,27 +640,35 @@ class Compiler:
                 raise Unsupported("edge field")
         return jsontext.json_object(pairs)
 
-    def _page_info(self, node: FieldNode, rows: Any, size: int, previous: Any) -> Any:
+    def _page_info(
+        self, node: FieldNode, rows: Any, size: int, backwards: bool, beside: dict[str, Any]
+    ) -> Any:
         pairs: list[tuple[str, Any]] = []
         on_page = rows.c.rn <= size
+        more = select(func.count() > size).select_from(rows).scalar_subquery()
+        travelled = "previous" if backwards else "next"
         for child in node.selection_set.selections if node.selection_set else ():
             if not isinstance(child, FieldNode):
                 raise Unsupported("fragment in pageInfo")
             name = child.name.value
-            if name == "hasNextPage":
-                value: Any = select(func.count() > size).select_from(rows).scalar_subquery()
-            elif name == "hasPreviousPage":
-                value = jsontext.FALSE if previous is None else previous
-            elif name == "startCursor":
-                value = select(rows.c.c).where(rows.c.rn == 1, on_page).scalar_subquery()
-            elif name == "endCursor":
-                value = (
-                    select(rows.c.c)
-                    .where(on_page)
-                    .order_by(rows.c.rn.desc())
-                    .limit(1)
-                    .scalar_subquery()
-                )
+            if name in {"hasNextPage", "hasPreviousPage"}:
+                side = "next" if name == "hasNextPage" else "previous"
+                found = [more] if side == travelled else []
+                if side in beside:
+                    found.append(beside[side])
+                value: Any = or_(*found) if found else jsontext.FALSE
+            elif name in {"startCursor", "endCursor"}:
+                # The first row of travel is the page's start, or its end for `last`.
+                if (name == "startCursor") != backwards:
+                    value = select(rows.c.c).where(rows.c.rn == 1, on_page).scalar_subquery()
+                else:
+                    value = (
+                        select(rows.c.c)
+                        .where(on_page)
+                        .order_by(rows.c.rn.desc())
+                        .limit(1)
+                        .scalar_subquery()
+                    )
             else:
                 raise Unsupported(f"pageInfo.{name}")
             pairs.append((response_key(child), value))

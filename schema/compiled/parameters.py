@@ -3,7 +3,8 @@
 A plan is keyed by its document and its variables. Most variables change the SQL
 (``first``, ``orderBy``, ``@include``), but some only change a value in it: the keys
 of a ``filter: {keys: $keys}``, the ID of ``node(id: $id)``, the key of a lookup, the
-cursor of a root connection's ``after: $cursor`` (bound as its text, decoded in SQL). Those
+cursor of a root connection's ``after`` or ``before`` (bound as its text, decoded in
+SQL). Those
 are *parameters*: the key holds their shape (a list of strings; an ID of type
 Initiative) instead of their value, the plan's SQL has ``$n`` in their place, and each
 request binds its own values. A dashboard that asks for other products every time then
@@ -48,7 +49,7 @@ from schema.ids import decode_id
 STRINGS = "strings"  # filter: {keys: $v}, a list of strings
 NODE_ID = "node_id"  # node(id: $v), a global ID; its type is part of the key
 STRING = "string"  # a lookup's key: $v
-CURSOR = "cursor"  # a root connection's after: $v, bound as its text
+CURSOR = "cursor"  # a root connection's after: $v or before: $v, bound as its text
 PREFIX = "gqlvar_"  # bind parameter names of parameters
 
 Candidates = Mapping[str, str]  # variable name -> kind
@@ -114,7 +115,7 @@ class _Uses(Visitor):
                 return NODE_ID
             if parent.name.value == "key":
                 return STRING  # the compiler binds it only on lookups (checked after)
-            if parent.name.value == "after":
+            if parent.name.value in {"after", "before"}:
                 return CURSOR  # the compiler binds it only on connections (checked after)
             return None
         if (
