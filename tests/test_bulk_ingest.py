@@ -24,11 +24,11 @@ from graphql import (
 )
 from sqlalchemy import delete, event, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from strawberry.schema.types.base_scalars import DateTimeDefinition
 
 from api import models
 from schema import build
 from schema.mutations import bulk
+from schema.types.scalars import DATETIME
 from tests.conftest import ALL_SCOPES, GraphQL, make_client
 from tests.fixtures import factories
 from tests.fixtures.database import StatementCounter
@@ -478,10 +478,12 @@ async def test_refusals_before_execution_are_unchanged(
         "2026-06-01T10:00:00 ",
         "2026-06-01T10:00:00Z\n",
         "",
+        "9999-12-31T23:59:59-01:00",  # year 10000 in UTC
+        "0001-01-01T00:30:00+01:00",  # year 0 in UTC
     ],
 )
 def test_datetimes_are_read_as_strawberry_reads_them(text: str) -> None:
-    parse = DateTimeDefinition.parse_value
+    parse = DATETIME.parse_value
     assert parse is not None
     try:
         expected = parse(text)
@@ -516,6 +518,6 @@ def test_the_rules_mirrored_are_the_schemas() -> None:
     assert types["String"] is GraphQLString and types["Float"] is GraphQLFloat
     date_time = types["DateTime"]
     assert isinstance(date_time, GraphQLScalarType)
-    assert date_time.coerce_input_value is DateTimeDefinition.parse_value
+    assert date_time.coerce_input_value is DATETIME.parse_value
     field = build.schema._schema.mutation_type.fields[bulk.FIELD]  # type: ignore[union-attr]
     assert str(field.args["input"].type) == f"{bulk.BATCH_TYPE}!"
