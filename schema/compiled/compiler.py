@@ -487,8 +487,9 @@ class Compiler:
         pairs: list[tuple[str, Any]] = []
         rows: Any = None
         if wanted & {"nodes", "edges", "pageInfo"}:
-            row_json, cursors = self._page_rows_json(node_type, alias, selections)
-            columns = [row_json.label("j"), func.row_number().over(order_by=order).label("rn")]
+            objects, cursors = self._page_rows_json(node_type, alias, selections)
+            columns = [func.row_number().over(order_by=order).label("rn")]
+            columns += [row_json.label(label) for label, row_json in objects.values()]
             if cursors:
                 columns.append(cursor_text(ordering_name, sort, alias.id).label("c"))
             page_rows = (
@@ -521,7 +522,10 @@ class Compiler:
                 pairs.append((key, total))
             elif name in {"nodes", "edges"}:
                 assert rows is not None
-                item = rows.c.j if name == "nodes" else self._edge_json(child, rows)
+                if name == "nodes":
+                    item = rows.c[objects["nodes", key][0]]
+                else:
+                    item = self._edge_json(node_type, child, rows, objects)
                 shown = rows.c.rn.desc() if backwards else rows.c.rn  # last: from the end
                 pairs.append((key, jsontext.json_array(item, shown, rows.c.rn <= size)))
             elif name == "pageInfo":
@@ -553,26 +557,30 @@ class Compiler:
 
     def _page_rows_json(
         self, node_type: str, alias: Any, selections: list[FieldNode]
-    ) -> tuple[Any, bool]:
-        """The JSON of one row, for the union of what `nodes` and `edges.node` select,
-        and whether the rows' cursors are selected (by edges or pageInfo)."""
-        node_selections = [c for c in selections if c.name.value == "nodes"]
+    ) -> tuple[dict[tuple[str, ...], tuple[str, Any]], bool]:
+        """The JSON of one row for each object selected on it (by `nodes`, by each
+        `edges { node }`), keyed by where it is selected, with its column's label; and
+        whether the rows' cursors are selected (by edges or pageInfo)."""
+        objects: dict[tuple[str, ...], tuple[str, Any]] = {}
+
+        def add(where: tuple[str, ...], selected: FieldNode) -> None:
+            objects[where] = (f"j{len(objects)}", self._object(node_type, alias, selected))
+
         cursors = False
-        for edges in (c for c in selections if c.name.value == "edges"):
-            for child in self.walk.fields(f"{node_type}Edge", edges.selection_set):
-                if child.name.value == "cursor":
-                    cursors = True
-                if child.name.value == "node":
-                    node_selections.append(child)
-        for info in (c for c in selections if c.name.value == "pageInfo"):
-            for child in self.walk.fields("PageInfo", info.selection_set):
-                if child.name.value in {"startCursor", "endCursor"}:
-                    cursors = True
-        if len(node_selections) > 1:
-            raise Unsupported("nodes selected twice")
-        if not node_selections:
-            return literal(None), cursors
-        return self._object(node_type, alias, node_selections[0]), cursors
+        for child in selections:
+            if child.name.value == "nodes":
+                add(("nodes", response_key(child)), child)
+            elif child.name.value == "edges":
+                for item in self.walk.fields(f"{node_type}Edge", child.selection_set):
+                    if item.name.value == "cursor":
+                        cursors = True
+                    elif item.name.value == "node":
+                        add(("edges", response_key(child), response_key(item)), item)
+            elif child.name.value == "pageInfo":
+                for item in self.walk.fields("PageInfo", child.selection_set):
+                    if item.name.value in {"startCursor", "endCursor"}:
+                        cursors = True
+        return objects, cursors
 
     def _beyond(
         self,
@@ -625,17 +633,22 @@ class Compiler:
         found = base.add_columns(literal(1)).where(*conditions, condition).exists()
         return found.correlate(parent) if parent is not None else found
 
-    def _edge_json(self, edges: FieldNode, rows: Any) -> Any:
+    def _edge_json(
+        self,
+        node_type: str,
+        edges: FieldNode,
+        rows: Any,
+        objects: dict[tuple[str, ...], tuple[str, Any]],
+    ) -> Any:
         pairs: list[tuple[str, Any]] = []
-        for child in edges.selection_set.selections if edges.selection_set else ():
-            if not isinstance(child, FieldNode):
-                raise Unsupported("fragment in edges")
+        for child in self.walk.fields(f"{node_type}Edge", edges.selection_set):
+            key = response_key(child)
             if child.name.value == "node":
-                pairs.append((response_key(child), rows.c.j))
+                pairs.append((key, rows.c[objects["edges", response_key(edges), key][0]]))
             elif child.name.value == "cursor":
-                pairs.append((response_key(child), rows.c.c))
+                pairs.append((key, rows.c.c))
             elif child.name.value == "__typename":
-                raise Unsupported("edge typename")
+                pairs.append((key, jsontext.string_constant(f"{node_type}Edge")))
             else:
                 raise Unsupported("edge field")
         return jsontext.json_object(pairs)
