@@ -148,8 +148,20 @@ def _token(kind: str, value: Any) -> Hashable | None:
 _BIGINT = range(-(2**63), 2**63)
 
 
-@lru_cache(maxsize=4096)
 def _cursor_token(text: str) -> Hashable | None:
+    """``_cursor_shape``, remembered for cursors as long as this server writes them
+    (the cache is keyed by what callers send: its keys must stay short)."""
+    if len(text) > MAX_CACHED_CURSOR:
+        return _cursor_shape(text)
+    return _cursor_shape_cached(text)
+
+
+# A cursor of the longest sort value (a 300-character title, each character up to
+# 4 bytes of UTF-8, or 6 once JSON-escaped) is well under this.
+MAX_CACHED_CURSOR = 2600
+
+
+def _cursor_shape(text: str) -> Hashable | None:
     """The shape of a cursor: its ordering and the kind of its value. Only a cursor as
     ``encode_cursor`` writes it has one (so PostgreSQL decodes its text as Python does),
     and only values whose kind decides how both sides read them: the compiler checks
@@ -185,6 +197,9 @@ def _cursor_token(text: str) -> Hashable | None:
     return ("Cursor", cursor.ordering, kind)
 
 
+_cursor_shape_cached = lru_cache(maxsize=4096)(_cursor_shape)
+
+
 @cache
 def _enum_orderings() -> frozenset[str]:
     """Names of the orderings that sort by an enum on some list."""
@@ -194,7 +209,10 @@ def _enum_orderings() -> frozenset[str]:
     for name in dir(filters):
         if name.endswith("_ORDERINGS"):
             for ordering, expression in getattr(filters, name).items():
-                python_type = getattr(expression.type, "python_type", None)
+                try:
+                    python_type = expression.type.python_type
+                except NotImplementedError:
+                    continue
                 if isinstance(python_type, type) and issubclass(python_type, Enum):
                     found.add(ordering)
     return frozenset(found)
