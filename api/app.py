@@ -17,21 +17,22 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from api import migrate
-from api.changes import ChangeFeed
-from api.database import (
+from api.embedded import resolve_database_url
+from api.logging import configure_logging
+from api.middleware import RequestGuard
+from auth.authorization import AuthorizationServer
+from auth.services import AuthServices
+from domain.changes import ChangeFeed
+from domain.database import (
     create_engine,
     create_session_factory,
     listen_dsn,
     on_one_connection,
     read_connections,
-    resolve_database_url,
 )
-from api.logging import configure_logging
-from api.observability import Metrics, RequestGuard
-from api.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
-from api.settings import Settings, get_settings
-from auth.authorization import AuthorizationServer
-from auth.services import AuthServices
+from domain.metrics import Metrics
+from domain.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
+from domain.settings import Settings, get_settings
 
 log = structlog.get_logger(__name__)
 
@@ -135,8 +136,8 @@ def assemble_app(
         if migrate_on_start:
             await migrate.upgrade(engine)
         if demo:
-            from api.seed import seed_demo
-            from api.services.identity import DEMO_CLIENT_ID, reset_demo_client
+            from domain.seed import seed_demo
+            from domain.services.identity import DEMO_CLIENT_ID, reset_demo_client
 
             async with sessions() as session, session.begin():
                 report = await seed_demo(session)

@@ -9,6 +9,9 @@ from pathlib import Path
 import psutil
 import structlog
 
+from domain.database import to_async_url
+from domain.settings import Settings
+
 log = structlog.get_logger(__name__)
 
 # How long a server left behind by an earlier install gets to shut down.
@@ -75,13 +78,8 @@ def stop_orphaned_server(pg_dir: Path) -> bool:
     return True
 
 
-def to_async_url(url: str) -> str:
-    """Normalise a libpq URL to SQLAlchemy's asyncpg dialect.
-
-    asyncpg takes a Unix socket directory as ``host`` in the query string, the
-    form pgserver hands out, so that part is kept as is.
-    """
-    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url[len(prefix) :]
-    raise ValueError(f"not a PostgreSQL URL: {url.split('@')[-1]}")
+def resolve_database_url(settings: Settings) -> str:
+    """DATABASE_URL when it is set, else the embedded server (started if need be)."""
+    if settings.database_url:
+        return to_async_url(settings.database_url)
+    return embedded_database_url(settings.data_dir)

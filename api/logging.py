@@ -6,7 +6,7 @@ import logging
 
 import structlog
 
-from api.settings import Settings
+from domain.settings import Settings
 
 
 def configure_logging(settings: Settings) -> None:

@@ -19,11 +19,11 @@ from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
-from api.database import ReadConnections
-from api.observability import Metrics, record_graphql
-from api.ratelimit import RateLimiter
-from api.settings import Settings
 from auth.principal import anonymous_principal
+from domain.database import ReadConnections
+from domain.metrics import Metrics
+from domain.ratelimit import RateLimiter
+from domain.settings import Settings
 from schema.build import schema_for
 from schema.compiled.extension import PLANS, plan_key, run_rendered
 from schema.compiled.parameters import CANDIDATES
@@ -378,7 +378,7 @@ class _DecodedBody:
 
     Emptied, not just unset: whatever the request starts keeps a copy of its context
     (uvicorn's keep-alive timer until the next request, any task or callback scheduled
-    meanwhile; pool connections no longer do, see api.database.connect_in_own_context),
+    meanwhile; pool connections no longer do, see domain.database.connect_in_own_context),
     and a copy holds this box, not what was in it. A batch of 10,000 measurements is
     10 MB of objects."""
 
@@ -435,3 +435,13 @@ def _rate_limit_key(principal: Any, request: Any) -> str:
         return f"client:{principal.client_id}"
     client = request.client
     return f"address:{client.host if client else 'unknown'}"
+
+
+def record_graphql(
+    metrics: Metrics, state: dict[str, Any], errors: list[dict[str, Any]], cost: int | None
+) -> None:
+    for error in errors:
+        metrics.errors.labels(error.get("extensions", {}).get("code", "UNKNOWN")).inc()
+    if cost:
+        metrics.cost.inc(cost)
+        state["cost"] = cost

@@ -14,10 +14,10 @@ from starlette.applications import Starlette
 
 from api import migrate
 from api.app import assemble_app, create_app
-from api.database import create_engine
-from api.seed import seed_demo
-from api.settings import Environment, Settings
 from auth.scopes import Scope
+from domain.database import create_engine
+from domain.seed import seed_demo
+from domain.settings import Environment, Settings
 from tests.fixtures.auth import bearer
 from tests.fixtures.database import StatementCounter, create_database, drop_database, server_url
 

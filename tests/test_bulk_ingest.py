@@ -25,7 +25,7 @@ from graphql import (
 from sqlalchemy import delete, event, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from api import models
+from domain import models
 from schema import build
 from schema.mutations import bulk
 from schema.types.scalars import DATETIME

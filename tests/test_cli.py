@@ -11,10 +11,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner
 
-from api import migrate, models
+from api import migrate
 from api.cli import app
-from api.settings import get_settings
 from auth.passwords import verify_secret
+from domain import models
+from domain.settings import get_settings
 from tests.fixtures.database import create_database, drop_database
 
 COUNTED = (models.Team, models.Product, models.Initiative, models.Kpi, models.KpiMeasurement)

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(
     sys.platform != "linux", reason="a deleted executable is told apart through /proc"
 )
 
-# What the API's engine asks of every connection (api/database.py).
+# What the API's engine asks of every connection (domain/database.py).
 SERVER_SETTINGS = {"TimeZone": "UTC"}
 
 

@@ -3,7 +3,7 @@
 
 Every field is taken from the definitions the resolvers use: columns and computed
 expressions of the models (``column_property``), the edges, filters and orderings of
-``api.services``, the scopes declared on the strawberry fields. Whatever is not
+``domain.services``, the scopes declared on the strawberry fields. Whatever is not
 covered raises ``Unsupported`` and the resolvers answer the whole operation.
 """
 
@@ -56,12 +56,12 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.util import ClauseAdapter
 
-from api import models
-from api.errors import DomainError
-from api.models.computed import constraint_blocks, latest_first, status_of_latest
-from api.services import reads
-from api.services.pagination import Cursor, page_request
-from api.services.pagination import _coerce as pagination_coerce
+from domain import models
+from domain.errors import DomainError
+from domain.models.computed import constraint_blocks, latest_first, status_of_latest
+from domain.services import reads
+from domain.services.pagination import Cursor, page_request
+from domain.services.pagination import _coerce as pagination_coerce
 from schema.compiled import jsontext
 from schema.compiled.parameters import PREFIX
 from schema.compiled.selection import Unsupported, Walk, response_key
@@ -72,7 +72,7 @@ from schema.ids import decode_id
 def iso_timestamp(column: Any) -> ColumnElement[Any]:
     """A timestamptz as JSON, written as Python's ``isoformat()`` writes it in UTC (what
     the resolvers send). On whole seconds (nearly every value) that is PostgreSQL's own
-    JSON form, since the connection's TimeZone is UTC (``api.database``); ``to_char``
+    JSON form, since the connection's TimeZone is UTC (``domain.database``); ``to_char``
     costs ~0.7 µs a value, so it only writes values with a fraction, which Python pads
     to six digits and PostgreSQL does not."""
     utc = column.op("AT TIME ZONE")(literal("UTC"))
@@ -98,7 +98,7 @@ def global_id(type_name: str, id_column: Any) -> ColumnElement[str]:
 
 
 def cursor_text(ordering: str, sort: Any, id_column: Any) -> ColumnElement[str]:
-    """``api.services.pagination.encode_cursor`` in SQL, as a JSON string: base64url
+    """``domain.services.pagination.encode_cursor`` in SQL, as a JSON string: base64url
     without padding of ``["ORDERING",value,id]``, the value written as orjson writes
     the Python value the resolvers read (``_cursor_value``). PostgreSQL's base64 wraps
     lines every 76 characters: the newlines go."""

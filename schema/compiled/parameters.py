@@ -41,9 +41,9 @@ from graphql import (
 )
 from graphql.language.visitor import SKIP
 
-from api.caches import ByteLRU, text_bytes
-from api.errors import DomainError
-from api.services.pagination import decode_cursor, encode_cursor
+from domain.caches import ByteLRU, text_bytes
+from domain.errors import DomainError
+from domain.services.pagination import decode_cursor, encode_cursor
 from schema.ids import decode_id
 
 STRINGS = "strings"  # filter: {keys: $v}, a list of strings
@@ -203,7 +203,7 @@ _cursor_shape_cached = lru_cache(maxsize=4096)(_cursor_shape)
 @cache
 def _enum_orderings() -> frozenset[str]:
     """Names of the orderings that sort by an enum on some list."""
-    from api.services import filters
+    from domain.services import filters
 
     found = set()
     for name in dir(filters):

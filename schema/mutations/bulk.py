@@ -37,7 +37,7 @@ from graphql import (
 )
 from strawberry.extensions import SchemaExtension
 
-from api.services.measurements import MAX_BATCH, Batch, MeasurementIn
+from domain.services.measurements import MAX_BATCH, Batch, MeasurementIn
 from schema.types.scalars import DATETIME, storable
 
 FIELD = "recordKpiMeasurements"

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.services import links, writes
-from api.services.writes import Actor, EntitySpec
 from auth.scopes import Scope
+from domain.services import links, writes
+from domain.services.writes import Actor, EntitySpec
 from schema.mutations.common import decode_reference, given_values, run, to_user_error
 from schema.permissions import guarded
 

@@ -20,15 +20,15 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
-from api.models.base import Base, IdMixin, VersionedMixin, pg_enum
-from api.models.enums import KpiDirection
-from api.models.portfolio import KEY_PATTERN, _search_document
+from domain.models.base import Base, IdMixin, VersionedMixin, pg_enum
+from domain.models.enums import KpiDirection
+from domain.models.portfolio import KEY_PATTERN, _search_document
 
 
 class Kpi(VersionedMixin, Base):
     __tablename__ = "kpis"
 
-    if TYPE_CHECKING:  # attached as SQL expressions by api.models.computed
+    if TYPE_CHECKING:  # attached as SQL expressions by domain.models.computed
         latest_value: Mapped[float | None]
         status: Mapped[str]
 

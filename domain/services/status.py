@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.models import ConstraintStatus, Initiative, InitiativeStatus, TechnicalConstraint
-from api.services import rules, specs, writes
-from api.services.writes import Actor
+from domain.models import ConstraintStatus, Initiative, InitiativeStatus, TechnicalConstraint
+from domain.services import rules, specs, writes
+from domain.services.writes import Actor
 
 
 async def set_initiative_status(

@@ -6,9 +6,9 @@ updates (the GraphQL update inputs have no key).
 
 from __future__ import annotations
 
-from api import models
-from api.services import rules
-from api.services.writes import EntitySpec
+from domain import models
+from domain.services import rules
+from domain.services.writes import EntitySpec
 
 TEAM = EntitySpec(
     model=models.Team,

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.models import (
+from domain.models import (
     ConstraintCategory,
     ConstraintSeverity,
     ConstraintStatus,
@@ -38,8 +38,8 @@ from api.models import (
     initiative_kpis,
     initiative_products,
 )
-from api.seed.bulk import Row, assign_ids, copy_rows, insert_keyed, key_exists, table_of
-from api.seed.kpi_kinds import (
+from domain.seed.bulk import Row, assign_ids, copy_rows, insert_keyed, key_exists, table_of
+from domain.seed.kpi_kinds import (
     ADOPTION,
     KPI_KINDS,
     LOAD_TIME,
@@ -48,8 +48,8 @@ from api.seed.kpi_kinds import (
     observation_days,
     observed_at,
 )
-from api.seed.report import SeedReport
-from api.seed.roadmap import RICE_INPUTS, UNSCORED, WSJF_INPUTS, roll_up, scoring_inputs
+from domain.seed.report import SeedReport
+from domain.seed.roadmap import RICE_INPUTS, UNSCORED, WSJF_INPUTS, roll_up, scoring_inputs
 
 DATASET = "generated portfolio"
 SOURCE = "generated-seed"

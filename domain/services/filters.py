@@ -26,8 +26,8 @@ from sqlalchemy import (
     true,
 )
 
-from api.errors import InvalidInput
-from api.models import (
+from domain.errors import InvalidInput
+from domain.models import (
     AuditAction,
     AuditEvent,
     ConstraintCategory,
@@ -52,7 +52,7 @@ from api.models import (
     constraint_products,
     initiative_products,
 )
-from api.services.pagination import Ordering
+from domain.services.pagination import Ordering
 
 MAX_SEARCH_LENGTH = 200
 _WORD = re.compile(r"\w+", re.UNICODE)

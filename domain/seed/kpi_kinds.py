@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from api.models import KpiDirection, KpiStatus
-from api.seed.bulk import Row
+from domain.models import KpiDirection, KpiStatus
+from domain.seed.bulk import Row
 
 # Fixed "today" of the seeded world: data never depends on when it is loaded.
 REFERENCE_DATE = date(2026, 11, 1)

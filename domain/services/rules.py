@@ -9,15 +9,15 @@ from typing import Any
 from sqlalchemy import func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.models import (
+from domain.models import (
     ConstraintStatus,
     Initiative,
     InitiativeStatus,
     KpiDirection,
 )
-from api.models.portfolio import KEY_PATTERN
-from api.services import reads
-from api.services.writes import Refused, UserError, camel
+from domain.models.portfolio import KEY_PATTERN
+from domain.services import reads
+from domain.services.writes import Refused, UserError, camel
 
 KPI_KEY_PATTERN = r"^[A-Z][A-Z0-9_-]{1,47}$"
 

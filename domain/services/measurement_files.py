@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from api.services.measurements import MeasurementIn
+from domain.services.measurements import MeasurementIn
 
 FIELDS = {
     "kpi_key": ("kpiKey", "kpi_key"),

@@ -1,124 +1,25 @@
-"""Request ids, access logs, Prometheus metrics, body and time limits: pure ASGI."""
+"""The HTTP middleware around everything: request ids, access logs, admission (places
+and a short line), body and time limits. Pure ASGI."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import orjson
 import structlog
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
     Gauge,
-    Histogram,
-    generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from domain.metrics import Metrics
+from schema.http import error_response
+
 log = structlog.get_logger("portfolio.access")
-
-
-class Metrics:
-    """One registry per app, so tests and several apps in a process do not collide."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "portfolio_http_requests", "HTTP requests.", ["path", "status"], registry=self.registry
-        )
-        self.latency = Histogram(
-            "portfolio_http_request_seconds",
-            "Time to answer a request.",
-            ["path"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-            registry=self.registry,
-        )
-        self.errors = Counter(
-            "portfolio_graphql_errors", "GraphQL errors by code.", ["code"], registry=self.registry
-        )
-        self.cost = Counter(
-            "portfolio_query_cost_points", "Query cost points charged.", registry=self.registry
-        )
-        self.pool_in_use = Gauge(
-            "portfolio_db_pool_checked_out", "Database connections in use.", registry=self.registry
-        )
-        self.pool_size = Gauge(
-            "portfolio_db_pool_size", "Database connections open.", registry=self.registry
-        )
-        self.large_requests_waiting = Gauge(
-            "portfolio_large_requests_waiting",
-            "Requests with a large body waiting for their turn.",
-            registry=self.registry,
-        )
-        self.requests_in_flight = Gauge(
-            "portfolio_requests_in_flight",
-            "Requests admitted and not yet answered (health and metrics not counted).",
-            registry=self.registry,
-        )
-        self.requests_waiting = Gauge(
-            "portfolio_requests_waiting",
-            "Requests waiting in line to be admitted.",
-            registry=self.registry,
-        )
-        self.requests_shed = Counter(
-            "portfolio_requests_shed",
-            "Requests answered 503 OVERLOADED at once: every place and the line were taken.",
-            registry=self.registry,
-        )
-
-    def watch_response_cache(self, cache: Any) -> None:
-        """Export the response cache's state at each scrape (nothing per request)."""
-        self.registry.register(_ResponseCacheCollector(cache))
-
-    def render(self) -> Response:
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
-
-
-class _ResponseCacheCollector(Collector):
-    def __init__(self, cache: Any) -> None:
-        self.cache = cache
-
-    def collect(self) -> Iterator[Metric]:
-        cache = self.cache
-        yield GaugeMetricFamily(
-            "portfolio_response_cache_listening",
-            "1 while the database's changes are heard, so answers may be kept.",
-            value=int(cache.listening),
-        )
-        yield GaugeMetricFamily(
-            "portfolio_response_cache_entries", "Answers kept.", value=len(cache)
-        )
-        yield GaugeMetricFamily(
-            "portfolio_response_cache_chars",
-            "Size of the answers kept: characters of JSON plus an estimate per answer.",
-            value=cache.chars,
-        )
-        answers = CounterMetricFamily(
-            "portfolio_response_cache_answers",
-            "Known reads asked while answers may be kept, by whether memory answered.",
-            labels=["result"],
-        )
-        answers.add_metric(["hit"], cache.hits)
-        answers.add_metric(["miss"], cache.misses)
-        yield answers
-
-
-def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> Response:
-    body = {"errors": [{"message": message, "extensions": {"code": code}}]}
-    return Response(
-        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
-    )
 
 
 # Cheap, answered from memory, and what an orchestrator and a monitor need most while
@@ -352,13 +253,3 @@ class _Turn:
 
 class _BodyTooLarge(Exception):
     pass
-
-
-def record_graphql(
-    metrics: Metrics, state: dict[str, Any], errors: list[dict[str, Any]], cost: int | None
-) -> None:
-    for error in errors:
-        metrics.errors.labels(error.get("extensions", {}).get("code", "UNKNOWN")).inc()
-    if cost:
-        metrics.cost.inc(cost)
-        state["cost"] = cost

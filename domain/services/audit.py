@@ -19,11 +19,11 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.util import find_tables
 
-from api.errors import InvalidInput
-from api.models import AuditAction, AuditEvent
+from domain.errors import InvalidInput
+from domain.models import AuditAction, AuditEvent
 
 if TYPE_CHECKING:
-    from api.services.writes import Actor
+    from domain.services.writes import Actor
 
 
 def to_json(value: Any) -> Any:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import date
 from typing import NamedTuple
 
-from api.models import (
+from domain.models import (
     ConstraintCategory,
     ConstraintSeverity,
     ConstraintStatus,

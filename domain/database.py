@@ -27,14 +27,19 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 from sqlalchemy.util.concurrency import greenlet_spawn
 
-from api.embedded import embedded_database_url, to_async_url
-from api.settings import Settings
+from domain.settings import Settings
 
 
-def resolve_database_url(settings: Settings) -> str:
-    if settings.database_url:
-        return to_async_url(settings.database_url)
-    return embedded_database_url(settings.data_dir)
+def to_async_url(url: str) -> str:
+    """Normalise a libpq URL to SQLAlchemy's asyncpg dialect.
+
+    asyncpg takes a Unix socket directory as ``host`` in the query string, the
+    form pgserver hands out, so that part is kept as is.
+    """
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise ValueError(f"not a PostgreSQL URL: {url.split('@')[-1]}")
 
 
 def create_engine(url: str, settings: Settings) -> AsyncEngine:

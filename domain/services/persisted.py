@@ -13,8 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.caches import ByteLRU, text_bytes
-from api.models import PersistedQuery
+from domain.caches import ByteLRU, text_bytes
+from domain.models import PersistedQuery
 
 # Persisted documents may be large (they are exempt from the ad-hoc size cap).
 CACHE_BYTES = 16 * 1024 * 1024

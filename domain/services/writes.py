@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.models import AuditAction
-from api.services import audit
+from domain.models import AuditAction
+from domain.services import audit
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Actor:
 
     user_id: int | None = None
     client_id: int | None = None
-    # The effective scopes it holds: the most it may grant (see api.services.identity).
+    # The effective scopes it holds: the most it may grant (see domain.services.identity).
     # Empty by default, so an actor built without them can grant nothing.
     scopes: frozenset[str] = frozenset()
 

@@ -16,8 +16,8 @@ from sqlalchemy import ColumnElement, and_, func, literal_column, or_, select, t
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.errors import InvalidInput
-from api.models import (
+from domain.errors import InvalidInput
+from domain.models import (
     AuditEvent,
     Initiative,
     Kpi,
@@ -30,8 +30,8 @@ from api.models import (
     initiative_kpis,
     initiative_products,
 )
-from api.models.computed import constraint_blocks
-from api.services.pagination import Ordering, Page, PageRequest, fetch_pages
+from domain.models.computed import constraint_blocks
+from domain.services.pagination import Ordering, Page, PageRequest, fetch_pages
 
 T = TypeVar("T")
 

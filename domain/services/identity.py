@@ -23,12 +23,12 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.models import AuditAction, OAuthClient, Role, RoleGrant, User
-from api.services import audit, writes
-from api.services.writes import Actor, EntitySpec, Refused, UserError
 from auth.authorization import redirect_uri_problem
 from auth.passwords import hash_secret_off_loop
 from auth.scopes import Scope
+from domain.models import AuditAction, OAuthClient, Role, RoleGrant, User
+from domain.services import audit, writes
+from domain.services.writes import Actor, EntitySpec, Refused, UserError
 
 GRANT_TYPES = ("client_credentials", "authorization_code", "refresh_token")
 MIN_PASSWORD_LENGTH = 12

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.models import (
+from domain.models import (
     GlossaryTerm,
     Initiative,
     Kpi,
@@ -21,9 +21,9 @@ from api.models import (
     initiative_kpis,
     initiative_products,
 )
-from api.seed import demo_data as data
-from api.seed.bulk import Row, assign_ids, copy_rows, insert_keyed, key_exists, table_of
-from api.seed.kpi_kinds import (
+from domain.seed import demo_data as data
+from domain.seed.bulk import Row, assign_ids, copy_rows, insert_keyed, key_exists, table_of
+from domain.seed.kpi_kinds import (
     ADOPTION,
     HISTORY_DAYS,
     INCIDENTS,
@@ -33,8 +33,8 @@ from api.seed.kpi_kinds import (
     observation_days,
     observed_at,
 )
-from api.seed.report import SeedReport
-from api.seed.roadmap import UNSCORED, roll_up, scoring_inputs
+from domain.seed.report import SeedReport
+from domain.seed.roadmap import UNSCORED, roll_up, scoring_inputs
 
 DATASET = "demo portfolio"
 MARKER_PRODUCT = "PAY"  # present ⇔ the demo was loaded

@@ -1,8 +1,8 @@
 """SQLAlchemy models. Importing this package registers every table and computed field."""
 
-from api.models import computed  # noqa: E402,F401  (attaches computed columns)
-from api.models.base import Base
-from api.models.enums import (
+from domain.models import computed  # noqa: E402,F401  (attaches computed columns)
+from domain.models.base import Base
+from domain.models.enums import (
     AuditAction,
     ConstraintCategory,
     ConstraintSeverity,
@@ -13,7 +13,7 @@ from api.models.enums import (
     LifecycleStage,
     TeamKind,
 )
-from api.models.identity import (
+from domain.models.identity import (
     AuditEvent,
     AuthorizationCode,
     LoginThrottle,
@@ -26,8 +26,8 @@ from api.models.identity import (
     SigningKey,
     User,
 )
-from api.models.kpi import GlossaryTerm, Kpi, KpiMeasurement
-from api.models.portfolio import (
+from domain.models.kpi import GlossaryTerm, Kpi, KpiMeasurement
+from domain.models.portfolio import (
     Initiative,
     Product,
     Team,

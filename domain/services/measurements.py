@@ -18,9 +18,9 @@ from typing import cast
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.database import session_driver
-from api.models import AuditAction
-from api.services.writes import Actor, Refused, UserError
+from domain.database import session_driver
+from domain.models import AuditAction
+from domain.services.writes import Actor, Refused, UserError
 
 MAX_BATCH = 10_000
 MAX_SOURCE = 100

@@ -25,14 +25,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import InstrumentedAttribute, column_property
 
-from api.models.enums import (
+from domain.models.enums import (
     ACTIVE_CONSTRAINT_STATUSES,
     ConstraintSeverity,
     KpiDirection,
     KpiStatus,
 )
-from api.models.kpi import Kpi, KpiMeasurement
-from api.models.portfolio import (
+from domain.models.kpi import Kpi, KpiMeasurement
+from domain.models.portfolio import (
     Initiative,
     TechnicalConstraint,
     constraint_initiatives,

@@ -3,8 +3,8 @@
 Both are idempotent and leave the transaction to the caller (they never commit).
 """
 
-from api.seed.demo import seed_demo
-from api.seed.generator import seed_generated
-from api.seed.report import SeedReport
+from domain.seed.demo import seed_demo
+from domain.seed.generator import seed_generated
+from domain.seed.report import SeedReport
 
 __all__ = ["SeedReport", "seed_demo", "seed_generated"]

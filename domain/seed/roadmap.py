@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from api.seed.bulk import Row
+from domain.seed.bulk import Row
 
 FIBONACCI = (1, 2, 3, 5, 8, 13, 20)  # the WSJF relative scale (1..20)
 IMPACTS = (0.25, 0.5, 1.0, 2.0, 3.0)  # RICE impact: minimal, low, medium, high, massive

@@ -23,7 +23,7 @@ from sqlalchemy import ColumnElement, Select, and_, func, literal, not_, select,
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from api.errors import InvalidInput
+from domain.errors import InvalidInput
 
 T = TypeVar("T")
 

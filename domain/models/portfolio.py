@@ -23,8 +23,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
-from api.models.base import Base, VersionedMixin, pg_enum
-from api.models.enums import (
+from domain.models.base import Base, VersionedMixin, pg_enum
+from domain.models.enums import (
     ConstraintCategory,
     ConstraintSeverity,
     ConstraintStatus,
@@ -90,7 +90,7 @@ class Product(VersionedMixin, Base):
 class Initiative(VersionedMixin, Base):
     __tablename__ = "initiatives"
 
-    if TYPE_CHECKING:  # attached as SQL expressions by api.models.computed
+    if TYPE_CHECKING:  # attached as SQL expressions by domain.models.computed
         rice_score: Mapped[float | None]
         rice_explanation: Mapped[str]
         wsjf_score: Mapped[float | None]

@@ -10,10 +10,10 @@ from sqlalchemy import Table, delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.models import AuditAction, constraint_initiatives, constraint_products, initiative_kpis
-from api.models import initiative_products as initiative_products_table
-from api.services import audit, specs, writes
-from api.services.writes import Actor, EntitySpec
+from domain.models import AuditAction, constraint_initiatives, constraint_products, initiative_kpis
+from domain.models import initiative_products as initiative_products_table
+from domain.services import audit, specs, writes
+from domain.services.writes import Actor, EntitySpec
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from api.models.base import Base, IdMixin, VersionedMixin, pg_enum
-from api.models.enums import AuditAction
+from domain.models.base import Base, IdMixin, VersionedMixin, pg_enum
+from domain.models.enums import AuditAction
 
 
 class User(VersionedMixin, Base):
