@@ -103,6 +103,7 @@ def create_app(
     """Build the app. ``database_url`` overrides settings (tests); ``demo`` seeds an empty
     database with the demo portfolio at start-up."""
     settings = settings or get_settings()
+    configure_logging(settings)  # before the embedded database says it is ready
     url = database_url or resolve_database_url(settings)
     embedded = database_url is None and settings.database_url is None
     engine = create_engine(url, settings)

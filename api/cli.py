@@ -71,6 +71,10 @@ def serve(
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
+        # Our logging (api/logging.py) renders uvicorn's records; RequestGuard logs
+        # each request once, so uvicorn's access line is off.
+        log_config=None,
+        access_log=False,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
 
