@@ -212,21 +212,33 @@ def _index(field: str | None) -> int:
     return int((field or "measurements.0").split(".")[1])
 
 
+ADMIN_PASSWORD_ENV = "PORTFOLIO_ADMIN_PASSWORD"
+CLIENT_SECRET_ENV = "PORTFOLIO_CLIENT_SECRET"
+
+
+def _secret(env: str, what: str, *, confirm: bool) -> str:
+    """A secret never given on the command line (where shells and `ps` keep it): from
+    ``env``, else a hidden prompt on a terminal, else the first line of stdin."""
+    import os
+    import sys
+
+    if value := os.environ.get(env):
+        return value
+    if sys.stdin.isatty():
+        return str(typer.prompt(what, hide_input=True, confirmation_prompt=confirm))
+    return sys.stdin.readline().rstrip("\r\n")
+
+
 @app.command("create-admin")
 def create_admin(
     email: Annotated[str, typer.Option(help="Sign-in e-mail of the administrator.")],
     name: Annotated[str, typer.Option(help="Display name.")] = "Administrator",
-    password: Annotated[
-        str,
-        typer.Option(
-            prompt=True,
-            hide_input=True,
-            confirmation_prompt=True,
-            help="At least 12 characters; asked for when not given.",
-        ),
-    ] = "",
 ) -> None:
-    """Create a user with the admin role (every scope)."""
+    """Create a user with the admin role (every scope).
+
+    The password (at least 12 characters) comes from $PORTFOLIO_ADMIN_PASSWORD, else a
+    prompt on a terminal, else the first line of stdin."""
+    password = _secret(ADMIN_PASSWORD_ENV, "Password", confirm=True)
     from domain.services import identity
 
     async def run(engine: AsyncEngine) -> str:
@@ -283,6 +295,43 @@ def create_client(
     if secret:
         typer.echo(f"client_secret: {secret}")
         typer.echo("The secret is shown only now: store it safely.")
+
+
+@app.command("token")
+def token(
+    client_id: Annotated[str, typer.Option(help="The client's id (from create-client).")],
+    scope: Annotated[
+        str | None, typer.Option(help="Space-separated scopes; default: all the client's.")
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(help="The server; default: http://HOST:PORT from the settings."),
+    ] = None,
+) -> None:
+    """Print an access token for a client (client credentials grant), for scripts:
+    TOKEN=$(portfolio token --client-id ID). The secret comes from
+    $PORTFOLIO_CLIENT_SECRET, else a prompt on a terminal, else stdin's first line."""
+    import httpx
+
+    settings = get_settings()
+    base = (url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    secret = _secret(CLIENT_SECRET_ENV, "Client secret", confirm=False)
+    form = {"grant_type": "client_credentials", **({"scope": scope} if scope else {})}
+    try:
+        response = httpx.post(f"{base}/oauth/token", data=form, auth=(client_id, secret))
+    except httpx.HTTPError as error:
+        typer.echo(f"no answer from {base}: {error}", err=True)
+        raise typer.Exit(code=1) from None
+    body = (
+        response.json()
+        if response.headers.get("content-type", "").startswith("application/json")
+        else {}
+    )
+    if response.status_code != 200 or "access_token" not in body:
+        reason = body.get("error_description") or body.get("error") or response.text[:200]
+        typer.echo(f"{base}/oauth/token refused: {reason}", err=True)
+        raise typer.Exit(code=1)
+    typer.echo(body["access_token"])
 
 
 @app.command("rotate-keys")

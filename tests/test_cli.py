@@ -87,7 +87,7 @@ def test_create_admin_client_and_rotate_keys(fresh_database: str) -> None:
     result = CliRunner().invoke(
         app,
         ["create-admin", "--email", "Root@Example.com", "--name", "Root"],
-        input="a long enough password\na long enough password\n",
+        input="a long enough password\n",  # not a terminal: the first line of stdin
     )
     assert result.exit_code == 0, result.output
     assert "created admin root@example.com" in result.output
@@ -150,7 +150,13 @@ def test_cli_reports_refusals(fresh_database: str) -> None:
     assert result.exit_code == 1
     assert "scopes: Unknown scopes: root." in result.output
     result = CliRunner().invoke(
-        app, ["create-admin", "--email", "a@example.com", "--password", "short"]
+        app, ["create-admin", "--email", "a@example.com"], env={"PORTFOLIO_ADMIN_PASSWORD": "short"}
     )
     assert result.exit_code == 1
     assert "password: `password` must have at least 12 characters." in result.output
+    # A password is never taken from the command line, where `ps` and shells keep it.
+    result = CliRunner().invoke(
+        app, ["create-admin", "--email", "a@example.com", "--password", "a long enough password"]
+    )
+    assert result.exit_code == 2
+    assert "No such option: --password" in result.output
