@@ -50,31 +50,56 @@ def stop_orphaned_server(pg_dir: Path) -> bool:
     Stopped (fast shutdown: sessions end, data are checkpointed), it is started again
     from the binaries installed now, on the same data.
     """
+    process = _postmaster(pg_dir)
+    if process is None:
+        return False
+    try:
+        executable = process.exe()
+    except psutil.Error:
+        return False  # gone meanwhile, or not ours to inspect: pgserver decides
+    if not executable or Path(executable).exists():
+        return False  # unreadable (empty) counts as present: only a proven orphan stops
+    log.warning("embedded_postgres_orphaned", pid=process.pid, executable=executable)
+    if not _fast_shutdown(process):
+        raise RuntimeError(
+            f"The embedded PostgreSQL (pid {process.pid}) was started from files that are "
+            f"gone ({executable}) and did not stop within {ORPHAN_SHUTDOWN_SECONDS} s; "
+            "stop it, then start again."
+        )
+    return True
+
+
+def stop_embedded_server(data_dir: Path) -> bool:
+    """Stop the embedded server keeping its data in ``data_dir`` (the tests' own, at
+    the end of a session); True if one was running and stopped."""
+    process = _postmaster(data_dir / "pgdata")
+    return process is not None and _fast_shutdown(process)
+
+
+def _postmaster(pg_dir: Path) -> psutil.Process | None:
+    """The running postmaster of ``pg_dir``, if there is one."""
     from pgserver.utils import PostmasterInfo
 
     info = PostmasterInfo.read_from_pgdata(pg_dir)
     process: psutil.Process | None = info.process if info is not None else None
     if process is None or not process.is_running():
-        return False
+        return None
     try:
-        executable = process.exe()
         # The pid file may be stale and its pid another program's: only a postmaster
-        # of this data directory is stopped.
+        # of this data directory counts.
         ours = process.name() == "postgres" and str(pg_dir.resolve()) in process.cmdline()
     except psutil.Error:
-        return False  # gone meanwhile, or not ours to inspect: pgserver decides
-    if not ours or not executable or Path(executable).exists():
-        return False  # unreadable (empty) counts as present: only a proven orphan stops
-    log.warning("embedded_postgres_orphaned", pid=process.pid, executable=executable)
+        return None
+    return process if ours else None
+
+
+def _fast_shutdown(process: psutil.Process) -> bool:
+    """SIGINT: sessions end, data are checkpointed. True once the process is gone."""
     process.send_signal(signal.SIGINT)
     try:
         process.wait(ORPHAN_SHUTDOWN_SECONDS)
     except psutil.TimeoutExpired:
-        raise RuntimeError(
-            f"The embedded PostgreSQL (pid {process.pid}) was started from files that are "
-            f"gone ({executable}) and did not stop within {ORPHAN_SHUTDOWN_SECONDS} s; "
-            "stop it, then start again."
-        ) from None
+        return False
     return True
 
 

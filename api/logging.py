@@ -26,7 +26,6 @@ SILENCED = ("uvicorn.access", "strawberry.execution")
 
 
 def configure_logging(settings: Settings, *, stream: Any = None) -> None:
-    stream = stream or sys.stderr
     level = logging.getLevelNamesMapping().get(settings.log_level.upper(), logging.INFO)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -34,7 +33,7 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=_is_terminal(stream))
+        structlog.dev.ConsoleRenderer(colors=_is_terminal(stream or sys.stdout))
         if settings.is_development
         else structlog.processors.JSONRenderer()
     )
@@ -52,7 +51,7 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
             renderer,
         ],
     )
-    handler = logging.StreamHandler(stream)
+    handler = logging.StreamHandler(stream) if stream is not None else _StdoutHandler()
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers = [handler]
@@ -63,6 +62,23 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
         logging.getLogger(name).propagate = True
     for name in SILENCED:
         logging.getLogger(name).disabled = True
+
+
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout`` is when a record is emitted (where the logs
+    have always gone), not to the stream of the moment it was configured: a test's
+    captured output, closed since, must not swallow a later test's records."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self) -> Any:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
 
 
 def _is_terminal(stream: Any) -> bool:

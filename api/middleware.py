@@ -34,7 +34,7 @@ class RequestGuard:
     bounded number at once (the rest wait in a short line or are shed), lets a few large
     ones run at once, logs it and counts it."""
 
-    def __init__(  # noqa: PLR0913
+    def __init__(
         self,
         app: ASGIApp,
         metrics: Metrics,

@@ -116,7 +116,7 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             response.status_code = 400
         return response
 
-    async def execute_single(  # noqa: PLR0917
+    async def execute_single(
         self,
         request: Request,
         request_adapter: Any,

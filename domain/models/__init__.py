@@ -1,6 +1,6 @@
 """SQLAlchemy models. Importing this package registers every table and computed field."""
 
-from domain.models import computed  # noqa: E402,F401  (attaches computed columns)
+from domain.models import computed  # noqa: F401  (attaches computed columns)
 from domain.models.base import Base
 from domain.models.enums import (
     AuditAction,

@@ -56,7 +56,7 @@ def create(
     field: str,
     scope: Scope,
     references: Mapping[str, str] = {},
-) -> Any:  # noqa: B006 (read-only)
+) -> Any:
     async def work(session: AsyncSession, actor: Actor, data: Any) -> Any:
         return await writes.create(session, actor, spec, given_values(data, references))
 
@@ -70,7 +70,7 @@ def update(
     field: str,
     scope: Scope,
     references: Mapping[str, str] = {},
-) -> Any:  # noqa: B006 (read-only)
+) -> Any:
     async def work(session: AsyncSession, actor: Actor, data: Any) -> Any:
         entity_id = decode_reference(data.id, spec.name, "id")
         changes = given_values(data, references)
