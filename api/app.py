@@ -137,12 +137,14 @@ def assemble_app(
         if migrate_on_start:
             await migrate.upgrade(engine)
         if demo:
-            from domain.seed import seed_demo
+            from domain.seed import refresh_statistics, seed_demo
             from domain.services.identity import DEMO_CLIENT_ID, reset_demo_client
 
             async with sessions() as session, session.begin():
                 report = await seed_demo(session)
                 secret = await reset_demo_client(session)
+                if not report.skipped:
+                    await refresh_statistics(session)
             log.info("demo_data", report=str(report))
             # The one line a newcomer needs to call the API with a token.
             print(

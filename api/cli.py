@@ -124,7 +124,7 @@ def seed(
         raise typer.BadParameter("pass exactly one of --demo or --products N")
 
     async def run(engine: AsyncEngine) -> str:
-        from domain.seed import seed_demo, seed_generated
+        from domain.seed import refresh_statistics, seed_demo, seed_generated
 
         await migrations.upgrade(engine)
         async with create_session_factory(engine)() as session, session.begin():
@@ -136,6 +136,7 @@ def seed(
             else:
                 assert products is not None
                 report = await seed_generated(session, products)
+            await refresh_statistics(session)
         return str(report)
 
     typer.echo(_with_engine(run))

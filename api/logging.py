@@ -23,6 +23,9 @@ from domain.settings import Settings
 # request with more detail) and strawberry's log of every GraphQL error, expected
 # outcomes included.
 SILENCED = ("uvicorn.access", "strawberry.execution")
+# Loggers that speak at the configured level; every other library only from WARNING
+# up (httpx would otherwise log each JWKS fetch, asyncio its debug chatter).
+OURS = ("api", "auth", "domain", "schema", "portfolio", "uvicorn", "alembic")
 
 
 def configure_logging(settings: Settings, *, stream: Any = None) -> None:
@@ -55,7 +58,9 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers = [handler]
-    root.setLevel(level)
+    root.setLevel(max(level, logging.WARNING))
+    for name in OURS:
+        logging.getLogger(name).setLevel(level)
     for name in ("uvicorn", "uvicorn.error"):
         # uvicorn (run with log_config=None) adds no handlers: its records reach ours.
         logging.getLogger(name).handlers = []

@@ -42,6 +42,11 @@ def to_async_url(url: str) -> str:
     raise ValueError(f"not a PostgreSQL URL: {url.split('@')[-1]}")
 
 
+# Per connection: the statements asyncpg keeps prepared, and the largest it keeps.
+STATEMENT_CACHE_SIZE = 256
+STATEMENT_CACHE_MAX_BYTES = 256 * 1024
+
+
 def create_engine(url: str, settings: Settings) -> AsyncEngine:
     engine = create_async_engine(
         url,
@@ -60,6 +65,12 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
                 "application_name": "portfolio-graph",
             },
             "timeout": settings.db_connect_timeout_seconds,
+            # asyncpg keeps statements prepared by their text, but by default only those
+            # under 15 KB: a compiled read of a Relay page with nested connections is
+            # bigger, and was parsed and planned anew on every request (~4 ms of the
+            # database's time for a 20-row page). Prepared, PostgreSQL reuses its plan.
+            "max_cacheable_statement_size": STATEMENT_CACHE_MAX_BYTES,
+            "statement_cache_size": STATEMENT_CACHE_SIZE,
             "async_creator_fn": connect_in_own_context,
         },
     )

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner
 
@@ -72,8 +72,25 @@ def test_seed_generated_scales_with_products(fresh_database: str) -> None:
     assert generated["products"] == 20
     assert 150 <= generated["initiatives"] <= 250
     assert generated["kpis"] == 80
+    assert analyzed(fresh_database) >= {"products", "initiatives", "kpi_measurements"}
     invoke("seed", "--products", "20")
     assert counts(fresh_database) == generated
+
+
+def analyzed(url: str) -> set[str]:
+    """Tables the planner has statistics for (ANALYZE ran on them)."""
+
+    async def read() -> set[str]:
+        engine = create_async_engine(url)
+        async with engine.connect() as connection:
+            names = await connection.scalars(
+                text("SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL")
+            )
+            found = set(names)
+        await engine.dispose()
+        return found
+
+    return asyncio.run(read())
 
 
 def test_seed_needs_exactly_one_source() -> None:
