@@ -7,22 +7,81 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import tomllib
 from base64 import b64encode
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlencode
 
 import httpx
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service as ChromeService
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.app import assemble_app
 from schema import graphiql
 from tests.conftest import make_client, settings_for
+from tests.fixtures.server import live_server
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "schema" / "graphiql" / "static"
 MANIFEST = json.loads((STATIC / "manifest.json").read_text())["files"]
 BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+
+
+@contextmanager
+def _chromium() -> Iterator[webdriver.Chrome]:
+    """Debian's headless Chromium and chromedriver (CI installs them), cut off from
+    every host but 127.0.0.1, recording what it requests."""
+    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and chromedriver, "needs Debian's chromium and chromium-driver (README)"
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",  # CI runs as root
+        "--disable-dev-shm-usage",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        "--no-proxy-server",
+    ):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    service = ChromeService(executable_path=chromedriver)
+    browser = webdriver.Chrome(options=options, service=service)
+    try:
+        yield browser
+    finally:
+        browser.quit()
+
+
+def _result_containing(text: str) -> Callable[[webdriver.Chrome], str | Literal[False]]:
+    """The result pane's text once it contains ``text``."""
+
+    def shown(browser: webdriver.Chrome) -> str | Literal[False]:
+        shown_text = browser.execute_script(
+            "const pane = document.querySelector('.result-window .CodeMirror');"
+            "return pane ? pane.CodeMirror.getValue() : '';"
+        )
+        return shown_text if text in shown_text else False
+
+    return shown
+
+
+def _requested_urls(browser: webdriver.Chrome) -> list[str]:
+    """Every URL the page asked for, from the DevTools log."""
+    urls = []
+    for entry in browser.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+    return urls
 
 
 class Page(HTMLParser):
@@ -208,3 +267,53 @@ def test_an_installed_package_ships_the_files() -> None:
     needed = {f"graphiql/static/{entry['path']}" for entry in MANIFEST}
     needed |= {"graphiql/page.html", "graphiql/static/manifest.json", "graphiql/static/README.md"}
     assert needed <= shipped
+
+
+async def test_graphiql_runs_in_a_browser_without_internet(own_database: str) -> None:
+    """Headless Chromium, every host but the server's unresolvable: GraphiQL renders,
+    loads nothing from anywhere else, runs a query from its address (?q=), sends what
+    the Headers tab holds, and shows the explorer plugin."""
+    query = "{ products(first: 2) { nodes { key } } }"
+    with live_server(own_database) as server, _chromium() as browser:
+        browser.get(f"{server.url}/graphql?{urlencode({'q': query})}")
+        wait = WebDriverWait(browser, 30)
+        execute = wait.until(
+            expected_conditions.element_to_be_clickable((By.CLASS_NAME, "graphiql-execute-button"))
+        )
+        execute.click()
+        result = wait.until(_result_containing('"products"'))
+        assert json.loads(result)["data"]["products"]["nodes"][0]["key"]
+        # No file refused (an integrity mismatch is logged so), no script error.
+        assert [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"] == []
+
+        # The Headers tab's JSON goes with the request: a forged token is refused.
+        browser.find_element(By.XPATH, "//button[normalize-space()='Headers']").click()
+        browser.execute_script(
+            "document.querySelector('.graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror')"
+            ".CodeMirror.setValue(arguments[0]);",
+            '{"Authorization": "Bearer forged"}',
+        )
+        execute.click()
+        refused = json.loads(wait.until(_result_containing("UNAUTHENTICATED")))
+        async with httpx.AsyncClient(base_url=server.url) as http:  # what the server says
+            direct = await http.post(
+                "/graphql", json={"query": query}, headers={"Authorization": "Bearer forged"}
+            )
+        assert direct.status_code == 401
+        assert refused == direct.json()
+        assert refused["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+        explorer = browser.find_element(By.CSS_SELECTOR, "[aria-label='Show GraphiQL Explorer']")
+        explorer.click()
+        # The explorer lists the schema's root fields (read by introspection).
+        wait.until(
+            expected_conditions.text_to_be_present_in_element(
+                (By.CLASS_NAME, "docExplorerWrap"), "initiatives"
+            )
+        )
+
+        requested = _requested_urls(browser)
+        assert requested and all(url.startswith((server.url + "/", "data:")) for url in requested)
+        assert {url.split("?")[0] for url in requested} >= {
+            f"{server.url}{graphiql.PREFIX}/{asset.path}" for asset in graphiql.ASSETS
+        }
