@@ -33,6 +33,7 @@ from domain.database import (
 from domain.metrics import Metrics
 from domain.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from domain.settings import Settings, get_settings
+from schema import graphiql
 
 log = structlog.get_logger(__name__)
 
@@ -208,6 +209,7 @@ def assemble_app(
         routes=[
             Route("/graphql", endpoint, methods=None),  # the endpoint answers 405 itself
             *authorization.routes(),
+            *graphiql.routes(settings),  # GraphiQL's files, in development
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),

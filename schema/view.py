@@ -30,6 +30,8 @@ from schema.compiled.parameters import CANDIDATES
 from schema.compiled.responses import Cached, ResponseCache
 from schema.context import Context
 from schema.errors import INTERNAL, UNAVAILABLE, with_code
+from schema.graphiql import enabled as graphiql_enabled
+from schema.graphiql import page as graphiql_page
 from schema.http import (
     GRAPHQL_RESPONSE,
     JSON,
@@ -55,7 +57,7 @@ class PortfolioGraphQL(GraphQL[Context, None]):
     ) -> None:
         super().__init__(
             schema_for(settings),
-            graphql_ide="graphiql" if settings.is_development else None,
+            graphql_ide="graphiql" if graphiql_enabled(settings) else None,
             allow_queries_via_get=True,
         )
         self.rate_limiter = rate_limiter
@@ -93,6 +95,9 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             decoded.clear()
             _DECODED.reset(token)
         await response(scope, receive, send)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return graphiql_page(request)  # strawberry's loads its files from a CDN
 
     async def get_sub_response(self, request: Request | Any) -> Response:
         sub_response = await super().get_sub_response(request)
