@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from api import migrate
-from api.changes import ChangeFeed
+from api.changes import CHANNEL, ChangeFeed
 from api.database import (
     create_engine,
     create_session_factory,
@@ -31,6 +31,7 @@ from api.observability import Metrics, RequestGuard
 from api.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from api.settings import Settings, get_settings
 from auth.authorization import AuthorizationServer
+from auth.principal_cache import CHANNEL as PRINCIPALS_CHANNEL
 from auth.services import AuthServices
 
 log = structlog.get_logger(__name__)
@@ -168,14 +169,13 @@ def assemble_app(
     responses = endpoint.view.responses
     observed.watch_response_cache(responses)
     feed = None
-    if settings.response_cache_chars and not on_one_connection(sessions):
-        # Cached answers are kept only while the database's changes are heard.
-        feed = ChangeFeed(
-            listen_dsn(engine),
-            on_change=responses.invalidate,
-            on_listening=responses.set_listening,
-            connect_timeout=settings.db_connect_timeout_seconds,
-        )
+    if not on_one_connection(sessions):
+        # Cached answers, and the principals of tokens seen before, are kept only while
+        # the database's changes are heard.
+        feed = ChangeFeed(listen_dsn(engine), connect_timeout=settings.db_connect_timeout_seconds)
+        if settings.response_cache_chars:
+            feed.subscribe(CHANNEL, lambda _: responses.invalidate(), responses.set_listening)
+        feed.subscribe(PRINCIPALS_CHANNEL, auth.principals.changed, auth.principals.set_listening)
     at_once, queued = admission_limits(settings)
     middleware = [
         Middleware(

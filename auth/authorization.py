@@ -43,6 +43,7 @@ from api.models import (
     User,
 )
 from auth.passwords import token_digest, verify_secret_off_loop
+from auth.principal_cache import principals_changed
 from auth.scopes import Scope
 from auth.services import AuthServices
 from auth.tokens import InvalidToken
@@ -414,6 +415,7 @@ class AuthorizationServer:
             raise OAuthError("invalid_grant", "Unknown refresh token.")
         if presented.rotated_at is not None or presented.revoked_at is not None:
             # Reuse of a rotated token: someone holds a copy. End the whole family.
+            principals_changed(session)
             await session.execute(
                 update(RefreshToken)
                 .where(
@@ -617,9 +619,11 @@ with these scopes:</p><ul>{scopes or "<li>(none)</li>"}</ul>{notice}
                 if refresh is not None:
                     if refresh.client_id == client.id and refresh.revoked_at is None:
                         refresh.revoked_at = datetime.now(UTC)
+                        principals_changed(session)
                 else:
                     claims = await self._verified(token)
                     if claims is not None and claims.jti and claims.client_id == client.client_id:
+                        principals_changed(session)
                         await session.execute(
                             insert(RevokedAccessToken)
                             .values(
