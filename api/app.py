@@ -30,7 +30,7 @@ from api.logging import configure_logging
 from api.observability import Metrics, RequestGuard
 from api.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from api.settings import Settings, get_settings
-from auth.authorization import AuthorizationServer
+from auth.oauth import AuthorizationServer
 from auth.principal_cache import CHANNEL as PRINCIPALS_CHANNEL
 from auth.services import AuthServices
 
@@ -137,7 +137,7 @@ def assemble_app(
             await migrate.upgrade(engine)
         if demo:
             from api.seed import seed_demo
-            from api.services.identity import DEMO_CLIENT_ID, reset_demo_client
+            from auth.identity import DEMO_CLIENT_ID, reset_demo_client
 
             async with sessions() as session, session.begin():
                 report = await seed_demo(session)

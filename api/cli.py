@@ -212,7 +212,7 @@ def create_admin(
     ] = "",
 ) -> None:
     """Create a user with the admin role (every scope)."""
-    from api.services import identity
+    from auth import identity
 
     async def run(engine: AsyncEngine) -> str:
         async with create_session_factory(engine)() as session, session.begin():
@@ -247,7 +247,7 @@ def create_client(
     ] = False,
 ) -> None:
     """Register an OAuth client and print its credentials once."""
-    from api.services import identity
+    from auth import identity
 
     async def run(engine: AsyncEngine) -> tuple[str, str | None]:
         async with create_session_factory(engine)() as session, session.begin():

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from api.models import Base
+from auth import models as _identity  # noqa: F401  (registers users, roles, clients, tokens)
 
 config = context.config
 target_metadata = Base.metadata

@@ -19,9 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
 from api.errors import DomainError
-from api.services import identity, reads
+from api.services import reads
 from api.services.pagination import Ordering, Page, PageRequest
 from api.settings import Settings
+from auth import identity
 from auth.principal import Principal
 
 K = TypeVar("K", bound=Hashable)

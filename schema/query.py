@@ -9,6 +9,7 @@ import strawberry
 
 from api import models
 from api.errors import InvalidInput
+from auth import models as auth_models
 from auth.scopes import Scope
 from schema.guards import NODE_TYPES
 from schema.ids import decode_id
@@ -148,13 +149,13 @@ class Query:
     )
 
     users = root_connection(
-        models.User, User, inputs.UserFilter, inputs.UserOrder, "Users.", Scope.ADMIN_USERS
+        auth_models.User, User, inputs.UserFilter, inputs.UserOrder, "Users.", Scope.ADMIN_USERS
     )
     roles = root_connection(
-        models.Role, Role, inputs.RoleFilter, inputs.RoleOrder, "Roles.", Scope.ADMIN_USERS
+        auth_models.Role, Role, inputs.RoleFilter, inputs.RoleOrder, "Roles.", Scope.ADMIN_USERS
     )
     oauth_clients = root_connection(
-        models.OAuthClient,
+        auth_models.OAuthClient,
         OAuthClient,
         inputs.OAuthClientFilter,
         inputs.OAuthClientOrder,

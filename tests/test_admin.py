@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api import models
+from auth import models
 from auth.passwords import verify_secret
 from schema.ids import encode_id
 from tests.conftest import GraphQL

@@ -12,7 +12,7 @@ from authlib.integrations.base_client import OAuthError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.applications import Starlette
 
-from api import models
+from auth import models
 from auth.passwords import hash_secret
 from tests import test_authorization_server as oauth
 from tests.conftest import GraphQL

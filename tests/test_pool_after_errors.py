@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 from api.database import create_engine, create_session_factory, read_connections
-from api.services.identity import DEMO_CLIENT_ID, reset_demo_client
+from auth.identity import DEMO_CLIENT_ID, reset_demo_client
 from schema.ids import encode_id
 from tests.conftest import settings_for
 from tests.test_bad_input_generated import POSITIONS, inline, with_variables

@@ -22,11 +22,10 @@ import pytest
 from sqlalchemy import event, select
 from starlette.applications import Starlette
 
-from api import models
 from api.app import create_app
 from api.changes import APPLICATION_NAME
 from api.database import listen_dsn
-from api.services import identity
+from auth import identity, models
 from auth.passwords import hash_secret
 from auth.principal_cache import CHANNEL, PrincipalCache
 from schema.ids import encode_id

@@ -15,9 +15,9 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
-from api import models
 from api.app import assemble_app, create_app
-from auth import authorization
+from auth import models
+from auth.oauth import clients as authorization
 from auth.passwords import hash_secret
 from tests.conftest import settings_for
 

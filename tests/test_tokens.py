@@ -19,8 +19,8 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from api import models
 from api.settings import ExternalIssuer
+from auth import models
 from auth.external import ExternalIssuers
 from auth.tokens import VERIFIED_FOR_SECONDS, InvalidToken, TokenService
 from tests.conftest import GraphQL, make_client, settings_for

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-from api.services import identity
+from auth import identity
 from auth.scopes import Scope
 from schema.mutations.common import UserError, decode_reference, given_values
 from schema.mutations.entities import mutation_field

@@ -23,10 +23,11 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.models import AuditAction, OAuthClient, Role, RoleGrant, User
+from api.models import AuditAction
 from api.services import audit, writes
 from api.services.writes import Actor, EntitySpec, Refused, UserError
-from auth.authorization import redirect_uri_problem
+from auth.models import OAuthClient, Role, RoleGrant, User
+from auth.oauth.clients import redirect_uri_problem
 from auth.passwords import hash_secret_off_loop
 from auth.principal_cache import principals_changed
 from auth.scopes import Scope
