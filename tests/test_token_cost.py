@@ -27,6 +27,7 @@ from api.changes import APPLICATION_NAME
 from api.database import listen_dsn
 from auth import identity, models
 from auth.passwords import hash_secret
+from auth.principal import Principal
 from auth.principal_cache import CHANNEL, PrincipalCache
 from schema.ids import encode_id
 from tests.conftest import settings_for
@@ -173,6 +174,15 @@ async def test_a_read_with_a_token_costs_the_statements_of_the_same_read_without
         assert await statements_of(counted, http, viewer) == anonymous
 
 
+def unfed_cache() -> PrincipalCache:
+    """A cache of this process that hears no database: only this process's own
+    changes can empty it, which tells them apart from the notification's."""
+    cache = PrincipalCache()
+    cache.set_listening(True)
+    cache.put("some token", cache.generation, Principal())
+    return cache
+
+
 async def test_a_token_revoked_in_this_process_is_refused_at_the_next_request(
     served: Starlette, http: httpx.AsyncClient, counted: StatementCounter, people: dict[str, Any]
 ) -> None:
@@ -183,8 +193,10 @@ async def test_a_token_revoked_in_this_process_is_refused_at_the_next_request(
     headers = {"Authorization": f"Bearer {access}"}
     await statements_of(counted, http, headers)
     assert len(served.state.auth.principals) == 1  # remembered
+    witness = unfed_cache()
     revoked = await http.post("/oauth/revoke", data={"token": access}, auth=("svc-cost", SECRET))
     assert revoked.status_code == 200
+    assert len(witness) == 0  # forgotten by the endpoint itself
     body = await read(http, headers, status=401)
     assert body["errors"][0]["message"] == "The token has been revoked."
     assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
@@ -197,6 +209,7 @@ async def test_a_user_disabled_or_a_role_revoked_in_this_process_counts_at_the_n
     viewer = await token(served, people["frontend"], people["viewer"])
     user_id = encode_id("User", people["viewer"].id)
     await statements_of(counted, http, viewer)
+    witness = unfed_cache()
 
     revoke = await http.post(
         "/graphql",
@@ -208,6 +221,8 @@ async def test_a_user_disabled_or_a_role_revoked_in_this_process_counts_at_the_n
         },
     )
     assert revoke.json()["data"] == {"revokeRole": {"userErrors": []}}
+    assert len(witness) == 0  # forgotten by the mutation itself
+    witness.put("some token", witness.generation, Principal())
     body = await read(http, viewer)
     assert body["data"] == {"products": None}
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
@@ -223,6 +238,7 @@ async def test_a_user_disabled_or_a_role_revoked_in_this_process_counts_at_the_n
         },
     )
     assert disable.json()["data"] == {"setUserActive": {"userErrors": []}}
+    assert len(witness) == 0
     body = await read(http, viewer, status=401)
     assert body["errors"][0]["message"] == "The user of this token is disabled."
 
