@@ -1,7 +1,9 @@
 """The database's change notifications (migration 0006): every committed write to the
 data a read can return sends ``NOTIFY portfolio_changes``. A ChangeFeed listens on a
 connection of its own and tells its subscriber when something changed, and whether it
-is listening at all: while it is not, nothing may be assumed unchanged."""
+is listening at all: while it is not, nothing may be assumed unchanged. Other channels
+(``portfolio_principals``, migration 0007) are heard on the same connection
+(``ChangeFeed.subscribe``)."""
 
 from __future__ import annotations
 
