@@ -20,9 +20,10 @@ from api import migrate
 from api.embedded import resolve_database_url
 from api.logging import configure_logging
 from api.middleware import RequestGuard
-from auth.authorization import AuthorizationServer
+from auth.oauth import AuthorizationServer
+from auth.principal_cache import CHANNEL as PRINCIPALS_CHANNEL
 from auth.services import AuthServices
-from domain.changes import ChangeFeed
+from domain.changes import CHANNEL, ChangeFeed
 from domain.database import (
     create_engine,
     create_session_factory,
@@ -138,8 +139,8 @@ def assemble_app(
         if migrate_on_start:
             await migrate.upgrade(engine)
         if demo:
+            from auth.identity import DEMO_CLIENT_ID, reset_demo_client
             from domain.seed import refresh_statistics, seed_demo
-            from domain.services.identity import DEMO_CLIENT_ID, reset_demo_client
 
             async with sessions() as session, session.begin():
                 report = await seed_demo(session)
@@ -173,14 +174,13 @@ def assemble_app(
     responses = endpoint.view.responses
     observed.watch_response_cache(responses)
     feed = None
-    if settings.response_cache_chars and not on_one_connection(sessions):
-        # Cached answers are kept only while the database's changes are heard.
-        feed = ChangeFeed(
-            listen_dsn(engine),
-            on_change=responses.invalidate,
-            on_listening=responses.set_listening,
-            connect_timeout=settings.db_connect_timeout_seconds,
-        )
+    if not on_one_connection(sessions):
+        # Cached answers, and the principals of tokens seen before, are kept only while
+        # the database's changes are heard.
+        feed = ChangeFeed(listen_dsn(engine), connect_timeout=settings.db_connect_timeout_seconds)
+        if settings.response_cache_chars:
+            feed.subscribe(CHANNEL, lambda _: responses.invalidate(), responses.set_listening)
+        feed.subscribe(PRINCIPALS_CHANNEL, auth.principals.changed, auth.principals.set_listening)
     at_once, queued = admission_limits(settings)
     middleware = [
         Middleware(

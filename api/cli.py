@@ -240,7 +240,7 @@ def create_admin(
     The password (at least 12 characters) comes from $PORTFOLIO_ADMIN_PASSWORD, else a
     prompt on a terminal, else the first line of stdin."""
     password = _secret(ADMIN_PASSWORD_ENV, "Password", confirm=True)
-    from domain.services import identity
+    from auth import identity
 
     async def run(engine: AsyncEngine) -> str:
         async with create_session_factory(engine)() as session, session.begin():
@@ -275,7 +275,7 @@ def create_client(
     ] = False,
 ) -> None:
     """Register an OAuth client and print its credentials once."""
-    from domain.services import identity
+    from auth import identity
 
     async def run(engine: AsyncEngine) -> tuple[str, str | None]:
         async with create_session_factory(engine)() as session, session.begin():

@@ -1,5 +1,3 @@
-"""OAuth 2 scopes and principals. Knows nothing about GraphQL.
-
-The authorization server and token verification arrive with the OAuth issue;
-this package already names every scope and says what an anonymous caller gets.
-"""
+"""Authentication and authorization: scopes, tokens, principals, the built-in OAuth
+authorization server (``auth.oauth``), and the models and services of users, roles
+and clients. Knows nothing about GraphQL; imports only the domain below it."""

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth.external import ExternalIssuers
 from auth.keys import KeyStore
+from auth.principal_cache import PrincipalCache
 from auth.tokens import TokenService
 from domain.settings import Settings
 
@@ -19,6 +20,9 @@ class AuthServices:
     keys: KeyStore
     tokens: TokenService
     external: ExternalIssuers
+    # Principals of tokens already seen (see auth.principal_cache); its feed is wired by
+    # the application.
+    principals: PrincipalCache
 
     @classmethod
     def create(
@@ -29,4 +33,6 @@ class AuthServices:
     ) -> AuthServices:
         keys = KeyStore(sessions, settings.access_token_ttl_seconds)
         external = ExternalIssuers(settings.external_issuers, http)
-        return cls(settings, keys, TokenService(keys, settings, external), external)
+        return cls(
+            settings, keys, TokenService(keys, settings, external), external, PrincipalCache()
+        )

@@ -61,8 +61,9 @@ class AccessClaims:
 
 # A verified token is trusted this long before its signature is checked again (and at
 # most until it expires): the signature of a token cannot change, but a key may be
-# withdrawn from an issuer's JWKS. Revocation and disabled accounts are checked on every
-# request (``resolve_principal``), not here.
+# withdrawn from an issuer's JWKS. Revocation and disabled accounts are not checked here
+# but by ``resolve_principal``, whose answers ``auth.principal_cache`` keeps until they
+# may have changed.
 VERIFIED_FOR_SECONDS = 60.0
 VERIFIED_TOKENS = 10_000
 

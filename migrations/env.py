@@ -14,6 +14,7 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from auth import models as _identity  # noqa: F401  (registers users, roles, clients, tokens)
 from domain.database import to_async_url
 from domain.models import Base
 from domain.settings import get_settings

@@ -18,9 +18,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
+from auth import identity
 from auth.principal import Principal
 from domain.errors import DomainError
-from domain.services import identity, reads
+from domain.services import reads
 from domain.services.pagination import Ordering, Page, PageRequest
 from domain.settings import Settings
 

@@ -13,7 +13,7 @@ from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from auth.middleware import authenticate, unauthorized
+from auth.middleware import authenticate, challenge
 from auth.services import AuthServices
 from auth.tokens import InvalidToken
 from domain.database import ReadConnections, RequestTransaction
@@ -107,7 +107,7 @@ class GraphQLEndpoint:
                         self.auth, self.view.reads, authorization, self.view.anonymous
                     )
                 except InvalidToken as error:
-                    await unauthorized("invalid_token", error.description)(scope, receive, send)
+                    await _unauthorized(error)(scope, receive, send)
                     return None
                 state["principal"] = principal
                 try:
@@ -201,6 +201,17 @@ class _RunAgain(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def _unauthorized(error: InvalidToken) -> Response:
+    """A refused token, in GraphQL's error format, with RFC 6750's challenge."""
+    body = {"errors": [{"message": error.description, "extensions": {"code": "UNAUTHENTICATED"}}]}
+    return Response(
+        orjson.dumps(body),
+        status_code=401,
+        media_type="application/json",
+        headers={"WWW-Authenticate": challenge("invalid_token", error.description)},
+    )
 
 
 def _unavailable_response() -> Response:

@@ -16,6 +16,7 @@ import strawberry
 from strawberry.permission import PermissionExtension
 from strawberry.utils.str_converters import to_camel_case
 
+from auth import models as auth_models
 from auth.scopes import Scope
 from domain import models
 from schema.ids import encode_id
@@ -31,9 +32,9 @@ NODE_TYPES: dict[str, tuple[Any, Scope]] = {
     "KpiMeasurement": (models.KpiMeasurement, Scope.PORTFOLIO_READ),
     "GlossaryTerm": (models.GlossaryTerm, Scope.PORTFOLIO_READ),
     "AuditEvent": (models.AuditEvent, Scope.AUDIT_READ),
-    "User": (models.User, Scope.ADMIN_USERS),
-    "Role": (models.Role, Scope.ADMIN_USERS),
-    "OAuthClient": (models.OAuthClient, Scope.ADMIN_CLIENTS),
+    "User": (auth_models.User, Scope.ADMIN_USERS),
+    "Role": (auth_models.Role, Scope.ADMIN_USERS),
+    "OAuthClient": (auth_models.OAuthClient, Scope.ADMIN_CLIENTS),
 }
 _TYPE_OF_MODEL = {model: name for name, (model, _) in NODE_TYPES.items()}
 

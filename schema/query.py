@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import strawberry
 
+from auth import models as auth_models
 from auth.scopes import Scope
 from domain import models
 from domain.errors import InvalidInput
@@ -148,13 +149,13 @@ class Query:
     )
 
     users = root_connection(
-        models.User, User, inputs.UserFilter, inputs.UserOrder, "Users.", Scope.ADMIN_USERS
+        auth_models.User, User, inputs.UserFilter, inputs.UserOrder, "Users.", Scope.ADMIN_USERS
     )
     roles = root_connection(
-        models.Role, Role, inputs.RoleFilter, inputs.RoleOrder, "Roles.", Scope.ADMIN_USERS
+        auth_models.Role, Role, inputs.RoleFilter, inputs.RoleOrder, "Roles.", Scope.ADMIN_USERS
     )
     oauth_clients = root_connection(
-        models.OAuthClient,
+        auth_models.OAuthClient,
         OAuthClient,
         inputs.OAuthClientFilter,
         inputs.OAuthClientOrder,

@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
 from api.app import assemble_app
+from auth import models
 from auth.passwords import hash_secret
-from domain import models
 from tests.conftest import settings_for
 
 BASE = "http://test"

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from api import migrate
 from api.cli import app
+from auth import models as auth_models
 from auth.passwords import verify_secret
 from domain import models
 from domain.settings import get_settings
@@ -131,21 +132,23 @@ def test_create_admin_client_and_rotate_keys(fresh_database: str) -> None:
         async with engine.connect() as connection:
             user = (
                 await connection.execute(
-                    select(models.User.password_hash, models.Role.name)
-                    .join(models.RoleGrant, models.RoleGrant.user_id == models.User.id)
-                    .join(models.Role, models.Role.id == models.RoleGrant.role_id)
-                    .where(models.User.email == "root@example.com")
+                    select(auth_models.User.password_hash, auth_models.Role.name)
+                    .join(
+                        auth_models.RoleGrant, auth_models.RoleGrant.user_id == auth_models.User.id
+                    )
+                    .join(auth_models.Role, auth_models.Role.id == auth_models.RoleGrant.role_id)
+                    .where(auth_models.User.email == "root@example.com")
                 )
             ).one()
             client = (
                 await connection.execute(
-                    select(models.OAuthClient.secret_hash, models.OAuthClient.scopes).where(
-                        models.OAuthClient.client_id == client_id
-                    )
+                    select(
+                        auth_models.OAuthClient.secret_hash, auth_models.OAuthClient.scopes
+                    ).where(auth_models.OAuthClient.client_id == client_id)
                 )
             ).one()
             active_keys = await connection.scalar(
-                select(func.count()).where(models.SigningKey.retired_at.is_(None))
+                select(func.count()).where(auth_models.SigningKey.retired_at.is_(None))
             )
         await engine.dispose()
         return user, client, active_keys or 0

@@ -20,6 +20,7 @@ from graphql import (
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from auth import models as auth_models
 from auth.scopes import Scope
 from domain import models
 from domain.models.base import IdMixin
@@ -52,9 +53,9 @@ NODE_MODELS: dict[str, type[IdMixin]] = {
     "KpiMeasurement": models.KpiMeasurement,
     "GlossaryTerm": models.GlossaryTerm,
     "AuditEvent": models.AuditEvent,
-    "User": models.User,
-    "Role": models.Role,
-    "OAuthClient": models.OAuthClient,
+    "User": auth_models.User,
+    "Role": auth_models.Role,
+    "OAuthClient": auth_models.OAuthClient,
 }
 
 
@@ -119,7 +120,7 @@ def _arguments(field: GraphQLField) -> str:
     return f"({', '.join(f'{n}: {given[n]}' for n in required)})" if required else ""
 
 
-async def _node_ids(db: AsyncSession, caller_user: models.User) -> dict[str, str]:
+async def _node_ids(db: AsyncSession, caller_user: auth_models.User) -> dict[str, str]:
     db.add(
         models.AuditEvent(
             entity_type="Team", entity_id=1, action=models.AuditAction.UPDATE, changes={}

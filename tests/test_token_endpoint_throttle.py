@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
 from api.app import assemble_app, create_app
-from auth import authorization
+from auth import models
+from auth.oauth import clients as authorization
 from auth.passwords import hash_secret
-from domain import models
 from tests.conftest import settings_for
 
 PER_ADDRESS = 3

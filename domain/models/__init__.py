@@ -1,4 +1,6 @@
-"""SQLAlchemy models. Importing this package registers every table and computed field."""
+"""SQLAlchemy models of the domain. Importing this package registers the domain's tables
+and computed fields; identity and access (users, roles, clients, tokens) are
+``auth.models``, on the same metadata."""
 
 from domain.models import computed  # noqa: F401  (attaches computed columns)
 from domain.models.base import Base
@@ -13,19 +15,6 @@ from domain.models.enums import (
     LifecycleStage,
     TeamKind,
 )
-from domain.models.identity import (
-    AuditEvent,
-    AuthorizationCode,
-    LoginThrottle,
-    OAuthClient,
-    PersistedQuery,
-    RefreshToken,
-    RevokedAccessToken,
-    Role,
-    RoleGrant,
-    SigningKey,
-    User,
-)
 from domain.models.kpi import GlossaryTerm, Kpi, KpiMeasurement
 from domain.models.portfolio import (
     Initiative,
@@ -37,16 +26,12 @@ from domain.models.portfolio import (
     initiative_kpis,
     initiative_products,
 )
+from domain.models.records import AuditEvent, PersistedQuery
 
 __all__ = [
     "AuditAction",
     "AuditEvent",
-    "AuthorizationCode",
     "PersistedQuery",
-    "LoginThrottle",
-    "RefreshToken",
-    "RevokedAccessToken",
-    "SigningKey",
     "Base",
     "ConstraintCategory",
     "ConstraintSeverity",
@@ -59,14 +44,10 @@ __all__ = [
     "KpiMeasurement",
     "KpiStatus",
     "LifecycleStage",
-    "OAuthClient",
     "Product",
-    "Role",
-    "RoleGrant",
     "Team",
     "TeamKind",
     "TechnicalConstraint",
-    "User",
     "constraint_initiatives",
     "constraint_products",
     "initiative_kpis",

@@ -40,14 +40,10 @@ from domain.models import (
     KpiMeasurement,
     KpiStatus,
     LifecycleStage,
-    OAuthClient,
     Product,
-    Role,
-    RoleGrant,
     Team,
     TeamKind,
     TechnicalConstraint,
-    User,
     constraint_initiatives,
     constraint_products,
     initiative_products,
@@ -375,68 +371,3 @@ class AuditFilter:
 
 
 AUDIT_ORDERINGS = {"OCCURRED_AT": AuditEvent.occurred_at}
-
-
-# ---------------------------------------------------------------- identity
-
-
-@dataclass(frozen=True)
-class UserFilter:
-    search: str | None = None
-    is_active: bool | None = None
-    roles: tuple[str, ...] | None = None
-
-    def apply(self, statement: Select[Any]) -> Select[Any]:
-        clauses = [_active(User)]
-        if self.search is not None:
-            pattern = f"%{_escape_like(self.search.lower())}%"
-            clauses.append(
-                func.lower(User.email).like(pattern, escape="\\")
-                | func.lower(User.display_name).like(pattern, escape="\\")
-            )
-        if self.is_active is not None:
-            clauses.append(User.is_active.is_(self.is_active))
-        if self.roles is not None:
-            clauses.append(
-                exists().where(
-                    RoleGrant.user_id == User.id,
-                    RoleGrant.role_id == Role.id,
-                    Role.name.in_(self.roles),
-                )
-            )
-        return statement.where(*clauses)
-
-
-USER_ORDERINGS = {"EMAIL": User.email, "CREATED_AT": User.created_at}
-
-
-@dataclass(frozen=True)
-class ClientFilter:
-    is_active: bool | None = None
-
-    def apply(self, statement: Select[Any]) -> Select[Any]:
-        clauses = [_active(OAuthClient)]
-        if self.is_active is not None:
-            clauses.append(OAuthClient.is_active.is_(self.is_active))
-        return statement.where(*clauses)
-
-
-CLIENT_ORDERINGS = {"NAME": OAuthClient.name, "CREATED_AT": OAuthClient.created_at}
-
-
-@dataclass(frozen=True)
-class RoleFilter:
-    scope: str | None = None
-
-    def apply(self, statement: Select[Any]) -> Select[Any]:
-        clauses = [_active(Role)]
-        if self.scope is not None:
-            clauses.append(literal(self.scope) == func.any(Role.scopes))
-        return statement.where(*clauses)
-
-
-ROLE_ORDERINGS = {"NAME": Role.name}
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

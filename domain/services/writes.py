@@ -26,7 +26,7 @@ class Actor:
 
     user_id: int | None = None
     client_id: int | None = None
-    # The effective scopes it holds: the most it may grant (see domain.services.identity).
+    # The effective scopes it holds: the most it may grant (see auth.identity).
     # Empty by default, so an actor built without them can grant nothing.
     scopes: frozenset[str] = frozenset()
 

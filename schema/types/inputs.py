@@ -8,6 +8,7 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError, StringValueNode, ValidationRule
 
+from auth import filters as identity_filters
 from domain.services import filters
 from schema.ids import decode_id, decode_ids_of
 from schema.types.enums import (
@@ -267,8 +268,8 @@ class UserFilter:
         default=None, description="Holding any of these roles (by name)."
     )
 
-    def to_filter(self) -> filters.UserFilter:
-        return filters.UserFilter(
+    def to_filter(self) -> identity_filters.UserFilter:
+        return identity_filters.UserFilter(
             search=self.search, is_active=self.is_active, roles=_tuple(self.roles)
         )
 
@@ -277,16 +278,16 @@ class UserFilter:
 class OAuthClientFilter:
     is_active: bool | None = strawberry.field(default=None, description="Active or disabled.")
 
-    def to_filter(self) -> filters.ClientFilter:
-        return filters.ClientFilter(is_active=self.is_active)
+    def to_filter(self) -> identity_filters.ClientFilter:
+        return identity_filters.ClientFilter(is_active=self.is_active)
 
 
 @strawberry.input(description="Narrow the list of roles.")
 class RoleFilter:
     scope: str | None = strawberry.field(default=None, description="Roles granting this scope.")
 
-    def to_filter(self) -> filters.RoleFilter:
-        return filters.RoleFilter(scope=self.scope)
+    def to_filter(self) -> identity_filters.RoleFilter:
+        return identity_filters.RoleFilter(scope=self.scope)
 
 
 TeamOrder = order_input("Team", filters.TEAM_ORDERINGS, "KEY")
@@ -297,6 +298,6 @@ KpiOrder = order_input("Kpi", filters.KPI_ORDERINGS, "KEY")
 KpiMeasurementOrder = order_input("KpiMeasurement", filters.MEASUREMENT_ORDERINGS, "OBSERVED_AT")
 GlossaryTermOrder = order_input("GlossaryTerm", filters.GLOSSARY_ORDERINGS, "TERM")
 AuditEventOrder = order_input("AuditEvent", filters.AUDIT_ORDERINGS, "OCCURRED_AT")
-UserOrder = order_input("User", filters.USER_ORDERINGS, "EMAIL")
-OAuthClientOrder = order_input("OAuthClient", filters.CLIENT_ORDERINGS, "NAME")
-RoleOrder = order_input("Role", filters.ROLE_ORDERINGS, "NAME")
+UserOrder = order_input("User", identity_filters.USER_ORDERINGS, "EMAIL")
+OAuthClientOrder = order_input("OAuthClient", identity_filters.CLIENT_ORDERINGS, "NAME")
+RoleOrder = order_input("Role", identity_filters.ROLE_ORDERINGS, "NAME")

@@ -1,4 +1,8 @@
-"""Users, roles, role grants, OAuth clients and the audit trail."""
+"""Identity and access: users, roles and their grants, OAuth clients, and the
+authorization server's state (signing keys, authorization codes, refresh tokens,
+revoked access tokens, the login throttle). Tables of the domain's metadata
+(``domain.models.base.Base``); the domain refers to users and clients by table name only
+(the audit trail's actor), never by importing these classes."""
 
 from __future__ import annotations
 
@@ -21,8 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from domain.models.base import Base, IdMixin, VersionedMixin, pg_enum
-from domain.models.enums import AuditAction
+from domain.models.base import Base, IdMixin, VersionedMixin
 
 
 class User(VersionedMixin, Base):
@@ -75,31 +78,6 @@ class OAuthClient(VersionedMixin, Base):
     redirect_uris: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
     is_active: Mapped[bool] = mapped_column(Boolean, server_default="true")
     tokens_valid_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
-
-class AuditEvent(IdMixin, Base):
-    """Who changed what and when; written in the same transaction as the change."""
-
-    __tablename__ = "audit_events"
-
-    occurred_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=func.now()
-    )
-    actor_user_id: Mapped[int | None] = mapped_column(
-        BigInteger, ForeignKey("users.id", ondelete="SET NULL"), index=True
-    )
-    actor_client_id: Mapped[int | None] = mapped_column(
-        BigInteger, ForeignKey("oauth_clients.id", ondelete="SET NULL"), index=True
-    )
-    entity_type: Mapped[str] = mapped_column(String(64))
-    entity_id: Mapped[int] = mapped_column(BigInteger)
-    action: Mapped[AuditAction] = mapped_column(pg_enum(AuditAction, "audit_action"))
-    changes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
-
-    __table_args__ = (
-        Index("ix_audit_events_entity", "entity_type", "entity_id", "occurred_at"),
-        Index("ix_audit_events_occurred_at", "occurred_at"),
-    )
 
 
 class SigningKey(Base):
@@ -186,15 +164,3 @@ class LoginThrottle(Base):
     key: Mapped[str] = mapped_column(String(400), primary_key=True)
     window_started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     failures: Mapped[int] = mapped_column(Integer, server_default="0")
-
-
-class PersistedQuery(Base):
-    """A GraphQL document registered under its SHA-256, for persisted-query clients."""
-
-    __tablename__ = "persisted_queries"
-
-    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
-    document: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=func.now()
-    )

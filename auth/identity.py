@@ -23,10 +23,12 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from auth.authorization import redirect_uri_problem
+from auth.models import OAuthClient, Role, RoleGrant, User
+from auth.oauth.clients import redirect_uri_problem
 from auth.passwords import hash_secret_off_loop
+from auth.principal_cache import principals_changed
 from auth.scopes import Scope
-from domain.models import AuditAction, OAuthClient, Role, RoleGrant, User
+from domain.models import AuditAction
 from domain.services import audit, writes
 from domain.services.writes import Actor, EntitySpec, Refused, UserError
 
@@ -166,6 +168,7 @@ async def create_user(
     roles: list[str],
 ) -> User:
     _check_password(password)
+    principals_changed(session)  # an e-mail an external issuer's tokens may map to
     user: User = await writes.create(
         session, actor, USER, {"email": email.strip().lower(), "display_name": display_name}
     )
@@ -203,6 +206,7 @@ async def update_user(
 ) -> User:
     user: User = await writes.load_for_update(session, USER, user_id, expected_version)
     await _require_holding_user(session, actor, user)
+    principals_changed(session)  # the e-mail external tokens map by
     updated: User = await writes.update(session, actor, USER, user_id, expected_version, changes)
     return updated
 
@@ -214,6 +218,7 @@ async def set_password(session: AsyncSession, actor: Actor, user_id: int, passwo
     user.password_hash = await hash_secret_off_loop(password)
     # A new password ends every session opened with the old one.
     user.tokens_valid_after = datetime.now(UTC)
+    principals_changed(session)
     await writes.bump_version(session, USER, user)
     await audit.record(session, actor, "User", user.id, AuditAction.UPDATE, {"password": "changed"})
     return user
@@ -239,6 +244,7 @@ async def _set_active(
     entity.is_active = active
     if not active:
         entity.tokens_valid_after = datetime.now(UTC)
+    principals_changed(session)
     await writes.bump_version(session, spec, entity)
     await audit.record(
         session,
@@ -264,6 +270,7 @@ async def _role(session: AsyncSession, name: str) -> Role:
 
 async def create_role(session: AsyncSession, actor: Actor, values: dict[str, Any]) -> Role:
     _require_granting(actor, values.get("scopes") or ())
+    principals_changed(session)  # external issuers' groups may map to its name
     role: Role = await writes.create(session, actor, ROLE, values)
     return role
 
@@ -298,6 +305,7 @@ async def _update_scoped(
     _require_holding(actor, entity.scopes, "id", describe(entity))
     if changes.get("scopes") is not None:
         _require_granting(actor, changes["scopes"])
+    principals_changed(session)  # its scopes bound its users' (or its own) tokens
     return await writes.update(session, actor, spec, entity_id, expected_version, changes)
 
 
@@ -312,6 +320,7 @@ async def grant_role(session: AsyncSession, actor: Actor, user_id: int, role: st
         .returning(RoleGrant.id)
     )
     if granted.first() is not None:
+        principals_changed(session)
         await audit.record(session, actor, "User", user_id, AuditAction.LINK, {"role": role})
     return user
 
@@ -325,6 +334,7 @@ async def revoke_role(session: AsyncSession, actor: Actor, user_id: int, role: s
         .returning(RoleGrant.id)
     )
     if removed.first() is not None:
+        principals_changed(session)
         await audit.record(session, actor, "User", user_id, AuditAction.UNLINK, {"role": role})
     return user
 
