@@ -17,7 +17,8 @@ from api.models import (
 )
 from api.models.portfolio import KEY_PATTERN
 from api.services import reads
-from api.services.writes import Refused, UserError, camel
+from api.services.spelling import camel
+from api.services.writes import Refused, UserError
 
 KPI_KEY_PATTERN = r"^[A-Z][A-Z0-9_-]{1,47}$"
 
@@ -246,8 +247,9 @@ def check_transition(
         )
 
 
-async def check_can_start(session: AsyncSession, initiative: Initiative) -> None:
-    """An initiative cannot move to IN_PROGRESS while blocked; name what blocks it."""
+async def check_can_start(session: AsyncSession, initiative: Any) -> None:
+    """An initiative (its locked row) cannot move to IN_PROGRESS while blocked; name
+    what blocks it."""
     blockers = (await reads.blocking_constraints(session, [initiative.id])).get(initiative.id)
     if blockers:
         keys = ", ".join(c.key for c in blockers)

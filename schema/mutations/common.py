@@ -91,8 +91,8 @@ async def run(
             async with session.begin_nested():
                 return Outcome(value=await work(session, actor))
         except Refused as refused:
-            if refused.current is not None:
-                await session.refresh(refused.current)
+            # ``current`` was read by the refusing service, not loaded into the session:
+            # the savepoint's rollback leaves it as it was read.
             return Outcome(value=refused.current, errors=[to_user_error(e) for e in refused.errors])
         except DomainError as error:
             return Outcome(
