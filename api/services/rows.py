@@ -1,7 +1,7 @@
 """The statements of the write path, in SQLAlchemy Core, and the entities built from
 their rows.
 
-Each statement is built once per model and set of written columns (``functools.cache``)
+Each statement is built once per model and set of written columns (kept in a bounded cache)
 and returns the row as the read path would load it: every column the model loads, and
 its computed fields (``api.models.computed``) evaluated over the written values. The
 row becomes the entity the mutation's payload is resolved from (``adopt``), without the
@@ -11,7 +11,7 @@ ORM's unit of work: no flush, no refresh, no second read.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -20,13 +20,15 @@ from sqlalchemy import (
     FromClause,
     Row,
     Select,
+    Table,
     bindparam,
+    delete,
     func,
-    insert,
     literal,
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -91,16 +93,22 @@ def _over(model: Any, source: FromClause) -> list[ColumnElement[Any]]:
 
 
 @cache
-def _lock_statement(model: Any, now: bool) -> Select[Any]:
+def _read_statement(model: Any, now: bool, lock: bool) -> Select[Any]:
     table = model.__table__
     columns = [expression.label(key) for key, expression in _loaded(model)]
     if now:
         columns.append(func.now().label("now"))
-    return (
-        select(*columns)
-        .where(table.c.id == bindparam("row_id"), table.c.archived_at.is_(None))
-        .with_for_update(key_share=True)
+    statement = select(*columns).where(
+        table.c.id == bindparam("row_id"), table.c.archived_at.is_(None)
     )
+    return statement.with_for_update(key_share=True) if lock else statement
+
+
+async def active(session: AsyncSession, model: Any, entity_id: int) -> Row[Any] | None:
+    """The active row (not locked), or None."""
+    connection = await session.connection()
+    statement = _read_statement(model, False, False)
+    return (await connection.execute(statement, {"row_id": entity_id})).first()
 
 
 async def locked(
@@ -108,7 +116,7 @@ async def locked(
 ) -> Row[Any] | None:
     """The active row, locked FOR NO KEY UPDATE, or None."""
     connection = await session.connection()
-    result = await connection.execute(_lock_statement(model, now), {"row_id": entity_id})
+    result = await connection.execute(_read_statement(model, now, True), {"row_id": entity_id})
     return result.first()
 
 
@@ -117,7 +125,8 @@ def _event() -> Any:
     return insert(AuditEvent).values({name: bindparam(f"e_{name}") for name in AUDIT_COLUMNS})
 
 
-@cache
+# Bounded: a caller choosing which fields to send chooses among many column sets.
+@lru_cache(maxsize=256)
 def _write_statement(model: Any, names: tuple[str, ...]) -> Select[Any]:
     table = model.__table__
     written = (
@@ -151,7 +160,7 @@ async def write(
     return result.one()
 
 
-@cache
+@lru_cache(maxsize=256)
 def _insert_statement(model: Any, names: tuple[str, ...]) -> Select[Any]:
     table = model.__table__
     created = (
@@ -183,6 +192,42 @@ async def insert_event(session: AsyncSession, event: Mapping[str, Any]) -> None:
     await connection.execute(
         _audit_statement(), {f"e_{name}": event[name] for name in AUDIT_COLUMNS}
     )
+
+
+@cache
+def _link_statement(table: Table, owner: str, target: str, remove: bool) -> Any:
+    """Link (or unlink) a pair and, when that changed anything, insert the audit event:
+    one statement."""
+    values: dict[str, Any] = {owner: bindparam("owner_id"), target: bindparam("target_id")}
+    if remove:
+        changed: Any = delete(table).where(
+            table.c[owner] == bindparam("owner_id"), table.c[target] == bindparam("target_id")
+        )
+    else:
+        changed = insert(table).values(values).on_conflict_do_nothing()
+    done = changed.returning(table.c[owner]).cte("done")
+    columns = AuditEvent.__table__.c
+    event = select(
+        *(bindparam(f"e_{name}", type_=columns[name].type) for name in AUDIT_COLUMNS)
+    ).select_from(done)
+    return insert(AuditEvent).from_select(list(AUDIT_COLUMNS), event).add_cte(done)
+
+
+async def link(
+    session: AsyncSession,
+    table: Table,
+    pair: tuple[str, str],
+    ids: tuple[int, int],
+    event: Mapping[str, Any],
+    *,
+    remove: bool,
+) -> None:
+    """Link or unlink ``ids`` in ``table`` (columns ``pair``); ``event`` is recorded only
+    when a row was inserted or deleted."""
+    parameters = {"owner_id": ids[0], "target_id": ids[1]}
+    parameters |= {f"e_{name}": event[name] for name in AUDIT_COLUMNS}
+    connection = await session.connection()
+    await connection.execute(_link_statement(table, *pair, remove), parameters)
 
 
 async def existing(session: AsyncSession, wanted: Mapping[str, tuple[Any, int]]) -> dict[str, bool]:
