@@ -167,7 +167,7 @@ async def lock_hierarchy(session: AsyncSession) -> None:
     SERIALIZABLE isolation would also catch it, but as failures to retry on every write
     of the request, not as one wait here.
 
-    Taken after the moved row's lock (``writes.load_for_update``): the lock holder then
+    Taken after the moved row's lock (``writes.lock``): the lock holder then
     only waits for rows it references as a new parent, with FOR KEY SHARE, which the
     FOR NO KEY UPDATE row locks of other writers never block, so the order cannot
     deadlock."""

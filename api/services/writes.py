@@ -209,9 +209,14 @@ async def change(
         return rows.adopt(session, spec.model, current)
     version = (current.version, current.version + 1)
     return await _write(
-        session, actor, spec, current.id, changed, AuditAction.UPDATE,
+        session,
+        actor,
+        spec,
+        current.id,
+        changed,
+        AuditAction.UPDATE,
         audit.diff(before, changed, version=version),
-    )  # fmt: skip
+    )
 
 
 async def archive(
@@ -227,9 +232,14 @@ async def archive(
     archived_at = {"archived_at": current.now}
     version = (current.version, current.version + 1)
     return await _write(
-        session, actor, spec, entity_id, archived_at, AuditAction.ARCHIVE,
+        session,
+        actor,
+        spec,
+        entity_id,
+        archived_at,
+        AuditAction.ARCHIVE,
         audit.diff({"archived_at": None}, archived_at, version=version),
-    )  # fmt: skip
+    )
 
 
 async def _write(
