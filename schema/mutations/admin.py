@@ -136,6 +136,7 @@ CLIENTS = Scope.ADMIN_CLIENTS
 @strawberry.type(description="Administration of users, roles and OAuth clients.")
 class AdminMutation:
     @strawberry.mutation(
+        name="createUser",
         **guarded(
             "Create a user, optionally with roles.",
             USERS,
@@ -158,6 +159,7 @@ class AdminMutation:
         return UserPayload(user=outcome.value, user_errors=outcome.errors)
 
     @strawberry.mutation(
+        name="updateUser",
         **guarded(
             "Change a user's profile.",
             USERS,
@@ -179,6 +181,7 @@ class AdminMutation:
         return UserPayload(user=outcome.value, user_errors=outcome.errors)
 
     @strawberry.mutation(
+        name="setUserPassword",
         **guarded(
             "Set a user's password; their tokens stop working.",
             USERS,
@@ -196,6 +199,7 @@ class AdminMutation:
         return UserPayload(user=outcome.value, user_errors=outcome.errors)
 
     @strawberry.mutation(
+        name="setUserActive",
         **guarded(
             "Enable or disable a user; a disabled user's tokens fail at the next request.",
             USERS,
@@ -213,6 +217,7 @@ class AdminMutation:
         return UserPayload(user=outcome.value, user_errors=outcome.errors)
 
     @strawberry.mutation(
+        name="grantRole",
         **guarded(
             "Grant a role to a user (no-op if held).",
             USERS,
@@ -230,6 +235,7 @@ class AdminMutation:
         return UserPayload(user=outcome.value, user_errors=outcome.errors)
 
     @strawberry.mutation(
+        name="revokeRole",
         **guarded(
             "Revoke a role from a user (no-op if not held).",
             USERS,
@@ -247,6 +253,7 @@ class AdminMutation:
         return UserPayload(user=outcome.value, user_errors=outcome.errors)
 
     @strawberry.mutation(
+        name="createRole",
         **guarded(
             "Create a role.",
             USERS,
@@ -262,6 +269,7 @@ class AdminMutation:
         return RolePayload(role=outcome.value, user_errors=outcome.errors)
 
     @strawberry.mutation(
+        name="updateRole",
         **guarded(
             "Change a role's description or scopes.",
             USERS,
@@ -283,11 +291,11 @@ class AdminMutation:
         return RolePayload(role=outcome.value, user_errors=outcome.errors)
 
     @strawberry.mutation(
+        name="createOAuthClient",
         **guarded(
             "Register an OAuth client. A confidential client's secret is in the payload, once.",
             CLIENTS,
         ),
-        name="createOAuthClient",
     )
     async def create_oauth_client(
         self, info: strawberry.Info, input: Annotated[CreateOAuthClientInput, WHAT_TO_DO]
@@ -308,11 +316,11 @@ class AdminMutation:
         return OAuthClientPayload(client=client, client_secret=secret, user_errors=outcome.errors)
 
     @strawberry.mutation(
+        name="updateOAuthClient",
         **guarded(
             "Change an OAuth client.",
             CLIENTS,
         ),
-        name="updateOAuthClient",
     )
     async def update_oauth_client(
         self, info: strawberry.Info, input: Annotated[UpdateOAuthClientInput, WHAT_TO_DO]
@@ -330,11 +338,11 @@ class AdminMutation:
         return OAuthClientPayload(client=outcome.value, user_errors=outcome.errors)
 
     @strawberry.mutation(
+        name="setOAuthClientActive",
         **guarded(
             "Enable or disable an OAuth client; its tokens fail at the next request.",
             CLIENTS,
         ),
-        name="setOAuthClientActive",
     )
     async def set_oauth_client_active(
         self, info: strawberry.Info, input: Annotated[SetActiveInput, WHAT_TO_DO]
@@ -348,12 +356,12 @@ class AdminMutation:
         return OAuthClientPayload(client=outcome.value, user_errors=outcome.errors)
 
     @strawberry.mutation(
+        name="rotateOAuthClientSecret",
         **guarded(
             "Give a confidential client a new secret (in the payload, once); the old one stops "
             "working.",
             CLIENTS,
         ),
-        name="rotateOAuthClientSecret",
     )
     async def rotate_oauth_client_secret(
         self, info: strawberry.Info, input: Annotated[RotateOAuthClientSecretInput, WHAT_TO_DO]

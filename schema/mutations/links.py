@@ -31,7 +31,10 @@ def link_ids(data: Any, spec: links.LinkSpec) -> tuple[int, int]:
 
 @strawberry.type(description="Links between products, initiatives, constraints and KPIs.")
 class LinkMutation:
-    @strawberry.mutation(**guarded(linking("Initiative", "Product"), Scope.INITIATIVES_WRITE))
+    @strawberry.mutation(
+        name="linkInitiativeProduct",
+        **guarded(linking("Initiative", "Product"), Scope.INITIATIVES_WRITE),
+    )
     async def link_initiative_product(
         self, info: strawberry.Info, input: Annotated[inputs.InitiativeProductInput, WHAT_TO_LINK]
     ) -> InitiativeProductPayload | None:
@@ -47,7 +50,8 @@ class LinkMutation:
         )
 
     @strawberry.mutation(
-        **guarded(linking("Initiative", "Product", remove=True), Scope.INITIATIVES_WRITE)
+        name="unlinkInitiativeProduct",
+        **guarded(linking("Initiative", "Product", remove=True), Scope.INITIATIVES_WRITE),
     )
     async def unlink_initiative_product(
         self, info: strawberry.Info, input: Annotated[inputs.InitiativeProductInput, WHAT_TO_LINK]
@@ -64,7 +68,8 @@ class LinkMutation:
         )
 
     @strawberry.mutation(
-        **guarded(linking("TechnicalConstraint", "Product"), Scope.CONSTRAINTS_WRITE)
+        name="linkConstraintProduct",
+        **guarded(linking("TechnicalConstraint", "Product"), Scope.CONSTRAINTS_WRITE),
     )
     async def link_constraint_product(
         self, info: strawberry.Info, input: Annotated[inputs.ConstraintProductInput, WHAT_TO_LINK]
@@ -81,7 +86,8 @@ class LinkMutation:
         )
 
     @strawberry.mutation(
-        **guarded(linking("TechnicalConstraint", "Product", remove=True), Scope.CONSTRAINTS_WRITE)
+        name="unlinkConstraintProduct",
+        **guarded(linking("TechnicalConstraint", "Product", remove=True), Scope.CONSTRAINTS_WRITE),
     )
     async def unlink_constraint_product(
         self, info: strawberry.Info, input: Annotated[inputs.ConstraintProductInput, WHAT_TO_LINK]
@@ -98,7 +104,8 @@ class LinkMutation:
         )
 
     @strawberry.mutation(
-        **guarded(linking("TechnicalConstraint", "Initiative"), Scope.CONSTRAINTS_WRITE)
+        name="linkConstraintInitiative",
+        **guarded(linking("TechnicalConstraint", "Initiative"), Scope.CONSTRAINTS_WRITE),
     )
     async def link_constraint_initiative(
         self,
@@ -122,9 +129,10 @@ class LinkMutation:
         )
 
     @strawberry.mutation(
+        name="unlinkConstraintInitiative",
         **guarded(
             linking("TechnicalConstraint", "Initiative", remove=True), Scope.CONSTRAINTS_WRITE
-        )
+        ),
     )
     async def unlink_constraint_initiative(
         self,
@@ -147,7 +155,9 @@ class LinkMutation:
             user_errors=outcome.errors,
         )
 
-    @strawberry.mutation(**guarded(linking("Initiative", "Kpi"), Scope.INITIATIVES_WRITE))
+    @strawberry.mutation(
+        name="linkInitiativeKpi", **guarded(linking("Initiative", "Kpi"), Scope.INITIATIVES_WRITE)
+    )
     async def link_initiative_kpi(
         self, info: strawberry.Info, input: Annotated[inputs.InitiativeKpiInput, WHAT_TO_LINK]
     ) -> InitiativeKpiPayload | None:
@@ -161,7 +171,8 @@ class LinkMutation:
         return InitiativeKpiPayload(initiative=initiative, kpi=kpi, user_errors=outcome.errors)
 
     @strawberry.mutation(
-        **guarded(linking("Initiative", "Kpi", remove=True), Scope.INITIATIVES_WRITE)
+        name="unlinkInitiativeKpi",
+        **guarded(linking("Initiative", "Kpi", remove=True), Scope.INITIATIVES_WRITE),
     )
     async def unlink_initiative_kpi(
         self, info: strawberry.Info, input: Annotated[inputs.InitiativeKpiInput, WHAT_TO_LINK]

@@ -39,7 +39,7 @@ NO_REFS: dict[str, str] = {}
 
 @strawberry.type(description="Changes to the portfolio: products, roadmap, constraints, KPIs.")
 class EntityMutation:
-    @strawberry.mutation(**guarded(creating("Team"), Scope.PRODUCTS_WRITE))
+    @strawberry.mutation(name="createTeam", **guarded(creating("Team"), Scope.PRODUCTS_WRITE))
     async def create_team(
         self, info: strawberry.Info, input: Annotated[inputs.CreateTeamInput, WHAT_TO_DO]
     ) -> TeamPayload | None:
@@ -51,7 +51,7 @@ class EntityMutation:
         )
         return TeamPayload(team=outcome.value, user_errors=outcome.errors)
 
-    @strawberry.mutation(**guarded(changing("Team"), Scope.PRODUCTS_WRITE))
+    @strawberry.mutation(name="updateTeam", **guarded(changing("Team"), Scope.PRODUCTS_WRITE))
     async def update_team(
         self, info: strawberry.Info, input: Annotated[inputs.UpdateTeamInput, WHAT_TO_DO]
     ) -> TeamPayload | None:
@@ -68,7 +68,7 @@ class EntityMutation:
         )
         return TeamPayload(team=outcome.value, user_errors=outcome.errors)
 
-    @strawberry.mutation(**guarded(archiving("Team"), Scope.PRODUCTS_WRITE))
+    @strawberry.mutation(name="archiveTeam", **guarded(archiving("Team"), Scope.PRODUCTS_WRITE))
     async def archive_team(
         self, info: strawberry.Info, input: Annotated[inputs.ArchiveInput, WHAT_TO_DO]
     ) -> TeamPayload | None:
@@ -80,7 +80,7 @@ class EntityMutation:
         )
         return TeamPayload(team=outcome.value, user_errors=outcome.errors)
 
-    @strawberry.mutation(**guarded(creating("Product"), Scope.PRODUCTS_WRITE))
+    @strawberry.mutation(name="createProduct", **guarded(creating("Product"), Scope.PRODUCTS_WRITE))
     async def create_product(
         self, info: strawberry.Info, input: Annotated[inputs.CreateProductInput, WHAT_TO_DO]
     ) -> ProductPayload | None:
@@ -92,7 +92,7 @@ class EntityMutation:
         )
         return ProductPayload(product=outcome.value, user_errors=outcome.errors)
 
-    @strawberry.mutation(**guarded(changing("Product"), Scope.PRODUCTS_WRITE))
+    @strawberry.mutation(name="updateProduct", **guarded(changing("Product"), Scope.PRODUCTS_WRITE))
     async def update_product(
         self, info: strawberry.Info, input: Annotated[inputs.UpdateProductInput, WHAT_TO_DO]
     ) -> ProductPayload | None:
@@ -109,7 +109,9 @@ class EntityMutation:
         )
         return ProductPayload(product=outcome.value, user_errors=outcome.errors)
 
-    @strawberry.mutation(**guarded(archiving("Product"), Scope.PRODUCTS_WRITE))
+    @strawberry.mutation(
+        name="archiveProduct", **guarded(archiving("Product"), Scope.PRODUCTS_WRITE)
+    )
     async def archive_product(
         self, info: strawberry.Info, input: Annotated[inputs.ArchiveInput, WHAT_TO_DO]
     ) -> ProductPayload | None:
@@ -121,7 +123,9 @@ class EntityMutation:
         )
         return ProductPayload(product=outcome.value, user_errors=outcome.errors)
 
-    @strawberry.mutation(**guarded(creating("Initiative"), Scope.INITIATIVES_WRITE))
+    @strawberry.mutation(
+        name="createInitiative", **guarded(creating("Initiative"), Scope.INITIATIVES_WRITE)
+    )
     async def create_initiative(
         self, info: strawberry.Info, input: Annotated[inputs.CreateInitiativeInput, WHAT_TO_DO]
     ) -> InitiativePayload | None:
@@ -133,7 +137,9 @@ class EntityMutation:
         )
         return InitiativePayload(initiative=outcome.value, user_errors=outcome.errors)
 
-    @strawberry.mutation(**guarded(changing("Initiative"), Scope.INITIATIVES_WRITE))
+    @strawberry.mutation(
+        name="updateInitiative", **guarded(changing("Initiative"), Scope.INITIATIVES_WRITE)
+    )
     async def update_initiative(
         self, info: strawberry.Info, input: Annotated[inputs.UpdateInitiativeInput, WHAT_TO_DO]
     ) -> InitiativePayload | None:
@@ -150,7 +156,9 @@ class EntityMutation:
         )
         return InitiativePayload(initiative=outcome.value, user_errors=outcome.errors)
 
-    @strawberry.mutation(**guarded(archiving("Initiative"), Scope.INITIATIVES_WRITE))
+    @strawberry.mutation(
+        name="archiveInitiative", **guarded(archiving("Initiative"), Scope.INITIATIVES_WRITE)
+    )
     async def archive_initiative(
         self, info: strawberry.Info, input: Annotated[inputs.ArchiveInput, WHAT_TO_DO]
     ) -> InitiativePayload | None:
@@ -166,7 +174,10 @@ class EntityMutation:
         )
         return InitiativePayload(initiative=outcome.value, user_errors=outcome.errors)
 
-    @strawberry.mutation(**guarded(creating("TechnicalConstraint"), Scope.CONSTRAINTS_WRITE))
+    @strawberry.mutation(
+        name="createTechnicalConstraint",
+        **guarded(creating("TechnicalConstraint"), Scope.CONSTRAINTS_WRITE),
+    )
     async def create_technical_constraint(
         self,
         info: strawberry.Info,
@@ -182,7 +193,10 @@ class EntityMutation:
             technical_constraint=outcome.value, user_errors=outcome.errors
         )
 
-    @strawberry.mutation(**guarded(changing("TechnicalConstraint"), Scope.CONSTRAINTS_WRITE))
+    @strawberry.mutation(
+        name="updateTechnicalConstraint",
+        **guarded(changing("TechnicalConstraint"), Scope.CONSTRAINTS_WRITE),
+    )
     async def update_technical_constraint(
         self,
         info: strawberry.Info,
@@ -203,7 +217,10 @@ class EntityMutation:
             technical_constraint=outcome.value, user_errors=outcome.errors
         )
 
-    @strawberry.mutation(**guarded(archiving("TechnicalConstraint"), Scope.CONSTRAINTS_WRITE))
+    @strawberry.mutation(
+        name="archiveTechnicalConstraint",
+        **guarded(archiving("TechnicalConstraint"), Scope.CONSTRAINTS_WRITE),
+    )
     async def archive_technical_constraint(
         self, info: strawberry.Info, input: Annotated[inputs.ArchiveInput, WHAT_TO_DO]
     ) -> TechnicalConstraintPayload | None:
@@ -221,7 +238,7 @@ class EntityMutation:
             technical_constraint=outcome.value, user_errors=outcome.errors
         )
 
-    @strawberry.mutation(**guarded(creating("Kpi"), Scope.KPIS_WRITE))
+    @strawberry.mutation(name="createKpi", **guarded(creating("Kpi"), Scope.KPIS_WRITE))
     async def create_kpi(
         self, info: strawberry.Info, input: Annotated[inputs.CreateKpiInput, WHAT_TO_DO]
     ) -> KpiPayload | None:
@@ -233,7 +250,7 @@ class EntityMutation:
         )
         return KpiPayload(kpi=outcome.value, user_errors=outcome.errors)
 
-    @strawberry.mutation(**guarded(changing("Kpi"), Scope.KPIS_WRITE))
+    @strawberry.mutation(name="updateKpi", **guarded(changing("Kpi"), Scope.KPIS_WRITE))
     async def update_kpi(
         self, info: strawberry.Info, input: Annotated[inputs.UpdateKpiInput, WHAT_TO_DO]
     ) -> KpiPayload | None:
@@ -250,7 +267,7 @@ class EntityMutation:
         )
         return KpiPayload(kpi=outcome.value, user_errors=outcome.errors)
 
-    @strawberry.mutation(**guarded(archiving("Kpi"), Scope.KPIS_WRITE))
+    @strawberry.mutation(name="archiveKpi", **guarded(archiving("Kpi"), Scope.KPIS_WRITE))
     async def archive_kpi(
         self, info: strawberry.Info, input: Annotated[inputs.ArchiveInput, WHAT_TO_DO]
     ) -> KpiPayload | None:
@@ -262,7 +279,9 @@ class EntityMutation:
         )
         return KpiPayload(kpi=outcome.value, user_errors=outcome.errors)
 
-    @strawberry.mutation(**guarded(creating("GlossaryTerm"), Scope.GLOSSARY_WRITE))
+    @strawberry.mutation(
+        name="createGlossaryTerm", **guarded(creating("GlossaryTerm"), Scope.GLOSSARY_WRITE)
+    )
     async def create_glossary_term(
         self, info: strawberry.Info, input: Annotated[inputs.CreateGlossaryTermInput, WHAT_TO_DO]
     ) -> GlossaryTermPayload | None:
@@ -274,7 +293,9 @@ class EntityMutation:
         )
         return GlossaryTermPayload(glossary_term=outcome.value, user_errors=outcome.errors)
 
-    @strawberry.mutation(**guarded(changing("GlossaryTerm"), Scope.GLOSSARY_WRITE))
+    @strawberry.mutation(
+        name="updateGlossaryTerm", **guarded(changing("GlossaryTerm"), Scope.GLOSSARY_WRITE)
+    )
     async def update_glossary_term(
         self, info: strawberry.Info, input: Annotated[inputs.UpdateGlossaryTermInput, WHAT_TO_DO]
     ) -> GlossaryTermPayload | None:
@@ -291,7 +312,9 @@ class EntityMutation:
         )
         return GlossaryTermPayload(glossary_term=outcome.value, user_errors=outcome.errors)
 
-    @strawberry.mutation(**guarded(archiving("GlossaryTerm"), Scope.GLOSSARY_WRITE))
+    @strawberry.mutation(
+        name="archiveGlossaryTerm", **guarded(archiving("GlossaryTerm"), Scope.GLOSSARY_WRITE)
+    )
     async def archive_glossary_term(
         self, info: strawberry.Info, input: Annotated[inputs.ArchiveInput, WHAT_TO_DO]
     ) -> GlossaryTermPayload | None:
@@ -311,11 +334,12 @@ class EntityMutation:
 @strawberry.type(description="Status changes of initiatives and technical constraints.")
 class StatusMutation:
     @strawberry.mutation(
+        name="setInitiativeStatus",
         **guarded(
             "Move an initiative to another status. IN_PROGRESS is refused with BLOCKED, naming "
             "the constraints, while an OPEN or MITIGATING BLOCKER applies to it or its products.",
             Scope.INITIATIVES_WRITE,
-        )
+        ),
     )
     async def set_initiative_status(
         self, info: strawberry.Info, input: Annotated[inputs.SetInitiativeStatusInput, WHAT_TO_DO]
@@ -329,10 +353,11 @@ class StatusMutation:
         return InitiativePayload(initiative=outcome.value, user_errors=outcome.errors)
 
     @strawberry.mutation(
+        name="setConstraintStatus",
         **guarded(
             "Move a technical constraint to another status (RESOLVED or ACCEPTED lifts a blocker).",
             Scope.CONSTRAINTS_WRITE,
-        )
+        ),
     )
     async def set_constraint_status(
         self, info: strawberry.Info, input: Annotated[inputs.SetConstraintStatusInput, WHAT_TO_DO]

@@ -36,12 +36,13 @@ class RecordKpiMeasurementsPayload:
 @strawberry.type(description="KPI measurements sent by monitoring pipelines.")
 class IngestMutation:
     @strawberry.mutation(
+        name="recordKpiMeasurements",
         **guarded(
             "Record up to 10,000 KPI measurements at once. Idempotent by (source, externalId): "
             "re-sending is counted as a duplicate, never stored twice. Invalid items are reported "
             "in userErrors; the valid ones are stored.",
             Scope.KPIS_INGEST,
-        )
+        ),
     )
     async def record_kpi_measurements(
         self,
