@@ -21,8 +21,8 @@ from schema.limits import Documents, QueryLimits
 from schema.mutations.bulk import BulkIngest
 from schema.mutations.root import Mutation
 from schema.query import NODE_CLASSES, Query
-from schema.types.inputs import NoNulInStrings
 from schema.types.scalars import SCALAR_OVERRIDES
+from schema.validation import NoNulInStrings
 
 
 def build_schema(

@@ -106,7 +106,8 @@ class Context:
     operation_name: str | None = None  # for the access log
     actual_cost: int | None = None
     budget: Any = None
-    # A mutation ran: the answers cached of reads are dropped once it is committed.
+    # A mutation wrote (``schema.mutations.common.run``): the answers cached of reads are
+    # dropped once it is committed.
     mutated: bool = False
     # The document came from the persisted store: it may exceed max_document_bytes.
     persisted_document: bool = False

@@ -14,7 +14,7 @@ from domain.errors import InvalidInput
 from schema.guards import NODE_TYPES
 from schema.ids import decode_id
 from schema.permissions import guarded, require
-from schema.types import inputs
+from schema.types import filters
 from schema.types.audit import AuditEvent
 from schema.types.constraint import TechnicalConstraint
 from schema.types.fields import by_key_as_of_lookup, by_key_lookup, root_connection
@@ -97,11 +97,11 @@ class Query:
         return [_load_node(info, global_id, "ids") for global_id in ids]  # type: ignore[misc]
 
     teams = root_connection(
-        models.Team, Team, inputs.TeamFilter, inputs.TeamOrder, "Teams of the organisation."
+        models.Team, Team, filters.TeamFilter, filters.TeamOrder, "Teams of the organisation."
     )
     team = by_key_lookup(models.Team, models.Team.key, Team, "A team by key.")
     products = root_connection(
-        models.Product, Product, inputs.ProductFilter, inputs.ProductOrder, "Products."
+        models.Product, Product, filters.ProductFilter, filters.ProductOrder, "Products."
     )
     product = by_key_as_of_lookup(
         models.Product, models.Product.key, Product, "Product", "A product by key."
@@ -109,8 +109,8 @@ class Query:
     initiatives = root_connection(
         models.Initiative,
         Initiative,
-        inputs.InitiativeFilter,
-        inputs.InitiativeOrder,
+        filters.InitiativeFilter,
+        filters.InitiativeOrder,
         "Initiatives of the roadmap, at every level of the hierarchy.",
     )
     initiative = by_key_as_of_lookup(
@@ -119,8 +119,8 @@ class Query:
     technical_constraints = root_connection(
         models.TechnicalConstraint,
         TechnicalConstraint,
-        inputs.TechnicalConstraintFilter,
-        inputs.TechnicalConstraintOrder,
+        filters.TechnicalConstraintFilter,
+        filters.TechnicalConstraintOrder,
         "Technical constraints.",
     )
     technical_constraint = by_key_lookup(
@@ -129,36 +129,36 @@ class Query:
         TechnicalConstraint,
         "A technical constraint by key.",
     )
-    kpis = root_connection(models.Kpi, Kpi, inputs.KpiFilter, inputs.KpiOrder, "KPIs.")
+    kpis = root_connection(models.Kpi, Kpi, filters.KpiFilter, filters.KpiOrder, "KPIs.")
     kpi = by_key_lookup(models.Kpi, models.Kpi.key, Kpi, "A KPI by key.")
     glossary_terms = root_connection(
         models.GlossaryTerm,
         GlossaryTerm,
-        inputs.GlossaryTermFilter,
-        inputs.GlossaryTermOrder,
+        filters.GlossaryTermFilter,
+        filters.GlossaryTermOrder,
         "The glossary shared by business and technology.",
     )
 
     audit_events = root_connection(
         models.AuditEvent,
         AuditEvent,
-        inputs.AuditEventFilter,
-        inputs.AuditEventOrder,
+        filters.AuditEventFilter,
+        filters.AuditEventOrder,
         "The audit trail: every change, oldest first by default.",
         Scope.AUDIT_READ,
     )
 
     users = root_connection(
-        auth_models.User, User, inputs.UserFilter, inputs.UserOrder, "Users.", Scope.ADMIN_USERS
+        auth_models.User, User, filters.UserFilter, filters.UserOrder, "Users.", Scope.ADMIN_USERS
     )
     roles = root_connection(
-        auth_models.Role, Role, inputs.RoleFilter, inputs.RoleOrder, "Roles.", Scope.ADMIN_USERS
+        auth_models.Role, Role, filters.RoleFilter, filters.RoleOrder, "Roles.", Scope.ADMIN_USERS
     )
     oauth_clients = root_connection(
         auth_models.OAuthClient,
         OAuthClient,
-        inputs.OAuthClientFilter,
-        inputs.OAuthClientOrder,
+        filters.OAuthClientFilter,
+        filters.OAuthClientOrder,
         "OAuth clients.",
         Scope.ADMIN_CLIENTS,
     )

@@ -461,7 +461,10 @@ async def test_only_references_that_change_are_looked_up(
     sent = " ".join(statements.statements)
     assert "FROM teams" not in sent
     assert "WITH RECURSIVE walk" not in sent
-    assert sent.count("FROM initiatives") == 2  # the row locked, then read back once bumped
+    # The row locked, then changed and returned (with the audit event) in one statement.
+    assert sent.count("FROM initiatives") == 1
+    assert sent.count("UPDATE initiatives") == 1
+    assert statements.count == 2
 
     again = await mutate(
         writer,

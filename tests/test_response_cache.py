@@ -112,6 +112,27 @@ async def test_a_mutation_drops_the_cache_before_it_answers(
     assert after["version"] == node["version"] + 1
 
 
+async def test_a_refused_mutation_keeps_the_cache(
+    client: httpx.AsyncClient, initiative: int
+) -> None:
+    """The cache is dropped where a write goes through (``schema.mutations.common.run``),
+    not for every mutation document: a stale ``expectedVersion`` writes nothing."""
+    node = await cached(client, initiative)
+    refused = await client.post(
+        "/graphql",
+        json={
+            "query": RENAME,
+            "variables": {
+                "id": encode_id("Initiative", initiative),
+                "version": node["version"] - 1,
+                "title": "Never stored",
+            },
+        },
+    )
+    assert refused.json()["data"]["updateInitiative"]["userErrors"] == [{"code": "CONFLICT"}]
+    assert await ask(client, initiative) == ("cached", node)
+
+
 async def test_a_write_committed_elsewhere_drops_the_cache(
     app: Any, client: httpx.AsyncClient, initiative: int, own_database: str
 ) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy.sql.util import find_tables
 
 from domain.errors import InvalidInput
 from domain.models import AuditAction, AuditEvent
+from domain.services import rows
 
 if TYPE_CHECKING:
     from domain.services.writes import Actor
@@ -52,6 +53,7 @@ def from_json(column: Column[Any], value: Any) -> Any:
 
 
 def created(entity: Any, fields: Iterable[str]) -> dict[str, Any]:
+    """The changes of a creation: every field from nothing to its stored value."""
     return {name: {"before": None, "after": to_json(getattr(entity, name))} for name in fields}
 
 
@@ -66,17 +68,18 @@ def diff(
     return changes
 
 
-def event(
+def values(
     actor: Actor, entity_type: str, entity_id: int, action: AuditAction, changes: dict[str, Any]
-) -> AuditEvent:
-    return AuditEvent(
-        actor_user_id=actor.user_id,
-        actor_client_id=actor.client_id,
-        entity_type=entity_type,
-        entity_id=entity_id,
-        action=action,
-        changes=changes,
-    )
+) -> dict[str, Any]:
+    """The audit event's columns (``rows.AUDIT_COLUMNS``)."""
+    return {
+        "actor_user_id": actor.user_id,
+        "actor_client_id": actor.client_id,
+        "entity_type": entity_type,
+        "entity_id": entity_id,
+        "action": action,
+        "changes": changes,
+    }
 
 
 async def record(
@@ -87,8 +90,9 @@ async def record(
     action: AuditAction,
     changes: dict[str, Any],
 ) -> None:
-    session.add(event(actor, entity_type, entity_id, action, changes))
-    await session.flush()
+    """Insert the audit event (one statement); an update writes its own in the statement
+    that changes the row (``rows.write``)."""
+    await rows.insert_event(session, values(actor, entity_type, entity_id, action, changes))
 
 
 async def by_key_as_of(

@@ -6,13 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, delete, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Row, Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.models import AuditAction, constraint_initiatives, constraint_products, initiative_kpis
 from domain.models import initiative_products as initiative_products_table
-from domain.services import audit, specs, writes
+from domain.services import audit, rows, specs, writes
 from domain.services.writes import Actor, EntitySpec
 
 
@@ -41,19 +40,19 @@ INITIATIVE_KPI = LinkSpec(initiative_kpis, specs.INITIATIVE, "initiative_id", sp
 
 async def _both(
     session: AsyncSession, link: LinkSpec, owner_id: int, target_id: int
-) -> tuple[Any, Any]:
+) -> tuple[Row[Any], Row[Any]]:
+    """Both ends, active, read as the payload shows them; NOT_FOUND for each missing."""
     errors = []
-    found = []
+    found: list[Row[Any]] = []
     for spec, entity_id, field in (
         (link.owner, owner_id, link.owner_column),
         (link.target, target_id, link.target_column),
     ):
-        entity = await session.scalar(
-            select(spec.model).where(spec.model.id == entity_id, spec.model.archived_at.is_(None))
-        )
-        if entity is None:
+        row = await rows.active(session, spec.model, entity_id)
+        if row is None:
             errors.append(writes.UserError(field, "NOT_FOUND", f"No {spec.name} with this ID."))
-        found.append(entity)
+        else:
+            found.append(row)
     if errors:
         raise writes.Refused(*errors)
     return found[0], found[1]
@@ -62,46 +61,43 @@ async def _both(
 async def link(
     session: AsyncSession, actor: Actor, spec: LinkSpec, owner_id: int, target_id: int
 ) -> tuple[Any, Any]:
-    owner, target = await _both(session, spec, owner_id, target_id)
-    inserted = await session.execute(
-        insert(spec.table)
-        .values({spec.owner_column: owner_id, spec.target_column: target_id})
-        .on_conflict_do_nothing()
-        .returning(spec.table.c[spec.owner_column])
-    )
-    if inserted.first() is not None:
-        await _audit(session, actor, spec, owner, target, AuditAction.LINK)
-    return owner, target
+    return await _change(session, actor, spec, owner_id, target_id, remove=False)
 
 
 async def unlink(
     session: AsyncSession, actor: Actor, spec: LinkSpec, owner_id: int, target_id: int
 ) -> tuple[Any, Any]:
-    owner, target = await _both(session, spec, owner_id, target_id)
-    deleted = await session.execute(
-        delete(spec.table)
-        .where(
-            spec.table.c[spec.owner_column] == owner_id,
-            spec.table.c[spec.target_column] == target_id,
-        )
-        .returning(spec.table.c[spec.owner_column])
-    )
-    if deleted.first() is not None:
-        await _audit(session, actor, spec, owner, target, AuditAction.UNLINK)
-    return owner, target
+    return await _change(session, actor, spec, owner_id, target_id, remove=True)
 
 
-async def _audit(
+async def _change(
     session: AsyncSession,
     actor: Actor,
     spec: LinkSpec,
-    owner: Any,
-    target: Any,
-    action: AuditAction,
-) -> None:
+    owner_id: int,
+    target_id: int,
+    *,
+    remove: bool,
+) -> tuple[Any, Any]:
+    """Both ends read, then one statement links (or unlinks) them and, when that changed
+    anything, records it in the owner's audit trail."""
+    owner, target = await _both(session, spec, owner_id, target_id)
     linked = {
         "type": spec.target.name,
         "id": target.id,
         spec.target.label_field: getattr(target, spec.target.label_field),
     }
-    await audit.record(session, actor, spec.owner.name, owner.id, action, {"target": linked})
+    action = AuditAction.UNLINK if remove else AuditAction.LINK
+    event = audit.values(actor, spec.owner.name, owner.id, action, {"target": linked})
+    await rows.link(
+        session,
+        spec.table,
+        (spec.owner_column, spec.target_column),
+        (owner_id, target_id),
+        event,
+        remove=remove,
+    )
+    return (
+        rows.adopt(session, spec.owner.model, owner),
+        rows.adopt(session, spec.target.model, target),
+    )

@@ -17,7 +17,8 @@ from domain.models import (
 )
 from domain.models.portfolio import KEY_PATTERN
 from domain.services import reads
-from domain.services.writes import Refused, UserError, camel
+from domain.services.spelling import camel
+from domain.services.writes import Refused, UserError
 
 KPI_KEY_PATTERN = r"^[A-Z][A-Z0-9_-]{1,47}$"
 
@@ -166,7 +167,7 @@ async def lock_hierarchy(session: AsyncSession) -> None:
     SERIALIZABLE isolation would also catch it, but as failures to retry on every write
     of the request, not as one wait here.
 
-    Taken after the moved row's lock (``writes.load_for_update``): the lock holder then
+    Taken after the moved row's lock (``writes.lock``): the lock holder then
     only waits for rows it references as a new parent, with FOR KEY SHARE, which the
     FOR NO KEY UPDATE row locks of other writers never block, so the order cannot
     deadlock."""
@@ -246,8 +247,9 @@ def check_transition(
         )
 
 
-async def check_can_start(session: AsyncSession, initiative: Initiative) -> None:
-    """An initiative cannot move to IN_PROGRESS while blocked; name what blocks it."""
+async def check_can_start(session: AsyncSession, initiative: Any) -> None:
+    """An initiative (its locked row) cannot move to IN_PROGRESS while blocked; name
+    what blocks it."""
     blockers = (await reads.blocking_constraints(session, [initiative.id])).get(initiative.id)
     if blockers:
         keys = ", ".join(c.key for c in blockers)

@@ -16,14 +16,12 @@ async def set_initiative_status(
     status: InitiativeStatus,
     expected_version: int | None,
 ) -> Initiative:
-    initiative = await writes.load_for_update(
-        session, specs.INITIATIVE, initiative_id, expected_version
-    )
+    initiative = await writes.lock(session, specs.INITIATIVE, initiative_id, expected_version)
     rules.check_transition("Initiative", initiative.status, status, rules.INITIATIVE_TRANSITIONS)
     if status is InitiativeStatus.IN_PROGRESS and initiative.status is not status:
         await rules.check_can_start(session, initiative)
-    result: Initiative = await writes.update(
-        session, actor, specs.INITIATIVE, initiative_id, None, {"status": status}
+    result: Initiative = await writes.change(
+        session, actor, specs.INITIATIVE, initiative, {"status": status}
     )
     return result
 
@@ -35,13 +33,11 @@ async def set_constraint_status(
     status: ConstraintStatus,
     expected_version: int | None,
 ) -> TechnicalConstraint:
-    constraint = await writes.load_for_update(
-        session, specs.CONSTRAINT, constraint_id, expected_version
-    )
+    constraint = await writes.lock(session, specs.CONSTRAINT, constraint_id, expected_version)
     rules.check_transition(
         "TechnicalConstraint", constraint.status, status, rules.CONSTRAINT_TRANSITIONS
     )
-    result: TechnicalConstraint = await writes.update(
-        session, actor, specs.CONSTRAINT, constraint_id, None, {"status": status}
+    result: TechnicalConstraint = await writes.change(
+        session, actor, specs.CONSTRAINT, constraint, {"status": status}
     )
     return result

@@ -4,6 +4,12 @@ Services validate before they write, lock the row they change, check
 ``expectedVersion``, bump ``version`` and write the audit event in the same
 transaction. They never commit: the request's transaction (a savepoint per
 mutation) is committed or rolled back in one place.
+
+Entity writes go through SQLAlchemy Core, not the ORM's unit of work: an update is
+two statements, the row locked and read (``lock``), then one statement that changes
+it, inserts the audit event and returns the row with its computed fields
+(``rows.write``); the entity handed back is built from that row. The rules run in
+between, in Python, on the locked row: nothing is written before they pass.
 """
 
 from __future__ import annotations
@@ -12,12 +18,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.models import AuditAction
-from domain.services import audit
+from domain.services import audit, rows
+from domain.services.spelling import camel
 
 
 @dataclass(frozen=True)
@@ -69,44 +76,49 @@ class EntitySpec:
     validate: Validator = no_rules
 
 
-def camel(name: str) -> str:
-    """The GraphQL spelling of a field name, for messages."""
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
 def label(spec: EntitySpec, entity: Any) -> str:
     return f"{spec.name} {getattr(entity, spec.label_field)}"
 
 
-async def load_for_update(
-    session: AsyncSession, spec: EntitySpec, entity_id: int, expected_version: int | None
-) -> Any:
-    """Lock an active row; refuse when it is missing or its version is not the expected one.
+async def lock(
+    session: AsyncSession,
+    spec: EntitySpec,
+    entity_id: int,
+    expected_version: int | None,
+    *,
+    now: bool = False,
+) -> Row[Any]:
+    """Lock an active row and read it (computed fields included: a refusal or a write
+    that changes nothing answers with it); refuse when it is missing or its version is
+    not the expected one. ``now`` adds the transaction's ``now()`` as ``now``.
 
     FOR NO KEY UPDATE, the lock the UPDATE itself takes (ids never change): a FOR UPDATE
     lock would also make every other transaction that references the row (a foreign key
     check, FOR KEY SHARE: a child moved under it) wait for this one, and two crossing
     moves ("A under B" and "B under A") then wait for each other: a deadlock."""
-    entity = await session.scalar(
-        select(spec.model)
-        .where(spec.model.id == entity_id, spec.model.archived_at.is_(None))
-        .with_for_update(key_share=True)
-        .execution_options(populate_existing=True)
-    )
-    if entity is None:
+    row = await rows.locked(session, spec.model, entity_id, now=now)
+    if row is None:
         raise Refused(UserError("id", "NOT_FOUND", f"No {spec.name} with this ID."))
-    if expected_version is not None and entity.version != expected_version:
+    if expected_version is not None and row.version != expected_version:
         raise Refused(
             UserError(
                 "expected_version",
                 "CONFLICT",
-                f"{label(spec, entity)} is at version {entity.version}, not {expected_version}: "
+                f"{label(spec, row)} is at version {row.version}, not {expected_version}: "
                 "it changed since you read it.",
             ),
-            current=entity,
+            current=rows.detached(spec.model, row),
         )
-    return entity
+    return row
+
+
+async def load_for_update(
+    session: AsyncSession, spec: EntitySpec, entity_id: int, expected_version: int | None
+) -> Any:
+    """``lock`` for a caller that changes the ORM object itself (passwords, secrets and
+    flags of identities, then ``bump_version``): the entity, in the session."""
+    row = await lock(session, spec, entity_id, expected_version)
+    return rows.adopt(session, spec.model, row)
 
 
 async def _check(
@@ -134,17 +146,20 @@ async def _check(
 async def check_references(
     session: AsyncSession, spec: EntitySpec, state: Mapping[str, Any]
 ) -> list[UserError]:
-    errors = []
-    for attribute, (model, name) in spec.references.items():
-        target = state.get(attribute)
-        if target is None:
-            continue
-        found = await session.scalar(
-            select(model.id).where(model.id == target, model.archived_at.is_(None))
-        )
-        if found is None:
-            errors.append(UserError(attribute, "NOT_FOUND", f"No {name} with this ID."))
-    return errors
+    """Every reference set in ``state`` must name an active row: one statement for all."""
+    wanted = {
+        attribute: (model, name, state[attribute])
+        for attribute, (model, name) in spec.references.items()
+        if state.get(attribute) is not None
+    }
+    if not wanted:
+        return []
+    found = await rows.existing(session, {a: (m, pk) for a, (m, _, pk) in wanted.items()})
+    return [
+        UserError(attribute, "NOT_FOUND", f"No {name} with this ID.")
+        for attribute, (_, name, _) in wanted.items()
+        if not found[attribute]
+    ]
 
 
 async def create(
@@ -152,14 +167,17 @@ async def create(
 ) -> Any:
     state = {name: values.get(name) for name in spec.fields}
     await _check(session, spec, state, None)
-    entity = spec.model(**{k: v for k, v in values.items() if v is not None})
-    session.add(entity)
-    await flush(session, spec)
-    await session.refresh(entity)
+    try:
+        row = await rows.insert_row(
+            session, spec.model, {k: v for k, v in values.items() if v is not None}
+        )
+    except IntegrityError as error:
+        raise duplicate(spec, error) from None
+    # The values as stored (rounded, defaulted), as the audit trail always showed them.
     await audit.record(
-        session, actor, spec.name, entity.id, AuditAction.CREATE, audit.created(entity, spec.fields)
+        session, actor, spec.name, row.id, AuditAction.CREATE, audit.created(row, spec.fields)
     )
-    return entity
+    return rows.adopt(session, spec.model, row)
 
 
 async def update(
@@ -170,25 +188,35 @@ async def update(
     expected_version: int | None,
     changes: dict[str, Any],
 ) -> Any:
-    entity = await load_for_update(session, spec, entity_id, expected_version)
-    before = {name: getattr(entity, name) for name in spec.fields}
+    current = await lock(session, spec, entity_id, expected_version)
+    return await change(session, actor, spec, current, changes)
+
+
+async def change(
+    session: AsyncSession,
+    actor: Actor,
+    spec: EntitySpec,
+    current: Row[Any],
+    changes: dict[str, Any],
+) -> Any:
+    """Apply ``changes`` to a row ``lock`` returned, once the rules pass on the new state."""
+    before = {name: getattr(current, name) for name in spec.fields}
     state = {**before, **changes}
-    await _check(session, spec, state, entity)
+    await _check(session, spec, state, current)
     changed = {name: value for name, value in changes.items() if before[name] != value}
     if not changed:
-        return entity  # nothing to change: no new version, no audit event
-    for name, value in changed.items():
-        setattr(entity, name, value)
-    await bump_version(session, spec, entity)
-    await audit.record(
+        # Nothing to change: no new version, no audit event.
+        return rows.adopt(session, spec.model, current)
+    version = (current.version, current.version + 1)
+    return await _write(
         session,
         actor,
-        spec.name,
-        entity.id,
+        spec,
+        current.id,
+        changed,
         AuditAction.UPDATE,
-        audit.diff(before, changed, version=(entity.version - 1, entity.version)),
+        audit.diff(before, changed, version=version),
     )
-    return entity
 
 
 async def archive(
@@ -198,25 +226,41 @@ async def archive(
     entity_id: int,
     expected_version: int | None,
 ) -> Any:
-    entity = await load_for_update(session, spec, entity_id, expected_version)
-    entity.archived_at = func.now()
-    await bump_version(session, spec, entity)
-    await audit.record(
+    current = await lock(session, spec, entity_id, expected_version, now=True)
+    # The transaction's now(), read with the lock: the audit event records the very
+    # value stored.
+    archived_at = {"archived_at": current.now}
+    version = (current.version, current.version + 1)
+    return await _write(
         session,
         actor,
-        spec.name,
-        entity.id,
+        spec,
+        entity_id,
+        archived_at,
         AuditAction.ARCHIVE,
-        audit.diff(
-            {"archived_at": None},
-            {"archived_at": entity.archived_at},
-            version=(entity.version - 1, entity.version),
-        ),
+        audit.diff({"archived_at": None}, archived_at, version=version),
     )
-    return entity
+
+
+async def _write(
+    session: AsyncSession,
+    actor: Actor,
+    spec: EntitySpec,
+    entity_id: int,
+    values: dict[str, Any],
+    action: AuditAction,
+    changes: dict[str, Any],
+) -> Any:
+    event = audit.values(actor, spec.name, entity_id, action, changes)
+    try:
+        row = await rows.write(session, spec.model, entity_id, values, event)
+    except IntegrityError as error:
+        raise duplicate(spec, error) from None
+    return rows.adopt(session, spec.model, row)
 
 
 async def bump_version(session: AsyncSession, spec: EntitySpec, entity: Any) -> None:
+    """For ORM objects changed in place (``load_for_update``): flush them with a new version."""
     entity.version = entity.version + 1
     entity.updated_at = func.now()
     await flush(session, spec)
@@ -229,16 +273,21 @@ def constraint_name(error: IntegrityError) -> str:
     return getattr(driver_error, "constraint_name", None) or ""
 
 
+def duplicate(spec: EntitySpec, error: IntegrityError) -> Exception:
+    """A unique violation as DUPLICATE on the field it concerns; any other error as is."""
+    constraint = constraint_name(error)
+    table = spec.model.__tablename__
+    if constraint.startswith(f"uq_{table}_"):
+        column = constraint[len(f"uq_{table}_") :]
+        return Refused(
+            UserError(column, "DUPLICATE", f"Another {spec.name} already has this {column}.")
+        )
+    return error
+
+
 async def flush(session: AsyncSession, spec: EntitySpec) -> None:
     """Flush, turning a unique violation into DUPLICATE on the field it concerns."""
     try:
         await session.flush()
     except IntegrityError as error:
-        constraint = constraint_name(error)
-        table = spec.model.__tablename__
-        if constraint.startswith(f"uq_{table}_"):
-            column = constraint[len(f"uq_{table}_") :]
-            raise Refused(
-                UserError(column, "DUPLICATE", f"Another {spec.name} already has this {column}.")
-            ) from None
-        raise
+        raise duplicate(spec, error) from None

@@ -269,8 +269,6 @@ class CompiledQueries(SchemaExtension):
         execution = self.execution_context
         context = execution.context
         operation = _operation(execution)
-        if operation is not None and operation.operation is OperationType.MUTATION:
-            context.mutated = True  # the cached answers of reads go when it commits
         if execution.result is not None:  # already refused (limits)
             yield
             return

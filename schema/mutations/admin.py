@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from auth import identity
 from auth.scopes import Scope
-from schema.mutations.common import UserError, decode_reference, given_values
-from schema.mutations.entities import mutation_field
+from schema.mutations.common import (
+    WHAT_TO_DO,
+    UserError,
+    decode_reference,
+    entity_id,
+    given_values,
+    run,
+)
 from schema.mutations.inputs import VERSION, given, required
-from schema.mutations.payloads import entity_payload
+from schema.mutations.payloads import ERRORS, after_change, of_a_mutation
+from schema.permissions import guarded
 from schema.types.identity import OAuthClient, Role, User
 
-UserPayload = entity_payload("User", User, "user")
-RolePayload = entity_payload("Role", Role, "role")
+
+@strawberry.type(description=of_a_mutation("User"))
+class UserPayload:
+    user: User | None = strawberry.field(description=after_change("User"))
+    user_errors: list[UserError] = strawberry.field(description=ERRORS)
+
+
+@strawberry.type(description=of_a_mutation("Role"))
+class RolePayload:
+    role: Role | None = strawberry.field(description=after_change("Role"))
+    user_errors: list[UserError] = strawberry.field(description=ERRORS)
 
 
 @strawberry.type(description="Result of a mutation of an OAuth client.")
@@ -111,136 +129,248 @@ class RotateOAuthClientSecretInput:
     id: strawberry.ID = required("The client.")
 
 
-def _id(value: str, type_name: str) -> int:
-    return decode_reference(value, type_name, "id")
-
-
 USERS = Scope.ADMIN_USERS
 CLIENTS = Scope.ADMIN_CLIENTS
 
 
 @strawberry.type(description="Administration of users, roles and OAuth clients.")
 class AdminMutation:
-    create_user = mutation_field(
-        CreateUserInput,
-        UserPayload,
-        "user",
-        "Create a user, optionally with roles.",
-        USERS,
-        lambda s, actor, i: identity.create_user(
-            s, actor, email=i.email, display_name=i.display_name, password=i.password, roles=i.roles
+    @strawberry.mutation(
+        name="createUser",
+        **guarded(
+            "Create a user, optionally with roles.",
+            USERS,
         ),
     )
-    update_user = mutation_field(
-        UpdateUserInput,
-        UserPayload,
-        "user",
-        "Change a user's profile.",
-        USERS,
-        lambda s, actor, i: identity.update_user(
-            s, actor, _id(i.id, "User"), i.expected_version, given_values(i, {})
+    async def create_user(
+        self, info: strawberry.Info, input: Annotated[CreateUserInput, WHAT_TO_DO]
+    ) -> UserPayload | None:
+        outcome = await run(
+            info,
+            lambda session, actor: identity.create_user(
+                session,
+                actor,
+                email=input.email,
+                display_name=input.display_name,
+                password=input.password,
+                roles=input.roles,
+            ),
+        )
+        return UserPayload(user=outcome.value, user_errors=outcome.errors)
+
+    @strawberry.mutation(
+        name="updateUser",
+        **guarded(
+            "Change a user's profile.",
+            USERS,
         ),
     )
-    set_user_password = mutation_field(
-        SetUserPasswordInput,
-        UserPayload,
-        "user",
-        "Set a user's password; their tokens stop working.",
-        USERS,
-        lambda s, actor, i: identity.set_password(s, actor, _id(i.id, "User"), i.password),
-    )
-    set_user_active = mutation_field(
-        SetActiveInput,
-        UserPayload,
-        "user",
-        "Enable or disable a user; a disabled user's tokens fail at the next request.",
-        USERS,
-        lambda s, actor, i: identity.set_user_active(s, actor, _id(i.id, "User"), i.active),
-    )
-    grant_role = mutation_field(
-        RoleGrantInput,
-        UserPayload,
-        "user",
-        "Grant a role to a user (no-op if held).",
-        USERS,
-        lambda s, actor, i: identity.grant_role(
-            s, actor, decode_reference(i.user_id, "User", "user_id"), i.role
+    async def update_user(
+        self, info: strawberry.Info, input: Annotated[UpdateUserInput, WHAT_TO_DO]
+    ) -> UserPayload | None:
+        outcome = await run(
+            info,
+            lambda session, actor: identity.update_user(
+                session,
+                actor,
+                entity_id(input, "User"),
+                input.expected_version,
+                given_values(input, {}),
+            ),
+        )
+        return UserPayload(user=outcome.value, user_errors=outcome.errors)
+
+    @strawberry.mutation(
+        name="setUserPassword",
+        **guarded(
+            "Set a user's password; their tokens stop working.",
+            USERS,
         ),
     )
-    revoke_role = mutation_field(
-        RoleGrantInput,
-        UserPayload,
-        "user",
-        "Revoke a role from a user (no-op if not held).",
-        USERS,
-        lambda s, actor, i: identity.revoke_role(
-            s, actor, decode_reference(i.user_id, "User", "user_id"), i.role
+    async def set_user_password(
+        self, info: strawberry.Info, input: Annotated[SetUserPasswordInput, WHAT_TO_DO]
+    ) -> UserPayload | None:
+        outcome = await run(
+            info,
+            lambda session, actor: identity.set_password(
+                session, actor, entity_id(input, "User"), input.password
+            ),
+        )
+        return UserPayload(user=outcome.value, user_errors=outcome.errors)
+
+    @strawberry.mutation(
+        name="setUserActive",
+        **guarded(
+            "Enable or disable a user; a disabled user's tokens fail at the next request.",
+            USERS,
         ),
     )
-    create_role = mutation_field(
-        CreateRoleInput,
-        RolePayload,
-        "role",
-        "Create a role.",
-        USERS,
-        lambda s, actor, i: identity.create_role(s, actor, given_values(i, {})),
-    )
-    update_role = mutation_field(
-        UpdateRoleInput,
-        RolePayload,
-        "role",
-        "Change a role's description or scopes.",
-        USERS,
-        lambda s, actor, i: identity.update_role(
-            s, actor, _id(i.id, "Role"), i.expected_version, given_values(i, {})
+    async def set_user_active(
+        self, info: strawberry.Info, input: Annotated[SetActiveInput, WHAT_TO_DO]
+    ) -> UserPayload | None:
+        outcome = await run(
+            info,
+            lambda session, actor: identity.set_user_active(
+                session, actor, entity_id(input, "User"), input.active
+            ),
+        )
+        return UserPayload(user=outcome.value, user_errors=outcome.errors)
+
+    @strawberry.mutation(
+        name="grantRole",
+        **guarded(
+            "Grant a role to a user (no-op if held).",
+            USERS,
         ),
     )
-    create_oauth_client = mutation_field(
-        CreateOAuthClientInput,
-        OAuthClientPayload,
-        ("client", "client_secret"),
-        "Register an OAuth client. A confidential client's secret is in the payload, once.",
-        CLIENTS,
-        lambda s, actor, i: identity.create_client(
-            s,
-            actor,
-            name=i.name,
-            grant_types=i.grant_types,
-            scopes=i.scopes,
-            redirect_uris=i.redirect_uris,
-            confidential=i.confidential,
+    async def grant_role(
+        self, info: strawberry.Info, input: Annotated[RoleGrantInput, WHAT_TO_DO]
+    ) -> UserPayload | None:
+        outcome = await run(
+            info,
+            lambda session, actor: identity.grant_role(
+                session, actor, decode_reference(input.user_id, "User", "user_id"), input.role
+            ),
+        )
+        return UserPayload(user=outcome.value, user_errors=outcome.errors)
+
+    @strawberry.mutation(
+        name="revokeRole",
+        **guarded(
+            "Revoke a role from a user (no-op if not held).",
+            USERS,
         ),
+    )
+    async def revoke_role(
+        self, info: strawberry.Info, input: Annotated[RoleGrantInput, WHAT_TO_DO]
+    ) -> UserPayload | None:
+        outcome = await run(
+            info,
+            lambda session, actor: identity.revoke_role(
+                session, actor, decode_reference(input.user_id, "User", "user_id"), input.role
+            ),
+        )
+        return UserPayload(user=outcome.value, user_errors=outcome.errors)
+
+    @strawberry.mutation(
+        name="createRole",
+        **guarded(
+            "Create a role.",
+            USERS,
+        ),
+    )
+    async def create_role(
+        self, info: strawberry.Info, input: Annotated[CreateRoleInput, WHAT_TO_DO]
+    ) -> RolePayload | None:
+        outcome = await run(
+            info,
+            lambda session, actor: identity.create_role(session, actor, given_values(input, {})),
+        )
+        return RolePayload(role=outcome.value, user_errors=outcome.errors)
+
+    @strawberry.mutation(
+        name="updateRole",
+        **guarded(
+            "Change a role's description or scopes.",
+            USERS,
+        ),
+    )
+    async def update_role(
+        self, info: strawberry.Info, input: Annotated[UpdateRoleInput, WHAT_TO_DO]
+    ) -> RolePayload | None:
+        outcome = await run(
+            info,
+            lambda session, actor: identity.update_role(
+                session,
+                actor,
+                entity_id(input, "Role"),
+                input.expected_version,
+                given_values(input, {}),
+            ),
+        )
+        return RolePayload(role=outcome.value, user_errors=outcome.errors)
+
+    @strawberry.mutation(
         name="createOAuthClient",
-    )
-    update_oauth_client = mutation_field(
-        UpdateOAuthClientInput,
-        OAuthClientPayload,
-        "client",
-        "Change an OAuth client.",
-        CLIENTS,
-        lambda s, actor, i: identity.update_client(
-            s, actor, _id(i.id, "OAuthClient"), i.expected_version, given_values(i, {})
+        **guarded(
+            "Register an OAuth client. A confidential client's secret is in the payload, once.",
+            CLIENTS,
         ),
+    )
+    async def create_oauth_client(
+        self, info: strawberry.Info, input: Annotated[CreateOAuthClientInput, WHAT_TO_DO]
+    ) -> OAuthClientPayload | None:
+        outcome = await run(
+            info,
+            lambda session, actor: identity.create_client(
+                session,
+                actor,
+                name=input.name,
+                grant_types=input.grant_types,
+                scopes=input.scopes,
+                redirect_uris=input.redirect_uris,
+                confidential=input.confidential,
+            ),
+        )
+        client, secret = outcome.value or (None, None)
+        return OAuthClientPayload(client=client, client_secret=secret, user_errors=outcome.errors)
+
+    @strawberry.mutation(
         name="updateOAuthClient",
-    )
-    set_oauth_client_active = mutation_field(
-        SetActiveInput,
-        OAuthClientPayload,
-        "client",
-        "Enable or disable an OAuth client; its tokens fail at the next request.",
-        CLIENTS,
-        lambda s, actor, i: identity.set_client_active(
-            s, actor, _id(i.id, "OAuthClient"), i.active
+        **guarded(
+            "Change an OAuth client.",
+            CLIENTS,
         ),
+    )
+    async def update_oauth_client(
+        self, info: strawberry.Info, input: Annotated[UpdateOAuthClientInput, WHAT_TO_DO]
+    ) -> OAuthClientPayload | None:
+        outcome = await run(
+            info,
+            lambda session, actor: identity.update_client(
+                session,
+                actor,
+                entity_id(input, "OAuthClient"),
+                input.expected_version,
+                given_values(input, {}),
+            ),
+        )
+        return OAuthClientPayload(client=outcome.value, user_errors=outcome.errors)
+
+    @strawberry.mutation(
         name="setOAuthClientActive",
+        **guarded(
+            "Enable or disable an OAuth client; its tokens fail at the next request.",
+            CLIENTS,
+        ),
     )
-    rotate_oauth_client_secret = mutation_field(
-        RotateOAuthClientSecretInput,
-        OAuthClientPayload,
-        ("client", "client_secret"),
-        "Give a confidential client a new secret (in the payload, once); the old one stops "
-        "working.",
-        CLIENTS,
-        lambda s, actor, i: identity.rotate_client_secret(s, actor, _id(i.id, "OAuthClient")),
+    async def set_oauth_client_active(
+        self, info: strawberry.Info, input: Annotated[SetActiveInput, WHAT_TO_DO]
+    ) -> OAuthClientPayload | None:
+        outcome = await run(
+            info,
+            lambda session, actor: identity.set_client_active(
+                session, actor, entity_id(input, "OAuthClient"), input.active
+            ),
+        )
+        return OAuthClientPayload(client=outcome.value, user_errors=outcome.errors)
+
+    @strawberry.mutation(
         name="rotateOAuthClientSecret",
+        **guarded(
+            "Give a confidential client a new secret (in the payload, once); the old one stops "
+            "working.",
+            CLIENTS,
+        ),
     )
+    async def rotate_oauth_client_secret(
+        self, info: strawberry.Info, input: Annotated[RotateOAuthClientSecretInput, WHAT_TO_DO]
+    ) -> OAuthClientPayload | None:
+        outcome = await run(
+            info,
+            lambda session, actor: identity.rotate_client_secret(
+                session, actor, entity_id(input, "OAuthClient")
+            ),
+        )
+        client, secret = outcome.value or (None, None)
+        return OAuthClientPayload(client=client, client_secret=secret, user_errors=outcome.errors)

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.errors import DomainError, InvalidInput
 from domain.models import Base
+from domain.services.spelling import camel, camel_path
 from domain.services.writes import Actor, Refused
 from domain.services.writes import UserError as ServiceError
 from schema.context import concurrent_change
@@ -50,21 +51,35 @@ class UserError:
     message: str = strawberry.field(description="Human-readable explanation.")
 
 
-def _camel_path(path: str | None) -> str | None:
-    if path is None:
-        return None
-    return ".".join(_camel(part) for part in path.split("."))
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
 def to_user_error(error: ServiceError) -> UserError:
     return UserError(
-        field=_camel_path(error.field), code=UserErrorCode(error.code), message=error.message
+        field=camel_path(error.field), code=UserErrorCode(error.code), message=error.message
     )
+
+
+# The argument every mutation takes, and the descriptions its kind shares.
+WHAT_TO_DO = strawberry.argument(description="What to do.")
+WHAT_TO_LINK = strawberry.argument(description="What to link.")
+
+
+def creating(type_name: str) -> str:
+    return f"Create a {type_name}."
+
+
+def changing(type_name: str) -> str:
+    return (
+        f"Change a {type_name}. Pass `expectedVersion` to be refused (CONFLICT) instead of "
+        "overwriting someone else's change."
+    )
+
+
+def archiving(type_name: str) -> str:
+    return f"Archive a {type_name}: it leaves every list and lookup; its history stays."
+
+
+def linking(owner: str, target: str, *, remove: bool = False) -> str:
+    verb = "Unlink" if remove else "Link"
+    return f"{verb} a {owner} and a {target}. Repeating it changes nothing."
 
 
 @dataclasses.dataclass
@@ -78,7 +93,9 @@ class Outcome:
 async def run(
     info: strawberry.Info, work: Callable[[AsyncSession, Actor], Awaitable[Any]]
 ) -> Outcome:
-    """Run one mutation in a savepoint: a refused mutation leaves nothing behind."""
+    """Run one mutation in a savepoint: a refused mutation leaves nothing behind. A
+    mutation that went through marks the request: once it commits, the endpoint drops
+    the answers cached of reads (``Context.mutated``)."""
     context = info.context
     actor = Actor(
         user_id=context.principal.user_id,
@@ -89,10 +106,12 @@ async def run(
         session = context.session
         try:
             async with session.begin_nested():
-                return Outcome(value=await work(session, actor))
+                value = await work(session, actor)
+            context.mutated = True
+            return Outcome(value=value)
         except Refused as refused:
-            if refused.current is not None:
-                await session.refresh(refused.current)
+            # ``current`` was read by the refusing service, not loaded into the session:
+            # the savepoint's rollback leaves it as it was read.
             return Outcome(value=refused.current, errors=[to_user_error(e) for e in refused.errors])
         except DomainError as error:
             return Outcome(
@@ -107,13 +126,16 @@ async def run(
             return Outcome(errors=[to_user_error(ServiceError(None, "CONFLICT", message))])
 
 
+def entity_id(data: Any, type_name: str) -> int:
+    """The primary key of the input's ``id``, which must name a ``type_name``."""
+    return decode_reference(data.id, type_name, "id")
+
+
 def decode_reference(global_id: str, type_name: str, field: str) -> int:
     """A global ID that must name a ``type_name``; refused as a user error otherwise."""
     found, pk = decode_id(global_id, field=field)
     if found != type_name:
-        raise Refused(
-            ServiceError(field, "INVALID", f"`{_camel(field)}` expects a {type_name} ID.")
-        )
+        raise Refused(ServiceError(field, "INVALID", f"`{camel(field)}` expects a {type_name} ID."))
     return pk
 
 
@@ -150,7 +172,7 @@ def check_decimal(field: str, value: Decimal) -> None:
             rounded = value.quantize(Decimal(1).scaleb(-scale), ROUND_HALF_UP)
             fits = abs(rounded) < Decimal(10) ** digits
     if not fits:
-        raise InvalidInput(f"`{_camel(field)}` must be {limit}.", field=field)
+        raise InvalidInput(f"`{camel(field)}` must be {limit}.", field=field)
 
 
 def _decimal_columns() -> dict[str, tuple[int, int]]:

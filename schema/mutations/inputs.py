@@ -1,4 +1,5 @@
-"""Inputs of the mutations. Update inputs leave out what they do not change (UNSET);
+"""Inputs of the mutations (the filters and orderings of lists are in
+``schema/types/filters.py``). Update inputs leave out what they do not change (UNSET);
 keys are set at creation and never change."""
 
 from __future__ import annotations

@@ -1,37 +1,101 @@
-"""Payload types: the entity (when there is one) and the user errors."""
+"""Payload types: the entity (when there is one) and the user errors; the admin ones
+live beside their mutations (``schema/mutations/admin.py``)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import strawberry
 
 from schema.mutations.common import UserError
+from schema.types.constraint import TechnicalConstraint
+from schema.types.glossary import GlossaryTerm
+from schema.types.initiative import Initiative
+from schema.types.kpi import Kpi
+from schema.types.product import Product
+from schema.types.team import Team
+
+# What every payload says of its fields.
+ERRORS = "Why it was refused; empty on success."
 
 
-def entity_payload(type_name: str, node: Any, field_name: str) -> Any:
-    """``<Type>Payload { <field>: <Type>, userErrors: [UserError!]! }``."""
-    namespace = {
-        "__annotations__": {field_name: node | None, "user_errors": list[UserError]},
-        field_name: strawberry.field(
-            description=f"The {type_name} after the change; on CONFLICT, as currently stored; "
-            "otherwise null when refused."
-        ),
-        "user_errors": strawberry.field(description="Why it was refused; empty on success."),
-    }
-    cls = type(f"{type_name}Payload", (), namespace)
-    return strawberry.type(cls, description=f"Result of a mutation of a {type_name}.")
+def after_change(type_name: str) -> str:
+    return (
+        f"The {type_name} after the change; on CONFLICT, as currently stored; otherwise "
+        "null when refused."
+    )
 
 
-def link_payload(name: str, fields: dict[str, tuple[str, Any]]) -> Any:
-    """``<Name>Payload`` with both linked entities and the user errors."""
-    annotations: dict[str, Any] = {"user_errors": list[UserError]}
-    namespace: dict[str, Any] = {
-        "user_errors": strawberry.field(description="Why it was refused; empty on success.")
-    }
-    for field_name, (type_name, node) in fields.items():
-        annotations[field_name] = node | None
-        namespace[field_name] = strawberry.field(description=f"The {type_name}.")
-    namespace["__annotations__"] = annotations
-    cls = type(f"{name}Payload", (), namespace)
-    return strawberry.type(cls, description="Result of linking or unlinking two entities.")
+def of_a_mutation(type_name: str) -> str:
+    return f"Result of a mutation of a {type_name}."
+
+
+LINKED = "Result of linking or unlinking two entities."
+
+
+@strawberry.type(description=of_a_mutation("Team"))
+class TeamPayload:
+    team: Team | None = strawberry.field(description=after_change("Team"))
+    user_errors: list[UserError] = strawberry.field(description=ERRORS)
+
+
+@strawberry.type(description=of_a_mutation("Product"))
+class ProductPayload:
+    product: Product | None = strawberry.field(description=after_change("Product"))
+    user_errors: list[UserError] = strawberry.field(description=ERRORS)
+
+
+@strawberry.type(description=of_a_mutation("Initiative"))
+class InitiativePayload:
+    initiative: Initiative | None = strawberry.field(description=after_change("Initiative"))
+    user_errors: list[UserError] = strawberry.field(description=ERRORS)
+
+
+@strawberry.type(description=of_a_mutation("TechnicalConstraint"))
+class TechnicalConstraintPayload:
+    technical_constraint: TechnicalConstraint | None = strawberry.field(
+        description=after_change("TechnicalConstraint")
+    )
+    user_errors: list[UserError] = strawberry.field(description=ERRORS)
+
+
+@strawberry.type(description=of_a_mutation("Kpi"))
+class KpiPayload:
+    kpi: Kpi | None = strawberry.field(description=after_change("Kpi"))
+    user_errors: list[UserError] = strawberry.field(description=ERRORS)
+
+
+@strawberry.type(description=of_a_mutation("GlossaryTerm"))
+class GlossaryTermPayload:
+    glossary_term: GlossaryTerm | None = strawberry.field(description=after_change("GlossaryTerm"))
+    user_errors: list[UserError] = strawberry.field(description=ERRORS)
+
+
+@strawberry.type(description=LINKED)
+class InitiativeProductPayload:
+    user_errors: list[UserError] = strawberry.field(description=ERRORS)
+    initiative: Initiative | None = strawberry.field(description="The Initiative.")
+    product: Product | None = strawberry.field(description="The Product.")
+
+
+@strawberry.type(description=LINKED)
+class ConstraintProductPayload:
+    user_errors: list[UserError] = strawberry.field(description=ERRORS)
+    technical_constraint: TechnicalConstraint | None = strawberry.field(
+        description="The TechnicalConstraint."
+    )
+    product: Product | None = strawberry.field(description="The Product.")
+
+
+@strawberry.type(description=LINKED)
+class ConstraintInitiativePayload:
+    user_errors: list[UserError] = strawberry.field(description=ERRORS)
+    technical_constraint: TechnicalConstraint | None = strawberry.field(
+        description="The TechnicalConstraint."
+    )
+    initiative: Initiative | None = strawberry.field(description="The Initiative.")
+
+
+@strawberry.type(description=LINKED)
+class InitiativeKpiPayload:
+    user_errors: list[UserError] = strawberry.field(description=ERRORS)
+    initiative: Initiative | None = strawberry.field(description="The Initiative.")
+    kpi: Kpi | None = strawberry.field(description="The Kpi.")

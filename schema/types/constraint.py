@@ -8,7 +8,7 @@ import strawberry
 
 from auth.scopes import Scope
 from domain import models
-from schema.types import inputs
+from schema.types import filters
 from schema.types.audit import AuditEvent
 from schema.types.enums import ConstraintCategory, ConstraintSeverity, ConstraintStatus
 from schema.types.fields import edge_connection
@@ -39,23 +39,23 @@ class TechnicalConstraint(Node):
     products = edge_connection(
         "constraint.products",
         ProductRef,
-        inputs.ProductFilter,
-        inputs.ProductOrder,
+        filters.ProductFilter,
+        filters.ProductOrder,
         "Products it applies to.",
     )
     initiatives = edge_connection(
         "constraint.initiatives",
         InitiativeRef,
-        inputs.InitiativeFilter,
-        inputs.InitiativeOrder,
+        filters.InitiativeFilter,
+        filters.InitiativeOrder,
         "Initiatives it applies to directly.",
     )
 
     history = edge_connection(
         "TechnicalConstraint.history",
         AuditEvent,
-        inputs.AuditEventFilter,
-        inputs.AuditEventOrder,
+        filters.AuditEventFilter,
+        filters.AuditEventOrder,
         "Changes of this constraint, oldest first by default.",
         Scope.AUDIT_READ,
     )

@@ -8,7 +8,7 @@ import strawberry
 
 from auth.scopes import Scope
 from domain import models
-from schema.types import inputs
+from schema.types import filters
 from schema.types.audit import AuditEvent
 from schema.types.fields import edge_connection
 from schema.types.node import CREATED_AT, UPDATED_AT, VERSION, Node, global_id, of_model
@@ -30,8 +30,8 @@ class GlossaryTerm(Node):
     history = edge_connection(
         "GlossaryTerm.history",
         AuditEvent,
-        inputs.AuditEventFilter,
-        inputs.AuditEventOrder,
+        filters.AuditEventFilter,
+        filters.AuditEventOrder,
         "Changes of this term, oldest first by default.",
         Scope.AUDIT_READ,
     )

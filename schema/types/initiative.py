@@ -10,7 +10,7 @@ import strawberry
 from auth.scopes import Scope
 from domain import models
 from schema.permissions import guarded
-from schema.types import inputs
+from schema.types import filters
 from schema.types.audit import AuditEvent
 from schema.types.enums import InitiativeStatus
 from schema.types.fields import by_id_reference, edge_connection
@@ -96,34 +96,34 @@ class Initiative(Node):
     children = edge_connection(
         "initiative.children",
         InitiativeRef,
-        inputs.InitiativeFilter,
-        inputs.InitiativeOrder,
+        filters.InitiativeFilter,
+        filters.InitiativeOrder,
         "Initiatives directly below this one.",
     )
     products = edge_connection(
         "initiative.products",
         ProductRef,
-        inputs.ProductFilter,
-        inputs.ProductOrder,
+        filters.ProductFilter,
+        filters.ProductOrder,
         "Products this initiative changes.",
     )
     constraints = edge_connection(
         "initiative.constraints",
         ConstraintRef,
-        inputs.TechnicalConstraintFilter,
-        inputs.TechnicalConstraintOrder,
+        filters.TechnicalConstraintFilter,
+        filters.TechnicalConstraintOrder,
         "Constraints applied directly to this initiative (see `blockedBy` for those inherited "
         "from its products).",
     )
     kpis = edge_connection(
-        "initiative.kpis", KpiRef, inputs.KpiFilter, inputs.KpiOrder, "KPIs it aims to move."
+        "initiative.kpis", KpiRef, filters.KpiFilter, filters.KpiOrder, "KPIs it aims to move."
     )
 
     history = edge_connection(
         "Initiative.history",
         AuditEvent,
-        inputs.AuditEventFilter,
-        inputs.AuditEventOrder,
+        filters.AuditEventFilter,
+        filters.AuditEventOrder,
         "Changes of this initiative, oldest first by default.",
         Scope.AUDIT_READ,
     )

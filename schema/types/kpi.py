@@ -12,7 +12,7 @@ from domain import models
 from domain.errors import InvalidInput
 from domain.services import reads
 from schema.permissions import guarded
-from schema.types import inputs
+from schema.types import filters
 from schema.types.audit import AuditEvent
 from schema.types.enums import KpiDirection, KpiStatus, SeriesBucket, TrendDirection
 from schema.types.fields import by_id_reference, edge_connection
@@ -154,23 +154,23 @@ class Kpi(Node):
     measurements = edge_connection(
         "kpi.measurements",
         KpiMeasurement,
-        inputs.KpiMeasurementFilter,
-        inputs.KpiMeasurementOrder,
+        filters.KpiMeasurementFilter,
+        filters.KpiMeasurementOrder,
         "Its measurements; filter by time range.",
     )
     initiatives = edge_connection(
         "kpi.initiatives",
         InitiativeRef,
-        inputs.InitiativeFilter,
-        inputs.InitiativeOrder,
+        filters.InitiativeFilter,
+        filters.InitiativeOrder,
         "Initiatives that aim to move it.",
     )
 
     history = edge_connection(
         "Kpi.history",
         AuditEvent,
-        inputs.AuditEventFilter,
-        inputs.AuditEventOrder,
+        filters.AuditEventFilter,
+        filters.AuditEventOrder,
         "Changes of this KPI (including measurement batches), oldest first by default.",
         Scope.AUDIT_READ,
     )

@@ -8,7 +8,7 @@ import strawberry
 
 from auth.scopes import Scope
 from domain import models
-from schema.types import inputs
+from schema.types import filters
 from schema.types.audit import AuditEvent
 from schema.types.enums import LifecycleStage
 from schema.types.fields import by_id_reference, edge_connection
@@ -45,26 +45,30 @@ class Product(Node):
     initiatives = edge_connection(
         "product.initiatives",
         InitiativeRef,
-        inputs.InitiativeFilter,
-        inputs.InitiativeOrder,
+        filters.InitiativeFilter,
+        filters.InitiativeOrder,
         "Initiatives that change this product.",
     )
     constraints = edge_connection(
         "product.constraints",
         ConstraintRef,
-        inputs.TechnicalConstraintFilter,
-        inputs.TechnicalConstraintOrder,
+        filters.TechnicalConstraintFilter,
+        filters.TechnicalConstraintOrder,
         "Technical constraints that apply to this product (and so to its initiatives).",
     )
     kpis = edge_connection(
-        "product.kpis", KpiRef, inputs.KpiFilter, inputs.KpiOrder, "KPIs that measure this product."
+        "product.kpis",
+        KpiRef,
+        filters.KpiFilter,
+        filters.KpiOrder,
+        "KPIs that measure this product.",
     )
 
     history = edge_connection(
         "Product.history",
         AuditEvent,
-        inputs.AuditEventFilter,
-        inputs.AuditEventOrder,
+        filters.AuditEventFilter,
+        filters.AuditEventOrder,
         "Changes of this product, oldest first by default.",
         Scope.AUDIT_READ,
     )

@@ -8,7 +8,7 @@ import strawberry
 
 from auth.scopes import Scope
 from domain import models
-from schema.types import inputs
+from schema.types import filters
 from schema.types.audit import AuditEvent
 from schema.types.enums import TeamKind
 from schema.types.fields import edge_connection
@@ -32,26 +32,26 @@ class Team(Node):
     products = edge_connection(
         "team.products",
         ProductRef,
-        inputs.ProductFilter,
-        inputs.ProductOrder,
+        filters.ProductFilter,
+        filters.ProductOrder,
         "Products this team owns, as business or technology owner.",
     )
     initiatives = edge_connection(
         "team.initiatives",
         InitiativeRef,
-        inputs.InitiativeFilter,
-        inputs.InitiativeOrder,
+        filters.InitiativeFilter,
+        filters.InitiativeOrder,
         "Initiatives this team owns.",
     )
     kpis = edge_connection(
-        "team.kpis", KpiRef, inputs.KpiFilter, inputs.KpiOrder, "KPIs this team owns."
+        "team.kpis", KpiRef, filters.KpiFilter, filters.KpiOrder, "KPIs this team owns."
     )
 
     history = edge_connection(
         "Team.history",
         AuditEvent,
-        inputs.AuditEventFilter,
-        inputs.AuditEventOrder,
+        filters.AuditEventFilter,
+        filters.AuditEventOrder,
         "Changes of this team, oldest first by default.",
         Scope.AUDIT_READ,
     )

@@ -1,12 +1,11 @@
-"""Filter and order inputs of every list; each filter converts to the service's filter."""
+"""Filter and order inputs of every list (the mutations' inputs are in
+``schema/mutations/inputs.py``); each filter converts to the service's filter."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
 
 import strawberry
-from graphql import GraphQLError, StringValueNode, ValidationRule
 
 from auth import filters as identity_filters
 from domain.services import filters
@@ -22,19 +21,6 @@ from schema.types.enums import (
     TeamKind,
 )
 from schema.types.ordering import order_input
-
-
-class NoNulInStrings(ValidationRule):
-    """A string literal of the document may not hold a NUL character (``"\\u0000"``),
-    which PostgreSQL refuses in text. Values sent as JSON (variables) are refused when
-    the body is decoded (``schema.http.decode_json``); this rule covers the document."""
-
-    def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
-        if "\x00" in node.value:
-            self.report_error(
-                GraphQLError("String literals may not contain the NUL character (U+0000).", node)
-            )
-
 
 SEARCH = "Words that must each start a word of the key, name/title or description."
 
