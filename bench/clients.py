@@ -355,7 +355,7 @@ def _generated(dataset: Dataset, schema_text: str) -> list[ReadPlan]:
     # own share of the pool in order, so none repeats while the pool lasts).
     repeated = _plan("generated", "varied", bodies[:GENERATED_REPEATED], None)
     fresh = _plan("generated", "varied", bodies[GENERATED_REPEATED:], None, sequential=True)
-    return [replace(repeated, variant="fixed"), fresh]
+    return [replace(repeated, variant="fixed", prime=True), fresh]
 
 
 def client_plans(dataset: Dataset, workload: str, schema_text: str) -> list[ReadPlan]:

@@ -624,11 +624,14 @@ def _statements(counter: Counter[str], requests: int) -> Statements:
 # --- checks --------------------------------------------------------------------------
 
 
-async def _post_json(endpoint: str, payload: bytes) -> tuple[int, dict[str, Any]]:
+async def _post_json(
+    endpoint: str, payload: bytes, token: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
     async with httpx.AsyncClient(timeout=120) as client:
-        response = await client.post(
-            endpoint, content=payload, headers={"content-type": "application/json"}
-        )
+        response = await client.post(endpoint, content=payload, headers=headers)
     try:
         return response.status_code, dict(orjson.loads(response.content))
     except orjson.JSONDecodeError:
@@ -849,6 +852,9 @@ async def _timed_read(
     token: str | None = None,
 ) -> Result:
     name = f"{target}-{plan.workload}-{plan.variant}"
+    if plan.prime:
+        for entry in plan.target(target).pool:
+            await _post_json(server.endpoint, entry.encode(), token)
     script = read_script(plan, target, token=token, threads=run.options.threads)
     # A sequential pool is sent once: a warm-up would show the server its first documents.
     measured = await _wrk_run(server, script, name, run, warmup=not plan.sequential)

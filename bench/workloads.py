@@ -306,6 +306,9 @@ class ReadPlan:
     # Each thread sends its share of the pool in order, not at random: no request repeats
     # while the pool lasts (generated documents).
     sequential: bool = False
+    # Before its timed run, every pool entry is sent once: the repeated documents are
+    # then all known, whatever the warm-up happened to pick.
+    prime: bool = False
 
     @property
     def label(self) -> str:
