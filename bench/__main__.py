@@ -60,7 +60,8 @@ def run(
     port_base: Annotated[
         int,
         typer.Option(
-            help="First of five ports: ours, peer, their counting copies, the limit over HTTP."
+            help="First of seven ports: ours, PostGraphile 4, their counting copies, the limit "
+            "over HTTP, PostGraphile 5 and its counting copy."
         ),
     ] = 8701,
     results_dir: Annotated[Path, typer.Option(help="Where <timestamp>/ and latest.md go.")] = Path(
