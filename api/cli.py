@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
+import structlog
 import typer
+import uvicorn
+from prometheus_client import Gauge
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
 
 from api import migrate as migrations
+from api.app import create_app
 from api.collector import settle_for_serving
 from api.embedded import resolve_database_url
+from api.logging import configure_logging
 from domain.database import create_engine, create_session_factory
-from domain.settings import Environment, get_settings
+from domain.settings import Environment, Settings, get_settings
 
 app = typer.Typer(
     help="Portfolio Graph: a GraphQL API for an IT product portfolio.", no_args_is_help=True
@@ -26,11 +33,11 @@ app.add_typer(migrate_app, name="migrate")
 T = TypeVar("T")
 
 
-def _with_engine(work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+def _with_engine(work: Callable[[AsyncEngine], Awaitable[T]], url: str | None = None) -> T:
     settings = get_settings()
 
     async def run() -> T:
-        engine = create_engine(resolve_database_url(settings), settings)
+        engine = create_engine(url or resolve_database_url(settings), settings)
         try:
             return await work(engine)
         finally:
@@ -44,39 +51,132 @@ def serve(
     demo: Annotated[
         bool, typer.Option(help="Development mode, and load the demo portfolio if it is missing.")
     ] = False,
-    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="Interface to listen on.",
+            show_default=f"$PORTFOLIO_HOST, else {Settings.model_fields['host'].default}",
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port to listen on.",
+            show_default=f"$PORTFOLIO_PORT, else {Settings.model_fields['port'].default}",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            envvar="WEB_CONCURRENCY",
+            help="Worker processes sharing the port.",
+            show_default="one per CPU this process may use in production, one in development",
+        ),
+    ] = None,
 ) -> None:
     """Run the API server (uvicorn)."""
-    import uvicorn
-
-    from api.app import create_app
-
     settings = get_settings()
+    configure_logging(settings)  # the supervisor's own records, in the same format
     if demo:
         settings = settings.model_copy(update={"environment": Environment.DEVELOPMENT})
     host, port = host or settings.host, port or settings.port
     if "issuer" not in settings.model_fields_set:
         # Tokens name the server they come from: by default, where it listens.
         settings = settings.model_copy(update={"issuer": f"http://{host}:{port}"})
-    application = create_app(settings, demo=demo)
-    if demo:
-        typer.echo(
-            f"Portfolio Graph (demo) on http://{host}:{port}/graphql  (GraphiQL in a browser)"
-        )
-    settle_for_serving()
-    # SIGTERM: stop accepting, let in-flight requests finish (within the grace), then exit.
+    workers = workers or default_workers(settings)
+    if demo and workers > 1:
+        # The demo seeds and prints its client's secret at start-up: one process does it.
+        raise typer.BadParameter("--demo serves from one worker", param_hint="--workers")
+    if workers == 1:
+        application = ready_to_serve(create_app(settings, demo=demo))
+        if demo:
+            typer.echo(
+                f"Portfolio Graph (demo) on http://{host}:{port}/graphql  (GraphiQL in a browser)"
+            )
+        # SIGTERM: stop accepting, let in-flight requests finish (within the grace), then exit.
+        uvicorn.run(application, **_uvicorn_options(settings, host, port))
+        return
+    _prepare_for_workers(settings)
+    # uvicorn's supervisor binds the port once, then starts the workers (spawned: each
+    # imports the app anew through `worker_app`), restarts one that dies or stops
+    # answering its health pings, and on SIGTERM or SIGINT passes SIGTERM to each (which
+    # drains its requests within the grace) and waits for them all before it exits.
     uvicorn.run(
-        application,
-        host=host,
-        port=port,
-        log_level=settings.log_level.lower(),
-        # Our logging (api/logging.py) renders uvicorn's records; RequestGuard logs
-        # each request once, so uvicorn's access line is off.
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        f"{__name__}:worker_app",
+        factory=True,
+        workers=workers,
+        **_uvicorn_options(settings, host, port),
     )
+
+
+def default_workers(settings: Settings) -> int:
+    """One per CPU the process may run on in production (its affinity, not the host's
+    count); one in development, where a single process is easier to follow."""
+    if settings.is_development:
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _uvicorn_options(settings: Settings, host: str, port: int) -> dict[str, Any]:
+    return {
+        "host": host,
+        "port": port,
+        "log_level": settings.log_level.lower(),
+        # Our logging (api/logging.py, set up in each process) renders uvicorn's records;
+        # RequestGuard logs each request once, so uvicorn's access line is off.
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
+    }
+
+
+def _prepare_for_workers(settings: Settings) -> None:
+    """What must happen once, before the workers start, and the settings they inherit.
+
+    The workers are new interpreters that read their settings from the environment, so
+    the ones `serve` decided (environment, issuer, the database's URL) are put there."""
+    url = resolve_database_url(settings)  # starts the embedded PostgreSQL once, for all
+    migrate_on_start = settings.migrate_on_start
+    if migrate_on_start is None:
+        migrate_on_start = settings.database_url is None
+    if migrate_on_start:
+        # Here, not in each worker: concurrent alembic upgrades would race.
+        _with_engine(migrations.upgrade, url)
+    if not settings.redis_url:
+        structlog.get_logger(__name__).warning(
+            "rate_limits_per_worker",
+            detail="without REDIS_URL each worker counts rate-limit points on its own, "
+            "so a caller may spend the budget once per worker",
+
+        )
+    os.environ.update(
+        {
+            "DATABASE_URL": url,
+            "PORTFOLIO_MIGRATE_ON_START": "false",
+            "PORTFOLIO_ENVIRONMENT": settings.environment.value,
+            "PORTFOLIO_ISSUER": settings.issuer,
+        }
+    )
+    get_settings.cache_clear()
+
+
+def worker_app() -> Starlette:
+    """The app of one worker process (uvicorn calls this in each)."""
+    return ready_to_serve(create_app(get_settings()))
+
+
+def ready_to_serve(application: Starlette) -> Starlette:
+    """The last steps before a process serves: its process id in /metrics (workers share
+    a port, so each scrape reaches one of them: the id tells which), and the garbage
+    collector settled once the app's long-lived objects exist."""
+    Gauge(
+        "portfolio_worker_process_id",
+        "Process id of the worker that answered this scrape.",
+        registry=application.state.metrics.registry,
+    ).set(os.getpid())
+    settle_for_serving()
+    return application
 
 
 @migrate_app.command("upgrade")

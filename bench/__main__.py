@@ -33,7 +33,21 @@ def run(
     workloads: Annotated[
         str, typer.Option(help="Comma-separated: " + ",".join(ALL_WORKLOADS))
     ] = ",".join(ALL_WORKLOADS),
-    skip_peer: Annotated[bool, typer.Option(help="Do not run PostGraphile.")] = False,
+    skip_peer: Annotated[bool, typer.Option(help="Do not run PostGraphile (4 nor 5).")] = False,
+    skip_peer5: Annotated[
+        bool, typer.Option(help="Do not run PostGraphile 5 (it needs Node 22+).")
+    ] = False,
+    token: Annotated[
+        bool,
+        typer.Option(help="Send a bearer token with every request to our server."),
+    ] = False,
+    cached: Annotated[
+        bool,
+        typer.Option(
+            help="Also run our server with its response cache on (a column of its own; "
+            "the headline column has it off)."
+        ),
+    ] = True,
     skip_limit: Annotated[
         bool, typer.Option(help="Do not run the hand-written SQL (neither limit).")
     ] = False,
@@ -46,7 +60,8 @@ def run(
     port_base: Annotated[
         int,
         typer.Option(
-            help="First of five ports: ours, peer, their counting copies, the limit over HTTP."
+            help="First of seven ports: ours, PostGraphile 4, their counting copies, the limit "
+            "over HTTP, PostGraphile 5 and its counting copy."
         ),
     ] = 8701,
     results_dir: Annotated[Path, typer.Option(help="Where <timestamp>/ and latest.md go.")] = Path(
@@ -79,6 +94,9 @@ def run(
         connections=connections,
         workloads=_split(workloads, ALL_WORKLOADS),
         skip_peer=skip_peer,
+        skip_peer5=skip_peer5,
+        token=token,
+        cached=cached,
         skip_limit=skip_limit,
         skip_limit_http=skip_limit_http,
         fresh=fresh,

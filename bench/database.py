@@ -7,7 +7,7 @@ import asyncio
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -133,6 +133,12 @@ class Dataset:
     initiative_versions: dict[int, int]
     kpi_keys: list[str]
     postgres_version: str
+    product_ids: list[int] = field(default_factory=list)
+    initiative_keys: list[str] = field(default_factory=list)
+    team_keys: list[str] = field(default_factory=list)
+    constraint_keys: list[str] = field(default_factory=list)
+    # Words of the constraints' titles (3+ letters): the board's search texts.
+    constraint_words: list[str] = field(default_factory=list)
 
 
 async def load_dataset(url: str) -> Dataset:
@@ -146,6 +152,21 @@ async def load_dataset(url: str) -> Dataset:
         )
         kpis = await connection.fetch("SELECT key FROM kpis WHERE archived_at IS NULL ORDER BY key")
         version = await connection.fetchval("SHOW server_version")
+        more = await connection.fetchrow(
+            """SELECT
+                 (SELECT array_agg(id ORDER BY key) FROM products WHERE archived_at IS NULL)
+                   AS product_ids,
+                 (SELECT array_agg(key ORDER BY key) FROM initiatives WHERE archived_at IS NULL)
+                   AS initiative_keys,
+                 (SELECT array_agg(key ORDER BY key) FROM teams WHERE archived_at IS NULL)
+                   AS team_keys,
+                 (SELECT array_agg(key ORDER BY key) FROM technical_constraints
+                   WHERE archived_at IS NULL) AS constraint_keys,
+                 (SELECT array_agg(DISTINCT lower(word) ORDER BY lower(word))
+                    FROM technical_constraints,
+                         regexp_split_to_table(title, '[^[:alpha:]]+') AS word
+                   WHERE archived_at IS NULL AND length(word) >= 3) AS constraint_words"""
+        )
     finally:
         await connection.close()
     if len(products) < 50 or not initiatives or len(kpis) < 20:
@@ -156,6 +177,11 @@ async def load_dataset(url: str) -> Dataset:
         initiative_versions={r["id"]: r["version"] for r in initiatives},
         kpi_keys=[r["key"] for r in kpis],
         postgres_version=str(version),
+        product_ids=list(more["product_ids"] or []),
+        initiative_keys=list(more["initiative_keys"] or []),
+        team_keys=list(more["team_keys"] or []),
+        constraint_keys=list(more["constraint_keys"] or []),
+        constraint_words=list(more["constraint_words"] or []),
     )
 
 

@@ -187,7 +187,7 @@ async def _mode(
 ) -> ModeResult:
     print(f"\n== shedding {mode}")
     env = os.environ | OURS_ENVIRONMENT | mode_environment(mode) | {"DATABASE_URL": url}
-    argv = [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1"]
+    argv = [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--workers", "1"]
     argv += ["--port", str(options.port)]
     log = logs / f"{mode}.log"
     server = ManagedProcess(f"Portfolio Graph (shedding {mode})", argv, env, log, cwd=REPO_DIR)

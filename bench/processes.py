@@ -221,6 +221,12 @@ def _cpu_ticks(pid: int) -> int | None:
     return sum(int(x) for x in fields[11:15])
 
 
+def tree_cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) the process and its children have used so far."""
+    ticks = [t for child in process_tree(pid) if (t := _cpu_ticks(child)) is not None]
+    return sum(ticks) / os.sysconf("SC_CLK_TCK") if ticks else None
+
+
 def _busy_ticks() -> int:
     """Clock ticks all CPUs spent busy since boot (user, nice, system, irq, softirq, steal)."""
     values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]

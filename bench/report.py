@@ -11,10 +11,12 @@ from typing import Any
 
 import orjson
 
-TARGETS = ("ours", "postgraphile", "limit-http", "limit")
+TARGETS = ("ours", "ours-cached", "postgraphile", "postgraphile5", "limit-http", "limit")
 TARGET_NAMES = {
     "ours": "Portfolio Graph",
+    "ours-cached": "Portfolio Graph, response cache on",
     "postgraphile": "PostGraphile 4",
+    "postgraphile5": "PostGraphile 5",
     "limit-http": "limit over HTTP",
     "limit": "limit (1 SQL, no HTTP)",
 }
@@ -22,7 +24,7 @@ TARGET_NAMES = {
 
 @dataclass
 class Result:
-    target: str  # ours | postgraphile | limit-http | limit
+    target: str  # one of TARGETS
     workload: str
     variant: str  # fixed | varied
     requests: int
@@ -114,30 +116,48 @@ def markdown(meta: dict[str, Any], results: list[Result], chart_path: str | None
         f"wrk with {meta['wrk_threads']} threads; one server process each, on the same "
         f"machine as the load generator: {meta['machine']}. PostgreSQL {meta['postgres']}, "
         f"Python {meta['python']}, strawberry {meta['strawberry']}, Node "
-        f"{meta.get('node') or '–'}, PostGraphile {meta.get('postgraphile') or '–'}. "
+        f"{meta.get('node') or '–'}, PostGraphile {meta.get('postgraphile') or '–'}; "
+        f"PostGraphile {meta.get('postgraphile5') or '–'} on Node {meta.get('node5') or '–'}. "
         f"Commit `{meta['commit']}`.",
         "",
         _noise(results),
         "",
         "## Requests per second",
         "",
-        "| workload | variant | Portfolio Graph | PostGraphile 4 | limit over HTTP "
-        "| limit (1 SQL, no HTTP) | ours / PostGraphile | ours / limit over HTTP "
-        "| ours / limit (no HTTP) |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|",
+        "Portfolio Graph with its response cache **off** (every request runs its SQL), "
+        "production mode"
+        + (", a bearer token on every request" if meta.get("token") else "")
+        + "; the cache on in a column of its own. *Better peer*: the faster of "
+        "PostGraphile 4 and 5 on that row; p99 is ours against that peer's.",
+        "",
+        "| workload | variant | Portfolio Graph (cache off) | cache on | PostGraphile 4 "
+        "| PostGraphile 5 | limit over HTTP | limit (1 SQL, no HTTP) | ours / better peer "
+        "| p99 ours / better peer ms | ours / limit over HTTP |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for workload, variant in pairs:
         ours = _find(results, "ours", workload, variant)
+        cached = _find(results, "ours-cached", workload, variant)
         peer = _find(results, "postgraphile", workload, variant)
+        peer5 = _find(results, "postgraphile5", workload, variant)
         limit_http = _find(results, "limit-http", workload, variant)
         limit = _find(results, "limit", workload, variant)
+        peers = [r for r in (peer, peer5) if r is not None]
+        better = max(peers, key=lambda r: r.rps) if peers else None
         unit = " calls" if workload == "ingest" else ""
+        p99 = (
+            f"{_num(ours.p99_ms)} / {_num(better.p99_ms)}"
+            if ours is not None and better is not None
+            else "–"
+        )
         lines.append(
             f"| {workload} | {variant} | {_num(ours.rps if ours else None)}{unit if ours else ''} "
+            f"| {_num(cached.rps if cached else None)} "
             f"| {_num(peer.rps if peer else None)} "
+            f"| {_num(peer5.rps if peer5 else None)} "
             f"| {_num(limit_http.rps if limit_http else None)} "
             f"| {_num(limit.rps if limit else None)} "
-            f"| {_ratio(ours, peer)} | {_ratio(ours, limit_http)} | {_ratio(ours, limit)} |"
+            f"| {_ratio(ours, better)} | {p99} | {_ratio(ours, limit_http)} |"
         )
     if chart_path is not None:
         lines += ["", f"![Requests per second, log scale]({chart_path})"]
@@ -155,15 +175,16 @@ def markdown(meta: dict[str, Any], results: list[Result], chart_path: str | None
         "all CPUs (noise: above ~10 % the run was disturbed).",
         "",
         "| target | workload | variant | req/s | p50 ms | p90 ms | p99 ms | requests | errors "
-        "| SQL/req | RSS peak MiB | RSS after MiB | other CPU % |",
-        "|---|---|---|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|",
+        "| SQL/req | server CPU ms/req | RSS peak MiB | RSS after MiB | other CPU % |",
+        "|---|---|---|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|",
     ]
     for target in TARGETS:
         for r in (x for x in results if x.target == target):
             lines.append(
                 f"| {TARGET_NAMES[target]} | {r.workload} | {r.variant} | {_num(r.rps)} "
                 f"| {_num(r.p50_ms)} | {_num(r.p90_ms)} | {_num(r.p99_ms)} | {r.requests:,} "
-                f"| {_errors(r)} | {_num(r.statements_per_request)} | {_num(r.rss_peak_mib)} "
+                f"| {_errors(r)} | {_num(r.statements_per_request)} "
+                f"| {_num(r.extra.get('server_cpu_ms_per_request'), 2)} | {_num(r.rss_peak_mib)} "
                 f"| {_num(r.rss_after_mib)} | {_num(r.other_cpu_percent)} |"
             )
     writes = [r for r in results if r.workload in ("mutation", "ingest")]
@@ -226,7 +247,9 @@ def chart(results: list[Result], path: Path, title: str) -> None:
         return
     colours = {
         "ours": "#1f77b4",
+        "ours-cached": "#aec7e8",
         "postgraphile": "#ff7f0e",
+        "postgraphile5": "#d62728",
         "limit-http": "#98df8a",
         "limit": "#2ca02c",
     }

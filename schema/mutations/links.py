@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import strawberry
 
-from domain.services import links
 from auth.scopes import Scope
+from domain.services import links
 from schema.mutations import inputs
 from schema.mutations.common import WHAT_TO_LINK, decode_reference, linking, run
 from schema.mutations.payloads import (

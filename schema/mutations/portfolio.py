@@ -8,8 +8,8 @@ from typing import Annotated
 
 import strawberry
 
-from domain.services import specs, status, writes
 from auth.scopes import Scope
+from domain.services import specs, status, writes
 from schema.mutations import inputs
 from schema.mutations.common import (
     WHAT_TO_DO,

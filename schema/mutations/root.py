@@ -10,8 +10,8 @@ from typing import Annotated
 
 import strawberry
 
-from domain.services import measurements
 from auth.scopes import Scope
+from domain.services import measurements
 from schema.mutations import bulk, inputs
 from schema.mutations.admin import AdminMutation
 from schema.mutations.common import UserError, run, to_user_error

@@ -1,0 +1,274 @@
+"""`portfolio serve --workers N`: several processes behind one port, each with its own
+caches, which the database's change notifications keep coherent, sharing rate-limit
+budgets through Redis, and stopping together on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+from typer.testing import CliRunner
+
+from api import migrate
+from api.cli import app as cli
+from api.cli import default_workers
+from domain.database import create_engine
+from domain.seed import seed_demo
+from domain.settings import Environment, Settings
+from tests.conftest import settings_for
+from tests.fixtures.database import create_database, drop_database
+from tests.fixtures.server import STARTED, LiveServer, free_port
+from tests.test_shutdown import RENAME, audit_events, row_locked, stored_title, wait_until_blocked
+
+SCOPES = json.dumps(["portfolio:read", "initiatives:write"])
+TITLE = "{ initiatives(first: 1) { nodes { id key title version } } }"
+BUDGET = "{ rateLimit { cost remaining } }"
+PID = re.compile(r"^portfolio_worker_process_id ([0-9.e+]+)$", re.MULTILINE)
+ENTRIES = re.compile(r"^portfolio_response_cache_entries ([0-9.e+]+)$", re.MULTILINE)
+HITS = re.compile(r'^portfolio_response_cache_answers_total\{result="hit"\} ([0-9.e+]+)$', re.M)
+# Polling a condition another process brings about: bounded, never a fixed sleep.
+ATTEMPTS = 500
+
+
+def _pump(server: LiveServer) -> None:
+    assert server.process.stdout is not None
+    for line in server.process.stdout:
+        server.log.append(line)
+        server.lines.put(line)
+    server.lines.put(None)
+
+
+@contextmanager
+def serving_workers(database_url: str, workers: int, **environment: str) -> Iterator[LiveServer]:
+    """``portfolio serve --workers N`` in production mode, once every worker is up."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "PORTFOLIO_ENVIRONMENT": "production",
+        "PORTFOLIO_ANONYMOUS_SCOPES": SCOPES,
+        "PORTFOLIO_LOG_LEVEL": "INFO",
+        **environment,
+    }
+    portfolio = Path(sys.executable).with_name("portfolio")
+    process = subprocess.Popen(
+        [portfolio, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    server = LiveServer(process, f"http://127.0.0.1:{port}")
+    server.pump = threading.Thread(target=_pump, args=(server,), daemon=True)
+    server.pump.start()
+    try:
+        for _ in range(workers):
+            server.wait_for(STARTED)
+        yield server
+    finally:
+        children = _children(process.pid)
+        if process.poll() is None:
+            process.kill()
+        process.wait(30)
+        for child in children:  # a failed test leaves no worker behind either
+            child.kill()
+
+
+def _children(pid: int) -> list[psutil.Process]:
+    """Every process the server started: its workers, and multiprocessing's resource
+    tracker beside them."""
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _workers(pid: int) -> set[int]:
+    return {
+        child.pid
+        for child in _children(pid)
+        if "multiprocessing.spawn" in " ".join(child.cmdline())
+        and "resource_tracker" not in " ".join(child.cmdline())
+    }
+
+
+def _metric(pattern: re.Pattern[str], text: str) -> float:
+    found = pattern.search(text)
+    assert found, text
+    return float(found.group(1))
+
+
+async def pinned_clients(
+    stack: AsyncExitStack, url: str, count: int = 2
+) -> dict[int, httpx.AsyncClient]:
+    """Clients on one keep-alive connection each, to ``count`` different workers, by pid.
+
+    The kernel hands each new connection to one of the workers; a connection stays
+    with its worker, and the worker's /metrics names it."""
+    # A loopback address of this test's own: anonymous budgets are per address, and
+    # the Redis on this machine is shared with other test runs.
+    address = (
+        f"127.{random.randrange(1, 255)}.{random.randrange(1, 255)}.{random.randrange(2, 255)}"
+    )
+    pinned: dict[int, httpx.AsyncClient] = {}
+    for _ in range(100):
+        client = await stack.enter_async_context(
+            httpx.AsyncClient(
+                base_url=url,
+                timeout=30,
+                transport=httpx.AsyncHTTPTransport(local_address=address),
+                limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            )
+        )
+        pinned.setdefault(int(_metric(PID, (await client.get("/metrics")).text)), client)
+        if len(pinned) == count:
+            return pinned
+    raise AssertionError(f"100 connections reached only the workers {sorted(pinned)}")
+
+
+@pytest.fixture(scope="module")
+async def workers_database(database_server: str) -> AsyncIterator[str]:
+    url, name = await create_database(database_server)
+    engine = create_engine(url, settings_for())
+    await migrate.upgrade(engine)
+    async with AsyncSession(engine) as session, session.begin():
+        await seed_demo(session)
+    await engine.dispose()
+    yield url
+    await drop_database(database_server, name)
+
+
+@pytest.fixture(scope="module")
+def two_workers(workers_database: str) -> Iterator[LiveServer]:
+    with serving_workers(
+        workers_database, 2, REDIS_URL="redis://127.0.0.1:6379/0", PORTFOLIO_RATE_LIMIT_POINTS="500"
+    ) as server:
+        yield server
+
+
+async def test_two_workers_are_two_processes_serving_requests(two_workers: LiveServer) -> None:
+    async with AsyncExitStack() as stack:
+        clients = await pinned_clients(stack, two_workers.url)
+        assert set(clients) == _workers(two_workers.process.pid)
+        for client in clients.values():
+            response = await client.post("/graphql", json={"query": TITLE})
+            assert response.status_code == 200
+            assert response.json()["data"]["initiatives"]["nodes"][0]["key"]
+
+
+async def test_a_write_through_one_worker_clears_the_others_cached_answer(
+    two_workers: LiveServer,
+) -> None:
+    async with AsyncExitStack() as stack:
+        reader, writer = (await pinned_clients(stack, two_workers.url)).values()
+        first = (await reader.post("/graphql", json={"query": TITLE})).json()
+        hits = _metric(HITS, (await reader.get("/metrics")).text)
+        # A document is planned once it repeats; from then on its answer is kept.
+        for _ in range(5):
+            again = (await reader.post("/graphql", json={"query": TITLE})).json()
+            assert again["data"] == first["data"]
+            metrics = (await reader.get("/metrics")).text
+            if _metric(HITS, metrics) > hits:
+                break
+        else:
+            raise AssertionError("the reader's worker never answered from memory")
+        assert _metric(ENTRIES, metrics) >= 1
+        initiative = first["data"]["initiatives"]["nodes"][0]
+        title = f"Renamed through the other worker {random.randrange(10**9)}"
+
+        written = await writer.post(
+            "/graphql",
+            json={"query": RENAME, "variables": {"id": initiative["id"], "title": title}},
+        )
+        assert written.json()["data"]["updateInitiative"]["initiative"]["title"] == title
+
+        # The reader's worker hears the write's NOTIFY and drops what it kept.
+        for _ in range(ATTEMPTS):
+            if _metric(ENTRIES, (await reader.get("/metrics")).text) == 0:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the reader's worker kept its answers after the write")
+        now = (await reader.post("/graphql", json={"query": TITLE})).json()
+        node = now["data"]["initiatives"]["nodes"][0]
+        assert (node["title"], node["version"]) == (title, initiative["version"] + 1)
+
+
+async def test_the_rate_limit_budget_is_shared_between_workers_through_redis(
+    two_workers: LiveServer,
+) -> None:
+    async with AsyncExitStack() as stack:
+        one, other = (await pinned_clients(stack, two_workers.url)).values()
+
+        async def budget(client: httpx.AsyncClient) -> dict[str, Any]:
+            response = await client.post("/graphql", json={"query": BUDGET})
+            assert response.status_code == 200, response.text
+            return dict(response.json()["data"]["rateLimit"])
+
+        await budget(one), await budget(other)  # each worker parses (and charges) it once
+        first, second, third = await budget(one), await budget(other), await budget(one)
+        cost = first["cost"]
+        assert cost > 0
+        # One counter: each request, on either worker, spends from what the other left.
+        assert second["remaining"] == first["remaining"] - cost
+        assert third["remaining"] == second["remaining"] - cost
+
+
+async def test_sigterm_drains_every_worker_and_leaves_no_process(own_database: str) -> None:
+    with serving_workers(own_database, 2) as server:
+        assert "without REDIS_URL each worker counts rate-limit points" in server.output
+        assert len(_workers(server.process.pid)) == 2
+        started = _children(server.process.pid)
+        async with AsyncExitStack() as stack:
+            clients = await pinned_clients(stack, server.url)
+            client = next(iter(clients.values()))
+            nodes = (await client.post("/graphql", json={"query": TITLE})).json()
+            initiative = nodes["data"]["initiatives"]["nodes"][0]
+            events_before = await audit_events(own_database, initiative["key"])
+            async with row_locked(own_database, initiative["key"]) as lock:
+                variables = {"id": initiative["id"], "title": "Renamed while stopping"}
+                in_flight = asyncio.create_task(
+                    client.post("/graphql", json={"query": RENAME, "variables": variables})
+                )
+                await wait_until_blocked(lock)
+                server.process.send_signal(signal.SIGTERM)
+                await asyncio.to_thread(server.wait_for, "Shutting down")
+            # The lock is gone: the request in flight finishes during the shutdown.
+            response = await in_flight
+        assert response.status_code == 200
+        assert response.json()["data"]["updateInitiative"]["userErrors"] == []
+        assert await asyncio.to_thread(server.process.wait, 60) == 0
+        assert server.pump is not None
+        server.pump.join(60)
+        assert server.output.count("Application shutdown complete") == 2
+        gone, alive = psutil.wait_procs(started, timeout=10)
+        assert alive == [] and len(gone) == len(started)
+    assert await stored_title(own_database, initiative["key"]) == "Renamed while stopping"
+    assert await audit_events(own_database, initiative["key"]) == events_before + 1
+
+
+def test_one_worker_per_cpu_in_production_and_one_in_development() -> None:
+    production = Settings(environment=Environment.PRODUCTION)
+    assert default_workers(production) == len(os.sched_getaffinity(0))
+    assert default_workers(Settings(environment=Environment.DEVELOPMENT)) == 1
+
+
+def test_the_demo_refuses_several_workers() -> None:
+    result = CliRunner().invoke(cli, ["serve", "--demo", "--workers", "2"])
+    assert result.exit_code == 2
+    assert "Invalid value for --workers: --demo serves from one worker" in result.output
