@@ -244,7 +244,7 @@ def test_a_parameter_the_compiler_would_inline_is_refused() -> None:
     variables = get_variable_values(schema._schema, operation.variable_definitions, {"n": 2})
     assert not isinstance(variables, list)
     walk = Walk(schema._schema, {}, variables)
-    compiler = Compiler(walk, frozenset(READ_SCOPES), 100, frozenset({"n"}))
+    compiler = Compiler(walk, schema, frozenset(READ_SCOPES), 100, frozenset({"n"}))
     with pytest.raises(NotBound) as refused:
         compiler.root(root)
     assert refused.value.names == {"n"}

@@ -336,6 +336,7 @@ class CompiledQueries(SchemaExtension):
         context = execution.context
         compiler = Compiler(
             walk,
+            execution.schema,
             context.principal.scopes,
             context.settings.max_page_size,
             bound(execution.variables, candidates),

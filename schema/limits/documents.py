@@ -27,7 +27,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
 from api.caches import ByteLRU, text_bytes
-from schema.compiled import compiler, selection
+from schema.compiled import objects, selection
 from schema.limits.size import size_refusal
 
 PARSE_BYTES_PER_POINT = 100
@@ -62,7 +62,7 @@ class DocumentEntry:
 # that its id is not reused): a node holds its whole document (its location links every
 # token and the text), so these memos are bounded by DOCUMENTS, not by their count: a
 # document let go here is let go there too.
-NODE_MEMOS: list[MutableMapping[Any, Any]] = [selection._VARIABLE_FREE, compiler._SUBTREES]
+NODE_MEMOS: list[MutableMapping[Any, Any]] = [selection._VARIABLE_FREE, objects._SUBTREES]
 
 
 def _forget(key: tuple[str, Hashable], entry: DocumentEntry) -> None:
