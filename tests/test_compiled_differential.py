@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api import models
 from api.models.enums import AuditAction
 from schema.build import schema
+from schema.compiled.extension import PLANS
 from schema.ids import encode_id
 from tests.fixtures import factories
 from tests.schema_walk import QueryWalker
@@ -304,16 +305,21 @@ async def test_variables_that_vary_reuse_only_what_does_not_depend_on_them(
     reused, the rest follows each request's variables; both paths still agree."""
     compiled, reference = pair(SCOPE_SETS["every read scope"])
     keys, ids = await _samples(db)
+    paths = []
+    planned = PLANS.compilations
     for key, global_id, first in zip(
         keys["Product"], ids["Initiative"], [1, 2, None, 0, 3, 1, 2, 5], strict=True
     ):
         variables = {"key": key, "id": global_id, "first": first}
         got = await compiled(VARIED, variables)
         expected = await reference(VARIED, variables)
-        assert got.pop("extensions")["answeredBy"] == "compiled"
+        paths.append(got.pop("extensions")["answeredBy"])
         expected.pop("extensions")
         assert orjson.dumps(got) == orjson.dumps(expected), variables
         assert got["data"]["product"]["key"] == key
+    # Every variable is a parameter: one plan for a `first`, one for its absence.
+    assert PLANS.compilations - planned == 2
+    assert paths == ["compiled", "repeated", "compiled", *["repeated"] * 5]
 
 
 LATEST = """

@@ -12,7 +12,7 @@ raises ``Unsupported`` and the resolvers answer the whole operation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import cache
 from typing import Any
 
@@ -44,12 +44,17 @@ from strawberry.types.arguments import convert_arguments
 
 from api.errors import DomainError
 from api.services import reads
-from api.services.pagination import PageRequest
+from api.services.pagination import PageRequest, page_request
 from schema.compiled import connections, objects
+from schema.compiled.binding import Site
 from schema.compiled.parameters import PREFIX
 from schema.compiled.selection import Unsupported, Walk
 from schema.guards import NODE_TYPES, scopes_of
 from schema.ids import decode_id
+
+# Computed parameters are named ``gqlvar_$0``, ``gqlvar_$1``...: no variable's name holds
+# a ``$`` (GraphQL names are letters, digits and ``_``).
+COMPUTED_PREFIX = "$"
 
 
 class NotBound(Exception):
@@ -75,11 +80,16 @@ class Compiler:
         self.max_page_size = max_page_size
         self.node_types = NODE_TYPES
         self.next_name = 0
+        self._computed = 0
         # Variables bound as SQL parameters (schema.compiled.parameters): each of their
         # uses that the compiler reads must become a bind parameter, never a literal.
         self.parameters = parameters
         self._read: dict[int, str] = {}  # id(variable node) -> name, uses read
         self._bound: set[int] = set()  # uses made bind parameters
+        # Fields whose parameters are computed from their arguments per request.
+        self.sites: list[Site] = []
+        self._sites: dict[int, Site] = {}  # id(field node) -> its site
+        self._definitions: dict[int, tuple[Any, Any]] = {}  # id(field node) -> definitions
         # Row alias -> lookups its fields share, LEFT JOIN LATERAL-ed where its rows are
         # selected (``rows``): the KPI's latest measurement, found once for both
         # ``latestValue`` and ``status``.
@@ -186,6 +196,7 @@ class Compiler:
 
     def arguments(self, definition: Any, strawberry_field: Any, node: FieldNode) -> dict[str, Any]:
         """The field's arguments as its resolver gets them (strawberry inputs, enums)."""
+        self._definitions[id(node)] = (definition, strawberry_field)
         if self.parameters:
             for argument in node.arguments or ():
                 for use in _variables(argument.value):
@@ -222,9 +233,77 @@ class Compiler:
         self._bound.add(id(use))
         return bindparam(PREFIX + use.name.value, value=value, type_=type_)
 
+    def parameter_use(self, node: FieldNode, path: tuple[str, ...]) -> VariableNode | None:
+        """The parameter variable at ``path`` of the field's arguments, or None: the plan
+        inlines the value there. A use the caller binds it marks so (``mark_bound``);
+        one left unmarked makes planning fail with ``NotBound``."""
+        use = _argument_value(node, path)
+        if not isinstance(use, VariableNode) or use.name.value not in self.parameters:
+            return None
+        return use
+
+    def mark_bound(self, use: VariableNode) -> None:
+        self._bound.add(id(use))
+
+    def bound_use(self, node: FieldNode, path: tuple[str, ...]) -> VariableNode | None:
+        """``parameter_use``, marked bound."""
+        use = self.parameter_use(node, path)
+        if use is not None:
+            self.mark_bound(use)
+        return use
+
+    def check(self, node: FieldNode, check: Callable[[dict[str, Any]], Any]) -> None:
+        """Each request's arguments of ``node`` must pass ``check`` (which raises on what
+        the resolvers refuse) for the plan to serve it."""
+        self._site(node).extracts.append(lambda arguments: (check(arguments), {})[1])
+
+    def _site(self, node: FieldNode) -> Site:
+        site = self._sites.get(id(node))
+        if site is None:
+            definition, strawberry_field = self._definitions[id(node)]
+            site = self._sites[id(node)] = Site(definition, strawberry_field, node)
+            self.sites.append(site)
+        return site
+
+    def computed(
+        self,
+        node: FieldNode,
+        values: list[tuple[Any, Any]],
+        extract: Callable[[dict[str, Any]], Sequence[Any]],
+    ) -> list[Any]:
+        """Bind parameters of the field ``node`` (one per (value, type) of this request)
+        whose values each request computes from the field's arguments (``extract``, which
+        raises on values the resolvers refuse): ``schema.compiled.binding``."""
+        names = [f"{PREFIX}{COMPUTED_PREFIX}{self._computed + n}" for n in range(len(values))]
+        self._computed += len(values)
+        self._site(node).extracts.append(
+            lambda arguments: dict(zip(names, extract(arguments), strict=True))
+        )
+        return [
+            bindparam(name, value=value, type_=type_)
+            for name, (value, type_) in zip(names, values, strict=True)
+        ]
+
     def page_size(self, node: FieldNode, page: PageRequest) -> Any:
-        """The size of a page (`first` or `last`, else the default)."""
-        return page.size
+        """The size of a page (`first` or `last`, else the default): ``LIMIT $n`` when it
+        is a parameter, checked per request as the resolvers check it."""
+        argument = "last" if page.backwards else "first"
+        if self.bound_use(node, (argument,)) is None:
+            return page.size
+        cap = self.max_page_size
+
+        def size(arguments: dict[str, Any]) -> list[int]:
+            requested = page_request(
+                first=arguments.get("first"),
+                after=arguments.get("after"),
+                last=arguments.get("last"),
+                before=arguments.get("before"),
+                max_page_size=cap,
+            )
+            return [requested.size]
+
+        (parameter,) = self.computed(node, [(page.size, BigInteger)], size)
+        return cast(parameter, BigInteger)
 
     def lateral(self, alias: Any, name: str, build: Callable[[], Any]) -> Any:
         """The lateral subquery ``name`` joined to the rows of ``alias``, built once."""

@@ -16,7 +16,7 @@ from api.services.pagination import page_request
 from schema.compiled import jsontext
 from schema.compiled.cursors import beyond, cursor_text
 from schema.compiled.filters import conditions_of
-from schema.compiled.selection import Unsupported, response_key
+from schema.compiled.selection import Invalid, Unsupported, response_key
 
 if TYPE_CHECKING:
     from schema.compiled.compiler import Compiler
@@ -112,7 +112,7 @@ def _listing(
             max_page_size=c.max_page_size,
         )
     except DomainError:
-        raise Unsupported("invalid arguments") from None
+        raise Invalid("invalid arguments") from None
     order_type = meta["order_type"]
     order_by = args.get("order_by")
     ordering_name = order_type.default if order_by is None else order_by.field.value

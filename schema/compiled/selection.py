@@ -31,6 +31,11 @@ class Unsupported(Exception):
     """The compiler does not cover this shape; the resolvers will answer instead."""
 
 
+class Invalid(Unsupported):
+    """Arguments the resolvers refuse: they answer, with their error. Unlike a shape the
+    compiler does not cover, other values of a parameter may well be valid."""
+
+
 @dataclass
 class Walk:
     """What the compiler needs from the request besides the schema."""
