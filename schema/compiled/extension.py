@@ -42,7 +42,7 @@ from schema.compiled.parameters import (
     bound,
     variables_key,
 )
-from schema.compiled.selection import Invalid, Unsupported, Walk, response_key
+from schema.compiled.selection import Invalid, Unsupported, Walk, parsed_bytes, response_key
 from schema.errors import connection_lost
 
 log = structlog.get_logger(__name__)
@@ -63,6 +63,8 @@ class Plan:
 
     statements: list[tuple[str, Rendered]]
     binder: Binder
+    # Bytes held besides the SQL: the parsed document, whose field nodes bind values.
+    held: int = 0
 
     def bind(self, variables: Any) -> Bound | None:
         """The plan with this request's values, or None if it does not serve them (the
@@ -93,7 +95,7 @@ def _plan_bytes(key: Hashable, plan: Plan | None) -> int:
     if plan is not None:
         size += text_bytes(key[0])  # type: ignore[index]  # the fast path's copy
         # What binds values: the parsed field nodes are the document cache's.
-        size += 500 * len(plan.binder.sites) + 100 * len(plan.binder.direct)
+        size += plan.held + 500 * len(plan.binder.sites) + 100 * len(plan.binder.direct)
         for response, statement in plan.statements:
             size += text_bytes(response, statement.sql) + 100 * (len(statement.parameters) + 1)
     return size
@@ -364,7 +366,8 @@ class CompiledQueries(SchemaExtension):
             binder = Binder(
                 execution.schema, operation.variable_definitions or (), direct, compiler.sites
             )
-            return Plan(statements, binder)
+            held = parsed_bytes(execution.query, document) if compiler.sites else 0
+            return Plan(statements, binder, held)
         except NotBound as unbound:
             # A use the compiler inlines: the document keys those variables by value
             # from now on (a plan built so far is dropped; none was cached).

@@ -154,7 +154,11 @@ def _token(kind: str, value: Any) -> Hashable | None:
     if kind == FILTER:
         # Null leaves the condition out: that is another statement. Any other value is
         # checked per request by the plan that binds it (``schema.compiled.binding``).
-        return None if value is None else type(value).__name__
+        if value is None:
+            return None
+        if type(value) is list:
+            return "[]" if not value else "list"  # an empty list is written into the plan
+        return type(value).__name__
     if kind == STRINGS:
         if type(value) is list and all(type(item) is str for item in value):
             return "[String]"

@@ -13,7 +13,7 @@ from api.caches import ByteLRU, text_bytes
 from schema.compiled.extension import execution_candidates, provided_operation_name
 from schema.compiled.parameters import COSTED, Candidates, variables_key
 from schema.limits.cost import Measurement, input_object_variables, query_cost
-from schema.limits.documents import parsed_bytes
+from schema.limits.documents import DOCUMENTS, document_key
 
 # Both are keyed by callers' texts (documents, variables): bounded by bytes.
 CACHE_BYTES = 16 * 1024 * 1024
@@ -42,9 +42,10 @@ def _cost_key(
     return None if values is None else (query, operation_name, values)
 
 
-# (document, operation) -> (parsed document, GraphQL schema) of operations measured:
-# a known operation with a new `first` is measured again without being parsed again.
-_MEASURED: ByteLRU[tuple[str, str | None], tuple[Any, Any]] = ByteLRU(CACHE_BYTES)
+# (document, operation) -> (key of its parsed document in ``DOCUMENTS``, GraphQL schema)
+# of operations measured: a known operation with a new `first` is measured again without
+# being parsed again (while the document cache keeps it; nothing here keeps it alive).
+_MEASURED: ByteLRU[tuple[str, str | None], tuple[tuple[str, Hashable], Any]] = ByteLRU(CACHE_BYTES)
 
 
 def known_measurement(
@@ -58,10 +59,10 @@ def known_measurement(
     measured = _COSTS.peek(key)
     if measured is None and query is not None:
         known = _MEASURED.get((query, operation_name))
-        if known is not None:
-            document, graphql_schema = known
+        entry = DOCUMENTS.peek(known[0]) if known is not None else None
+        if known is not None and entry is not None:
             ignored = _IGNORED.peek((query, operation_name))
-            measured = query_cost(graphql_schema, document, operation_name, variables, ignored)
+            measured = query_cost(known[1], entry.document, operation_name, variables, ignored)
             _COSTS.put(key, measured, _key_bytes(key) + 200)
     if measured is None or measured.introspection_refusal is not None:
         return None
@@ -88,11 +89,11 @@ def cached_query_cost(execution: Any) -> Measurement | None:
     if key is not None:
         _COSTS.put(key, measured, _key_bytes(key) + 200)
     if measured is not None and isinstance(execution.query, str):
-        document = execution.graphql_document
+        parsed = document_key(execution.query, execution.parse_options)
         _MEASURED.put(
             (execution.query, operation_name),
-            (document, execution.schema._schema),
-            parsed_bytes(execution.query, document) + text_bytes(operation_name),
+            (parsed, execution.schema._schema),
+            text_bytes(execution.query, operation_name) + 200,
         )
     return measured
 
