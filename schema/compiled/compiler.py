@@ -39,18 +39,20 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.sqltypes import NullType
 from sqlalchemy.sql.util import ClauseAdapter
 from strawberry.types.arguments import convert_arguments
 
 from api.errors import DomainError
 from api.services import reads
 from api.services.pagination import PageRequest, page_request
-from schema.compiled import connections, objects
+from schema.compiled import connections, jsontext, objects
 from schema.compiled.binding import Site
 from schema.compiled.parameters import PREFIX
-from schema.compiled.selection import Unsupported, Walk
+from schema.compiled.selection import Invalid, Unsupported, Walk
 from schema.guards import NODE_TYPES, scopes_of
 from schema.ids import decode_id
+from schema.query import MAX_NODES
 
 # Computed parameters are named ``gqlvar_$0``, ``gqlvar_$1``...: no variable's name holds
 # a ``$`` (GraphQL names are letters, digits and ``_``).
@@ -130,22 +132,37 @@ class Compiler:
             )
         if node.name.value == "node":
             return self._node(node, args["id"])
+        if node.name.value == "nodes":
+            return self._nodes(node, args["ids"])
         raise Unsupported(f"Query.{node.name.value}")
 
-    def _node(self, node: FieldNode, global_id_value: str) -> Select[Any]:
+    def _nodes(self, node: FieldNode, ids: list[str]) -> Select[Any]:
+        """``nodes(ids:)``: each as ``node(id:)`` would find it, in the order given. The
+        list's length and types make the statement: its variable keys by value."""
+        if len(ids) > MAX_NODES:
+            raise Invalid("too many ids")
+        items: list[Any] = []
+        for global_id_value in ids:
+            found = self._node(node, global_id_value, bind=False)
+            unknown = isinstance(found.selected_columns[0].type, NullType)
+            items.append(jsontext.NULL if unknown else found.scalar_subquery())
+        return select(jsontext.json_list(items))
+
+    def _node(self, node: FieldNode, global_id_value: str, *, bind: bool = True) -> Select[Any]:
         try:
             type_name, pk = decode_id(global_id_value)
         except DomainError:
             raise Unsupported("invalid id") from None
         known = self.node_types.get(type_name)
         if known is None:
-            self.parameter(node, ("id",), pk, BigInteger)  # null whatever the key
+            if bind:
+                self.parameter(node, ("id",), pk, BigInteger)  # null whatever the key
             return select(literal(None))
         model, scope = known
         if scope.value not in self.scopes:
             raise Unsupported("missing scope")
         alias = self.alias(model)
-        bound_pk = self.parameter(node, ("id",), pk, BigInteger)
+        bound_pk = self.parameter(node, ("id",), pk, BigInteger) if bind else None
         conditions = [alias.id == (pk if bound_pk is None else bound_pk)]
         if hasattr(model, "archived_at"):
             conditions.append(alias.archived_at.is_(None))

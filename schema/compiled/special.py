@@ -16,7 +16,7 @@ from api.models.computed import constraint_blocks, latest_first, status_of_lates
 from api.services import reads
 from schema.compiled import jsontext
 from schema.compiled.selection import Unsupported, response_key
-from schema.compiled.values import json_float
+from schema.compiled.values import global_id_of, json_float, optional_global_id
 
 if TYPE_CHECKING:
     from schema.compiled.compiler import Compiler
@@ -148,6 +148,35 @@ def _series(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: An
     )
 
 
+def _entity_id(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any) -> Any:
+    return global_id_of(alias.entity_type, alias.entity_id)
+
+
+def _actor(type_name: str, attribute: str) -> Special:
+    def compile_actor(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any) -> Any:
+        return optional_global_id(type_name, getattr(alias, attribute))
+
+    return compile_actor
+
+
+def _roles(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any) -> Any:
+    """``identity.user_roles``: the roles granted, by name (archived ones too)."""
+    role = c.alias(models.Role)
+    grant = models.RoleGrant
+    return (
+        select(jsontext.json_array(c.object("Role", role, node), role.name))
+        .select_from(role)
+        .join(grant, grant.role_id == role.id)
+        .where(grant.user_id == alias.id)
+        .correlate(alias)
+        .scalar_subquery()
+    )
+
+
+def _is_confidential(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any) -> Any:
+    return alias.secret_hash.isnot(None)
+
+
 def _estimated_cost(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any) -> Any:
     return cast(alias.estimated_cost, Text)
 
@@ -161,4 +190,9 @@ SPECIAL: dict[tuple[str, str], Special] = {
     ("Kpi", "latestValue"): _latest_value,
     ("Kpi", "status"): _status,
     ("Kpi", "series"): _series,
+    ("AuditEvent", "entityId"): _entity_id,
+    ("AuditEvent", "actorUserId"): _actor("User", "actor_user_id"),
+    ("AuditEvent", "actorClientId"): _actor("OAuthClient", "actor_client_id"),
+    ("User", "roles"): _roles,
+    ("OAuthClient", "isConfidential"): _is_confidential,
 }

@@ -7,7 +7,18 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, ColumnElement, Double, Text, case, cast, func, literal, type_coerce
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Double,
+    Text,
+    case,
+    cast,
+    func,
+    literal,
+    literal_column,
+    type_coerce,
+)
 
 from schema.compiled import jsontext
 
@@ -46,6 +57,20 @@ def global_id(type_name: str, id_column: Any) -> ColumnElement[str]:
     raw = func.convert_to(literal(f"{type_name}:") + cast(id_column, Text), "UTF8")
     encoded = func.rtrim(func.translate(func.encode(raw, "base64"), "+/", "-_"), "=")
     return jsontext.plain_string(encoded)
+
+
+def global_id_of(type_column: Any, id_column: Any) -> ColumnElement[str]:
+    """``global_id`` of a type named by a column (an audit event's entity): a long type
+    name makes PostgreSQL's base64 wrap its lines, and the newlines go."""
+    raw = func.convert_to(type_column + literal(":") + cast(id_column, Text), "UTF8")
+    encoded = func.encode(raw, "base64")
+    unwrapped = func.translate(encoded, literal_column("E'+/\\n'", Text), "-_")
+    return jsontext.plain_string(func.rtrim(unwrapped, "="))
+
+
+def optional_global_id(type_name: str, id_column: Any) -> ColumnElement[Any]:
+    """``global_id``, or null when the column is."""
+    return case((id_column.is_(None), jsontext.NULL), else_=global_id(type_name, id_column))
 
 
 def column_value(column: Any) -> Any:
