@@ -20,7 +20,6 @@ from typing import Any
 import strawberry
 from graphql import FieldNode, GraphQLError, GraphQLSchema, VariableDefinitionNode
 from graphql.execution.values import get_argument_values, get_variable_values
-from strawberry.types.arguments import convert_arguments
 
 from api.errors import DomainError
 from schema.compiled.parameters import PREFIX, bound_value
@@ -31,16 +30,16 @@ class Declined(Exception):
     """This request's values are not served by the plan: the resolvers answer it."""
 
 
-# From a field's converted arguments, the values of the parameters it binds.
+# From a field's arguments, the values of the parameters it binds.
 Extract = Callable[[dict[str, Any]], Mapping[str, Any]]
 
 
 @dataclass
 class Site:
-    """A field whose parameters are computed from its arguments."""
+    """A field whose parameters are computed from its arguments, as GraphQL coerces them
+    (enum members, dates, instants: what strawberry's inputs hold)."""
 
     definition: Any  # GraphQL field
-    strawberry_field: Any
     node: FieldNode
     extracts: list[Extract] = field(default_factory=list)
 
@@ -71,12 +70,7 @@ class Binder:
         found: dict[str, Any] = {}
         for site in self.sites:
             try:
-                arguments = convert_arguments(
-                    get_argument_values(site.definition, site.node, coerced),
-                    site.strawberry_field.arguments,
-                    scalar_registry=self.schema.schema_converter.scalar_registry,
-                    config=self.schema.config,
-                )
+                arguments = get_argument_values(site.definition, site.node, coerced)
                 for extract in site.extracts:
                     found.update(extract(arguments))
             except (DomainError, Unsupported, GraphQLError, ValueError, TypeError) as refused:

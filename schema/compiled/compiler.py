@@ -270,15 +270,15 @@ class Compiler:
         return use
 
     def check(self, node: FieldNode, check: Callable[[dict[str, Any]], Any]) -> None:
-        """Each request's arguments of ``node`` must pass ``check`` (which raises on what
-        the resolvers refuse) for the plan to serve it."""
+        """Each request's arguments of ``node`` (as GraphQL coerced them) must pass
+        ``check`` (which raises on what the resolvers refuse) for the plan to serve it."""
         self._site(node).extracts.append(lambda arguments: (check(arguments), {})[1])
 
     def _site(self, node: FieldNode) -> Site:
         site = self._sites.get(id(node))
         if site is None:
-            definition, strawberry_field = self._definitions[id(node)]
-            site = self._sites[id(node)] = Site(definition, strawberry_field, node)
+            definition, _ = self._definitions[id(node)]
+            site = self._sites[id(node)] = Site(definition, node)
             self.sites.append(site)
         return site
 
@@ -289,8 +289,9 @@ class Compiler:
         extract: Callable[[dict[str, Any]], Sequence[Any]],
     ) -> list[Any]:
         """Bind parameters of the field ``node`` (one per (value, type) of this request)
-        whose values each request computes from the field's arguments (``extract``, which
-        raises on values the resolvers refuse): ``schema.compiled.binding``."""
+        whose values each request computes from the field's arguments as GraphQL coerced
+        them (``extract``, which raises on values the resolvers refuse):
+        ``schema.compiled.binding``."""
         names = [f"{PREFIX}{COMPUTED_PREFIX}{self._computed + n}" for n in range(len(values))]
         self._computed += len(values)
         self._site(node).extracts.append(

@@ -95,7 +95,8 @@ def _plan_bytes(key: Hashable, plan: Plan | None) -> int:
     if plan is not None:
         size += text_bytes(key[0])  # type: ignore[index]  # the fast path's copy
         # What binds values: the parsed field nodes are the document cache's.
-        size += plan.held + 500 * len(plan.binder.sites) + 100 * len(plan.binder.direct)
+        # A site remembers up to 32 values per filter field (``filters.REMEMBERED_VALUES``).
+        size += plan.held + 10_000 * len(plan.binder.sites) + 100 * len(plan.binder.direct)
         for response, statement in plan.statements:
             size += text_bytes(response, statement.sql) + 100 * (len(statement.parameters) + 1)
     return size

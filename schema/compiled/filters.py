@@ -13,6 +13,8 @@ whole filter is checked by the service first, as the resolvers' is.
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
+from collections.abc import Hashable
 from datetime import date, datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -56,7 +58,7 @@ def conditions_of(
                 if value == []:  # its shape says empty: the plan may write it
                     c.mark_bound(use)
                     continue
-                found = _field(c, node, filter_type, model, python_name, value)
+                found = _field(c, node, filter_type, model, (graphql_name, python_name), value)
                 if found is None:
                     continue  # left unbound: planning fails with NotBound
                 clause, touched = found
@@ -66,8 +68,14 @@ def conditions_of(
                 )
             c.mark_bound(use)
             bound.append(c.adapt(alias, clause))
-        if bound:
-            c.check(node, lambda arguments: _checked(arguments, filter_type, model))
+        given_fields = sum(
+            getattr(given, name) is not None for _, name in _input_fields(c, filter_type)
+        )
+        if bound and given_fields > 1:
+            # A field's own values are checked by its own probe (below); what needs the
+            # whole filter is a check across fields (a range's ends).
+            names = _input_fields(c, filter_type)
+            c.check(node, lambda arguments: _checked(arguments, filter_type, model, names))
     statement = query_filter.apply(select(model))
     whereclause = statement.whereclause
     return ([c.adapt(alias, whereclause)] if whereclause is not None else []) + bound
@@ -83,9 +91,14 @@ def _keys(c: Compiler, node: FieldNode, query_filter: Any, alias: Any) -> tuple[
     return dataclasses.replace(query_filter, keys=None), clause
 
 
-def _checked(arguments: dict[str, Any], filter_type: Any, model: Any) -> None:
-    """The whole filter of a request, checked by the service (raises what it refuses)."""
-    (arguments.get("filter") or filter_type()).to_filter().apply(select(model))
+def _checked(
+    arguments: dict[str, Any], filter_type: Any, model: Any, names: tuple[tuple[str, str], ...]
+) -> None:
+    """The whole filter of a request (as GraphQL coerced it), checked by the service:
+    raises what it refuses."""
+    given = arguments["filter"]
+    fields = {python: given[graphql] for graphql, python in names if given.get(graphql) is not None}
+    filter_type(**fields).to_filter().apply(select(model))
 
 
 @cache
@@ -102,17 +115,25 @@ def _input_fields(c: Compiler, filter_type: Any) -> tuple[tuple[str, str], ...]:
 
 
 def _field(
-    c: Compiler, node: FieldNode, filter_type: Any, model: Any, name: str, value: Any
+    c: Compiler,
+    node: FieldNode,
+    filter_type: Any,
+    model: Any,
+    names: tuple[str, str],
+    value: Any,
 ) -> tuple[Any, set[str]] | None:
-    """The bound SQL of one filter field and the service filter's fields it sets; None
-    if it cannot be bound (its value is then inlined, keyed by value)."""
+    """The bound SQL of one filter field (its GraphQL and Python names) and the service
+    filter's fields it sets; None if it cannot be bound (its value is then inlined,
+    keyed by value). Each request's value is read as GraphQL coerced it (enum members,
+    dates): what strawberry's input would hold."""
+    graphql_name, name = names
     try:
         touched, when = _probe(filter_type, model, name, value)
         if isinstance(value, bool):
             _, other = _probe(filter_type, model, name, not value)
             when_true, when_false = (when, other) if value else (other, when)
             (parameter,) = c.computed(
-                node, [(value, Boolean)], lambda a: [bool(getattr(a["filter"], name))]
+                node, [(value, Boolean)], lambda a: [bool(a["filter"][graphql_name])]
             )
             return (
                 or_(
@@ -136,14 +157,29 @@ def _field(
     fixed = {p: (one.expanding, one.value) for p, one in enumerate(planned) if p not in ours}
     count = len(planned)
 
-    def extract(arguments: dict[str, Any]) -> list[Any]:
-        _, conditions = _probe(filter_type, model, name, getattr(arguments["filter"], name))
+    def compute(value: Any) -> list[Any]:
+        _, conditions = _probe(filter_type, model, name, value)
         found = _bind_values(conditions)
         if len(found) != count or any(
             (found[p].expanding, found[p].value) != constant for p, constant in fixed.items()
         ):
             raise Unsupported("another statement")
         return [_sql_value(found[p]) for p in ours]
+
+    # Dashboards send the same few values again: each is worked out once.
+    remembered: OrderedDict[Any, list[Any]] = OrderedDict()
+
+    def extract(arguments: dict[str, Any]) -> list[Any]:
+        value = arguments["filter"][graphql_name]
+        key = _hashable(value)
+        found = remembered.get(key) if key is not None else None
+        if found is None:
+            found = compute(value)
+            if key is not None:
+                remembered[key] = found
+                if len(remembered) > REMEMBERED_VALUES:
+                    remembered.popitem(last=False)
+        return found
 
     parameters = c.computed(node, [(one.value, one.type) for one in ours.values()], extract)
     replacements = {
@@ -152,17 +188,39 @@ def _field(
     return _replaced(and_(*when) if len(when) > 1 else when[0], replacements), touched
 
 
+# Values remembered per bound filter field, with what they bind (short texts and lists).
+REMEMBERED_VALUES = 32
+_SHORT = 256
+
+
+def _hashable(value: Any) -> Hashable | None:
+    """A key for a field's value, or None for one not worth remembering (a long text)."""
+    if isinstance(value, list | tuple):
+        if len(value) > _SHORT or not all(isinstance(item, Hashable) for item in value):
+            return None
+        return (type(value[0]) if value else None, tuple(value))
+    if isinstance(value, str) and len(value) > _SHORT:
+        return None
+    return (type(value), value) if isinstance(value, Hashable) else None
+
+
+@cache
+def _empty(filter_type: Any, model: Any) -> tuple[Any, list[Any]]:
+    """The service's empty filter, and its conditions (those of every list)."""
+    empty = filter_type().to_filter()
+    return empty, _parts(empty.apply(select(model)).whereclause)
+
+
 def _probe(filter_type: Any, model: Any, name: str, value: Any) -> tuple[set[str], list[Any]]:
     """The service filter's fields set by this input field alone, and the conditions
     they add to the empty filter's."""
-    empty = filter_type().to_filter()
+    empty, base = _empty(filter_type, model)
     alone = filter_type(**{name: value}).to_filter()
     touched = {
         field.name
         for field in dataclasses.fields(alone)
         if getattr(alone, field.name) != getattr(empty, field.name)
     }
-    base = _parts(empty.apply(select(model)).whereclause)
     added = [
         clause
         for clause in _parts(alone.apply(select(model)).whereclause)
