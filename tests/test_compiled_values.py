@@ -19,6 +19,7 @@ from api.models.enums import (
     TeamKind,
 )
 from schema.compiled.extension import PLANS
+from schema.ids import encode_id
 from tests.fixtures import factories
 
 BOARD = """
@@ -135,3 +136,64 @@ async def test_new_values_of_every_parameter_reuse_one_plan_and_answer_alike(
     # Values the service refuses (a range ending before it starts, a search without a
     # word) are answered by the resolvers, with their error.
     assert paths.get("resolvers", 0) >= 3, paths
+
+
+REFUSABLE = """
+query Refusable($first: Int, $last: Int, $from: Date, $to: Date, $search: String,
+                $products: [ID!], $statuses: [InitiativeStatus!]) {
+  initiatives(first: $first, last: $last, filter: {targetStartFrom: $from,
+              targetStartTo: $to, search: $search, products: $products,
+              statuses: $statuses}) {
+    totalCount nodes { key }
+  }
+}"""
+
+
+async def test_values_the_resolvers_refuse_are_refused_as_ever_once_a_plan_serves_the_shape(
+    pair: Any, db: AsyncSession
+) -> None:
+    """A plan bound for a shape serves only the values the resolvers accept: a page
+    over the cap, `first` with `last`, a range ending before it starts, a search
+    without a word, an ID of another type, an enum it does not know get the resolvers'
+    error (its code and message), and a valid request after them the plan again."""
+    product = await factories.product(db)
+    compiled, reference = pair(["portfolio:read"])
+    valid = {
+        "first": 3,
+        "last": None,
+        "from": "2025-01-01",
+        "to": "2027-01-01",
+        "search": "pay",
+        "products": [encode_id("Product", product.id)],
+        "statuses": ["PROPOSED"],
+    }
+    for expected in ("compiled", "repeated"):
+        got = await compiled(REFUSABLE, valid)
+        assert got["extensions"]["answeredBy"] == expected
+    planned = PLANS.compilations
+    refused = [
+        ({"first": 101}, "INVALID", "`first` must be between 0 and 100; got 101."),
+        ({"last": 2}, "INVALID", "Pass either `first` or `last`, not both."),
+        ({"to": "2024-01-01"}, "INVALID", "`targetStart`: the end is before the start."),
+        ({"search": "'% !-"}, "INVALID", "`search` must contain at least one letter or digit."),
+        ({"search": "x" * 201}, "INVALID", "`search` is limited to 200 characters."),
+        ({"products": [encode_id("Team", 1)]}, "INVALID", None),
+        ({"statuses": ["NOPE"]}, "BAD_USER_INPUT", None),
+    ]
+    for change, code, message in refused:
+        variables = {**valid, **change}
+        got = await compiled(REFUSABLE, variables, status=None)
+        await reference(REFUSABLE, variables, status=None)
+        assert _before_extensions(compiled.last_body) == _before_extensions(reference.last_body), (
+            change
+        )
+        (error,) = got["errors"]
+        assert error["extensions"]["code"] == code, change
+        if message is not None:
+            assert error["message"] == message, change
+    # Only `last` beside `first` is a shape of its own (planned, refused, kept for no
+    # other value); nothing else was planned, and the plan still serves valid values.
+    assert PLANS.compilations == planned + 1
+    got = await compiled(REFUSABLE, {**valid, "first": 0})
+    assert got["extensions"]["answeredBy"] == "repeated"
+    assert got["data"]["initiatives"]["nodes"] == []
