@@ -158,7 +158,7 @@ async def test_values_the_resolvers_refuse_are_refused_as_ever_once_a_plan_serve
     error (its code and message), and a valid request after them the plan again."""
     product = await factories.product(db)
     compiled, reference = pair(["portfolio:read"])
-    valid = {
+    valid: dict[str, Any] = {
         "first": 3,
         "last": None,
         "from": "2025-01-01",
@@ -171,7 +171,7 @@ async def test_values_the_resolvers_refuse_are_refused_as_ever_once_a_plan_serve
         got = await compiled(REFUSABLE, valid)
         assert got["extensions"]["answeredBy"] == expected
     planned = PLANS.compilations
-    refused = [
+    refused: list[tuple[dict[str, Any], str, str | None]] = [
         ({"first": 101}, "INVALID", "`first` must be between 0 and 100; got 101."),
         ({"last": 2}, "INVALID", "Pass either `first` or `last`, not both."),
         ({"to": "2024-01-01"}, "INVALID", "`targetStart`: the end is before the start."),
