@@ -254,20 +254,18 @@ def test_candidates_are_variables_used_only_where_they_can_be_bound(
 
 
 def test_a_parameter_the_compiler_would_inline_is_refused() -> None:
-    """Should a parameter reach a place the compiler inlines (here a series' start),
-    planning stops instead of making a plan that would serve other values wrongly."""
+    """Should a parameter reach a place the compiler inlines (here an ordering, which
+    makes the statement), planning stops instead of making a plan that would serve other
+    values wrongly."""
     document = parse(
-        'query($n: DateTime!) { kpis { nodes { series(from: $n, to: "2026-02-01T00:00:00Z") '
-        "{ count } } } }"
+        "query($n: ProductOrderField!) { products(orderBy: {field: $n}) { nodes { key } } }"
     )
     (operation,) = document.definitions
     assert isinstance(operation, OperationDefinitionNode)
     (root,) = operation.selection_set.selections
     assert isinstance(root, FieldNode)
     assert operation.variable_definitions is not None  # parse always gives a tuple
-    variables = get_variable_values(
-        schema._schema, operation.variable_definitions, {"n": "2026-01-01T00:00:00Z"}
-    )
+    variables = get_variable_values(schema._schema, operation.variable_definitions, {"n": "NAME"})
     assert not isinstance(variables, list)
     walk = Walk(schema._schema, {}, variables)
     compiler = Compiler(walk, schema, frozenset(READ_SCOPES), 100, frozenset({"n"}))

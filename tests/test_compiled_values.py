@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.models import KpiMeasurement
 from api.models.enums import (
     ConstraintSeverity,
     InitiativeStatus,
@@ -197,3 +198,52 @@ async def test_values_the_resolvers_refuse_are_refused_as_ever_once_a_plan_serve
     got = await compiled(REFUSABLE, {**valid, "first": 0})
     assert got["extensions"]["answeredBy"] == "repeated"
     assert got["data"]["initiatives"]["nodes"] == []
+
+
+SERIES = """
+query Series($key: String!, $from: DateTime!, $to: DateTime!) {
+  kpi(key: $key) {
+    key
+    series(from: $from, to: $to, bucket: DAY) { bucketStart average minimum maximum count }
+  }
+}"""
+
+
+async def test_a_series_window_is_a_parameter(pair: Any, db: AsyncSession) -> None:
+    """A dashboard moves its window: every `from`/`to` shares one plan, and each answer
+    is its own window's, as the resolvers give it; a window the resolvers refuse (its
+    end first, too many buckets) gets their error."""
+    kpi = await factories.kpi(db)
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    for hour in range(0, 24 * 40, 7):
+        db.add(
+            KpiMeasurement(
+                kpi_id=kpi.id,
+                observed_at=start + timedelta(hours=hour, seconds=hour % 3 * 0.25),
+                value=hour / 7 + 0.5,
+                source="test",
+                external_id=f"s-{hour}",
+            )
+        )
+    await db.flush()
+    compiled, reference = pair(["portfolio:read"])
+    rng = random.Random(5)
+    planned = PLANS.compilations
+    paths: dict[str, int] = {}
+    for number in range(12):
+        begin = start + timedelta(hours=rng.randint(-48, 24 * 30))
+        end = begin + timedelta(days=rng.randint(1, 12))
+        if number % 5 == 4:
+            begin, end = end, begin  # refused: it ends before it starts
+        variables = {"key": kpi.key, "from": begin.isoformat(), "to": end.isoformat()}
+        got = await compiled(SERIES, variables, status=None)
+        await reference(SERIES, variables, status=None)
+        assert _before_extensions(compiled.last_body) == _before_extensions(reference.last_body), (
+            variables
+        )
+        path = got["extensions"]["answeredBy"]
+        paths[path] = paths.get(path, 0) + 1
+        if path != "resolvers":
+            assert got["data"]["kpi"]["series"], variables
+    assert PLANS.compilations - planned == 1, paths
+    assert paths == {"compiled": 1, "repeated": 9, "resolvers": 2}, paths

@@ -10,8 +10,9 @@ Initiative; a cursor of the RICE_SCORE ordering) instead of its value, the plan'
   bound as they are (``bound_value``);
 - the cursors of ``after: $a`` and ``before: $b`` on any connection, bound as their text
   and decoded in SQL;
-- ``first: $n`` and ``last: $n`` on any connection (``LIMIT $n``), and any field of a
-  filter given as a variable (enum lists, IDs, search text, dates, booleans): their SQL
+- ``first: $n`` and ``last: $n`` on any connection (``LIMIT $n``), a series' ``from``
+  and ``to``, and any field of a filter given as a variable (enum lists, IDs, search
+  text, dates, booleans): their SQL
   values are computed per request from the field's own arguments, as the resolvers
   would get them (``schema.compiled.binding``), which also checks them (a value the
   resolvers refuse is not served by the plan: they answer, with their error).
@@ -60,9 +61,10 @@ STRING = "string"  # a lookup's key: $v
 CURSOR = "cursor"  # a connection's after: $v or before: $v, bound as its text
 LIMIT = "limit"  # a connection's first: $v or last: $v (LIMIT $n, checked per request)
 FILTER = "filter"  # filter: {field: $v}, any field but keys (computed per request)
+RANGE = "range"  # a series' from: $v or to: $v (checked per request)
 # Kinds whose SQL value the compiler computes per request from the field's arguments
 # (``schema.compiled.binding``): not bound as they are.
-COMPUTED = frozenset({LIMIT, FILTER})
+COMPUTED = frozenset({LIMIT, FILTER, RANGE})
 # Kinds a query's cost depends on: costs are keyed by their values.
 COSTED = frozenset({LIMIT})
 PREFIX = "gqlvar_"  # bind parameter names of parameters
@@ -130,6 +132,8 @@ class _Uses(Visitor):
                 return CURSOR
             if argument in {"first", "last"}:
                 return LIMIT
+            if argument in {"from", "to"}:
+                return RANGE
             if id(field) not in self.root_fields:
                 return None
             if argument == "id" and field.name.value == "node":
@@ -151,6 +155,8 @@ def _token(kind: str, value: Any) -> Hashable | None:
     """The shape of a value that the kind binds, or None if it must key by value."""
     if kind == LIMIT:
         return "Int" if type(value) is int else None
+    if kind == RANGE:
+        return "String" if type(value) is str else None
     if kind == FILTER:
         # Null leaves the condition out: that is another statement. Any other value is
         # checked per request by the plan that binds it (``schema.compiled.binding``).

@@ -8,14 +8,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from graphql import FieldNode
-from sqlalchemy import JSON, Text, cast, func, select
+from sqlalchemy import JSON, DateTime, Text, cast, func, select
 
 from api import models
 from api.errors import DomainError
 from api.models.computed import constraint_blocks, latest_first, status_of_latest
 from api.services import reads
 from schema.compiled import jsontext
-from schema.compiled.selection import Unsupported, response_key
+from schema.compiled.selection import Invalid, Unsupported, response_key
 from schema.compiled.values import global_id_of, json_float, optional_global_id
 
 if TYPE_CHECKING:
@@ -96,7 +96,17 @@ def _series(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: An
     try:
         reads.check_series_range(start, end, bucket)
     except DomainError:
-        raise Unsupported("invalid series") from None
+        raise Invalid("invalid series") from None
+    uses = [c.bound_use(node, (name,)) for name in ("from", "to")]
+    if any(use is not None for use in uses):
+        # One plan for every window: each request's, checked as the resolver checks it.
+        def window(arguments: dict[str, Any]) -> list[Any]:
+            chosen = reads.SeriesBucket(arguments["bucket"].value)
+            reads.check_series_range(arguments["from"], arguments["to"], chosen)
+            return [arguments["from"], arguments["to"]]
+
+        instant = DateTime(timezone=True)
+        start, end = c.computed(node, [(start, instant), (end, instant)], window)
     measurement = c.alias(models.KpiMeasurement)
     bucket_start = reads.bucket_expression(bucket, measurement.observed_at).label("bucket_start")
     children = c.walk.fields("KpiSeriesPoint", node.selection_set)
