@@ -11,6 +11,7 @@ RUN python -m venv /opt/venv
 
 COPY pyproject.toml README.md ./
 COPY api/ api/
+COPY domain/ domain/
 COPY schema/ schema/
 COPY auth/ auth/
 COPY migrations/ migrations/

@@ -1,1 +1,2 @@
-"""Portfolio Graph: application core (settings, database, models, services, CLI)."""
+"""The application: the one composition root that builds the ASGI app and the CLI
+(app factory, HTTP middleware, logging, embedded database start-up)."""

@@ -17,21 +17,23 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from api import migrate
-from api.changes import ChangeFeed
-from api.database import (
+from api.embedded import resolve_database_url
+from api.logging import configure_logging
+from api.middleware import RequestGuard
+from auth.authorization import AuthorizationServer
+from auth.services import AuthServices
+from domain.changes import ChangeFeed
+from domain.database import (
     create_engine,
     create_session_factory,
     listen_dsn,
     on_one_connection,
     read_connections,
-    resolve_database_url,
 )
-from api.logging import configure_logging
-from api.observability import Metrics, RequestGuard
-from api.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
-from api.settings import Settings, get_settings
-from auth.authorization import AuthorizationServer
-from auth.services import AuthServices
+from domain.metrics import Metrics
+from domain.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
+from domain.settings import Settings, get_settings
+from schema import graphiql
 
 log = structlog.get_logger(__name__)
 
@@ -102,6 +104,7 @@ def create_app(
     """Build the app. ``database_url`` overrides settings (tests); ``demo`` seeds an empty
     database with the demo portfolio at start-up."""
     settings = settings or get_settings()
+    configure_logging(settings)  # before the embedded database says it is ready
     url = database_url or resolve_database_url(settings)
     embedded = database_url is None and settings.database_url is None
     engine = create_engine(url, settings)
@@ -135,12 +138,14 @@ def assemble_app(
         if migrate_on_start:
             await migrate.upgrade(engine)
         if demo:
-            from api.seed import seed_demo
-            from api.services.identity import DEMO_CLIENT_ID, reset_demo_client
+            from domain.seed import refresh_statistics, seed_demo
+            from domain.services.identity import DEMO_CLIENT_ID, reset_demo_client
 
             async with sessions() as session, session.begin():
                 report = await seed_demo(session)
                 secret = await reset_demo_client(session)
+                if not report.skipped:
+                    await refresh_statistics(session)
             log.info("demo_data", report=str(report))
             # The one line a newcomer needs to call the API with a token.
             print(
@@ -204,6 +209,7 @@ def assemble_app(
         routes=[
             Route("/graphql", endpoint, methods=None),  # the endpoint answers 405 itself
             *authorization.routes(),
+            *graphiql.routes(settings),  # GraphiQL's files, in development
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),

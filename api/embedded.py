@@ -9,6 +9,9 @@ from pathlib import Path
 import psutil
 import structlog
 
+from domain.database import to_async_url
+from domain.settings import Settings
+
 log = structlog.get_logger(__name__)
 
 # How long a server left behind by an earlier install gets to shut down.
@@ -47,41 +50,61 @@ def stop_orphaned_server(pg_dir: Path) -> bool:
     Stopped (fast shutdown: sessions end, data are checkpointed), it is started again
     from the binaries installed now, on the same data.
     """
+    process = _postmaster(pg_dir)
+    if process is None:
+        return False
+    try:
+        executable = process.exe()
+    except psutil.Error:
+        return False  # gone meanwhile, or not ours to inspect: pgserver decides
+    if not executable or Path(executable).exists():
+        return False  # unreadable (empty) counts as present: only a proven orphan stops
+    log.warning("embedded_postgres_orphaned", pid=process.pid, executable=executable)
+    if not _fast_shutdown(process):
+        raise RuntimeError(
+            f"The embedded PostgreSQL (pid {process.pid}) was started from files that are "
+            f"gone ({executable}) and did not stop within {ORPHAN_SHUTDOWN_SECONDS} s; "
+            "stop it, then start again."
+        )
+    return True
+
+
+def stop_embedded_server(data_dir: Path) -> bool:
+    """Stop the embedded server keeping its data in ``data_dir`` (the tests' own, at
+    the end of a session); True if one was running and stopped."""
+    process = _postmaster(data_dir / "pgdata")
+    return process is not None and _fast_shutdown(process)
+
+
+def _postmaster(pg_dir: Path) -> psutil.Process | None:
+    """The running postmaster of ``pg_dir``, if there is one."""
     from pgserver.utils import PostmasterInfo
 
     info = PostmasterInfo.read_from_pgdata(pg_dir)
     process: psutil.Process | None = info.process if info is not None else None
     if process is None or not process.is_running():
-        return False
+        return None
     try:
-        executable = process.exe()
         # The pid file may be stale and its pid another program's: only a postmaster
-        # of this data directory is stopped.
+        # of this data directory counts.
         ours = process.name() == "postgres" and str(pg_dir.resolve()) in process.cmdline()
     except psutil.Error:
-        return False  # gone meanwhile, or not ours to inspect: pgserver decides
-    if not ours or not executable or Path(executable).exists():
-        return False  # unreadable (empty) counts as present: only a proven orphan stops
-    log.warning("embedded_postgres_orphaned", pid=process.pid, executable=executable)
+        return None
+    return process if ours else None
+
+
+def _fast_shutdown(process: psutil.Process) -> bool:
+    """SIGINT: sessions end, data are checkpointed. True once the process is gone."""
     process.send_signal(signal.SIGINT)
     try:
         process.wait(ORPHAN_SHUTDOWN_SECONDS)
     except psutil.TimeoutExpired:
-        raise RuntimeError(
-            f"The embedded PostgreSQL (pid {process.pid}) was started from files that are "
-            f"gone ({executable}) and did not stop within {ORPHAN_SHUTDOWN_SECONDS} s; "
-            "stop it, then start again."
-        ) from None
+        return False
     return True
 
 
-def to_async_url(url: str) -> str:
-    """Normalise a libpq URL to SQLAlchemy's asyncpg dialect.
-
-    asyncpg takes a Unix socket directory as ``host`` in the query string, the
-    form pgserver hands out, so that part is kept as is.
-    """
-    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url[len(prefix) :]
-    raise ValueError(f"not a PostgreSQL URL: {url.split('@')[-1]}")
+def resolve_database_url(settings: Settings) -> str:
+    """DATABASE_URL when it is set, else the embedded server (started if need be)."""
+    if settings.database_url:
+        return to_async_url(settings.database_url)
+    return embedded_database_url(settings.data_dir)

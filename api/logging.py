@@ -1,28 +1,91 @@
-"""Structured logs (structlog): JSON in production, readable in development."""
+"""One structured log for everything the process says: JSON lines in production,
+readable lines in development, colour only on a terminal.
+
+structlog renders our own events; the standard library's loggers (uvicorn's start-up
+and errors, SQLAlchemy, strawberry) go through the same renderer, so a log shipper
+sees one format. Each request is logged once, by ``RequestGuard`` (``event="request"``):
+uvicorn's own access log is switched off, and strawberry's per-error log too, since an
+error a caller caused (FORBIDDEN, NOT_FOUND, a bad query) is an outcome, not a fault.
+Faults (INTERNAL_SERVER_ERROR) are logged with their traceback by the view.
+"""
 
 from __future__ import annotations
 
 import logging
+import sys
+from typing import Any
 
 import structlog
 
-from api.settings import Settings
+from domain.settings import Settings
+
+# Loggers whose records duplicate ours: uvicorn's access line (RequestGuard logs each
+# request with more detail) and strawberry's log of every GraphQL error, expected
+# outcomes included.
+SILENCED = ("uvicorn.access", "strawberry.execution")
+# Loggers that speak at the configured level; every other library only from WARNING
+# up (httpx would otherwise log each JWKS fetch, asyncio its debug chatter).
+OURS = ("api", "auth", "domain", "schema", "portfolio", "uvicorn", "alembic")
 
 
-def configure_logging(settings: Settings) -> None:
+def configure_logging(settings: Settings, *, stream: Any = None) -> None:
     level = logging.getLevelNamesMapping().get(settings.log_level.upper(), logging.INFO)
-    renderer = (
-        structlog.dev.ConsoleRenderer()
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=_is_terminal(stream or sys.stdout))
         if settings.is_development
         else structlog.processors.JSONRenderer()
     )
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            renderer,
-        ],
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.make_filtering_bound_logger(level),
         cache_logger_on_first_use=True,
     )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *([] if settings.is_development else [structlog.processors.format_exc_info]),
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(stream) if stream is not None else _StdoutHandler()
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(max(level, logging.WARNING))
+    for name in OURS:
+        logging.getLogger(name).setLevel(level)
+    for name in ("uvicorn", "uvicorn.error"):
+        # uvicorn (run with log_config=None) adds no handlers: its records reach ours.
+        logging.getLogger(name).handlers = []
+        logging.getLogger(name).propagate = True
+    for name in SILENCED:
+        logging.getLogger(name).disabled = True
+
+
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout`` is when a record is emitted (where the logs
+    have always gone), not to the stream of the moment it was configured: a test's
+    captured output, closed since, must not swallow a later test's records."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self) -> Any:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+
+def _is_terminal(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())

@@ -32,7 +32,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from api.models import (
+from auth.passwords import token_digest, verify_secret_off_loop
+from auth.scopes import Scope
+from auth.services import AuthServices
+from auth.tokens import InvalidToken
+from domain.models import (
     AuthorizationCode,
     LoginThrottle,
     OAuthClient,
@@ -42,10 +46,6 @@ from api.models import (
     RoleGrant,
     User,
 )
-from auth.passwords import token_digest, verify_secret_off_loop
-from auth.scopes import Scope
-from auth.services import AuthServices
-from auth.tokens import InvalidToken
 
 CODE_TTL = timedelta(seconds=60)
 CSRF_COOKIE = "pg_csrf"
@@ -675,8 +675,8 @@ with these scopes:</p><ul>{scopes or "<li>(none)</li>"}</ul>{notice}
                 claims = await self._verified(token)
                 if claims is None or (claims.client_id != client.client_id and not everyone):
                     return inactive
-                from api.database import session_driver
                 from auth.principal import resolve_principal
+                from domain.database import session_driver
 
                 try:
                     # Revoked or disabled.

@@ -7,7 +7,7 @@ import time
 import httpx
 from joserfc.jwk import KeySet
 
-from api.settings import ExternalIssuer
+from domain.settings import ExternalIssuer
 
 CACHE_SECONDS = 300.0
 # A token with an unknown kid may make us re-read the JWKS, at most this often.

@@ -25,7 +25,7 @@ from joserfc.jwk import KeySet, RSAKey
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.models import SigningKey
+from domain.models import SigningKey
 
 ALGORITHM = "RS256"
 # How long a replica trusts its copy of the keys before reading them again: a key

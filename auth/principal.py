@@ -86,7 +86,7 @@ LEFT JOIN users u ON lower(u.email) = lower($3::varchar)
 
 async def resolve_principal(connection: Any, claims: AccessClaims) -> Principal:
     """The caller a verified token speaks for, looked up in one statement on an asyncpg
-    connection (``api.database.session_driver`` gives a session's). Raises InvalidToken when the
+    connection (``domain.database.session_driver`` gives a session's). Raises InvalidToken when the
     token, its client or its user has been revoked or disabled."""
     if claims.external is not None:
         return await _external(connection, claims)

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.settings import Settings
 from auth.external import ExternalIssuers
 from auth.keys import KeyStore
 from auth.tokens import TokenService
+from domain.settings import Settings
 
 
 @dataclass

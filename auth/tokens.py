@@ -16,9 +16,9 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, RSAKey
 
-from api.settings import ExternalIssuer, Settings
 from auth.external import ExternalIssuers
 from auth.keys import ALGORITHM, KeyStore
+from domain.settings import ExternalIssuer, Settings
 
 # Asymmetric algorithms only: "none" and HMAC (which would let a public key act as a
 # shared secret) are refused before any signature check.

@@ -57,7 +57,7 @@ def _context_factory(settings: Any) -> Any:
     if "compiled" in fields:
         extra["compiled"] = settings.compiled_reads
     if "rate_limiter" in fields:
-        from api.ratelimit import LocalRateLimiter
+        from domain.ratelimit import LocalRateLimiter
 
         extra["rate_limiter"] = LocalRateLimiter(
             settings.rate_limit_points, settings.rate_limit_window_seconds
@@ -77,8 +77,9 @@ async def _run(
 
     from sqlalchemy import event
 
-    from api.database import create_engine, create_session_factory, resolve_database_url
-    from api.settings import Settings
+    from api.embedded import resolve_database_url
+    from domain.database import create_engine, create_session_factory
+    from domain.settings import Settings
 
     settings = Settings()
     schema = _schema(settings)

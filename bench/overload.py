@@ -371,7 +371,7 @@ def _limit_text(mode: str) -> str:
     """The limit the server applies, read as it reads its environment (ours, plus the
     mode's setting: the others leave the limit alone)."""
     from api.app import admission_limits
-    from api.settings import Settings
+    from domain.settings import Settings
 
     settings = Settings()
     found = mode_environment(mode).get("PORTFOLIO_MAX_CONCURRENT_REQUESTS")

@@ -19,8 +19,8 @@ from typing import Any
 
 import orjson
 
-from api.seed.kpi_kinds import HISTORY_DAYS, REFERENCE_DATE
 from bench.database import Dataset
+from domain.seed.kpi_kinds import HISTORY_DAYS, REFERENCE_DATE
 from schema.ids import encode_id
 
 READ_WORKLOADS = ("overview", "node", "series")

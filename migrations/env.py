@@ -14,7 +14,9 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from api.models import Base
+from domain.database import to_async_url
+from domain.models import Base
+from domain.settings import get_settings
 
 config = context.config
 target_metadata = Base.metadata
@@ -33,10 +35,15 @@ def _configure(connection: Connection) -> None:
 
 
 async def _run_with_own_engine() -> None:
-    from api.database import resolve_database_url
-    from api.settings import get_settings
-
-    url = config.get_main_option("sqlalchemy.url") or resolve_database_url(get_settings())
+    # Run as `alembic ...` from the shell: the database is DATABASE_URL's. The
+    # embedded server is started by the application (`portfolio migrate ...`), not here.
+    url = config.get_main_option("sqlalchemy.url") or get_settings().database_url
+    if not url:
+        raise SystemExit(
+            "alembic needs DATABASE_URL; with the embedded database use "
+            "`.venv/bin/portfolio migrate ...` instead."
+        )
+    url = to_async_url(url)
     engine = create_async_engine(url, poolclass=pool.NullPool)
     async with engine.connect() as connection:
         await connection.run_sync(_configure)

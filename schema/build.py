@@ -15,7 +15,7 @@ from strawberry.extensions import (
 )
 from strawberry.schema.config import StrawberryConfig
 
-from api.settings import Settings
+from domain.settings import Settings
 from schema.compiled.extension import CompiledQueries
 from schema.limits import Documents, QueryLimits
 from schema.mutations.bulk import BulkIngest

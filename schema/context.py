@@ -18,11 +18,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
-from api.errors import DomainError
-from api.services import identity, reads
-from api.services.pagination import Ordering, Page, PageRequest
-from api.settings import Settings
 from auth.principal import Principal
+from domain.errors import DomainError
+from domain.services import identity, reads
+from domain.services.pagination import Ordering, Page, PageRequest
+from domain.settings import Settings
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")

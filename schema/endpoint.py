@@ -13,19 +13,20 @@ from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from api.database import ReadConnections, RequestTransaction
-from api.observability import Metrics, error_response
-from api.ratelimit import RateLimiter
-from api.services.persisted import PersistedQueryStore
-from api.settings import Settings
 from auth.middleware import authenticate, unauthorized
 from auth.services import AuthServices
 from auth.tokens import InvalidToken
+from domain.database import ReadConnections, RequestTransaction
+from domain.metrics import Metrics
+from domain.ratelimit import RateLimiter
+from domain.services.persisted import PersistedQueryStore
+from domain.settings import Settings
 from schema.http import (
     JSON,
     RETRY_AFTER_SECONDS,
     HTTPRefusal,
     decode_json,
+    error_response,
     negotiate,
     refuse_early,
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from graphql import GraphQLError
 
-from api.errors import DomainError
+from domain.errors import DomainError
 from schema.context import aborted_read, transaction_conflict
 
 # Codes of errors raised before execution.

@@ -16,8 +16,8 @@ import strawberry
 from strawberry.permission import PermissionExtension
 from strawberry.utils.str_converters import to_camel_case
 
-from api import models
 from auth.scopes import Scope
+from domain import models
 from schema.ids import encode_id
 from schema.permissions import HasScopes
 

@@ -18,8 +18,6 @@ import orjson
 from starlette.datastructures import Headers
 from starlette.responses import Response
 
-from api.observability import error_response
-
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
 RETRY_AFTER_SECONDS = "2"  # when the database is unavailable or busy
@@ -201,3 +199,12 @@ def _bad_characters(text: str, where: str) -> Iterator[tuple[str, str]]:
     surrogate = _SURROGATE.search(text)
     if surrogate is not None:
         yield where, surrogate.group()
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    body = {"errors": [{"message": message, "extensions": {"code": code}}]}
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+    )

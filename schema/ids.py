@@ -6,7 +6,7 @@ import base64
 import binascii
 from collections.abc import Sequence
 
-from api.errors import InvalidInput
+from domain.errors import InvalidInput
 
 MAX_PK = 2**63 - 1  # PostgreSQL's bigint
 

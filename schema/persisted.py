@@ -21,9 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope
 
-from api.observability import error_response
-from api.services.persisted import PersistedQueryStore, digest
-from schema.http import HTTPRefusal, decode_json
+from domain.services.persisted import PersistedQueryStore, digest
+from schema.http import HTTPRefusal, decode_json, error_response
 
 # Request state keys: the document came from the store (it may exceed the ad-hoc size
 # cap); a document sent with its hash, to register if it runs.

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 import strawberry
 
-from api import models
-from api.errors import InvalidInput
 from auth.scopes import Scope
+from domain import models
+from domain.errors import InvalidInput
 from schema.guards import NODE_TYPES
 from schema.ids import decode_id
 from schema.permissions import guarded, require

@@ -19,17 +19,19 @@ from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
-from api.database import ReadConnections
-from api.observability import Metrics, record_graphql
-from api.ratelimit import RateLimiter
-from api.settings import Settings
 from auth.principal import anonymous_principal
+from domain.database import ReadConnections
+from domain.metrics import Metrics
+from domain.ratelimit import RateLimiter
+from domain.settings import Settings
 from schema.build import schema_for
 from schema.compiled.extension import PLANS, plan_key, run_rendered
 from schema.compiled.parameters import CANDIDATES
 from schema.compiled.responses import Cached, ResponseCache
 from schema.context import Context
 from schema.errors import INTERNAL, UNAVAILABLE, with_code
+from schema.graphiql import enabled as graphiql_enabled
+from schema.graphiql import page as graphiql_page
 from schema.http import (
     GRAPHQL_RESPONSE,
     JSON,
@@ -55,7 +57,7 @@ class PortfolioGraphQL(GraphQL[Context, None]):
     ) -> None:
         super().__init__(
             schema_for(settings),
-            graphql_ide="graphiql" if settings.is_development else None,
+            graphql_ide="graphiql" if graphiql_enabled(settings) else None,
             allow_queries_via_get=True,
         )
         self.rate_limiter = rate_limiter
@@ -94,6 +96,9 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             _DECODED.reset(token)
         await response(scope, receive, send)
 
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return graphiql_page(request)  # strawberry's loads its files from a CDN
+
     async def get_sub_response(self, request: Request | Any) -> Response:
         sub_response = await super().get_sub_response(request)
         sub_response.media_type = media_type(request.scope)
@@ -116,7 +121,7 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             response.status_code = 400
         return response
 
-    async def execute_single(  # noqa: PLR0917
+    async def execute_single(
         self,
         request: Request,
         request_adapter: Any,
@@ -378,7 +383,7 @@ class _DecodedBody:
 
     Emptied, not just unset: whatever the request starts keeps a copy of its context
     (uvicorn's keep-alive timer until the next request, any task or callback scheduled
-    meanwhile; pool connections no longer do, see api.database.connect_in_own_context),
+    meanwhile; pool connections no longer do, see domain.database.connect_in_own_context),
     and a copy holds this box, not what was in it. A batch of 10,000 measurements is
     10 MB of objects."""
 
@@ -435,3 +440,13 @@ def _rate_limit_key(principal: Any, request: Any) -> str:
         return f"client:{principal.client_id}"
     client = request.client
     return f"address:{client.host if client else 'unknown'}"
+
+
+def record_graphql(
+    metrics: Metrics, state: dict[str, Any], errors: list[dict[str, Any]], cost: int | None
+) -> None:
+    for error in errors:
+        metrics.errors.labels(error.get("extensions", {}).get("code", "UNKNOWN")).inc()
+    if cost:
+        metrics.cost.inc(cost)
+        state["cost"] = cost

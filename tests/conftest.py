@@ -3,7 +3,10 @@ transaction per test, the real ASGI app over real HTTP (httpx), statement counti
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,10 +17,11 @@ from starlette.applications import Starlette
 
 from api import migrate
 from api.app import assemble_app, create_app
-from api.database import create_engine
-from api.seed import seed_demo
-from api.settings import Environment, Settings
+from api.embedded import stop_embedded_server
 from auth.scopes import Scope
+from domain.database import create_engine
+from domain.seed import seed_demo
+from domain.settings import Environment, Settings
 from tests.fixtures.auth import bearer
 from tests.fixtures.database import StatementCounter, create_database, drop_database, server_url
 
@@ -35,10 +39,29 @@ def settings_for(**overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def _outside_pytest_tmp() -> Iterator[Path]:
+    """A fresh directory for a PostgreSQL's data, outside pytest's temporary tree: under
+    root, pgserver runs PostgreSQL as another user, and every pytest session that starts
+    makes /tmp/pytest-of-root private again, cutting a running server off its files."""
+    path = Path(tempfile.mkdtemp(prefix="portfolio-test-pg-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_tmp() -> Iterator[Path]:
+    """A directory of the test's own for a PostgreSQL it starts (see _outside_pytest_tmp)."""
+    yield from _outside_pytest_tmp()
+
+
 @pytest.fixture(scope="session")
-def database_server(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """TEST_DATABASE_URL's server, else an embedded one for the session."""
-    return server_url(tmp_path_factory.mktemp("pg"))
+def database_server() -> Iterator[str]:
+    """TEST_DATABASE_URL's server, else an embedded one for the session, stopped at its
+    end: the suite leaves no process behind."""
+    for data_dir in _outside_pytest_tmp():
+        yield server_url(data_dir)
+        stop_embedded_server(data_dir)
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api import models
 from auth.passwords import verify_secret
+from domain import models
 from schema.ids import encode_id
 from tests.conftest import GraphQL
 from tests.fixtures.auth import ALL_SCOPES, bearer, user_with_roles

@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api import models
-from api.models.enums import AuditAction
+from domain import models
+from domain.models.enums import AuditAction
 from schema.build import schema
 from schema.compiled.extension import PLANS
 from schema.ids import encode_id

@@ -13,7 +13,7 @@ from graphql.execution.values import get_variable_values
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from api import models
+from domain import models
 from schema.build import schema
 from schema.compiled.compiler import Compiler, NotBound
 from schema.compiled.extension import PLANS

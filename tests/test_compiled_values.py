@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.models import KpiMeasurement
-from api.models.enums import (
+from domain.models import KpiMeasurement
+from domain.models.enums import (
     ConstraintSeverity,
     InitiativeStatus,
     KpiStatus,

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from api import models
-from api.database import create_session_factory
+from domain import models
+from domain.database import create_session_factory
 from schema.ids import encode_id
 from tests.conftest import ALL_SCOPES, GraphQL, make_client
 

@@ -1,5 +1,5 @@
 """A pooled connection opened during a request does not carry that request's context
-for the rest of its life (api.database.connect_in_own_context)."""
+for the rest of its life (domain.database.connect_in_own_context)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.database import create_engine
+from domain.database import create_engine
 from tests.conftest import settings_for
 
 # Stands for whatever a request sets in its context (our own variables, a library's).

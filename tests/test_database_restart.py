@@ -62,8 +62,8 @@ class EmbeddedPostgres:
 
 
 @pytest.fixture
-def postgres(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
-    embedded = EmbeddedPostgres(tmp_path / "pgdata")
+def postgres(pg_tmp: Path) -> Iterator[EmbeddedPostgres]:
+    embedded = EmbeddedPostgres(pg_tmp / "pgdata")
     yield embedded
     embedded.server.cleanup()
 

@@ -14,7 +14,7 @@ import pytest
 from graphql import Source, parse
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from api.caches import ENTRY_OVERHEAD, ByteLRU, text_bytes
+from domain.caches import ENTRY_OVERHEAD, ByteLRU, text_bytes
 from schema.compiled.extension import PLANS
 from schema.compiled.parameters import CANDIDATES
 from schema.compiled.responses import Cached, ResponseCache

@@ -13,17 +13,18 @@ from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import pgserver
+import psutil
 import pytest
 from pgserver._commands import POSTGRES_BIN_PATH, pg_ctl  # type: ignore[attr-defined]  # pgserver sets it at import
 from pgserver.utils import PostmasterInfo
 
-from api.embedded import embedded_database_url, stop_orphaned_server
+from api.embedded import embedded_database_url, stop_embedded_server, stop_orphaned_server
 
 pytestmark = pytest.mark.skipif(
     sys.platform != "linux", reason="a deleted executable is told apart through /proc"
 )
 
-# What the API's engine asks of every connection (api/database.py).
+# What the API's engine asks of every connection (domain/database.py).
 SERVER_SETTINGS = {"TimeZone": "UTC"}
 
 
@@ -53,18 +54,18 @@ def _run(*argv: str | Path) -> None:
 
 
 @pytest.fixture
-def orphaned(tmp_path: Path) -> Iterator[Path]:
+def orphaned(pg_tmp: Path) -> Iterator[Path]:
     """A data directory whose server was started from an install deleted since: the
     state a user is in after ``rm -rf .venv`` and a new virtualenv."""
     # The binaries find their libraries relative to themselves (pgserver.libs beside
     # the package): the copy keeps that layout.
     site_packages = POSTGRES_BIN_PATH.parents[2]
-    old_site_packages = tmp_path / "old-venv" / "site-packages"
+    old_site_packages = pg_tmp / "old-venv" / "site-packages"
     old_install = old_site_packages / "pgserver" / "pginstall"
     shutil.copytree(POSTGRES_BIN_PATH.parent, old_install, symlinks=True)
     if (site_packages / "pgserver.libs").exists():
         shutil.copytree(site_packages / "pgserver.libs", old_site_packages / "pgserver.libs")
-    data_dir = tmp_path / "data"
+    data_dir = pg_tmp / "data"
     pg_dir = data_dir / "pgdata"
     pg_dir.mkdir(parents=True)
     _let_server_user_in(old_site_packages, pg_dir)
@@ -83,7 +84,7 @@ def orphaned(tmp_path: Path) -> Iterator[Path]:
         pg_dir / "log",
         "start",
     )
-    shutil.rmtree(tmp_path / "old-venv")
+    shutil.rmtree(pg_tmp / "old-venv")
     try:
         yield data_dir
     finally:
@@ -126,8 +127,8 @@ async def test_a_server_left_by_a_deleted_install_is_started_again(orphaned: Pat
         await connection.close()
 
 
-def test_a_server_of_the_current_install_is_left_running(tmp_path: Path) -> None:
-    pg_dir = tmp_path / "pgdata"
+def test_a_server_of_the_current_install_is_left_running(pg_tmp: Path) -> None:
+    pg_dir = pg_tmp / "pgdata"
     server = pgserver.get_server(pg_dir, cleanup_mode="stop")
     try:
         running = server.get_pid()
@@ -141,3 +142,17 @@ def test_a_server_of_the_current_install_is_left_running(tmp_path: Path) -> None
 def test_a_data_directory_without_a_server_is_left_alone(tmp_path: Path) -> None:
     assert stop_orphaned_server(tmp_path) is False
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_tests_own_embedded_server_is_stopped_at_the_end(pg_tmp: Path) -> None:
+    """What the session's database_server fixture does when TEST_DATABASE_URL is unset:
+    the suite leaves no PostgreSQL behind."""
+    embedded_database_url(pg_tmp)
+    info = PostmasterInfo.read_from_pgdata(pg_tmp / "pgdata")
+    assert info is not None and info.is_running()
+    process = psutil.Process(info.pid)
+
+    assert stop_embedded_server(pg_tmp) is True
+    assert not process.is_running()
+    assert stop_embedded_server(pg_tmp) is False  # nothing left to stop
+    assert stop_embedded_server(pg_tmp / "elsewhere") is False

@@ -19,8 +19,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from api.app import assemble_app
-from api.settings import ExternalIssuer
 from auth.external import ExternalIssuers
+from domain.settings import ExternalIssuer
 from tests.conftest import GraphQL, make_client, settings_for
 from tests.fixtures.auth import user_with_roles
 

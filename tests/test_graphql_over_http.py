@@ -13,7 +13,7 @@ from graphql import get_introspection_query
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from api.models import Team
+from domain.models import Team
 from tests.conftest import ALL_SCOPES, make_client
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"

@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api import models
 from auth.scopes import Scope
+from domain import models
 from schema.build import schema
 from schema.guards import NODE_TYPES, AuditChanges
 from schema.ids import encode_id

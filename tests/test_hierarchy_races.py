@@ -20,7 +20,7 @@ from sqlalchemy import make_url
 
 from api import migrate
 from api.app import create_app
-from api.database import create_engine
+from domain.database import create_engine
 from schema.ids import encode_id
 from tests.conftest import ALL_SCOPES, settings_for
 from tests.fixtures.database import create_database, drop_database

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api import models
+from domain import models
 from schema.ids import decode_id
 from tests.conftest import GraphQL
 

@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from typer.testing import CliRunner
 
-from api import models
 from api.cli import app as cli
+from domain import models
 from tests.conftest import GraphQL
 from tests.fixtures import factories
 from tests.fixtures.database import StatementCounter

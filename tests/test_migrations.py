@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -10,8 +11,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+import migrations
 from api import migrate
-from api.models import Base
+from domain.models import Base
 from tests.fixtures.database import create_database, drop_database
 
 
@@ -52,3 +54,21 @@ async def test_upgrade_downgrade_upgrade(empty_engine: AsyncEngine) -> None:
 
     await migrate.upgrade(empty_engine)
     assert await migrate.current_revision(empty_engine) == migrate.head_revision()
+
+
+async def test_a_new_revision_takes_the_next_number_and_follows_head(engine: AsyncEngine) -> None:
+    versions = sorted(p.name for p in (Path(migrations.__file__).parent / "versions").glob("0*.py"))
+    expected = f"{int(versions[-1][:4]) + 1:04d}"
+    head = migrate.head_revision()
+
+    written = await migrate.new_revision(engine, "nothing changed")
+    try:
+        assert written.name == f"{expected}_nothing_changed.py"
+        text = written.read_text()
+        assert f"revision: str = {expected!r}" in text
+        assert f"= {head!r}" in text  # down_revision: the previous head
+        # The models and the database agree, so autogenerate found nothing to do.
+        assert "op." not in text
+    finally:
+        written.unlink()
+    assert migrate.head_revision() == head

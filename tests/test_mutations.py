@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api import models
-from api.models.base import IdMixin
 from auth.scopes import Scope
+from domain import models
+from domain.models.base import IdMixin
 from schema.ids import encode_id
 from tests.conftest import GraphQL
 from tests.fixtures import factories

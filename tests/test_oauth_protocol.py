@@ -12,8 +12,8 @@ from authlib.integrations.base_client import OAuthError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.applications import Starlette
 
-from api import models
 from auth.passwords import hash_secret
+from domain import models
 from tests import test_authorization_server as oauth
 from tests.conftest import GraphQL
 from tests.fixtures.auth import ALL_SCOPES

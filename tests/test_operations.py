@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.routing import Route
 
 from api.app import assemble_app
-from api.database import create_engine, create_session_factory
+from domain.database import create_engine, create_session_factory
 from schema.endpoint import GraphQLEndpoint
 from schema.errors import with_code
 from tests.conftest import GraphQL, in_pieces, make_client, settings_for

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from starlette.applications import Starlette
 
 from api.app import admission_limits, create_app
-from api.settings import Settings
+from domain.settings import Settings
 from tests.conftest import ALL_SCOPES, settings_for
 
 # Distinct documents, so no answer is shared between them.

@@ -14,10 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from typer.testing import CliRunner
 
-from api import models
 from api.cli import app as cli
-from api.services.persisted import digest
 from auth.scopes import Scope
+from domain import models
+from domain.services.persisted import digest
 from tests.conftest import make_client
 from tests.fixtures.auth import bearer
 from tests.test_cli import fresh_database  # noqa: F401  (fixture)

@@ -1,5 +1,5 @@
 """A pooled connection on which anything failed is never handed to another request
-(api.database.discard_after_errors), and a burst of bad requests against the app as
+(domain.database.discard_after_errors), and a burst of bad requests against the app as
 ``portfolio serve`` wires it (its own engine and pool, committed writes) leaves every
 later good request unharmed: token checks, ``/oauth/token``, reads and writes."""
 
@@ -15,8 +15,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
-from api.database import create_engine, create_session_factory, read_connections
-from api.services.identity import DEMO_CLIENT_ID, reset_demo_client
+from domain.database import create_engine, create_session_factory, read_connections
+from domain.services.identity import DEMO_CLIENT_ID, reset_demo_client
 from schema.ids import encode_id
 from tests.conftest import settings_for
 from tests.test_bad_input_generated import POSITIONS, inline, with_variables

@@ -14,9 +14,9 @@ from sqlalchemy import QueuePool, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.types import Message
 
-from api.database import create_engine as create_database_engine
-from api.database import create_session_factory, read_connections
 from api.embedded import to_async_url
+from domain.database import create_engine as create_database_engine
+from domain.database import create_session_factory, read_connections
 from schema.ids import encode_id
 from tests.conftest import settings_for
 

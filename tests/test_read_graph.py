@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api import models
+from domain import models
 from schema.ids import encode_id
 from tests.conftest import GraphQL
 from tests.fixtures import factories

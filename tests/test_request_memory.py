@@ -27,9 +27,9 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.app import assemble_app
-from api.services import measurements
-from api.services.measurements import Batch
-from api.settings import Settings
+from domain.services import measurements
+from domain.services.measurements import Batch
+from domain.settings import Settings
 from schema.mutations import bulk
 from tests.conftest import ALL_SCOPES, in_pieces, make_client, settings_for
 from tests.fixtures import factories

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from api.changes import APPLICATION_NAME
+from domain.changes import APPLICATION_NAME
 from schema.compiled.responses import ENTRY_OVERHEAD, Cached, ResponseCache
 from schema.ids import encode_id
 from tests.fixtures.database import run_sql

@@ -70,7 +70,7 @@ def test_guarded_fields_show_their_scopes_in_the_sdl() -> None:
 
 
 def test_every_setting_is_documented_in_docs_configuration() -> None:
-    from api.settings import ExternalIssuer, Settings
+    from domain.settings import ExternalIssuer, Settings
 
     page = (SCHEMA_FILE.parent / "docs" / "configuration.md").read_text(encoding="utf-8")
     special = {"database_url": "DATABASE_URL", "redis_url": "REDIS_URL"}

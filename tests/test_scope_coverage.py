@@ -20,9 +20,9 @@ from graphql import (
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api import models
-from api.models.base import IdMixin
 from auth.scopes import Scope
+from domain import models
+from domain.models.base import IdMixin
 from schema.ids import encode_id
 from schema.sdl import render_sdl
 from tests.fixtures.auth import ALL_SCOPES, service_client, user_with_roles

@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.applications import Starlette
 
-from api import models
 from auth.passwords import hash_secret, verify_secret
+from domain import models
 from schema.ids import encode_id
 from tests.fixtures.auth import service_client, user_with_roles
 

@@ -15,10 +15,10 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
-from api import models
 from api.app import assemble_app, create_app
 from auth import authorization
 from auth.passwords import hash_secret
+from domain import models
 from tests.conftest import settings_for
 
 PER_ADDRESS = 3

@@ -19,10 +19,10 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from api import models
-from api.settings import ExternalIssuer
 from auth.external import ExternalIssuers
 from auth.tokens import VERIFIED_FOR_SECONDS, InvalidToken, TokenService
+from domain import models
+from domain.settings import ExternalIssuer
 from tests.conftest import GraphQL, make_client, settings_for
 from tests.fixtures.auth import bearer, service_client, user_with_roles
 

@@ -21,7 +21,7 @@ import strawberry
 from graphql import FieldNode, GraphQLError, GraphQLSchema, VariableDefinitionNode
 from graphql.execution.values import get_argument_values, get_variable_values
 
-from api.errors import DomainError
+from domain.errors import DomainError
 from schema.compiled.parameters import PREFIX, bound_value
 from schema.compiled.selection import Unsupported
 

@@ -6,7 +6,7 @@ variables bound as parameters) and answers the root fields; objects, connections
 filters, cursors and the fields with SQL of their own are built by the modules named
 after them. Every field is taken from the definitions the resolvers use: columns and
 computed expressions of the models, the edges, filters and orderings of
-``api.services``, the scopes declared on the strawberry fields. Whatever is not covered
+``domain.services``, the scopes declared on the strawberry fields. Whatever is not covered
 raises ``Unsupported`` and the resolvers answer the whole operation.
 """
 
@@ -43,9 +43,9 @@ from sqlalchemy.sql.sqltypes import NullType
 from sqlalchemy.sql.util import ClauseAdapter
 from strawberry.types.arguments import convert_arguments
 
-from api.errors import DomainError
-from api.services import reads
-from api.services.pagination import PageRequest, page_request
+from domain.errors import DomainError
+from domain.services import reads
+from domain.services.pagination import PageRequest, page_request
 from schema.compiled import connections, jsontext, objects
 from schema.compiled.binding import Site
 from schema.compiled.parameters import PREFIX

@@ -1,6 +1,6 @@
 """Connections (root and nested): one page of rows in the order of travel, narrowed by
 the filter and the cursors, and what is selected of it: `nodes`, `edges { cursor node }`,
-`pageInfo` and `totalCount`, as ``api.services.pagination`` answers them."""
+`pageInfo` and `totalCount`, as ``domain.services.pagination`` answers them."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 from graphql import FieldNode, GraphQLObjectType, get_named_type
 from sqlalchemy import ColumnElement, Select, and_, case, func, literal, not_, or_, select
 
-from api.errors import DomainError
-from api.services import reads
-from api.services.pagination import page_request
+from domain.errors import DomainError
+from domain.services import reads
+from domain.services.pagination import page_request
 from schema.compiled import jsontext
 from schema.compiled.cursors import beyond, cursor_text
 from schema.compiled.filters import conditions_of

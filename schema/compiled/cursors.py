@@ -25,9 +25,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from api.errors import DomainError
-from api.services.pagination import Cursor
-from api.services.pagination import _coerce as pagination_coerce
+from domain.errors import DomainError
+from domain.services.pagination import Cursor
+from domain.services.pagination import _coerce as pagination_coerce
 from schema.compiled import jsontext
 from schema.compiled.selection import Unsupported
 from schema.compiled.values import iso_timestamp, json_float, python_type
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 
 def cursor_text(ordering: str, sort: Any, id_column: Any) -> ColumnElement[str]:
-    """``api.services.pagination.encode_cursor`` in SQL, as a JSON string: base64url
+    """``domain.services.pagination.encode_cursor`` in SQL, as a JSON string: base64url
     without padding of ``["ORDERING",value,id]``, the value written as orjson writes
     the Python value the resolvers read (``_cursor_value``). PostgreSQL's base64 wraps
     lines every 76 characters: the newlines go."""

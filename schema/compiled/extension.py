@@ -29,8 +29,8 @@ from sqlalchemy.exc import CompileError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from strawberry.extensions import SchemaExtension
 
-from api.caches import ByteLRU, text_bytes
-from api.errors import DomainError
+from domain.caches import ByteLRU, text_bytes
+from domain.errors import DomainError
 from schema.compiled.binding import Binder, Declined
 from schema.compiled.compiler import Compiler, NotBound
 from schema.compiled.parameters import (

@@ -1,5 +1,5 @@
 """A list's filter as SQL conditions on its rows: the service's own filter
-(``api.services.filters``), with the fields given as parameter variables bound.
+(``domain.services.filters``), with the fields given as parameter variables bound.
 
 The SQL of a bound field is the service's, found by asking its filter for that field
 alone: the conditions it adds to the filter's empty form. Its values are the bind
@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
 from sqlalchemy.sql import operators, visitors
 from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClauseList
 
-from api.errors import DomainError
+from domain.errors import DomainError
 from schema.compiled.selection import Invalid, Unsupported
 
 if TYPE_CHECKING:

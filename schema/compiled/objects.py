@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from graphql import FieldNode, get_named_type
 from sqlalchemy import ColumnElement, select
 
-from api.services import reads
+from domain.services import reads
 from schema.compiled import jsontext
 from schema.compiled.selection import Unsupported, response_key
 from schema.compiled.special import SPECIAL

@@ -49,10 +49,10 @@ from graphql import (
 )
 from graphql.language.visitor import SKIP
 
-from api.caches import ByteLRU, text_bytes
-from api.errors import DomainError
-from api.services import filters
-from api.services.pagination import decode_cursor, encode_cursor
+from domain.caches import ByteLRU, text_bytes
+from domain.errors import DomainError
+from domain.services import filters
+from domain.services.pagination import decode_cursor, encode_cursor
 from schema.ids import decode_id
 
 STRINGS = "strings"  # filter: {keys: $v}, a list of strings

@@ -7,7 +7,7 @@ those, so one caller's answer is never another's unless it would be the same ans
 
 It is dropped whole on every change: a mutation committed by this process (before its
 answer is released), and any write committed anywhere, which the database reports
-(``api.changes``). While that report cannot be heard (connection lost), nothing is
+(``domain.changes``). While that report cannot be heard (connection lost), nothing is
 cached. A read that began before a change is not stored after it: each entry is put
 with the generation it was read under, and a change starts a new generation.
 """

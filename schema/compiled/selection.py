@@ -23,7 +23,7 @@ from graphql import (
 from graphql.execution.values import VariableValues, get_directive_values
 from graphql.type import GraphQLIncludeDirective, GraphQLSkipDirective
 
-from api.caches import text_bytes
+from domain.caches import text_bytes
 
 # id(node) -> (node, whether its subtree is free of variables); the node is kept so
 # that its id is not reused while the entry lives.

@@ -1,6 +1,6 @@
 """Fields with SQL of their own (scores with their explanations, what blocks an
 initiative, a KPI's latest measurement, status and series), each built from the same
-definitions the resolvers use (``api.models.computed``, ``api.services.reads``)."""
+definitions the resolvers use (``domain.models.computed``, ``domain.services.reads``)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 from graphql import FieldNode
 from sqlalchemy import JSON, DateTime, Text, cast, func, select
 
-from api import models
-from api.errors import DomainError
-from api.models.computed import constraint_blocks, latest_first, status_of_latest
-from api.services import reads
+from domain import models
+from domain.errors import DomainError
+from domain.models.computed import constraint_blocks, latest_first, status_of_latest
+from domain.services import reads
 from schema.compiled import jsontext
 from schema.compiled.selection import Invalid, Unsupported, response_key
 from schema.compiled.values import global_id_of, json_float, optional_global_id

@@ -34,7 +34,7 @@ def python_type(column: Any) -> Any:
 def iso_timestamp(column: Any) -> ColumnElement[Any]:
     """A timestamptz as JSON, written as Python's ``isoformat()`` writes it in UTC (what
     the resolvers send). On whole seconds (nearly every value) that is PostgreSQL's own
-    JSON form, since the connection's TimeZone is UTC (``api.database``); ``to_char``
+    JSON form, since the connection's TimeZone is UTC (``domain.database``); ``to_char``
     costs ~0.7 µs a value, so it only writes values with a fraction, which Python pads
     to six digits and PostgreSQL does not."""
     utc = column.op("AT TIME ZONE")(literal("UTC"))

@@ -30,7 +30,7 @@ from graphql import (
 )
 from graphql.execution.values import get_variable_values
 
-from api.services.pagination import DEFAULT_PAGE_SIZE
+from domain.services.pagination import DEFAULT_PAGE_SIZE
 from schema.compiled.selection import Walk, response_key
 
 LIST_ESTIMATE = 10

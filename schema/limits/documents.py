@@ -26,7 +26,7 @@ from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, parse
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
-from api.caches import ByteLRU, text_bytes
+from domain.caches import ByteLRU, text_bytes
 from schema.compiled import objects, selection
 from schema.compiled.selection import parsed_bytes
 from schema.limits.size import size_refusal

@@ -9,7 +9,7 @@ from typing import Any
 
 from graphql import get_operation_ast
 
-from api.caches import ByteLRU, text_bytes
+from domain.caches import ByteLRU, text_bytes
 from schema.compiled.extension import execution_candidates, provided_operation_name
 from schema.compiled.parameters import COSTED, Candidates, variables_key
 from schema.limits.cost import Measurement, input_object_variables, query_cost

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import strawberry
 
-from api.services import identity
 from auth.scopes import Scope
+from domain.services import identity
 from schema.mutations.common import UserError, decode_reference, given_values
 from schema.mutations.entities import mutation_field
 from schema.mutations.inputs import VERSION, given, required

@@ -37,7 +37,7 @@ from graphql import (
 )
 from strawberry.extensions import SchemaExtension
 
-from api.services.measurements import MAX_BATCH, Batch, MeasurementIn
+from domain.services.measurements import MAX_BATCH, Batch, MeasurementIn
 from schema.types.scalars import DATETIME, storable
 
 FIELD = "recordKpiMeasurements"
@@ -217,7 +217,7 @@ def _datetime(raw: Any) -> datetime | None:
             return parsed if storable(parsed) else None
     try:
         parsed = _parse_datetime(raw)  # type: ignore[misc]
-    except Exception:  # noqa: BLE001  (its coercion error: the ordinary path reports it)
+    except Exception:
         return None
     return parsed if type(parsed) is datetime else None
 

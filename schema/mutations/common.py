@@ -13,10 +13,10 @@ from sqlalchemy import Numeric
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.errors import DomainError, InvalidInput
-from api.models import Base
-from api.services.writes import Actor, Refused
-from api.services.writes import UserError as ServiceError
+from domain.errors import DomainError, InvalidInput
+from domain.models import Base
+from domain.services.writes import Actor, Refused
+from domain.services.writes import UserError as ServiceError
 from schema.context import concurrent_change
 from schema.ids import decode_id
 

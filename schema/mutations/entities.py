@@ -8,9 +8,9 @@ from typing import Annotated, Any
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.services import links, writes
-from api.services.writes import Actor, EntitySpec
 from auth.scopes import Scope
+from domain.services import links, writes
+from domain.services.writes import Actor, EntitySpec
 from schema.mutations.common import decode_reference, given_values, run, to_user_error
 from schema.permissions import guarded
 
@@ -56,7 +56,7 @@ def create(
     field: str,
     scope: Scope,
     references: Mapping[str, str] = {},
-) -> Any:  # noqa: B006 (read-only)
+) -> Any:
     async def work(session: AsyncSession, actor: Actor, data: Any) -> Any:
         return await writes.create(session, actor, spec, given_values(data, references))
 
@@ -70,7 +70,7 @@ def update(
     field: str,
     scope: Scope,
     references: Mapping[str, str] = {},
-) -> Any:  # noqa: B006 (read-only)
+) -> Any:
     async def work(session: AsyncSession, actor: Actor, data: Any) -> Any:
         entity_id = decode_reference(data.id, spec.name, "id")
         changes = given_values(data, references)

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import strawberry
 
-from api.services import links, measurements, specs, status
 from auth.scopes import Scope
+from domain.services import links, measurements, specs, status
 from schema.mutations import bulk, entities, inputs
 from schema.mutations.admin import AdminMutation
 from schema.mutations.common import UserError, decode_reference, run

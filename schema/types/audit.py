@@ -8,7 +8,7 @@ from typing import Any, cast
 import strawberry
 from strawberry.scalars import JSON
 
-from api import models
+from domain import models
 from schema.guards import AuditChanges
 from schema.ids import encode_id
 from schema.types.enums import AuditAction

@@ -6,7 +6,7 @@ from typing import Any, Generic, TypeVar
 
 import strawberry
 
-from api.services.pagination import Ordering, Page, PageRequest, page_request
+from domain.services.pagination import Ordering, Page, PageRequest, page_request
 from schema.context import EdgeQuery
 
 T = TypeVar("T")

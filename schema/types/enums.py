@@ -7,9 +7,9 @@ from typing import Any
 
 import strawberry
 
-from api import models
-from api.services.reads import SeriesBucket as _SeriesBucket
-from api.services.reads import TrendDirection as _TrendDirection
+from domain import models
+from domain.services.reads import SeriesBucket as _SeriesBucket
+from domain.services.reads import TrendDirection as _TrendDirection
 
 
 def _expose(enum_cls: type[Enum], description: str, values: dict[str, str]) -> Any:

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 import strawberry
 
-from api.services import audit, reads
-from api.services.pagination import Ordering
 from auth.scopes import Scope
+from domain.services import audit, reads
+from domain.services.pagination import Ordering
 from schema.permissions import guarded
 from schema.types.connection import AFTER, BEFORE, FIRST, LAST, Connection, load_edge, page_of
 from schema.types.enums import OrderDirection

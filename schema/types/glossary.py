@@ -6,8 +6,8 @@ from datetime import datetime
 
 import strawberry
 
-from api import models
 from auth.scopes import Scope
+from domain import models
 from schema.types import inputs
 from schema.types.audit import AuditEvent
 from schema.types.fields import edge_connection

@@ -7,8 +7,8 @@ from typing import Any
 
 import strawberry
 
-from api import models
 from auth.scopes import Scope
+from domain import models
 from schema.permissions import guarded
 from schema.types.node import CREATED_AT, UPDATED_AT, VERSION, Node, global_id, of_model
 

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import strawberry
 
-from api import models
 from auth.scopes import Scope
+from domain import models
 from schema.permissions import guarded
 from schema.types import inputs
 from schema.types.audit import AuditEvent

@@ -8,7 +8,7 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError, StringValueNode, ValidationRule
 
-from api.services import filters
+from domain.services import filters
 from schema.ids import decode_id, decode_ids_of
 from schema.types.enums import (
     AuditAction,

@@ -7,10 +7,10 @@ from typing import Annotated
 
 import strawberry
 
-from api import models
-from api.errors import InvalidInput
-from api.services import reads
 from auth.scopes import Scope
+from domain import models
+from domain.errors import InvalidInput
+from domain.services import reads
 from schema.permissions import guarded
 from schema.types import inputs
 from schema.types.audit import AuditEvent

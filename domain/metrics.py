@@ -1,0 +1,104 @@
+"""What the app counts for Prometheus: one registry per app, so tests and several apps
+in a process do not collide."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.responses import Response
+
+
+class Metrics:
+    """One registry per app, so tests and several apps in a process do not collide."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "portfolio_http_requests", "HTTP requests.", ["path", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "portfolio_http_request_seconds",
+            "Time to answer a request.",
+            ["path"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "portfolio_graphql_errors", "GraphQL errors by code.", ["code"], registry=self.registry
+        )
+        self.cost = Counter(
+            "portfolio_query_cost_points", "Query cost points charged.", registry=self.registry
+        )
+        self.pool_in_use = Gauge(
+            "portfolio_db_pool_checked_out", "Database connections in use.", registry=self.registry
+        )
+        self.pool_size = Gauge(
+            "portfolio_db_pool_size", "Database connections open.", registry=self.registry
+        )
+        self.large_requests_waiting = Gauge(
+            "portfolio_large_requests_waiting",
+            "Requests with a large body waiting for their turn.",
+            registry=self.registry,
+        )
+        self.requests_in_flight = Gauge(
+            "portfolio_requests_in_flight",
+            "Requests admitted and not yet answered (health and metrics not counted).",
+            registry=self.registry,
+        )
+        self.requests_waiting = Gauge(
+            "portfolio_requests_waiting",
+            "Requests waiting in line to be admitted.",
+            registry=self.registry,
+        )
+        self.requests_shed = Counter(
+            "portfolio_requests_shed",
+            "Requests answered 503 OVERLOADED at once: every place and the line were taken.",
+            registry=self.registry,
+        )
+
+    def watch_response_cache(self, cache: Any) -> None:
+        """Export the response cache's state at each scrape (nothing per request)."""
+        self.registry.register(_ResponseCacheCollector(cache))
+
+    def render(self) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class _ResponseCacheCollector(Collector):
+    def __init__(self, cache: Any) -> None:
+        self.cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        cache = self.cache
+        yield GaugeMetricFamily(
+            "portfolio_response_cache_listening",
+            "1 while the database's changes are heard, so answers may be kept.",
+            value=int(cache.listening),
+        )
+        yield GaugeMetricFamily(
+            "portfolio_response_cache_entries", "Answers kept.", value=len(cache)
+        )
+        yield GaugeMetricFamily(
+            "portfolio_response_cache_chars",
+            "Size of the answers kept: characters of JSON plus an estimate per answer.",
+            value=cache.chars,
+        )
+        answers = CounterMetricFamily(
+            "portfolio_response_cache_answers",
+            "Known reads asked while answers may be kept, by whether memory answered.",
+            labels=["result"],
+        )
+        answers.add_metric(["hit"], cache.hits)
+        answers.add_metric(["miss"], cache.misses)
+        yield answers

@@ -1,0 +1,220 @@
+"""Load the demo portfolio (``demo_data.py``) into a database, once."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.models import (
+    GlossaryTerm,
+    Initiative,
+    Kpi,
+    KpiMeasurement,
+    Product,
+    Team,
+    TechnicalConstraint,
+    constraint_initiatives,
+    constraint_products,
+    initiative_kpis,
+    initiative_products,
+)
+from domain.seed import demo_data as data
+from domain.seed.bulk import Row, assign_ids, copy_rows, insert_keyed, key_exists, table_of
+from domain.seed.kpi_kinds import (
+    ADOPTION,
+    HISTORY_DAYS,
+    INCIDENTS,
+    LOAD_TIME,
+    UPTIME,
+    KpiKind,
+    observation_days,
+    observed_at,
+)
+from domain.seed.report import SeedReport
+from domain.seed.roadmap import UNSCORED, roll_up, scoring_inputs
+
+DATASET = "demo portfolio"
+MARKER_PRODUCT = "PAY"  # present ⇔ the demo was loaded
+SEED = 20261101
+SOURCE = "demo-seed"
+
+
+async def seed_demo(session: AsyncSession) -> SeedReport:
+    """Insert the demo portfolio unless it is already there. Flushes, never commits."""
+    if await key_exists(session, Product, MARKER_PRODUCT):
+        return SeedReport(DATASET, skipped=True)
+
+    teams = await insert_keyed(session, Team, [t._asdict() for t in data.TEAMS])
+    products = await insert_keyed(session, Product, _product_rows(teams))
+    initiatives = await _insert_initiatives(session, teams)
+    await copy_rows(
+        session,
+        initiative_products,
+        [
+            {"initiative_id": initiatives[i.key], "product_id": products[p]}
+            for i in data.INITIATIVES
+            for p in i.products.split()
+        ],
+    )
+    constraints = await _insert_constraints(session, products, initiatives)
+    kpis, series = await _insert_kpis(session, teams, products)
+    await copy_rows(
+        session,
+        initiative_kpis,
+        [{"initiative_id": initiatives[i], "kpi_id": kpis[k]} for i, k in data.INITIATIVE_KPIS],
+    )
+    measurements = await copy_rows(session, KpiMeasurement, _measurement_rows(kpis, series))
+    terms = await copy_rows(session, GlossaryTerm, [t._asdict() for t in data.GLOSSARY])
+    return SeedReport(
+        DATASET,
+        teams=len(teams),
+        products=len(products),
+        initiatives=len(initiatives),
+        constraints=len(constraints),
+        kpis=len(kpis),
+        measurements=measurements,
+        glossary_terms=terms,
+    )
+
+
+def _product_rows(teams: dict[str, int]) -> list[Row]:
+    return [
+        {
+            "key": p.key,
+            "name": p.name,
+            "description": p.description,
+            "lifecycle_stage": p.stage,
+            "business_owner_team_id": teams[p.business_owner],
+            "technology_owner_team_id": teams[p.technology_owner],
+        }
+        for p in data.PRODUCTS
+    ]
+
+
+async def _insert_initiatives(session: AsyncSession, teams: dict[str, int]) -> dict[str, int]:
+    rows = {i.key: _initiative_row(i, teams) for i in data.INITIATIVES}
+    ids = await assign_ids(session, table_of(Initiative), list(rows.values()))
+    # The table lists parents before children, so walking it backwards rolls each child
+    # (already holding its own children) into its parent: a parent spans its children's
+    # dates, and its cost is its own estimate plus theirs.
+    for i in reversed(data.INITIATIVES):
+        if i.parent is not None:
+            rows[i.key]["parent_id"] = ids[i.parent]
+            roll_up(rows[i.parent], rows[i.key])
+    await copy_rows(session, Initiative, list(rows.values()))
+    return ids
+
+
+def _initiative_row(i: data.DemoInitiative, teams: dict[str, int]) -> Row:
+    row: Row = {
+        "key": i.key,
+        "title": i.title,
+        "summary": i.summary,
+        "status": i.status,
+        "owner_team_id": teams[i.owner],
+        "parent_id": None,
+    }
+    if i.start is None or i.months is None:  # a theme: spans its epics, set by roll_up
+        return row | UNSCORED | {"target_start": None, "target_end": None}
+    start, end = _month_span(i.start, i.months)
+    # Seeded per key: editing one row of the table does not reshuffle the others' numbers.
+    rng = random.Random(f"{SEED}:{i.key}")
+    missing = data.MISSING_SCORE_INPUTS.get(i.key, ())
+    return row | {"target_start": start, "target_end": end} | scoring_inputs(rng, i.months, missing)
+
+
+def _month_span(start: str, months: int) -> tuple[date, date]:
+    """("2026-03", 4) → 2026-03-01 .. 2026-06-30."""
+    year, month = (int(part) for part in start.split("-"))
+    after = month - 1 + months
+    return date(year, month, 1), date(year + after // 12, after % 12 + 1, 1) - timedelta(days=1)
+
+
+async def _insert_constraints(
+    session: AsyncSession, products: dict[str, int], initiatives: dict[str, int]
+) -> dict[str, int]:
+    rows = [
+        {
+            "key": c.key,
+            "title": c.title,
+            "description": c.description,
+            "category": c.category,
+            "severity": c.severity,
+            "status": c.status,
+            "mitigation_plan": c.mitigation,
+            "due_date": c.due,
+        }
+        for c in sorted(data.CONSTRAINTS, key=lambda c: c.key)
+    ]
+    ids = await insert_keyed(session, TechnicalConstraint, rows)
+    await copy_rows(
+        session,
+        constraint_products,
+        [
+            {"constraint_id": ids[c.key], "product_id": products[p]}
+            for c in data.CONSTRAINTS
+            for p in c.products.split()
+        ],
+    )
+    await copy_rows(
+        session,
+        constraint_initiatives,
+        [
+            {"constraint_id": ids[c.key], "initiative_id": initiatives[i]}
+            for c in data.CONSTRAINTS
+            for i in c.initiatives.split()
+        ],
+    )
+    return ids
+
+
+async def _insert_kpis(
+    session: AsyncSession, teams: dict[str, int], products: dict[str, int]
+) -> tuple[dict[str, int], dict[str, list[float]]]:
+    """The four shared KPIs per product; returns key → id and key → the year's values."""
+    rows: list[Row] = []
+    series: dict[str, list[float]] = {}
+    for p in data.PRODUCTS:
+        profile = data.PRODUCT_KPIS[p.key]
+        target, warning, critical = profile.adoption_thresholds
+        adoption = f"Share of active users who used {profile.adoption_feature} in the last 30 days."
+        per_kind: list[tuple[KpiKind, data.KpiProfile, str, dict[str, Any]]] = [
+            (UPTIME, profile.uptime, data.UPTIME_OWNER, {}),
+            (
+                ADOPTION,
+                profile.adoption,
+                p.business_owner,
+                {
+                    "description": adoption,
+                    "target": target,
+                    "warning_threshold": warning,
+                    "critical_threshold": critical,
+                },
+            ),
+            (LOAD_TIME, profile.load_time, p.technology_owner, {}),
+            (INCIDENTS, profile.incidents, p.technology_owner, {}),
+        ]
+        for kind, levels, owner, overrides in per_kind:
+            key = f"{p.key}-{kind.suffix}"
+            rows.append(kind.row(key, p.name, products[p.key], teams[owner]) | overrides)
+            rng = random.Random(f"{SEED}:{key}")
+            series[key] = kind.series(levels.start, levels.end, HISTORY_DAYS, rng)
+    return await insert_keyed(session, Kpi, rows), series
+
+
+def _measurement_rows(kpis: dict[str, int], series: dict[str, list[float]]) -> list[Row]:
+    days = observation_days(HISTORY_DAYS)
+    return [
+        {
+            "kpi_id": kpis[key],
+            "observed_at": observed_at(day),
+            "value": value,
+            "source": SOURCE,
+            "external_id": f"{key}:{day.isoformat()}",
+        }
+        for key, values in series.items()
+        for day, value in zip(days, values, strict=True)
+    ]

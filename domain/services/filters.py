@@ -1,0 +1,442 @@
+"""Filters and orderings offered on every list, as SQL.
+
+The GraphQL inputs map one to one onto these dataclasses; validation that does
+not depend on GraphQL (ranges, search text) lives here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Date,
+    Double,
+    Select,
+    cast,
+    exists,
+    func,
+    literal,
+    literal_column,
+    select,
+    true,
+)
+
+from domain.errors import InvalidInput
+from domain.models import (
+    AuditAction,
+    AuditEvent,
+    ConstraintCategory,
+    ConstraintSeverity,
+    ConstraintStatus,
+    GlossaryTerm,
+    Initiative,
+    InitiativeStatus,
+    Kpi,
+    KpiMeasurement,
+    KpiStatus,
+    LifecycleStage,
+    OAuthClient,
+    Product,
+    Role,
+    RoleGrant,
+    Team,
+    TeamKind,
+    TechnicalConstraint,
+    User,
+    constraint_initiatives,
+    constraint_products,
+    initiative_products,
+)
+from domain.services.pagination import Ordering
+
+MAX_SEARCH_LENGTH = 200
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def search_clause(document: Any, text: str | None) -> ColumnElement[bool]:
+    """Every word of ``text`` must prefix a word of the document (indexed, GIN)."""
+    if text is None:
+        return true()
+    if len(text) > MAX_SEARCH_LENGTH:
+        raise InvalidInput(
+            f"`search` is limited to {MAX_SEARCH_LENGTH} characters.", field="filter.search"
+        )
+    words = _WORD.findall(text.lower())
+    if not words:
+        raise InvalidInput(
+            "`search` must contain at least one letter or digit.", field="filter.search"
+        )
+    query = " & ".join(f"{word}:*" for word in words)
+    return document.op("@@")(func.to_tsquery(literal_column("'simple'::regconfig"), query))
+
+
+def _date_range(
+    column: Any, start: date | datetime | None, end: date | datetime | None, field: str
+) -> list[ColumnElement[bool]]:
+    if start is not None and end is not None and end < start:
+        raise InvalidInput(f"`{field}`: the end is before the start.", field=f"filter.{field}")
+    clauses: list[ColumnElement[bool]] = []
+    if start is not None:
+        clauses.append(column >= start)
+    if end is not None:
+        clauses.append(column <= end)
+    return clauses
+
+
+def _in(column: Any, values: Sequence[Any] | None) -> list[ColumnElement[bool]]:
+    return [column.in_(values)] if values is not None else []
+
+
+def _active(model: Any) -> ColumnElement[bool]:
+    return model.archived_at.is_(None)
+
+
+# ---------------------------------------------------------------- teams
+
+
+@dataclass(frozen=True)
+class TeamFilter:
+    kinds: tuple[TeamKind, ...] | None = None
+    search: str | None = None
+
+    def apply(self, statement: Select[Any]) -> Select[Any]:
+        return statement.where(
+            _active(Team),
+            *_in(Team.kind, self.kinds),
+            search_clause(Team.search_document, self.search),
+        )
+
+
+TEAM_ORDERINGS = {
+    "KEY": Team.key,
+    "NAME": Team.name,
+    "CREATED_AT": Team.created_at,
+    "UPDATED_AT": Team.updated_at,
+}
+
+
+# ---------------------------------------------------------------- products
+
+
+@dataclass(frozen=True)
+class ProductFilter:
+    keys: tuple[str, ...] | None = None
+    lifecycle_stages: tuple[LifecycleStage, ...] | None = None
+    owner_team_ids: tuple[int, ...] | None = None
+    search: str | None = None
+
+    def apply(self, statement: Select[Any]) -> Select[Any]:
+        clauses = [
+            _active(Product),
+            *_in(Product.key, self.keys),
+            *_in(Product.lifecycle_stage, self.lifecycle_stages),
+            search_clause(Product.search_document, self.search),
+        ]
+        if self.owner_team_ids is not None:
+            clauses.append(
+                Product.business_owner_team_id.in_(self.owner_team_ids)
+                | Product.technology_owner_team_id.in_(self.owner_team_ids)
+            )
+        return statement.where(*clauses)
+
+
+PRODUCT_ORDERINGS = {
+    "KEY": Product.key,
+    "NAME": Product.name,
+    "CREATED_AT": Product.created_at,
+    "UPDATED_AT": Product.updated_at,
+}
+
+
+# ---------------------------------------------------------------- initiatives
+
+
+@dataclass(frozen=True)
+class InitiativeFilter:
+    keys: tuple[str, ...] | None = None
+    statuses: tuple[InitiativeStatus, ...] | None = None
+    product_ids: tuple[int, ...] | None = None
+    owner_team_ids: tuple[int, ...] | None = None
+    parent_ids: tuple[int, ...] | None = None
+    top_level: bool | None = None
+    is_blocked: bool | None = None
+    starts_from: date | None = None
+    starts_to: date | None = None
+    ends_from: date | None = None
+    ends_to: date | None = None
+    search: str | None = None
+
+    def apply(self, statement: Select[Any]) -> Select[Any]:
+        clauses = [
+            _active(Initiative),
+            *_in(Initiative.key, self.keys),
+            *_in(Initiative.status, self.statuses),
+            *_in(Initiative.owner_team_id, self.owner_team_ids),
+            *_in(Initiative.parent_id, self.parent_ids),
+            *_date_range(Initiative.target_start, self.starts_from, self.starts_to, "targetStart"),
+            *_date_range(Initiative.target_end, self.ends_from, self.ends_to, "targetEnd"),
+            search_clause(Initiative.search_document, self.search),
+        ]
+        if self.product_ids is not None:
+            clauses.append(
+                exists().where(
+                    initiative_products.c.initiative_id == Initiative.id,
+                    initiative_products.c.product_id.in_(self.product_ids),
+                )
+            )
+        if self.top_level is not None:
+            clauses.append(
+                Initiative.parent_id.is_(None)
+                if self.top_level
+                else Initiative.parent_id.isnot(None)
+            )
+        if self.is_blocked is not None:
+            blocked = Initiative.is_blocked.expression
+            clauses.append(blocked if self.is_blocked else ~blocked)
+        return statement.where(*clauses)
+
+
+# Scores and dates may be null: they sort as the lowest value (last when descending).
+INITIATIVE_ORDERINGS = {
+    "KEY": Initiative.key,
+    "TITLE": Initiative.title,
+    "STATUS": Initiative.status,
+    "TARGET_START": func.coalesce(Initiative.target_start, cast(literal("-infinity"), Date)),
+    "TARGET_END": func.coalesce(Initiative.target_end, cast(literal("-infinity"), Date)),
+    "RICE_SCORE": func.coalesce(Initiative.rice_score.expression, cast(literal(-1), Double)),
+    "WSJF_SCORE": func.coalesce(Initiative.wsjf_score.expression, cast(literal(-1), Double)),
+    "CREATED_AT": Initiative.created_at,
+    "UPDATED_AT": Initiative.updated_at,
+}
+
+
+# ---------------------------------------------------------------- technical constraints
+
+
+@dataclass(frozen=True)
+class ConstraintFilter:
+    keys: tuple[str, ...] | None = None
+    categories: tuple[ConstraintCategory, ...] | None = None
+    severities: tuple[ConstraintSeverity, ...] | None = None
+    statuses: tuple[ConstraintStatus, ...] | None = None
+    product_ids: tuple[int, ...] | None = None
+    initiative_ids: tuple[int, ...] | None = None
+    due_from: date | None = None
+    due_to: date | None = None
+    search: str | None = None
+
+    def apply(self, statement: Select[Any]) -> Select[Any]:
+        clauses = [
+            _active(TechnicalConstraint),
+            *_in(TechnicalConstraint.key, self.keys),
+            *_in(TechnicalConstraint.category, self.categories),
+            *_in(TechnicalConstraint.severity, self.severities),
+            *_in(TechnicalConstraint.status, self.statuses),
+            *_date_range(TechnicalConstraint.due_date, self.due_from, self.due_to, "dueDate"),
+            search_clause(TechnicalConstraint.search_document, self.search),
+        ]
+        if self.product_ids is not None:
+            clauses.append(
+                exists().where(
+                    constraint_products.c.constraint_id == TechnicalConstraint.id,
+                    constraint_products.c.product_id.in_(self.product_ids),
+                )
+            )
+        if self.initiative_ids is not None:
+            clauses.append(
+                exists().where(
+                    constraint_initiatives.c.constraint_id == TechnicalConstraint.id,
+                    constraint_initiatives.c.initiative_id.in_(self.initiative_ids),
+                )
+            )
+        return statement.where(*clauses)
+
+
+CONSTRAINT_ORDERINGS = {
+    "KEY": TechnicalConstraint.key,
+    "TITLE": TechnicalConstraint.title,
+    # Enum order is declaration order: BLOCKER first.
+    "SEVERITY": TechnicalConstraint.severity,
+    "DUE_DATE": func.coalesce(TechnicalConstraint.due_date, cast(literal("infinity"), Date)),
+    "CREATED_AT": TechnicalConstraint.created_at,
+    "UPDATED_AT": TechnicalConstraint.updated_at,
+}
+
+
+# ---------------------------------------------------------------- KPIs
+
+
+@dataclass(frozen=True)
+class KpiFilter:
+    keys: tuple[str, ...] | None = None
+    product_ids: tuple[int, ...] | None = None
+    owner_team_ids: tuple[int, ...] | None = None
+    statuses: tuple[KpiStatus, ...] | None = None
+    search: str | None = None
+
+    def apply(self, statement: Select[Any]) -> Select[Any]:
+        return statement.where(
+            _active(Kpi),
+            *_in(Kpi.key, self.keys),
+            *_in(Kpi.product_id, self.product_ids),
+            *_in(Kpi.owner_team_id, self.owner_team_ids),
+            *_in(
+                Kpi.status.expression, [s.value for s in self.statuses] if self.statuses else None
+            ),
+            search_clause(Kpi.search_document, self.search),
+        )
+
+
+KPI_ORDERINGS = {
+    "KEY": Kpi.key,
+    "NAME": Kpi.name,
+    "CREATED_AT": Kpi.created_at,
+    "UPDATED_AT": Kpi.updated_at,
+}
+
+
+@dataclass(frozen=True)
+class MeasurementFilter:
+    observed_from: datetime | None = None
+    observed_to: datetime | None = None
+    sources: tuple[str, ...] | None = None
+
+    def apply(self, statement: Select[Any]) -> Select[Any]:
+        return statement.where(
+            *_date_range(
+                KpiMeasurement.observed_at, self.observed_from, self.observed_to, "observedAt"
+            ),
+            *_in(KpiMeasurement.source, self.sources),
+        )
+
+
+MEASUREMENT_ORDERINGS = {"OBSERVED_AT": KpiMeasurement.observed_at}
+
+
+# ---------------------------------------------------------------- glossary
+
+
+@dataclass(frozen=True)
+class GlossaryFilter:
+    search: str | None = None
+
+    def apply(self, statement: Select[Any]) -> Select[Any]:
+        return statement.where(
+            _active(GlossaryTerm), search_clause(GlossaryTerm.search_document, self.search)
+        )
+
+
+GLOSSARY_ORDERINGS = {
+    "TERM": GlossaryTerm.term,
+    "CREATED_AT": GlossaryTerm.created_at,
+    "UPDATED_AT": GlossaryTerm.updated_at,
+}
+
+
+def ordering(table: dict[str, Any], name: str, descending: bool) -> Ordering:
+    return Ordering(name=name, expression=table[name], descending=descending)
+
+
+def base_select(model: Any) -> Select[Any]:
+    return select(model)
+
+
+# ---------------------------------------------------------------- audit trail
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    entity_types: tuple[str, ...] | None = None
+    entity_id: int | None = None
+    actions: tuple[AuditAction, ...] | None = None
+    actor_user_ids: tuple[int, ...] | None = None
+    actor_client_ids: tuple[int, ...] | None = None
+    occurred_from: datetime | None = None
+    occurred_to: datetime | None = None
+
+    def apply(self, statement: Select[Any]) -> Select[Any]:
+        clauses = [
+            *_in(AuditEvent.entity_type, self.entity_types),
+            *_in(AuditEvent.action, self.actions),
+            *_in(AuditEvent.actor_user_id, self.actor_user_ids),
+            *_in(AuditEvent.actor_client_id, self.actor_client_ids),
+            *_date_range(
+                AuditEvent.occurred_at, self.occurred_from, self.occurred_to, "occurredAt"
+            ),
+        ]
+        if self.entity_id is not None:
+            clauses.append(AuditEvent.entity_id == self.entity_id)
+        return statement.where(*clauses)
+
+
+AUDIT_ORDERINGS = {"OCCURRED_AT": AuditEvent.occurred_at}
+
+
+# ---------------------------------------------------------------- identity
+
+
+@dataclass(frozen=True)
+class UserFilter:
+    search: str | None = None
+    is_active: bool | None = None
+    roles: tuple[str, ...] | None = None
+
+    def apply(self, statement: Select[Any]) -> Select[Any]:
+        clauses = [_active(User)]
+        if self.search is not None:
+            pattern = f"%{_escape_like(self.search.lower())}%"
+            clauses.append(
+                func.lower(User.email).like(pattern, escape="\\")
+                | func.lower(User.display_name).like(pattern, escape="\\")
+            )
+        if self.is_active is not None:
+            clauses.append(User.is_active.is_(self.is_active))
+        if self.roles is not None:
+            clauses.append(
+                exists().where(
+                    RoleGrant.user_id == User.id,
+                    RoleGrant.role_id == Role.id,
+                    Role.name.in_(self.roles),
+                )
+            )
+        return statement.where(*clauses)
+
+
+USER_ORDERINGS = {"EMAIL": User.email, "CREATED_AT": User.created_at}
+
+
+@dataclass(frozen=True)
+class ClientFilter:
+    is_active: bool | None = None
+
+    def apply(self, statement: Select[Any]) -> Select[Any]:
+        clauses = [_active(OAuthClient)]
+        if self.is_active is not None:
+            clauses.append(OAuthClient.is_active.is_(self.is_active))
+        return statement.where(*clauses)
+
+
+CLIENT_ORDERINGS = {"NAME": OAuthClient.name, "CREATED_AT": OAuthClient.created_at}
+
+
+@dataclass(frozen=True)
+class RoleFilter:
+    scope: str | None = None
+
+    def apply(self, statement: Select[Any]) -> Select[Any]:
+        clauses = [_active(Role)]
+        if self.scope is not None:
+            clauses.append(literal(self.scope) == func.any(Role.scopes))
+        return statement.where(*clauses)
+
+
+ROLE_ORDERINGS = {"NAME": Role.name}
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -1,0 +1,52 @@
+"""Persisted queries: documents registered under their SHA-256 (Apollo's protocol).
+
+Clients send ``extensions.persistedQuery.sha256Hash`` instead of (or with) the
+document. In the persisted-only mode, only documents registered ahead of time
+(`portfolio persist-queries`) run: nothing else reaches the GraphQL engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.caches import ByteLRU, text_bytes
+from domain.models import PersistedQuery
+
+# Persisted documents may be large (they are exempt from the ad-hoc size cap).
+CACHE_BYTES = 16 * 1024 * 1024
+
+
+def digest(document: str) -> str:
+    return hashlib.sha256(document.encode()).hexdigest()
+
+
+class PersistedQueryStore:
+    """Content-addressed, so a cached entry can never be stale."""
+
+    def __init__(self) -> None:
+        self._cache: ByteLRU[str, str] = ByteLRU(CACHE_BYTES)
+
+    async def find(self, session: AsyncSession, sha256: str) -> str | None:
+        document = self._cache.get(sha256)
+        if document is None:
+            document = await session.scalar(
+                select(PersistedQuery.document).where(PersistedQuery.sha256 == sha256)
+            )
+            if document is not None:
+                self._remember(sha256, document)
+        return document
+
+    async def register(self, session: AsyncSession, document: str) -> str:
+        sha256 = digest(document)
+        await session.execute(
+            insert(PersistedQuery).values(sha256=sha256, document=document).on_conflict_do_nothing()
+        )
+        self._remember(sha256, document)
+        return sha256
+
+    def _remember(self, sha256: str, document: str) -> None:
+        self._cache.put(sha256, document, text_bytes(sha256, document))
