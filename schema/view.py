@@ -251,7 +251,7 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             self.schema,
             candidates,
         )
-        plan = PLANS.rendered(key) if key is not None else None
+        plan = PLANS.rendered(key, request.variables) if key is not None else None
         if plan is None:
             return None
         measured = known_measurement(

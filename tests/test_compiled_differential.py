@@ -9,6 +9,7 @@ to one that may not, with and without each read scope.
 from __future__ import annotations
 
 import random
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain import models
 from domain.models.enums import AuditAction
 from schema.build import schema
+from schema.compiled.extension import PLANS
 from schema.ids import encode_id
 from tests.fixtures import factories
 from tests.schema_walk import QueryWalker
@@ -304,16 +306,21 @@ async def test_variables_that_vary_reuse_only_what_does_not_depend_on_them(
     reused, the rest follows each request's variables; both paths still agree."""
     compiled, reference = pair(SCOPE_SETS["every read scope"])
     keys, ids = await _samples(db)
+    paths = []
+    planned = PLANS.compilations
     for key, global_id, first in zip(
         keys["Product"], ids["Initiative"], [1, 2, None, 0, 3, 1, 2, 5], strict=True
     ):
         variables = {"key": key, "id": global_id, "first": first}
         got = await compiled(VARIED, variables)
         expected = await reference(VARIED, variables)
-        assert got.pop("extensions")["answeredBy"] == "compiled"
+        paths.append(got.pop("extensions")["answeredBy"])
         expected.pop("extensions")
         assert orjson.dumps(got) == orjson.dumps(expected), variables
         assert got["data"]["product"]["key"] == key
+    # Every variable is a parameter: one plan for a `first`, one for its absence.
+    assert PLANS.compilations - planned == 2
+    assert paths == ["compiled", "repeated", "compiled", *["repeated"] * 5]
 
 
 LATEST = """
@@ -482,7 +489,8 @@ async def test_documents_generated_over_the_whole_schema_answer_alike(
         max_depth=3,
         skip=frozenset({"rateLimit"}),
     )
-    compiled, reference = pair(SCOPE_SETS["every read scope"])
+    # Every scope, the admin ones too: admin reads are walked, not refused.
+    compiled, reference = pair([*SCOPE_SETS["every read scope"], "admin:users", "admin:clients"])
     answered: dict[str, int] = {}
     for _ in range(100):
         document = walker.document()
@@ -494,9 +502,97 @@ async def test_documents_generated_over_the_whole_schema_answer_alike(
             document
         )
     # Cursors, pageInfo's cursors, `after`, `last` and `before` pages, `nodes` beside
-    # `edges { node }` compiled (issue #17) took this from 3 to 34 of the 100 (plans
-    # outlive the apps: an answer may be a repeated plan's).
-    assert answered.get("compiled", 0) + answered.get("repeated", 0) >= 34, answered
+    # `edges { node }` compiled (issue #17) took this from 3 to 34 of the 100; admin
+    # reads walked with their scopes, `nodes(ids:)`, an audit event's IDs, a user's
+    # roles to 54 (plans outlive the apps: an answer may be a repeated plan's). Left to
+    # the resolvers: audit `changes`, `viewer`, `asOf`, `trend`, and invalid series.
+    assert answered.get("compiled", 0) + answered.get("repeated", 0) >= 54, answered
+
+
+ADMIN_READS = """query Admin($ids: [ID!]!) {
+  nodes(ids: $ids) {
+    __typename id
+    ... on Initiative { key title }
+    ... on Team { key }
+    ... on AuditEvent { action entityId }
+  }
+  auditEvents(first: 20, orderBy: {field: OCCURRED_AT, direction: DESC}) {
+    nodes { id action entityType entityId actorUserId actorClientId occurredAt }
+  }
+  users(first: 5) { nodes { email isActive roles { name scopes } } }
+  oauthClients(first: 5) { nodes { clientId name isConfidential grantTypes } }
+  roles { nodes { name scopes } }
+}"""
+
+
+async def test_nodes_audit_ids_and_admin_reads_are_compiled_and_alike(
+    pair: Any, db: AsyncSession
+) -> None:
+    """`nodes(ids:)` (known, unknown and missing IDs, in the order given), an audit
+    event's global IDs (a long entity type's too: PostgreSQL's base64 wraps it), a
+    user's roles and a client's `isConfidential`: compiled, byte for byte alike."""
+    initiative = await _first(db, models.Initiative)
+    team = await _first(db, models.Team)
+    tag = uuid.uuid4().hex[:8]
+    user = await factories.add(
+        db, models.User(email=f"{tag}@example.com", display_name='Ada "Admin" ü')
+    )
+    for name, scopes in (("b-readers", ["portfolio:read"]), ("a-auditors", ["audit:read"])):
+        role = await factories.add(db, models.Role(name=f"{name}-{tag}", scopes=scopes))
+        db.add(models.RoleGrant(user_id=user.id, role_id=role.id))
+    client = await factories.add(
+        db,
+        models.OAuthClient(
+            client_id=f"c-{tag}", name="Sync", secret_hash="x", grant_types=["client_credentials"]
+        ),
+    )
+    await factories.add(db, models.OAuthClient(client_id=f"p-{tag}", name="Public"))
+    for entity_type, actor_user, actor_client in (
+        ("Initiative", user.id, None),
+        ("X" * 60, None, client.id),
+        ("Team", None, None),
+    ):
+        db.add(
+            models.AuditEvent(
+                action=AuditAction.UPDATE,
+                entity_type=entity_type,
+                entity_id=initiative.id,
+                actor_user_id=actor_user,
+                actor_client_id=actor_client,
+                changes={},
+            )
+        )
+    await db.flush()
+    event = await db.scalar(
+        select(models.AuditEvent).order_by(models.AuditEvent.id.desc()).limit(1)
+    )
+    assert event is not None
+    ids = [
+        encode_id("Initiative", initiative.id),
+        encode_id("Nothing", 1),
+        encode_id("Team", team.id),
+        encode_id("Initiative", 10**9),
+        encode_id("AuditEvent", event.id),
+        encode_id("Team", team.id),
+    ]
+    compiled, reference = pair([*SCOPE_SETS["every read scope"], "admin:users", "admin:clients"])
+    for expected_path in ("compiled", "repeated"):
+        got = await compiled(ADMIN_READS, {"ids": ids})
+        await reference(ADMIN_READS, {"ids": ids})
+        assert got["extensions"]["answeredBy"] == expected_path
+        assert _before_extensions(compiled.last_body) == _before_extensions(reference.last_body)
+    found = got["data"]["nodes"]
+    assert [node and node["__typename"] for node in found] == [
+        "Initiative",
+        None,
+        "Team",
+        None,
+        "AuditEvent",
+        "Team",
+    ]
+    long_type = [e for e in got["data"]["auditEvents"]["nodes"] if e["entityType"] == "X" * 60]
+    assert long_type and long_type[0]["entityId"] == encode_id("X" * 60, initiative.id)
+    assert got["data"]["users"]["nodes"] and got["data"]["oauthClients"]["nodes"]
 
 
 WALK_PAGE = (

@@ -10,13 +10,22 @@ import orjson
 import pytest
 from graphql import FieldNode, OperationDefinitionNode, parse
 from graphql.execution.values import get_variable_values
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from domain import models
 from schema.build import schema
 from schema.compiled.compiler import Compiler, NotBound
-from schema.compiled.parameters import NODE_ID, STRING, STRINGS, candidates
+from schema.compiled.extension import PLANS
+from schema.compiled.parameters import (
+    CURSOR,
+    FILTER,
+    LIMIT,
+    NODE_ID,
+    STRING,
+    STRINGS,
+    candidates,
+)
 from schema.compiled.selection import Walk
 from schema.ids import encode_id
 from tests.conftest import GraphQL, make_client
@@ -75,9 +84,9 @@ async def test_new_values_of_a_known_shape_reuse_the_plan(pair: Any, db: AsyncSe
         assert data["products"]["totalCount"] == 3
         assert data["product"]["key"] == products[-1 - i]
         assert data["node"]["key"] is not None
-    # First sight planned with bound values, second rendered the text, then the text
-    # serves every new value without planning (strawberry skipped).
-    assert paths == ["compiled", "compiled", "repeated", "repeated", "repeated", "repeated"]
+    # First sight planned once (its text rendered at once), then the text serves every
+    # new value without planning (strawberry skipped).
+    assert paths == ["compiled", "repeated", "repeated", "repeated", "repeated", "repeated"]
 
 
 async def test_another_shape_gets_its_own_plan(pair: Any, db: AsyncSession) -> None:
@@ -163,6 +172,7 @@ async def test_a_known_shape_costs_one_statement(
         query = "query($id: ID!) { node(id: $id) { ... on Initiative { key title } } }"
         for pk in initiatives[:2]:
             await gql(query, {"id": pk})
+        await statements.delivered()
         statements.reset()
         body = await gql(query, {"id": initiatives[5]})
     await statements.delivered()
@@ -172,37 +182,35 @@ async def test_a_known_shape_costs_one_statement(
     assert "$1" in statements.statements[0]
 
 
-async def test_only_statements_with_every_value_bound_are_planned_per_run(
+async def test_a_first_sight_is_planned_once_and_runs_its_rendered_text(
     engine: AsyncEngine,
     sessions: async_sessionmaker[AsyncSession],
     db: AsyncSession,
+    statements: StatementCounter,
 ) -> None:
-    """A first sight runs with every value bound: each run gets its own plan (SET
-    LOCAL, for its transaction). Rendered text, whose parameters are only keys and
-    IDs, keeps PostgreSQL's cached plan: it sends no SET."""
-    sent: list[str] = []
-
-    def capture(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        sent.append(statement)
-
+    """A document seen for the first time is planned once and its statement rendered at
+    once: the first request already runs the text with `$1` (in its transaction), the
+    next ones the same text on a pooled connection; nothing is planned again."""
     _, initiatives = await _keys_and_ids(db)
-    event.listen(engine.sync_engine, "before_cursor_execute", capture)
-    try:
-        async with make_client(engine, sessions, anonymous_scopes=READ_SCOPES) as client:
-            gql = GraphQL(client)
-            query = "query($id: ID!) { node(id: $id) { ... on Initiative { key } } }"
-            first = await gql(query, {"id": initiatives[0]})
-            custom = [s for s in sent if "plan_cache_mode" in s]
-            sent.clear()
-            await gql(query, {"id": initiatives[1]})
-            await gql(query, {"id": initiatives[2]})
-            repeated = await gql(query, {"id": initiatives[3]})
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", capture)
+    async with make_client(engine, sessions, anonymous_scopes=READ_SCOPES) as client:
+        gql = GraphQL(client)
+        query = "query($id: ID!) { node(id: $id) { ... on Initiative { key } } }"
+        await statements.delivered()
+        statements.reset()
+        before = PLANS.compilations
+        first = await gql(query, {"id": initiatives[0]})
+        await statements.delivered()
+        ran_first = list(statements.statements)
+        statements.reset()
+        for pk in initiatives[1:4]:
+            repeated = await gql(query, {"id": pk})
+        await statements.delivered()
+    assert PLANS.compilations - before == 1
     assert first["extensions"]["answeredBy"] == "compiled"
-    assert custom == ["SET LOCAL plan_cache_mode = force_custom_plan"]
     assert repeated["extensions"]["answeredBy"] == "repeated"
-    assert not [s for s in sent if "plan_cache_mode" in s]
+    (text,) = ran_first
+    assert "$1" in text
+    assert statements.statements == [text] * 3
 
 
 @pytest.mark.parametrize(
@@ -222,7 +230,20 @@ async def test_only_statements_with_every_value_bound_are_planned_per_run(
             "query($k: [String!]) { products(filter: {keys: $k}) { totalCount } teams(filter: {search: $k}) { totalCount } }",
             {},
         ),
-        ("query($first: Int) { products(first: $first) { totalCount } }", {}),
+        ("query($first: Int) { products(first: $first) { totalCount } }", {"first": LIMIT}),
+        # Any connection's page and cursors, any field of a filter given as a variable.
+        (
+            "query($n: Int, $a: String, $s: [InitiativeStatus!], $d: Date, $b: Boolean) "
+            "{ products { nodes { initiatives(last: $n, before: $a, filter: {statuses: $s, "
+            "targetStartFrom: $d, isBlocked: $b}) { totalCount } } } }",
+            {"n": LIMIT, "a": CURSOR, "s": FILTER, "d": FILTER, "b": FILTER},
+        ),
+        # The whole filter, or an item of a list: keyed by value.
+        ("query($f: ProductFilter) { products(filter: $f) { totalCount } }", {}),
+        (
+            "query($s: InitiativeStatus!) { initiatives(filter: {statuses: [$s]}) { totalCount } }",
+            {},
+        ),
         ("mutation($id: ID!) { deleteProduct(input: {id: $id}) { userErrors { code } } }", {}),
     ],
 )
@@ -233,18 +254,21 @@ def test_candidates_are_variables_used_only_where_they_can_be_bound(
 
 
 def test_a_parameter_the_compiler_would_inline_is_refused() -> None:
-    """Should a parameter reach a place the compiler inlines (here ``first``), planning
-    stops instead of making a plan that would serve other values wrongly."""
-    document = parse("query($n: Int) { products(first: $n) { nodes { key } } }")
+    """Should a parameter reach a place the compiler inlines (here an ordering, which
+    makes the statement), planning stops instead of making a plan that would serve other
+    values wrongly."""
+    document = parse(
+        "query($n: ProductOrderField!) { products(orderBy: {field: $n}) { nodes { key } } }"
+    )
     (operation,) = document.definitions
     assert isinstance(operation, OperationDefinitionNode)
     (root,) = operation.selection_set.selections
     assert isinstance(root, FieldNode)
     assert operation.variable_definitions is not None  # parse always gives a tuple
-    variables = get_variable_values(schema._schema, operation.variable_definitions, {"n": 2})
+    variables = get_variable_values(schema._schema, operation.variable_definitions, {"n": "NAME"})
     assert not isinstance(variables, list)
     walk = Walk(schema._schema, {}, variables)
-    compiler = Compiler(walk, frozenset(READ_SCOPES), 100, frozenset({"n"}))
+    compiler = Compiler(walk, schema, frozenset(READ_SCOPES), 100, frozenset({"n"}))
     with pytest.raises(NotBound) as refused:
         compiler.root(root)
     assert refused.value.names == {"n"}
@@ -274,8 +298,8 @@ async def test_cursors_are_bound_so_every_page_of_a_walk_shares_one_plan(pair: A
         after = page["pageInfo"]["endCursor"]
     assert len(set(keys)) == 12
     # The first page has no cursor (keyed by its null); the next planned once with the
-    # cursor bound, rendered, then that text serves every later cursor.
-    assert paths == ["compiled", "compiled", "compiled", "repeated", "repeated", "repeated"]
+    # cursor bound, and its text serves every later cursor.
+    assert paths == ["compiled", "compiled", "repeated", "repeated", "repeated", "repeated"]
 
 
 def _cursor(raw: bytes) -> str:
@@ -350,4 +374,4 @@ async def test_before_cursors_are_bound_too(pair: Any) -> None:
         assert page["pageInfo"]["hasPreviousPage"]
         before = page["pageInfo"]["startCursor"]
     assert len(set(keys)) == 12
-    assert paths == ["compiled", "compiled", "compiled", "repeated", "repeated", "repeated"]
+    assert paths == ["compiled", "compiled", "repeated", "repeated", "repeated", "repeated"]

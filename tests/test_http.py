@@ -76,11 +76,11 @@ async def test_known_queries_skip_strawberry_but_not_its_http_rules(
         query = f"{{ {alias}: teams(first: 2) {{ nodes {{ key }} }} }}"
         answers = [
             await client.post("/graphql", json={"query": query}, headers={"accept": accept})
-            for _ in range(3)
+            for _ in range(2)
         ]
         paths = [a.json()["extensions"].pop("answeredBy") for a in answers]
-        assert paths[1:] == ["compiled", "repeated"]
-        through_strawberry, known = answers[1], answers[2]
+        assert paths == ["compiled", "repeated"]
+        through_strawberry, known = answers[0], answers[1]
         assert known.status_code == through_strawberry.status_code == 200
         assert known.headers["content-type"] == through_strawberry.headers["content-type"]
         assert known.headers["content-type"].startswith(accept)

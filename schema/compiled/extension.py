@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import asyncpg
@@ -30,17 +31,18 @@ from strawberry.extensions import SchemaExtension
 
 from domain.caches import ByteLRU, text_bytes
 from domain.errors import DomainError
+from schema.compiled.binding import Binder, Declined
 from schema.compiled.compiler import Compiler, NotBound
 from schema.compiled.parameters import (
     CANDIDATES,
+    COMPUTED,
     NONE,
     PREFIX,
     Candidates,
     bound,
-    bound_value,
     variables_key,
 )
-from schema.compiled.selection import Unsupported, Walk, response_key
+from schema.compiled.selection import Invalid, Unsupported, Walk, parsed_bytes, response_key
 from schema.errors import connection_lost
 
 log = structlog.get_logger(__name__)
@@ -48,16 +50,38 @@ log = structlog.get_logger(__name__)
 
 class Rendered(NamedTuple):
     """A statement as SQL text: values inlined, except parameters, which are ``$1``,
-    ``$2``... in the order of ``arguments`` (variable name, kind)."""
+    ``$2``... in the order of ``parameters`` (bind parameter names)."""
 
     sql: str
-    arguments: tuple[tuple[str, str], ...] = ()
+    parameters: tuple[str, ...] = ()
 
 
-# A plan: per root field, its response key and its statement, either rendered SQL text
-# or a SQLAlchemy construct (values bound).
-Plan = list[tuple[str, Any]]
-SEEN_ONCE: Plan = []  # the key was planned once; render its text if it comes again
+@dataclass
+class Plan:
+    """Per root field, its response key and its statement; and how a request's values
+    are bound to their parameters."""
+
+    statements: list[tuple[str, Rendered]]
+    binder: Binder
+    # Bytes held besides the SQL: the parsed document, whose field nodes bind values.
+    held: int = 0
+
+    def bind(self, variables: Any) -> Bound | None:
+        """The plan with this request's values, or None if it does not serve them (the
+        resolvers answer: they are what the resolvers refuse)."""
+        try:
+            return Bound(self, self.binder.values(variables))
+        except Declined as declined:
+            log.debug("compiled_path_values_declined", reason=str(declined))
+            return None
+
+
+class Bound(NamedTuple):
+    plan: Plan
+    values: dict[str, Any]
+
+    def arguments(self, statement: Rendered) -> list[Any]:
+        return [self.values[name] for name in statement.parameters]
 
 
 PLAN_CACHE_BYTES = 64 * 1024 * 1024
@@ -68,12 +92,13 @@ def _plan_bytes(key: Hashable, plan: Plan | None) -> int:
     size = text_bytes(*key) if isinstance(key, tuple) else 0
     if isinstance(key, tuple) and len(key) > 3 and isinstance(key[3], tuple):
         size += text_bytes(*key[3])  # (variables' text, parameters' shapes)
-    if plan:
+    if plan is not None:
         size += text_bytes(key[0])  # type: ignore[index]  # the fast path's copy
-    for response, statement in plan or ():
-        size += text_bytes(response) + 100
-        if isinstance(statement, Rendered):
-            size += text_bytes(statement.sql) + 100 * len(statement.arguments)
+        # What binds values: the parsed field nodes are the document cache's.
+        # A site remembers up to 32 values per filter field (``filters.REMEMBERED_VALUES``).
+        size += plan.held + 10_000 * len(plan.binder.sites) + 100 * len(plan.binder.direct)
+        for response, statement in plan.statements:
+            size += text_bytes(response, statement.sql) + 100 * (len(statement.parameters) + 1)
     return size
 
 
@@ -83,14 +108,15 @@ class PlanCache:
     of its keys and plans: documents and variables are the callers'. Variables bound as
     parameters count by their shape only (``schema.compiled.parameters``).
 
-    A request seen for the first time runs its statements with bound values: SQLAlchemy
-    reuses the compiled SQL of any statement of the same structure. A request that comes
-    again gets its SQL text rendered once and kept."""
+    A request seen for the first time is planned once, its statements rendered to SQL
+    text at once and kept (None: declined, the resolvers answer that key)."""
 
     def __init__(self, max_bytes: int = PLAN_CACHE_BYTES) -> None:
         self._plans: ByteLRU[Hashable, Plan | None] = ByteLRU(max_bytes, self._evicted)
-        # Rendered plans held per document: the fast path's cheap test.
+        # Plans held per document: the fast path's cheap test.
         self._documents: Counter[str] = Counter()
+        # Documents planned (each costs milliseconds): what tests count.
+        self.compilations = 0
 
     @property
     def max_bytes(self) -> int:
@@ -104,23 +130,26 @@ class PlanCache:
         return len(self._plans)
 
     def _evicted(self, key: Hashable, plan: Plan | None) -> None:
-        if plan:
+        if plan is not None:
             document = key[0]  # type: ignore[index]
             self._documents[document] -= 1
             if self._documents[document] <= 0:
                 del self._documents[document]
 
     def may_hold(self, query: str) -> bool:
-        """Whether a rendered plan may exist for this document: a cheap test before the
-        key (which serialises the variables) is built, so mutations and new documents
-        pay nothing for the fast path."""
+        """Whether a plan may exist for this document: a cheap test before the key
+        (which serialises the variables) is built, so mutations and new documents pay
+        nothing for the fast path."""
         return query in self._documents
 
-    def rendered(self, key: Hashable) -> Plan | None:
-        """The plan of a request seen at least twice, as SQL text; None otherwise."""
-        if not self._plans.peek(key):  # unknown, declined or seen once
+    def rendered(self, key: Hashable, variables: Any) -> Bound | None:
+        """The plan of a request seen before, with this request's values; None if there
+        is none or it does not serve these values."""
+        plan = self._plans.peek(key)
+        if plan is None:  # unknown or declined
             return None
-        return self._plans.get(key)
+        self._plans.get(key)  # recently used
+        return plan.bind(variables)
 
     def get(self, key: Hashable) -> tuple[bool, Plan | None]:
         if key not in self._plans:
@@ -128,8 +157,8 @@ class PlanCache:
         return True, self._plans.get(key)
 
     def put(self, key: Hashable, plan: Plan | None) -> None:
-        if self._plans.put(key, plan, _plan_bytes(key, plan)) and plan:
-            # Rendered: its document may now take the fast path.
+        if self._plans.put(key, plan, _plan_bytes(key, plan)) and plan is not None:
+            # Its document may now take the fast path.
             self._documents[key[0]] += 1  # type: ignore[index]
 
 
@@ -166,45 +195,36 @@ def execution_candidates(execution: Any) -> Candidates:
 
 
 PLANS = PlanCache()
-CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
 
 
-async def run_plan(context: Any, plan: Plan, variables: Any) -> ExecutionResult:
+async def run_plan(context: Any, bound: Bound) -> ExecutionResult:
     """Runs each root field's statement in the request's session."""
     context.answered_by = "compiled"
     async with context.lock:
         connection = await context.session.connection()
-        if any(not isinstance(statement, Rendered) for _, statement in plan):
-            # A statement with every value bound is prepared once and run with many:
-            # plan each run for its values rather than let PostgreSQL settle on a
-            # generic plan that fits some badly (an overview went from 20 to 120 ms).
-            # Rendered text keeps the default: its parameters (keys, IDs) fit one plan,
-            # which PostgreSQL then need not make again (0.6 ms of a node lookup).
-            await connection.exec_driver_sql(CUSTOM_PLANS)
 
-        async def fetch(statement: Any) -> Any:
-            if isinstance(statement, Rendered):
-                return await _fetch_text(connection, statement, variables)
-            return (await connection.execute(statement)).scalar()
+        async def fetch(statement: Rendered) -> Any:
+            return await _fetch_text(connection, statement, bound)
 
-        result, context.actual_cost, _ = await _collect(plan, fetch)
+        result, context.actual_cost, _ = await _collect(bound.plan, fetch)
     for error in result.errors or ():
         context.conflicted(error.original_error)  # a deadlock: the request is run again
     return result
 
 
 async def run_rendered(
-    connections: Callable[[], AbstractAsyncContextManager[Any]], plan: Plan, variables: Any
+    connections: Callable[[], AbstractAsyncContextManager[Any]], bound: Bound, variables: Any
 ) -> tuple[ExecutionResult, int, int]:
-    """Runs a rendered plan (``PlanCache.rendered``) on a pooled driver connection, outside
-    any ORM session: a read of one statement per root field needs no transaction. Returns
-    the result, the objects it holds (the actual cost) and its characters of JSON."""
+    """Runs a known plan with its values (``PlanCache.rendered``) on a pooled driver
+    connection, outside any ORM session: a read of one statement per root field needs no
+    transaction. Returns the result, the objects it holds (the actual cost) and its
+    characters of JSON."""
     async with connections() as driver:
 
         async def fetch(statement: Rendered) -> Any:
-            return await driver.fetchval(statement.sql, *_arguments(statement, variables))
+            return await driver.fetchval(statement.sql, *bound.arguments(statement))
 
-        collected = await _collect(plan, fetch)
+        collected = await _collect(bound.plan, fetch)
         if any(connection_lost(error.original_error) for error in collected[0].errors or ()):
             driver.terminate()  # closed, so the pool drops it instead of handing it out
         return collected
@@ -219,7 +239,7 @@ async def _collect(
     never showing SQL."""
     data: dict[str, Any] = {}
     objects = chars = 0
-    for key, statement in plan:
+    for key, statement in plan.statements:
         try:
             text = await fetch(statement)
         except (
@@ -241,18 +261,14 @@ async def _collect(
     return ExecutionResult(data=data), objects, chars
 
 
-def _arguments(statement: Rendered, variables: Any) -> list[Any]:
-    return [bound_value(kind, variables[name]) for name, kind in statement.arguments]
-
-
-async def _fetch_text(connection: AsyncConnection, statement: Rendered, variables: Any) -> Any:
+async def _fetch_text(connection: AsyncConnection, statement: Rendered, bound: Bound) -> Any:
     """One statement on the driver itself: a read of one statement needs no transaction
     (SQLAlchemy begins one only when it runs a statement, so none is begun for this one,
     and the commit has nothing to send), and asyncpg keeps it prepared by its text."""
     raw = await connection.get_raw_connection()
     try:
         driver: Any = raw.driver_connection
-        return await driver.fetchval(statement.sql, *_arguments(statement, variables))
+        return await driver.fetchval(statement.sql, *bound.arguments(statement))
     except Exception as error:
         if connection_lost(error):
             # The connection is gone (database restarted): the pool must not hand it out
@@ -274,8 +290,9 @@ class CompiledQueries(SchemaExtension):
             return
         compiled = getattr(context, "compiled", True)
         plan = self._cached_plan(execution, operation) if compiled else None
-        if plan is not None:
-            execution.result = await run_plan(context, plan, execution.variables)
+        bound = plan.bind(execution.variables) if plan is not None else None
+        if bound is not None:
+            execution.result = await run_plan(context, bound)
         else:
             context.answered_by = "resolvers"
         yield
@@ -300,24 +317,20 @@ class CompiledQueries(SchemaExtension):
             execution.schema,
             candidates,
         )
-        if key is None:
-            return self._plan(execution, operation, candidates)
-        found, cached = PLANS.get(key)
-        if found and cached is not SEEN_ONCE:
-            return cached
+        if key is not None:
+            found, cached = PLANS.get(key)
+            if found:
+                return cached
         plan = self._plan(execution, operation, candidates)
-        if plan is None:
-            PLANS.put(key, None)  # declined: the resolvers answer this one every time
-        elif not found:
-            PLANS.put(key, SEEN_ONCE)
-        else:
-            plan = [(response, _render(statement, candidates)) for response, statement in plan]
-            PLANS.put(key, plan)
+        if isinstance(plan, _Invalid):
+            return None
+        if key is not None:
+            PLANS.put(key, plan)  # None: declined, the resolvers answer this key every time
         return plan
 
     def _plan(
         self, execution: Any, operation: OperationDefinitionNode, candidates: Candidates
-    ) -> Plan | None:
+    ) -> Plan | _Invalid | None:
         document = execution.graphql_document
         schema = execution.schema._schema
         variables = get_variable_values(
@@ -332,24 +345,40 @@ class CompiledQueries(SchemaExtension):
         }
         walk = Walk(schema, fragments, variables)
         context = execution.context
+        parameters = bound(execution.variables, candidates)
         compiler = Compiler(
             walk,
+            execution.schema,
             context.principal.scopes,
             context.settings.max_page_size,
-            bound(execution.variables, candidates),
+            parameters,
         )
+        PLANS.compilations += 1
         try:
-            return [
-                (response_key(node), compiler.root(node))
+            statements = [
+                (response_key(node), _render(compiler.root(node)))
                 for node in walk.fields("Query", operation.selection_set)
             ]
+            direct = {
+                name: candidates[name] for name in parameters if candidates[name] not in COMPUTED
+            }
+            binder = Binder(
+                execution.schema, operation.variable_definitions or (), direct, compiler.sites
+            )
+            held = parsed_bytes(execution.query, document) if compiler.sites else 0
+            return Plan(statements, binder, held)
         except NotBound as unbound:
             # A use the compiler inlines: the document keys those variables by value
             # from now on (a plan built so far is dropped; none was cached).
             log.debug("compiled_path_parameters_dropped", variables=str(unbound))
             CANDIDATES.drop(execution.query, provided_operation_name(execution), unbound.names)
             return None
-        except (Unsupported, DomainError, CompileError, NotImplementedError) as reason:
+        except (Invalid, DomainError) as reason:
+            # Invalid input: the resolvers report it with its code. With parameters bound,
+            # other values of the same shape may be valid: nothing is kept for them.
+            log.debug("compiled_path_declined", reason=str(reason))
+            return INVALID if parameters else None
+        except (Unsupported, CompileError, NotImplementedError) as reason:
             # Invalid input is declined too: the resolvers report it with its code.
             log.debug("compiled_path_declined", reason=str(reason))
             return None
@@ -357,6 +386,13 @@ class CompiledQueries(SchemaExtension):
             # A bug in the compiler must not fail the request: the resolvers answer.
             log.exception("compiled_path_failed")
             return None
+
+
+class _Invalid:
+    """Planning refused these values, not this shape."""
+
+
+INVALID = _Invalid()
 
 
 def _operation(execution: Any) -> OperationDefinitionNode | None:
@@ -387,12 +423,11 @@ class _PlanCompiler(PGCompiler_asyncpg):
 _DIALECT.statement_compiler = _PlanCompiler
 
 
-def _render(statement: Any, candidates: Candidates) -> Rendered:
+def _render(statement: Any) -> Rendered:
     """The statement as SQL text with its values inlined (quoted by SQLAlchemy's literal
-    renderers): a cached plan is then a short string, cheap to keep and to run, instead
-    of thousands of objects for the garbage collector to walk."""
+    renderers), except parameters: a cached plan is then a short string, cheap to keep
+    and to run, instead of thousands of objects for the garbage collector to walk."""
     compiled = statement.compile(
         dialect=_DIALECT, compile_kwargs={"literal_binds": True, "render_postcompile": True}
     )
-    names = [key.removeprefix(PREFIX) for key in compiled.placeholders]
-    return Rendered(str(compiled), tuple((name, candidates[name]) for name in names))
+    return Rendered(str(compiled), tuple(compiled.placeholders))

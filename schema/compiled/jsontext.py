@@ -137,6 +137,19 @@ def json_array(item: Any, order_by: Any, where: Any = None) -> ColumnElement[str
     return _concatenated([constant("["), type_coerce(body, JsonText()), constant("]")])
 
 
+def json_list(items: list[Any]) -> ColumnElement[str]:
+    """``[item,...]`` of fixed expressions, in the order given."""
+    if not items:
+        return constant("[]")
+    parts: list[ColumnElement[str]] = [constant("[")]
+    for number, item in enumerate(items):
+        if number:
+            parts.append(constant(","))
+        parts.append(json_text(item))
+    parts.append(constant("]"))
+    return _concatenated(parts)
+
+
 def _constant_text(value: ColumnElement[Any]) -> str | None:
     """The JSON of a ``constant``, None for anything else."""
     if isinstance(value, ColumnClause) and value.is_literal and isinstance(value.type, JsonText):

@@ -1,18 +1,26 @@
 """Variables a compiled plan takes as SQL parameters, so that one plan serves every value.
 
-A plan is keyed by its document and its variables. Most variables change the SQL
-(``first``, ``orderBy``, ``@include``), but some only change a value in it: the keys
-of a ``filter: {keys: $keys}``, the ID of ``node(id: $id)``, the key of a lookup, the
-cursor of a root connection's ``after`` or ``before`` (bound as its text, decoded in
-SQL). Those
-are *parameters*: the key holds their shape (a list of strings; an ID of type
-Initiative) instead of their value, the plan's SQL has ``$n`` in their place, and each
-request binds its own values. A dashboard that asks for other products every time then
-reuses one plan instead of planning each request.
+A plan is keyed by its document and its variables. A variable that changes the SQL
+(``orderBy``, ``@include``, a series' bucket) keys it by value; every other one is a
+*parameter*: the key holds its shape (null or not; a list of strings; an ID of type
+Initiative; a cursor of the RICE_SCORE ordering) instead of its value, the plan's SQL has
+``$n`` in its place, and each request binds its own values. Parameters are:
+
+- the keys of ``filter: {keys: $keys}``, the ID of ``node(id: $id)``, a lookup's key,
+  bound as they are (``bound_value``);
+- the cursors of ``after: $a`` and ``before: $b`` on any connection, bound as their text
+  and decoded in SQL;
+- ``first: $n`` and ``last: $n`` on any connection (``LIMIT $n``), a series' ``from``
+  and ``to``, and any field of a filter given as a variable (enum lists, IDs, search
+  text, dates, booleans): their SQL
+  values are computed per request from the field's own arguments, as the resolvers
+  would get them (``schema.compiled.binding``), which also checks them (a value the
+  resolvers refuse is not served by the plan: they answer, with their error).
 
 A variable is a parameter only if every use of it in the operation is one of those
 places (found here, from the document alone) and if the compiler bound every use it
 met (checked after planning; otherwise the plan is keyed by the value, as any other).
+A cost depends on ``first`` and ``last``: costs keep their values (``variables_key``).
 """
 
 from __future__ import annotations
@@ -43,13 +51,22 @@ from graphql.language.visitor import SKIP
 
 from domain.caches import ByteLRU, text_bytes
 from domain.errors import DomainError
+from domain.services import filters
 from domain.services.pagination import decode_cursor, encode_cursor
 from schema.ids import decode_id
 
 STRINGS = "strings"  # filter: {keys: $v}, a list of strings
 NODE_ID = "node_id"  # node(id: $v), a global ID; its type is part of the key
 STRING = "string"  # a lookup's key: $v
-CURSOR = "cursor"  # a root connection's after: $v or before: $v, bound as its text
+CURSOR = "cursor"  # a connection's after: $v or before: $v, bound as its text
+LIMIT = "limit"  # a connection's first: $v or last: $v (LIMIT $n, checked per request)
+FILTER = "filter"  # filter: {field: $v}, any field but keys (computed per request)
+RANGE = "range"  # a series' from: $v or to: $v (checked per request)
+# Kinds whose SQL value the compiler computes per request from the field's arguments
+# (``schema.compiled.binding``): not bound as they are.
+COMPUTED = frozenset({LIMIT, FILTER, RANGE})
+# Kinds a query's cost depends on: costs are keyed by their values.
+COSTED = frozenset({LIMIT})
 PREFIX = "gqlvar_"  # bind parameter names of parameters
 
 Candidates = Mapping[str, str]  # variable name -> kind
@@ -107,30 +124,47 @@ class _Uses(Visitor):
 
     def _kind(self, parent: Any, ancestors: Any) -> str | None:
         nodes = [a for a in ancestors if not isinstance(a, list | tuple)]
+        # The compiler binds each only where it says (checked after planning).
         if isinstance(parent, ArgumentNode) and nodes and isinstance(nodes[-1], FieldNode):
             field = nodes[-1]
+            argument = parent.name.value
+            if argument in {"after", "before"}:
+                return CURSOR
+            if argument in {"first", "last"}:
+                return LIMIT
+            if argument in {"from", "to"}:
+                return RANGE
             if id(field) not in self.root_fields:
                 return None
-            if parent.name.value == "id" and field.name.value == "node":
+            if argument == "id" and field.name.value == "node":
                 return NODE_ID
-            if parent.name.value == "key":
-                return STRING  # the compiler binds it only on lookups (checked after)
-            if parent.name.value in {"after", "before"}:
-                return CURSOR  # the compiler binds it only on connections (checked after)
+            if argument == "key":
+                return STRING
             return None
         if (
             isinstance(parent, ObjectFieldNode)
-            and parent.name.value == "keys"
             and len(nodes) >= 3
             and isinstance(nodes[-2], ArgumentNode)
             and nodes[-2].name.value == "filter"
         ):
-            return STRINGS
+            return STRINGS if parent.name.value == "keys" else FILTER
         return None
 
 
 def _token(kind: str, value: Any) -> Hashable | None:
     """The shape of a value that the kind binds, or None if it must key by value."""
+    if kind == LIMIT:
+        return "Int" if type(value) is int else None
+    if kind == RANGE:
+        return "String" if type(value) is str else None
+    if kind == FILTER:
+        # Null leaves the condition out: that is another statement. Any other value is
+        # checked per request by the plan that binds it (``schema.compiled.binding``).
+        if value is None:
+            return None
+        if type(value) is list:
+            return "[]" if not value else "list"  # an empty list is written into the plan
+        return type(value).__name__
     if kind == STRINGS:
         if type(value) is list and all(type(item) is str for item in value):
             return "[String]"
@@ -203,8 +237,6 @@ _cursor_shape_cached = lru_cache(maxsize=4096)(_cursor_shape)
 @cache
 def _enum_orderings() -> frozenset[str]:
     """Names of the orderings that sort by an enum on some list."""
-    from domain.services import filters
-
     found = set()
     for name in dir(filters):
         if name.endswith("_ORDERINGS"):
@@ -263,16 +295,19 @@ def bound(variables: Any, candidates: Candidates) -> frozenset[str]:
     )
 
 
-def variables_key(variables: Any, candidates: Candidates) -> Hashable | None:
+def variables_key(
+    variables: Any, candidates: Candidates, by_value: frozenset[str] = frozenset()
+) -> Hashable | None:
     """What of the variables a plan (or a cost) depends on: the value of each variable,
-    except the shape of those bound as parameters. None if they cannot be keyed."""
+    except the shape of those bound as parameters (unless their kind is ``by_value``:
+    a cost depends on ``first``). None if they cannot be keyed."""
     tokens: tuple[tuple[str, Hashable], ...] = ()
     raw = variables or {}
     if candidates and isinstance(variables, dict):
         kept = dict(variables)
         found = []
         for name, kind in candidates.items():
-            if name in kept:
+            if name in kept and kind not in by_value:
                 token = _token(kind, kept[name])
                 if token is not None:
                     del kept[name]

@@ -7,6 +7,7 @@ from typing import Any
 
 from graphql import (
     BREAK,
+    DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -22,6 +23,8 @@ from graphql import (
 from graphql.execution.values import VariableValues, get_directive_values
 from graphql.type import GraphQLIncludeDirective, GraphQLSkipDirective
 
+from domain.caches import text_bytes
+
 # id(node) -> (node, whether its subtree is free of variables); the node is kept so
 # that its id is not reused while the entry lives.
 _VARIABLE_FREE: dict[int, tuple[Node, bool]] = {}
@@ -29,6 +32,11 @@ _VARIABLE_FREE: dict[int, tuple[Node, bool]] = {}
 
 class Unsupported(Exception):
     """The compiler does not cover this shape; the resolvers will answer instead."""
+
+
+class Invalid(Unsupported):
+    """Arguments the resolvers refuse: they answer, with their error. Unlike a shape the
+    compiler does not cover, other values of a parameter may well be valid."""
 
 
 @dataclass
@@ -137,6 +145,24 @@ class Walk:
 
     def arguments(self, definition: GraphQLField, node: FieldNode) -> dict[str, Any]:
         return get_argument_values(definition, node, self.variables)
+
+
+# Memory of a parsed document per token (nodes, locations and the linked tokens),
+# measured with tracemalloc at 390-700 bytes depending on the document's shape;
+# tests/test_document_caps.py checks that the estimate stays above what is held.
+BYTES_PER_TOKEN = 700
+
+
+def parsed_bytes(query: str, document: DocumentNode) -> int:
+    """What a parsed document holds in memory, over-estimated: its text, twice (the
+    values of its comments and strings are copies of it), and its tokens (comments
+    included: the lexer links them too)."""
+    tokens = 0
+    token = document.loc.start_token if document.loc is not None else None
+    while token is not None:
+        tokens += 1
+        token = token.next
+    return 2 * text_bytes(query) + tokens * BYTES_PER_TOKEN
 
 
 def response_key(node: FieldNode) -> str:

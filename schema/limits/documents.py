@@ -27,14 +27,11 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
 from domain.caches import ByteLRU, text_bytes
-from schema.compiled import compiler, selection
+from schema.compiled import objects, selection
+from schema.compiled.selection import parsed_bytes
 from schema.limits.size import size_refusal
 
 PARSE_BYTES_PER_POINT = 100
-# Memory of a parsed document per token (nodes, locations and the linked tokens),
-# measured with tracemalloc at 390-700 bytes depending on the document's shape;
-# tests/test_document_caps.py checks that the estimate stays above what is held.
-BYTES_PER_TOKEN = 700
 DOCUMENT_CACHE_BYTES = 64 * 1024 * 1024
 
 DOCUMENT_TOO_LARGE = "DOCUMENT_TOO_LARGE"
@@ -62,7 +59,7 @@ class DocumentEntry:
 # that its id is not reused): a node holds its whole document (its location links every
 # token and the text), so these memos are bounded by DOCUMENTS, not by their count: a
 # document let go here is let go there too.
-NODE_MEMOS: list[MutableMapping[Any, Any]] = [selection._VARIABLE_FREE, compiler._SUBTREES]
+NODE_MEMOS: list[MutableMapping[Any, Any]] = [selection._VARIABLE_FREE, objects._SUBTREES]
 
 
 def _forget(key: tuple[str, Hashable], entry: DocumentEntry) -> None:
@@ -86,21 +83,14 @@ DOCUMENTS: ByteLRU[tuple[str, Hashable], DocumentEntry] = ByteLRU(
 )
 
 
+def document_key(query: str, parse_options: Any) -> tuple[str, Hashable]:
+    """The key of a document in ``DOCUMENTS``: its text and the options it is parsed with."""
+    return (query, tuple(sorted(parse_options.items())))
+
+
 def document_bytes(query: str) -> int:
     """The document's size in UTF-8 bytes (ASCII text is not encoded to be measured)."""
     return len(query) if query.isascii() else len(query.encode("utf-8", "surrogatepass"))
-
-
-def parsed_bytes(query: str, document: DocumentNode) -> int:
-    """What a parsed document holds in memory, over-estimated: its text, twice (the
-    values of its comments and strings are copies of it), and its tokens (comments
-    included: the lexer links them too)."""
-    tokens = 0
-    token = document.loc.start_token if document.loc is not None else None
-    while token is not None:
-        tokens += 1
-        token = token.next
-    return 2 * text_bytes(query) + tokens * BYTES_PER_TOKEN
 
 
 def parse_points(size: int) -> int:
@@ -141,13 +131,12 @@ class Documents(SchemaExtension):
                 size=size,
                 limit=limit,
             )
-        options = execution.parse_options
-        key = self.key = (query, tuple(sorted(options.items())))
+        key = self.key = document_key(query, execution.parse_options)
         entry = DOCUMENTS.get(key)
         if entry is not None:
             return entry
         await _charge(context, size)
-        entry = DocumentEntry(query, parse(query, **options))
+        entry = DocumentEntry(query, parse(query, **execution.parse_options))
         DOCUMENTS.put(key, entry, entry.size)
         return entry
 

@@ -11,8 +11,9 @@ from graphql import get_operation_ast
 
 from domain.caches import ByteLRU, text_bytes
 from schema.compiled.extension import execution_candidates, provided_operation_name
-from schema.compiled.parameters import Candidates, variables_key
+from schema.compiled.parameters import COSTED, Candidates, variables_key
 from schema.limits.cost import Measurement, input_object_variables, query_cost
+from schema.limits.documents import DOCUMENTS, document_key
 
 # Both are keyed by callers' texts (documents, variables): bounded by bytes.
 CACHE_BYTES = 16 * 1024 * 1024
@@ -37,16 +38,32 @@ def _cost_key(
     ignored = _IGNORED.peek((query, operation_name))
     if ignored and isinstance(variables, dict):
         variables = {name: value for name, value in variables.items() if name not in ignored}
-    values = variables_key(variables, candidates)
+    values = variables_key(variables, candidates, COSTED)  # first/last by value
     return None if values is None else (query, operation_name, values)
+
+
+# (document, operation) -> (key of its parsed document in ``DOCUMENTS``, GraphQL schema)
+# of operations measured: a known operation with a new `first` is measured again without
+# being parsed again (while the document cache keeps it; nothing here keeps it alive).
+_MEASURED: ByteLRU[tuple[str, str | None], tuple[tuple[str, Hashable], Any]] = ByteLRU(CACHE_BYTES)
 
 
 def known_measurement(
     query: str | None, operation_name: str | None, variables: Any, candidates: Candidates
 ) -> Measurement | None:
-    """An operation measured before and within every limit; None if unknown."""
+    """An operation measured before (with these variables, or with others and measured
+    now) and within every limit; None if unknown."""
     key = _cost_key(query, operation_name, variables, candidates)
-    measured = _COSTS.peek(key) if key is not None else None
+    if key is None:
+        return None
+    measured = _COSTS.peek(key)
+    if measured is None and query is not None:
+        known = _MEASURED.get((query, operation_name))
+        entry = DOCUMENTS.peek(known[0]) if known is not None else None
+        if known is not None and entry is not None:
+            ignored = _IGNORED.peek((query, operation_name))
+            measured = query_cost(known[1], entry.document, operation_name, variables, ignored)
+            _COSTS.put(key, measured, _key_bytes(key) + 200)
     if measured is None or measured.introspection_refusal is not None:
         return None
     return measured
@@ -71,6 +88,13 @@ def cached_query_cost(execution: Any) -> Measurement | None:
     )
     if key is not None:
         _COSTS.put(key, measured, _key_bytes(key) + 200)
+    if measured is not None and isinstance(execution.query, str):
+        parsed = document_key(execution.query, execution.parse_options)
+        _MEASURED.put(
+            (execution.query, operation_name),
+            (parsed, execution.schema._schema),
+            text_bytes(execution.query, operation_name) + 200,
+        )
     return measured
 
 

@@ -1,0 +1,85 @@
+"""Objects: the JSON of the fields selected on one row, each field from its definition (a
+column, a computed column, a to-one reference, a nested connection, or a field with SQL
+of its own in ``schema.compiled.special``)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from graphql import FieldNode, get_named_type
+from sqlalchemy import ColumnElement, select
+
+from domain.services import reads
+from schema.compiled import jsontext
+from schema.compiled.selection import Unsupported, response_key
+from schema.compiled.special import SPECIAL
+from schema.compiled.values import column_value, global_id
+
+if TYPE_CHECKING:
+    from schema.compiled.compiler import Compiler
+
+# (id(node), type, parent alias, scopes, page cap, first alias number) ->
+# (node, expression, aliases used): the reusable subtrees of recent documents.
+_SUBTREES: OrderedDict[tuple[Any, ...], tuple[FieldNode, Any, int]] = OrderedDict()
+_SUBTREES_SIZE = 4096
+
+
+def object_json(c: Compiler, type_name: str, alias: Any, node: FieldNode) -> ColumnElement[Any]:
+    """The JSON object of the fields selected on one row of ``alias``."""
+    return jsontext.json_object(
+        [
+            (response_key(child), field(c, type_name, alias, child))
+            for child in c.walk.fields(type_name, node.selection_set)
+        ]
+    )
+
+
+def field(c: Compiler, type_name: str, alias: Any, node: FieldNode) -> Any:
+    """A field's SQL expression. One whose subtree uses no variable is the same for
+    every request of the document: it is built once and reused (variables change
+    only the root, so requests with new variables build little)."""
+    if not node.selection_set or not c.walk.variable_free(node):
+        return _build(c, type_name, alias, node)
+    key = (id(node), type_name, alias, c.scopes, c.max_page_size, c.next_name)
+    found = _SUBTREES.get(key)
+    if found is not None:
+        _SUBTREES.move_to_end(key)
+        _, expression, names = found
+        c.next_name += names
+        return expression
+    start = c.next_name
+    expression = _build(c, type_name, alias, node)
+    # The node is kept with the entry, so that its id is not reused meanwhile.
+    _SUBTREES[key] = (node, expression, c.next_name - start)
+    while len(_SUBTREES) > _SUBTREES_SIZE:
+        _SUBTREES.popitem(last=False)
+    return expression
+
+
+def _build(c: Compiler, type_name: str, alias: Any, node: FieldNode) -> Any:
+    name = node.name.value
+    if name == "__typename":
+        return jsontext.string_constant(type_name)
+    definition, strawberry_field = c.definition(type_name, node)
+    meta = strawberry_field.metadata
+    if "global_id" in meta:
+        return global_id(meta["global_id"], alias.id)
+    special = SPECIAL.get((type_name, name))
+    if special is not None:
+        return special(c, alias, node, definition, strawberry_field)
+    named = get_named_type(definition.type).name
+    if "edge" in meta:
+        args = c.arguments(definition, strawberry_field, node)
+        return c.connection(named, node, meta, args, alias, reads.EDGES[meta["edge"]])
+    if "reference" in meta:
+        model, attribute = meta["reference"]
+        target = c.alias(model)
+        conditions = [target.id == getattr(alias, attribute)]
+        if hasattr(model, "archived_at"):
+            conditions.append(target.archived_at.is_(None))
+        statement = select(object_json(c, named, target, node)).select_from(target)
+        return c.rows(statement, target).where(*conditions).correlate(alias).scalar_subquery()
+    if strawberry_field.base_resolver is None and not node.selection_set:
+        return column_value(getattr(alias, strawberry_field.python_name))
+    raise Unsupported(f"{type_name}.{name}")
