@@ -1,0 +1,174 @@
+"""Fan-out: the process's one LISTEN connection (``domain.changes.ChangeFeed``) feeds
+every subscription of the process.
+
+Each notification becomes domain events (``domain.events``); each subscriber gets, in
+its bounded queue, the events of that notification it asked for. A subscriber whose
+queue is full (its client does not read what is sent) is dropped and its connection
+told so, never allowed to grow memory. Changes to identity (a token revoked, a user
+disabled, roles changed) make every connection check its caller again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from domain.events import DomainEvent, TableChanged, events_from_notification, products_concerned
+
+log = structlog.get_logger(__name__)
+
+# Tables whose changes may end or narrow what a connection's caller may read.
+IDENTITY_TABLES = frozenset(
+    {
+        "oauth_revoked_access_tokens",
+        "oauth_refresh_tokens",
+        "oauth_clients",
+        "users",
+        "roles",
+        "role_grants",
+    }
+)
+
+
+class Topic(Protocol):
+    """What one subscription asked for."""
+
+    needs_products: bool  # matching needs the products each event concerns
+
+    def matches(self, event: DomainEvent, products: frozenset[int]) -> bool: ...
+
+
+class Watched(Protocol):
+    """A connection whose caller must be checked again when identity changes."""
+
+    def identity_changed(self) -> None: ...
+
+    def not_listening(self) -> None: ...
+
+
+class Dropped(Exception):
+    """The subscriber was dropped: too slow, or its connection ended."""
+
+
+@dataclass(eq=False)
+class Subscriber:
+    topic: Topic
+    caller: str
+    queue: asyncio.Queue[list[DomainEvent]]
+    on_overflow: Callable[[], None]
+    dropped: bool = False
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def next(self) -> list[DomainEvent]:
+        """The events of the next notification this subscriber asked for."""
+        while self.queue.empty():
+            if self.dropped:
+                raise Dropped
+            self._wake.clear()
+            await self._wake.wait()
+        if self.dropped:
+            raise Dropped
+        return self.queue.get_nowait()
+
+    def offer(self, events: list[DomainEvent]) -> None:
+        try:
+            self.queue.put_nowait(events)
+        except asyncio.QueueFull:
+            self.drop()
+            self.on_overflow()
+            return
+        self._wake.set()
+
+    def drop(self) -> None:
+        self.dropped = True
+        self._wake.set()
+
+
+class SubscriptionHub:
+    """Every subscription of the process, fed from one LISTEN connection."""
+
+    def __init__(self, reads: Callable[[], Any], queue_size: int) -> None:
+        self.reads = reads  # a pooled connection for the neighbourhood lookups
+        self.queue_size = queue_size
+        self.subscribers: set[Subscriber] = set()
+        self.connections: set[Watched] = set()
+        self.callers: Counter[str] = Counter()
+        self.listening = False
+        self._payloads: asyncio.Queue[str] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    # The feed's callbacks (``ChangeFeed.watch``), called on the event loop.
+    def notified(self, payload: str) -> None:
+        if self.subscribers or self.connections:
+            self._payloads.put_nowait(payload)
+
+    def set_listening(self, listening: bool) -> None:
+        was, self.listening = self.listening, listening
+        if was and not listening:
+            # Changes made while nobody listens are lost: the clients are told to
+            # subscribe again (and read what they show afresh).
+            for connection in list(self.connections):
+                connection.not_listening()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="subscription-hub")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def subscribe(self, topic: Topic, caller: str, on_overflow: Callable[[], None]) -> Subscriber:
+        subscriber = Subscriber(topic, caller, asyncio.Queue(self.queue_size), on_overflow)
+        self.subscribers.add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        subscriber.drop()
+        self.subscribers.discard(subscriber)
+
+    async def _run(self) -> None:
+        while True:
+            payload = await self._payloads.get()
+            try:
+                await self._deliver(events_from_notification(payload))
+            except Exception:  # one bad notification must not stop every subscription
+                log.exception("subscription_delivery_failed")
+
+    async def _deliver(self, events: Sequence[DomainEvent]) -> None:
+        if any(isinstance(e, TableChanged) and e.table in IDENTITY_TABLES for e in events):
+            for connection in list(self.connections):
+                connection.identity_changed()
+        subscribers = list(self.subscribers)
+        if not subscribers:
+            return
+        products: dict[DomainEvent, frozenset[int]] = {}
+        if any(s.topic.needs_products for s in subscribers):
+            async with self.reads() as connection:
+                products = await products_concerned(connection, events)
+        none: frozenset[int] = frozenset()
+        for subscriber in subscribers:
+            if subscriber.dropped:
+                continue
+            matched = [e for e in events if subscriber.topic.matches(e, products.get(e, none))]
+            if matched:
+                subscriber.offer(matched)
+
+    def admit(self, caller: str, limit: int) -> bool:
+        """Counts one more subscription of ``caller``, unless it has ``limit`` open."""
+        if self.callers[caller] >= limit:
+            return False
+        self.callers[caller] += 1
+        return True
+
+    def release(self, caller: str) -> None:
+        self.callers[caller] -= 1
+        if self.callers[caller] <= 0:
+            del self.callers[caller]
