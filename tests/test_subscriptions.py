@@ -40,7 +40,7 @@ from domain.events import (
     events_from_notification,
 )
 from domain.seed import seed_demo
-from tests.conftest import settings_for
+from tests.conftest import GraphQL, settings_for
 from tests.fixtures.auth import service_client
 from tests.fixtures.database import create_database, drop_database, run_sql
 from tests.fixtures.server import LiveServer, live_server
@@ -209,21 +209,25 @@ async def test_a_write_on_one_server_reaches_subscribers_on_both_with_their_own_
         acknowledged(second, finance) as with_finance,
         acknowledged(second, reader) as without_finance,
         acknowledged(first, reader) as on_the_writer,
+        acknowledged(second, {}) as anonymous,
     ):
         await subscribe(with_finance, second, f"client:{finance_id}", WATCH_COST)
         await subscribe(without_finance, second, f"client:{reader_id}", WATCH_COST)
         await subscribe(on_the_writer, first, f"client:{reader_id}", WATCH_COST)
+        # Development: anonymous callers read with the read scopes, as in queries.
+        await subscribe(anonymous, second, "address:127.0.0.1", WATCH_COST)
 
         data = await post(first, writer, UPDATE_INITIATIVE, id=global_id, title="Checkout, v2")
         assert data["updateInitiative"]["userErrors"] == []
 
-        seen = await receive(with_finance)
-        assert seen["type"] == "next"
-        event = seen["payload"]["data"]["initiativeChanged"]
-        assert event["change"] == "UPDATED" and event["id"] == global_id
-        assert event["initiative"]["title"] == "Checkout, v2"
-        assert event["initiative"]["estimatedCost"] is not None
-        assert "errors" not in seen["payload"]
+        for ws in (with_finance, anonymous):
+            seen = await receive(ws)
+            assert seen["type"] == "next"
+            event = seen["payload"]["data"]["initiativeChanged"]
+            assert event["change"] == "UPDATED" and event["id"] == global_id
+            assert event["initiative"]["title"] == "Checkout, v2"
+            assert event["initiative"]["estimatedCost"] is not None
+            assert "errors" not in seen["payload"]
 
         for ws in (without_finance, on_the_writer):
             seen = await receive(ws)
@@ -239,7 +243,7 @@ async def test_a_write_on_one_server_reaches_subscribers_on_both_with_their_own_
         await run_sql(
             database, "UPDATE initiatives SET title = 'Checkout, v3' WHERE key = 'TH-CHECKOUT'"
         )
-        for ws in (with_finance, without_finance, on_the_writer):
+        for ws in (with_finance, without_finance, on_the_writer, anonymous):
             event = (await receive(ws))["payload"]["data"]["initiativeChanged"]
             assert event["initiative"]["title"] == "Checkout, v3"
 
@@ -474,3 +478,15 @@ async def test_notifications_name_the_rows_that_changed_and_both_ends_of_links(
     ) == [EntityChanged(Entity.MEASUREMENT, Change.CREATED, 7, 3)]
     assert events_from_notification("users") == [TableChanged("users")]
     assert events_from_notification('{"table": 1}') == [TableChanged("?")]
+
+
+async def test_a_subscription_over_http_is_refused(gql: GraphQL) -> None:
+    body = await gql("subscription { initiativeChanged { id } }")
+    assert body == {
+        "errors": [
+            {
+                "message": "Subscriptions run over WebSocket (graphql-transport-ws) at /graphql.",
+                "extensions": {"code": "OPERATION_NOT_SUPPORTED"},
+            }
+        ]
+    }

@@ -24,9 +24,11 @@ import time
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 import structlog
 from graphql import GraphQLError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.asgi import GraphQL
 from strawberry.schema import BaseSchema
@@ -59,10 +61,12 @@ log = structlog.get_logger(__name__)
 UNAUTHORIZED = 4401  # bad, expired or revoked token
 TOO_SLOW = 4413  # the subscriber's queue overflowed
 NOT_LISTENING = 4503  # the server stopped hearing the database's changes
+TRY_AGAIN_LATER = 1013  # RFC 6455: the caller could not be checked (database away)
 CLOSE_CODES = {
     UNAUTHORIZED: "the token is missing a valid form, expired, or was revoked",
     TOO_SLOW: "more changes waited for a subscription than PORTFOLIO_SUBSCRIPTION_QUEUE_SIZE",
     NOT_LISTENING: "changes may have been missed: subscribe again and read afresh",
+    TRY_AGAIN_LATER: "the database could not be reached to check the token",
 }
 
 
@@ -110,10 +114,11 @@ class SubscriptionHandler(BaseGraphQLTransportWSHandler[SubscriptionContext, Non
         try:
             principal, expires_at = await self.view.authenticate(self.authorization)
         except InvalidToken as error:
-            self.connection_init_received = True
-            if self.connection_init_timeout_task:
-                self.connection_init_timeout_task.cancel()
-            await self._close(UNAUTHORIZED, f"Unauthorized: {error.description}")
+            await self._refuse_init(UNAUTHORIZED, f"Unauthorized: {error.description}")
+            return
+        except (OSError, SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            log.warning("database_unavailable", error=type(error).__name__)
+            await self._refuse_init(TRY_AGAIN_LATER, "The database is unavailable; retry shortly.")
             return
         client = self._client()
         host = client.host if client is not None else None
@@ -127,6 +132,12 @@ class SubscriptionHandler(BaseGraphQLTransportWSHandler[SubscriptionContext, Non
             self._expiry = asyncio.get_running_loop().call_later(delay, self._expired)
         self.view.hub.connections.add(self)
         await super().handle_connection_init(message)
+
+    async def _refuse_init(self, code: int, reason: str) -> None:
+        self.connection_init_received = True
+        if self.connection_init_timeout_task:
+            self.connection_init_timeout_task.cancel()
+        await self._close(code, reason)
 
     def _client(self) -> Any:
         socket = getattr(self.websocket, "ws", None)  # strawberry's ASGI adapter
