@@ -16,11 +16,15 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlencode
 
 import asyncpg
 import httpx
 import orjson
 import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import make_url, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from websockets.asyncio.client import ClientConnection, connect
@@ -44,6 +48,7 @@ from tests.conftest import GraphQL, settings_for
 from tests.fixtures.auth import service_client
 from tests.fixtures.database import create_database, drop_database, run_sql
 from tests.fixtures.server import LiveServer, live_server
+from tests.test_graphiql import _chromium, _result_containing
 
 PROTOCOL = Subprotocol("graphql-transport-ws")
 # A bound on how long a message may take to come, so that a lost one fails the test
@@ -489,4 +494,33 @@ async def test_a_subscription_over_http_is_refused(gql: GraphQL) -> None:
                 "extensions": {"code": "OPERATION_NOT_SUPPORTED"},
             }
         ]
+    }
+
+
+async def test_graphiql_shows_a_subscriptions_events(
+    servers: tuple[LiveServer, LiveServer], database: str
+) -> None:
+    """In headless Chromium, GraphiQL subscribes over WebSocket (anonymous, development)
+    and shows the event of a change committed elsewhere."""
+    first, _ = servers
+    document = (
+        'subscription { initiativeChanged(key: "TH-CHECKOUT") { change initiative { title } } }'
+    )
+    with _chromium() as browser:
+        browser.get(f"{first.url}/graphql?{urlencode({'q': document})}")
+        execute = WebDriverWait(browser, PATIENCE).until(
+            expected_conditions.element_to_be_clickable((By.CLASS_NAME, "graphiql-execute-button"))
+        )
+        execute.click()
+        await asyncio.to_thread(
+            first.wait_for, "subscription_started           caller=address:127.0.0.1 "
+        )
+        await run_sql(
+            database, "UPDATE initiatives SET title = 'Seen in GraphiQL' WHERE key = 'TH-CHECKOUT'"
+        )
+        shown = WebDriverWait(browser, PATIENCE).until(_result_containing("Seen in GraphiQL"))
+    assert orjson.loads(shown) == {
+        "data": {
+            "initiativeChanged": {"change": "UPDATED", "initiative": {"title": "Seen in GraphiQL"}}
+        }
     }
