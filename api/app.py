@@ -175,6 +175,7 @@ def assemble_app(
     )
     responses = endpoint.view.responses
     observed.watch_response_cache(responses)
+    observed.watch_subscriptions(endpoint.hub)
     feed = None
     hub = endpoint.hub
     if not on_one_connection(sessions):

@@ -449,6 +449,9 @@ async def test_a_consumer_that_does_not_read_is_disconnected_with_4413(
         code, reason = await closed(ws)
     assert code == 4413
     assert reason == "Too slow: over 4 changes waited unread."
+    async with httpx.AsyncClient(base_url=second.url) as http:
+        metrics = (await http.get("/metrics")).text
+    assert "portfolio_subscribers_too_slow_total 1.0" in metrics.splitlines()
 
 
 async def test_notifications_name_the_rows_that_changed_and_both_ends_of_links(

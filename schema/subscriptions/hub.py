@@ -36,6 +36,11 @@ IDENTITY_TABLES = frozenset(
 )
 
 
+# Notifications the hub may hold before handing them out (a bulk ingest of 10,000
+# measurements is 67 of them).
+BACKLOG = 10_000
+
+
 class Topic(Protocol):
     """What one subscription asked for."""
 
@@ -76,14 +81,16 @@ class Subscriber:
             raise Dropped
         return self.queue.get_nowait()
 
-    def offer(self, events: list[DomainEvent]) -> None:
+    def offer(self, events: list[DomainEvent]) -> bool:
+        """Queues the events; False if the queue was full (the subscriber is dropped)."""
         try:
             self.queue.put_nowait(events)
         except asyncio.QueueFull:
             self.drop()
             self.on_overflow()
-            return
+            return False
         self._wake.set()
+        return True
 
     def drop(self) -> None:
         self.dropped = True
@@ -100,21 +107,37 @@ class SubscriptionHub:
         self.connections: set[Watched] = set()
         self.callers: Counter[str] = Counter()
         self.listening = False
-        self._payloads: asyncio.Queue[str] = asyncio.Queue()
+        # Notifications not yet handed out: bounded, as every subscriber's queue is.
+        self._payloads: asyncio.Queue[str] = asyncio.Queue(BACKLOG)
         self._task: asyncio.Task[None] | None = None
+        # For the metrics.
+        self.handed = 0
+        self.too_slow = 0
 
     # The feed's callbacks (``ChangeFeed.watch``), called on the event loop.
     def notified(self, payload: str) -> None:
-        if self.subscribers or self.connections:
+        if not (self.subscribers or self.connections):
+            return
+        try:
             self._payloads.put_nowait(payload)
+        except asyncio.QueueFull:
+            # The hub itself cannot keep up (its lookups wait on the database): what it
+            # drops, every subscriber would miss, so every one is told.
+            log.warning("subscription_backlog_full", backlog=BACKLOG)
+            while not self._payloads.empty():
+                self._payloads.get_nowait()
+            self._missed()
 
     def set_listening(self, listening: bool) -> None:
         was, self.listening = self.listening, listening
         if was and not listening:
-            # Changes made while nobody listens are lost: the clients are told to
-            # subscribe again (and read what they show afresh).
-            for connection in list(self.connections):
-                connection.not_listening()
+            self._missed()
+
+    def _missed(self) -> None:
+        """Changes were lost (not heard, or dropped): the clients are told to subscribe
+        again and read what they show afresh."""
+        for connection in list(self.connections):
+            connection.not_listening()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="subscription-hub")
@@ -159,7 +182,10 @@ class SubscriptionHub:
                 continue
             matched = [e for e in events if subscriber.topic.matches(e, products.get(e, none))]
             if matched:
-                subscriber.offer(matched)
+                if subscriber.offer(matched):
+                    self.handed += 1
+                else:
+                    self.too_slow += 1
 
     def admit(self, caller: str, limit: int) -> bool:
         """Counts one more subscription of ``caller``, unless it has ``limit`` open."""
