@@ -299,6 +299,65 @@ async def test_a_products_neighbourhood_hears_of_its_initiatives_links_and_measu
         assert event["linkedId"] is not None
 
 
+async def test_kpis_hear_of_measurements_and_constraints_of_their_status(
+    servers: tuple[LiveServer, LiveServer], tokens: Tokens, database: str
+) -> None:
+    first, _ = servers
+    reader, reader_id = await tokens.issue("portfolio:read")
+    caller = f"client:{reader_id}"
+    async with acknowledged(first, reader) as ws:
+        kpi = await subscribe(
+            ws,
+            first,
+            caller,
+            'subscription { kpiChanged(key: "PAY-ADOPTION") { change kpi { key latestValue } } }',
+        )
+        recorded = await subscribe(
+            ws,
+            first,
+            caller,
+            'subscription { measurementsRecorded(kpiKey: "PAY-ADOPTION") {'
+            " kpi { key } measurements { value source } } }",
+        )
+        constraint = await subscribe(
+            ws,
+            first,
+            caller,
+            'subscription { constraintChanged(key: "TC-03") { change constraint { status } } }',
+        )
+        # Two measurements in one statement: one MEASURED, one batch of two.
+        await run_sql(
+            database,
+            "INSERT INTO kpi_measurements (kpi_id, observed_at, value, source, external_id)"
+            " SELECT k.id, now() + n * interval '1 second', 40 + n, 'test', 'kpi-' || n"
+            " FROM kpis k CROSS JOIN generate_series(1, 2) AS n WHERE k.key = 'PAY-ADOPTION'",
+        )
+        await run_sql(
+            database, "UPDATE technical_constraints SET status = 'MITIGATING' WHERE key = 'TC-03'"
+        )
+        by_id: dict[str, list[Any]] = {kpi: [], recorded: [], constraint: []}
+        for _ in range(3):
+            message = await receive(ws)
+            by_id[message["id"]].append(message["payload"]["data"])
+    assert by_id[kpi] == [
+        {"kpiChanged": {"change": "MEASURED", "kpi": {"key": "PAY-ADOPTION", "latestValue": 42.0}}}
+    ]
+    assert by_id[recorded] == [
+        {
+            "measurementsRecorded": {
+                "kpi": {"key": "PAY-ADOPTION"},
+                "measurements": [
+                    {"value": 41.0, "source": "test"},
+                    {"value": 42.0, "source": "test"},
+                ],
+            }
+        }
+    ]
+    assert by_id[constraint] == [
+        {"constraintChanged": {"change": "UPDATED", "constraint": {"status": "MITIGATING"}}}
+    ]
+
+
 async def test_a_bad_token_at_connection_init_is_refused_with_4401(
     servers: tuple[LiveServer, LiveServer],
 ) -> None:
