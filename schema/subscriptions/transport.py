@@ -223,16 +223,21 @@ class SubscriptionHandler(BaseGraphQLTransportWSHandler[SubscriptionContext, Non
             )
             return
         await super().handle_subscribe(message)
-        if message["id"] not in self.operations:  # refused after all: not counted
+        operation = self.operations.get(message["id"])
+        if operation is None or operation.task is None:  # refused after all: not counted
             self.view.hub.release(self.caller.key)
+            return
+        # Given back when the task ends, however it ends: a task cancelled before it
+        # first ran (a `complete` sent at once) never enters its own `finally`.
+        key = self.caller.key
+        operation.task.add_done_callback(lambda _: self.view.hub.release(key))
 
     async def _refuse(self, id: str, message: str, limit: int) -> None:
         error = GraphQLError(message, extensions={"code": "TOO_MANY_SUBSCRIPTIONS", "limit": limit})
         await self.send_message({"id": id, "type": "error", "payload": [error.formatted]})
 
     async def run_operation(self, operation: Operation[SubscriptionContext, None]) -> None:
-        """strawberry's, with a context of the subscription's own, and its slot given
-        back when it ends."""
+        """strawberry's, with a context of the subscription's own."""
         context = self.context.for_operation()
         try:
             result_source = await self.schema.stream(
@@ -254,8 +259,6 @@ class SubscriptionHandler(BaseGraphQLTransportWSHandler[SubscriptionContext, Non
             self.operations.pop(operation.id, None)
         finally:
             await context.end_event()
-            if self.caller is not None:
-                self.view.hub.release(self.caller.key)
 
     async def _stream_results(
         self, operation: Operation[SubscriptionContext, None], context: Any, source: Any
