@@ -394,6 +394,34 @@ async def test_a_token_revoked_or_expired_mid_subscription_ends_it_with_4401(
         assert await closed(ws) == (4401, "Unauthorized: the token has expired.")
 
 
+async def test_a_caller_that_loses_the_scope_is_told_forbidden_and_hears_no_more(
+    servers: tuple[LiveServer, LiveServer], tokens: Tokens, database: str
+) -> None:
+    first, _ = servers
+    reader, reader_id = await tokens.issue("portfolio:read")
+    async with acknowledged(first, reader) as ws:
+        id = await subscribe(ws, first, f"client:{reader_id}", WATCH_COST)
+        await run_sql(
+            database,
+            f"UPDATE oauth_clients SET scopes = '{{finance:read}}' WHERE client_id = '{reader_id}'",
+        )
+        await asyncio.to_thread(
+            first.wait_for, f"subscription_caller_changed    caller=client:{reader_id}"
+        )
+        await run_sql(database, "UPDATE initiatives SET title = title WHERE key = 'TH-CHECKOUT'")
+        # The protocol's `error` ends the subscription; not even the ID of what changed.
+        assert await receive(ws) == {
+            "id": id,
+            "type": "error",
+            "payload": [
+                {
+                    "message": "Missing scope: this field requires portfolio:read.",
+                    "extensions": {"code": "FORBIDDEN", "requiredScopes": ["portfolio:read"]},
+                }
+            ],
+        }
+
+
 async def test_limits_refuse_the_next_subscription_and_too_costly_ones(
     servers: tuple[LiveServer, LiveServer], tokens: Tokens
 ) -> None:

@@ -17,9 +17,9 @@ from auth.scopes import Scope
 from domain import models
 from domain.errors import NotFound
 from domain.events import Change, DomainEvent, Entity, EntityChanged, LinkChanged
-from schema.guards import NODE_TYPES
+from schema.guards import NODE_TYPES, scopes_of
 from schema.ids import encode_id
-from schema.permissions import guarded, require
+from schema.permissions import forbidden, guarded, require
 from schema.subscriptions.context import SubscriptionContext
 from schema.subscriptions.hub import Dropped
 from schema.types.constraint import TechnicalConstraint
@@ -247,18 +247,27 @@ def _context(info: strawberry.Info) -> SubscriptionContext:
     return context
 
 
-async def _batches(context: SubscriptionContext, topic: Any) -> AsyncIterator[list[DomainEvent]]:
+async def _batches(info: strawberry.Info, topic: Any) -> AsyncIterator[list[DomainEvent]]:
     """The events of each notification that ``topic`` asks for, until the subscriber is
-    dropped (too slow) or the client completes the subscription."""
+    dropped (too slow) or the client completes the subscription. Each batch is handed
+    out only while the caller (checked again whenever identity changes) still holds the
+    scopes the subscription field declares: otherwise it ends with FORBIDDEN, and not
+    even the IDs of what changed are sent."""
+    context = _context(info)
+    required = tuple(sorted(scopes_of(info._field)))
     assert context.hub is not None and context.caller is not None
     subscriber = context.hub.subscribe(topic, context.caller.key, context.on_overflow)
     log.info("subscription_started", topic=repr(topic), caller=context.caller.key)
     try:
         while True:
             try:
-                yield await subscriber.next()
+                batch = await subscriber.next()
             except Dropped:
                 return
+            context.principal = context.caller.principal
+            if not context.principal.has(*required):
+                raise forbidden(required)
+            yield batch
     finally:
         context.hub.unsubscribe(subscriber)
         log.info("subscription_ended", topic=repr(topic), caller=context.caller.key)
@@ -303,7 +312,7 @@ class Subscription:
         key: Annotated[str | None, _key_argument("initiative")] = None,
     ) -> AsyncGenerator[InitiativeChange, None]:
         pk = await _id_of(info, models.Initiative, key, "initiative")
-        async for batch in _batches(_context(info), OfEntity(Entity.INITIATIVE, pk)):
+        async for batch in _batches(info, OfEntity(Entity.INITIATIVE, pk)):
             changes = [_focused(e, Entity.INITIATIVE) for e in batch]
             for change in _deduplicated([c for c in changes if c is not None]):
                 yield InitiativeChange(_change=change)
@@ -320,7 +329,7 @@ class Subscription:
         key: Annotated[str | None, _key_argument("constraint")] = None,
     ) -> AsyncGenerator[TechnicalConstraintChange, None]:
         pk = await _id_of(info, models.TechnicalConstraint, key, "constraint")
-        async for batch in _batches(_context(info), OfEntity(Entity.CONSTRAINT, pk)):
+        async for batch in _batches(info, OfEntity(Entity.CONSTRAINT, pk)):
             changes = [_focused(e, Entity.CONSTRAINT) for e in batch]
             for change in _deduplicated([c for c in changes if c is not None]):
                 yield TechnicalConstraintChange(_change=change)
@@ -338,7 +347,7 @@ class Subscription:
         key: Annotated[str | None, _key_argument("KPI")] = None,
     ) -> AsyncGenerator[KpiChange, None]:
         pk = await _id_of(info, models.Kpi, key, "KPI")
-        async for batch in _batches(_context(info), OfEntity(Entity.KPI, pk)):
+        async for batch in _batches(info, OfEntity(Entity.KPI, pk)):
             changes = [_focused(e, Entity.KPI) for e in batch]
             for change in _deduplicated([c for c in changes if c is not None]):
                 yield KpiChange(_change=change)
@@ -357,7 +366,7 @@ class Subscription:
         ] = None,
     ) -> AsyncGenerator[KpiMeasurementsRecorded, None]:
         pk = await _id_of(info, models.Kpi, kpi_key, "KPI")
-        async for batch in _batches(_context(info), MeasurementsOf(pk)):
+        async for batch in _batches(info, MeasurementsOf(pk)):
             by_kpi: dict[int, list[int]] = defaultdict(list)
             for event in batch:
                 assert isinstance(event, EntityChanged) and event.kpi_id is not None
@@ -378,7 +387,7 @@ class Subscription:
     ) -> AsyncGenerator[ProductChange, None]:
         pk = await _id_of(info, models.Product, key, "product")
         assert pk is not None
-        async for batch in _batches(_context(info), Neighbourhood(pk)):
+        async for batch in _batches(info, Neighbourhood(pk)):
             changes = [_focused(e, None) for e in batch]
             for change in _deduplicated([c for c in changes if c is not None]):
                 yield ProductChange(_change=change, _product_id=pk)

@@ -163,8 +163,10 @@ class SubscriptionHandler(BaseGraphQLTransportWSHandler[SubscriptionContext, Non
         except Exception:  # the database is away: keep the caller as last checked
             log.warning("subscription_caller_not_checked", exc_info=True)
             return
-        if self.caller is not None:
-            self.caller.principal = principal  # the next event is read with these scopes
+        caller = self.caller
+        if caller is not None and principal != caller.principal:
+            caller.principal = principal  # the next event is read with these scopes
+            log.info("subscription_caller_changed", caller=caller.key)
 
     def not_listening(self) -> None:
         self._close_soon(NOT_LISTENING, "Changes may have been missed: subscribe again.")
@@ -263,7 +265,6 @@ class SubscriptionHandler(BaseGraphQLTransportWSHandler[SubscriptionContext, Non
     async def _stream_results(
         self, operation: Operation[SubscriptionContext, None], context: Any, source: Any
     ) -> None:
-        first = True
         async for result in source:
             # Resolved: the event's transaction ends before the (maybe slow) send.
             await context.end_event()
@@ -273,12 +274,11 @@ class SubscriptionHandler(BaseGraphQLTransportWSHandler[SubscriptionContext, Non
                 )
                 return
             errors = [self._public(with_code(e)) for e in result.errors or ()]
-            if first and result.data is None and errors and all(e.path is None for e in errors):
-                # Refused before any event (limits, scopes, a key that names nothing):
+            if result.data is None and errors and all(e.path is None for e in errors):
+                # Refused (limits, scopes, a key that names nothing) or failed as a whole:
                 # the protocol's `error` message, which ends the subscription.
                 await operation.send_initial_errors(errors)
                 return
-            first = False
             await operation.send_next(
                 ExecutionResult(data=result.data, errors=errors or None, extensions=None)
             )
