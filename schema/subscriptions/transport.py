@@ -201,7 +201,9 @@ class SubscriptionHandler(BaseGraphQLTransportWSHandler[SubscriptionContext, Non
     # --- subscriptions ---------------------------------------------------------------
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
-        if not self.connection_acknowledged or self._closing or message["id"] in self.operations:
+        if self._closing:
+            return  # the connection is being closed (token expired, too slow, ...)
+        if not self.connection_acknowledged or message["id"] in self.operations:
             await super().handle_subscribe(message)  # the protocol's refusals
             return
         settings = self.view.settings
