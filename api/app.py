@@ -187,6 +187,7 @@ def assemble_app(
             feed.subscribe(CHANNEL, lambda _: responses.invalidate(), responses.set_listening)
         feed.subscribe(PRINCIPALS_CHANNEL, auth.principals.changed, auth.principals.set_listening)
         feed.subscribe(CHANNEL, hub.notified, hub.set_listening)
+        feed.subscribe(PRINCIPALS_CHANNEL, hub.principals_changed, lambda _listening: None)
     at_once, queued = admission_limits(settings)
     middleware = [
         Middleware(

@@ -5,7 +5,8 @@ Each notification becomes domain events (``domain.events``); each subscriber get
 its bounded queue, the events of that notification it asked for. A subscriber whose
 queue is full (its client does not read what is sent) is dropped and its connection
 told so, never allowed to grow memory. Changes to identity (a token revoked, a user
-disabled, roles changed) make every connection check its caller again.
+disabled, roles changed: the ``portfolio_principals`` channel) make every connection
+check its caller again.
 """
 
 from __future__ import annotations
@@ -19,22 +20,9 @@ from typing import Any, Protocol
 
 import structlog
 
-from domain.events import DomainEvent, TableChanged, events_from_notification, products_concerned
+from domain.events import DomainEvent, events_from_notification, products_concerned
 
 log = structlog.get_logger(__name__)
-
-# Tables whose changes may end or narrow what a connection's caller may read.
-IDENTITY_TABLES = frozenset(
-    {
-        "oauth_revoked_access_tokens",
-        "oauth_refresh_tokens",
-        "oauth_clients",
-        "users",
-        "roles",
-        "role_grants",
-    }
-)
-
 
 # Notifications the hub may hold before handing them out (a bulk ingest of 10,000
 # measurements is 67 of them).
@@ -128,6 +116,13 @@ class SubscriptionHub:
                 self._payloads.get_nowait()
             self._missed()
 
+    def principals_changed(self, payload: str) -> None:
+        """Something that may shrink what a token may do changed (``portfolio_principals``,
+        migration 0007: a token or family revoked, a user or client disabled, roles or
+        grants changed): every connection checks its caller again."""
+        for connection in list(self.connections):
+            connection.identity_changed()
+
     def set_listening(self, listening: bool) -> None:
         was, self.listening = self.listening, listening
         if was and not listening:
@@ -166,9 +161,6 @@ class SubscriptionHub:
                 log.exception("subscription_delivery_failed")
 
     async def _deliver(self, events: Sequence[DomainEvent]) -> None:
-        if any(isinstance(e, TableChanged) and e.table in IDENTITY_TABLES for e in events):
-            for connection in list(self.connections):
-                connection.identity_changed()
         subscribers = list(self.subscribers)
         if not subscribers:
             return
