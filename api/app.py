@@ -14,7 +14,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from api import migrate
 from api.embedded import resolve_database_url
@@ -157,10 +157,12 @@ def assemble_app(
                 flush=True,
             )
         if feed is not None:
+            hub.start()
             feed.start()
         yield
         if feed is not None:
             await feed.close()
+            await hub.close()
         await rate_limiter.aclose()
         await auth.external.aclose()
         await engine.dispose()
@@ -173,14 +175,19 @@ def assemble_app(
     )
     responses = endpoint.view.responses
     observed.watch_response_cache(responses)
+    observed.watch_subscriptions(endpoint.hub)
     feed = None
+    hub = endpoint.hub
     if not on_one_connection(sessions):
         # Cached answers, and the principals of tokens seen before, are kept only while
-        # the database's changes are heard.
+        # the database's changes are heard; the same connection feeds every subscription
+        # of the process.
         feed = ChangeFeed(listen_dsn(engine), connect_timeout=settings.db_connect_timeout_seconds)
         if settings.response_cache_chars:
             feed.subscribe(CHANNEL, lambda _: responses.invalidate(), responses.set_listening)
         feed.subscribe(PRINCIPALS_CHANNEL, auth.principals.changed, auth.principals.set_listening)
+        feed.subscribe(CHANNEL, hub.notified, hub.set_listening)
+        feed.subscribe(PRINCIPALS_CHANNEL, hub.principals_changed, lambda _listening: None)
     at_once, queued = admission_limits(settings)
     middleware = [
         Middleware(
@@ -208,6 +215,7 @@ def assemble_app(
     app = Starlette(
         routes=[
             Route("/graphql", endpoint, methods=None),  # the endpoint answers 405 itself
+            WebSocketRoute("/graphql", endpoint),  # subscriptions (graphql-transport-ws)
             *authorization.routes(),
             *graphiql.routes(settings),  # GraphiQL's files, in development
             Route("/healthz", healthz, methods=["GET"]),

@@ -71,6 +71,10 @@ class Metrics:
         """Export the response cache's state at each scrape (nothing per request)."""
         self.registry.register(_ResponseCacheCollector(cache))
 
+    def watch_subscriptions(self, hub: Any) -> None:
+        """Export the subscriptions' state at each scrape (``schema.subscriptions.hub``)."""
+        self.registry.register(_SubscriptionsCollector(hub))
+
     def render(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -102,3 +106,29 @@ class _ResponseCacheCollector(Collector):
         answers.add_metric(["hit"], cache.hits)
         answers.add_metric(["miss"], cache.misses)
         yield answers
+
+
+class _SubscriptionsCollector(Collector):
+    def __init__(self, hub: Any) -> None:
+        self.hub = hub
+
+    def collect(self) -> Iterator[Metric]:
+        hub = self.hub
+        yield GaugeMetricFamily(
+            "portfolio_subscriptions_open", "Subscriptions open.", value=len(hub.subscribers)
+        )
+        yield GaugeMetricFamily(
+            "portfolio_subscription_connections",
+            "WebSocket connections acknowledged.",
+            value=len(hub.connections),
+        )
+        yield CounterMetricFamily(
+            "portfolio_subscription_changes",
+            "Notifications handed to subscribers (one per subscriber it concerned).",
+            value=hub.handed,
+        )
+        yield CounterMetricFamily(
+            "portfolio_subscribers_too_slow",
+            "Subscribers disconnected because their queue overflowed (close code 4413).",
+            value=hub.too_slow,
+        )

@@ -168,6 +168,25 @@ class Settings(BaseSettings):
         "characters of JSON, plus its key (document and variables) and 600 per answer (0: none). Needs LISTEN on the database (not through a transaction-pooling "
         "PgBouncer); while it cannot listen, nothing is kept.",
     )
+    # Subscriptions (see docs/api.md, "Subscriptions").
+    max_subscriptions_per_connection: int = Field(
+        default=20, ge=1, description="Most subscriptions open at once on one WebSocket."
+    )
+    max_subscriptions_per_caller: int = Field(
+        default=100,
+        ge=1,
+        description="Most subscriptions one caller (user, client or address) has open at once "
+        "on one server process.",
+    )
+    subscription_queue_size: int = Field(
+        default=100,
+        ge=1,
+        description="Changes waiting for one subscription; a subscriber that lets more pile "
+        "up is disconnected (close code 4413).",
+    )
+    subscription_init_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Time a new WebSocket has to send connection_init."
+    )
     log_level: str = "INFO"
 
     # OAuth 2 (see docs/auth.md).

@@ -21,6 +21,8 @@ from schema.limits import Documents, QueryLimits
 from schema.mutations.bulk import BulkIngest
 from schema.mutations.root import Mutation
 from schema.query import NODE_CLASSES, Query
+from schema.subscriptions.gate import SubscriptionGate
+from schema.subscriptions.root import Subscription
 from schema.types.scalars import SCALAR_OVERRIDES
 from schema.validation import NoNulInStrings
 
@@ -48,12 +50,14 @@ def build_schema(
         lambda: AddValidationRules(rules),
         Documents,  # refuses oversized documents before parsing; charges parsing
         QueryLimits,
+        SubscriptionGate,  # after the limits: raises their refusal of a subscription
         CompiledQueries,
         BulkIngest,  # after QueryLimits: a refused operation is not prevalidated
     ]
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         types=NODE_CLASSES,
         scalar_overrides=SCALAR_OVERRIDES,  # type: ignore[arg-type]
         config=StrawberryConfig(auto_camel_case=True, disable_field_suggestions=production),

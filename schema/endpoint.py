@@ -38,6 +38,8 @@ from schema.persisted import (
     resolve_persisted,
     set_get_payload,
 )
+from schema.subscriptions.hub import SubscriptionHub
+from schema.subscriptions.transport import SubscriptionView
 from schema.view import PortfolioGraphQL
 
 log = structlog.get_logger(__name__)
@@ -59,6 +61,18 @@ class GraphQLEndpoint:
         reads: ReadConnections,
     ) -> None:
         self.view = PortfolioGraphQL(settings, rate_limiter, metrics, reads)
+        # Subscriptions (WebSocket): fed by the change feed through the hub (``api.app``).
+        self.hub = SubscriptionHub(reads, settings.subscription_queue_size)
+        self.subscriptions = SubscriptionView(
+            self.view.schema,
+            settings,
+            sessions,
+            auth,
+            reads,
+            rate_limiter,
+            self.view.anonymous,
+            self.hub,
+        )
         self.sessions = sessions
         self.auth = auth
         self.persisted = PersistedQueryStore()
@@ -66,6 +80,9 @@ class GraphQLEndpoint:
         self.attempts = settings.transaction_attempts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self.subscriptions(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.view(scope, receive, send)
             return

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from auth import models as auth_models
 from domain import models
 from domain.models.enums import AuditAction
 from schema.build import schema
@@ -535,18 +536,18 @@ async def test_nodes_audit_ids_and_admin_reads_are_compiled_and_alike(
     team = await _first(db, models.Team)
     tag = uuid.uuid4().hex[:8]
     user = await factories.add(
-        db, models.User(email=f"{tag}@example.com", display_name='Ada "Admin" ü')
+        db, auth_models.User(email=f"{tag}@example.com", display_name='Ada "Admin" ü')
     )
     for name, scopes in (("b-readers", ["portfolio:read"]), ("a-auditors", ["audit:read"])):
-        role = await factories.add(db, models.Role(name=f"{name}-{tag}", scopes=scopes))
-        db.add(models.RoleGrant(user_id=user.id, role_id=role.id))
+        role = await factories.add(db, auth_models.Role(name=f"{name}-{tag}", scopes=scopes))
+        db.add(auth_models.RoleGrant(user_id=user.id, role_id=role.id))
     client = await factories.add(
         db,
-        models.OAuthClient(
+        auth_models.OAuthClient(
             client_id=f"c-{tag}", name="Sync", secret_hash="x", grant_types=["client_credentials"]
         ),
     )
-    await factories.add(db, models.OAuthClient(client_id=f"p-{tag}", name="Public"))
+    await factories.add(db, auth_models.OAuthClient(client_id=f"p-{tag}", name="Public"))
     for entity_type, actor_user, actor_client in (
         ("Initiative", user.id, None),
         ("X" * 60, None, client.id),

@@ -150,9 +150,12 @@ async def test_the_page_names_no_other_host(client: httpx.AsyncClient) -> None:
     for text in page.inline:
         assert re.findall(r"https?://|wss?://", text) == []
         assert re.findall(r"[\"'`(]\s*//", text) == []  # a protocol-relative literal
-    # The fetcher talks to the address the page came from, and to nothing else.
-    assert "createFetcher({ url: endpoint })" in "\n".join(page.inline)
-    assert not any("subscriptionUrl" in text for text in page.inline)
+    # The fetcher talks to the address the page came from (subscriptions to the same
+    # address over WebSocket), and to nothing else.
+    inline = "\n".join(page.inline)
+    assert "url: endpoint," in inline
+    assert 'subscriptionUrl: endpoint.replace(/^http/, "ws"),' in inline
+    assert inline.count("url:") + inline.count("Url:") == 2
 
 
 async def test_every_file_the_page_loads_is_the_vendored_one(client: httpx.AsyncClient) -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from graphql import FieldNode
 from sqlalchemy import JSON, DateTime, Text, cast, func, select
 
+from auth import models as auth_models
 from domain import models
 from domain.errors import DomainError
 from domain.models.computed import constraint_blocks, latest_first, status_of_latest
@@ -171,8 +172,8 @@ def _actor(type_name: str, attribute: str) -> Special:
 
 def _roles(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any) -> Any:
     """``identity.user_roles``: the roles granted, by name (archived ones too)."""
-    role = c.alias(models.Role)
-    grant = models.RoleGrant
+    role = c.alias(auth_models.Role)
+    grant = auth_models.RoleGrant
     return (
         select(jsontext.json_array(c.object("Role", role, node), role.name))
         .select_from(role)
