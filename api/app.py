@@ -139,12 +139,12 @@ def assemble_app(
         if migrate_on_start:
             await migrate.upgrade(engine)
         if demo:
-            from auth.identity import DEMO_CLIENT_ID, reset_demo_client
+            from auth.identity import DEMO_CLIENT_ID, demo_client
             from domain.seed import refresh_statistics, seed_demo
 
             async with sessions() as session, session.begin():
                 report = await seed_demo(session)
-                secret = await reset_demo_client(session)
+                secret = await demo_client(session, settings.data_dir)
                 if not report.skipped:
                     await refresh_statistics(session)
             log.info("demo_data", report=str(report))

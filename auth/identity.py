@@ -13,10 +13,12 @@ lives here once.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -25,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.models import OAuthClient, Role, RoleGrant, User
 from auth.oauth.clients import redirect_uri_problem
-from auth.passwords import hash_secret_off_loop
+from auth.passwords import hash_secret_off_loop, verify_secret_off_loop
 from auth.principal_cache import principals_changed
 from auth.scopes import Scope
 from domain.models import AuditAction
@@ -431,12 +433,24 @@ async def user_roles(session: AsyncSession, user_ids: list[int]) -> dict[int, li
 DEMO_CLIENT_ID = "demo"
 
 
-async def reset_demo_client(session: AsyncSession) -> str:
-    """The demo's service client, with every scope and a fresh secret (returned)."""
-    secret = secrets.token_urlsafe(24)
+DEMO_SECRET_FILE = "demo-client-secret"
+
+
+async def demo_client(session: AsyncSession, data_dir: Path) -> str:
+    """The demo's service client, with every scope; returns its secret.
+
+    The secret is kept in ``data_dir`` (readable by its owner only), so the `curl` line
+    `serve --demo` prints, and any script built on it, works after a restart. A new
+    secret is made when there is none yet, or when the one kept no longer matches the
+    database's (another database, or the client's secret was rotated)."""
+    kept = data_dir / DEMO_SECRET_FILE
     client = await session.scalar(
         select(OAuthClient).where(OAuthClient.client_id == DEMO_CLIENT_ID)
     )
+    secret = await asyncio.to_thread(_read_kept, kept)
+    if secret and client is not None and await verify_secret_off_loop(client.secret_hash, secret):
+        return secret
+    secret = secrets.token_urlsafe(24)
     if client is None:
         client = OAuthClient(
             client_id=DEMO_CLIENT_ID,
@@ -447,4 +461,16 @@ async def reset_demo_client(session: AsyncSession) -> str:
         session.add(client)
     client.secret_hash = await hash_secret_off_loop(secret)
     await session.flush()
+    await asyncio.to_thread(_keep, kept, secret)
     return secret
+
+
+def _read_kept(kept: Path) -> str:
+    return kept.read_text().strip() if kept.is_file() else ""
+
+
+def _keep(kept: Path, secret: str) -> None:
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.touch(mode=0o600)
+    kept.chmod(0o600)  # touch keeps the mode of a file that was there
+    kept.write_text(secret + "\n")

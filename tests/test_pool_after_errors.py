@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
-from auth.identity import DEMO_CLIENT_ID, reset_demo_client
+from auth.identity import DEMO_CLIENT_ID, demo_client
 from domain.database import create_engine, create_session_factory, read_connections
 from schema.ids import encode_id
 from tests.conftest import settings_for
@@ -79,11 +80,11 @@ async def test_a_failure_on_a_pooled_read_discards_its_connection(
 
 
 @pytest.fixture
-async def secret(own_database: str) -> str:
+async def secret(own_database: str, tmp_path: Path) -> str:
     """The demo client's secret (client credentials, every scope), committed."""
     engine = create_async_engine(own_database)
     async with AsyncSession(engine) as session, session.begin():
-        value = await reset_demo_client(session)
+        value = await demo_client(session, tmp_path)
     await engine.dispose()
     return value
 
