@@ -1,9 +1,9 @@
 """The strawberry view: GraphQL over HTTP (media types, status codes, refusals), the
-request's context, the repeated-query fast path and what the caller sees of errors."""
+request's context, and what the caller sees of errors. A repeated read is answered
+by ``schema.known`` before strawberry's path when it can."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable
 from contextvars import ContextVar
 from typing import Any
 
@@ -25,9 +25,7 @@ from domain.metrics import Metrics
 from domain.ratelimit import RateLimiter
 from domain.settings import Settings
 from schema.build import schema_for
-from schema.compiled.extension import PLANS, plan_key, run_rendered
-from schema.compiled.parameters import CANDIDATES
-from schema.compiled.responses import Cached, ResponseCache
+from schema.compiled.responses import ResponseCache
 from schema.context import Context
 from schema.errors import INTERNAL, UNAVAILABLE, with_code
 from schema.graphiql import enabled as graphiql_enabled
@@ -40,8 +38,7 @@ from schema.http import (
     content_type,
     decode_json,
 )
-from schema.limits import cost_extension, known_measurement
-from schema.limits.documents import document_bytes
+from schema.known import KnownReads
 from schema.persisted import PENDING_REGISTRATION, PERSISTED_DOCUMENT, PendingRegistration
 
 log = structlog.get_logger(__name__)
@@ -66,6 +63,7 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         # Off until something listens to the database's changes (``api.app``).
         self.responses = ResponseCache(settings.response_cache_chars)
         self.settings = settings
+        self.known = KnownReads(settings, self.schema, rate_limiter, reads, self.responses)
         self.anonymous = anonymous_principal(
             development=settings.is_development, configured=settings.anonymous_scopes
         )
@@ -132,14 +130,14 @@ class PortfolioGraphQL(GraphQL[Context, None]):
     ) -> ExecutionResult:
         # A set budget means the fast path tried and was refused it: strawberry answers.
         known = (
-            self._known(context.principal.scopes, request_data)
+            self.known.lookup(context.principal.scopes, request_data)
             if context.compiled and context.budget is None
             else None
         )
         if known is not None:
             context.operation_name = known[1].operation_name
             context.requested_cost = known[1].cost
-            repeated, context.budget, answered_by = await self._run_known(
+            repeated, context.budget, answered_by = await self.known.run(
                 known, request_data, context.principal.scopes, context.rate_limit_key
             )
             if repeated is not None:
@@ -176,8 +174,8 @@ class PortfolioGraphQL(GraphQL[Context, None]):
 
     async def _answer_known(self, request: Request) -> Response | None:
         """A JSON POST of a query the compiler answered before is answered here, before
-        strawberry's HTTP handling and without an ORM session (``_run_known`` on a pooled
-        connection): the same answer strawberry's path would give, at a fraction of the
+        strawberry's HTTP handling and without an ORM session (``schema.known``, on a
+        pooled connection): the same answer strawberry's path would give, at a fraction of the
         cost, which is what a repeated small read (a node lookup) is made of. Anything
         unusual (another content type, a streaming Accept, parameters of the
         wrong type) is left to strawberry, which reads the body Starlette keeps."""
@@ -208,10 +206,10 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         if PENDING_REGISTRATION in state:
             return None  # strawberry's path runs it, then registers it
         principal = state["principal"]
-        known = self._known(principal.scopes, data)
+        known = self.known.lookup(principal.scopes, data)
         if known is None:
             return None
-        result, budget, answered_by = await self._run_known(
+        result, budget, answered_by = await self.known.run(
             known, data, principal.scopes, _rate_limit_key(principal, request)
         )
         if result is None:
@@ -225,75 +223,6 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         if _unavailable(answer):
             _retry_later(response)
         return response
-
-    def _known(self, scopes: Any, request: Any) -> tuple[Any, Any] | None:
-        """The rendered plan and the measurement of a query answered before with these
-        scopes and variables (or values of the same shape), if it is within the limits;
-        None otherwise. Changes nothing."""
-        if not (
-            isinstance(request.query, str)
-            and isinstance(request.operation_name, str | None)
-            and isinstance(request.variables, dict | None)
-        ):
-            return None  # strawberry reports malformed parameters
-        if len(request.query) > self.settings.max_document_bytes and (
-            document_bytes(request.query) > self.settings.max_document_bytes
-        ):
-            return None  # refused by strawberry's path, unless it is a persisted one
-        candidates = CANDIDATES.get(request.query, request.operation_name)
-        if candidates is None or not PLANS.may_hold(request.query):
-            return None
-        key = plan_key(
-            request.query,
-            request.operation_name,
-            request.variables,
-            scopes,
-            self.schema,
-            candidates,
-        )
-        plan = PLANS.rendered(key, request.variables) if key is not None else None
-        if plan is None:
-            return None
-        measured = known_measurement(
-            request.query, request.operation_name, request.variables, candidates
-        )
-        if (
-            measured is None
-            or measured.cost > self.settings.max_query_cost
-            or measured.root_fields > self.settings.max_root_fields
-        ):
-            return None  # the ordinary path answers, or refuses with the limits' errors
-        return plan, measured
-
-    async def _run_known(
-        self, known: tuple[Any, Any], request: Any, scopes: Any, rate_limit_key: str
-    ) -> tuple[ExecutionResult | None, Any, str]:
-        """A query already answered by the compiler, with these variables (or, for
-        variables bound as parameters, values of the same shape) and scopes (``_known``),
-        runs its SQL text at once: its document was parsed, validated and measured within
-        the limits before, so strawberry's execution is skipped. The same request asked
-        again before the data changed is answered from memory (``ResponseCache``).
-        Returns the result (None if the caller's budget refuses it), the budget charged
-        and which path answered."""
-        plan, measured = known
-        cost = measured.cost
-        budget = await self.rate_limiter.charge(rate_limit_key, max(cost, 1))
-        if not budget.allowed:
-            return None, budget, ""  # the ordinary path refuses it (without charging twice)
-        responses = self.responses
-        key = _answer_key(request, scopes) if responses.active else None
-        cached = responses.get(key) if key is not None else None
-        data: dict[str, Any] | None
-        if cached is not None:
-            data, errors, actual, answered_by = cached.data, None, cached.objects, "cached"
-        else:
-            generation = responses.generation
-            result, actual, chars = await run_rendered(self.reads, plan, request.variables)
-            if key is not None and not result.errors and result.data is not None:
-                responses.put(key, generation, Cached(result.data, actual, chars))
-            data, errors, answered_by = result.data, result.errors, "repeated"
-        extensions = {"cost": cost_extension(self.settings, cost, actual, budget)}
-        return ExecutionResult(data=data, errors=errors, extensions=extensions), budget, answered_by
 
     async def get_context(self, request: Any, response: Any) -> Context:
         state = request.scope["state"]
@@ -405,14 +334,6 @@ _DECODED: ContextVar[_DecodedBody | None] = ContextVar("decoded_body", default=N
 
 # Accept values for which strawberry streams the answer (incremental delivery, SSE).
 _STREAMING = ("multipart/mixed", "text/event-stream")
-
-
-def _answer_key(request: Any, scopes: Any) -> Hashable:
-    """What a known read's answer depends on: the document, the operation, the values
-    of its variables and the caller's effective scopes (the view is per schema)."""
-    # As text: orjson's bytes keep a 4 KB buffer each, for as long as the key lives.
-    variables = orjson.dumps(request.variables, option=orjson.OPT_SORT_KEYS).decode()
-    return (request.query, request.operation_name, variables, scopes)
 
 
 def _unavailable(answer: GraphQLHTTPResponse) -> bool:

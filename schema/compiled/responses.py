@@ -1,6 +1,6 @@
 """Answers of known reads, kept until the data changes.
 
-A known read (``PortfolioGraphQL._known``) is answered by SQL that depends on nothing
+A known read (``schema.known.KnownReads``) is answered by SQL that depends on nothing
 but its document, its variables and the caller's effective scopes, so the same
 request gets the same answer until a write commits. The cache is keyed by exactly
 those, so one caller's answer is never another's unless it would be the same answer.

@@ -1,0 +1,115 @@
+"""The repeated-query fast path: a read the compiler answered before, with these scopes
+and variables of the same shapes, runs its rendered SQL at once, without strawberry's
+parsing, validation or execution and without an ORM session; its answer may come from
+the response cache. The view (``schema.view``) tries it first for a JSON POST and
+falls back to strawberry's path whenever this declines (``lookup`` returns None)."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any
+
+import orjson
+from strawberry.types import ExecutionResult
+
+from domain.database import ReadConnections
+from domain.ratelimit import RateLimiter
+from domain.settings import Settings
+from schema.compiled.extension import PLANS, plan_key, run_rendered
+from schema.compiled.parameters import CANDIDATES
+from schema.compiled.responses import Cached, ResponseCache
+from schema.limits import cost_extension, known_measurement
+from schema.limits.documents import document_bytes
+
+
+class KnownReads:
+    def __init__(
+        self,
+        settings: Settings,
+        schema: Any,
+        rate_limiter: RateLimiter,
+        reads: ReadConnections,
+        responses: ResponseCache,
+    ) -> None:
+        self.settings = settings
+        self.schema = schema
+        self.rate_limiter = rate_limiter
+        self.reads = reads
+        self.responses = responses
+
+    def lookup(self, scopes: Any, request: Any) -> tuple[Any, Any] | None:
+        """The rendered plan and the measurement of a query answered before with these
+        scopes and variables (or values of the same shape), if it is within the limits;
+        None otherwise. Changes nothing."""
+        if not (
+            isinstance(request.query, str)
+            and isinstance(request.operation_name, str | None)
+            and isinstance(request.variables, dict | None)
+        ):
+            return None  # strawberry reports malformed parameters
+        if len(request.query) > self.settings.max_document_bytes and (
+            document_bytes(request.query) > self.settings.max_document_bytes
+        ):
+            return None  # refused by strawberry's path, unless it is a persisted one
+        candidates = CANDIDATES.get(request.query, request.operation_name)
+        if candidates is None or not PLANS.may_hold(request.query):
+            return None
+        key = plan_key(
+            request.query,
+            request.operation_name,
+            request.variables,
+            scopes,
+            self.schema,
+            candidates,
+        )
+        plan = PLANS.rendered(key, request.variables) if key is not None else None
+        if plan is None:
+            return None
+        measured = known_measurement(
+            request.query, request.operation_name, request.variables, candidates
+        )
+        if (
+            measured is None
+            or measured.cost > self.settings.max_query_cost
+            or measured.root_fields > self.settings.max_root_fields
+        ):
+            return None  # the ordinary path answers, or refuses with the limits' errors
+        return plan, measured
+
+    async def run(
+        self, known: tuple[Any, Any], request: Any, scopes: Any, rate_limit_key: str
+    ) -> tuple[ExecutionResult | None, Any, str]:
+        """A query already answered by the compiler, with these variables (or, for
+        variables bound as parameters, values of the same shape) and scopes (``lookup``),
+        runs its SQL text at once: its document was parsed, validated and measured within
+        the limits before, so strawberry's execution is skipped. The same request asked
+        again before the data changed is answered from memory (``ResponseCache``).
+        Returns the result (None if the caller's budget refuses it), the budget charged
+        and which path answered."""
+        plan, measured = known
+        cost = measured.cost
+        budget = await self.rate_limiter.charge(rate_limit_key, max(cost, 1))
+        if not budget.allowed:
+            return None, budget, ""  # the ordinary path refuses it (without charging twice)
+        responses = self.responses
+        key = _answer_key(request, scopes) if responses.active else None
+        cached = responses.get(key) if key is not None else None
+        data: dict[str, Any] | None
+        if cached is not None:
+            data, errors, actual, answered_by = cached.data, None, cached.objects, "cached"
+        else:
+            generation = responses.generation
+            result, actual, chars = await run_rendered(self.reads, plan, request.variables)
+            if key is not None and not result.errors and result.data is not None:
+                responses.put(key, generation, Cached(result.data, actual, chars))
+            data, errors, answered_by = result.data, result.errors, "repeated"
+        extensions = {"cost": cost_extension(self.settings, cost, actual, budget)}
+        return ExecutionResult(data=data, errors=errors, extensions=extensions), budget, answered_by
+
+
+def _answer_key(request: Any, scopes: Any) -> Hashable:
+    """What a known read's answer depends on: the document, the operation, the values
+    of its variables and the caller's effective scopes (the view is per schema)."""
+    # As text: orjson's bytes keep a 4 KB buffer each, for as long as the key lives.
+    variables = orjson.dumps(request.variables, option=orjson.OPT_SORT_KEYS).decode()
+    return (request.query, request.operation_name, variables, scopes)
