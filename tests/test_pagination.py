@@ -119,3 +119,54 @@ async def test_root_list_orders_by_score_descending(gql: GraphQL, db: AsyncSessi
     assert present == sorted(present, reverse=True)
     # Unscored initiatives come last when descending.
     assert scores[: len(present)] == present
+
+
+BEYOND = """query($key: String!, $after: String, $before: String, $first: Int, $last: Int) {
+  product(key: $key) {
+    initiatives(first: $first, after: $after, last: $last, before: $before) {
+      totalCount pageInfo { hasNextPage hasPreviousPage startCursor endCursor } edges { cursor }
+    }
+  }
+  initiatives(first: $first, after: $after, last: $last, before: $before) {
+    totalCount pageInfo { hasNextPage hasPreviousPage startCursor endCursor } edges { cursor }
+  }
+}"""
+
+
+async def test_a_page_beyond_either_end_still_counts_and_knows_what_lies_behind(
+    pair: Any, db: AsyncSession
+) -> None:
+    """A client that saved a cursor and comes back after the last item (or before the
+    first) gets an empty page with the connection's totalCount and a page behind it,
+    on both read paths: not a connection that seems empty."""
+    product = await factories.product(db)
+    for _ in range(3):
+        await factories.initiative(db, products=[product])
+    await db.commit()
+    compiled, reference = pair(["portfolio:read"])
+    everything = await reference.data(BEYOND, {"key": product.key, "first": 100})
+    nested = everything["product"]["initiatives"]
+    root = everything["initiatives"]
+    cases = [
+        ({"after": nested["pageInfo"]["endCursor"], "first": 2}, "hasPreviousPage"),
+        ({"before": nested["pageInfo"]["startCursor"], "last": 2}, "hasNextPage"),
+    ]
+    for variables, behind in cases:
+        for gql in (compiled, reference):
+            data = await gql.data(BEYOND, {"key": product.key, **variables})
+            page = data["product"]["initiatives"]
+            assert page["edges"] == []
+            assert page["totalCount"] == 3
+            assert page["pageInfo"] == {
+                "hasNextPage": behind == "hasNextPage",
+                "hasPreviousPage": behind == "hasPreviousPage",
+                "startCursor": None,
+                "endCursor": None,
+            }
+            # The root list, cut by a cursor of the nested one's ordering (by key):
+            # still counted whole.
+            assert data["initiatives"]["totalCount"] == root["totalCount"]
+        # Byte for byte, up to the extensions (cost and path differ by design).
+        assert compiled.last_body.split(b',"extensions":')[0] == (
+            reference.last_body.split(b',"extensions":')[0]
+        )

@@ -19,7 +19,18 @@ from enum import Enum
 from typing import Any, Generic, TypeVar
 
 import orjson
-from sqlalchemy import ColumnElement, Select, and_, func, literal, not_, select, true, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+    tuple_,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -186,6 +197,10 @@ async def fetch_pages(
         func.count().filter(not_(after)).over(partition_by=part).label("page_before"),
         func.count().filter(not_(before)).over(partition_by=part).label("page_after"),
         and_(after, before).label("page_in_window"),
+        # One row of each partition is kept even when the cursors leave none in the
+        # window: it carries the counts (a page after the last item still has a
+        # totalCount and a previous page), not an item.
+        func.row_number().over(partition_by=part).label("page_any"),
     ).subquery("ranked")
 
     reverse = ordering.descending != page.backwards
@@ -196,11 +211,14 @@ async def fetch_pages(
             func.row_number()
             .over(
                 partition_by=ranked.c.page_parent,
-                order_by=[c.desc() if reverse else c.asc() for c in sort_order],
+                order_by=[
+                    ranked.c.page_in_window.desc(),  # items first, the counting row last
+                    *(c.desc() if reverse else c.asc() for c in sort_order),
+                ],
             )
             .label("page_rn"),
         )
-        .where(ranked.c.page_in_window)
+        .where(or_(ranked.c.page_in_window, ranked.c.page_any == 1))
         .subquery("numbered")
     )
     row = aliased(entity, numbered)
@@ -213,6 +231,7 @@ async def fetch_pages(
             numbered.c.page_total,
             numbered.c.page_before,
             numbered.c.page_after,
+            numbered.c.page_in_window,
         )
         .where(numbered.c.page_rn <= size + 1)
         .order_by(numbered.c.page_parent, numbered.c.page_rn)
@@ -223,12 +242,16 @@ async def fetch_pages(
         key: Page() for key in (parents if partition is not None else [None])
     }
     counted: dict[Hashable, int] = {}
-    for obj, parent, sort_value, total, n_before, n_after in result:
+    for obj, parent, sort_value, total, n_before, n_after, in_window in result:
         key = parent if partition is not None else None
         current = pages.setdefault(key, Page())
         current.total_count = total
-        current.has_previous_page = bool(page.after) and n_before > 0
-        current.has_next_page = bool(page.before) and n_after > 0
+        current.has_previous_page = current.has_previous_page or (
+            bool(page.after) and n_before > 0
+        )
+        current.has_next_page = current.has_next_page or (bool(page.before) and n_after > 0)
+        if not in_window:
+            continue  # the counting row of a partition with no item in the window
         counted[key] = counted.get(key, 0) + 1
         if counted[key] > size:
             # The extra row only says that there is more in the direction of travel.

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from graphql import FieldNode, GraphQLObjectType, get_named_type
-from sqlalchemy import ColumnElement, Select, and_, case, func, literal, not_, or_, select
+from sqlalchemy import ColumnElement, Select, func, literal, not_, or_, select
 
 from domain.errors import DomainError
 from domain.services import reads
@@ -222,11 +222,9 @@ def _total_count(listing: Listing) -> Any:
     count = listing.base.add_columns(func.count()).where(*listing.conditions)
     if listing.parent is not None:
         count = count.correlate(listing.parent)
+    # Every item the filters keep, wherever the cursors put the window (a page after
+    # the last item too), as ``pagination.fetch_pages`` counts it.
     total: Any = count.scalar_subquery()
-    if listing.window:
-        # The resolvers read the total from the page's rows: none in the window, a
-        # total of 0 (``pagination.fetch_pages``).
-        total = case((listing.exists(and_(*listing.window)), total), else_=0)
     return total
 
 
@@ -258,12 +256,12 @@ def _edge_json(
 
 
 def _page_info(listing: Listing, node: FieldNode, rows: Any) -> Any:
-    """As the resolvers: rows lie outside a cursor, and the page is not empty; or the
-    extra row of the page says more follow in the direction of travel."""
+    """As the resolvers: rows lie outside a cursor (even when none is left inside the
+    window); or the extra row of the page says more follow in the direction of travel."""
     beside: dict[str, Any] = {}
     for side, cursor in (("previous", listing.after), ("next", listing.before)):
         if cursor is not None:
-            beside[side] = and_(listing.exists(and_(*listing.window)), listing.exists(not_(cursor)))
+            beside[side] = listing.exists(not_(cursor))
     size = listing.size
     on_page = rows.c.rn <= size
     more = select(func.count() > size).select_from(rows).scalar_subquery()
