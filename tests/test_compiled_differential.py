@@ -505,9 +505,10 @@ async def test_documents_generated_over_the_whole_schema_answer_alike(
     # Cursors, pageInfo's cursors, `after`, `last` and `before` pages, `nodes` beside
     # `edges { node }` compiled (issue #17) took this from 3 to 34 of the 100; admin
     # reads walked with their scopes, `nodes(ids:)`, an audit event's IDs, a user's
-    # roles to 54 (plans outlive the apps: an answer may be a repeated plan's). Left to
-    # the resolvers: audit `changes`, `viewer`, `asOf`, `trend`, and invalid series.
-    assert answered.get("compiled", 0) + answered.get("repeated", 0) >= 54, answered
+    # roles to 54 (plans outlive the apps: an answer may be a repeated plan's); a KPI's `trend`
+    # (one SQL definition for both paths, reads.trend_columns) to 55. Left to
+    # the resolvers: audit `changes`, `viewer`, `asOf`, and invalid series or trend windows.
+    assert answered.get("compiled", 0) + answered.get("repeated", 0) >= 55, answered
 
 
 ADMIN_READS = """query Admin($ids: [ID!]!) {
@@ -870,3 +871,31 @@ async def test_nodes_and_edges_selected_together_are_compiled_and_alike(pair: An
     edge = got["data"]["initiatives"]["edges"][0]
     assert list(edge) == ["__typename", "cursor", "node", "n"]
     assert list(edge["node"]) == ["title"] and list(edge["n"]) == ["status"]
+
+
+TRENDS = """query($days: Int!) {
+  kpis(first: 100) { nodes { key
+    trend(windowDays: $days) {
+      __typename windowDays direction currentAverage previousAverage change changePercent }
+    monthly: trend(windowDays: 30) { direction changePercent }
+  } }
+}"""
+
+
+@pytest.mark.parametrize("days", [1, 7, 30, 90, 366])
+async def test_kpi_trends_are_compiled_from_the_resolvers_sql_and_agree(
+    pair: Any, days: int
+) -> None:
+    """`trend` is one SQL definition (``reads.trend_columns``) that the resolvers run
+    and the compiled path inlines: every demo KPI, every window, byte for byte."""
+    compiled, reference = pair(SCOPE_SETS["every read scope"])
+    got = await compiled(TRENDS, {"days": days})
+    assert got.pop("extensions")["answeredBy"] == "compiled"
+    expected = await reference(TRENDS, {"days": days})
+    assert _before_extensions(compiled.last_body) == _before_extensions(reference.last_body)
+    directions = {n["trend"]["direction"] for n in expected["data"]["kpis"]["nodes"]}
+    if days <= 90:
+        assert len(directions) >= 2  # the demo's KPIs move in more than one way
+    else:
+        assert directions == {"NO_DATA"}  # the demo keeps a year: no window before this one
+    assert got["data"] == expected["data"]

@@ -12,9 +12,23 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_, func, literal_column, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Double,
+    Numeric,
+    Text,
+    case,
+    cast,
+    func,
+    literal_column,
+    null,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from domain.errors import InvalidInput
 from domain.models import (
@@ -314,69 +328,96 @@ class Trend:
 STABLE_THRESHOLD = 0.01
 
 
+@dataclass(frozen=True)
+class TrendColumns:
+    """A KPI's trend over windows of ``window_days``, as SQL on a row holding the KPI's
+    id and direction: the one definition the resolvers run and the compiled path
+    inlines, so both answer alike (rounding and all)."""
+
+    current_average: ColumnElement[Any]
+    previous_average: ColumnElement[Any]
+    change: ColumnElement[Any]
+    change_percent: ColumnElement[Any]
+    direction: ColumnElement[str]
+
+
+MAX_TREND_WINDOW_DAYS = 366
+
+
+def check_trend_window(window_days: int) -> None:
+    if not 1 <= window_days <= MAX_TREND_WINDOW_DAYS:
+        raise InvalidInput(
+            f"`windowDays` must be between 1 and {MAX_TREND_WINDOW_DAYS}; got {window_days}.",
+            field="windowDays",
+        )
+
+
+def trend_columns(kpi_id: Any, kpi_direction: Any, window_days: int) -> TrendColumns:
+    """Average of the window ending at the KPI's latest measurement vs the window before;
+    a relative change under ``STABLE_THRESHOLD`` of the previous average is STABLE."""
+    window = timedelta(days=window_days)
+    last = aliased(KpiMeasurement)  # its own alias: not correlated into the averages
+    # Correlated explicitly: two levels down, the KPI's row is not the enclosing
+    # SELECT's, and auto-correlation would take the maximum over every KPI.
+    latest_at = (
+        select(func.max(last.observed_at))
+        .where(last.kpi_id == kpi_id)
+        .correlate_except(last)
+        .scalar_subquery()
+    )
+
+    def average(start: Any, end: Any) -> Any:
+        m = aliased(KpiMeasurement)
+        within = [m.kpi_id == kpi_id, m.observed_at > latest_at - start]
+        if end is not None:
+            within.append(m.observed_at <= latest_at - end)
+        average = select(func.avg(m.value)).where(*within).correlate_except(m)
+        return cast(average.scalar_subquery(), Double)
+
+    current = average(window, None)
+    previous = average(2 * window, window)
+    delta = current - previous
+
+    def rounded(value: Any, digits: int) -> Any:
+        return cast(func.round(cast(value, Numeric), digits), Double)
+
+    relative = case((previous != 0, func.abs(delta) / func.abs(previous)), else_=func.abs(delta))
+    better = case((kpi_direction == "HIGHER_IS_BETTER", delta > 0), else_=delta < 0)
+    direction = case(
+        (or_(current.is_(None), previous.is_(None)), TrendDirection.NO_DATA.value),
+        (relative < STABLE_THRESHOLD, TrendDirection.STABLE.value),
+        (better, TrendDirection.IMPROVING.value),
+        else_=TrendDirection.WORSENING.value,
+    )
+    return TrendColumns(
+        current_average=rounded(current, 4),
+        previous_average=rounded(previous, 4),
+        change=rounded(delta, 4),
+        change_percent=case(
+            (previous != 0, rounded(delta / func.abs(previous) * 100, 2)), else_=null()
+        ),
+        direction=direction,
+    )
+
+
 async def trends(
     session: AsyncSession, kpi_ids: Sequence[int], window_days: int
 ) -> dict[int, Trend]:
-    """Average of the window ending at each KPI's latest measurement vs the window before."""
-    window = timedelta(days=window_days)
-    latest = (
-        select(KpiMeasurement.kpi_id, func.max(KpiMeasurement.observed_at).label("latest_at"))
-        .where(KpiMeasurement.kpi_id.in_(kpi_ids))
-        .group_by(KpiMeasurement.kpi_id)
-        .subquery()
-    )
-    current = KpiMeasurement.observed_at > latest.c.latest_at - window
-    previous = and_(
-        KpiMeasurement.observed_at <= latest.c.latest_at - window,
-        KpiMeasurement.observed_at > latest.c.latest_at - 2 * window,
-    )
+    """The trend of each KPI (``trend_columns``); NO_DATA for an unknown id."""
+    columns = trend_columns(Kpi.id, cast(Kpi.direction, Text), window_days)
     result = await session.execute(
         select(
-            latest.c.kpi_id,
-            Kpi.direction,
-            func.avg(KpiMeasurement.value).filter(current),
-            func.avg(KpiMeasurement.value).filter(previous),
-        )
-        .join(Kpi, Kpi.id == latest.c.kpi_id)
-        .join(
-            KpiMeasurement,
-            and_(
-                KpiMeasurement.kpi_id == latest.c.kpi_id,
-                KpiMeasurement.observed_at > latest.c.latest_at - 2 * window,
-            ),
-        )
-        .group_by(latest.c.kpi_id, Kpi.direction)
+            Kpi.id,
+            columns.current_average,
+            columns.previous_average,
+            columns.change,
+            columns.change_percent,
+            columns.direction,
+        ).where(Kpi.id.in_(kpi_ids))
     )
-    found: dict[int, Trend] = {}
-    for kpi_id, direction, current_avg, previous_avg in result:
-        found[kpi_id] = _trend(window_days, direction, current_avg, previous_avg)
-    return {kpi_id: found.get(kpi_id, _trend(window_days, None, None, None)) for kpi_id in kpi_ids}
-
-
-def _trend(window_days: int, direction: Any, current: Any, previous: Any) -> Trend:
-    if current is None or previous is None:
-        return Trend(
-            window_days,
-            float(current) if current is not None else None,
-            float(previous) if previous is not None else None,
-            None,
-            None,
-            TrendDirection.NO_DATA,
-        )
-    current_f, previous_f = float(current), float(previous)
-    change = current_f - previous_f
-    percent = (change / abs(previous_f) * 100) if previous_f else None
-    relative = abs(change) / abs(previous_f) if previous_f else abs(change)
-    if relative < STABLE_THRESHOLD:
-        verdict = TrendDirection.STABLE
-    else:
-        better = change > 0 if direction == "HIGHER_IS_BETTER" else change < 0
-        verdict = TrendDirection.IMPROVING if better else TrendDirection.WORSENING
-    return Trend(
-        window_days,
-        round(current_f, 4),
-        round(previous_f, 4),
-        round(change, 4),
-        round(percent, 2) if percent is not None else None,
-        verdict,
-    )
+    found = {
+        kpi_id: Trend(window_days, current, previous, change, percent, TrendDirection(verdict))
+        for kpi_id, current, previous, change, percent, verdict in result
+    }
+    empty = Trend(window_days, None, None, None, None, TrendDirection.NO_DATA)
+    return {kpi_id: found.get(kpi_id, empty) for kpi_id in kpi_ids}

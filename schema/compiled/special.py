@@ -159,6 +159,32 @@ def _series(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: An
     )
 
 
+def _trend(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any) -> Any:
+    """``reads.trend_columns``: the SQL the resolver runs, inlined per KPI row."""
+    window_days = c.arguments(definition, field, node)["window_days"]
+    try:
+        reads.check_trend_window(window_days)
+    except DomainError:
+        raise Invalid("invalid trend window") from None  # the resolver answers its error
+    columns = reads.trend_columns(alias.id, cast(alias.direction, Text), window_days)
+    values = {
+        "windowDays": jsontext.constant(str(int(window_days))),
+        "currentAverage": json_float(columns.current_average),
+        "previousAverage": json_float(columns.previous_average),
+        "change": json_float(columns.change),
+        "changePercent": json_float(columns.change_percent),
+        "direction": jsontext.plain_string(columns.direction),
+        "__typename": jsontext.string_constant("KpiTrend"),
+    }
+    pairs: list[tuple[str, Any]] = []
+    for child in c.walk.fields("KpiTrend", node.selection_set):
+        name = child.name.value
+        if name not in values:
+            raise Unsupported(f"KpiTrend.{name}")
+        pairs.append((response_key(child), values[name]))
+    return jsontext.json_object(pairs)
+
+
 def _entity_id(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any) -> Any:
     return global_id_of(alias.entity_type, alias.entity_id)
 
@@ -201,6 +227,7 @@ SPECIAL: dict[tuple[str, str], Special] = {
     ("Kpi", "latestValue"): _latest_value,
     ("Kpi", "status"): _status,
     ("Kpi", "series"): _series,
+    ("Kpi", "trend"): _trend,
     ("AuditEvent", "entityId"): _entity_id,
     ("AuditEvent", "actorUserId"): _actor("User", "actor_user_id"),
     ("AuditEvent", "actorClientId"): _actor("OAuthClient", "actor_client_id"),

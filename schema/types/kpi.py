@@ -9,7 +9,6 @@ import strawberry
 
 from auth.scopes import Scope
 from domain import models
-from domain.errors import InvalidInput
 from domain.services import reads
 from schema.permissions import guarded
 from schema.types import filters
@@ -18,8 +17,6 @@ from schema.types.enums import KpiDirection, KpiStatus, SeriesBucket, TrendDirec
 from schema.types.fields import by_id_reference, edge_connection
 from schema.types.node import CREATED_AT, UPDATED_AT, VERSION, Node, global_id, of_model
 from schema.types.refs import InitiativeRef, KpiRef, ProductRef, TeamRef
-
-MAX_TREND_WINDOW_DAYS = 366
 
 
 @strawberry.type(description="One observed value of a KPI.")
@@ -106,11 +103,7 @@ class Kpi(Node):
             int, strawberry.argument(description="Window length in days, 1 to 366.")
         ] = 30,
     ) -> KpiTrend:
-        if not 1 <= window_days <= MAX_TREND_WINDOW_DAYS:
-            raise InvalidInput(
-                f"`windowDays` must be between 1 and {MAX_TREND_WINDOW_DAYS}; got {window_days}.",
-                field="windowDays",
-            )
+        reads.check_trend_window(window_days)
         trend = await info.context.trend().load((self.id, window_days))
         return KpiTrend(
             window_days=trend.window_days,
