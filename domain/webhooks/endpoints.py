@@ -108,3 +108,7 @@ async def deliveries(session: AsyncSession, endpoint_id: int) -> Sequence[Webhoo
             .order_by(WebhookDelivery.id)
         )
     ).all()
+
+
+async def every_endpoint(session: AsyncSession) -> Sequence[WebhookEndpoint]:
+    return (await session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id))).all()

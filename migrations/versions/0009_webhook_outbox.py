@@ -8,7 +8,8 @@ a rolled-back change leaves no delivery, a committed one cannot be lost, whoever
 ``data`` names the row by its GraphQL type and global id, never its fields: a receiver
 reads what it may through the API, with its own token.
 
-With no active endpoint for the event the trigger costs one indexed probe per statement.
+With no active endpoint for the event the trigger costs one probe per statement. The
+built-in ``admin`` role gains the new ``admin:webhooks`` scope.
 
 Revision ID: 0009
 Revises: 0008
@@ -179,8 +180,15 @@ def upgrade() -> None:
                 f" EXECUTE FUNCTION portfolio_webhook_outbox('{prefix}', '{type_name}')"
             )
 
+    # The built-in admin role manages webhooks too.
+    op.execute(
+        "UPDATE roles SET scopes = array_append(scopes, 'admin:webhooks')"
+        " WHERE name = 'admin' AND NOT 'admin:webhooks' = ANY (scopes)"
+    )
+
 
 def downgrade() -> None:
+    op.execute("UPDATE roles SET scopes = array_remove(scopes, 'admin:webhooks')")
     for table in TABLES:
         for event in EVENTS:
             op.execute(f"DROP TRIGGER webhook_outbox_{event.lower()} ON {table}")
