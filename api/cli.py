@@ -24,6 +24,7 @@ from api.logging import configure_logging
 from domain.database import create_engine, create_session_factory
 from domain.settings import Environment, Settings, get_settings
 from domain.webhooks import worker as webhook_worker
+from schema.webhook_payloads import PayloadRenderer
 
 app = typer.Typer(
     help="Portfolio Graph: a GraphQL API for an IT product portfolio.", no_args_is_help=True
@@ -149,7 +150,6 @@ def _prepare_for_workers(settings: Settings) -> None:
             "rate_limits_per_worker",
             detail="without REDIS_URL each worker counts rate-limit points on its own, "
             "so a caller may spend the budget once per worker",
-
         )
     os.environ.update(
         {
@@ -253,7 +253,9 @@ def deliver_webhooks(
     "Webhooks"). Run as many as you like: they never take the same delivery."""
 
     async def run(engine: AsyncEngine) -> int:
-        return await webhook_worker.run(engine, get_settings(), once=once)
+        settings = get_settings()
+        render = PayloadRenderer(create_session_factory(engine), settings)
+        return await webhook_worker.run(engine, settings, render, once=once)
 
     typer.echo(f"{_with_engine(run)} deliveries attempted")
 

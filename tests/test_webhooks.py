@@ -20,13 +20,14 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from domain.database import create_engine
+from domain.database import create_engine, create_session_factory
 from domain.errors import InvalidInput
 from domain.settings import Environment
 from domain.webhooks import worker
 from domain.webhooks.endpoints import create_endpoint, redeliver, rotate_secret
 from domain.webhooks.targets import TargetRefused, check_target
 from schema.ids import encode_id
+from schema.webhook_payloads import PayloadRenderer
 from tests.conftest import settings_for
 
 pytestmark = pytest.mark.asyncio
@@ -77,23 +78,47 @@ async def committed(own_database: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-async def owner(engine: AsyncEngine) -> int:
+async def owner(engine: AsyncEngine, role: str | None = None) -> int:
+    """A user holding ``role`` (a built-in one), or none."""
     async with engine.begin() as connection:
-        return int(
+        user = int(
             await connection.scalar(
                 text(
-                    "INSERT INTO users (email, display_name) VALUES ('hooks@example.com', 'Hooks')"
+                    "INSERT INTO users (email, display_name)"
+                    " VALUES ('hooks' || nextval('users_id_seq') || '@example.com', 'Hooks')"
                     " RETURNING id"
                 )
             )
         )
+        if role is not None:
+            await connection.execute(
+                text(
+                    "INSERT INTO role_grants (user_id, role_id)"
+                    " SELECT :user, id FROM roles WHERE name = :role"
+                ),
+                {"user": user, "role": role},
+            )
+        return user
 
 
-async def register(engine: AsyncEngine, url: str, events: list[str], **settings: Any) -> str:
-    user = await owner(engine)
+async def register(
+    engine: AsyncEngine,
+    url: str,
+    events: list[str],
+    *,
+    query: str | None = None,
+    role: str | None = None,
+    **settings: Any,
+) -> str:
+    user = await owner(engine, role)
     async with AsyncSession(engine) as session, session.begin():
         _, secret = await create_endpoint(
-            session, settings_for(**settings), url=url, event_types=events, owner_user_id=user
+            session,
+            settings_for(**settings),
+            url=url,
+            event_types=events,
+            owner_user_id=user,
+            query=query,
         )
     return secret
 
@@ -135,9 +160,12 @@ def verify(secret: str, headers: dict[str, str], body: bytes) -> bool:
     )
 
 
-async def deliver(engine: AsyncEngine, **settings: Any) -> int:
+async def deliver(engine: AsyncEngine, **overrides: Any) -> int:
+    """One batch of the worker, as ``portfolio deliver-webhooks`` composes it."""
+    settings = settings_for(**overrides)
+    render = PayloadRenderer(create_session_factory(engine), settings)
     async with httpx.AsyncClient(trust_env=False) as client:
-        return await worker.deliver_due(engine, client, settings_for(**settings))
+        return await worker.deliver_due(engine, client, settings, render)
 
 
 async def test_a_committed_change_is_delivered_signed(
@@ -419,3 +447,59 @@ async def test_a_refused_target_is_a_failed_attempt_never_a_request(
     async with committed.connect() as connection:
         error = await connection.scalar(text("SELECT error FROM webhook_attempts"))
     assert error == "refused: A webhook URL must use https."
+
+
+COSTED = "query($id: ID!) { node(id: $id) { ... on Initiative { key estimatedCost } } }"
+
+
+async def test_a_query_payload_is_resolved_with_the_owner_scopes(
+    committed: AsyncEngine, receiver: Receiver
+) -> None:
+    """Two endpoints ask for the same fields; only the one whose owner holds finance:read
+    gets the cost, the other gets null and the same FORBIDDEN error as over HTTP."""
+    await register(committed, receiver.url, ["initiative.created"], query=COSTED, role="viewer")
+    await register(committed, receiver.url, ["initiative.created"], query=COSTED, role="finance")
+    async with committed.begin() as connection:
+        pk = await connection.scalar(
+            text(
+                "INSERT INTO initiatives (key, title, status, estimated_cost)"
+                " VALUES ('COSTLY', 'x', 'PROPOSED', 1234.50) RETURNING id"
+            )
+        )
+    assert await deliver(committed) == 2
+    bodies = sorted(
+        (orjson.loads(body) for _, body in receiver.requests),
+        key=lambda body: body["data"]["node"]["estimatedCost"] is None,
+    )
+    allowed, refused = bodies
+    assert allowed["type"] == refused["type"] == "initiative.created"
+    assert allowed["data"] == {"node": {"key": "COSTLY", "estimatedCost": "1234.50"}}
+    assert "errors" not in allowed
+    assert refused["data"] == {"node": {"key": "COSTLY", "estimatedCost": None}}
+    [error] = refused["errors"]
+    assert error["message"] == "Missing scope: this field requires finance:read."
+    assert error["extensions"]["code"] == "FORBIDDEN"
+    assert encode_id("Initiative", pk) not in str(allowed["data"])  # only what was asked
+
+
+async def test_a_query_payload_is_rendered_once_and_resent_byte_for_byte(
+    committed: AsyncEngine, receiver: Receiver
+) -> None:
+    secret = await register(
+        committed,
+        receiver.url,
+        ["initiative.created"],
+        query="query($id: ID!) { node(id: $id) { ... on Initiative { title } } }",
+        role="viewer",
+    )
+    receiver.statuses = [500]
+    pk = await create_initiative(committed, "HOOK-9")
+    assert await deliver(committed, webhook_backoff_seconds=0) == 1
+    async with committed.begin() as connection:  # changed between the two attempts
+        await connection.execute(
+            text("UPDATE initiatives SET title = 'Later' WHERE id = :id"), {"id": pk}
+        )
+    assert await deliver(committed, webhook_backoff_seconds=0) == 1
+    first, second = receiver.requests[0], receiver.requests[1]
+    assert first[1] == second[1] and verify(secret, *second)
+    assert orjson.loads(second[1])["data"] == {"node": {"title": "Hooked"}}

@@ -154,3 +154,43 @@ async def test_rotate_redeliver_and_delete(caller: Any, db: AsyncSession) -> Non
     assert deleted["deleteWebhook"] == {"webhook": None, "userErrors": []}
     assert await db.scalar(text("SELECT count(*) FROM webhook_endpoints")) == 0
     assert await db.scalar(text("SELECT count(*) FROM webhook_deliveries")) == 0
+
+
+async def test_a_query_is_checked_when_the_webhook_is_registered(
+    caller: Any, db: AsyncSession
+) -> None:
+    api = await caller(["admin:webhooks"])
+
+    async def register(query: str) -> dict[str, Any]:
+        data = await api.data(
+            """mutation($query: String!) { createWebhook(input: {
+                 url: "https://hooks.example.com", eventTypes: ["kpi.updated"], query: $query})
+               { webhook { query } userErrors { field code message } } }""",
+            {"query": query},
+        )
+        return data["createWebhook"]
+
+    for query, message in [
+        ("query(", "The query does not parse: Syntax Error: Expected '$', found <EOF>."),
+        (
+            "query($id: ID!) { node(id: $id) { nope } }",
+            "The query is not valid: Cannot query field 'nope' on type 'Node'.",
+        ),
+        ("query { viewer { scopes } }", "The query must take exactly one variable, `$id: ID!`."),
+        (
+            "query($id: String!) { initiative(key: $id) { id } }",
+            "The query must take exactly one variable, `$id: ID!`.",
+        ),
+        (
+            "query A($id: ID!) { node(id: $id) { id } } query B($id: ID!) { node(id: $id) { id } }",
+            "The query must be one query operation.",
+        ),
+    ]:
+        refused = await register(query)
+        assert refused == {
+            "webhook": None,
+            "userErrors": [{"field": "query", "code": "INVALID", "message": message}],
+        }, query
+    assert await db.scalar(text("SELECT count(*) FROM webhook_endpoints")) == 0
+    good = "query($id: ID!) { node(id: $id) { id } }"
+    assert (await register(good)) == {"webhook": {"query": good}, "userErrors": []}

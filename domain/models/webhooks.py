@@ -45,6 +45,9 @@ class WebhookEndpoint(IdMixin, Base):
     url: Mapped[str] = mapped_column(Text)
     event_types: Mapped[list[str]] = mapped_column(ARRAY(String(64)))
     secret: Mapped[str] = mapped_column(Text)
+    # A GraphQL query taking ``$id: ID!`` whose answer is the body's ``data``; null: the
+    # changed row's type and global ID only.
+    query: Mapped[str | None] = mapped_column(Text)
     is_active: Mapped[bool] = mapped_column(Boolean, server_default="true")
     consecutive_failures: Mapped[int] = mapped_column(Integer, server_default="0")
     disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -68,6 +71,9 @@ class WebhookDelivery(IdMixin, Base):
     )
     event_type: Mapped[str] = mapped_column(String(64))
     payload: Mapped[str] = mapped_column(Text)
+    # Whether ``payload`` was rendered from the endpoint's query (done before the first
+    # attempt, so that every attempt sends the same body).
+    rendered: Mapped[bool] = mapped_column(Boolean, server_default="false")
     status: Mapped[str] = mapped_column(String(16), server_default="pending")
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     next_attempt_at: Mapped[datetime] = mapped_column(

@@ -38,8 +38,10 @@ async def create_endpoint(
     event_types: Sequence[str],
     owner_user_id: int | None = None,
     owner_client_id: int | None = None,
+    query: str | None = None,
 ) -> tuple[WebhookEndpoint, str]:
-    """The new endpoint and its secret, which is shown only now."""
+    """The new endpoint and its secret, which is shown only now. ``query``, a GraphQL
+    document checked by the caller (the schema is a floor above), chooses the body."""
     if len(url) > MAX_URL_CHARS:
         raise InvalidInput(f"A webhook URL has at most {MAX_URL_CHARS} characters.", field="url")
     check_url(url, settings)
@@ -52,6 +54,7 @@ async def create_endpoint(
         secret=secret,
         owner_user_id=owner_user_id,
         owner_client_id=owner_client_id,
+        query=query,
     )
     session.add(endpoint)
     await session.flush()

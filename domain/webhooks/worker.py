@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 
 import httpx
 import structlog
@@ -45,7 +46,9 @@ _CLAIM = text(
            next_attempt_at = now() + make_interval(secs => :lease)
       FROM due, webhook_endpoints e
      WHERE d.id = due.id AND e.id = d.endpoint_id
-    RETURNING d.id, d.message_id, d.payload, d.attempts, e.id, e.url, e.secret
+    RETURNING d.id, d.message_id, d.payload, d.attempts, e.id, e.url, e.secret,
+              CASE WHEN d.rendered THEN NULL ELSE e.query END,
+              e.owner_user_id, e.owner_client_id
     """
 )
 _ATTEMPT = text(
@@ -56,6 +59,7 @@ _DELIVERED = text(
     "UPDATE webhook_deliveries SET status = 'delivered', delivered_at = now() WHERE id = :id"
 )
 _SUCCEEDED = text("UPDATE webhook_endpoints SET consecutive_failures = 0 WHERE id = :id")
+_RENDERED = text("UPDATE webhook_deliveries SET payload = :payload, rendered = true WHERE id = :id")
 _RETRY = text(
     "UPDATE webhook_deliveries SET status = CASE WHEN attempts >= :max THEN 'failed'"
     " ELSE 'pending' END, next_attempt_at = now() + make_interval(secs => :delay)"
@@ -78,6 +82,15 @@ class Claimed:
     endpoint_id: int
     url: str
     secret: str
+    # The endpoint's GraphQL document, while the body is still to be rendered from it.
+    query: str | None = None
+    owner_user_id: int | None = None
+    owner_client_id: int | None = None
+
+
+# Renders a delivery's body from its endpoint's query (``schema.webhook_payloads``: the
+# schema is a floor above this one, so the composition root passes it in).
+Render = Callable[[Claimed], Awaitable[str]]
 
 
 @dataclass(frozen=True)
@@ -171,13 +184,36 @@ async def record(
         )
 
 
-async def deliver_due(engine: AsyncEngine, client: httpx.AsyncClient, settings: Settings) -> int:
+async def rendered(engine: AsyncEngine, delivery: Claimed, render: Render | None) -> Claimed:
+    """The delivery with its body rendered from its endpoint's query, stored first so
+    that every attempt sends the same bytes."""
+    if delivery.query is None:
+        return delivery
+    if render is None:
+        raise RuntimeError("a webhook with a query needs a renderer")
+    payload = await render(delivery)
+    async with engine.begin() as connection:
+        await connection.execute(_RENDERED, {"id": delivery.id, "payload": payload})
+    return replace(delivery, payload=payload, query=None)
+
+
+async def deliver_due(
+    engine: AsyncEngine,
+    client: httpx.AsyncClient,
+    settings: Settings,
+    render: Render | None = None,
+) -> int:
     """Claim the deliveries due now (one batch), send them at once, record the outcomes;
     the number of deliveries attempted."""
     claimed = await claim(engine, settings)
 
     async def one(delivery: Claimed) -> None:
-        outcome = await send(client, delivery, settings)
+        try:
+            delivery = await rendered(engine, delivery, render)
+        except Exception as error:  # any failure to render is this attempt's, logged
+            outcome = Outcome(None, 0, f"rendering failed: {type(error).__name__}: {error}"[:500])
+        else:
+            outcome = await send(client, delivery, settings)
         await record(engine, delivery, outcome, settings)
         log.info(
             "webhook_attempt",
@@ -192,12 +228,14 @@ async def deliver_due(engine: AsyncEngine, client: httpx.AsyncClient, settings: 
     return len(claimed)
 
 
-async def run(engine: AsyncEngine, settings: Settings, *, once: bool = False) -> int:
+async def run(
+    engine: AsyncEngine, settings: Settings, render: Render | None = None, *, once: bool = False
+) -> int:
     """Deliver until cancelled (``once``: until nothing is due); the deliveries attempted."""
     total = 0
     async with httpx.AsyncClient(trust_env=False) as client:
         while True:
-            attempted = await deliver_due(engine, client, settings)
+            attempted = await deliver_due(engine, client, settings, render)
             total += attempted
             if attempted == 0:
                 if once:

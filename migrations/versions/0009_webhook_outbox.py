@@ -5,8 +5,9 @@ asked for the event, a ``webhook_deliveries`` row, in the writing transaction it
 a rolled-back change leaves no delivery, a committed one cannot be lost, whoever wrote
 (the API, the CLI, psql). The body is fixed at that moment (Standard Webhooks' shape:
 ``type``, ``timestamp``, ``data``) so every retry sends the same bytes under the same id.
-``data`` names the row by its GraphQL type and global id, never its fields: a receiver
-reads what it may through the API, with its own token.
+``data`` names the row by its GraphQL type and global id, never its fields; an endpoint
+with a GraphQL ``query`` has its body rendered from it by the worker before the first
+attempt (``schema.webhook_payloads``, with its owner's scopes) and stored (``rendered``).
 
 With no active endpoint for the event the trigger costs one probe per statement. The
 built-in ``admin`` role gains the new ``admin:webhooks`` scope.
@@ -45,6 +46,7 @@ def upgrade() -> None:
         sa.Column("url", sa.Text(), nullable=False),
         sa.Column("event_types", postgresql.ARRAY(sa.String(length=64)), nullable=False),
         sa.Column("secret", sa.Text(), nullable=False),
+        sa.Column("query", sa.Text(), nullable=True),
         sa.Column("is_active", sa.Boolean(), server_default="true", nullable=False),
         sa.Column("consecutive_failures", sa.Integer(), server_default="0", nullable=False),
         sa.Column("disabled_at", sa.DateTime(timezone=True), nullable=True),
@@ -82,6 +84,7 @@ def upgrade() -> None:
         sa.Column("endpoint_id", sa.BigInteger(), nullable=False),
         sa.Column("event_type", sa.String(length=64), nullable=False),
         sa.Column("payload", sa.Text(), nullable=False),
+        sa.Column("rendered", sa.Boolean(), server_default="false", nullable=False),
         sa.Column("status", sa.String(length=16), server_default="pending", nullable=False),
         sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
         sa.Column(

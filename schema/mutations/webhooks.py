@@ -3,7 +3,7 @@ redeliver. The rules are in ``domain.webhooks.endpoints``."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,10 +14,11 @@ from domain.models.webhooks import WebhookDelivery as DeliveryRow
 from domain.services.writes import Actor
 from domain.webhooks import endpoints
 from schema.mutations.common import WHAT_TO_DO, UserError, decode_reference, run
-from schema.mutations.inputs import required
+from schema.mutations.inputs import given, required
 from schema.mutations.payloads import ERRORS
 from schema.permissions import guarded
 from schema.types.webhook import Webhook, WebhookDelivery, deliveries_where, webhook_of
+from schema.webhook_documents import check_document
 
 WEBHOOKS = Scope.ADMIN_WEBHOOKS
 
@@ -49,6 +50,11 @@ class CreateWebhookInput:
         "Events to receive: `{product,initiative,constraint,kpi,measurement}."
         "{created,updated,deleted}`."
     )
+    query: str | None = given(
+        "A GraphQL query taking `$id: ID!` (the changed row's global ID): its answer, "
+        "resolved with your scopes, is the body's `data`. Left out: the row's type and ID.",
+        None,
+    )
 
 
 @strawberry.input(description="A webhook.")
@@ -79,12 +85,20 @@ class WebhookMutation:
         self, info: strawberry.Info, input: Annotated[CreateWebhookInput, WHAT_TO_DO]
     ) -> WebhookPayload | None:
         settings = info.context.settings
-        outcome = await run(
-            info,
-            lambda session, actor: endpoints.create_endpoint(
-                session, settings, url=input.url, event_types=input.event_types, **_owner(actor)
-            ),
-        )
+
+        async def create(session: AsyncSession, actor: Actor) -> tuple[Any, str]:
+            if input.query is not None:
+                check_document(info.schema._schema, input.query)
+            return await endpoints.create_endpoint(
+                session,
+                settings,
+                url=input.url,
+                event_types=input.event_types,
+                query=input.query,
+                **_owner(actor),
+            )
+
+        outcome = await run(info, create)
         if outcome.value is None:
             return WebhookPayload(user_errors=outcome.errors)
         endpoint, secret = outcome.value

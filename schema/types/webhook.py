@@ -89,6 +89,10 @@ class Webhook:
     id: strawberry.ID = strawberry.field(description="Global ID.")
     url: str = strawberry.field(description="The target URL.")
     event_types: list[str] = strawberry.field(description="The events it receives.")
+    query: str | None = strawberry.field(
+        description="The GraphQL query whose answer is each body's `data`; null: the changed "
+        "row's type and global ID."
+    )
     active: bool = strawberry.field(
         description="False once disabled after repeated failures; nothing is sent then."
     )
@@ -116,6 +120,7 @@ def webhook_of(row: Any) -> Webhook:
         id=strawberry.ID(encode_id("Webhook", row.id)),
         url=row.url,
         event_types=list(row.event_types),
+        query=row.query,
         active=row.is_active,
         consecutive_failures=row.consecutive_failures,
         disabled_at=row.disabled_at,
