@@ -216,6 +216,12 @@ class Settings(BaseSettings):
     webhook_poll_seconds: float = Field(
         default=1.0, gt=0, description="`portfolio deliver-webhooks`: wait when nothing is due."
     )
+    webhook_secret_overlap_seconds: int = Field(
+        default=86_400,
+        ge=0,
+        description="After a webhook's secret is rotated, how long deliveries are signed "
+        "with the old secret too.",
+    )
     webhook_allowed_networks: list[str] = Field(
         default_factory=list,
         description="In production, networks (CIDR, JSON list) a webhook target may resolve "

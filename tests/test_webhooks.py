@@ -326,7 +326,7 @@ async def test_a_delivery_fails_after_its_last_attempt_and_can_be_redelivered(
         delivery_id, endpoint_id = (
             await session.execute(text("SELECT id, endpoint_id FROM webhook_deliveries"))
         ).one()
-        new_secret = await rotate_secret(session, endpoint_id)
+        new_secret = await rotate_secret(session, settings_for(), endpoint_id)
         await redeliver(session, delivery_id)
     assert new_secret != secret
     assert await deliver(committed, **settings) == 1
@@ -334,7 +334,19 @@ async def test_a_delivery_fails_after_its_last_attempt_and_can_be_redelivered(
     assert (row["status"], row["codes"]) == ("delivered", [500, 500, 200])
     headers, body = receiver.requests[-1]
     assert headers["webhook-id"] == row["message_id"]
-    assert verify(new_secret, headers, body) and not verify(secret, headers, body)
+    # During the overlap both secrets sign: receivers switch when they like.
+    assert verify(new_secret, headers, body) and verify(secret, headers, body)
+    assert len(headers["webhook-signature"].split(" ")) == 2
+
+    async with AsyncSession(committed) as session, session.begin():
+        newest = await rotate_secret(
+            session, settings_for(webhook_secret_overlap_seconds=0), endpoint_id
+        )
+        await redeliver(session, delivery_id)
+    assert await deliver(committed, **settings) == 1
+    headers, body = receiver.requests[-1]
+    assert verify(newest, headers, body)
+    assert not verify(new_secret, headers, body) and not verify(secret, headers, body)
 
 
 async def test_a_worker_lost_mid_delivery_loses_nothing_and_keeps_the_id(

@@ -45,6 +45,10 @@ class WebhookEndpoint(IdMixin, Base):
     url: Mapped[str] = mapped_column(Text)
     event_types: Mapped[list[str]] = mapped_column(ARRAY(String(64)))
     secret: Mapped[str] = mapped_column(Text)
+    # After a rotation, the old secret still signs (beside the new one) until it expires,
+    # so receivers can switch without dropping deliveries.
+    previous_secret: Mapped[str | None] = mapped_column(Text)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # A GraphQL query taking ``$id: ID!`` whose answer is the body's ``data``; null: the
     # changed row's type and global ID only.
     query: Mapped[str | None] = mapped_column(Text)

@@ -4,6 +4,7 @@ GraphQL admin fields and the CLI share. Each runs in the caller's transaction.""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -68,9 +69,15 @@ async def _endpoint(session: AsyncSession, endpoint_id: int) -> WebhookEndpoint:
     return endpoint
 
 
-async def rotate_secret(session: AsyncSession, endpoint_id: int) -> str:
-    """A new secret, shown only now; the old one stops signing at once."""
+async def rotate_secret(session: AsyncSession, settings: Settings, endpoint_id: int) -> str:
+    """A new secret, shown only now; the old one keeps signing beside it for
+    ``webhook_secret_overlap_seconds``."""
     endpoint = await _endpoint(session, endpoint_id)
+    overlap = settings.webhook_secret_overlap_seconds
+    endpoint.previous_secret = endpoint.secret if overlap else None
+    endpoint.previous_secret_expires_at = (
+        func.now() + timedelta(seconds=overlap) if overlap else None
+    )
     endpoint.secret = new_secret()
     await session.flush()
     return endpoint.secret

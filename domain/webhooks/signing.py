@@ -27,10 +27,12 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-def headers(secret: str, message_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+def headers(secrets: list[str], message_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The headers of one attempt, signed with each of ``secrets`` (space-separated: the
+    current secret, and the previous one during a rotation's overlap)."""
     return {
         "webhook-id": message_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(secret, message_id, timestamp, body),
+        "webhook-signature": " ".join(sign(s, message_id, timestamp, body) for s in secrets),
         "content-type": "application/json",
     }

@@ -48,7 +48,8 @@ _CLAIM = text(
      WHERE d.id = due.id AND e.id = d.endpoint_id
     RETURNING d.id, d.message_id, d.payload, d.attempts, e.id, e.url, e.secret,
               CASE WHEN d.rendered THEN NULL ELSE e.query END,
-              e.owner_user_id, e.owner_client_id
+              e.owner_user_id, e.owner_client_id,
+              CASE WHEN e.previous_secret_expires_at > now() THEN e.previous_secret END
     """
 )
 _ATTEMPT = text(
@@ -86,6 +87,8 @@ class Claimed:
     query: str | None = None
     owner_user_id: int | None = None
     owner_client_id: int | None = None
+    # The secret before a rotation, while it still signs too.
+    previous_secret: str | None = None
 
 
 # Renders a delivery's body from its endpoint's query (``schema.webhook_payloads``: the
@@ -127,7 +130,10 @@ async def send(client: httpx.AsyncClient, delivery: Claimed, settings: Settings)
     started = time.perf_counter()
     try:
         await check_target(delivery.url, settings)
-        headers = signing.headers(delivery.secret, delivery.message_id, int(time.time()), body)
+        secrets = [delivery.secret] + (
+            [delivery.previous_secret] if delivery.previous_secret else []
+        )
+        headers = signing.headers(secrets, delivery.message_id, int(time.time()), body)
         response = await client.post(
             delivery.url,
             content=body,

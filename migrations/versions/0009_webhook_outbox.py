@@ -47,6 +47,8 @@ def upgrade() -> None:
         sa.Column("event_types", postgresql.ARRAY(sa.String(length=64)), nullable=False),
         sa.Column("secret", sa.Text(), nullable=False),
         sa.Column("query", sa.Text(), nullable=True),
+        sa.Column("previous_secret", sa.Text(), nullable=True),
+        sa.Column("previous_secret_expires_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("is_active", sa.Boolean(), server_default="true", nullable=False),
         sa.Column("consecutive_failures", sa.Integer(), server_default="0", nullable=False),
         sa.Column("disabled_at", sa.DateTime(timezone=True), nullable=True),

@@ -122,7 +122,8 @@ class WebhookMutation:
     @strawberry.mutation(
         name="rotateWebhookSecret",
         **guarded(
-            "Give a webhook a new secret (in the payload, once); the old one stops signing.",
+            "Give a webhook a new secret (in the payload, once); the old one keeps signing beside "
+            "it for PORTFOLIO_WEBHOOK_SECRET_OVERLAP_SECONDS.",
             WEBHOOKS,
         ),
     )
@@ -132,7 +133,7 @@ class WebhookMutation:
         outcome = await run(
             info,
             lambda session, _: endpoints.rotate_secret(
-                session, decode_reference(input.id, "Webhook", "id")
+                session, info.context.settings, decode_reference(input.id, "Webhook", "id")
             ),
         )
         return WebhookPayload(secret=outcome.value, user_errors=outcome.errors)
