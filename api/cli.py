@@ -23,6 +23,8 @@ from api.embedded import resolve_database_url
 from api.logging import configure_logging
 from domain.database import create_engine, create_session_factory
 from domain.settings import Environment, Settings, get_settings
+from domain.webhooks import worker as webhook_worker
+from schema.webhook_payloads import PayloadRenderer
 
 app = typer.Typer(
     help="Portfolio Graph: a GraphQL API for an IT product portfolio.", no_args_is_help=True
@@ -148,7 +150,6 @@ def _prepare_for_workers(settings: Settings) -> None:
             "rate_limits_per_worker",
             detail="without REDIS_URL each worker counts rate-limit points on its own, "
             "so a caller may spend the budget once per worker",
-
         )
     os.environ.update(
         {
@@ -240,6 +241,23 @@ def seed(
         return str(report)
 
     typer.echo(_with_engine(run))
+
+
+@app.command("deliver-webhooks")
+def deliver_webhooks(
+    once: Annotated[
+        bool, typer.Option(help="Deliver what is due, then exit (for cron or a test).")
+    ] = False,
+) -> None:
+    """Send the webhook outbox's deliveries, retrying with backoff (see docs/api.md,
+    "Webhooks"). Run as many as you like: they never take the same delivery."""
+
+    async def run(engine: AsyncEngine) -> int:
+        settings = get_settings()
+        render = PayloadRenderer(create_session_factory(engine), settings)
+        return await webhook_worker.run(engine, settings, render, once=once)
+
+    typer.echo(f"{_with_engine(run)} deliveries attempted")
 
 
 @app.command("import-measurements")

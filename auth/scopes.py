@@ -17,6 +17,7 @@ class Scope(StrEnum):
     GLOSSARY_WRITE = "glossary:write"
     ADMIN_USERS = "admin:users"
     ADMIN_CLIENTS = "admin:clients"
+    ADMIN_WEBHOOKS = "admin:webhooks"
     TOKENS_INTROSPECT = "tokens:introspect"
 
 
@@ -32,6 +33,7 @@ SCOPE_DESCRIPTIONS: dict[Scope, str] = {
     Scope.GLOSSARY_WRITE: "Create and change glossary terms.",
     Scope.ADMIN_USERS: "Manage users, roles and role grants.",
     Scope.ADMIN_CLIENTS: "Manage OAuth clients.",
+    Scope.ADMIN_WEBHOOKS: "Manage webhooks and read their delivery log.",
     Scope.TOKENS_INTROSPECT: "Introspect any client's tokens (RFC 7662): for resource servers.",
 }
 

@@ -187,6 +187,46 @@ class Settings(BaseSettings):
     subscription_init_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Time a new WebSocket has to send connection_init."
     )
+    # Webhooks (see docs/api.md, "Webhooks").
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Longest wait for a webhook receiver's answer, per attempt."
+    )
+    webhook_max_attempts: int = Field(
+        default=8, ge=1, description="Attempts of one delivery before it is marked failed."
+    )
+    webhook_backoff_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="Wait before a delivery's first retry; doubled at each further attempt "
+        "(capped by `PORTFOLIO_WEBHOOK_BACKOFF_MAX_SECONDS`), with random jitter of up "
+        "to half of it.",
+    )
+    webhook_backoff_max_seconds: float = Field(
+        default=3600.0, ge=0, description="Longest wait between two attempts of a delivery."
+    )
+    webhook_disable_after_failures: int = Field(
+        default=20,
+        ge=1,
+        description="Consecutive failed attempts (of any delivery) after which an endpoint "
+        "is disabled; one success resets the count.",
+    )
+    webhook_batch_size: int = Field(
+        default=20, ge=1, description="Deliveries one worker claims and sends at once."
+    )
+    webhook_poll_seconds: float = Field(
+        default=1.0, gt=0, description="`portfolio deliver-webhooks`: wait when nothing is due."
+    )
+    webhook_secret_overlap_seconds: int = Field(
+        default=86_400,
+        ge=0,
+        description="After a webhook's secret is rotated, how long deliveries are signed "
+        "with the old secret too.",
+    )
+    webhook_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="In production, networks (CIDR, JSON list) a webhook target may resolve "
+        "to although they are not public (loopback, private, link-local).",
+    )
     log_level: str = "INFO"
 
     # OAuth 2 (see docs/auth.md).

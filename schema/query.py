@@ -11,6 +11,7 @@ from auth import models as auth_models
 from auth.scopes import Scope
 from domain import models
 from domain.errors import InvalidInput
+from domain.webhooks import endpoints as webhook_endpoints
 from schema.guards import NODE_TYPES
 from schema.ids import decode_id
 from schema.permissions import guarded, require
@@ -25,6 +26,7 @@ from schema.types.kpi import Kpi, KpiMeasurement
 from schema.types.node import Node
 from schema.types.product import Product
 from schema.types.team import Team
+from schema.types.webhook import Webhook, webhook_of
 
 NODE_CLASSES = [
     Team,
@@ -162,6 +164,11 @@ class Query:
         "OAuth clients.",
         Scope.ADMIN_CLIENTS,
     )
+
+    @strawberry.field(**guarded("Every webhook, oldest first.", Scope.ADMIN_WEBHOOKS))
+    async def webhooks(self, info: strawberry.Info) -> list[Webhook]:
+        rows = await info.context.run(webhook_endpoints.every_endpoint)
+        return [webhook_of(row) for row in rows]
 
     @strawberry.field(
         description="The caller's rate-limit budget after this query was charged. Public: needs "

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
@@ -188,3 +190,62 @@ def test_serve_help_shows_what_each_option_defaults_to() -> None:
     assert "[default: ($PORTFOLIO_HOST, else 127.0.0.1)]" in result.output
     assert "[default: ($PORTFOLIO_PORT, else 8000)]" in result.output
     assert "one per CPU this process may use in production, one in development" in result.output
+
+
+def test_deliver_webhooks_once_sends_what_is_due(
+    fresh_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`portfolio deliver-webhooks --once` delivers the outbox to a real receiver (an
+    http.server thread) and exits when nothing is due. (Development: production would
+    refuse a plain-http target on 127.0.0.1, see test_webhooks.)"""
+    monkeypatch.setenv("PORTFOLIO_ENVIRONMENT", "development")
+    get_settings.cache_clear()
+    received: list[tuple[str, bytes]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["content-length"]))
+            received.append((self.headers["webhook-id"], body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        invoke("migrate", "upgrade")
+
+        async def arrange() -> None:
+            engine = create_async_engine(
+                fresh_database.replace("postgresql://", "postgresql+asyncpg://", 1)
+            )
+            async with engine.begin() as connection:
+                user = await connection.scalar(
+                    text(
+                        "INSERT INTO users (email, display_name) VALUES ('c@example.com', 'C') RETURNING id"
+                    )
+                )
+                await connection.execute(
+                    text(
+                        "INSERT INTO webhook_endpoints (owner_user_id, url, event_types, secret)"
+                        " VALUES (:user, :url, '{initiative.created}', 'whsec_AAAA')"
+                    ),
+                    {"user": user, "url": f"http://127.0.0.1:{server.server_port}/in"},
+                )
+                await connection.execute(
+                    text(
+                        "INSERT INTO initiatives (key, title, status) VALUES ('CLI', 'x', 'PROPOSED')"
+                    )
+                )
+            await engine.dispose()
+
+        asyncio.run(arrange())
+        assert "1 deliveries attempted" in invoke("deliver-webhooks", "--once")
+    finally:
+        server.shutdown()
+        thread.join()
+    [(message_id, body)] = received
+    assert message_id.startswith("msg_") and b'"initiative.created"' in body

@@ -203,7 +203,7 @@ async def test_a_user_admin_cannot_create_or_widen_a_role_beyond_its_scopes(
     )
     assert touched["updateRole"]["userErrors"] == forbidden(
         "id",
-        "Role 'admin' carries scopes you do not hold: admin:clients, audit:read, "
+        "Role 'admin' carries scopes you do not hold: admin:clients, admin:webhooks, audit:read, "
         "constraints:write, finance:read, glossary:write, initiatives:write, kpis:ingest, "
         "kpis:write, products:write.",
     )
@@ -248,7 +248,7 @@ async def test_a_user_admin_cannot_create_a_user_with_a_mightier_role(
     assert refused["createUser"]["user"] is None
     assert refused["createUser"]["userErrors"] == forbidden(
         "role",
-        "Role 'admin' carries scopes you do not hold: admin:clients, audit:read, "
+        "Role 'admin' carries scopes you do not hold: admin:clients, admin:webhooks, audit:read, "
         "constraints:write, finance:read, glossary:write, initiatives:write, kpis:ingest, "
         "kpis:write, products:write.",
     )
@@ -270,7 +270,7 @@ async def test_a_user_admin_cannot_take_over_a_mightier_account(
     await db.commit()
     api = await caller(USER_ADMIN)
     message = (
-        f"User {boss_email} carries scopes you do not hold: admin:clients, audit:read, "
+        f"User {boss_email} carries scopes you do not hold: admin:clients, admin:webhooks, audit:read, "
         "constraints:write, finance:read, glossary:write, initiatives:write, kpis:ingest, "
         "kpis:write, products:write."
     )

@@ -27,10 +27,14 @@ from domain.models.portfolio import (
     initiative_products,
 )
 from domain.models.records import AuditEvent, PersistedQuery
+from domain.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "AuditAction",
     "AuditEvent",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "PersistedQuery",
     "Base",
     "ConstraintCategory",
