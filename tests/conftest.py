@@ -23,7 +23,13 @@ from domain.database import create_engine
 from domain.seed import seed_demo
 from domain.settings import Environment, Settings
 from tests.fixtures.auth import bearer
-from tests.fixtures.database import StatementCounter, create_database, drop_database, server_url
+from tests.fixtures.database import (
+    StatementCounter,
+    create_database,
+    demo_database,
+    drop_database,
+    server_url,
+)
 
 
 def settings_for(**overrides: Any) -> Settings:
@@ -76,15 +82,8 @@ async def database_url(database_server: str) -> AsyncIterator[str]:
 async def own_database(database_server: str) -> AsyncIterator[str]:
     """A migrated demo database of the test's own: for a server in another process, whose
     writes are committed and must not leak into the shared database."""
-    server = database_server
-    url, name = await create_database(server)
-    engine = create_engine(url, settings_for())
-    await migrate.upgrade(engine)
-    async with AsyncSession(engine) as session, session.begin():
-        await seed_demo(session)
-    await engine.dispose()
-    yield url
-    await drop_database(server, name)
+    async with demo_database(database_server) as url:
+        yield url
 
 
 @pytest.fixture

@@ -26,12 +26,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import make_url, select
-from sqlalchemy.ext.asyncio import AsyncSession
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from api import migrate
 from api.app import create_app
 from domain import models
 from domain.database import create_engine
@@ -43,10 +41,9 @@ from domain.events import (
     TableChanged,
     events_from_notification,
 )
-from domain.seed import seed_demo
 from tests.conftest import GraphQL, settings_for
 from tests.fixtures.auth import service_client
-from tests.fixtures.database import create_database, drop_database, run_sql
+from tests.fixtures.database import demo_database, run_sql
 from tests.fixtures.server import LiveServer, live_server
 from tests.test_graphiql import _chromium, _result_containing
 
@@ -66,14 +63,8 @@ _ids = itertools.count(1)
 
 @pytest.fixture(scope="module")
 async def database(database_server: str) -> AsyncIterator[str]:
-    url, name = await create_database(database_server)
-    engine = create_engine(url, settings_for())
-    await migrate.upgrade(engine)
-    async with AsyncSession(engine) as session, session.begin():
-        await seed_demo(session)
-    await engine.dispose()
-    yield url
-    await drop_database(database_server, name)
+    async with demo_database(database_server) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

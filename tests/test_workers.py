@@ -10,29 +10,20 @@ import os
 import random
 import re
 import signal
-import subprocess
-import sys
-import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession
 from typer.testing import CliRunner
 
-from api import migrate
 from api.cli import app as cli
 from api.cli import default_workers
-from domain.database import create_engine
-from domain.seed import seed_demo
 from domain.settings import Environment, Settings
-from tests.conftest import settings_for
-from tests.fixtures.database import create_database, drop_database
-from tests.fixtures.server import STARTED, LiveServer, free_port
+from tests.fixtures.database import demo_database
+from tests.fixtures.server import LiveServer, children, live_server
 from tests.test_shutdown import RENAME, audit_events, row_locked, stored_title, wait_until_blocked
 
 SCOPES = json.dumps(["portfolio:read", "initiatives:write"])
@@ -45,63 +36,23 @@ HITS = re.compile(r'^portfolio_response_cache_answers_total\{result="hit"\} ([0-
 ATTEMPTS = 500
 
 
-def _pump(server: LiveServer) -> None:
-    assert server.process.stdout is not None
-    for line in server.process.stdout:
-        server.log.append(line)
-        server.lines.put(line)
-    server.lines.put(None)
-
-
 @contextmanager
 def serving_workers(database_url: str, workers: int, **environment: str) -> Iterator[LiveServer]:
     """``portfolio serve --workers N`` in production mode, once every worker is up."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "PORTFOLIO_ENVIRONMENT": "production",
-        "PORTFOLIO_ANONYMOUS_SCOPES": SCOPES,
-        "PORTFOLIO_LOG_LEVEL": "INFO",
+    with live_server(
+        database_url,
+        WEB_CONCURRENCY=str(workers),
+        PORTFOLIO_ENVIRONMENT="production",
+        PORTFOLIO_ANONYMOUS_SCOPES=SCOPES,
         **environment,
-    }
-    portfolio = Path(sys.executable).with_name("portfolio")
-    process = subprocess.Popen(
-        [portfolio, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    server = LiveServer(process, f"http://127.0.0.1:{port}")
-    server.pump = threading.Thread(target=_pump, args=(server,), daemon=True)
-    server.pump.start()
-    try:
-        for _ in range(workers):
-            server.wait_for(STARTED)
+    ) as server:
         yield server
-    finally:
-        children = _children(process.pid)
-        if process.poll() is None:
-            process.kill()
-        process.wait(30)
-        for child in children:  # a failed test leaves no worker behind either
-            child.kill()
-
-
-def _children(pid: int) -> list[psutil.Process]:
-    """Every process the server started: its workers, and multiprocessing's resource
-    tracker beside them."""
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
 
 
 def _workers(pid: int) -> set[int]:
     return {
         child.pid
-        for child in _children(pid)
+        for child in children(pid)
         if "multiprocessing.spawn" in " ".join(child.cmdline())
         and "resource_tracker" not in " ".join(child.cmdline())
     }
@@ -143,14 +94,8 @@ async def pinned_clients(
 
 @pytest.fixture(scope="module")
 async def workers_database(database_server: str) -> AsyncIterator[str]:
-    url, name = await create_database(database_server)
-    engine = create_engine(url, settings_for())
-    await migrate.upgrade(engine)
-    async with AsyncSession(engine) as session, session.begin():
-        await seed_demo(session)
-    await engine.dispose()
-    yield url
-    await drop_database(database_server, name)
+    async with demo_database(database_server) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +178,7 @@ async def test_sigterm_drains_every_worker_and_leaves_no_process(own_database: s
     with serving_workers(own_database, 2) as server:
         assert "without REDIS_URL each worker counts rate-limit points" in server.output
         assert len(_workers(server.process.pid)) == 2
-        started = _children(server.process.pid)
+        started = children(server.process.pid)
         async with AsyncExitStack() as stack:
             clients = await pinned_clients(stack, server.url)
             client = next(iter(clients.values()))
