@@ -81,6 +81,22 @@ def test_every_package_imports_only_from_the_floors_below_it() -> None:
     assert crossings == []
 
 
+# The libraries of GraphQL: only the GraphQL floor speaks it (auth and the domain know
+# nothing of it; the application reaches it through schema/).
+GRAPHQL_LIBRARIES = frozenset({"strawberry", "graphql"})
+
+
+def test_only_schema_imports_graphql_libraries() -> None:
+    found = [
+        f"{path.relative_to(ROOT)}:{line} imports {target}"
+        for path in _sources()
+        if path.relative_to(ROOT).parts[0] != "schema"
+        for line, target in _imports(path)
+        if target.split(".")[0] in GRAPHQL_LIBRARIES
+    ]
+    assert found == []
+
+
 def _part_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = defaultdict(set)
     for path in _sources():
