@@ -20,6 +20,7 @@ from api import migrate
 from api.embedded import resolve_database_url
 from api.logging import configure_logging
 from api.middleware import RequestGuard
+from auth.identity import DEMO_CLIENT_ID, demo_client
 from auth.oauth import AuthorizationServer
 from auth.principal_cache import CHANNEL as PRINCIPALS_CHANNEL
 from auth.services import AuthServices
@@ -33,8 +34,10 @@ from domain.database import (
 )
 from domain.metrics import Metrics
 from domain.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
+from domain.seed import refresh_statistics, seed_demo
 from domain.settings import Settings, get_settings
 from schema import graphiql
+from schema.endpoint import GraphQLEndpoint
 
 log = structlog.get_logger(__name__)
 
@@ -132,16 +135,12 @@ def assemble_app(
 ) -> Starlette:
     """Wire routes to an engine and a session factory (tests bind these to one transaction)."""
     configure_logging(settings)
-    from schema.endpoint import GraphQLEndpoint  # the only GraphQL dependency of the app
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if migrate_on_start:
             await migrate.upgrade(engine)
         if demo:
-            from auth.identity import DEMO_CLIENT_ID, demo_client
-            from domain.seed import refresh_statistics, seed_demo
-
             async with sessions() as session, session.begin():
                 report = await seed_demo(session)
                 secret = await demo_client(session, settings.data_dir)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import httpx
 import structlog
 import typer
 import uvicorn
@@ -21,9 +23,17 @@ from api.app import create_app
 from api.collector import settle_for_serving
 from api.embedded import resolve_database_url
 from api.logging import configure_logging
+from auth import identity
+from auth.services import AuthServices
 from domain.database import create_engine, create_session_factory
+from domain.seed import refresh_statistics, seed_demo, seed_generated
+from domain.services import measurements
+from domain.services.measurement_files import BadLine, read_measurements
+from domain.services.persisted import PersistedQueryStore
+from domain.services.writes import Actor, Refused
 from domain.settings import Environment, Settings, get_settings
 from domain.webhooks import worker as webhook_worker
+from schema.sdl import document_problems, render_sdl
 from schema.webhook_payloads import PayloadRenderer
 
 app = typer.Typer(
@@ -225,7 +235,6 @@ def seed(
         raise typer.BadParameter("pass exactly one of --demo or --products N")
 
     async def run(engine: AsyncEngine) -> str:
-        from domain.seed import refresh_statistics, seed_demo, seed_generated
 
         await migrations.upgrade(engine)
         async with create_session_factory(engine)() as session, session.begin():
@@ -275,9 +284,6 @@ def import_measurements(
     re-running it after a failure stores only what is missing. Exits with 1 when
     any line was rejected.
     """
-    from domain.services import measurements
-    from domain.services.measurement_files import BadLine, read_measurements
-    from domain.services.writes import Actor
 
     with file.open("rb") as handle:
         lines = sum(1 for _ in handle)
@@ -338,8 +344,6 @@ CLIENT_SECRET_ENV = "PORTFOLIO_CLIENT_SECRET"
 def _secret(env: str, what: str, *, confirm: bool) -> str:
     """A secret never given on the command line (where shells and `ps` keep it): from
     ``env``, else a hidden prompt on a terminal, else the first line of stdin."""
-    import os
-    import sys
 
     if value := os.environ.get(env):
         return value
@@ -358,7 +362,6 @@ def create_admin(
     The password (at least 12 characters) comes from $PORTFOLIO_ADMIN_PASSWORD, else a
     prompt on a terminal, else the first line of stdin."""
     password = _secret(ADMIN_PASSWORD_ENV, "Password", confirm=True)
-    from auth import identity
 
     async def run(engine: AsyncEngine) -> str:
         async with create_session_factory(engine)() as session, session.begin():
@@ -393,7 +396,6 @@ def create_client(
     ] = False,
 ) -> None:
     """Register an OAuth client and print its credentials once."""
-    from auth import identity
 
     async def run(engine: AsyncEngine) -> tuple[str, str | None]:
         async with create_session_factory(engine)() as session, session.begin():
@@ -430,7 +432,6 @@ def token(
     """Print an access token for a client (client credentials grant), for scripts:
     TOKEN=$(portfolio token --client-id ID). The secret comes from
     $PORTFOLIO_CLIENT_SECRET, else a prompt on a terminal, else stdin's first line."""
-    import httpx
 
     settings = get_settings()
     base = (url or f"http://{settings.host}:{settings.port}").rstrip("/")
@@ -456,7 +457,6 @@ def token(
 @app.command("rotate-keys")
 def rotate_keys() -> None:
     """Sign new tokens with a new key (tokens signed before stay valid until they expire)."""
-    from auth.services import AuthServices
 
     settings = get_settings()
 
@@ -472,7 +472,6 @@ def rotate_keys() -> None:
 
 def _refusals(work: Callable[[], T]) -> T:
     """Run a service call; print its user errors and exit 1 when it is refused."""
-    from domain.services.writes import Refused
 
     try:
         return work()
@@ -490,8 +489,6 @@ def persist_queries(
 ) -> None:
     """Register documents as persisted queries; prints each file's SHA-256. Every document
     must parse and validate against the schema, or nothing is registered."""
-    from domain.services.persisted import PersistedQueryStore
-    from schema.sdl import document_problems
 
     documents = [f.read_text(encoding="utf-8") for f in files]
     refused = [
@@ -519,7 +516,6 @@ def export_schema(
     ),
 ) -> None:
     """Write the GraphQL schema (SDL) that the code defines."""
-    from schema.sdl import render_sdl
 
     sdl = render_sdl()
     if str(output) == "-":
