@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,27 +46,31 @@ def settings_for(**overrides: Any) -> Settings:
     return Settings(**values)
 
 
+@contextmanager
 def _outside_pytest_tmp() -> Iterator[Path]:
     """A fresh directory for a PostgreSQL's data, outside pytest's temporary tree: under
     root, pgserver runs PostgreSQL as another user, and every pytest session that starts
     makes /tmp/pytest-of-root private again, cutting a running server off its files."""
     path = Path(tempfile.mkdtemp(prefix="portfolio-test-pg-"))
     path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
 def pg_tmp() -> Iterator[Path]:
     """A directory of the test's own for a PostgreSQL it starts (see _outside_pytest_tmp)."""
-    yield from _outside_pytest_tmp()
+    with _outside_pytest_tmp() as path:
+        yield path
 
 
 @pytest.fixture(scope="session")
 def database_server() -> Iterator[str]:
     """TEST_DATABASE_URL's server, else an embedded one for the session, stopped at its
     end: the suite leaves no process behind."""
-    for data_dir in _outside_pytest_tmp():
+    with _outside_pytest_tmp() as data_dir:
         yield server_url(data_dir)
         stop_embedded_server(data_dir)
 
