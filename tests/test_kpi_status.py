@@ -212,11 +212,11 @@ async def test_generated_kpis_agree_on_both_paths_and_with_the_table(
             )
             assert node["status"] == expected, node
             seen[expected] = seen.get(expected, 0) + 1
-            interval = timedelta(seconds=node["expectedIntervalSeconds"])
+            expected_interval = timedelta(seconds=node["expectedIntervalSeconds"])
             if node["latest"] is None:
                 freshness = "NO_DATA"
             else:
-                freshness = "STALE" if ages[node["key"]] > interval else "FRESH"
+                freshness = "STALE" if ages[node["key"]] > expected_interval else "FRESH"
             assert node["freshness"] == freshness, (node, ages[node["key"]])
             assert node["isStale"] is (freshness != "FRESH")
             seen[freshness] = seen.get(freshness, 0) + 1
