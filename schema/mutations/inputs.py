@@ -166,7 +166,7 @@ IT_IMPORTANCE = "How much it matters to IT (null: unrated)."
 PRODUCT_IMPORTANCE = "How much it matters to product (null: unrated)."
 EXPECTED_INTERVAL = (
     "How often a measurement is expected, in seconds: 60 (a minute) to 31622400 (366 days); "
-    "a day by default."
+    "a KPI whose latest measurement is older is stale."
 )
 
 
@@ -184,7 +184,9 @@ class CreateKpiInput:
     critical_threshold: float | None = given("Where CRITICAL starts (worse than warning).", None)
     it_importance_level: KpiImportance | None = given(IT_IMPORTANCE, None)
     product_importance_level: KpiImportance | None = given(PRODUCT_IMPORTANCE, None)
-    expected_interval_seconds: int = given(EXPECTED_INTERVAL, DEFAULT_EXPECTED_INTERVAL_SECONDS)
+    expected_interval_seconds: int = given(
+        EXPECTED_INTERVAL + " A day by default.", DEFAULT_EXPECTED_INTERVAL_SECONDS
+    )
     product_id: ID | None = given("The product it measures.", None)
     owner_team_id: ID | None = given("The team that owns it.", None)
 
