@@ -12,10 +12,13 @@ from strawberry.extensions import (
     MaxAliasesLimiter,
     MaxTokensLimiter,
     QueryDepthLimiter,
+    SchemaExtension,
 )
+from strawberry.extensions.directives import DirectivesExtension, DirectivesExtensionSync
 from strawberry.schema.config import StrawberryConfig
 
 from domain.settings import Settings
+from schema.atomic import AtomicBatches, atomic
 from schema.compiled.extension import CompiledQueries
 from schema.limits import Documents, QueryLimits
 from schema.mutations.bulk import BulkIngest
@@ -53,8 +56,9 @@ def build_schema(
         SubscriptionGate,  # after the limits: raises their refusal of a subscription
         CompiledQueries,
         BulkIngest,  # after QueryLimits: a refused operation is not prevalidated
+        AtomicBatches,  # innermost: its savepoint holds exactly the operation's work
     ]
-    return strawberry.Schema(
+    return PortfolioSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -62,7 +66,21 @@ def build_schema(
         scalar_overrides=SCALAR_OVERRIDES,  # type: ignore[arg-type]
         config=StrawberryConfig(auto_camel_case=True, disable_field_suggestions=production),
         extensions=extensions,  # type: ignore[arg-type]
+        directives=[atomic],
     )
+
+
+class PortfolioSchema(strawberry.Schema):
+    """strawberry's schema without its per-field directive middleware: our one directive
+    (``@atomic``) belongs to the operation and is read once by ``AtomicBatches``, while the
+    middleware, added for any declared directive, would wrap every resolved field."""
+
+    def get_extensions(self, sync: bool = False) -> list[SchemaExtension]:
+        return [
+            extension
+            for extension in super().get_extensions(sync)
+            if not isinstance(extension, DirectivesExtension | DirectivesExtensionSync)
+        ]
 
 
 @cache

@@ -109,6 +109,8 @@ class Context:
     # A mutation wrote (``schema.mutations.common.run``): the answers cached of reads are
     # dropped once it is committed.
     mutated: bool = False
+    # The operation is ``@atomic`` (``schema.atomic``): its root fields report to it.
+    atomic: Any = None
     # The document came from the persisted store: it may exceed max_document_bytes.
     persisted_document: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
