@@ -121,7 +121,7 @@ class AtomicPart(FieldExtension):
     async def resolve_async(
         self, next_: Callable[..., Awaitable[Any]], source: Any, info: Any, **kwargs: Any
     ) -> Any:
-        batch: AtomicBatch | None = info.context.atomic
+        batch: AtomicBatch | None = getattr(info.context, "atomic", None)
         if batch is None:
             return await next_(source, info, **kwargs)
         key = str(info.path.key)

@@ -12,7 +12,6 @@ from typing import Any
 
 import asyncpg
 import httpx
-import orjson
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -255,10 +254,10 @@ async def test_a_rolled_back_batch_sends_no_notification_and_keeps_the_cache(
         answered = await post(live, READ)
     assert answered["extensions"]["answeredBy"] == "cached"
     node = answered["data"]["initiative"]
-    heard: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    heard: asyncio.Queue[str] = asyncio.Queue()
     listener = await asyncpg.connect(own_database.replace("+asyncpg", ""))
     try:
-        await listener.add_listener(CHANNEL, lambda *args: heard.put_nowait(orjson.loads(args[3])))
+        await listener.add_listener(CHANNEL, lambda *args: heard.put_nowait(args[3]))
         body = await post(live, RENAME_THEN, id=node["id"], title="Never", key="bad key")
         assert body["extensions"]["atomic"] == {
             "committed": False,
@@ -272,8 +271,10 @@ async def test_a_rolled_back_batch_sends_no_notification_and_keeps_the_cache(
         # the batch had sent would arrive first.
         marker = await post(live, MARKER)
         assert marker["data"]["createProduct"]["userErrors"] == []
-        first = await asyncio.wait_for(heard.get(), 15)
-        assert (first["table"], first["op"]) == ("products", "INSERT")
+        payloads = [await asyncio.wait_for(heard.get(), 15)]
+        while '"products"' not in payloads[-1]:
+            payloads.append(await asyncio.wait_for(heard.get(), 15))
+        assert not any("initiatives" in payload for payload in payloads), payloads
         # A committed batch drops the cache before it answers.
         body = await post(live, RENAME_THEN, id=node["id"], title="Committed", key="ATOM-OK")
         assert body["extensions"]["atomic"] == {"committed": True, "failed": [], "rolledBack": []}
