@@ -67,15 +67,7 @@ async def keys(db: AsyncSession, *wanted: str) -> list[str]:
 async def test_a_refused_part_rolls_back_the_parts_that_went_through(
     writer: GraphQL, db: AsyncSession
 ) -> None:
-    owner = await user_with_roles(db)
-    await create_endpoint(
-        db,
-        settings_for(),
-        url="http://127.0.0.1:9/hooks",
-        event_types=["initiative.created"],
-        owner_user_id=owner.id,
-    )
-    await db.commit()
+    await register_webhook(db)
     before = await snapshot(db)
     body = await writer(CREATE_TWO, {"first": "ATOM-1", "second": "bad key"})
     assert body["data"]["a"]["userErrors"] == []
@@ -130,7 +122,21 @@ async def test_every_failing_part_reports_its_own_user_errors(
     assert await snapshot(db) == before
 
 
+async def register_webhook(db: AsyncSession) -> None:
+    """An endpoint asking for created initiatives: their deliveries go to the outbox."""
+    owner = await user_with_roles(db)
+    await create_endpoint(
+        db,
+        settings_for(),
+        url="http://127.0.0.1:9/hooks",
+        event_types=["initiative.created"],
+        owner_user_id=owner.id,
+    )
+    await db.commit()
+
+
 async def test_all_parts_going_through_commit_together(writer: GraphQL, db: AsyncSession) -> None:
+    await register_webhook(db)
     body = await writer(CREATE_TWO, {"first": "ATOM-2", "second": "ATOM-3"})
     assert body["extensions"]["atomic"] == {"committed": True, "failed": [], "rolledBack": []}
     assert [body["data"][k]["userErrors"] for k in "ab"] == [[], []]
@@ -143,6 +149,8 @@ async def test_all_parts_going_through_commit_together(writer: GraphQL, db: Asyn
         )
     )
     assert audited == 2
+    # The outbox the rolled-back batches leave untouched does fill on a commit.
+    assert await db.scalar(text("SELECT count(*) FROM webhook_deliveries")) == 2
 
 
 async def test_without_the_directive_each_mutation_stands_alone(

@@ -143,6 +143,19 @@ async def test_entities_by_id_and_by_key_in_order_one_statement_per_type_and_key
     assert len(lookups) == 6, lookups
 
 
+async def test_a_long_batch_is_still_one_statement_per_type_and_key(
+    subgraph: Any, db: AsyncSession, statements: StatementCounter
+) -> None:
+    reader = await subgraph(READ)
+    keys = list(await db.scalars(text("SELECT key FROM initiatives ORDER BY key LIMIT 60")))
+    statements.statements.clear()
+    representations = [representation("Initiative", key=key) for key in keys]
+    entities = (await reader.data(ENTITIES, {"r": representations}))["_entities"]
+    assert [entity["key"] for entity in entities] == keys
+    lookups = [s for s in statements.statements if "FROM initiatives" in s]
+    assert len(lookups) == 1, lookups
+
+
 async def test_an_archived_entity_is_null(subgraph: Any, db: AsyncSession) -> None:
     reader = await subgraph(READ)
     await db.execute(text("UPDATE products SET archived_at = now() WHERE key = 'PAY'"))
