@@ -190,6 +190,32 @@ async def test_an_error_in_a_part_rolls_back_the_batch(caller: Any, db: AsyncSes
     assert await snapshot(db) == before
 
 
+async def test_an_error_deep_in_a_part_fails_it(caller: Any, db: AsyncSession) -> None:
+    """Any error of the answer counts, a field the caller may not read included: the
+    batch is committed only when its whole answer is."""
+    limited: GraphQL = await caller(["portfolio:read", "initiatives:write"])
+    before = await snapshot(db)
+    query = """mutation @atomic {
+      made: createInitiative(input: {key: "ATOM-7", title: "x", estimatedCost: "10"}) {
+        initiative { key estimatedCost } userErrors { code }
+      }
+    }"""
+    body = await limited(query)
+    assert body["data"]["made"] == {
+        "initiative": {"key": "ATOM-7", "estimatedCost": None},
+        "userErrors": [],
+    }
+    [error] = body["errors"]
+    assert error["path"] == ["made", "initiative", "estimatedCost"]
+    assert error["message"] == "Missing scope: this field requires finance:read."
+    assert body["extensions"]["atomic"] == {
+        "committed": False,
+        "failed": ["made"],
+        "rolledBack": [],
+    }
+    assert await snapshot(db) == before
+
+
 async def test_a_bulk_ingest_with_one_rejected_item_fails_the_batch(
     writer: GraphQL, db: AsyncSession
 ) -> None:
