@@ -84,35 +84,33 @@ class Service:
     sdl: str = strawberry.field(description="The subgraph's SDL, with `@key` and `@link`.")
 
 
-def _refused(message: str, field: str) -> InvalidInput:
-    return InvalidInput(message, field=field)
-
-
 async def _load_entity(info: strawberry.Info, representation: Any, index: int) -> Any:
     at = f"representations.{index}"
     if not isinstance(representation, dict):
-        raise _refused(f"`{at}` must be an object with `__typename` and a key.", at)
+        raise InvalidInput(f"`{at}` must be an object with `__typename` and a key.", field=at)
     type_name = representation.get("__typename")
     if not isinstance(type_name, str) or type_name not in ENTITY_KEYS:
-        raise _refused(
+        raise InvalidInput(
             f"`{at}.__typename` must be one of {', '.join(ENTITY_KEYS)}; "
             f"got {json.dumps(type_name)[:80]}.",
-            f"{at}.__typename",
+            field=f"{at}.__typename",
         )
     model, scope = NODE_TYPES[type_name]
     require(info.context, scope)  # before any lookup, as node(id:) does
     keys = ENTITY_KEYS[type_name]
     key = next((k for k in keys if k in representation), None)
     if key is None:
-        raise _refused(f"`{at}` must give one of {', '.join(keys)} for a {type_name}.", at)
+        raise InvalidInput(
+            f"`{at}` must give one of {', '.join(keys)} for a {type_name}.", field=at
+        )
     value = representation[key]
     if not isinstance(value, str):
-        raise _refused(f"`{at}.{key}` must be a string.", f"{at}.{key}")
+        raise InvalidInput(f"`{at}.{key}` must be a string.", field=f"{at}.{key}")
     if key == "key":
         return await info.context.by_key(model, model.key).load(value)
     found, pk = decode_id(value, field=f"{at}.id")
     if found != type_name:
-        raise _refused(f"`{at}.id` is a {found} ID, not a {type_name} ID.", f"{at}.id")
+        raise InvalidInput(f"`{at}.id` is a {found} ID, not a {type_name} ID.", field=f"{at}.id")
     return await info.context.by_id(model).load(pk)
 
 
@@ -132,10 +130,10 @@ class FederatedQuery(Query):
         ],
     ) -> list[Entity | None]:
         if len(representations) > MAX_REPRESENTATIONS:
-            raise _refused(
+            raise InvalidInput(
                 f"`representations` takes at most {MAX_REPRESENTATIONS} entities; "
                 f"got {len(representations)}.",
-                "representations",
+                field="representations",
             )
         # One awaitable each: the loads batch (one statement per type and key), and a
         # refused representation is null with its own error, not the end of the list.
