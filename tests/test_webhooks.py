@@ -26,6 +26,7 @@ from domain.settings import Environment
 from domain.webhooks import worker
 from domain.webhooks.endpoints import create_endpoint, redeliver, rotate_secret
 from domain.webhooks.targets import TargetRefused, check_target
+from domain.webhooks.transport import webhook_client
 from schema.ids import encode_id
 from schema.webhook_payloads import PayloadRenderer
 from tests.conftest import settings_for
@@ -164,7 +165,7 @@ async def deliver(engine: AsyncEngine, **overrides: Any) -> int:
     """One batch of the worker, as ``portfolio deliver-webhooks`` composes it."""
     settings = settings_for(**overrides)
     render = PayloadRenderer(create_session_factory(engine), settings)
-    async with httpx.AsyncClient(trust_env=False) as client:
+    async with webhook_client(settings) as client:
         return await worker.deliver_due(engine, client, settings, render)
 
 
