@@ -171,27 +171,57 @@ async def test_only_the_events_asked_for_are_queued(
     assert [row["event_type"] for row in await deliveries(committed)] == ["initiative.updated"]
 
 
-async def test_an_endpoint_that_keeps_failing_is_disabled(
+async def test_an_endpoint_that_keeps_failing_is_disabled_and_that_is_told(
     committed: AsyncEngine, receiver: Receiver
 ) -> None:
-    await register(committed, receiver.url, ["initiative.created"])
+    """Disabled after its failures: the audit trail records it, and another endpoint that
+    asked for ``webhook.disabled`` is sent the event through the outbox."""
+    failing_secret = await register(committed, receiver.url, ["initiative.created"])
     receiver.statuses = [500, 500, 500]
-    await create_initiative(committed, "HOOK-5")
-    settings: dict[str, Any] = {"webhook_backoff_seconds": 0, "webhook_disable_after_failures": 2}
-    assert await deliver(committed, **settings) == 1
-    assert await deliver(committed, **settings) == 1
-    assert await deliver(committed, **settings) == 0  # disabled: nothing more is claimed
+    async with receiving() as watcher:
+        watcher_secret = await register(committed, watcher.url, ["webhook.disabled"])
+        await create_initiative(committed, "HOOK-5")
+        settings: dict[str, Any] = {
+            "webhook_backoff_seconds": 0,
+            "webhook_disable_after_failures": 2,
+        }
+        assert await deliver(committed, **settings) == 1
+        assert await deliver(committed, **settings) == 1  # disables it, queues the event
+        assert await deliver(committed, **settings) == 1  # the watcher's event only
+        assert await deliver(committed, **settings) == 0  # disabled: nothing more is claimed
+        [(headers, body)] = watcher.requests
+    assert verify(watcher_secret, headers, body) and not verify(failing_secret, headers, body)
     async with committed.connect() as connection:
-        active, failures, disabled = (
+        failing, active, failures, disabled = (
             await connection.execute(
                 text(
-                    "SELECT is_active, consecutive_failures, disabled_at IS NOT NULL"
-                    " FROM webhook_endpoints"
+                    "SELECT id, is_active, consecutive_failures, disabled_at IS NOT NULL"
+                    " FROM webhook_endpoints ORDER BY id LIMIT 1"
                 )
             )
         ).one()
+        audit = (
+            await connection.execute(
+                text(
+                    "SELECT entity_type, entity_id, action::text, changes, actor_user_id"
+                    " FROM audit_events WHERE entity_type = 'Webhook'"
+                )
+            )
+        ).all()
     assert (active, failures, disabled) == (False, 2, True)
     assert len(receiver.requests) == 2
+    event = orjson.loads(body)
+    assert event["type"] == "webhook.disabled"
+    assert event["data"] == {
+        "__typename": "Webhook",
+        "id": encode_id("Webhook", failing),
+        "url": receiver.url,
+        "consecutiveFailures": 2,
+        "lastError": "HTTP 500",
+    }
+    assert [tuple(row) for row in audit] == [
+        ("Webhook", failing, "UPDATE", {"is_active": {"before": True, "after": False}}, None)
+    ]
 
 
 async def test_a_delivery_fails_after_its_last_attempt_and_can_be_redelivered(
