@@ -73,7 +73,12 @@ _ATTEMPT = text(
 _DELIVERED = text(
     "UPDATE webhook_deliveries SET status = 'delivered', delivered_at = now() WHERE id = :id"
 )
-_SUCCEEDED = text("UPDATE webhook_endpoints SET consecutive_failures = 0 WHERE id = :id")
+# Only when there is a count to reset: every delivery to an endpoint would otherwise
+# update (and lock, one transaction after the other) the same endpoint row.
+_SUCCEEDED = text(
+    "UPDATE webhook_endpoints SET consecutive_failures = 0"
+    " WHERE id = :id AND consecutive_failures <> 0"
+)
 _RENDERED = text("UPDATE webhook_deliveries SET payload = :payload, rendered = true WHERE id = :id")
 _RETRY = text(
     "UPDATE webhook_deliveries SET status = CASE WHEN attempts >= :max THEN 'failed'"
