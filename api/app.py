@@ -255,7 +255,6 @@ def assemble_app(
         lifespan=lifespan,
     )
     app.state.metrics = observed
-    app.state.webhook_worker = deliveries
     app.state.auth = auth
     app.state.rate_limiter = rate_limiter
     app.state.engine = engine

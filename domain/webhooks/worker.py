@@ -413,6 +413,9 @@ class DeliveryWorker:
                 except (SQLAlchemyError, OSError) as error:  # the database is away: retry later
                     log.warning("webhook_worker_error", error=f"{type(error).__name__}: {error}")
                     attempted = 0
+                except Exception:  # a bug must not stop every delivery of the process
+                    log.exception("webhook_worker_failed")
+                    attempted = 0
                 if attempted == 0 and not self._stopping:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self.settings.webhook_poll_seconds):
