@@ -140,6 +140,7 @@ AuditAction = _expose(
         "LINK": "The object was linked to another.",
         "UNLINK": "The object was unlinked from another.",
         "RECORD": "Measurements of a KPI were recorded.",
+        "DELETE": "A KPI measurement was deleted (its values are kept in the event).",
     },
 )
 
