@@ -275,3 +275,21 @@ async def test_a_reader_resuming_from_its_cursor_misses_nothing_and_sees_nothing
     assert len(expected) == 10
     assert seen == expected  # every event, once, in feed order
     assert feed.Position.decode(seen[0]).event_id == late_event  # the late one comes first
+
+
+async def test_both_read_paths_answer_the_feed_alike(writer: GraphQL, pair: Any) -> None:
+    """The feed is a log presented per caller: the resolvers answer it on both apps (the
+    compiled path declines it), byte for byte alike."""
+    start = await _caught_up(writer)
+    await writer.data(CREATE, {"key": "FEED-D1"})
+    compiled, reference = pair(["portfolio:read", "audit:read"])
+    query = (
+        "query($s: String) { changes(since: $s) { cursor hasMore events { cursor change "
+        "entityId key changes node { id ... on Initiative { title version } } } } }"
+    )
+    got = await compiled(query, {"s": start})
+    expected = await reference(query, {"s": start})
+    assert got.pop("extensions")["answeredBy"] == "resolvers"
+    expected.pop("extensions")
+    assert got == expected
+    assert [e["key"] for e in got["data"]["changes"]["events"]] == ["FEED-D1"]

@@ -88,8 +88,11 @@ class FeedEvent:
         return self.stored.event.occurred_at
 
     @strawberry.field(
-        description="The object as it is now, through the same guards as `node`; null once "
-        "it is archived (see `tombstone`)."
+        **guarded(
+            "The object as it is now, through the same guards as `node`; null once it is "
+            "archived (see `tombstone`).",
+            Scope.PORTFOLIO_READ,
+        )
     )
     async def node(self, info: strawberry.Info) -> Node | None:
         event = self.stored.event
