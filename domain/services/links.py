@@ -1,5 +1,11 @@
 """Links between entities (many-to-many). Linking twice or unlinking what is not
-linked is a no-op, so integrations can safely retry."""
+linked is a no-op, so integrations can safely retry.
+
+A link that changes anything bumps both ends' ``version`` and ``updatedAt``: the links
+are part of each end (``Initiative.products``, ``Product.initiatives``), so a sync reading
+``updatedSince`` sees both, and a client updating either end with the ``expectedVersion``
+it read before the link gets CONFLICT. A link itself takes no ``expectedVersion``: it
+only adds or removes a pair, and is idempotent."""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Row, Table
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from domain.models import AuditAction, constraint_initiatives, constraint_products, initiative_kpis
 from domain.models import initiative_products as initiative_products_table
@@ -89,15 +96,21 @@ async def _change(
     }
     action = AuditAction.UNLINK if remove else AuditAction.LINK
     event = audit.values(actor, spec.owner.name, owner.id, action, {"target": linked})
-    await rows.link(
+    bumped = await rows.link(
         session,
         spec.table,
         (spec.owner_column, spec.target_column),
         (owner_id, target_id),
         event,
         remove=remove,
+        ends=(spec.owner.model.__table__, spec.target.model.__table__),
     )
-    return (
+    ends = (
         rows.adopt(session, spec.owner.model, owner),
         rows.adopt(session, spec.target.model, target),
     )
+    if bumped is not None:
+        for entity, side in zip(ends, ("owner", "target"), strict=True):
+            set_committed_value(entity, "version", getattr(bumped, f"{side}_version"))
+            set_committed_value(entity, "updated_at", getattr(bumped, f"{side}_updated_at"))
+    return ends

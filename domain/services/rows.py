@@ -195,9 +195,13 @@ async def insert_event(session: AsyncSession, event: Mapping[str, Any]) -> None:
 
 
 @cache
-def _link_statement(table: Table, owner: str, target: str, remove: bool) -> Any:
-    """Link (or unlink) a pair and, when that changed anything, insert the audit event:
-    one statement."""
+def _link_statement(
+    table: Table, owner: str, target: str, remove: bool, ends: tuple[Table, Table]
+) -> Any:
+    """Link (or unlink) a pair and, when that changed anything, insert the audit event
+    and bump both ends' version and ``updatedAt`` (their links are part of them: a sync
+    reading ``updatedSince`` must see both): one statement. Returns the ends' new
+    (version, updated_at), or no row when nothing changed."""
     values: dict[str, Any] = {owner: bindparam("owner_id"), target: bindparam("target_id")}
     if remove:
         changed: Any = delete(table).where(
@@ -210,7 +214,25 @@ def _link_statement(table: Table, owner: str, target: str, remove: bool) -> Any:
     event = select(
         *(bindparam(f"e_{name}", type_=columns[name].type) for name in AUDIT_COLUMNS)
     ).select_from(done)
-    return insert(AuditEvent).from_select(list(AUDIT_COLUMNS), event).add_cte(done)
+    audited = insert(AuditEvent).from_select(list(AUDIT_COLUMNS), event).cte("audited")
+    bumped = [
+        update(end)
+        .where(end.c.id == bindparam(parameter), select(done).exists())
+        .values(version=end.c.version + 1, updated_at=func.now())
+        .returning(end.c.version, end.c.updated_at)
+        .cte(f"bumped_{index}")
+        for index, (end, parameter) in enumerate(zip(ends, ("owner_id", "target_id"), strict=True))
+    ]
+    return (
+        select(
+            bumped[0].c.version.label("owner_version"),
+            bumped[0].c.updated_at.label("owner_updated_at"),
+            bumped[1].c.version.label("target_version"),
+            bumped[1].c.updated_at.label("target_updated_at"),
+        )
+        .select_from(bumped[0].join(bumped[1], literal(True)))
+        .add_cte(audited)
+    )
 
 
 async def link(
@@ -221,13 +243,16 @@ async def link(
     event: Mapping[str, Any],
     *,
     remove: bool,
-) -> None:
-    """Link or unlink ``ids`` in ``table`` (columns ``pair``); ``event`` is recorded only
-    when a row was inserted or deleted."""
+    ends: tuple[Table, Table],
+) -> Row[Any] | None:
+    """Link or unlink ``ids`` in ``table`` (columns ``pair``; ``ends``, the tables they
+    refer to); ``event`` is recorded, and both ends bumped, only when a row was inserted
+    or deleted. Returns the ends' new versions and ``updatedAt`` then, else None."""
     parameters = {"owner_id": ids[0], "target_id": ids[1]}
     parameters |= {f"e_{name}": event[name] for name in AUDIT_COLUMNS}
     connection = await session.connection()
-    await connection.execute(_link_statement(table, *pair, remove), parameters)
+    result = await connection.execute(_link_statement(table, *pair, remove, ends), parameters)
+    return result.first()
 
 
 async def existing(session: AsyncSession, wanted: Mapping[str, tuple[Any, int]]) -> dict[str, bool]:

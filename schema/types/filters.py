@@ -23,6 +23,10 @@ from schema.types.enums import (
 from schema.types.ordering import order_input
 
 SEARCH = "Words that must each start a word of the key, name/title or description."
+UPDATED_SINCE = (
+    "Only those whose `updatedAt` is at or after this instant (with a time zone offset); "
+    "links, unlinks and blocking changes count as updates."
+)
 
 
 def _tuple(values: list | None) -> tuple | None:
@@ -33,9 +37,12 @@ def _tuple(values: list | None) -> tuple | None:
 class TeamFilter:
     kinds: list[TeamKind] | None = strawberry.field(default=None, description="Any of these kinds.")
     search: str | None = strawberry.field(default=None, description=SEARCH)
+    updated_since: datetime | None = strawberry.field(default=None, description=UPDATED_SINCE)
 
     def to_filter(self) -> filters.TeamFilter:
-        return filters.TeamFilter(kinds=_tuple(self.kinds), search=self.search)
+        return filters.TeamFilter(
+            kinds=_tuple(self.kinds), search=self.search, updated_since=self.updated_since
+        )
 
 
 @strawberry.input(description="Narrow a list of products.")
@@ -48,6 +55,7 @@ class ProductFilter:
         default=None, description="Owned (business or technology) by any of these teams."
     )
     search: str | None = strawberry.field(default=None, description=SEARCH)
+    updated_since: datetime | None = strawberry.field(default=None, description=UPDATED_SINCE)
 
     def to_filter(self) -> filters.ProductFilter:
         return filters.ProductFilter(
@@ -55,6 +63,7 @@ class ProductFilter:
             lifecycle_stages=_tuple(self.lifecycle_stages),
             owner_team_ids=decode_ids_of("Team", self.owner_teams, "filter.ownerTeams"),
             search=self.search,
+            updated_since=self.updated_since,
         )
 
 
@@ -92,6 +101,7 @@ class InitiativeFilter:
         default=None, description="Target end on or before this date."
     )
     search: str | None = strawberry.field(default=None, description=SEARCH)
+    updated_since: datetime | None = strawberry.field(default=None, description=UPDATED_SINCE)
 
     def to_filter(self) -> filters.InitiativeFilter:
         return filters.InitiativeFilter(
@@ -107,6 +117,7 @@ class InitiativeFilter:
             ends_from=self.target_end_from,
             ends_to=self.target_end_to,
             search=self.search,
+            updated_since=self.updated_since,
         )
 
 
@@ -131,6 +142,7 @@ class TechnicalConstraintFilter:
     due_from: date | None = strawberry.field(default=None, description="Due on or after this date.")
     due_to: date | None = strawberry.field(default=None, description="Due on or before this date.")
     search: str | None = strawberry.field(default=None, description=SEARCH)
+    updated_since: datetime | None = strawberry.field(default=None, description=UPDATED_SINCE)
 
     def to_filter(self) -> filters.ConstraintFilter:
         return filters.ConstraintFilter(
@@ -143,6 +155,7 @@ class TechnicalConstraintFilter:
             due_from=self.due_from,
             due_to=self.due_to,
             search=self.search,
+            updated_since=self.updated_since,
         )
 
 
@@ -159,6 +172,7 @@ class KpiFilter:
         default=None, description="Whose latest value has any of these statuses."
     )
     search: str | None = strawberry.field(default=None, description=SEARCH)
+    updated_since: datetime | None = strawberry.field(default=None, description=UPDATED_SINCE)
 
     def to_filter(self) -> filters.KpiFilter:
         return filters.KpiFilter(
@@ -167,6 +181,7 @@ class KpiFilter:
             owner_team_ids=decode_ids_of("Team", self.owner_teams, "filter.ownerTeams"),
             statuses=_tuple(self.statuses),
             search=self.search,
+            updated_since=self.updated_since,
         )
 
 
@@ -195,9 +210,10 @@ class GlossaryTermFilter:
     search: str | None = strawberry.field(
         default=None, description="Words of the term or definition."
     )
+    updated_since: datetime | None = strawberry.field(default=None, description=UPDATED_SINCE)
 
     def to_filter(self) -> filters.GlossaryFilter:
-        return filters.GlossaryFilter(search=self.search)
+        return filters.GlossaryFilter(search=self.search, updated_since=self.updated_since)
 
 
 @strawberry.input(description="Narrow the audit trail.")

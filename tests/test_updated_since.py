@@ -1,0 +1,114 @@
+"""``filter: {updatedSince}`` on every list of versioned objects, identical on both read
+paths, and links that bump both ends' ``version`` and ``updatedAt``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain import models
+from schema.ids import encode_id
+from tests.conftest import GraphQL
+
+LISTS = {
+    "teams": "Team",
+    "products": "Product",
+    "initiatives": "Initiative",
+    "technicalConstraints": "TechnicalConstraint",
+    "kpis": "Kpi",
+    "glossaryTerms": "GlossaryTerm",
+}
+
+
+async def _test_started(db: AsyncSession) -> str:
+    """The test transaction's now(): every write of the test carries it, the seed's
+    rows an earlier one."""
+    started = await db.scalar(select(func.now()))
+    assert isinstance(started, datetime)
+    return started.isoformat()
+
+
+async def _link(writer: GraphQL, name: str, variables: dict[str, str]) -> dict[str, Any]:
+    return (
+        await writer.data(
+            f"mutation($i: ID!, $p: ID!) {{ {name}(input: {{initiativeId: $i, productId: $p}}) "
+            "{ initiative { version updatedAt } product { version updatedAt } "
+            "userErrors { code } } }",
+            variables,
+        )
+    )[name]
+
+
+async def test_a_link_bumps_both_ends_and_updated_since_finds_them(
+    writer: GraphQL, db: AsyncSession, pair: Any
+) -> None:
+    since = await _test_started(db)
+    product = await db.scalar(select(models.Product).order_by(models.Product.key.desc()))
+    initiative = await db.scalar(select(models.Initiative).order_by(models.Initiative.key.desc()))
+    assert product is not None and initiative is not None
+    keys = (initiative.key, product.key)
+    ids = {"i": encode_id("Initiative", initiative.id), "p": encode_id("Product", product.id)}
+    unlinked = await _link(writer, "unlinkInitiativeProduct", ids)  # whatever the seed linked
+    before_versions = (unlinked["initiative"]["version"], unlinked["product"]["version"])
+
+    linked = await _link(writer, "linkInitiativeProduct", ids)
+    assert linked["userErrors"] == []
+    assert linked["initiative"]["version"] == before_versions[0] + 1
+    assert linked["product"]["version"] == before_versions[1] + 1
+    again = await _link(writer, "linkInitiativeProduct", ids)  # no change, no bump
+    assert again["initiative"]["version"] == before_versions[0] + 1
+    assert again["product"]["version"] == before_versions[1] + 1
+
+    compiled, reference = pair(["portfolio:read"])
+    query = (
+        "query($t: DateTime) { products(filter: {updatedSince: $t}, first: 100) "
+        "{ totalCount nodes { key version } } "
+        "initiatives(filter: {updatedSince: $t}, first: 100) { nodes { key } } "
+        "teams(filter: {updatedSince: $t}) { totalCount } }"
+    )
+    got = await compiled(query, {"t": since})
+    expected = await reference(query, {"t": since})
+    assert got.pop("extensions")["answeredBy"] in {"compiled", "repeated"}
+    expected.pop("extensions")
+    assert got == expected
+    data = got["data"]
+    assert data["products"]["nodes"] == [{"key": keys[1], "version": before_versions[1] + 1}]
+    assert [n["key"] for n in data["initiatives"]["nodes"]] == [keys[0]]
+    assert data["teams"]["totalCount"] == 0
+
+
+@pytest.mark.parametrize("root", sorted(LISTS))
+async def test_every_list_filters_by_updated_since_alike_on_both_paths(
+    db: AsyncSession, pair: Any, root: str
+) -> None:
+    """A literal instant before the seed finds every row, one in the future none."""
+    compiled, reference = pair(["portfolio:read"])
+    counts = []
+    for instant in ("2000-01-01T00:00:00Z", "2999-01-01T00:00:00+02:00"):
+        query = f'{{ {root}(filter: {{updatedSince: "{instant}"}}) {{ totalCount }} }}'
+        got = await compiled(query)
+        expected = await reference(query)
+        assert got.pop("extensions")["answeredBy"] in {"compiled", "repeated"}
+        expected.pop("extensions")
+        assert got == expected
+        counts.append(got["data"][root]["totalCount"])
+    model = getattr(models, LISTS[root])
+    everything = await db.scalar(
+        select(func.count()).select_from(model).where(model.archived_at.is_(None))
+    )
+    assert counts == [everything, 0]
+
+
+async def test_an_instant_without_offset_is_refused(gql: GraphQL, db: AsyncSession) -> None:
+    before = await db.scalar(select(func.count()).select_from(models.AuditEvent))
+    body = await gql('{ products(filter: {updatedSince: "2026-01-01T00:00:00"}) { totalCount } }')
+    assert body["data"] == {"products": None}
+    error = body["errors"][0]
+    assert error["extensions"]["code"] == "INVALID"
+    assert error["extensions"]["field"] == "filter.updatedSince"
+    assert error["message"] == "`updatedSince` needs a time zone offset."
+    assert await db.scalar(select(func.count()).select_from(models.AuditEvent)) == before
