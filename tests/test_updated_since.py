@@ -112,3 +112,119 @@ async def test_an_instant_without_offset_is_refused(gql: GraphQL, db: AsyncSessi
     assert error["extensions"]["field"] == "filter.updatedSince"
     assert error["message"] == "`updatedSince` needs a time zone offset."
     assert await db.scalar(select(func.count()).select_from(models.AuditEvent)) == before
+
+
+async def _initiative_state(writer: GraphQL, key: str) -> tuple[int, bool]:
+    found = (
+        await writer.data(
+            "query($k: String!) { initiative(key: $k) { version isBlocked } }", {"k": key}
+        )
+    )["initiative"]
+    return found["version"], found["isBlocked"]
+
+
+async def test_changes_in_blocking_bump_the_initiatives_they_block(
+    writer: GraphQL, db: AsyncSession
+) -> None:
+    product = (
+        await writer.data(
+            'mutation { createProduct(input: {key: "BLKP", name: "Blocked product", '
+            "lifecycleStage: GROWTH}) { product { id } } }"
+        )
+    )["createProduct"]["product"]["id"]
+    initiative = (
+        await writer.data(
+            'mutation { createInitiative(input: {key: "BLK-1", title: "Blocked"}) '
+            "{ initiative { id } } }"
+        )
+    )["createInitiative"]["initiative"]["id"]
+    await _link(writer, "linkInitiativeProduct", {"i": initiative, "p": product})
+    constraint = (
+        await writer.data(
+            'mutation { createTechnicalConstraint(input: {key: "BLK-C", title: "Blocker", '
+            "category: SECURITY, severity: BLOCKER}) { technicalConstraint { id } } }"
+        )
+    )["createTechnicalConstraint"]["technicalConstraint"]["id"]
+    start = await _initiative_state(writer, "BLK-1")
+    assert start[1] is False
+
+    steps = [
+        (  # an active blocker linked to its product: blocked now
+            "mutation($c: ID!, $p: ID!) { linkConstraintProduct(input: {constraintId: $c, "
+            "productId: $p}) { userErrors { code } } }",
+            {"c": constraint, "p": product},
+            True,
+            1,
+        ),
+        (  # its title: nothing about blocking
+            'mutation($c: ID!) { updateTechnicalConstraint(input: {id: $c, title: "Renamed"}) '
+            "{ userErrors { code } } }",
+            {"c": constraint},
+            True,
+            0,
+        ),
+        (  # resolved: not a blocker any more
+            "mutation($c: ID!) { setConstraintStatus(input: {id: $c, status: RESOLVED}) "
+            "{ userErrors { code } } }",
+            {"c": constraint},
+            False,
+            1,
+        ),
+        (  # unlinked while resolved: nothing about blocking
+            "mutation($c: ID!, $p: ID!) { unlinkConstraintProduct(input: {constraintId: $c, "
+            "productId: $p}) { userErrors { code } } }",
+            {"c": constraint, "p": product},
+            False,
+            0,
+        ),
+    ]
+    version = start[0]
+    for document, variables, blocked, bump in steps:
+        done = await writer.data(document, variables)
+        assert next(iter(done.values()))["userErrors"] == []
+        state = await _initiative_state(writer, "BLK-1")
+        assert state == (version + bump, blocked), document
+        version = state[0]
+    # Each bump left an UPDATE event with the version change: the feed and asOf see it.
+    db.expire_all()
+    events = (
+        await db.execute(
+            select(models.AuditEvent.action, models.AuditEvent.changes)
+            .where(
+                models.AuditEvent.entity_type == "Initiative",
+                models.AuditEvent.changes.has_key("version"),
+            )
+            .order_by(models.AuditEvent.id)
+        )
+    ).all()
+    assert [e[1]["version"] for e in events[-2:]] == [
+        {"before": start[0], "after": start[0] + 1},
+        {"before": start[0] + 1, "after": start[0] + 2},
+    ]
+
+
+async def test_archiving_an_active_blocker_unblocks_and_bumps(writer: GraphQL) -> None:
+    initiative = (
+        await writer.data(
+            'mutation { createInitiative(input: {key: "BLK-2", title: "Blocked"}) '
+            "{ initiative { id } } }"
+        )
+    )["createInitiative"]["initiative"]["id"]
+    constraint = (
+        await writer.data(
+            'mutation { createTechnicalConstraint(input: {key: "BLK-D", title: "Blocker", '
+            "category: SECURITY, severity: BLOCKER}) { technicalConstraint { id } } }"
+        )
+    )["createTechnicalConstraint"]["technicalConstraint"]["id"]
+    await writer.data(
+        "mutation($c: ID!, $i: ID!) { linkConstraintInitiative(input: {constraintId: $c, "
+        "initiativeId: $i}) { userErrors { code } } }",
+        {"c": constraint, "i": initiative},
+    )
+    version, blocked = await _initiative_state(writer, "BLK-2")
+    assert blocked is True
+    await writer.data(
+        "mutation($c: ID!) { archiveTechnicalConstraint(input: {id: $c}) { userErrors { code } } }",
+        {"c": constraint},
+    )
+    assert await _initiative_state(writer, "BLK-2") == (version + 1, False)

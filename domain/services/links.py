@@ -18,7 +18,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from domain.models import AuditAction, constraint_initiatives, constraint_products, initiative_kpis
 from domain.models import initiative_products as initiative_products_table
-from domain.services import audit, rows, specs, writes
+from domain.services import audit, blocking, rows, specs, writes
 from domain.services.writes import Actor, EntitySpec
 
 
@@ -113,4 +113,11 @@ async def _change(
         for entity, side in zip(ends, ("owner", "target"), strict=True):
             set_committed_value(entity, "version", getattr(bumped, f"{side}_version"))
             set_committed_value(entity, "updated_at", getattr(bumped, f"{side}_updated_at"))
+        if spec is CONSTRAINT_PRODUCT and blocking.active_blocker(
+            owner.severity, owner.status, None
+        ):
+            # The product's initiatives gained or lost a blocker.
+            await blocking.bump_initiatives_of_product(
+                session, target_id, actor.user_id, actor.client_id
+            )
     return ends
