@@ -82,6 +82,13 @@ async def test_events_of_every_kind_in_order_with_a_tombstone(writer: GraphQL) -
     assert archived["key"] == "FEED-1"
     assert archived["archivedAt"] == events[-1]["occurredAt"]
     assert all(e["tombstone"] == archived and e["node"] is None for e in events)
+    # The product's side of the links, naming the initiative.
+    product_events = await _events_since(writer, start, types=["PRODUCT"])
+    assert [(e["change"], e["entityId"], e["linkedId"]) for e in product_events] == [
+        ("LINKED", product, initiative_id),
+        ("UNLINKED", product, initiative_id),
+    ]
+    assert all(e["node"] == {"id": product} and e["tombstone"] is None for e in product_events)
     # Each event's cursor resumes right after it.
     after_second = await _events_since(writer, events[1]["cursor"], types=["INITIATIVE"])
     assert after_second == events[2:]

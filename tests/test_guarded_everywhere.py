@@ -282,6 +282,20 @@ async def test_link_events_show_the_target_by_global_id(
         "query($i: ID!) { node(id: $i) { ... on Initiative { " + HISTORY + " } } }", ids
     )
     links = [e for e in history["node"]["history"]["nodes"] if e["action"] == "LINK"]
-    assert links[-1]["changes"] == {
-        "target": {"type": "Product", "id": ids["p"], "key": product.key}
+    assert links[-1]["changes"]["target"] == {"type": "Product", "id": ids["p"], "key": product.key}
+    # Each end's version change is recorded with the link (asOf replays it).
+    version = links[-1]["changes"]["version"]
+    assert version["after"] == version["before"] + 1
+    assert set(links[-1]["changes"]) == {"target", "version"}
+    # The product's trail records the same link, naming the initiative.
+    product_history = await auditor.data(
+        "query($p: ID!) { node(id: $p) { ... on Product { " + HISTORY + " } } }", ids
+    )
+    product_links = [
+        e for e in product_history["node"]["history"]["nodes"] if e["action"] == "LINK"
+    ]
+    assert product_links[-1]["changes"]["target"] == {
+        "type": "Initiative",
+        "id": ids["i"],
+        "key": initiative.key,
     }
