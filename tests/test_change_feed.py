@@ -300,3 +300,16 @@ async def test_both_read_paths_answer_the_feed_alike(writer: GraphQL, pair: Any)
     expected.pop("extensions")
     assert got == expected
     assert [e["key"] for e in got["data"]["changes"]["events"]] == ["FEED-D1"]
+
+
+async def test_an_unknown_type_is_refused_before_anything_runs(
+    writer: GraphQL, db: AsyncSession
+) -> None:
+    before = await db.scalar(select(func.count()).select_from(models.AuditEvent))
+    body = await writer(PAGE, {"types": ["TEAM"]}, status=None)
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert body["errors"][0]["message"] == (
+        "Variable '$types' has invalid value at [0]: Value 'TEAM' does not exist in "
+        "'ChangeEntityType' enum."
+    )
+    assert await db.scalar(select(func.count()).select_from(models.AuditEvent)) == before

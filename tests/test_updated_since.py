@@ -228,3 +228,17 @@ async def test_archiving_an_active_blocker_unblocks_and_bumps(writer: GraphQL) -
         {"c": constraint},
     )
     assert await _initiative_state(writer, "BLK-2") == (version + 1, False)
+
+
+async def test_an_instant_that_is_not_one_is_refused(gql: GraphQL) -> None:
+    body = await gql(
+        "query($t: DateTime) { kpis(filter: {updatedSince: $t}) { totalCount } }",
+        {"t": "yesterday"},
+        status=None,
+    )
+    assert "data" not in body
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert body["errors"][0]["message"] == (
+        "Variable '$t' has invalid value: Value cannot represent a DateTime: \"yesterday\". "
+        "Expected 4 digits, got 'yest'"
+    )
