@@ -20,6 +20,7 @@ from domain import models
 from domain.database import create_engine, create_session_factory
 from domain.services import feed, specs, writes
 from tests.conftest import ALL_SCOPES, GraphQL, make_client, settings_for
+from tests.fixtures.database import StatementCounter
 
 PAGE = """query($since: String, $types: [ChangeEntityType!], $first: Int) {
   changes(since: $since, types: $types, first: $first) {
@@ -313,3 +314,30 @@ async def test_an_unknown_type_is_refused_before_anything_runs(
         "'ChangeEntityType' enum."
     )
     assert await db.scalar(select(func.count()).select_from(models.AuditEvent)) == before
+
+
+async def test_a_page_costs_the_same_statements_whatever_its_size(
+    writer: GraphQL, statements: StatementCounter
+) -> None:
+    """One statement for the events (keys and archive times included), one per type for
+    the objects (the by-id dataloader): never one per event."""
+    query = (
+        "query($s: String) { changes(since: $s) { events { key tombstone { key } "
+        "node { id ... on Initiative { title } ... on Product { name } } } } }"
+    )
+    start = await _caught_up(writer)
+    product = 'mutation($k: String!) { createProduct(input: {key: $k, name: "P", '
+    product += "lifecycleStage: GROWTH}) { userErrors { code } } }"
+    counts = []
+    for size in (1, 12):
+        for n in range(size):
+            await writer.data(CREATE, {"key": f"FEED-C{size}-{n}"})
+            await writer.data(product, {"k": f"FC{size}X{n}"})
+        statements.reset()
+        page = (await writer.data(query, {"s": start}))["changes"]
+        await statements.delivered()
+        counts.append(statements.count)
+        assert len(page["events"]) == 2 * size
+        assert all(e["node"] is not None for e in page["events"])
+        start = await _caught_up(writer)
+    assert counts == [3, 3], statements.statements
