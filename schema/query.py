@@ -11,6 +11,7 @@ from auth import models as auth_models
 from auth.scopes import Scope
 from domain import models
 from domain.errors import InvalidInput
+from domain.services import feed
 from domain.webhooks import endpoints as webhook_endpoints
 from schema.guards import NODE_TYPES
 from schema.ids import decode_id
@@ -18,6 +19,7 @@ from schema.permissions import guarded, require
 from schema.types import filters
 from schema.types.audit import AuditEvent
 from schema.types.constraint import TechnicalConstraint
+from schema.types.feed import ChangeEntityType, FeedPage, feed_event, readable_types
 from schema.types.fields import by_key_as_of_lookup, by_key_lookup, root_connection
 from schema.types.glossary import GlossaryTerm
 from schema.types.identity import OAuthClient, Role, User, Viewer, viewer_of
@@ -190,6 +192,48 @@ class Query:
     )
     async def viewer(self, info: strawberry.Info) -> Viewer:
         return await viewer_of(info)
+
+    @strawberry.field(
+        name="changes",
+        **guarded(
+            "The change feed: creations, updates, archivals, links and unlinks of products, "
+            "initiatives, technical constraints and KPIs, oldest first, in an order a client "
+            "resumes from (`since`) without missing or repeating an event, even when "
+            "transactions commit out of order. Archived objects come with a tombstone. Only "
+            "the types the caller may read are included.",
+            Scope.PORTFOLIO_READ,
+        ),
+    )
+    async def changes(
+        self,
+        info: strawberry.Info,
+        since: Annotated[
+            str | None,
+            strawberry.argument(
+                description="A cursor from an earlier page or event; null for the beginning."
+            ),
+        ] = None,
+        types: Annotated[
+            list[ChangeEntityType] | None,
+            strawberry.argument(description="Only these types; null for every type."),
+        ] = None,
+        first: Annotated[
+            int,
+            strawberry.argument(description="At most this many events (0 to 100)."),
+        ] = feed.DEFAULT_PAGE,
+    ) -> FeedPage:
+        if not 0 <= first <= feed.MAX_PAGE:
+            raise InvalidInput(
+                f"`first` must be between 0 and {feed.MAX_PAGE}; got {first}.", field="first"
+            )
+        position = feed.START if since is None else feed.Position.decode(since)
+        wanted = readable_types(info.context.principal.scopes, types)
+        page = await info.context.run(lambda s: feed.read(s, position, wanted, first))
+        return FeedPage(
+            events=[feed_event(e) for e in page.events],
+            cursor=page.position.encode(),
+            has_more=page.has_more,
+        )
 
     @strawberry.field(**guarded("A glossary term by its exact term.", Scope.PORTFOLIO_READ))
     async def glossary_term(

@@ -504,7 +504,9 @@ def test_the_rules_mirrored_are_the_schemas() -> None:
     assert isinstance(batch, GraphQLInputObjectType)
     assert isinstance(item, GraphQLInputObjectType)
     assert {name: str(f.type) for name, f in batch.fields.items()} == {
-        "measurements": f"[{bulk.ITEM_TYPE}!]!"
+        "measurements": f"[{bulk.ITEM_TYPE}!]!",
+        # Given, it sends the batch down the ordinary path (the default is IGNORE).
+        "onConflict": "MeasurementConflict!",
     }
     assert {name: str(f.type) for name, f in item.fields.items()} == {
         "kpiKey": "String!",

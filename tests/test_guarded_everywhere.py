@@ -1,8 +1,8 @@
 """A value guarded by a scope is guarded on every path it can be read from.
 
 The guard is declared once, next to the field; the audit trail (``auditEvents``,
-every ``history``, ``node`` of an AuditEvent) derives its redaction from that
-declaration (``schema.guards``). The property test seeds a unique sentinel into every
+every ``history``, ``node`` of an AuditEvent, the change feed ``changes``) derives its
+redaction from that declaration (``schema.guards``). The property test seeds a unique sentinel into every
 guarded stored value, generates queries over the whole schema (``tests.schema_walk``)
 and sends them under random scope sets to both read paths: a sentinel never reaches a
 caller who lacks its field's scopes.
@@ -11,6 +11,7 @@ caller who lacks its field's scopes.
 from __future__ import annotations
 
 import random
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -34,6 +35,8 @@ READ_LIKE = [
     Scope.ADMIN_CLIENTS.value,
 ]
 HISTORY = "history { nodes { action changes } }"
+# The change feed: the one field named `changes` with a selection (AuditEvent's is a leaf).
+FEED = re.compile(r"\bchanges(?:\([^)]*\))? \{")
 COST = "918273.64"
 NEW_COST = "828282.17"
 
@@ -157,6 +160,7 @@ async def test_no_sentinel_reaches_a_caller_without_its_scope(
     apps: dict[frozenset[str], tuple[GraphQL, GraphQL]] = {}
     seen_with_scope: set[str] = set()
     seen_in_changes: set[str] = set()
+    seen_in_feed: set[str] = set()
     cases = 0
     while cases < 300:
         document = walker.document()
@@ -179,9 +183,14 @@ async def test_no_sentinel_reaches_a_caller_without_its_scope(
                 seen_with_scope.add(value)
                 if '"changes"' in body:
                     seen_in_changes.add(value)
+                if FEED.search(document):
+                    seen_in_feed.add(value)
     # Not vacuous: the generator reached every sentinel, through the audit trail too.
     assert seen_with_scope == set(required)
     assert len(seen_in_changes) >= len(required) // 2, seen_in_changes
+    # The change feed showed the money sentinels its events carry (values before and
+    # after, the object itself) to callers holding their scopes.
+    assert {COST, NEW_COST} <= seen_in_feed, seen_in_feed
 
 
 async def test_audit_trail_redacts_money_for_callers_without_finance_read(
@@ -273,6 +282,20 @@ async def test_link_events_show_the_target_by_global_id(
         "query($i: ID!) { node(id: $i) { ... on Initiative { " + HISTORY + " } } }", ids
     )
     links = [e for e in history["node"]["history"]["nodes"] if e["action"] == "LINK"]
-    assert links[-1]["changes"] == {
-        "target": {"type": "Product", "id": ids["p"], "key": product.key}
+    assert links[-1]["changes"]["target"] == {"type": "Product", "id": ids["p"], "key": product.key}
+    # Each end's version change is recorded with the link (asOf replays it).
+    version = links[-1]["changes"]["version"]
+    assert version["after"] == version["before"] + 1
+    assert set(links[-1]["changes"]) == {"target", "version"}
+    # The product's trail records the same link, naming the initiative.
+    product_history = await auditor.data(
+        "query($p: ID!) { node(id: $p) { ... on Product { " + HISTORY + " } } }", ids
+    )
+    product_links = [
+        e for e in product_history["node"]["history"]["nodes"] if e["action"] == "LINK"
+    ]
+    assert product_links[-1]["changes"]["target"] == {
+        "type": "Initiative",
+        "id": ids["i"],
+        "key": initiative.key,
     }

@@ -16,6 +16,7 @@ from graphql import (
     build_schema,
     get_named_type,
     is_leaf_type,
+    is_non_null_type,
 )
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -116,7 +117,13 @@ def _selection(field: GraphQLField) -> str:
 
 def _arguments(field: GraphQLField) -> str:
     given = {"key": '"NOPE"', "term": '"Nope"'}
-    required = [name for name, arg in field.args.items() if "!" in str(arg.type)]
+    required = [
+        name
+        for name, arg in field.args.items()
+        # Non-null without a default (the SDL's, on the argument's AST node).
+        if is_non_null_type(arg.type)
+        and not (arg.ast_node is not None and arg.ast_node.default_value is not None)
+    ]
     return f"({', '.join(f'{n}: {given[n]}' for n in required)})" if required else ""
 
 

@@ -93,6 +93,7 @@ class AuditAction(StrEnum):
     LINK = "LINK"
     UNLINK = "UNLINK"
     RECORD = "RECORD"  # a batch of KPI measurements
+    DELETE = "DELETE"  # a KPI measurement deleted (measurements are not archived)
 
 
 # Constraint states in which a BLOCKER still blocks initiatives.

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String, Text, func
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -35,10 +35,16 @@ class AuditEvent(IdMixin, Base):
     entity_id: Mapped[int] = mapped_column(BigInteger)
     action: Mapped[AuditAction] = mapped_column(pg_enum(AuditAction, "audit_action"))
     changes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    # The writing transaction: the change feed's position is (transaction_id, id), served
+    # only once every older transaction has finished (domain.services.feed).
+    transaction_id: Mapped[int] = mapped_column(
+        BigInteger, nullable=False, server_default=text("(pg_current_xact_id())::text::bigint")
+    )
 
     __table_args__ = (
         Index("ix_audit_events_entity", "entity_type", "entity_id", "occurred_at"),
         Index("ix_audit_events_occurred_at", "occurred_at"),
+        Index("ix_audit_events_feed", "transaction_id", "id"),
     )
 
 

@@ -94,6 +94,17 @@ def _active(model: Any) -> ColumnElement[bool]:
     return model.archived_at.is_(None)
 
 
+def _updated_since(model: Any, since: datetime | None) -> list[ColumnElement[bool]]:
+    """Changed at or after ``since`` (inclusive: a client passing the newest ``updatedAt``
+    it saw misses nothing written in that same instant). Links and blocking changes
+    bump ``updatedAt`` too (``domain.services.links``)."""
+    if since is None:
+        return []
+    if since.tzinfo is None:
+        raise InvalidInput("`updatedSince` needs a time zone offset.", field="filter.updatedSince")
+    return [model.updated_at >= since]
+
+
 # ---------------------------------------------------------------- teams
 
 
@@ -101,10 +112,12 @@ def _active(model: Any) -> ColumnElement[bool]:
 class TeamFilter:
     kinds: tuple[TeamKind, ...] | None = None
     search: str | None = None
+    updated_since: datetime | None = None
 
     def apply(self, statement: Select[Any]) -> Select[Any]:
         return statement.where(
             _active(Team),
+            *_updated_since(Team, self.updated_since),
             *_in(Team.kind, self.kinds),
             search_clause(Team.search_document, self.search),
         )
@@ -127,10 +140,12 @@ class ProductFilter:
     lifecycle_stages: tuple[LifecycleStage, ...] | None = None
     owner_team_ids: tuple[int, ...] | None = None
     search: str | None = None
+    updated_since: datetime | None = None
 
     def apply(self, statement: Select[Any]) -> Select[Any]:
         clauses = [
             _active(Product),
+            *_updated_since(Product, self.updated_since),
             *_in(Product.key, self.keys),
             *_in(Product.lifecycle_stage, self.lifecycle_stages),
             search_clause(Product.search_document, self.search),
@@ -168,10 +183,12 @@ class InitiativeFilter:
     ends_from: date | None = None
     ends_to: date | None = None
     search: str | None = None
+    updated_since: datetime | None = None
 
     def apply(self, statement: Select[Any]) -> Select[Any]:
         clauses = [
             _active(Initiative),
+            *_updated_since(Initiative, self.updated_since),
             *_in(Initiative.key, self.keys),
             *_in(Initiative.status, self.statuses),
             *_in(Initiative.owner_team_id, self.owner_team_ids),
@@ -227,10 +244,12 @@ class ConstraintFilter:
     due_from: date | None = None
     due_to: date | None = None
     search: str | None = None
+    updated_since: datetime | None = None
 
     def apply(self, statement: Select[Any]) -> Select[Any]:
         clauses = [
             _active(TechnicalConstraint),
+            *_updated_since(TechnicalConstraint, self.updated_since),
             *_in(TechnicalConstraint.key, self.keys),
             *_in(TechnicalConstraint.category, self.categories),
             *_in(TechnicalConstraint.severity, self.severities),
@@ -279,10 +298,12 @@ class KpiFilter:
     it_importance_levels: tuple[KpiImportance, ...] | None = None
     product_importance_levels: tuple[KpiImportance, ...] | None = None
     search: str | None = None
+    updated_since: datetime | None = None
 
     def apply(self, statement: Select[Any]) -> Select[Any]:
         clauses = [
             _active(Kpi),
+            *_updated_since(Kpi, self.updated_since),
             *_in(Kpi.key, self.keys),
             *_in(Kpi.product_id, self.product_ids),
             *_in(Kpi.owner_team_id, self.owner_team_ids),
@@ -339,10 +360,13 @@ MEASUREMENT_ORDERINGS = {"OBSERVED_AT": KpiMeasurement.observed_at}
 @dataclass(frozen=True)
 class GlossaryFilter:
     search: str | None = None
+    updated_since: datetime | None = None
 
     def apply(self, statement: Select[Any]) -> Select[Any]:
         return statement.where(
-            _active(GlossaryTerm), search_clause(GlossaryTerm.search_document, self.search)
+            _active(GlossaryTerm),
+            *_updated_since(GlossaryTerm, self.updated_since),
+            search_clause(GlossaryTerm.search_document, self.search),
         )
 
 

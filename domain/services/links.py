@@ -1,5 +1,11 @@
 """Links between entities (many-to-many). Linking twice or unlinking what is not
-linked is a no-op, so integrations can safely retry."""
+linked is a no-op, so integrations can safely retry.
+
+A link that changes anything bumps both ends' ``version`` and ``updatedAt``, and both
+ends' audit trails record it (with their version change): the links are part of each end (``Initiative.products``, ``Product.initiatives``), so a sync reading
+``updatedSince`` sees both, and a client updating either end with the ``expectedVersion``
+it read before the link gets CONFLICT. A link itself takes no ``expectedVersion``: it
+only adds or removes a pair, and is idempotent."""
 
 from __future__ import annotations
 
@@ -8,16 +14,17 @@ from typing import Any
 
 from sqlalchemy import Row, Table
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from domain.models import AuditAction, constraint_initiatives, constraint_products, initiative_kpis
 from domain.models import initiative_products as initiative_products_table
-from domain.services import audit, rows, specs, writes
+from domain.services import audit, blocking, rows, specs, writes
 from domain.services.writes import Actor, EntitySpec
 
 
 @dataclass(frozen=True)
 class LinkSpec:
-    """A link table between an owner (whose audit trail records the link) and a target."""
+    """A link table between an owner and a target (both audit trails record a link)."""
 
     table: Table
     owner: EntitySpec
@@ -80,24 +87,46 @@ async def _change(
     remove: bool,
 ) -> tuple[Any, Any]:
     """Both ends read, then one statement links (or unlinks) them and, when that changed
-    anything, records it in the owner's audit trail."""
+    anything, bumps both and records it in both ends' audit trails."""
     owner, target = await _both(session, spec, owner_id, target_id)
     linked = {
         "type": spec.target.name,
         "id": target.id,
         spec.target.label_field: getattr(target, spec.target.label_field),
     }
+    # The target's trail records the link too, naming the owner as its other end.
+    other_end = {
+        "type": spec.owner.name,
+        "id": owner.id,
+        spec.owner.label_field: getattr(owner, spec.owner.label_field),
+    }
     action = AuditAction.UNLINK if remove else AuditAction.LINK
-    event = audit.values(actor, spec.owner.name, owner.id, action, {"target": linked})
-    await rows.link(
+    events = (
+        audit.values(actor, spec.owner.name, owner.id, action, {"target": linked}),
+        audit.values(actor, spec.target.name, target.id, action, {"target": other_end}),
+    )
+    bumped = await rows.link(
         session,
         spec.table,
         (spec.owner_column, spec.target_column),
         (owner_id, target_id),
-        event,
+        events,
         remove=remove,
+        ends=(spec.owner.model.__table__, spec.target.model.__table__),
     )
-    return (
+    ends = (
         rows.adopt(session, spec.owner.model, owner),
         rows.adopt(session, spec.target.model, target),
     )
+    if bumped is not None:
+        for entity, side in zip(ends, ("owner", "target"), strict=True):
+            set_committed_value(entity, "version", getattr(bumped, f"{side}_version"))
+            set_committed_value(entity, "updated_at", getattr(bumped, f"{side}_updated_at"))
+        if spec is CONSTRAINT_PRODUCT and blocking.active_blocker(
+            owner.severity, owner.status, None
+        ):
+            # The product's initiatives gained or lost a blocker.
+            await blocking.bump_initiatives_of_product(
+                session, target_id, actor.user_id, actor.client_id
+            )
+    return ends

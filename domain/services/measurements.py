@@ -12,8 +12,9 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from operator import attrgetter
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -113,6 +114,23 @@ class Batch:
         )
 
 
+class MeasurementStatus(StrEnum):
+    """What happened to one measurement of a call (``domain.services.corrections``)."""
+
+    CREATED = "CREATED"
+    CORRECTED = "CORRECTED"
+    UNCHANGED = "UNCHANGED"
+    REFUSED = "REFUSED"
+    DELETED = "DELETED"
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    index: int
+    status: MeasurementStatus
+    measurement_id: int | None = None
+
+
 @dataclass
 class IngestResult:
     received: int = 0
@@ -120,6 +138,14 @@ class IngestResult:
     duplicates: int = 0
     rejected: int = 0
     errors: list[UserError] = field(default_factory=list)
+    corrected: int = 0
+    # One per item, in order; None on the counting fast path (``record``).
+    outcomes: list[ItemOutcome] | None = None
+
+
+async def kpi_ids_by_key(driver: Any, batch: Batch) -> dict[str, int]:
+    """The active KPIs the batch names, by key: one statement on the driver."""
+    return dict(await driver.fetch(_KPI_IDS, list(set(batch.kpi_keys))))
 
 
 def _item_errors(index: int, item: MeasurementIn) -> list[UserError]:
@@ -186,11 +212,11 @@ async def record(
         )
     result = IngestResult(received=len(batch))
     driver = await session_driver(session)
-    kpi_ids: dict[str, int] = dict(await driver.fetch(_KPI_IDS, list(set(batch.kpi_keys))))
+    kpi_ids = await kpi_ids_by_key(driver, batch)
     found_ids = list(map(kpi_ids.get, batch.kpi_keys))
     ids: list[int]
     if None in found_ids or not _plainly_valid(batch):
-        batch, ids = _valid_items(batch, found_ids, result)
+        batch, ids, _ = valid_items(batch, found_ids, result)
     else:
         ids = cast(list[int], found_ids)
     if not ids:
@@ -225,12 +251,14 @@ async def record(
     return result
 
 
-def _valid_items(
+def valid_items(
     batch: Batch, ids: list[int | None], result: IngestResult
-) -> tuple[Batch, list[int]]:
-    """The valid items and their KPI ids; the others' errors go to ``result``, in order."""
+) -> tuple[Batch, list[int], list[int]]:
+    """The valid items, their KPI ids and their indexes in ``batch``; the others' errors
+    go to ``result``, in order."""
     valid = Batch([], [], [], [], [])
     valid_ids: list[int] = []
+    positions: list[int] = []
     for index, kpi_id in enumerate(ids):
         item = batch[index]
         errors = _item_errors(index, item)
@@ -248,9 +276,10 @@ def _valid_items(
             continue
         assert kpi_id is not None
         valid_ids.append(kpi_id)
+        positions.append(index)
         valid.kpi_keys.append(item.kpi_key)
         valid.observed_at.append(item.observed_at)
         valid.values.append(item.value)
         valid.sources.append(item.source)
         valid.external_ids.append(item.external_id)
-    return valid, valid_ids
+    return valid, valid_ids, positions

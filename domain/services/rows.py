@@ -26,6 +26,7 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
@@ -195,9 +196,14 @@ async def insert_event(session: AsyncSession, event: Mapping[str, Any]) -> None:
 
 
 @cache
-def _link_statement(table: Table, owner: str, target: str, remove: bool) -> Any:
-    """Link (or unlink) a pair and, when that changed anything, insert the audit event:
-    one statement."""
+def _link_statement(
+    table: Table, owner: str, target: str, remove: bool, ends: tuple[Table, Table]
+) -> Any:
+    """Link (or unlink) a pair and, when that changed anything, bump both ends' version
+    and ``updatedAt`` (their links are part of them: a sync reading ``updatedSince`` must
+    see both) and record the change in both ends' audit trails, each event with its end's
+    version change (``asOf`` replays it): one statement. Returns the ends' new
+    (version, updated_at), or no row when nothing changed."""
     values: dict[str, Any] = {owner: bindparam("owner_id"), target: bindparam("target_id")}
     if remove:
         changed: Any = delete(table).where(
@@ -206,11 +212,41 @@ def _link_statement(table: Table, owner: str, target: str, remove: bool) -> Any:
     else:
         changed = insert(table).values(values).on_conflict_do_nothing()
     done = changed.returning(table.c[owner]).cte("done")
+    bumped = [
+        update(end)
+        .where(end.c.id == bindparam(parameter), select(done).exists())
+        .values(version=end.c.version + 1, updated_at=func.now())
+        .returning(end.c.id, end.c.version, end.c.updated_at)
+        .cte(f"bumped_{index}")
+        for index, (end, parameter) in enumerate(zip(ends, ("owner_id", "target_id"), strict=True))
+    ]
     columns = AuditEvent.__table__.c
-    event = select(
-        *(bindparam(f"e_{name}", type_=columns[name].type) for name in AUDIT_COLUMNS)
-    ).select_from(done)
-    return insert(AuditEvent).from_select(list(AUDIT_COLUMNS), event).add_cte(done)
+
+    def event(prefix: str, end: Any) -> Select[Any]:
+        """The end's event: the bound columns ``<prefix>_<column>``, its own id, and the
+        bound changes with the end's version change added."""
+        version = func.jsonb_build_object(
+            "version", func.jsonb_build_object("before", end.c.version - 1, "after", end.c.version)
+        )
+        bound: dict[str, ColumnElement[Any]] = {
+            name: bindparam(f"{prefix}_{name}", type_=columns[name].type) for name in AUDIT_COLUMNS
+        }
+        bound["entity_id"] = end.c.id
+        bound["changes"] = bound["changes"].op("||")(version)
+        return select(*(bound[name] for name in AUDIT_COLUMNS)).select_from(end)
+
+    both = union_all(event("e", bumped[0]), event("t", bumped[1]))
+    audited = insert(AuditEvent).from_select(list(AUDIT_COLUMNS), both).cte("audited")
+    return (
+        select(
+            bumped[0].c.version.label("owner_version"),
+            bumped[0].c.updated_at.label("owner_updated_at"),
+            bumped[1].c.version.label("target_version"),
+            bumped[1].c.updated_at.label("target_updated_at"),
+        )
+        .select_from(bumped[0].join(bumped[1], literal(True)))
+        .add_cte(audited)
+    )
 
 
 async def link(
@@ -218,16 +254,21 @@ async def link(
     table: Table,
     pair: tuple[str, str],
     ids: tuple[int, int],
-    event: Mapping[str, Any],
+    events: tuple[Mapping[str, Any], Mapping[str, Any]],
     *,
     remove: bool,
-) -> None:
-    """Link or unlink ``ids`` in ``table`` (columns ``pair``); ``event`` is recorded only
-    when a row was inserted or deleted."""
-    parameters = {"owner_id": ids[0], "target_id": ids[1]}
-    parameters |= {f"e_{name}": event[name] for name in AUDIT_COLUMNS}
+    ends: tuple[Table, Table],
+) -> Row[Any] | None:
+    """Link or unlink ``ids`` in ``table`` (columns ``pair``; ``ends``, the tables they
+    refer to); both ends are bumped and their ``events`` (owner's, target's) recorded
+    only when a row was inserted or deleted. Returns the ends' new versions and
+    ``updatedAt`` then, else None."""
+    parameters: dict[str, Any] = {"owner_id": ids[0], "target_id": ids[1]}
+    for prefix, event in zip(("e", "t"), events, strict=True):
+        parameters |= {f"{prefix}_{name}": event[name] for name in AUDIT_COLUMNS}
     connection = await session.connection()
-    await connection.execute(_link_statement(table, *pair, remove), parameters)
+    result = await connection.execute(_link_statement(table, *pair, remove, ends), parameters)
+    return result.first()
 
 
 async def existing(session: AsyncSession, wanted: Mapping[str, tuple[Any, int]]) -> dict[str, bool]:

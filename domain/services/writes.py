@@ -22,8 +22,8 @@ from sqlalchemy import Row, func
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.models import AuditAction
-from domain.services import audit, rows
+from domain.models import AuditAction, TechnicalConstraint
+from domain.services import audit, blocking, rows
 from domain.services.spelling import camel
 
 
@@ -208,7 +208,7 @@ async def change(
         # Nothing to change: no new version, no audit event.
         return rows.adopt(session, spec.model, current)
     version = (current.version, current.version + 1)
-    return await _write(
+    written = await _write(
         session,
         actor,
         spec,
@@ -217,6 +217,16 @@ async def change(
         AuditAction.UPDATE,
         audit.diff(before, changed, version=version),
     )
+    if spec.model is TechnicalConstraint and _blocking(before) != _blocking(state):
+        await blocking.bump_initiatives_of_constraint(
+            session, current.id, actor.user_id, actor.client_id
+        )
+    return written
+
+
+def _blocking(state: Mapping[str, Any]) -> bool:
+    """Whether a constraint with these values is an active blocker (not archived)."""
+    return blocking.active_blocker(state["severity"], state["status"], None)
 
 
 async def archive(
@@ -231,7 +241,7 @@ async def archive(
     # value stored.
     archived_at = {"archived_at": current.now}
     version = (current.version, current.version + 1)
-    return await _write(
+    written = await _write(
         session,
         actor,
         spec,
@@ -240,6 +250,13 @@ async def archive(
         AuditAction.ARCHIVE,
         audit.diff({"archived_at": None}, archived_at, version=version),
     )
+    if spec.model is TechnicalConstraint and blocking.active_blocker(
+        current.severity, current.status, None
+    ):
+        await blocking.bump_initiatives_of_constraint(
+            session, entity_id, actor.user_id, actor.client_id
+        )
+    return written
 
 
 async def _write(

@@ -136,6 +136,7 @@ def _take_batches(
         raw = variables[name]
         stand_in: Any = [] if kind == ITEM_TYPE else {"measurements": []}
         if kind == BATCH_TYPE:
+            # Only `measurements`: an `onConflict` (corrections) takes the ordinary path.
             raw = raw.get("measurements") if type(raw) is dict and len(raw) == 1 else None
         batch = prevalidate(raw)
         if batch is None:

@@ -19,6 +19,7 @@ from schema.types.enums import (
     KpiDirection,
     KpiImportance,
     LifecycleStage,
+    MeasurementConflict,
     TeamKind,
 )
 
@@ -277,3 +278,23 @@ class KpiMeasurementInput:
 @strawberry.input(description="A batch of KPI measurements.")
 class RecordKpiMeasurementsInput:
     measurements: list[KpiMeasurementInput] = required("Up to 10,000 measurements.")
+    on_conflict: MeasurementConflict = given(
+        "What a measurement whose (source, externalId) is stored with other values does. With "
+        "CORRECT or REFUSE the payload lists each item's outcome, and a (source, externalId) "
+        "may appear once per call.",
+        MeasurementConflict.IGNORE,
+    )
+
+
+@strawberry.input(
+    description="One measurement to delete: by `id`, or by both `source` and `externalId`."
+)
+class MeasurementSelectorInput:
+    id: ID | None = given("The measurement's global ID.", None)
+    source: str | None = given("The system that sent it.", None)
+    external_id: str | None = given("The sender's ID for it.", None)
+
+
+@strawberry.input(description="Measurements to delete.")
+class DeleteKpiMeasurementsInput:
+    measurements: list[MeasurementSelectorInput] = required("1 to 1,000 measurements.")

@@ -6,20 +6,46 @@ them in the order of ``schema.graphql``."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 
 from auth.scopes import Scope
-from domain.services import measurements
+from domain.services import corrections, measurements
 from schema.atomic import report_parts
+from schema.ids import encode_id
 from schema.mutations import bulk, inputs
 from schema.mutations.admin import AdminMutation
-from schema.mutations.common import UserError, run, to_user_error
+from schema.mutations.common import UserError, decode_reference, run, to_user_error
 from schema.mutations.links import LinkMutation
 from schema.mutations.portfolio import EntityMutation, StatusMutation
 from schema.mutations.webhooks import WebhookMutation
 from schema.permissions import guarded
+from schema.types.enums import MeasurementStatus
+
+
+@strawberry.type(description="What a call did to one of its measurements.")
+class MeasurementOutcome:
+    index: int = strawberry.field(description="The measurement's position in the call.")
+    status: MeasurementStatus = strawberry.field(description="What happened to it.")
+    measurement_id: strawberry.ID | None = strawberry.field(
+        description="The stored (or deleted) measurement's global ID; null when none."
+    )
+
+
+def _outcomes(found: list[measurements.ItemOutcome] | None) -> list[MeasurementOutcome] | None:
+    if found is None:
+        return None
+    return [
+        MeasurementOutcome(
+            index=o.index,
+            status=o.status,
+            measurement_id=None
+            if o.measurement_id is None
+            else strawberry.ID(encode_id("KpiMeasurement", o.measurement_id)),
+        )
+        for o in found
+    ]
 
 
 @strawberry.type(description="The result of recording a batch of KPI measurements.")
@@ -30,6 +56,24 @@ class RecordKpiMeasurementsPayload:
         description="Valid measurements already stored under the same (source, externalId)."
     )
     rejected: int = strawberry.field(description="Measurements refused; see userErrors.")
+    corrected: int = strawberry.field(
+        description="Stored measurements whose values were replaced (onConflict: CORRECT)."
+    )
+    outcomes: list[MeasurementOutcome] | None = strawberry.field(
+        description="One per measurement, in the order sent, with onConflict CORRECT or "
+        "REFUSE; null with IGNORE, whose fast path only counts."
+    )
+    user_errors: list[UserError] = strawberry.field(
+        description="One entry per problem, with the index of the measurement in `field`."
+    )
+
+
+@strawberry.type(description="The result of deleting KPI measurements.")
+class DeleteKpiMeasurementsPayload:
+    deleted: int = strawberry.field(description="Measurements deleted.")
+    outcomes: list[MeasurementOutcome] = strawberry.field(
+        description="One per measurement named, in order: DELETED, or REFUSED (see userErrors)."
+    )
     user_errors: list[UserError] = strawberry.field(
         description="One entry per problem, with the index of the measurement in `field`."
     )
@@ -55,7 +99,16 @@ class IngestMutation:
     ) -> RecordKpiMeasurementsPayload | None:
         # Already a column batch when BulkIngest prevalidated it (the common case).
         items = bulk.measurements_of(info, input.measurements)
-        outcome = await run(info, lambda session, actor: measurements.record(session, actor, items))
+        mode = corrections.MeasurementConflict(input.on_conflict.value)
+        if mode is corrections.MeasurementConflict.IGNORE:
+            outcome = await run(
+                info, lambda session, actor: measurements.record(session, actor, items)
+            )
+        else:
+            outcome = await run(
+                info,
+                lambda session, actor: corrections.record_resolving(session, actor, items, mode),
+            )
         result = outcome.value or measurements.IngestResult(
             received=len(items), rejected=len(items)
         )
@@ -64,7 +117,60 @@ class IngestMutation:
             inserted=result.inserted,
             duplicates=result.duplicates,
             rejected=result.rejected,
+            corrected=result.corrected,
+            outcomes=_outcomes(result.outcomes),
             user_errors=outcome.errors + [to_user_error(e) for e in result.errors],
+        )
+
+    @strawberry.mutation(
+        name="deleteKpiMeasurements",
+        **guarded(
+            "Delete up to 1,000 KPI measurements, each by ID or by (source, externalId). The "
+            "audit trail keeps each one's values (a KpiMeasurement DELETE event). Those that "
+            "match nothing are reported (NOT_FOUND) and the others deleted; a malformed item "
+            "refuses the whole call.",
+            Scope.KPIS_INGEST,
+        ),
+    )
+    async def delete_kpi_measurements(
+        self,
+        info: strawberry.Info,
+        input: Annotated[
+            inputs.DeleteKpiMeasurementsInput, strawberry.argument(description="What to delete.")
+        ],
+    ) -> DeleteKpiMeasurementsPayload:
+        given = input.measurements
+
+        async def work(session: Any, actor: Any) -> corrections.DeleteResult:
+            selectors = [
+                corrections.MeasurementSelector(
+                    measurement_id=None
+                    if item.id is None
+                    else decode_reference(item.id, "KpiMeasurement", f"measurements.{index}.id"),
+                    source=item.source,
+                    external_id=item.external_id,
+                )
+                for index, item in enumerate(given)
+            ]
+            return await corrections.delete(session, actor, selectors)
+
+        outcome = await run(info, work)
+        result = outcome.value
+        if result is None:
+            return DeleteKpiMeasurementsPayload(
+                deleted=0,
+                outcomes=[
+                    MeasurementOutcome(
+                        index=i, status=MeasurementStatus.REFUSED, measurement_id=None
+                    )
+                    for i in range(len(given))
+                ],
+                user_errors=outcome.errors,
+            )
+        return DeleteKpiMeasurementsPayload(
+            deleted=result.deleted,
+            outcomes=_outcomes(result.outcomes) or [],
+            user_errors=[to_user_error(e) for e in result.errors],
         )
 
 

@@ -32,7 +32,7 @@ def _actor(kind: str, attribute: str) -> Any:
 _PRESENTERS: dict[int, AuditChanges] = {}
 
 
-def _presenter(schema: strawberry.Schema) -> AuditChanges:
+def presenter(schema: strawberry.Schema) -> AuditChanges:
     """One per schema variant (they share their types): its tables are built once."""
     presenter = _PRESENTERS.get(id(schema))
     if presenter is None:
@@ -64,7 +64,7 @@ class AuditEvent(Node):
         "`finance:read`, and anything of a `User` or `Role` needs `admin:users`."
     )
     def changes(self, root: strawberry.Parent[models.AuditEvent], info: strawberry.Info) -> JSON:
-        shown = _presenter(info.schema).present(
+        shown = presenter(info.schema).present(
             root.entity_type, root.changes, info.context.principal.scopes
         )
         return cast(JSON, shown)

@@ -8,6 +8,8 @@ from typing import Any
 import strawberry
 
 from domain import models
+from domain.services.corrections import MeasurementConflict as _MeasurementConflict
+from domain.services.measurements import MeasurementStatus as _MeasurementStatus
 from domain.services.reads import SeriesBucket as _SeriesBucket
 from domain.services.reads import TrendDirection as _TrendDirection
 
@@ -166,6 +168,32 @@ AuditAction = _expose(
         "LINK": "The object was linked to another.",
         "UNLINK": "The object was unlinked from another.",
         "RECORD": "Measurements of a KPI were recorded.",
+        "DELETE": "A KPI measurement was deleted (its values are kept in the event).",
+    },
+)
+
+
+MeasurementConflict = _expose(
+    _MeasurementConflict,
+    "What recording a measurement does when its (source, externalId) is already stored with "
+    "another value, instant or KPI.",
+    {
+        "IGNORE": "Keep the stored measurement and count the item as a duplicate (the default, "
+        "and the behaviour before this choice existed).",
+        "CORRECT": "Replace the stored values; the audit trail keeps the old ones (a "
+        "KpiMeasurement UPDATE event).",
+        "REFUSE": "Keep the stored measurement and refuse the item with CONFLICT.",
+    },
+)
+MeasurementStatus = _expose(
+    _MeasurementStatus,
+    "What a call did to one measurement.",
+    {
+        "CREATED": "It was stored as a new measurement.",
+        "CORRECTED": "The measurement stored under its (source, externalId) took its values.",
+        "UNCHANGED": "The same measurement was already stored; nothing changed.",
+        "REFUSED": "Nothing was done; see userErrors for why.",
+        "DELETED": "The measurement was deleted.",
     },
 )
 

@@ -24,6 +24,10 @@ from schema.types.enums import (
 from schema.types.ordering import order_input
 
 SEARCH = "Words that must each start a word of the key, name/title or description."
+UPDATED_SINCE = (
+    "Only those whose `updatedAt` is at or after this instant (with a time zone offset); "
+    "links, unlinks and blocking changes count as updates."
+)
 
 
 def _tuple(values: list | None) -> tuple | None:
@@ -34,9 +38,12 @@ def _tuple(values: list | None) -> tuple | None:
 class TeamFilter:
     kinds: list[TeamKind] | None = strawberry.field(default=None, description="Any of these kinds.")
     search: str | None = strawberry.field(default=None, description=SEARCH)
+    updated_since: datetime | None = strawberry.field(default=None, description=UPDATED_SINCE)
 
     def to_filter(self) -> filters.TeamFilter:
-        return filters.TeamFilter(kinds=_tuple(self.kinds), search=self.search)
+        return filters.TeamFilter(
+            kinds=_tuple(self.kinds), search=self.search, updated_since=self.updated_since
+        )
 
 
 @strawberry.input(description="Narrow a list of products.")
@@ -49,6 +56,7 @@ class ProductFilter:
         default=None, description="Owned (business or technology) by any of these teams."
     )
     search: str | None = strawberry.field(default=None, description=SEARCH)
+    updated_since: datetime | None = strawberry.field(default=None, description=UPDATED_SINCE)
 
     def to_filter(self) -> filters.ProductFilter:
         return filters.ProductFilter(
@@ -56,6 +64,7 @@ class ProductFilter:
             lifecycle_stages=_tuple(self.lifecycle_stages),
             owner_team_ids=decode_ids_of("Team", self.owner_teams, "filter.ownerTeams"),
             search=self.search,
+            updated_since=self.updated_since,
         )
 
 
@@ -93,6 +102,7 @@ class InitiativeFilter:
         default=None, description="Target end on or before this date."
     )
     search: str | None = strawberry.field(default=None, description=SEARCH)
+    updated_since: datetime | None = strawberry.field(default=None, description=UPDATED_SINCE)
 
     def to_filter(self) -> filters.InitiativeFilter:
         return filters.InitiativeFilter(
@@ -108,6 +118,7 @@ class InitiativeFilter:
             ends_from=self.target_end_from,
             ends_to=self.target_end_to,
             search=self.search,
+            updated_since=self.updated_since,
         )
 
 
@@ -132,6 +143,7 @@ class TechnicalConstraintFilter:
     due_from: date | None = strawberry.field(default=None, description="Due on or after this date.")
     due_to: date | None = strawberry.field(default=None, description="Due on or before this date.")
     search: str | None = strawberry.field(default=None, description=SEARCH)
+    updated_since: datetime | None = strawberry.field(default=None, description=UPDATED_SINCE)
 
     def to_filter(self) -> filters.ConstraintFilter:
         return filters.ConstraintFilter(
@@ -144,6 +156,7 @@ class TechnicalConstraintFilter:
             due_from=self.due_from,
             due_to=self.due_to,
             search=self.search,
+            updated_since=self.updated_since,
         )
 
 
@@ -171,6 +184,7 @@ class KpiFilter:
         default=None, description="Rated any of these levels of importance to product."
     )
     search: str | None = strawberry.field(default=None, description=SEARCH)
+    updated_since: datetime | None = strawberry.field(default=None, description=UPDATED_SINCE)
 
     def to_filter(self) -> filters.KpiFilter:
         return filters.KpiFilter(
@@ -182,6 +196,7 @@ class KpiFilter:
             it_importance_levels=_tuple(self.it_importance_levels),
             product_importance_levels=_tuple(self.product_importance_levels),
             search=self.search,
+            updated_since=self.updated_since,
         )
 
 
@@ -210,9 +225,10 @@ class GlossaryTermFilter:
     search: str | None = strawberry.field(
         default=None, description="Words of the term or definition."
     )
+    updated_since: datetime | None = strawberry.field(default=None, description=UPDATED_SINCE)
 
     def to_filter(self) -> filters.GlossaryFilter:
-        return filters.GlossaryFilter(search=self.search)
+        return filters.GlossaryFilter(search=self.search, updated_since=self.updated_since)
 
 
 @strawberry.input(description="Narrow the audit trail.")
