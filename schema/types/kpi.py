@@ -14,6 +14,7 @@ from schema.permissions import guarded
 from schema.types import filters
 from schema.types.audit import AuditEvent
 from schema.types.enums import KpiDirection, KpiStatus, SeriesBucket, TrendDirection
+from schema.types.external_ref import external_refs_field
 from schema.types.fields import by_id_reference, edge_connection
 from schema.types.node import CREATED_AT, UPDATED_AT, VERSION, Node, global_id, of_model
 from schema.types.refs import InitiativeRef, KpiRef, ProductRef, TeamRef
@@ -88,6 +89,7 @@ class Kpi(Node):
     version: int = strawberry.field(description=VERSION)
     created_at: datetime = strawberry.field(description=CREATED_AT)
     updated_at: datetime = strawberry.field(description=UPDATED_AT)
+    external_refs = external_refs_field("Kpi")
 
     @strawberry.field(
         **guarded("The latest measurement; null when there is none.", Scope.PORTFOLIO_READ)
