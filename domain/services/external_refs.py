@@ -38,9 +38,7 @@ def as_json(refs: Iterable[Any]) -> list[dict[str, Any]]:
 def merged(current: Sequence[Any], given: Sequence[RefIn], removed: Sequence[str]) -> list[RefIn]:
     """The references after setting ``given`` (one per system: a system's reference is
     replaced) and removing the systems ``removed``."""
-    by_system: dict[str, RefIn] = {
-        r.system: RefIn(r.system, r.external_id, r.url) for r in current
-    }
+    by_system: dict[str, RefIn] = {r.system: RefIn(r.system, r.external_id, r.url) for r in current}
     for system in removed:
         by_system.pop(system, None)
     for ref in given:

@@ -35,10 +35,7 @@ def upgrade() -> None:
     op.create_table(
         "external_refs",
         sa.Column("entity_type", sa.String(length=32), nullable=False),
-        *(
-            sa.Column(column, sa.BigInteger(), nullable=True)
-            for column, _ in OWNERS.values()
-        ),
+        *(sa.Column(column, sa.BigInteger(), nullable=True) for column, _ in OWNERS.values()),
         sa.Column(
             "entity_id",
             sa.BigInteger(),
