@@ -72,6 +72,17 @@ async def refs_of(
     return refs
 
 
+async def active_owner(
+    session: AsyncSession, model: Any, entity_type: str, system: str, external_id: str
+) -> int | None:
+    """The active object of ``model`` with this reference, or None."""
+    return await session.scalar(
+        select(model.id).where(
+            matches(entity_type, model.id, system, external_id), model.archived_at.is_(None)
+        )
+    )
+
+
 async def owners_of(
     session: AsyncSession, entity_type: str, pairs: Sequence[tuple[str, str]]
 ) -> dict[tuple[str, str], int]:

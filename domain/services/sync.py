@@ -13,7 +13,7 @@ audit event, so a sync job that re-sends everything does not churn versions.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.errors import DomainError
-from domain.services import external_refs, rules, writes
+from domain.services import external_refs, lookups, rules, writes
 from domain.services.external_refs import RefIn
 from domain.services.writes import Actor, Attached, EntitySpec, Refused, UserError, constraint_name
 
@@ -137,6 +137,23 @@ class UpsertItem:
     refs: Sequence[RefIn] = ()
     match: RefIn | None = None
     expected_version: int | None = None
+    # Values only a creation takes (an initial status), under those given.
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """An item of a batch refused before it reached the service (an input it could not
+    read): reported with its index like the others."""
+
+    errors: Sequence[UserError]
+
+
+# Fields an upsert sets only when it creates: an existing object's status moves through
+# its own mutation, with its transition rules.
+CREATE_ONLY = {
+    "status": {"Initiative": "setInitiativeStatus", "TechnicalConstraint": "setConstraintStatus"}
+}
 
 
 async def _by_key(session: AsyncSession, spec: EntitySpec, key: str) -> tuple[int, bool] | None:
@@ -163,6 +180,7 @@ async def upsert(
             raise Refused(*(_unlisted(e) for e in errors))
         if all(r.system != item.match.system for r in refs):
             refs.append(item.match)
+    given = await lookups.resolve_values(session, item.values)
     target: tuple[int, bool] | None = None
     if item.match is not None:
         owners = await external_refs.owners_of(
@@ -184,7 +202,7 @@ async def upsert(
                 )
             )
         attached = await attach(session, spec, None, refs)
-        values = {spec.label_field: item.key, **item.values}
+        values = {spec.label_field: item.key, **item.defaults, **given}
         created = await writes.create(session, actor, spec, values, attached, if_absent=True)
         if created is not None:
             return created, Outcome.CREATED
@@ -214,9 +232,29 @@ async def upsert(
                 f"not `{item.key}`: keys never change.",
             )
         )
+    changes = _without_create_only(spec, current, given)
     attached = await attach(session, spec, entity_id, refs)
-    entity = await writes.change(session, actor, spec, current, item.values, attached)
+    entity = await writes.change(session, actor, spec, current, changes, attached)
     return entity, (Outcome.UNCHANGED if entity.version == current.version else Outcome.UPDATED)
+
+
+def _without_create_only(spec: EntitySpec, current: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` less the create-only fields, which must then equal the stored ones."""
+    changes = dict(values)
+    for name, mutations in CREATE_ONLY.items():
+        if name not in changes:
+            continue
+        wanted, stored = changes.pop(name), getattr(current, name)
+        if wanted != stored:
+            raise Refused(
+                UserError(
+                    name,
+                    "INVALID",
+                    f"{writes.label(spec, current)} is {stored.value}: an existing "
+                    f"{spec.name}'s `{name}` changes through `{mutations[spec.name]}`.",
+                )
+            )
+    return changes
 
 
 @dataclass
@@ -233,13 +271,15 @@ def _at(index: int, error: UserError) -> UserError:
     return UserError(f"{where}.{error.field}" if error.field else where, error.code, error.message)
 
 
-def _repeated(spec: EntitySpec, items: Sequence[UpsertItem]) -> dict[int, UserError]:
+def _repeated(spec: EntitySpec, items: Sequence[UpsertItem | Rejected]) -> dict[int, UserError]:
     """Items naming an object an earlier item of the batch names (same key or same
     reference): refused, since their order would decide the result."""
     first_key: dict[str, int] = {}
     first_ref: dict[tuple[str, str], int] = {}
     repeated: dict[int, UserError] = {}
     for index, item in enumerate(items):
+        if isinstance(item, Rejected):
+            continue
         earlier = first_key.setdefault(item.key, index)
         if earlier != index:
             repeated[index] = UserError(
@@ -263,7 +303,7 @@ def _repeated(spec: EntitySpec, items: Sequence[UpsertItem]) -> dict[int, UserEr
 
 
 async def upsert_many(
-    session: AsyncSession, actor: Actor, spec: EntitySpec, items: Sequence[UpsertItem]
+    session: AsyncSession, actor: Actor, spec: EntitySpec, items: Sequence[UpsertItem | Rejected]
 ) -> BatchResult:
     """Upsert each item in a savepoint of its own (one transaction for the batch): a
     refused item leaves nothing behind and is reported; the others are written."""
@@ -278,9 +318,10 @@ async def upsert_many(
     repeated = _repeated(spec, items)
     result = BatchResult()
     for index, item in enumerate(items):
-        if index in repeated:
+        if isinstance(item, Rejected) or index in repeated:
+            refused = item.errors if isinstance(item, Rejected) else [repeated[index]]
             result.results.append(None)
-            result.errors.append(_at(index, repeated[index]))
+            result.errors += [_at(index, e) for e in refused]
             continue
         try:
             async with session.begin_nested():

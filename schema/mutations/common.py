@@ -143,8 +143,8 @@ def decode_reference(global_id: str, type_name: str, field: str) -> int:
 
 
 # Input fields that are not values of the object: which object (``id``, ``key`` of an
-# update), its version, its references (written beside it).
-NOT_VALUES = frozenset({"id", "key", "expected_version", "external_refs"})
+# update), its version, its references (written beside it), an upsert's `match`.
+NOT_VALUES = frozenset({"id", "key", "expected_version", "external_refs", "match"})
 
 
 def given_values(

@@ -397,3 +397,136 @@ class KpiMeasurementInput:
 @strawberry.input(description="A batch of KPI measurements.")
 class RecordKpiMeasurementsInput:
     measurements: list[KpiMeasurementInput] = required("Up to 10,000 measurements.")
+
+
+@strawberry.input(description="Set one external reference of an object (replacing its system's).")
+class SetExternalRefInput:
+    id: ID | None = given(BY_ID, None)
+    key: str | None = given(BY_KEY, None)
+    ref: ExternalRefInput = required("The reference.")
+    expected_version: int | None = given(VERSION, None)
+
+
+@strawberry.input(
+    description="Remove an object's reference in one system; removing one it does not have "
+    "changes nothing."
+)
+class RemoveExternalRefInput:
+    id: ID | None = given(BY_ID, None)
+    key: str | None = given(BY_KEY, None)
+    system: str = required("The system whose reference to remove, e.g. `jira`.")
+    expected_version: int | None = given(VERSION, None)
+
+
+# Upserts: the object is found by `match` (an external reference) if given, else by `key`;
+# fields left out stay as they are (or take their defaults when it is created).
+UPSERT_KEY = "Its key: found by it (unless `match` is given), and given to it when created."
+MATCH = (
+    "Find it by this external reference instead of the key (it is added to the object's "
+    "references when created)."
+)
+UPSERT_VERSION = (
+    "The version you read; refused with CONFLICT if it is no longer current. 0: only create."
+)
+
+
+@strawberry.input(description="Create a product, or change the one with this key or reference.")
+class UpsertProductInput:
+    key: str = required(UPSERT_KEY)
+    match: ExternalRefKey | None = given(MATCH, None)
+    expected_version: int | None = given(UPSERT_VERSION, None)
+    name: str | None = given("Display name (required to create).")
+    lifecycle_stage: LifecycleStage | None = given("Where it is in its life (required to create).")
+    description: str | None = given("What the product does, for whom.")
+    business_owner_team: TeamLookup | None = given("Team accountable for business outcomes.")
+    technology_owner_team: TeamLookup | None = given("Team that builds and runs it.")
+    external_refs: list[ExternalRefInput] | None = given(REFS)
+
+
+@strawberry.input(description="Create an initiative, or change the one with this key or reference.")
+class UpsertInitiativeInput:
+    key: str = required(UPSERT_KEY)
+    match: ExternalRefKey | None = given(MATCH, None)
+    expected_version: int | None = given(UPSERT_VERSION, None)
+    title: str | None = given("Short title (required to create).")
+    status: InitiativeStatus | None = given(
+        "Its status when created: PROPOSED (default) or APPROVED. An existing initiative "
+        "moves through `setInitiativeStatus`: a different status here is refused."
+    )
+    summary: str | None = given("What and why.")
+    target_start: date | None = given("Planned start.")
+    target_end: date | None = given("Planned end, not before the start.")
+    parent: InitiativeLookup | None = given("The theme or epic it belongs to; null: a theme.")
+    owner_team: TeamLookup | None = given("The team that owns it.")
+    reach: int | None = given("RICE reach (≥ 0).")
+    impact: float | None = given("RICE impact, above 0 and at most 3.")
+    confidence: float | None = given("RICE confidence, 0 to 1.")
+    effort: float | None = given("RICE effort in person-months (> 0).")
+    business_value: int | None = given("WSJF business value, 1 to 20.")
+    time_criticality: int | None = given("WSJF time criticality, 1 to 20.")
+    risk_reduction: int | None = given("WSJF risk reduction, 1 to 20.")
+    job_size: int | None = given("WSJF job size, 1 to 20.")
+    estimated_cost: Decimal | None = given("Estimated cost (≥ 0).")
+    external_refs: list[ExternalRefInput] | None = given(REFS)
+
+
+@strawberry.input(
+    description="Create a technical constraint, or change the one with this key or reference."
+)
+class UpsertTechnicalConstraintInput:
+    key: str = required(UPSERT_KEY)
+    match: ExternalRefKey | None = given(MATCH, None)
+    expected_version: int | None = given(UPSERT_VERSION, None)
+    title: str | None = given("Short title (required to create).")
+    category: ConstraintCategory | None = given("Kind of limit (required to create).")
+    severity: ConstraintSeverity | None = given("How hard it limits delivery (required to create).")
+    status: ConstraintStatus | None = given(
+        "Its status when created (OPEN by default). An existing constraint moves through "
+        "`setConstraintStatus`: a different status here is refused."
+    )
+    description: str | None = given("The limit, in detail.")
+    mitigation_plan: str | None = given("How it will be lifted.")
+    due_date: date | None = given("When the mitigation is due.")
+    external_refs: list[ExternalRefInput] | None = given(REFS)
+
+
+@strawberry.input(description="Create a KPI, or change the one with this key or reference.")
+class UpsertKpiInput:
+    key: str = required(UPSERT_KEY)
+    match: ExternalRefKey | None = given(MATCH, None)
+    expected_version: int | None = given(UPSERT_VERSION, None)
+    name: str | None = given("Display name (required to create).")
+    unit: str | None = given("Unit of the values (required to create).")
+    direction: KpiDirection | None = given("Which way is better (required to create).")
+    it_relevance: str | None = given("Why it matters to IT (required to create).")
+    product_relevance: str | None = given("Why it matters to product (required to create).")
+    description: str | None = given("What is measured, and how.")
+    target: float | None = given("The value aimed for.")
+    warning_threshold: float | None = given("Where WARNING starts.")
+    critical_threshold: float | None = given("Where CRITICAL starts (worse than warning).")
+    product: ProductLookup | None = given("The product it measures.")
+    owner_team: TeamLookup | None = given("The team that owns it.")
+    external_refs: list[ExternalRefInput] | None = given(REFS)
+
+
+BATCH = "Up to 500 items, each naming a different object; each is upserted on its own."
+
+
+@strawberry.input(description="A batch of product upserts, in one transaction.")
+class UpsertProductsInput:
+    items: list[UpsertProductInput] = required(BATCH)
+
+
+@strawberry.input(description="A batch of initiative upserts, in one transaction.")
+class UpsertInitiativesInput:
+    items: list[UpsertInitiativeInput] = required(BATCH)
+
+
+@strawberry.input(description="A batch of technical constraint upserts, in one transaction.")
+class UpsertTechnicalConstraintsInput:
+    items: list[UpsertTechnicalConstraintInput] = required(BATCH)
+
+
+@strawberry.input(description="A batch of KPI upserts, in one transaction.")
+class UpsertKpisInput:
+    items: list[UpsertKpiInput] = required(BATCH)

@@ -20,9 +20,14 @@ from schema.types.enums import (
     LifecycleStage,
     TeamKind,
 )
+from schema.types.external_ref import ExternalRefFilter
 from schema.types.ordering import order_input
 
 SEARCH = "Words that must each start a word of the key, name/title or description."
+
+
+def _ref(given: ExternalRefFilter | None) -> tuple[str, str] | None:
+    return None if given is None else (given.system, given.external_id)
 
 
 def _tuple(values: list | None) -> tuple | None:
@@ -47,6 +52,9 @@ class ProductFilter:
     owner_teams: list[strawberry.ID] | None = strawberry.field(
         default=None, description="Owned (business or technology) by any of these teams."
     )
+    external_ref: ExternalRefFilter | None = strawberry.field(
+        default=None, description="Having this external reference."
+    )
     search: str | None = strawberry.field(default=None, description=SEARCH)
 
     def to_filter(self) -> filters.ProductFilter:
@@ -54,6 +62,7 @@ class ProductFilter:
             keys=_tuple(self.keys),
             lifecycle_stages=_tuple(self.lifecycle_stages),
             owner_team_ids=decode_ids_of("Team", self.owner_teams, "filter.ownerTeams"),
+            external_ref=_ref(self.external_ref),
             search=self.search,
         )
 
@@ -91,6 +100,9 @@ class InitiativeFilter:
     target_end_to: date | None = strawberry.field(
         default=None, description="Target end on or before this date."
     )
+    external_ref: ExternalRefFilter | None = strawberry.field(
+        default=None, description="Having this external reference."
+    )
     search: str | None = strawberry.field(default=None, description=SEARCH)
 
     def to_filter(self) -> filters.InitiativeFilter:
@@ -106,6 +118,7 @@ class InitiativeFilter:
             starts_to=self.target_start_to,
             ends_from=self.target_end_from,
             ends_to=self.target_end_to,
+            external_ref=_ref(self.external_ref),
             search=self.search,
         )
 
@@ -130,6 +143,9 @@ class TechnicalConstraintFilter:
     )
     due_from: date | None = strawberry.field(default=None, description="Due on or after this date.")
     due_to: date | None = strawberry.field(default=None, description="Due on or before this date.")
+    external_ref: ExternalRefFilter | None = strawberry.field(
+        default=None, description="Having this external reference."
+    )
     search: str | None = strawberry.field(default=None, description=SEARCH)
 
     def to_filter(self) -> filters.ConstraintFilter:
@@ -142,6 +158,7 @@ class TechnicalConstraintFilter:
             initiative_ids=decode_ids_of("Initiative", self.initiatives, "filter.initiatives"),
             due_from=self.due_from,
             due_to=self.due_to,
+            external_ref=_ref(self.external_ref),
             search=self.search,
         )
 
@@ -158,6 +175,9 @@ class KpiFilter:
     statuses: list[KpiStatus] | None = strawberry.field(
         default=None, description="Whose latest value has any of these statuses."
     )
+    external_ref: ExternalRefFilter | None = strawberry.field(
+        default=None, description="Having this external reference."
+    )
     search: str | None = strawberry.field(default=None, description=SEARCH)
 
     def to_filter(self) -> filters.KpiFilter:
@@ -166,6 +186,7 @@ class KpiFilter:
             product_ids=decode_ids_of("Product", self.products, "filter.products"),
             owner_team_ids=decode_ids_of("Team", self.owner_teams, "filter.ownerTeams"),
             statuses=_tuple(self.statuses),
+            external_ref=_ref(self.external_ref),
             search=self.search,
         )
 
