@@ -89,7 +89,7 @@ async def attach(
                 UserError(field, "DUPLICATE", f"Another {spec.name} took one of these references.")
             ) from None
 
-    return Attached(changes={REFS_FIELD: {"before": old or None, "after": new}}, save=save)
+    return Attached(changes={REFS_FIELD: {"before": old, "after": new}}, save=save)
 
 
 def _unlisted(error: UserError) -> UserError:
