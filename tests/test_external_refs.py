@@ -406,3 +406,28 @@ async def test_a_lookup_with_two_names_is_refused_by_graphql(writer: GraphQL) ->
     assert body["errors"][0]["message"].startswith(
         "OneOf Input Object 'InitiativeLookup' must specify exactly one key."
     )
+
+
+async def test_lookups_by_reference_are_compiled_and_answer_as_the_resolvers(
+    writer: GraphQL, pair: Any
+) -> None:
+    await create_initiative(writer, "REF-11", [JIRA])
+    compiled, reference = pair([Scope.PORTFOLIO_READ.value])
+    query = """query($system: String!, $id: String!) {
+      initiativeByExternalRef(system: $system, externalId: $id) { key externalRefs { system } }
+      literal: initiativeByExternalRef(system: "jira", externalId: "PROJ-123") { key }
+      missing: kpiByExternalRef(system: "jira", externalId: "PROJ-123") { key }
+    }"""
+    for external_id in ("PROJ-123", "PROJ-404"):
+        variables = {"system": "jira", "id": external_id}
+        got = await compiled(query, variables)
+        expected = await reference(query, variables)
+        assert got.pop("extensions")["answeredBy"] in {"compiled", "repeated"}
+        expected.pop("extensions", None)
+        assert orjson.dumps(got) == orjson.dumps(expected)
+    found = await reference(query, {"system": "jira", "id": "PROJ-123"})
+    assert found["data"] == {
+        "initiativeByExternalRef": {"key": "REF-11", "externalRefs": [{"system": "jira"}]},
+        "literal": {"key": "REF-11"},
+        "missing": None,
+    }

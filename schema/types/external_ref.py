@@ -61,4 +61,8 @@ def by_external_ref_lookup(model: Any, type_name: str, node: Any, description: s
         ],
         "return": node | None,
     }
-    return strawberry.field(resolver=resolve, **guarded(description, Scope.PORTFOLIO_READ))
+    return strawberry.field(
+        resolver=resolve,
+        metadata={"external_ref_lookup": (model, type_name)},
+        **guarded(description, Scope.PORTFOLIO_READ),
+    )
