@@ -514,10 +514,13 @@ def export_schema(
     output: Annotated[Path, typer.Option(help="Where to write the SDL; - for stdout.")] = Path(
         "schema.graphql"
     ),
+    federation: Annotated[
+        bool, typer.Option(help="The Apollo Federation 2 subgraph SDL (for rover/composition).")
+    ] = False,
 ) -> None:
     """Write the GraphQL schema (SDL) that the code defines."""
 
-    sdl = render_sdl()
+    sdl = render_sdl(federation=federation)
     if str(output) == "-":
         typer.echo(sdl, nl=False)
     else:

@@ -157,6 +157,11 @@ class Settings(BaseSettings):
         "Unset: on in development, off in production, where `portfolio persist-queries` "
         "registers them.",
     )
+    federation: bool = Field(
+        default=False,
+        description="Serve the schema as an Apollo Federation 2 subgraph (`_service`, "
+        "`_entities`).",
+    )
     compiled_reads: bool = Field(
         default=True,
         description="Answer covered queries with one SQL statement per root field.",

@@ -92,7 +92,9 @@ class KnownReads:
         if not budget.allowed:
             return None, budget, ""  # the ordinary path refuses it (without charging twice)
         responses = self.responses
-        key = _answer_key(request, scopes) if responses.active else None
+        # An answer that depends on when it is read (``Plan.reads_clock``) is never kept.
+        keep = responses.active and not plan.plan.reads_clock
+        key = _answer_key(request, scopes) if keep else None
         cached = responses.get(key) if key is not None else None
         data: dict[str, Any] | None
         if cached is not None:

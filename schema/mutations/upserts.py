@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth.scopes import Scope
 from domain import models
 from domain.errors import DomainError
+from domain.models.kpi import DEFAULT_EXPECTED_INTERVAL_SECONDS
 from domain.services import specs, sync
 from domain.services.external_refs import RefIn
 from domain.services.writes import Actor, EntitySpec, Refused
@@ -44,6 +45,7 @@ from schema.types.product import Product
 DEFAULTS: dict[str, dict[str, Any]] = {
     "Initiative": {"status": models.InitiativeStatus.PROPOSED},
     "TechnicalConstraint": {"status": models.ConstraintStatus.OPEN},
+    "Kpi": {"expected_interval_seconds": DEFAULT_EXPECTED_INTERVAL_SECONDS},
 }
 
 

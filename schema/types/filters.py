@@ -16,6 +16,7 @@ from schema.types.enums import (
     ConstraintSeverity,
     ConstraintStatus,
     InitiativeStatus,
+    KpiImportance,
     KpiStatus,
     LifecycleStage,
     TeamKind,
@@ -178,6 +179,17 @@ class KpiFilter:
     external_ref: ExternalRefFilter | None = strawberry.field(
         default=None, description="Having this external reference."
     )
+    is_stale: bool | None = strawberry.field(
+        default=None,
+        description="Stale (true: no measurement within the expected interval, or none at "
+        "all) or fresh (false).",
+    )
+    it_importance_levels: list[KpiImportance] | None = strawberry.field(
+        default=None, description="Rated any of these levels of importance to IT."
+    )
+    product_importance_levels: list[KpiImportance] | None = strawberry.field(
+        default=None, description="Rated any of these levels of importance to product."
+    )
     search: str | None = strawberry.field(default=None, description=SEARCH)
 
     def to_filter(self) -> filters.KpiFilter:
@@ -187,6 +199,9 @@ class KpiFilter:
             owner_team_ids=decode_ids_of("Team", self.owner_teams, "filter.ownerTeams"),
             statuses=_tuple(self.statuses),
             external_ref=_ref(self.external_ref),
+            is_stale=self.is_stale,
+            it_importance_levels=_tuple(self.it_importance_levels),
+            product_importance_levels=_tuple(self.product_importance_levels),
             search=self.search,
         )
 
