@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from domain import models
 from domain.database import create_session_factory
 from tests.conftest import ALL_SCOPES, GraphQL, make_client
+from tests.fixtures import factories
 from tests.fixtures.database import StatementCounter
 
 ERRORS = "userErrors { field code message }"
@@ -399,3 +400,64 @@ async def test_an_upsert_that_loses_the_insert_race_updates_the_winner(
         answer = await racing
     assert (answer["outcome"], answer["userErrors"]) == ("UPDATED", [])
     assert await _rows(engine, "UPC-2") == [("Loser", 2)]
+
+
+@pytest.mark.parametrize(
+    ("single", "batch", "input_type", "field", "item"),
+    [
+        (
+            "upsertProduct",
+            "upsertProducts",
+            "Product",
+            "product",
+            {"key": "UPP", "name": "Synced", "lifecycleStage": "IDEA"},
+        ),
+        (
+            "upsertTechnicalConstraint",
+            "upsertTechnicalConstraints",
+            "TechnicalConstraint",
+            "technicalConstraint",
+            {"key": "UPC-9", "title": "Synced", "category": "SECURITY", "severity": "LOW"},
+        ),
+        (
+            "upsertKpi",
+            "upsertKpis",
+            "Kpi",
+            "kpi",
+            {
+                "key": "UP-KPI",
+                "name": "Synced",
+                "unit": "%",
+                "direction": "HIGHER_IS_BETTER",
+                "itRelevance": "Uptime",
+                "productRelevance": "Trust",
+                "product": {"key": "UPP0"},
+            },
+        ),
+    ],
+)
+async def test_every_type_upserts_alone_and_in_batches(
+    writer: GraphQL,
+    db: AsyncSession,
+    single: str,
+    batch: str,
+    input_type: str,
+    field: str,
+    item: dict[str, Any],
+) -> None:
+    await factories.product(db, key="UPP0")
+    one = f"""mutation($input: Upsert{input_type}Input!) {{
+      {single}(input: $input) {{ outcome {field} {{ key version }} {ERRORS} }} }}"""
+    first = (await writer.data(one, {"input": item}))[single]
+    assert (first["outcome"], first[field], first["userErrors"]) == (
+        "CREATED",
+        {"key": item["key"], "version": 1},
+        [],
+    )
+    again = (await writer.data(one, {"input": item}))[single]
+    assert (again["outcome"], again[field]["version"]) == ("UNCHANGED", 1)
+    many = f"""mutation($input: Upsert{input_type}sInput!) {{
+      {batch}(input: $input) {{ created updated unchanged rejected {ERRORS} }} }}"""
+    renamed = {**item, ("title" if "title" in item else "name"): "Renamed"}
+    answer = (await writer.data(many, {"input": {"items": [renamed]}}))[batch]
+    assert answer == {"created": 0, "updated": 1, "unchanged": 0, "rejected": 0, "userErrors": []}
