@@ -201,6 +201,27 @@ async def test_an_archived_key_is_not_brought_back(writer: GraphQL, db: AsyncSes
     assert await state(db) == before
 
 
+async def test_an_archived_reference_holder_is_not_brought_back(
+    writer: GraphQL, db: AsyncSession
+) -> None:
+    jira = {"system": "jira", "externalId": "GONE-1"}
+    await upsert(writer, key="UP-6", title="Old", match=jira)
+    await writer.data(
+        'mutation { archiveInitiative(input: {key: "UP-6"}) { userErrors { code } } }'
+    )
+    before = await state(db)
+    answer = await upsert(writer, key="UP-7", title="New", match=jira)
+    assert answer["userErrors"] == [
+        {
+            "field": "match",
+            "code": "CONFLICT",
+            "message": "The Initiative holding `jira` `GONE-1` is archived: an upsert does not "
+            "bring it back.",
+        }
+    ]
+    assert await state(db) == before
+
+
 async def test_a_value_of_the_wrong_type_is_refused_by_graphql(
     writer: GraphQL, db: AsyncSession
 ) -> None:

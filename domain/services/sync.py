@@ -156,17 +156,10 @@ CREATE_ONLY = {
 }
 
 
-async def _by_key(session: AsyncSession, spec: EntitySpec, key: str) -> tuple[int, bool] | None:
-    """(id, archived) of the row holding ``key``, archived ones included."""
+async def _by_key(session: AsyncSession, spec: EntitySpec, key: str) -> int | None:
+    """The id of the row holding ``key``, archived ones included (``lock`` tells)."""
     model = spec.model
-    found = (
-        await session.execute(
-            select(model.id, model.archived_at.isnot(None)).where(
-                getattr(model, spec.label_field) == key
-            )
-        )
-    ).first()
-    return None if found is None else (found[0], found[1])
+    return await session.scalar(select(model.id).where(getattr(model, spec.label_field) == key))
 
 
 async def upsert(
@@ -181,6 +174,7 @@ async def upsert(
         if all(r.system != item.match.system for r in refs):
             refs.append(item.match)
     given = await lookups.resolve_values(session, item.values)
+    # (id, whether found by its reference)
     target: tuple[int, bool] | None = None
     if item.match is not None:
         owners = await external_refs.owners_of(
@@ -188,9 +182,10 @@ async def upsert(
         )
         owner = owners.get((item.match.system, item.match.external_id))
         if owner is not None:
-            target = (owner, False)
+            target = (owner, True)  # found by its reference
     if target is None:
-        target = await _by_key(session, spec, item.key)
+        by_key = await _by_key(session, spec, item.key)
+        target = None if by_key is None else (by_key, False)
     if target is None:
         if item.expected_version not in (None, 0):
             raise Refused(
@@ -207,9 +202,10 @@ async def upsert(
         if created is not None:
             return created, Outcome.CREATED
         # A concurrent upsert inserted this key and has committed: update it instead.
-        target = await _by_key(session, spec, item.key)
-        assert target is not None
-    entity_id, _ = target
+        by_key = await _by_key(session, spec, item.key)
+        assert by_key is not None
+        target = (by_key, False)
+    entity_id, by_reference = target
     try:
         current = await writes.lock(session, spec, entity_id, item.expected_version)
     except Refused as refused:
@@ -217,9 +213,12 @@ async def upsert(
             raise
         raise Refused(
             UserError(
-                "key",
+                "match" if by_reference else "key",
                 "CONFLICT",
-                f"{spec.name} `{item.key}` is archived: an upsert does not bring it back.",
+                f"The {spec.name} holding {_describe(item.match)} is archived: an upsert "
+                "does not bring it back."
+                if by_reference and item.match is not None
+                else f"{spec.name} `{item.key}` is archived: an upsert does not bring it back.",
             )
         ) from None
     if getattr(current, spec.label_field) != item.key:
