@@ -162,9 +162,44 @@ async def _by_key(session: AsyncSession, spec: EntitySpec, key: str) -> int | No
     return await session.scalar(select(model.id).where(getattr(model, spec.label_field) == key))
 
 
+Target = tuple[int, bool] | None  # (id, whether found by its reference), or nothing
+
+
+async def find(
+    session: AsyncSession, spec: EntitySpec, items: Sequence[UpsertItem]
+) -> list[Target]:
+    """What each item names: the holder of its ``match`` reference, else the row with its
+    key (archived ones included: ``lock`` refuses them). Two statements for any number
+    of items."""
+    if not items:
+        return []
+    model, key_column = spec.model, getattr(spec.model, spec.label_field)
+    pairs = [(i.match.system, i.match.external_id) for i in items if i.match is not None]
+    owners = await external_refs.owners_of(session, spec.name, pairs)
+    keys = [i.key for i in items]
+    rows = await session.execute(select(key_column, model.id).where(key_column.in_(keys)))
+    ids: dict[str, int] = {key: pk for key, pk in rows}
+    found: list[Target] = []
+    for item in items:
+        pair = None if item.match is None else (item.match.system, item.match.external_id)
+        if pair is not None and pair in owners:
+            found.append((owners[pair], True))
+        else:
+            found.append(None if item.key not in ids else (ids[item.key], False))
+    return found
+
+
 async def upsert(
-    session: AsyncSession, actor: Actor, spec: EntitySpec, item: UpsertItem
+    session: AsyncSession,
+    actor: Actor,
+    spec: EntitySpec,
+    item: UpsertItem,
+    found: Target | None = None,
+    *,
+    looked_up: bool = False,
 ) -> tuple[Any, Outcome]:
+    """Create or update what ``item`` names; ``found`` is what ``find`` said of it when
+    ``looked_up`` (a batch finds all its items at once)."""
     refs = list(item.refs)
     if item.match is not None:
         errors = rules.external_ref_rules([item.match], "match")
@@ -174,18 +209,7 @@ async def upsert(
         if all(r.system != item.match.system for r in refs):
             refs.append(item.match)
     given = await lookups.resolve_values(session, item.values)
-    # (id, whether found by its reference)
-    target: tuple[int, bool] | None = None
-    if item.match is not None:
-        owners = await external_refs.owners_of(
-            session, spec.name, [(item.match.system, item.match.external_id)]
-        )
-        owner = owners.get((item.match.system, item.match.external_id))
-        if owner is not None:
-            target = (owner, True)  # found by its reference
-    if target is None:
-        by_key = await _by_key(session, spec, item.key)
-        target = None if by_key is None else (by_key, False)
+    target = found if looked_up else (await find(session, spec, [item]))[0]
     if target is None:
         if item.expected_version not in (None, 0):
             raise Refused(
@@ -315,6 +339,8 @@ async def upsert_many(
             )
         )
     repeated = _repeated(spec, items)
+    valid = [i for n, i in enumerate(items) if isinstance(i, UpsertItem) and n not in repeated]
+    targets = iter(await find(session, spec, valid))
     result = BatchResult()
     for index, item in enumerate(items):
         if isinstance(item, Rejected) or index in repeated:
@@ -322,9 +348,11 @@ async def upsert_many(
             result.results.append(None)
             result.errors += [_at(index, e) for e in refused]
             continue
+        target = next(targets)
         try:
             async with session.begin_nested():
-                result.results.append(await upsert(session, actor, spec, item))
+                done = await upsert(session, actor, spec, item, target, looked_up=True)
+                result.results.append(done)
         except Refused as refused:
             result.results.append(None)
             result.errors += [_at(index, e) for e in refused.errors]
