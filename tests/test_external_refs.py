@@ -89,6 +89,10 @@ async def test_both_read_paths_answer_references_lookups_and_filters_alike(
         "totalCount": 1,
     }
     assert data["initiative"] == {"key": "REF-3", "externalRefs": []}
+    # The demo data gives every product a ServiceNow reference: lists of them compared too.
+    assert all(
+        node["externalRefs"][0]["system"] == "servicenow" for node in data["products"]["nodes"]
+    )
 
     by_ref = """{ initiativeByExternalRef(system: "servicenow", externalId: "CHG0001") { key }
                   missing: initiativeByExternalRef(system: "jira", externalId: "NOPE-1") { key } }"""
