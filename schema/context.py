@@ -21,7 +21,7 @@ from strawberry.dataloader import DataLoader
 from auth import identity
 from auth.principal import Principal
 from domain.errors import DomainError
-from domain.services import reads
+from domain.services import external_refs, reads
 from domain.services.pagination import Ordering, Page, PageRequest
 from domain.settings import Settings
 from schema.atomic import AtomicBatch
@@ -205,6 +205,13 @@ class Context:
             return [found.get(i, []) for i in ids]
 
         return self._loader("user_roles", batch)
+
+    def external_refs(self, entity_type: str) -> DataLoader[int, list[Any]]:
+        async def batch(ids: Sequence[int]) -> list[list[Any]]:
+            found = await self.run(lambda s: external_refs.refs_of(s, entity_type, ids))
+            return [found.get(i, []) for i in ids]
+
+        return self._loader(("external_refs", entity_type), batch)
 
     def blocked_by(self) -> DataLoader[int, list[Any]]:
         async def batch(ids: Sequence[int]) -> list[list[Any]]:

@@ -20,6 +20,7 @@ from schema.types import filters
 from schema.types.audit import AuditEvent
 from schema.types.constraint import TechnicalConstraint
 from schema.types.feed import ChangeEntityType, FeedPage, feed_event, readable_types
+from schema.types.external_ref import by_external_ref_lookup
 from schema.types.fields import by_key_as_of_lookup, by_key_lookup, root_connection
 from schema.types.glossary import GlossaryTerm
 from schema.types.identity import OAuthClient, Role, User, Viewer, viewer_of
@@ -110,6 +111,9 @@ class Query:
     product = by_key_as_of_lookup(
         models.Product, models.Product.key, Product, "Product", "A product by key."
     )
+    product_by_external_ref = by_external_ref_lookup(
+        models.Product, "Product", Product, "A product by one of its external references."
+    )
     initiatives = root_connection(
         models.Initiative,
         Initiative,
@@ -119,6 +123,12 @@ class Query:
     )
     initiative = by_key_as_of_lookup(
         models.Initiative, models.Initiative.key, Initiative, "Initiative", "An initiative by key."
+    )
+    initiative_by_external_ref = by_external_ref_lookup(
+        models.Initiative,
+        "Initiative",
+        Initiative,
+        "An initiative by one of its external references.",
     )
     technical_constraints = root_connection(
         models.TechnicalConstraint,
@@ -133,8 +143,17 @@ class Query:
         TechnicalConstraint,
         "A technical constraint by key.",
     )
+    technical_constraint_by_external_ref = by_external_ref_lookup(
+        models.TechnicalConstraint,
+        "TechnicalConstraint",
+        TechnicalConstraint,
+        "A technical constraint by one of its external references.",
+    )
     kpis = root_connection(models.Kpi, Kpi, filters.KpiFilter, filters.KpiOrder, "KPIs.")
     kpi = by_key_lookup(models.Kpi, models.Kpi.key, Kpi, "A KPI by key.")
+    kpi_by_external_ref = by_external_ref_lookup(
+        models.Kpi, "Kpi", Kpi, "A KPI by one of its external references."
+    )
     glossary_terms = root_connection(
         models.GlossaryTerm,
         GlossaryTerm,

@@ -523,7 +523,9 @@ async def test_documents_generated_over_the_whole_schema_answer_alike(
     # roles to 54 (plans outlive the apps: an answer may be a repeated plan's); a KPI's `trend`
     # (one SQL definition for both paths, reads.trend_columns) to 55. Left to
     # the resolvers: audit `changes`, `viewer`, `asOf`, and invalid series or trend windows.
-    assert answered.get("compiled", 0) + answered.get("repeated", 0) >= 55, answered
+    # The sync fields (`externalRefs`, the `…ByExternalRef` lookups, both compiled) changed
+    # what seed 17 walks: 51, every decline still one of those (checked reason by reason).
+    assert answered.get("compiled", 0) + answered.get("repeated", 0) >= 51, answered
 
 
 ADMIN_READS = """query Admin($ids: [ID!]!) {

@@ -116,7 +116,7 @@ def _selection(field: GraphQLField) -> str:
 
 
 def _arguments(field: GraphQLField) -> str:
-    given = {"key": '"NOPE"', "term": '"Nope"'}
+    given = {"key": '"NOPE"', "term": '"Nope"', "system": '"jira"', "externalId": '"NOPE-1"'}
     required = [
         name
         for name, arg in field.args.items()

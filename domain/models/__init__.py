@@ -17,6 +17,7 @@ from domain.models.enums import (
     LifecycleStage,
     TeamKind,
 )
+from domain.models.external_refs import ExternalRef
 from domain.models.kpi import GlossaryTerm, Kpi, KpiMeasurement
 from domain.models.portfolio import (
     Initiative,
@@ -34,6 +35,7 @@ from domain.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpo
 __all__ = [
     "AuditAction",
     "AuditEvent",
+    "ExternalRef",
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookEndpoint",

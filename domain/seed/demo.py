@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.models import (
+    ExternalRef,
     GlossaryTerm,
     Initiative,
     Kpi,
@@ -21,6 +22,7 @@ from domain.models import (
     initiative_kpis,
     initiative_products,
 )
+from domain.models.external_refs import OWNER_COLUMNS
 from domain.seed import demo_data as data
 from domain.seed.bulk import Row, assign_ids, copy_rows, insert_keyed, key_exists, table_of
 from domain.seed.kpi_kinds import (
@@ -40,6 +42,7 @@ DATASET = "demo portfolio"
 MARKER_PRODUCT = "PAY"  # present ⇔ the demo was loaded
 SEED = 20261101
 SOURCE = "demo-seed"
+JIRA = "https://jira.example.com/browse/"
 
 
 async def seed_demo(session: AsyncSession) -> SeedReport:
@@ -68,6 +71,7 @@ async def seed_demo(session: AsyncSession) -> SeedReport:
     )
     measurements = await copy_rows(session, KpiMeasurement, _measurement_rows(kpis, series))
     terms = await copy_rows(session, GlossaryTerm, [t._asdict() for t in data.GLOSSARY])
+    await copy_rows(session, ExternalRef, _external_ref_rows(products, initiatives))
     return SeedReport(
         DATASET,
         teams=len(teams),
@@ -78,6 +82,35 @@ async def seed_demo(session: AsyncSession) -> SeedReport:
         measurements=measurements,
         glossary_terms=terms,
     )
+
+
+def _external_ref_rows(products: dict[str, int], initiatives: dict[str, int]) -> list[Row]:
+    """Jira issues for every other initiative and a ServiceNow service for each product:
+    references as a sync job would have set them (read on both paths, filterable)."""
+    rows: list[Row] = []
+    for number, key in enumerate(sorted(initiatives)):
+        if number % 2 == 0:
+            issue = f"PORT-{100 + number}"
+            pk = initiatives[key]
+            rows.append(_ref_row("Initiative", "initiative_id", pk, "jira", issue, JIRA + issue))
+    for number, key in enumerate(sorted(products)):
+        service = f"SVC{1000 + number}"
+        rows.append(_ref_row("Product", "product_id", products[key], "servicenow", service, None))
+    return rows
+
+
+def _ref_row(
+    entity_type: str, column: str, pk: int, system: str, external_id: str, url: str | None
+) -> Row:
+    # COPY takes one column list for all rows: every owner column, one of them set.
+    owners = dict.fromkeys(OWNER_COLUMNS.values()) | {column: pk}
+    return {
+        "entity_type": entity_type,
+        **owners,
+        "system": system,
+        "external_id": external_id,
+        "url": url,
+    }
 
 
 def _product_rows(teams: dict[str, int]) -> list[Row]:

@@ -50,6 +50,7 @@ from domain.models import (
     constraint_products,
     initiative_products,
 )
+from domain.services import external_refs
 from domain.services.pagination import Ordering
 
 MAX_SEARCH_LENGTH = 200
@@ -88,6 +89,13 @@ def _date_range(
 
 def _in(column: Any, values: Sequence[Any] | None) -> list[ColumnElement[bool]]:
     return [column.in_(values)] if values is not None else []
+
+
+def _referenced(
+    entity_type: str, id_column: Any, ref: tuple[str, str] | None
+) -> list[ColumnElement[bool]]:
+    """Has this external reference (system, external ID)."""
+    return [] if ref is None else [external_refs.matches(entity_type, id_column, *ref)]
 
 
 def _active(model: Any) -> ColumnElement[bool]:
@@ -139,6 +147,7 @@ class ProductFilter:
     keys: tuple[str, ...] | None = None
     lifecycle_stages: tuple[LifecycleStage, ...] | None = None
     owner_team_ids: tuple[int, ...] | None = None
+    external_ref: tuple[str, str] | None = None
     search: str | None = None
     updated_since: datetime | None = None
 
@@ -149,6 +158,7 @@ class ProductFilter:
             *_in(Product.key, self.keys),
             *_in(Product.lifecycle_stage, self.lifecycle_stages),
             search_clause(Product.search_document, self.search),
+            *_referenced("Product", Product.id, self.external_ref),
         ]
         if self.owner_team_ids is not None:
             clauses.append(
@@ -182,6 +192,7 @@ class InitiativeFilter:
     starts_to: date | None = None
     ends_from: date | None = None
     ends_to: date | None = None
+    external_ref: tuple[str, str] | None = None
     search: str | None = None
     updated_since: datetime | None = None
 
@@ -196,6 +207,7 @@ class InitiativeFilter:
             *_date_range(Initiative.target_start, self.starts_from, self.starts_to, "targetStart"),
             *_date_range(Initiative.target_end, self.ends_from, self.ends_to, "targetEnd"),
             search_clause(Initiative.search_document, self.search),
+            *_referenced("Initiative", Initiative.id, self.external_ref),
         ]
         if self.product_ids is not None:
             clauses.append(
@@ -243,6 +255,7 @@ class ConstraintFilter:
     initiative_ids: tuple[int, ...] | None = None
     due_from: date | None = None
     due_to: date | None = None
+    external_ref: tuple[str, str] | None = None
     search: str | None = None
     updated_since: datetime | None = None
 
@@ -256,6 +269,7 @@ class ConstraintFilter:
             *_in(TechnicalConstraint.status, self.statuses),
             *_date_range(TechnicalConstraint.due_date, self.due_from, self.due_to, "dueDate"),
             search_clause(TechnicalConstraint.search_document, self.search),
+            *_referenced("TechnicalConstraint", TechnicalConstraint.id, self.external_ref),
         ]
         if self.product_ids is not None:
             clauses.append(
@@ -294,6 +308,7 @@ class KpiFilter:
     product_ids: tuple[int, ...] | None = None
     owner_team_ids: tuple[int, ...] | None = None
     statuses: tuple[KpiStatus, ...] | None = None
+    external_ref: tuple[str, str] | None = None
     is_stale: bool | None = None
     it_importance_levels: tuple[KpiImportance, ...] | None = None
     product_importance_levels: tuple[KpiImportance, ...] | None = None
@@ -313,6 +328,7 @@ class KpiFilter:
             *_in(Kpi.it_importance_level, self.it_importance_levels),
             *_in(Kpi.product_importance_level, self.product_importance_levels),
             search_clause(Kpi.search_document, self.search),
+            *_referenced("Kpi", Kpi.id, self.external_ref),
         ]
         if self.is_stale is not None:
             stale = Kpi.is_stale.expression

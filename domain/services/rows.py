@@ -162,25 +162,28 @@ async def write(
 
 
 @lru_cache(maxsize=256)
-def _insert_statement(model: Any, names: tuple[str, ...]) -> Select[Any]:
+def _insert_statement(model: Any, names: tuple[str, ...], if_absent: str | None) -> Select[Any]:
     table = model.__table__
-    created = (
-        insert(table)
-        .values({name: bindparam(f"v_{name}") for name in names})
-        .returning(*_stored(model))
-        .cte("created")
-    )
+    inserted = insert(table).values({name: bindparam(f"v_{name}") for name in names})
+    if if_absent is not None:
+        inserted = inserted.on_conflict_do_nothing(index_elements=[if_absent])
+    created = inserted.returning(*_stored(model)).cte("created")
     return select(*_over(model, created))
 
 
-async def insert_row(session: AsyncSession, model: Any, values: Mapping[str, Any]) -> Row[Any]:
-    """One statement: insert the row and return it as stored."""
+async def insert_row(
+    session: AsyncSession, model: Any, values: Mapping[str, Any], *, if_absent: str | None = None
+) -> Row[Any] | None:
+    """One statement: insert the row and return it as stored. With ``if_absent`` (a
+    unique column), nothing is inserted and None returned when a row already holds that
+    value (PostgreSQL waits for a transaction inserting it to end first: a race of two
+    inserts of one key yields one row)."""
     names = tuple(sorted(values))
     connection = await session.connection()
     result = await connection.execute(
-        _insert_statement(model, names), {f"v_{name}": values[name] for name in names}
+        _insert_statement(model, names, if_absent), {f"v_{name}": values[name] for name in names}
     )
-    return result.one()
+    return result.one() if if_absent is None else result.first()
 
 
 @cache

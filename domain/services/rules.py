@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,9 +16,11 @@ from domain.models import (
     InitiativeStatus,
     KpiDirection,
 )
+from domain.models.external_refs import MAX_EXTERNAL_ID, MAX_URL, SYSTEM_PATTERN
 from domain.models.kpi import MAX_EXPECTED_INTERVAL_SECONDS, MIN_EXPECTED_INTERVAL_SECONDS
 from domain.models.portfolio import KEY_PATTERN
 from domain.services import reads
+from domain.services.external_refs import RefIn
 from domain.services.spelling import camel
 from domain.services.writes import Refused, UserError
 
@@ -271,3 +274,61 @@ async def check_can_start(session: AsyncSession, initiative: Any) -> None:
                 "them before starting it.",
             )
         )
+
+
+_SYSTEM = re.compile(SYSTEM_PATTERN)
+
+
+def external_ref_rules(refs: Sequence[RefIn], field: str) -> list[UserError]:
+    """References given in ``field`` (a list): a short slug as the system, a non-empty
+    bounded ID, an absolute http(s) URL if any, and at most one per system."""
+    errors: list[UserError] = []
+    seen: set[str] = set()
+    for index, ref in enumerate(refs):
+        where = f"{field}.{index}"
+        if not _SYSTEM.match(ref.system):
+            errors.append(
+                UserError(
+                    f"{where}.system",
+                    "INVALID",
+                    "`system` must be a short lowercase name: a letter, then up to 31 "
+                    "letters, digits, `_`, `.` or `-` (e.g. `jira`).",
+                )
+            )
+        elif ref.system in seen:
+            errors.append(
+                UserError(
+                    f"{where}.system",
+                    "INVALID",
+                    f"`{ref.system}` is given twice: an object has one reference per system.",
+                )
+            )
+        seen.add(ref.system)
+        if not ref.external_id.strip():
+            errors.append(UserError(f"{where}.external_id", "INVALID", "`externalId` is empty."))
+        elif len(ref.external_id) > MAX_EXTERNAL_ID:
+            errors.append(
+                UserError(
+                    f"{where}.external_id",
+                    "INVALID",
+                    f"`externalId` is limited to {MAX_EXTERNAL_ID} characters.",
+                )
+            )
+        if ref.url is not None:
+            message = _url_problem(ref.url)
+            if message is not None:
+                errors.append(UserError(f"{where}.url", "INVALID", message))
+    return errors
+
+
+def _url_problem(url: str) -> str | None:
+    if len(url) > MAX_URL:
+        return f"`url` is limited to {MAX_URL} characters."
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        host = None
+    if host is None or parts.scheme not in {"http", "https"} or any(c.isspace() for c in url):
+        return "`url` must be an absolute http:// or https:// URL."
+    return None

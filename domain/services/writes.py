@@ -76,6 +76,16 @@ class EntitySpec:
     validate: Validator = no_rules
 
 
+@dataclass(frozen=True)
+class Attached:
+    """What a write stores beside its row (external references): saved once the row is
+    there, and recorded in the row's own audit event (``changes``: audit entries), so
+    that a change of them alone is a new version of the object too."""
+
+    changes: Mapping[str, Any]
+    save: Callable[[AsyncSession, int], Awaitable[None]]
+
+
 def label(spec: EntitySpec, entity: Any) -> str:
     return f"{spec.name} {getattr(entity, spec.label_field)}"
 
@@ -163,20 +173,35 @@ async def check_references(
 
 
 async def create(
-    session: AsyncSession, actor: Actor, spec: EntitySpec, values: dict[str, Any]
+    session: AsyncSession,
+    actor: Actor,
+    spec: EntitySpec,
+    values: dict[str, Any],
+    attached: Attached | None = None,
+    *,
+    if_absent: bool = False,
 ) -> Any:
+    """Insert the row (and ``attached``); with ``if_absent``, None instead of DUPLICATE
+    when its key is taken, after waiting for a transaction that is inserting it."""
     state = {name: values.get(name) for name in spec.fields}
     await _check(session, spec, state, None)
     try:
         row = await rows.insert_row(
-            session, spec.model, {k: v for k, v in values.items() if v is not None}
+            session,
+            spec.model,
+            {k: v for k, v in values.items() if v is not None},
+            if_absent=spec.label_field if if_absent else None,
         )
     except IntegrityError as error:
         raise duplicate(spec, error) from None
+    if row is None:
+        return None
     # The values as stored (rounded, defaulted), as the audit trail always showed them.
-    await audit.record(
-        session, actor, spec.name, row.id, AuditAction.CREATE, audit.created(row, spec.fields)
-    )
+    changes = audit.created(row, spec.fields)
+    if attached is not None:
+        await attached.save(session, row.id)
+        changes |= attached.changes
+    await audit.record(session, actor, spec.name, row.id, AuditAction.CREATE, changes)
     return rows.adopt(session, spec.model, row)
 
 
@@ -198,25 +223,23 @@ async def change(
     spec: EntitySpec,
     current: Row[Any],
     changes: dict[str, Any],
+    attached: Attached | None = None,
 ) -> Any:
-    """Apply ``changes`` to a row ``lock`` returned, once the rules pass on the new state."""
+    """Apply ``changes`` (and ``attached``) to a row ``lock`` returned, once the rules
+    pass on the new state."""
     before = {name: getattr(current, name) for name in spec.fields}
     state = {**before, **changes}
     await _check(session, spec, state, current)
     changed = {name: value for name, value in changes.items() if before[name] != value}
-    if not changed:
+    if not changed and (attached is None or not attached.changes):
         # Nothing to change: no new version, no audit event.
         return rows.adopt(session, spec.model, current)
     version = (current.version, current.version + 1)
-    written = await _write(
-        session,
-        actor,
-        spec,
-        current.id,
-        changed,
-        AuditAction.UPDATE,
-        audit.diff(before, changed, version=version),
-    )
+    events = audit.diff(before, changed, version=version)
+    if attached is not None and attached.changes:
+        await attached.save(session, current.id)
+        events |= attached.changes
+    written = await _write(session, actor, spec, current.id, changed, AuditAction.UPDATE, events)
     if spec.model is TechnicalConstraint and _blocking(before) != _blocking(state):
         await blocking.bump_initiatives_of_constraint(
             session, current.id, actor.user_id, actor.client_id

@@ -44,7 +44,7 @@ from sqlalchemy.sql.util import ClauseAdapter
 from strawberry.types.arguments import convert_arguments
 
 from domain.errors import DomainError
-from domain.services import reads
+from domain.services import external_refs, reads
 from domain.services.pagination import PageRequest, page_request
 from schema.compiled import connections, jsontext, objects
 from schema.compiled.binding import Site
@@ -130,11 +130,31 @@ class Compiler:
             return self.rows(statement, alias).where(
                 self.adapt(alias, column) == key, alias.archived_at.is_(None)
             )
+        if "external_ref_lookup" in meta:
+            return self._by_external_ref(node, named, meta["external_ref_lookup"], args)
         if node.name.value == "node":
             return self._node(node, args["id"])
         if node.name.value == "nodes":
             return self._nodes(node, args["ids"])
         raise Unsupported(f"Query.{node.name.value}")
+
+    def _by_external_ref(
+        self, node: FieldNode, named: str, lookup: tuple[Any, str], args: dict[str, Any]
+    ) -> Select[Any]:
+        """``initiativeByExternalRef(system:, externalId:)``: the active object holding
+        the reference, as ``external_refs.active_owner`` finds it."""
+        model, entity_type = lookup
+        alias = self.alias(model)
+        system = self.parameter(node, ("system",), args["system"], Text)
+        external_id = self.parameter(node, ("externalId",), args["external_id"], Text)
+        holds = external_refs.matches(
+            entity_type,
+            alias.id,
+            args["system"] if system is None else system,
+            args["external_id"] if external_id is None else external_id,
+        )
+        statement = select(self.object(named, alias, node)).select_from(alias)
+        return self.rows(statement, alias).where(holds, alias.archived_at.is_(None))
 
     def _nodes(self, node: FieldNode, ids: list[str]) -> Select[Any]:
         """``nodes(ids:)``: each as ``node(id:)`` would find it, in the order given. The

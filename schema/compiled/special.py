@@ -61,6 +61,22 @@ def _blocked_by(c: Compiler, alias: Any, node: FieldNode, definition: Any, field
     )
 
 
+def _external_refs(entity_type: str) -> Special:
+    """``externalRefs`` as ``external_refs.refs_of`` reads them: ordered by system."""
+
+    def compile_refs(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any) -> Any:
+        ref = c.alias(models.ExternalRef)
+        return (
+            select(jsontext.json_array(c.object("ExternalRef", ref, node), ref.system))
+            .select_from(ref)
+            .where(ref.entity_type == entity_type, ref.entity_id == alias.id)
+            .correlate(alias)
+            .scalar_subquery()
+        )
+
+    return compile_refs
+
+
 def _latest(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any) -> Any:
     measurement = c.alias(models.KpiMeasurement)
     return (
@@ -242,6 +258,10 @@ SPECIAL: dict[tuple[str, str], Special] = {
     ("Initiative", "wsjf"): _score("wsjf_score", "wsjf_explanation"),
     ("Initiative", "blockedBy"): _blocked_by,
     ("Initiative", "estimatedCost"): _estimated_cost,
+    **{
+        (type_name, "externalRefs"): _external_refs(type_name)
+        for type_name in ("Product", "Initiative", "TechnicalConstraint", "Kpi")
+    },
     ("Kpi", "latest"): _latest,
     ("Kpi", "latestValue"): _latest_value,
     ("Kpi", "status"): _status,

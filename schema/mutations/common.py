@@ -15,6 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.errors import DomainError, InvalidInput
 from domain.models import Base
+from domain.services import lookups
+from domain.services.external_refs import RefIn
+from domain.services.lookups import Lookup
 from domain.services.spelling import camel, camel_path
 from domain.services.writes import Actor, Refused
 from domain.services.writes import UserError as ServiceError
@@ -139,20 +142,82 @@ def decode_reference(global_id: str, type_name: str, field: str) -> int:
     return pk
 
 
-def given_values(data: Any, references: Mapping[str, str]) -> dict[str, Any]:
+# Input fields that are not values of the object: which object (``id``, ``key`` of an
+# update), its version, its references (written beside it), an upsert's `match`.
+NOT_VALUES = frozenset({"id", "key", "expected_version", "external_refs", "match"})
+
+
+def given_values(
+    data: Any,
+    references: Mapping[str, str],
+    lookups: Mapping[str, tuple[str, str]] | None = None,
+    *,
+    creating: bool = False,
+) -> dict[str, Any]:
     """The input fields the caller set (UNSET ones left out), with global IDs of
-    ``references`` (field -> type name) decoded to primary keys."""
-    values = {}
+    ``references`` (field -> type name) decoded to primary keys, and the objects named
+    by ``lookups`` (field -> (column, type name), e.g. ``parent: {key: ...}``) as
+    ``Lookup``s for ``lookups.resolve_values``. A create's ``key`` is a value."""
+    lookups = lookups or {}
+    skipped = NOT_VALUES - {"key"} if creating else NOT_VALUES
+    values: dict[str, Any] = {}
     for field in dataclasses.fields(data):
         value = getattr(data, field.name)
-        if value is strawberry.UNSET or field.name in {"id", "expected_version"}:
+        if value is strawberry.UNSET or field.name in skipped:
+            continue
+        if field.name in lookups:
+            column, type_name = lookups[field.name]
+            if getattr(data, column, strawberry.UNSET) not in (strawberry.UNSET, None):
+                raise Refused(
+                    ServiceError(
+                        field.name,
+                        "INVALID",
+                        f"Give `{camel(column)}` or `{camel(field.name)}`, not both.",
+                    )
+                )
+            values[column] = None if value is None else lookup_of(value, type_name, field.name)
             continue
         if field.name in references and value is not None:
             value = decode_reference(value, references[field.name], field.name)
         if isinstance(value, Decimal):
             check_decimal(field.name, value)
-        values[field.name] = value
+        values.setdefault(field.name, value)
     return values
+
+
+def lookup_of(given: Any, type_name: str, field: str) -> Lookup:
+    """A ``...Lookup`` input (one of id, key, externalRef: GraphQL's @oneOf checked it)."""
+    if given.id is not strawberry.UNSET and given.id is not None:
+        return Lookup(type_name, id=decode_reference(given.id, type_name, f"{field}.id"))
+    if given.key is not strawberry.UNSET and given.key is not None:
+        return Lookup(type_name, key=given.key, field=f"{field}.key")
+    ref = given.external_ref
+    return Lookup(type_name, ref=RefIn(ref.system, ref.external_id), field=f"{field}.external_ref")
+
+
+def target_of(data: Any, type_name: str) -> Lookup:
+    """The object an input changes, by ``id`` or by ``key``: exactly one."""
+    key = getattr(data, "key", None)  # a glossary term's `term` is changeable: IDs only
+    if (data.id is None) == (key is None):
+        raise Refused(
+            ServiceError(None, "INVALID", f"Name the {type_name} by `id` or by `key`: exactly one.")
+        )
+    if data.id is not None:
+        return Lookup(type_name, id=decode_reference(data.id, type_name, "id"))
+    return Lookup(type_name, key=key, field="key")
+
+
+async def target_id(session: AsyncSession, data: Any, type_name: str) -> int:
+    """The primary key of the object an input changes (NOT_FOUND for an unknown key)."""
+    return (await lookups.resolve(session, {"id": target_of(data, type_name)}))["id"]
+
+
+def refs_given(data: Any) -> list[RefIn]:
+    """The external references an input sets (none when left out)."""
+    given = getattr(data, "external_refs", None)
+    if given is strawberry.UNSET or given is None:
+        return []
+    return [RefIn(r.system, r.external_id, r.url) for r in given]
 
 
 def check_decimal(field: str, value: Decimal) -> None:

@@ -6,11 +6,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.scopes import Scope
-from domain.services import links
+from domain.services import links, lookups
+from domain.services.lookups import Lookup
+from domain.services.spelling import camel
+from domain.services.writes import Actor, Refused
+from domain.services.writes import UserError as ServiceError
 from schema.mutations import inputs
-from schema.mutations.common import WHAT_TO_LINK, decode_reference, linking, run
+from schema.mutations.common import WHAT_TO_LINK, decode_reference, linking, lookup_of, run
 from schema.mutations.payloads import (
     ConstraintInitiativePayload,
     ConstraintProductPayload,
@@ -20,13 +25,40 @@ from schema.mutations.payloads import (
 from schema.permissions import guarded
 
 
-def link_ids(data: Any, spec: links.LinkSpec) -> tuple[int, int]:
+def _named(data: Any, column: str, type_name: str) -> Lookup:
+    """One end of a link: by global ID (``initiativeId``) or by lookup (``initiative``),
+    exactly one."""
+    field = column.removesuffix("_id")
+    global_id, lookup = getattr(data, column), getattr(data, field)
+    if (global_id is None) == (lookup is None):
+        raise Refused(
+            ServiceError(
+                None,
+                "INVALID",
+                f"Name the {type_name} by `{camel(column)}` or by `{camel(field)}`: exactly one.",
+            )
+        )
+    if global_id is not None:
+        return Lookup(type_name, id=decode_reference(global_id, type_name, column))
+    return lookup_of(lookup, type_name, field)
+
+
+async def link_ids(session: AsyncSession, data: Any, spec: links.LinkSpec) -> tuple[int, int]:
     """The primary keys of the owner and the target a link input names."""
-    owner = decode_reference(getattr(data, spec.owner_column), spec.owner.name, spec.owner_column)
-    target = decode_reference(
-        getattr(data, spec.target_column), spec.target.name, spec.target_column
+    found = await lookups.resolve(
+        session,
+        {
+            spec.owner_column: _named(data, spec.owner_column, spec.owner.name),
+            spec.target_column: _named(data, spec.target_column, spec.target.name),
+        },
     )
-    return owner, target
+    return found[spec.owner_column], found[spec.target_column]
+
+
+async def linked(
+    session: AsyncSession, actor: Actor, change: Any, spec: links.LinkSpec, data: Any
+) -> Any:
+    return await change(session, actor, spec, *await link_ids(session, data, spec))
 
 
 @strawberry.type(description="Links between products, initiatives, constraints and KPIs.")
@@ -40,8 +72,8 @@ class LinkMutation:
     ) -> InitiativeProductPayload | None:
         outcome = await run(
             info,
-            lambda session, actor: links.link(
-                session, actor, links.INITIATIVE_PRODUCT, *link_ids(input, links.INITIATIVE_PRODUCT)
+            lambda session, actor: linked(
+                session, actor, links.link, links.INITIATIVE_PRODUCT, input
             ),
         )
         initiative, product = outcome.value or (None, None)
@@ -58,8 +90,8 @@ class LinkMutation:
     ) -> InitiativeProductPayload | None:
         outcome = await run(
             info,
-            lambda session, actor: links.unlink(
-                session, actor, links.INITIATIVE_PRODUCT, *link_ids(input, links.INITIATIVE_PRODUCT)
+            lambda session, actor: linked(
+                session, actor, links.unlink, links.INITIATIVE_PRODUCT, input
             ),
         )
         initiative, product = outcome.value or (None, None)
@@ -76,8 +108,8 @@ class LinkMutation:
     ) -> ConstraintProductPayload | None:
         outcome = await run(
             info,
-            lambda session, actor: links.link(
-                session, actor, links.CONSTRAINT_PRODUCT, *link_ids(input, links.CONSTRAINT_PRODUCT)
+            lambda session, actor: linked(
+                session, actor, links.link, links.CONSTRAINT_PRODUCT, input
             ),
         )
         technical_constraint, product = outcome.value or (None, None)
@@ -94,8 +126,8 @@ class LinkMutation:
     ) -> ConstraintProductPayload | None:
         outcome = await run(
             info,
-            lambda session, actor: links.unlink(
-                session, actor, links.CONSTRAINT_PRODUCT, *link_ids(input, links.CONSTRAINT_PRODUCT)
+            lambda session, actor: linked(
+                session, actor, links.unlink, links.CONSTRAINT_PRODUCT, input
             ),
         )
         technical_constraint, product = outcome.value or (None, None)
@@ -114,11 +146,8 @@ class LinkMutation:
     ) -> ConstraintInitiativePayload | None:
         outcome = await run(
             info,
-            lambda session, actor: links.link(
-                session,
-                actor,
-                links.CONSTRAINT_INITIATIVE,
-                *link_ids(input, links.CONSTRAINT_INITIATIVE),
+            lambda session, actor: linked(
+                session, actor, links.link, links.CONSTRAINT_INITIATIVE, input
             ),
         )
         technical_constraint, initiative = outcome.value or (None, None)
@@ -141,11 +170,8 @@ class LinkMutation:
     ) -> ConstraintInitiativePayload | None:
         outcome = await run(
             info,
-            lambda session, actor: links.unlink(
-                session,
-                actor,
-                links.CONSTRAINT_INITIATIVE,
-                *link_ids(input, links.CONSTRAINT_INITIATIVE),
+            lambda session, actor: linked(
+                session, actor, links.unlink, links.CONSTRAINT_INITIATIVE, input
             ),
         )
         technical_constraint, initiative = outcome.value or (None, None)
@@ -163,9 +189,7 @@ class LinkMutation:
     ) -> InitiativeKpiPayload | None:
         outcome = await run(
             info,
-            lambda session, actor: links.link(
-                session, actor, links.INITIATIVE_KPI, *link_ids(input, links.INITIATIVE_KPI)
-            ),
+            lambda session, actor: linked(session, actor, links.link, links.INITIATIVE_KPI, input),
         )
         initiative, kpi = outcome.value or (None, None)
         return InitiativeKpiPayload(initiative=initiative, kpi=kpi, user_errors=outcome.errors)
@@ -179,8 +203,8 @@ class LinkMutation:
     ) -> InitiativeKpiPayload | None:
         outcome = await run(
             info,
-            lambda session, actor: links.unlink(
-                session, actor, links.INITIATIVE_KPI, *link_ids(input, links.INITIATIVE_KPI)
+            lambda session, actor: linked(
+                session, actor, links.unlink, links.INITIATIVE_KPI, input
             ),
         )
         initiative, kpi = outcome.value or (None, None)

@@ -4,21 +4,24 @@ initiatives and constraints between statuses. One resolver each, calling its ser
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.scopes import Scope
-from domain.services import specs, status, writes
+from domain.services import lookups, specs, status, sync, writes
+from domain.services.writes import Actor, EntitySpec
 from schema.mutations import inputs
 from schema.mutations.common import (
     WHAT_TO_DO,
     archiving,
     changing,
     creating,
-    entity_id,
     given_values,
+    refs_given,
     run,
+    target_id,
 )
 from schema.mutations.payloads import (
     GlossaryTermPayload,
@@ -30,11 +33,54 @@ from schema.mutations.payloads import (
 )
 from schema.permissions import guarded
 
-# References each input carries as global IDs: field -> the type they must name.
+# References each input carries as global IDs: field -> the type they must name; and
+# as lookups (by ID, key or external reference): field -> (the column, the type).
 PRODUCT_REFS = {"business_owner_team_id": "Team", "technology_owner_team_id": "Team"}
 INITIATIVE_REFS = {"parent_id": "Initiative", "owner_team_id": "Team"}
 KPI_REFS = {"product_id": "Product", "owner_team_id": "Team"}
 NO_REFS: dict[str, str] = {}
+LOOKUPS: dict[str, dict[str, tuple[str, str]]] = {
+    specs.PRODUCT.name: {
+        "business_owner_team": ("business_owner_team_id", "Team"),
+        "technology_owner_team": ("technology_owner_team_id", "Team"),
+    },
+    specs.INITIATIVE.name: {
+        "parent": ("parent_id", "Initiative"),
+        "owner_team": ("owner_team_id", "Team"),
+    },
+    specs.KPI.name: {"product": ("product_id", "Product"), "owner_team": ("owner_team_id", "Team")},
+}
+
+
+async def create(
+    session: AsyncSession, actor: Actor, spec: EntitySpec, data: Any, references: dict[str, str]
+) -> Any:
+    given = given_values(data, references, LOOKUPS.get(spec.name), creating=True)
+    values = await lookups.resolve_values(session, given)
+    return await sync.create(session, actor, spec, values, refs_given(data))
+
+
+async def update(
+    session: AsyncSession, actor: Actor, spec: EntitySpec, data: Any, references: dict[str, str]
+) -> Any:
+    pk = await target_id(session, data, spec.name)
+    given = given_values(data, references, LOOKUPS.get(spec.name))
+    values = await lookups.resolve_values(session, given)
+    return await sync.update(
+        session, actor, spec, pk, data.expected_version, values, refs_given(data)
+    )
+
+
+async def archive(session: AsyncSession, actor: Actor, spec: EntitySpec, data: Any) -> Any:
+    pk = await target_id(session, data, spec.name)
+    return await writes.archive(session, actor, spec, pk, data.expected_version)
+
+
+async def set_status(
+    session: AsyncSession, actor: Actor, change: Any, spec: EntitySpec, data: Any
+) -> Any:
+    pk = await target_id(session, data, spec.name)
+    return await change(session, actor, pk, data.status, data.expected_version)
 
 
 @strawberry.type(description="Changes to the portfolio: products, roadmap, constraints, KPIs.")
@@ -45,9 +91,7 @@ class EntityMutation:
     ) -> TeamPayload | None:
         outcome = await run(
             info,
-            lambda session, actor: writes.create(
-                session, actor, specs.TEAM, given_values(input, NO_REFS)
-            ),
+            lambda session, actor: create(session, actor, specs.TEAM, input, NO_REFS),
         )
         return TeamPayload(team=outcome.value, user_errors=outcome.errors)
 
@@ -57,14 +101,7 @@ class EntityMutation:
     ) -> TeamPayload | None:
         outcome = await run(
             info,
-            lambda session, actor: writes.update(
-                session,
-                actor,
-                specs.TEAM,
-                entity_id(input, "Team"),
-                input.expected_version,
-                given_values(input, NO_REFS),
-            ),
+            lambda session, actor: update(session, actor, specs.TEAM, input, NO_REFS),
         )
         return TeamPayload(team=outcome.value, user_errors=outcome.errors)
 
@@ -74,9 +111,7 @@ class EntityMutation:
     ) -> TeamPayload | None:
         outcome = await run(
             info,
-            lambda session, actor: writes.archive(
-                session, actor, specs.TEAM, entity_id(input, "Team"), input.expected_version
-            ),
+            lambda session, actor: archive(session, actor, specs.TEAM, input),
         )
         return TeamPayload(team=outcome.value, user_errors=outcome.errors)
 
@@ -86,9 +121,7 @@ class EntityMutation:
     ) -> ProductPayload | None:
         outcome = await run(
             info,
-            lambda session, actor: writes.create(
-                session, actor, specs.PRODUCT, given_values(input, PRODUCT_REFS)
-            ),
+            lambda session, actor: create(session, actor, specs.PRODUCT, input, PRODUCT_REFS),
         )
         return ProductPayload(product=outcome.value, user_errors=outcome.errors)
 
@@ -98,14 +131,7 @@ class EntityMutation:
     ) -> ProductPayload | None:
         outcome = await run(
             info,
-            lambda session, actor: writes.update(
-                session,
-                actor,
-                specs.PRODUCT,
-                entity_id(input, "Product"),
-                input.expected_version,
-                given_values(input, PRODUCT_REFS),
-            ),
+            lambda session, actor: update(session, actor, specs.PRODUCT, input, PRODUCT_REFS),
         )
         return ProductPayload(product=outcome.value, user_errors=outcome.errors)
 
@@ -117,9 +143,7 @@ class EntityMutation:
     ) -> ProductPayload | None:
         outcome = await run(
             info,
-            lambda session, actor: writes.archive(
-                session, actor, specs.PRODUCT, entity_id(input, "Product"), input.expected_version
-            ),
+            lambda session, actor: archive(session, actor, specs.PRODUCT, input),
         )
         return ProductPayload(product=outcome.value, user_errors=outcome.errors)
 
@@ -131,9 +155,7 @@ class EntityMutation:
     ) -> InitiativePayload | None:
         outcome = await run(
             info,
-            lambda session, actor: writes.create(
-                session, actor, specs.INITIATIVE, given_values(input, INITIATIVE_REFS)
-            ),
+            lambda session, actor: create(session, actor, specs.INITIATIVE, input, INITIATIVE_REFS),
         )
         return InitiativePayload(initiative=outcome.value, user_errors=outcome.errors)
 
@@ -145,14 +167,7 @@ class EntityMutation:
     ) -> InitiativePayload | None:
         outcome = await run(
             info,
-            lambda session, actor: writes.update(
-                session,
-                actor,
-                specs.INITIATIVE,
-                entity_id(input, "Initiative"),
-                input.expected_version,
-                given_values(input, INITIATIVE_REFS),
-            ),
+            lambda session, actor: update(session, actor, specs.INITIATIVE, input, INITIATIVE_REFS),
         )
         return InitiativePayload(initiative=outcome.value, user_errors=outcome.errors)
 
@@ -164,13 +179,7 @@ class EntityMutation:
     ) -> InitiativePayload | None:
         outcome = await run(
             info,
-            lambda session, actor: writes.archive(
-                session,
-                actor,
-                specs.INITIATIVE,
-                entity_id(input, "Initiative"),
-                input.expected_version,
-            ),
+            lambda session, actor: archive(session, actor, specs.INITIATIVE, input),
         )
         return InitiativePayload(initiative=outcome.value, user_errors=outcome.errors)
 
@@ -185,9 +194,7 @@ class EntityMutation:
     ) -> TechnicalConstraintPayload | None:
         outcome = await run(
             info,
-            lambda session, actor: writes.create(
-                session, actor, specs.CONSTRAINT, given_values(input, NO_REFS)
-            ),
+            lambda session, actor: create(session, actor, specs.CONSTRAINT, input, NO_REFS),
         )
         return TechnicalConstraintPayload(
             technical_constraint=outcome.value, user_errors=outcome.errors
@@ -204,14 +211,7 @@ class EntityMutation:
     ) -> TechnicalConstraintPayload | None:
         outcome = await run(
             info,
-            lambda session, actor: writes.update(
-                session,
-                actor,
-                specs.CONSTRAINT,
-                entity_id(input, "TechnicalConstraint"),
-                input.expected_version,
-                given_values(input, NO_REFS),
-            ),
+            lambda session, actor: update(session, actor, specs.CONSTRAINT, input, NO_REFS),
         )
         return TechnicalConstraintPayload(
             technical_constraint=outcome.value, user_errors=outcome.errors
@@ -226,13 +226,7 @@ class EntityMutation:
     ) -> TechnicalConstraintPayload | None:
         outcome = await run(
             info,
-            lambda session, actor: writes.archive(
-                session,
-                actor,
-                specs.CONSTRAINT,
-                entity_id(input, "TechnicalConstraint"),
-                input.expected_version,
-            ),
+            lambda session, actor: archive(session, actor, specs.CONSTRAINT, input),
         )
         return TechnicalConstraintPayload(
             technical_constraint=outcome.value, user_errors=outcome.errors
@@ -244,9 +238,7 @@ class EntityMutation:
     ) -> KpiPayload | None:
         outcome = await run(
             info,
-            lambda session, actor: writes.create(
-                session, actor, specs.KPI, given_values(input, KPI_REFS)
-            ),
+            lambda session, actor: create(session, actor, specs.KPI, input, KPI_REFS),
         )
         return KpiPayload(kpi=outcome.value, user_errors=outcome.errors)
 
@@ -256,14 +248,7 @@ class EntityMutation:
     ) -> KpiPayload | None:
         outcome = await run(
             info,
-            lambda session, actor: writes.update(
-                session,
-                actor,
-                specs.KPI,
-                entity_id(input, "Kpi"),
-                input.expected_version,
-                given_values(input, KPI_REFS),
-            ),
+            lambda session, actor: update(session, actor, specs.KPI, input, KPI_REFS),
         )
         return KpiPayload(kpi=outcome.value, user_errors=outcome.errors)
 
@@ -273,9 +258,7 @@ class EntityMutation:
     ) -> KpiPayload | None:
         outcome = await run(
             info,
-            lambda session, actor: writes.archive(
-                session, actor, specs.KPI, entity_id(input, "Kpi"), input.expected_version
-            ),
+            lambda session, actor: archive(session, actor, specs.KPI, input),
         )
         return KpiPayload(kpi=outcome.value, user_errors=outcome.errors)
 
@@ -287,9 +270,7 @@ class EntityMutation:
     ) -> GlossaryTermPayload | None:
         outcome = await run(
             info,
-            lambda session, actor: writes.create(
-                session, actor, specs.GLOSSARY_TERM, given_values(input, NO_REFS)
-            ),
+            lambda session, actor: create(session, actor, specs.GLOSSARY_TERM, input, NO_REFS),
         )
         return GlossaryTermPayload(glossary_term=outcome.value, user_errors=outcome.errors)
 
@@ -301,14 +282,7 @@ class EntityMutation:
     ) -> GlossaryTermPayload | None:
         outcome = await run(
             info,
-            lambda session, actor: writes.update(
-                session,
-                actor,
-                specs.GLOSSARY_TERM,
-                entity_id(input, "GlossaryTerm"),
-                input.expected_version,
-                given_values(input, NO_REFS),
-            ),
+            lambda session, actor: update(session, actor, specs.GLOSSARY_TERM, input, NO_REFS),
         )
         return GlossaryTermPayload(glossary_term=outcome.value, user_errors=outcome.errors)
 
@@ -320,13 +294,7 @@ class EntityMutation:
     ) -> GlossaryTermPayload | None:
         outcome = await run(
             info,
-            lambda session, actor: writes.archive(
-                session,
-                actor,
-                specs.GLOSSARY_TERM,
-                entity_id(input, "GlossaryTerm"),
-                input.expected_version,
-            ),
+            lambda session, actor: archive(session, actor, specs.GLOSSARY_TERM, input),
         )
         return GlossaryTermPayload(glossary_term=outcome.value, user_errors=outcome.errors)
 
@@ -346,8 +314,8 @@ class StatusMutation:
     ) -> InitiativePayload | None:
         outcome = await run(
             info,
-            lambda session, actor: status.set_initiative_status(
-                session, actor, entity_id(input, "Initiative"), input.status, input.expected_version
+            lambda session, actor: set_status(
+                session, actor, status.set_initiative_status, specs.INITIATIVE, input
             ),
         )
         return InitiativePayload(initiative=outcome.value, user_errors=outcome.errors)
@@ -364,12 +332,8 @@ class StatusMutation:
     ) -> TechnicalConstraintPayload | None:
         outcome = await run(
             info,
-            lambda session, actor: status.set_constraint_status(
-                session,
-                actor,
-                entity_id(input, "TechnicalConstraint"),
-                input.status,
-                input.expected_version,
+            lambda session, actor: set_status(
+                session, actor, status.set_constraint_status, specs.CONSTRAINT, input
             ),
         )
         return TechnicalConstraintPayload(

@@ -1,7 +1,7 @@
 """The root Mutation type, and the bulk ingest of KPI measurements.
 
 Each mutation is a method of its area's class: ``schema/mutations/portfolio.py``
-(create, update, archive, statuses), ``links.py``, ``admin.py``, ``webhooks.py``; ``Mutation`` joins
+(create, update, archive, statuses), ``links.py``, ``upserts.py`` (upserts, external references), ``admin.py``, ``webhooks.py``; ``Mutation`` joins
 them in the order of ``schema.graphql``."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from schema.mutations.admin import AdminMutation
 from schema.mutations.common import UserError, decode_reference, run, to_user_error
 from schema.mutations.links import LinkMutation
 from schema.mutations.portfolio import EntityMutation, StatusMutation
+from schema.mutations.upserts import SyncMutation
 from schema.mutations.webhooks import WebhookMutation
 from schema.permissions import guarded
 from schema.types.enums import MeasurementStatus
@@ -176,7 +177,13 @@ class IngestMutation:
 
 @strawberry.type(description="Changes to the portfolio graph. Each mutation is all or nothing.")
 class Mutation(
-    EntityMutation, LinkMutation, StatusMutation, IngestMutation, AdminMutation, WebhookMutation
+    EntityMutation,
+    LinkMutation,
+    StatusMutation,
+    SyncMutation,
+    IngestMutation,
+    AdminMutation,
+    WebhookMutation,
 ):
     pass
 

@@ -11,6 +11,7 @@ from domain import models
 from schema.types import filters
 from schema.types.audit import AuditEvent
 from schema.types.enums import ConstraintCategory, ConstraintSeverity, ConstraintStatus
+from schema.types.external_ref import external_refs_field
 from schema.types.fields import edge_connection
 from schema.types.node import CREATED_AT, UPDATED_AT, VERSION, Node, global_id, of_model
 from schema.types.refs import InitiativeRef, ProductRef
@@ -35,6 +36,7 @@ class TechnicalConstraint(Node):
     version: int = strawberry.field(description=VERSION)
     created_at: datetime = strawberry.field(description=CREATED_AT)
     updated_at: datetime = strawberry.field(description=UPDATED_AT)
+    external_refs = external_refs_field("TechnicalConstraint")
 
     products = edge_connection(
         "constraint.products",

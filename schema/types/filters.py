@@ -21,6 +21,7 @@ from schema.types.enums import (
     LifecycleStage,
     TeamKind,
 )
+from schema.types.external_ref import ExternalRefFilter
 from schema.types.ordering import order_input
 
 SEARCH = "Words that must each start a word of the key, name/title or description."
@@ -28,6 +29,10 @@ UPDATED_SINCE = (
     "Only those whose `updatedAt` is at or after this instant (with a time zone offset); "
     "links, unlinks and blocking changes count as updates."
 )
+
+
+def _ref(given: ExternalRefFilter | None) -> tuple[str, str] | None:
+    return None if given is None else (given.system, given.external_id)
 
 
 def _tuple(values: list | None) -> tuple | None:
@@ -55,6 +60,9 @@ class ProductFilter:
     owner_teams: list[strawberry.ID] | None = strawberry.field(
         default=None, description="Owned (business or technology) by any of these teams."
     )
+    external_ref: ExternalRefFilter | None = strawberry.field(
+        default=None, description="Having this external reference."
+    )
     search: str | None = strawberry.field(default=None, description=SEARCH)
     updated_since: datetime | None = strawberry.field(default=None, description=UPDATED_SINCE)
 
@@ -63,6 +71,7 @@ class ProductFilter:
             keys=_tuple(self.keys),
             lifecycle_stages=_tuple(self.lifecycle_stages),
             owner_team_ids=decode_ids_of("Team", self.owner_teams, "filter.ownerTeams"),
+            external_ref=_ref(self.external_ref),
             search=self.search,
             updated_since=self.updated_since,
         )
@@ -101,6 +110,9 @@ class InitiativeFilter:
     target_end_to: date | None = strawberry.field(
         default=None, description="Target end on or before this date."
     )
+    external_ref: ExternalRefFilter | None = strawberry.field(
+        default=None, description="Having this external reference."
+    )
     search: str | None = strawberry.field(default=None, description=SEARCH)
     updated_since: datetime | None = strawberry.field(default=None, description=UPDATED_SINCE)
 
@@ -117,6 +129,7 @@ class InitiativeFilter:
             starts_to=self.target_start_to,
             ends_from=self.target_end_from,
             ends_to=self.target_end_to,
+            external_ref=_ref(self.external_ref),
             search=self.search,
             updated_since=self.updated_since,
         )
@@ -142,6 +155,9 @@ class TechnicalConstraintFilter:
     )
     due_from: date | None = strawberry.field(default=None, description="Due on or after this date.")
     due_to: date | None = strawberry.field(default=None, description="Due on or before this date.")
+    external_ref: ExternalRefFilter | None = strawberry.field(
+        default=None, description="Having this external reference."
+    )
     search: str | None = strawberry.field(default=None, description=SEARCH)
     updated_since: datetime | None = strawberry.field(default=None, description=UPDATED_SINCE)
 
@@ -155,6 +171,7 @@ class TechnicalConstraintFilter:
             initiative_ids=decode_ids_of("Initiative", self.initiatives, "filter.initiatives"),
             due_from=self.due_from,
             due_to=self.due_to,
+            external_ref=_ref(self.external_ref),
             search=self.search,
             updated_since=self.updated_since,
         )
@@ -171,6 +188,9 @@ class KpiFilter:
     )
     statuses: list[KpiStatus] | None = strawberry.field(
         default=None, description="Whose latest value has any of these statuses."
+    )
+    external_ref: ExternalRefFilter | None = strawberry.field(
+        default=None, description="Having this external reference."
     )
     is_stale: bool | None = strawberry.field(
         default=None,
@@ -192,6 +212,7 @@ class KpiFilter:
             product_ids=decode_ids_of("Product", self.products, "filter.products"),
             owner_team_ids=decode_ids_of("Team", self.owner_teams, "filter.ownerTeams"),
             statuses=_tuple(self.statuses),
+            external_ref=_ref(self.external_ref),
             is_stale=self.is_stale,
             it_importance_levels=_tuple(self.it_importance_levels),
             product_importance_levels=_tuple(self.product_importance_levels),

@@ -13,6 +13,7 @@ from schema.permissions import guarded
 from schema.types import filters
 from schema.types.audit import AuditEvent
 from schema.types.enums import InitiativeStatus
+from schema.types.external_ref import external_refs_field
 from schema.types.fields import by_id_reference, edge_connection
 from schema.types.node import CREATED_AT, UPDATED_AT, VERSION, Node, global_id, of_model
 from schema.types.refs import ConstraintRef, InitiativeRef, KpiRef, ProductRef, TeamRef
@@ -66,6 +67,7 @@ class Initiative(Node):
     version: int = strawberry.field(description=VERSION)
     created_at: datetime = strawberry.field(description=CREATED_AT)
     updated_at: datetime = strawberry.field(description=UPDATED_AT)
+    external_refs = external_refs_field("Initiative")
 
     @strawberry.field(description="How `riceScore` was computed.")
     def rice(self) -> ScoreExplanation:

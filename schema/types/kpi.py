@@ -21,6 +21,7 @@ from schema.types.enums import (
     SeriesBucket,
     TrendDirection,
 )
+from schema.types.external_ref import external_refs_field
 from schema.types.fields import by_id_reference, edge_connection
 from schema.types.node import CREATED_AT, UPDATED_AT, VERSION, Node, global_id, of_model
 from schema.types.refs import InitiativeRef, KpiRef, ProductRef, TeamRef
@@ -117,6 +118,7 @@ class Kpi(Node):
     version: int = strawberry.field(description=VERSION)
     created_at: datetime = strawberry.field(description=CREATED_AT)
     updated_at: datetime = strawberry.field(description=UPDATED_AT)
+    external_refs = external_refs_field("Kpi")
 
     @strawberry.field(
         **guarded("The latest measurement; null when there is none.", Scope.PORTFOLIO_READ)
