@@ -474,3 +474,39 @@ def _keep(kept: Path, secret: str) -> None:
     kept.touch(mode=0o600)
     kept.chmod(0o600)  # touch keeps the mode of a file that was there
     kept.write_text(secret + "\n")
+
+
+DASHBOARD_CLIENT_ID = "dashboard"
+# What the dashboard reads; a user gets only those their roles allow (no finance:read:
+# no cost column).
+DASHBOARD_SCOPES = ("finance:read", "portfolio:read")
+
+
+async def dashboard_client(session: AsyncSession, redirect_uris: Iterable[str]) -> OAuthClient:
+    """The dashboard's public client (authorization code + PKCE, rotating refresh tokens,
+    no secret), created when missing; ``redirect_uris`` are added to those it has (the
+    page's address on each origin it is served from). Refuses an address the
+    authorization endpoint would refuse to redirect to."""
+    wanted = list(dict.fromkeys(redirect_uris))
+    problems = [problem for uri in wanted if (problem := redirect_uri_problem(uri))]
+    if problems:
+        raise Refused(*(UserError("redirect_uris", "INVALID", problem) for problem in problems))
+    client = await session.scalar(
+        select(OAuthClient).where(OAuthClient.client_id == DASHBOARD_CLIENT_ID)
+    )
+    if client is None:
+        client = OAuthClient(
+            client_id=DASHBOARD_CLIENT_ID,
+            name="KPI dashboard",
+            grant_types=["authorization_code", "refresh_token"],
+            scopes=list(DASHBOARD_SCOPES),
+            redirect_uris=wanted,
+        )
+        session.add(client)
+    else:
+        missing = [uri for uri in wanted if uri not in client.redirect_uris]
+        if missing:
+            client.redirect_uris = [*client.redirect_uris, *missing]
+            principals_changed(session)
+    await session.flush()
+    return client
