@@ -21,9 +21,9 @@ from api import migrate
 from api.embedded import resolve_database_url
 from api.logging import configure_logging
 from api.middleware import RequestGuard
-from auth.oauth.clients import redirect_uri_problem
 from auth.identity import DASHBOARD_CLIENT_ID, DEMO_CLIENT_ID, dashboard_client, demo_client
 from auth.oauth import AuthorizationServer
+from auth.oauth.clients import redirect_uri_problem
 from auth.principal_cache import CHANNEL as PRINCIPALS_CHANNEL
 from auth.services import AuthServices
 from domain.changes import CHANNEL, ChangeFeed

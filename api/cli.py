@@ -422,7 +422,9 @@ def create_client(
 def dashboard_client(
     url: Annotated[
         list[str],
-        typer.Option(help="The dashboard's address, e.g. https://portfolio.example.com/ (repeatable)."),
+        typer.Option(
+            help="The dashboard's address, e.g. https://portfolio.example.com/ (repeatable)."
+        ),
     ],
 ) -> None:
     """Register the dashboard's public client (PKCE, refresh tokens), or add addresses to it.

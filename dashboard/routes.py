@@ -16,9 +16,7 @@ _CLIENT_MARK = "{{client_id}}"
 _MEDIA_TYPES = {".js": "text/javascript", ".css": "text/css"}
 # The files the page loads, by name: whatever else is in static/ (index.html) is not served
 # under PREFIX.
-ASSETS = tuple(
-    sorted(path.name for path in STATIC.iterdir() if path.suffix in _MEDIA_TYPES)
-)
+ASSETS = tuple(sorted(path.name for path in STATIC.iterdir() if path.suffix in _MEDIA_TYPES))
 # Not versioned by name, so a browser revalidates them (ETag) rather than keep an old copy.
 _REVALIDATE = "no-cache"
 

@@ -7,7 +7,6 @@ out, and see no costs without ``finance:read``."""
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import shutil
 import tomllib
@@ -20,13 +19,16 @@ from typing import Any, Literal
 import httpx
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from starlette.applications import Starlette
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from typer.testing import CliRunner
 
 import dashboard
@@ -167,7 +169,9 @@ def _documents() -> dict[str, str]:
     def filled(text: str, with_cost: bool = False) -> str:
         for name, value in constants.items():
             text = text.replace("${" + name + "}", value)
-        return text.replace('${withCost ? "estimatedCost" : ""}', "estimatedCost" if with_cost else "")
+        return text.replace(
+            '${withCost ? "estimatedCost" : ""}', "estimatedCost" if with_cost else ""
+        )
 
     documents = {
         name: filled(text)
@@ -224,14 +228,19 @@ async def test_its_queries_answer_within_the_default_cost_limit(
             assert answer["extensions"]["cost"]["requested"] <= limit
             initiatives = answer["data"]["product"]["initiatives"]["nodes"]
             assert initiatives
-            assert all(("estimatedCost" in one) == (name == "PRODUCT_WITH_COST") for one in initiatives)
+            assert all(
+                ("estimatedCost" in one) == (name == "PRODUCT_WITH_COST") for one in initiatives
+            )
 
         # The same document with costs, for a token without finance:read: FORBIDDEN,
         # which the page answers by asking again without them.
         refused = (
             await http.post(
                 "/graphql",
-                json={"query": documents["PRODUCT_WITH_COST"], "variables": {"key": "PAY", **WINDOW}},
+                json={
+                    "query": documents["PRODUCT_WITH_COST"],
+                    "variables": {"key": "PAY", **WINDOW},
+                },
                 headers=without,
             )
         ).json()
@@ -295,7 +304,13 @@ def test_the_command_registers_the_client_and_adds_addresses(database_env: str) 
     assert "client_id: dashboard" in first.output
     again = runner.invoke(
         cli,
-        ["dashboard-client", "--url", "https://portfolio.example.com/", "--url", "https://bi.example.com/"],
+        [
+            "dashboard-client",
+            "--url",
+            "https://portfolio.example.com/",
+            "--url",
+            "https://bi.example.com/",
+        ],
     )
     assert again.exit_code == 0, again.output
     assert "redirect URIs: https://portfolio.example.com/ https://bi.example.com/" in again.output
@@ -415,7 +430,9 @@ async def _refresh_tokens_of(url: str, email: str) -> list[RefreshToken]:
     try:
         async with AsyncSession(engine) as session:
             rows = await session.scalars(
-                select(RefreshToken).join(User, User.id == RefreshToken.user_id).where(User.email == email)
+                select(RefreshToken)
+                .join(User, User.id == RefreshToken.user_id)
+                .where(User.email == email)
             )
             return list(rows)
     finally:
@@ -438,7 +455,9 @@ async def test_sign_in_see_the_portfolio_open_a_product_and_watch_it_change(
         assert len(browser.find_elements(By.CSS_SELECTOR, ".card .kpi")) == 40
         assert len(browser.find_elements(By.CSS_SELECTOR, ".card .kpi svg[role=img]")) == 40
         statuses = {e.text for e in browser.find_elements(By.CSS_SELECTOR, ".card .kpi .status")}
-        assert statuses <= {"On target", "Warning", "Critical", "No data"} and "Critical" in statuses
+        assert (
+            statuses <= {"On target", "Warning", "Critical", "No data"} and "Critical" in statuses
+        )
         payments = browser.find_element(By.CSS_SELECTOR, ".card[data-product='PAY']")
         assert "Payments Platform" in payments.text and "open blocker" in payments.text
         assert [e.text for e in payments.find_elements(By.CSS_SELECTOR, ".kpi .name")] == [
@@ -498,7 +517,10 @@ async def test_sign_in_see_the_portfolio_open_a_product_and_watch_it_change(
         row = wait.until(_text_in("tr[data-kpi='PAY-UPTIME']", "91.5 %"))
         assert "Critical" in row
         assert browser.execute_script("return window.notReloaded;") is True
-        assert "System uptime — Payments Platform: 91.5 %, now Critical." == browser.find_element(By.ID, "announcer").get_attribute("textContent")
+        assert (
+            browser.find_element(By.ID, "announcer").get_attribute("textContent")
+            == "System uptime — Payments Platform: 91.5 %, now Critical."
+        )
         _screenshot(browser, tmp_path, "product-after-measurement")
 
         # Back to the portfolio: the card shows the new value too.
@@ -507,7 +529,9 @@ async def test_sign_in_see_the_portfolio_open_a_product_and_watch_it_change(
         _no_script_errors(browser)
 
         # Sign-out revokes the session's refresh tokens.
-        assert [token.revoked_at for token in await _refresh_tokens_of(own_database, admin)] == [None]
+        assert [token.revoked_at for token in await _refresh_tokens_of(own_database, admin)] == [
+            None
+        ]
         browser.find_element(By.ID, "sign-out").click()
         wait.until(_text_in("#signin-message", "You are signed out."))
         [token] = await _refresh_tokens_of(own_database, admin)
@@ -536,7 +560,10 @@ async def test_a_viewer_without_finance_read_sees_no_cost_column(
         columns = {e.text for e in browser.find_elements(By.CSS_SELECTOR, "table.roadmap thead th")}
         assert "Estimated cost" not in columns and "Blocked" in columns
         assert browser.find_elements(By.CSS_SELECTOR, "table.roadmap td.cost") == []
-        assert "Costs are hidden: your access does not include finance:read." in browser.find_element(By.ID, "main").text
+        assert (
+            "Costs are hidden: your access does not include finance:read."
+            in browser.find_element(By.ID, "main").text
+        )
         # Blocked initiatives name what blocks them.
         blocked = browser.find_elements(By.CSS_SELECTOR, "table.roadmap .blocked")
         assert blocked and all(e.text.startswith("Blocked by ") for e in blocked)
