@@ -41,7 +41,7 @@ from domain.settings import Settings, get_settings
 from tests.conftest import make_client, settings_for
 from tests.fixtures.auth import bearer, user_with_roles
 from tests.fixtures.server import LiveServer, live_server
-from tests.test_graphiql import BROWSER, Page, _chromium
+from tests.test_graphiql import BROWSER, Page, _chromium, _requested_urls
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "dashboard" / "static"
@@ -542,18 +542,32 @@ async def test_sign_in_see_the_portfolio_open_a_product_and_watch_it_change(
         _no_script_errors(browser)
 
 
+def _token_requests(browser: webdriver.Chrome, server: LiveServer, seen: list[str]) -> int:
+    """How many times the page has called the token endpoint so far (the DevTools log
+    is drained by each read, so what was read is kept in ``seen``)."""
+    seen.extend(url for url in _requested_urls(browser) if url == f"{server.url}/oauth/token")
+    return len(seen)
+
+
 async def test_a_viewer_without_finance_read_sees_no_cost_column(
     own_database: str, tmp_path: Path
 ) -> None:
-    with live_server(own_database) as server, _browser() as browser:
+    """Also: a reload forgets the tokens, and the access token is renewed before it
+    expires with a rotated refresh token (tokens live 60 s here: renewed after 5)."""
+    with (
+        live_server(own_database, PORTFOLIO_ACCESS_TOKEN_TTL_SECONDS="60") as server,
+        _browser() as browser,
+    ):
         arranged = await _arrange(own_database, server)
-        wait = _sign_in(browser, server, arranged["people"]["viewer"])
+        viewer = arranged["people"]["viewer"]
+        wait = _sign_in(browser, server, viewer)
         assert browser.find_element(By.ID, "scopes").text == "Access: portfolio:read"
         browser.get(f"{server.url}/#/product/CHK")
         browser.refresh()  # tokens were in memory only: a reload asks to sign in again
         wait.until(expected_conditions.element_to_be_clickable((By.ID, "sign-in")))
         assert browser.find_elements(By.ID, "sign-out") == []
-        wait = _sign_in(browser, server, arranged["people"]["viewer"], view=None)
+        _requested_urls(browser)  # what came before this sign-in
+        wait = _sign_in(browser, server, viewer, view=None)
         assert browser.current_url == f"{server.url}/#/product/CHK"
         wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "table.roadmap tbody tr")) > 0)
         assert browser.find_element(By.TAG_NAME, "h1").text.startswith("Checkout")
@@ -570,4 +584,23 @@ async def test_a_viewer_without_finance_read_sees_no_cost_column(
         assert browser.find_element(By.ID, "alerts").text == ""
         browser.execute_script("arguments[0].scrollIntoView();", blocked[0])
         _screenshot(browser, tmp_path, "viewer-product")
+
+        # The code's exchange, then the renewal before the token expires.
+        seen: list[str] = []
+        WebDriverWait(browser, 60).until(lambda b: _token_requests(b, server, seen) >= 2)
+        # Each sign-in is a family of refresh tokens, each used once: in every family
+        # all but the newest were spent (rotated), none revoked; this one renewed.
+        tokens = await _refresh_tokens_of(own_database, viewer)
+        families: dict[str, list[RefreshToken]] = {}
+        for token in tokens:
+            families.setdefault(token.family_id, []).append(token)
+        assert len(families) == 2
+        for family in families.values():
+            assert [t.rotated_at is None for t in family].count(True) == 1
+            assert all(t.revoked_at is None for t in family)
+        assert max(len(family) for family in families.values()) >= 2
+        # The page goes on with the new access token.
+        browser.find_element(By.LINK_TEXT, "← All products").click()
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".card")) == arranged["products"])
+        assert browser.find_element(By.ID, "alerts").text == ""
         _no_script_errors(browser)

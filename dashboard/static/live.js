@@ -56,8 +56,10 @@ export class Live {
     this.onState("Connecting…");
     const socket = new WebSocket(url, "graphql-transport-ws");
     this.socket = socket;
+    const token = accessToken();
+    this.token = token;
     socket.addEventListener("open", () => {
-      socket.send(JSON.stringify({ type: "connection_init", payload: { Authorization: `Bearer ${accessToken()}` } }));
+      socket.send(JSON.stringify({ type: "connection_init", payload: { Authorization: `Bearer ${token}` } }));
     });
     socket.addEventListener("message", (event) => this.receive(JSON.parse(event.data)));
     socket.addEventListener("close", (event) => this.lost(event));
@@ -90,7 +92,9 @@ export class Live {
     this.acknowledged = false;
     if (this.closed) return;
     this.onState(`Reconnecting (${event.code})…`);
-    if (event.code === UNAUTHORIZED) {
+    // The server ends a connection when its token expires: if the page has renewed the
+    // token meanwhile, the new one is used; otherwise it is renewed first.
+    if (event.code === UNAUTHORIZED && accessToken() === this.token) {
       try {
         await refresh();
       } catch {

@@ -96,6 +96,7 @@ async function loadPortfolio(window) {
     const answer = await request(PORTFOLIO, { from: window.from.toISOString(), to: window.to.toISOString(), after });
     reportErrors(answer.errors);
     const page = answer.data.products;
+    if (!page) throw new GraphQLFailure(errorText(answer.errors));
     products.push(...page.nodes);
     cost += answer.extensions && answer.extensions.cost ? answer.extensions.cost.requested : 0;
     after = page.pageInfo.hasNextPage ? page.pageInfo.endCursor : null;
@@ -111,6 +112,9 @@ async function loadProduct(key, window) {
     withCost = false;
     answer = await request(productQuery(false), { key, from: window.from.toISOString(), to: window.to.toISOString() });
   }
+  if (!answer.data.product && answer.errors && answer.errors.length) {
+    throw new GraphQLFailure(errorText(answer.errors)); // refused, not missing
+  }
   reportErrors(answer.errors);
   const cost = answer.extensions && answer.extensions.cost ? answer.extensions.cost.requested : 0;
   return { product: answer.data.product, withCost, cost };
@@ -120,8 +124,12 @@ function forbidden(errors) {
   return (errors || []).some((error) => error.extensions && error.extensions.code === "FORBIDDEN");
 }
 
+function errorText(errors) {
+  return (errors || []).map((error) => error.message).join(" ") || "The API answered without data.";
+}
+
 function reportErrors(errors) {
-  if (errors && errors.length) alert(`Part of the page could not be loaded: ${errors.map((error) => error.message).join(" ")}`);
+  if (errors && errors.length) alert(`Part of the page could not be loaded: ${errorText(errors)}`);
 }
 
 function indexKpis(kpis) {

@@ -108,7 +108,12 @@ function scoreCell(explained) {
   return h(
     "span",
     { class: "score-wrap" },
-    h("button", { type: "button", class: "score", "aria-describedby": id }, score),
+    h("button", {
+      type: "button",
+      class: "score",
+      "aria-describedby": id,
+      onkeydown: (event) => event.key === "Escape" && event.target.blur(), // dismiss the text
+    }, score),
     h("span", { class: "tip", role: "tooltip", id }, explained.explanation),
   );
 }
