@@ -420,6 +420,33 @@ def _screenshot(browser: webdriver.Chrome, tmp_path: Path, name: str) -> Path:
     return path
 
 
+async def _record(server: LiveServer, token: str, kpi: str, value: float, external_id: str) -> None:
+    """One measurement, now, through the API, as a monitoring pipeline sends it."""
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        recorded = await http.post(
+            "/graphql",
+            json={
+                "query": "mutation($input: RecordKpiMeasurementsInput!) { "
+                "recordKpiMeasurements(input: $input) { inserted userErrors { code } } }",
+                "variables": {
+                    "input": {
+                        "measurements": [
+                            {
+                                "kpiKey": kpi,
+                                "observedAt": datetime.now(UTC).isoformat(),
+                                "value": value,
+                                "source": "dashboard-test",
+                                "externalId": external_id,
+                            }
+                        ]
+                    }
+                },
+            },
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert recorded.json()["data"]["recordKpiMeasurements"] == {"inserted": 1, "userErrors": []}
+
+
 def _no_script_errors(browser: webdriver.Chrome) -> None:
     severe = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert severe == []
@@ -491,29 +518,7 @@ async def test_sign_in_see_the_portfolio_open_a_product_and_watch_it_change(
         # A measurement recorded through the API reaches the page without a reload.
         browser.execute_script("window.notReloaded = true;")
         wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "live-state"), "Live"))
-        async with httpx.AsyncClient(base_url=server.url) as http:
-            recorded = await http.post(
-                "/graphql",
-                json={
-                    "query": "mutation($input: RecordKpiMeasurementsInput!) { "
-                    "recordKpiMeasurements(input: $input) { inserted userErrors { code } } }",
-                    "variables": {
-                        "input": {
-                            "measurements": [
-                                {
-                                    "kpiKey": "PAY-UPTIME",
-                                    "observedAt": datetime.now(UTC).isoformat(),
-                                    "value": 91.5,
-                                    "source": "dashboard-test",
-                                    "externalId": "outage-1",
-                                }
-                            ]
-                        }
-                    },
-                },
-                headers={"Authorization": f"Bearer {arranged['ingest']}"},
-            )
-        assert recorded.json()["data"]["recordKpiMeasurements"] == {"inserted": 1, "userErrors": []}
+        await _record(server, arranged["ingest"], "PAY-UPTIME", 91.5, "outage-1")
         row = wait.until(_text_in("tr[data-kpi='PAY-UPTIME']", "91.5 %"))
         assert "Critical" in row
         assert browser.execute_script("return window.notReloaded;") is True
@@ -521,11 +526,19 @@ async def test_sign_in_see_the_portfolio_open_a_product_and_watch_it_change(
             browser.find_element(By.ID, "announcer").get_attribute("textContent")
             == "System uptime — Payments Platform: 91.5 %, now Critical."
         )
+        browser.execute_script(
+            "arguments[0].scrollIntoView();", browser.find_element(By.TAG_NAME, "h1")
+        )
         _screenshot(browser, tmp_path, "product-after-measurement")
 
-        # Back to the portfolio: the card shows the new value too.
+        # Back to the portfolio: the card shows the new value too, and follows the next.
         browser.find_element(By.LINK_TEXT, "← All products").click()
         wait.until(_text_in(".card[data-product='PAY'] [data-kpi='PAY-UPTIME']", "91.5 %"))
+        browser.execute_script("window.notReloaded = true;")
+        await _record(server, arranged["ingest"], "PAY-UPTIME", 99.99, "recovered-1")
+        card = wait.until(_text_in(".card[data-product='PAY'] [data-kpi='PAY-UPTIME']", "99.99 %"))
+        assert "System uptime" in card and "Critical" not in card
+        assert browser.execute_script("return window.notReloaded;") is True
         _no_script_errors(browser)
 
         # Sign-out revokes the session's refresh tokens.
