@@ -552,6 +552,13 @@ async def test_sign_in_see_the_portfolio_open_a_product_and_watch_it_change(
         assert browser.find_elements(By.CSS_SELECTOR, ".card") == []
         assert browser.find_element(By.ID, "live-state").text == "Not connected"
         _screenshot(browser, tmp_path, "signed-out")
+
+        # Signed in again on the same page: live again.
+        _sign_in(browser, server, admin, view=None)
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".card")) == 10)
+        wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "live-state"), "Live"))
+        await _record(server, arranged["ingest"], "PAY-UPTIME", 98.25, "dip-1")
+        wait.until(_text_in(".card[data-product='PAY'] [data-kpi='PAY-UPTIME']", "98.25 %"))
         _no_script_errors(browser)
 
 

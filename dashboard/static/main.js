@@ -23,6 +23,8 @@ let current = null; // {route, data, window, kpis: Map key -> kpi, cost}
 let generation = 0; // a newer view makes an older load's answer moot
 let refreshTimer = null;
 let method = "RICE";
+let following = null; // the view the subscriptions are for
+let unsubscribe = [];
 
 function alert(message) {
   alerts.replaceChildren(h("p", { class: "alert" }, message));
@@ -72,6 +74,8 @@ function renderSession() {
 function signInScreen(message) {
   if (live) live.close();
   live = null;
+  following = null; // a next sign-in subscribes afresh
+  unsubscribe = [];
   current = null;
   renderSession();
   show(
@@ -203,8 +207,6 @@ function keepFocus(render, quietly) {
 
 // ---- live updates ----------------------------------------------------------------
 
-let following = null;
-let unsubscribe = [];
 
 function follow(where) {
   const name = where.name === "product" ? `product:${where.key}` : "portfolio";
