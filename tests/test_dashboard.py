@@ -562,6 +562,15 @@ async def test_sign_in_see_the_portfolio_open_a_product_and_watch_it_change(
         _no_script_errors(browser)
 
 
+async def _disable(url: str, email: str) -> None:
+    engine = create_async_engine(url)
+    async with AsyncSession(engine) as session, session.begin():
+        user_id = await session.scalar(select(User.id).where(User.email == email))
+        assert user_id is not None
+        await identity.set_user_active(session, identity.OPERATOR, user_id, False)
+    await engine.dispose()
+
+
 def _token_requests(browser: webdriver.Chrome, server: LiveServer, seen: list[str]) -> int:
     """How many times the page has called the token endpoint so far (the DevTools log
     is drained by each read, so what was read is kept in ``seen``)."""
@@ -623,4 +632,22 @@ async def test_a_viewer_without_finance_read_sees_no_cost_column(
         browser.find_element(By.LINK_TEXT, "← All products").click()
         wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".card")) == arranged["products"])
         assert browser.find_element(By.ID, "alerts").text == ""
+
+        # A status the page does not know yet (the API may add some) reads as words, in
+        # the neutral style.
+        badge = browser.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "import('./dashboard/views.js').then((views) => {"
+            "  const shown = views.statusBadge('BELOW_TARGET'); done([shown.textContent, shown.className]);"
+            "});"
+        )
+        assert badge == ["Below target", "status below-target"]
         _no_script_errors(browser)
+
+        # The account disabled: the next renewal is refused and the page says so.
+        await _disable(own_database, viewer)
+        message = wait.until(_text_in("#signin-message", "Please sign in again."))
+        assert message == "Your session has ended. Please sign in again."
+        assert browser.find_elements(By.CSS_SELECTOR, ".card") == []
+        assert browser.find_element(By.ID, "session").text == ""
+        _screenshot(browser, tmp_path, "session-ended")

@@ -83,7 +83,7 @@ function signInScreen(message) {
       "section",
       { class: "signin", "aria-labelledby": "signin-title" },
       h("h1", { id: "signin-title" }, "Portfolio dashboard"),
-      message ? h("p", { class: "notice", id: "signin-message" }, message) : null,
+      message ? h("p", { class: "notice", id: "signin-message", role: "status" }, message) : null,
       h("p", {}, "KPIs, roadmap and constraints of every product, live. Sign in with your Portfolio Graph account."),
       h("button", { type: "button", id: "sign-in", onclick: () => auth.startSignIn().catch((error) => alert(error.message)) }, "Sign in"),
     ),
