@@ -651,3 +651,34 @@ async def test_a_viewer_without_finance_read_sees_no_cost_column(
         assert browser.find_elements(By.CSS_SELECTOR, ".card") == []
         assert browser.find_element(By.ID, "session").text == ""
         _screenshot(browser, tmp_path, "session-ended")
+
+
+async def test_a_user_without_access_is_told_why(own_database: str, tmp_path: Path) -> None:
+    """Signed in, but no role gives portfolio:read: the page says what is missing."""
+    with live_server(own_database) as server, _browser() as browser:
+        await _arrange(own_database, server)
+        engine = create_async_engine(own_database)
+        async with AsyncSession(engine) as session, session.begin():
+            await identity.create_user(
+                session,
+                identity.OPERATOR,
+                email="newcomer@example.com",
+                display_name="Newcomer",
+                password=PASSWORD,
+                roles=[],
+            )
+        await engine.dispose()
+        wait = _sign_in(browser, server, "newcomer@example.com")
+        alert = wait.until(_text_in("#alerts", "portfolio:read"))
+        assert alert == (
+            "Your account does not give access to the portfolio: it needs portfolio:read "
+            "(the viewer role has it). Ask an administrator."
+        )
+        assert browser.find_element(By.ID, "scopes").text == "Access: none"
+        assert browser.find_elements(By.CSS_SELECTOR, ".card") == []
+        # Nothing was asked that would be refused (a view costs hundreds of points): only
+        # the budget was read.
+        budget = wait.until(_text_in("#budget", "points left"))
+        left = re.fullmatch(r"Rate limit: (\d+) of 50000 points left", budget)
+        assert left is not None and 50000 - int(left.group(1)) <= 2
+        _screenshot(browser, tmp_path, "no-access")

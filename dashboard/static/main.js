@@ -148,6 +148,12 @@ async function open(quietly = false) {
     main.setAttribute("aria-busy", "true");
     clearAlert();
   }
+  if (!auth.scopes().has("portfolio:read")) {
+    // Asking would only spend points on a refusal.
+    alert("Your account does not give access to the portfolio: it needs portfolio:read (the viewer role has it). Ask an administrator.");
+    show(h("p", { class: "empty" }, "Nothing to show."));
+    return;
+  }
   try {
     if (where.name === "product") {
       const { product, withCost, cost } = await loadProduct(where.key, window);
