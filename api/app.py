@@ -21,7 +21,13 @@ from api import migrate
 from api.embedded import resolve_database_url
 from api.logging import configure_logging
 from api.middleware import RequestGuard
-from auth.identity import DASHBOARD_CLIENT_ID, DEMO_CLIENT_ID, dashboard_client, demo_client
+from auth.identity import (
+    DASHBOARD_CLIENT_ID,
+    DEMO_CLIENT_ID,
+    OPERATOR,
+    dashboard_client,
+    demo_client,
+)
 from auth.oauth import AuthorizationServer
 from auth.oauth.clients import redirect_uri_problem
 from auth.principal_cache import CHANNEL as PRINCIPALS_CHANNEL
@@ -157,7 +163,7 @@ def assemble_app(
             async with sessions() as session, session.begin():
                 report = await seed_demo(session)
                 secret = await demo_client(session, settings.data_dir)
-                await dashboard_client(session, dashboard_addresses(settings.issuer))
+                await dashboard_client(session, OPERATOR, dashboard_addresses(settings.issuer))
                 if not report.skipped:
                     await refresh_statistics(session)
             log.info("demo_data", report=str(report))

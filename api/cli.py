@@ -434,7 +434,8 @@ def dashboard_client(
 
     async def run(engine: AsyncEngine) -> list[str]:
         async with create_session_factory(engine)() as session, session.begin():
-            client = await identity.dashboard_client(session, url)
+            # As the operator, with every scope (see create-admin).
+            client = await identity.dashboard_client(session, identity.OPERATOR, url)
             return list(client.redirect_uris)
 
     addresses = _refusals(lambda: _with_engine(run))

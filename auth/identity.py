@@ -482,31 +482,33 @@ DASHBOARD_CLIENT_ID = "dashboard"
 DASHBOARD_SCOPES = ("finance:read", "portfolio:read")
 
 
-async def dashboard_client(session: AsyncSession, redirect_uris: Iterable[str]) -> OAuthClient:
+async def dashboard_client(
+    session: AsyncSession, actor: Actor, redirect_uris: Iterable[str]
+) -> OAuthClient:
     """The dashboard's public client (authorization code + PKCE, rotating refresh tokens,
-    no secret), created when missing; ``redirect_uris`` are added to those it has (the
-    page's address on each origin it is served from). Refuses an address the
-    authorization endpoint would refuse to redirect to."""
+    no secret), created when missing; ``redirect_uris`` (the page's address on each
+    origin it is served from) are added to those it has. Audited, and checked as every
+    client is: an address the authorization endpoint would not redirect to is refused."""
     wanted = list(dict.fromkeys(redirect_uris))
-    problems = [problem for uri in wanted if (problem := redirect_uri_problem(uri))]
-    if problems:
-        raise Refused(*(UserError("redirect_uris", "INVALID", problem) for problem in problems))
     client = await session.scalar(
         select(OAuthClient).where(OAuthClient.client_id == DASHBOARD_CLIENT_ID)
     )
     if client is None:
-        client = OAuthClient(
-            client_id=DASHBOARD_CLIENT_ID,
-            name="KPI dashboard",
-            grant_types=["authorization_code", "refresh_token"],
-            scopes=list(DASHBOARD_SCOPES),
-            redirect_uris=wanted,
+        _require_granting(actor, DASHBOARD_SCOPES)
+        created: OAuthClient = await writes.create(
+            session,
+            actor,
+            CLIENT,
+            {
+                "client_id": DASHBOARD_CLIENT_ID,
+                "name": "KPI dashboard",
+                "grant_types": ["authorization_code", "refresh_token"],
+                "scopes": list(DASHBOARD_SCOPES),
+                "redirect_uris": wanted,
+            },
         )
-        session.add(client)
-    else:
-        missing = [uri for uri in wanted if uri not in client.redirect_uris]
-        if missing:
-            client.redirect_uris = [*client.redirect_uris, *missing]
-            principals_changed(session)
-    await session.flush()
-    return client
+        return created
+    added = [uri for uri in wanted if uri not in client.redirect_uris]
+    return await update_client(
+        session, actor, client.id, None, {"redirect_uris": [*client.redirect_uris, *added]}
+    )

@@ -263,12 +263,28 @@ def test_dashboard_addresses_of_the_demo() -> None:
 
 
 async def _client_row(url: str) -> OAuthClient | None:
+    return (await _client_and_history(url))[0]
+
+
+async def _client_and_history(url: str) -> tuple[OAuthClient | None, list[str]]:
+    """The dashboard's client and the actions its audit trail records."""
     engine = create_async_engine(url)
     try:
         async with AsyncSession(engine) as session:
-            return await session.scalar(
+            client = await session.scalar(
                 select(OAuthClient).where(OAuthClient.client_id == identity.DASHBOARD_CLIENT_ID)
             )
+            if client is None:
+                return None, []
+            actions = await session.scalars(
+                select(models.AuditEvent.action)
+                .where(
+                    models.AuditEvent.entity_type == "OAuthClient",
+                    models.AuditEvent.entity_id == client.id,
+                )
+                .order_by(models.AuditEvent.id)
+            )
+            return client, [action.value for action in actions]
     finally:
         await engine.dispose()
 
@@ -321,9 +337,12 @@ def test_the_command_registers_the_client_and_adds_addresses(database_env: str) 
         "redirect_uris: Redirect URI 'http://portfolio.example.com/' must use https "
         "(http only for localhost)."
     )
-    client = asyncio.run(_client_row(database_env))
+    # Refused: nothing changed, nothing recorded; the two changes before are audited.
+    client, history = asyncio.run(_client_and_history(database_env))
     assert client is not None
     assert client.redirect_uris == ["https://portfolio.example.com/", "https://bi.example.com/"]
+    assert client.version == 2
+    assert history == ["CREATE", "UPDATE"]
 
 
 # ---- in a browser ------------------------------------------------------------------
@@ -346,7 +365,7 @@ async def _arrange(url: str, server: LiveServer) -> dict[str, Any]:
     passwords (as `portfolio create-admin` makes them), and an ingest service's token."""
     engine = create_async_engine(url)
     async with AsyncSession(engine) as session, session.begin():
-        await identity.dashboard_client(session, [f"{server.url}/"])
+        await identity.dashboard_client(session, identity.OPERATOR, [f"{server.url}/"])
         people = {}
         for role in ("admin", "viewer"):
             user = await identity.create_user(
