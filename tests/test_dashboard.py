@@ -156,6 +156,8 @@ def test_an_installed_package_ships_the_files() -> None:
         if path.is_file()
     }
     assert shipped == {*dashboard.ASSETS, "index.html"}
+    # The image builds its wheel from the folders it copies.
+    assert "COPY dashboard/ dashboard/" in (ROOT / "Dockerfile").read_text().splitlines()
 
 
 # ---- the documents it sends ----------------------------------------------------------
