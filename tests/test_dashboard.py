@@ -703,3 +703,41 @@ async def test_a_user_without_access_is_told_why(own_database: str, tmp_path: Pa
         left = re.fullmatch(r"Rate limit: (\d+) of 50000 points left", budget)
         assert left is not None and 50000 - int(left.group(1)) <= 2
         _screenshot(browser, tmp_path, "no-access")
+
+
+async def test_a_spent_budget_is_waited_out_not_retried(own_database: str, tmp_path: Path) -> None:
+    """With 1,500 points an hour, the portfolio (about 940) fits once and a product does
+    not: the API refuses it (429, Retry-After) and the page says when to come back, and
+    sends nothing more until then."""
+    with (
+        live_server(own_database, PORTFOLIO_RATE_LIMIT_POINTS="1500") as server,
+        _browser() as browser,
+    ):
+        arranged = await _arrange(own_database, server)
+        wait = _sign_in(browser, server, arranged["people"]["admin"])
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".card")) == 10)
+        browser.find_element(By.LINK_TEXT, "Checkout").click()
+        alert = wait.until(_text_in("#alerts", "rate limit"))
+        assert re.fullmatch(
+            r"Could not load the page: The rate limit is spent; try again in \d+ min\.", alert
+        ), alert
+        _screenshot(browser, tmp_path, "rate-limited")
+        _requested_urls(browser)  # what was sent so far
+        browser.find_element(By.XPATH, "//button[normalize-space()='Try again']").click()
+        again = wait.until(_text_in("#alerts", "rate limit"))
+        assert again.startswith("Could not load the page: The rate limit is spent")
+        assert [url for url in _requested_urls(browser) if url.endswith("/graphql")] == []
+
+        # The pace once more than half the budget is gone: what is left, spread over
+        # what is left of the window.
+        paced = browser.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "import('./dashboard/api.js').then((api) => {"
+            "  const now = Date.now();"
+            "  Object.assign(api.budget, {limit: 1000, remaining: 100, resetAt: now + 100000,"
+            "    blockedUntil: 0});"
+            "  done([api.waitBeforeSpending(10), api.waitBeforeSpending(200)]);"
+            "});"
+        )
+        # 10 of the 100 points left: a tenth of the 100 s left; 200: not before the reset.
+        assert 9_000 < paced[0] <= 10_000 and 99_000 < paced[1] <= 100_000

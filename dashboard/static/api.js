@@ -20,6 +20,11 @@ export class GraphQLFailure extends Error {
   }
 }
 
+// "45 s", "58 min": how long until the budget allows another request.
+function duration(seconds) {
+  return seconds < 120 ? `${Math.ceil(seconds)} s` : `${Math.ceil(seconds / 60)} min`;
+}
+
 function note(body) {
   const cost = body && body.extensions && body.extensions.cost;
   if (cost && typeof cost.remaining === "number") {
@@ -65,7 +70,7 @@ async function post(query, variables) {
 export async function request(query, variables = {}) {
   const waitMs = budget.blockedUntil - Date.now();
   if (waitMs > 0) {
-    throw new GraphQLFailure(`The rate limit is spent; try again in ${Math.ceil(waitMs / 1000)} s.`);
+    throw new GraphQLFailure(`The rate limit is spent; try again in ${duration(waitMs / 1000)}.`);
   }
   let response = await post(query, variables);
   if (response.status === 401) {
@@ -77,7 +82,7 @@ export async function request(query, variables = {}) {
     const seconds = Number(response.headers.get("Retry-After") || "60");
     budget.blockedUntil = Date.now() + seconds * 1000;
     note(body);
-    throw new GraphQLFailure(`The rate limit is spent; try again in ${seconds} s.`, body ? body.errors : []);
+    throw new GraphQLFailure(`The rate limit is spent; try again in ${duration(seconds)}.`, body ? body.errors : []);
   }
   if (!body) throw new GraphQLFailure(`The API answered ${response.status} without a GraphQL response.`);
   note(body);
