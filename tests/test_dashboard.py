@@ -2,7 +2,9 @@
 no inline code under a strict CSP), the public client it signs in with, its documents
 against the schema, and, in headless Chromium, what people do with it: sign in through
 the real sign-in form, read the portfolio and a product, watch a KPI change live, sign
-out, and see no costs without ``finance:read``."""
+out (revoking), renew tokens with rotation, see no costs without ``finance:read``, and
+be told plainly when access is missing, the session ended or the budget is spent.
+Each browser test saves screenshots in its tmp_path (printed as ``screenshot: ...``)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from typing import Any, Literal
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
@@ -426,8 +429,8 @@ def _text_in(css: str, text: str) -> Callable[[webdriver.Chrome], str | Literal[
     def shown(browser: webdriver.Chrome) -> str | Literal[False]:
         try:
             found = browser.find_element(By.CSS_SELECTOR, css).text
-        except Exception:  # not there yet, or replaced while read
-            return False
+        except (NoSuchElementException, StaleElementReferenceException):
+            return False  # not there yet, or replaced while read
         return found if text in found else False
 
     return shown
