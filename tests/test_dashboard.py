@@ -23,6 +23,7 @@ import pytest
 from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import func, select
@@ -521,8 +522,15 @@ async def test_sign_in_see_the_portfolio_open_a_product_and_watch_it_change(
         _screenshot(browser, tmp_path, "portfolio")
 
         # A product: its KPI table, its roadmap with costs, its constraints.
-        payments.find_element(By.LINK_TEXT, "Payments Platform").click()
+        # By keyboard: the card's link, then Enter.
+        payments.find_element(By.LINK_TEXT, "Payments Platform").send_keys(Keys.ENTER)
         wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".kpi-table tbody tr")) == 4)
+        assert [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".kpi-table tbody th")] == [
+            "System uptime\nPAY-UPTIME",
+            "Feature adoption rate\nPAY-ADOPTION",
+            "Page load time\nPAY-LOAD-TIME",
+            "Bug and incident rate\nPAY-INCIDENTS",
+        ]
         headers = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".kpi-table thead th")]
         assert "Why it matters to IT" in headers and "Why it matters to product" in headers
         assert browser.find_elements(By.CSS_SELECTOR, "table.roadmap tbody tr")

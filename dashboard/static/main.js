@@ -266,7 +266,7 @@ function patchKpi(update, measurements = []) {
     const product = shown.closest("[data-product-name]");
     shown.replaceWith(
       current.route.name === "product"
-        ? kpiRow(kpi, current.window)
+        ? kpiRow(kpi, current.window, current.product.name)
         : kpiItem(kpi, current.window, product && product.dataset.productName),
     );
   }

@@ -71,12 +71,12 @@ function trendText(trend) {
   return `${words(trend.direction)}${change}`;
 }
 
-export function kpiRow(kpi, window) {
+export function kpiRow(kpi, window, productName) {
   const direction = kpi.trend ? String(kpi.trend.direction).toLowerCase() : "";
   return h(
     "tr",
     { "data-kpi": kpi.key },
-    h("th", { scope: "row" }, kpi.name, h("br"), h("small", {}, kpi.key)),
+    h("th", { scope: "row" }, shortName(kpi, productName), h("br"), h("small", {}, kpi.key)),
     h("td", { class: "num value" }, withUnit(kpi.latestValue, kpi.unit)),
     h("td", { class: "num" }, targetText(kpi)),
     h("td", {}, statusBadge(kpi.status)),
@@ -86,7 +86,7 @@ export function kpiRow(kpi, window) {
   );
 }
 
-function kpiTable(kpis, window) {
+function kpiTable(kpis, window, productName) {
   if (!kpis.length) return h("p", { class: "empty" }, "This product has no KPIs yet.");
   return h(
     "table",
@@ -97,7 +97,7 @@ function kpiTable(kpis, window) {
       {},
       h("tr", {}, ["KPI", "Latest", "Target", "Status", "Trend (30 days)", "Why it matters to IT", "Why it matters to product"].map((title) => h("th", { scope: "col" }, title))),
     ),
-    h("tbody", {}, [...kpis].sort(kpiOrder).map((kpi) => kpiRow(kpi, window))),
+    h("tbody", {}, [...kpis].sort(kpiOrder).map((kpi) => kpiRow(kpi, window, productName))),
   );
 }
 
@@ -210,7 +210,7 @@ export function productView(product, window, options) {
     h("p", { class: "meta" }, `${words(product.lifecycleStage)} · business owner: ${owners[0]} · technology owner: ${owners[1]}`),
     product.description ? h("p", {}, product.description) : null,
     h("h2", { id: "kpis" }, "KPIs"),
-    kpiTable(product.kpis.nodes, window),
+    kpiTable(product.kpis.nodes, window, product.name),
     h("h2", { id: "roadmap" }, "Roadmap"),
     h("div", { class: "toolbar" }, h("label", { for: "order" }, "Order each quarter by"), picker,
       withCost ? null : h("span", { class: "target" }, "Costs are hidden: your access does not include finance:read.")),
