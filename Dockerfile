@@ -15,6 +15,7 @@ COPY domain/ domain/
 COPY schema/ schema/
 COPY auth/ auth/
 COPY migrations/ migrations/
+COPY dashboard/ dashboard/
 
 RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels . \
  && /opt/venv/bin/pip install /wheels/*.whl

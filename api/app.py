@@ -16,12 +16,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
+import dashboard
 from api import migrate
 from api.embedded import resolve_database_url
 from api.logging import configure_logging
 from api.middleware import RequestGuard
-from auth.identity import DEMO_CLIENT_ID, demo_client
+from auth.identity import (
+    DASHBOARD_CLIENT_ID,
+    DEMO_CLIENT_ID,
+    OPERATOR,
+    dashboard_client,
+    demo_client,
+)
 from auth.oauth import AuthorizationServer
+from auth.oauth.clients import redirect_uri_problem
 from auth.principal_cache import CHANNEL as PRINCIPALS_CHANNEL
 from auth.services import AuthServices
 from domain.changes import CHANNEL, ChangeFeed
@@ -90,6 +98,17 @@ async def metrics(request: Request) -> Response:
             state.lag_seconds, state.oldest_seconds, state.pending, state.endpoints_inactive
         )
     return observed.render()
+
+
+def dashboard_addresses(issuer: str) -> list[str]:
+    """Where the demo's dashboard client may receive codes: the page at the issuer's
+    address, and at its loopback twin (127.0.0.1 and localhost are both typed); only
+    addresses the authorization endpoint accepts (http only on this machine)."""
+    addresses = [f"{issuer.rstrip('/')}/"]
+    for one, other in (("//127.0.0.1", "//localhost"), ("//localhost", "//127.0.0.1")):
+        if one + ":" in addresses[0] or addresses[0].startswith(f"http:{one}/"):
+            addresses.append(addresses[0].replace(one, other, 1))
+    return [address for address in addresses if redirect_uri_problem(address) is None]
 
 
 QUEUED_PER_PLACE = 4
@@ -162,6 +181,7 @@ def assemble_app(
             async with sessions() as session, session.begin():
                 report = await seed_demo(session)
                 secret = await demo_client(session, settings.data_dir)
+                await dashboard_client(session, OPERATOR, dashboard_addresses(settings.issuer))
                 if not report.skipped:
                     await refresh_statistics(session)
             log.info("demo_data", report=str(report))
@@ -170,7 +190,8 @@ def assemble_app(
                 "Get a token (all scopes) for the demo client:\n"
                 f"  curl -s -u {DEMO_CLIENT_ID}:{secret} -d grant_type=client_credentials "
                 f"{settings.issuer}/oauth/token\n"
-                "then send it as `Authorization: Bearer <access_token>` (GraphiQL: Headers tab).",
+                "then send it as `Authorization: Bearer <access_token>` (GraphiQL: Headers tab).\n"
+                f"The dashboard: {settings.issuer}/ (sign in as a user: `portfolio create-admin`).",
                 flush=True,
             )
         if feed is not None:
@@ -247,6 +268,7 @@ def assemble_app(
             WebSocketRoute("/graphql", endpoint),  # subscriptions (graphql-transport-ws)
             *authorization.routes(),
             *graphiql.routes(settings),  # GraphiQL's files, in development
+            *dashboard.routes(DASHBOARD_CLIENT_ID),  # the page for people, in every mode
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),

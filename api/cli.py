@@ -432,6 +432,31 @@ def create_client(
         typer.echo("The secret is shown only now: store it safely.")
 
 
+@app.command("dashboard-client")
+def dashboard_client(
+    url: Annotated[
+        list[str],
+        typer.Option(
+            help="The dashboard's address, e.g. https://portfolio.example.com/ (repeatable)."
+        ),
+    ],
+) -> None:
+    """Register the dashboard's public client (PKCE, refresh tokens), or add addresses to it.
+
+    The page at / signs people in through it; `serve --demo` registers it for its own
+    address."""
+
+    async def run(engine: AsyncEngine) -> list[str]:
+        async with create_session_factory(engine)() as session, session.begin():
+            # As the operator, with every scope (see create-admin).
+            client = await identity.dashboard_client(session, identity.OPERATOR, url)
+            return list(client.redirect_uris)
+
+    addresses = _refusals(lambda: _with_engine(run))
+    typer.echo(f"client_id: {identity.DASHBOARD_CLIENT_ID}")
+    typer.echo(f"redirect URIs: {' '.join(addresses)}")
+
+
 @app.command("token")
 def token(
     client_id: Annotated[str, typer.Option(help="The client's id (from create-client).")],

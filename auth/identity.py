@@ -474,3 +474,41 @@ def _keep(kept: Path, secret: str) -> None:
     kept.touch(mode=0o600)
     kept.chmod(0o600)  # touch keeps the mode of a file that was there
     kept.write_text(secret + "\n")
+
+
+DASHBOARD_CLIENT_ID = "dashboard"
+# What the dashboard reads; a user gets only those their roles allow (no finance:read:
+# no cost column).
+DASHBOARD_SCOPES = ("finance:read", "portfolio:read")
+
+
+async def dashboard_client(
+    session: AsyncSession, actor: Actor, redirect_uris: Iterable[str]
+) -> OAuthClient:
+    """The dashboard's public client (authorization code + PKCE, rotating refresh tokens,
+    no secret), created when missing; ``redirect_uris`` (the page's address on each
+    origin it is served from) are added to those it has. Audited, and checked as every
+    client is: an address the authorization endpoint would not redirect to is refused."""
+    wanted = list(dict.fromkeys(redirect_uris))
+    client = await session.scalar(
+        select(OAuthClient).where(OAuthClient.client_id == DASHBOARD_CLIENT_ID)
+    )
+    if client is None:
+        _require_granting(actor, DASHBOARD_SCOPES)
+        created: OAuthClient = await writes.create(
+            session,
+            actor,
+            CLIENT,
+            {
+                "client_id": DASHBOARD_CLIENT_ID,
+                "name": "KPI dashboard",
+                "grant_types": ["authorization_code", "refresh_token"],
+                "scopes": list(DASHBOARD_SCOPES),
+                "redirect_uris": wanted,
+            },
+        )
+        return created
+    added = [uri for uri in wanted if uri not in client.redirect_uris]
+    return await update_client(
+        session, actor, client.id, None, {"redirect_uris": [*client.redirect_uris, *added]}
+    )
