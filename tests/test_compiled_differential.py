@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -451,30 +451,57 @@ async def test_text_that_json_escapes_is_written_as_the_resolvers_write_it(
 AUDIT = "{ auditEvents(first: 5) { nodes { id action entityType occurredAt changes } } }"
 
 
-async def test_audit_changes_are_answered_by_the_resolvers_alike(
-    pair: Any, db: AsyncSession
-) -> None:
+AWKWARD_CHANGES: list[tuple[str, dict[str, Any]]] = [
+    ("Initiative", {"title": {"before": 'a "quoted" ünï', "after": 40.0}, "n": [1, None]}),
+    # Floats PostgreSQL writes without an exponent and Python with one; control
+    # characters, separators inside strings, nesting, an empty list and object.
+    ("Initiative", {"reach": {"before": 1e-07, "after": 1.5e16}, "confidence": {"a": 0.1}}),
+    ("Initiative", {"title": {"before": "a, b: c\n\t\u0001 \\ /", "after": ""}, "x": {}}),
+    ("Initiative", {"parent_id": {"before": None, "after": 7}, "estimated_cost": "1.50"}),
+    ("Initiative", {"target": {"type": "Product", "id": 3, "key": "P-3"}}),
+    ("Initiative", {"target": {"type": "User", "id": 3, "key": "someone"}}),
+    ("User", {"email": {"before": None, "after": "x@example.com"}, "role": "r"}),
+    ("OAuthClient", {"client_id": {"before": None, "after": "c-1"}, "k": []}),
+    ("Nonexistent", {"a": 1}),
+]
+
+
+@pytest.mark.parametrize("scopes", list(SCOPE_SETS), ids=list(SCOPE_SETS))
+async def test_audit_changes_are_compiled_alike(pair: Any, db: AsyncSession, scopes: str) -> None:
     """``changes`` is presented per caller (GraphQL names, global IDs, guarded fields
-    dropped: ``schema.guards``), which only its resolver does: a document selecting it is
-    answered by the resolvers on both apps, byte for byte alike."""
-    compiled, reference = pair(SCOPE_SETS["every read scope"])
+    dropped) by the one rule of ``schema.guards``, run on the statement's answer
+    (``schema.compiled.presented``): compiled, byte for byte the resolver's, for stored
+    values PostgreSQL and Python write differently too."""
+    compiled, reference = pair([*SCOPE_SETS[scopes], "admin:users"])
     initiative = await _first(db, models.Initiative)
-    db.add(
-        models.AuditEvent(
-            action=AuditAction.UPDATE,
-            entity_type="Initiative",
-            entity_id=initiative.id,
-            changes={"title": {"before": 'a "quoted" ünï', "after": 40.0}, "n": [1, None]},
+    for number, (entity_type, changes) in enumerate(AWKWARD_CHANGES):
+        db.add(
+            models.AuditEvent(
+                action=AuditAction.UPDATE,
+                entity_type=entity_type,
+                entity_id=initiative.id,
+                changes=changes,
+                # After every other event: the last page is these, in this order.
+                occurred_at=datetime(2100, 1, 1, 0, 0, number, tzinfo=UTC),
+            )
         )
-    )
     await db.flush()
-    got = await compiled(AUDIT)
-    expected = await reference(AUDIT)
-    assert got.pop("extensions")["answeredBy"] == "resolvers"
-    expected.pop("extensions")
+    document = AUDIT.replace("first: 5", f"last: {len(AWKWARD_CHANGES)}")
+    got = await compiled(document)
+    expected = await reference(document)
+    assert got.pop("extensions")["answeredBy"] == "compiled"
+    assert expected.pop("extensions")["answeredBy"] == "resolvers"
     assert _before_extensions(compiled.last_body) == _before_extensions(reference.last_body)
-    changes = [event["changes"] for event in got["data"]["auditEvents"]["nodes"]]
-    assert {"title": {"before": 'a "quoted" ünï', "after": 40.0}, "n": [1, None]} in changes
+    shown = [event["changes"] for event in got["data"]["auditEvents"]["nodes"]]
+    held = set(SCOPE_SETS[scopes])
+    titled = {"title": {"before": 'a "quoted" ünï', "after": 40.0}, "n": [1, None]}
+    assert (titled in shown) == ("portfolio:read" in held)
+    costs = [c["estimatedCost"] for c in shown if "estimatedCost" in c]
+    assert costs == (["1.50"] if {"portfolio:read", "finance:read"} <= held else [])
+    assert [c for c in shown if "email" in c] == [
+        {"email": {"before": None, "after": "x@example.com"}, "role": "r"}
+    ]
+    assert not any("clientId" in c or "client_id" in c for c in shown)  # no admin:clients
 
 
 async def test_documents_generated_over_the_whole_schema_answer_alike(

@@ -160,7 +160,7 @@ class Compiler:
             return select(literal(None))
         model, scope = known
         if scope.value not in self.scopes:
-            raise Unsupported("missing scope")
+            raise Unsupported(f"missing scope {scope.value}")
         alias = self.alias(model)
         bound_pk = self.parameter(node, ("id",), pk, BigInteger) if bind else None
         conditions = [alias.id == (pk if bound_pk is None else bound_pk)]
@@ -208,8 +208,9 @@ class Compiler:
     def check_scopes(self, strawberry_field: Any) -> None:
         """Scopes are checked here, at planning: a missing one lets the resolvers answer,
         with their FORBIDDEN error on exactly that field."""
-        if not scopes_of(strawberry_field) <= self.scopes:
-            raise Unsupported("missing scope")
+        missing = scopes_of(strawberry_field) - self.scopes
+        if missing:
+            raise Unsupported(f"missing scope {', '.join(sorted(missing))}")
 
     def arguments(self, definition: Any, strawberry_field: Any, node: FieldNode) -> dict[str, Any]:
         """The field's arguments as its resolver gets them (strawberry inputs, enums)."""

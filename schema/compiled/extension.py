@@ -42,6 +42,7 @@ from schema.compiled.parameters import (
     bound,
     variables_key,
 )
+from schema.compiled.presented import finisher
 from schema.compiled.selection import Invalid, Unsupported, Walk, parsed_bytes, response_key
 from schema.errors import connection_lost
 
@@ -50,10 +51,12 @@ log = structlog.get_logger(__name__)
 
 class Rendered(NamedTuple):
     """A statement as SQL text: values inlined, except parameters, which are ``$1``,
-    ``$2``... in the order of ``parameters`` (bind parameter names)."""
+    ``$2``... in the order of ``parameters`` (bind parameter names); and what finishes
+    its JSON text in Python, if anything must (``schema.compiled.presented``)."""
 
     sql: str
     parameters: tuple[str, ...] = ()
+    finish: Callable[[str], str] | None = None
 
 
 @dataclass
@@ -73,6 +76,7 @@ class Plan:
             return Bound(self, self.binder.values(variables))
         except Declined as declined:
             log.debug("compiled_path_values_declined", reason=str(declined))
+            PLANS.declines["values"] += 1
             return None
 
 
@@ -117,6 +121,9 @@ class PlanCache:
         self._documents: Counter[str] = Counter()
         # Documents planned (each costs milliseconds): what tests count.
         self.compilations = 0
+        # Why plans were declined, by reason (``Unsupported``'s text, "values", ...):
+        # what tests/test_compiled_coverage.py reports, to show what to compile next.
+        self.declines: Counter[str] = Counter()
 
     @property
     def max_bytes(self) -> int:
@@ -252,6 +259,8 @@ async def _collect(
             failed = GraphQLError(str(error), path=[key], original_error=error)
             return ExecutionResult(data=None, errors=[failed]), objects, chars
         if isinstance(text, str):
+            if statement.finish is not None:
+                text = statement.finish(text)
             data[key] = orjson.Fragment(text)
             # Objects returned, counted on the text (braces in strings are rare).
             objects += text.count("{")
@@ -337,6 +346,7 @@ class CompiledQueries(SchemaExtension):
             schema, operation.variable_definitions or [], execution.variables or {}
         )
         if isinstance(variables, list):  # coercion errors: the resolvers report them
+            PLANS.declines["variables"] += 1
             return None
         fragments = {
             definition.name.value: definition
@@ -356,7 +366,7 @@ class CompiledQueries(SchemaExtension):
         PLANS.compilations += 1
         try:
             statements = [
-                (response_key(node), _render(compiler.root(node)))
+                (response_key(node), _finished(_render(compiler.root(node)), compiler))
                 for node in walk.fields("Query", operation.selection_set)
             ]
             direct = {
@@ -371,20 +381,24 @@ class CompiledQueries(SchemaExtension):
             # A use the compiler inlines: the document keys those variables by value
             # from now on (a plan built so far is dropped; none was cached).
             log.debug("compiled_path_parameters_dropped", variables=str(unbound))
+            PLANS.declines["parameters dropped"] += 1
             CANDIDATES.drop(execution.query, provided_operation_name(execution), unbound.names)
             return None
         except (Invalid, DomainError) as reason:
             # Invalid input: the resolvers report it with its code. With parameters bound,
             # other values of the same shape may be valid: nothing is kept for them.
             log.debug("compiled_path_declined", reason=str(reason))
+            PLANS.declines[str(reason)] += 1
             return INVALID if parameters else None
         except (Unsupported, CompileError, NotImplementedError) as reason:
             # Invalid input is declined too: the resolvers report it with its code.
             log.debug("compiled_path_declined", reason=str(reason))
+            PLANS.declines[str(reason)] += 1
             return None
         except Exception:
             # A bug in the compiler must not fail the request: the resolvers answer.
             log.exception("compiled_path_failed")
+            PLANS.declines["compiler failed"] += 1
             return None
 
 
@@ -421,6 +435,12 @@ class _PlanCompiler(PGCompiler_asyncpg):
 
 
 _DIALECT.statement_compiler = _PlanCompiler
+
+
+def _finished(rendered: Rendered, compiler: Compiler) -> Rendered:
+    """The statement with what presents its audit changes for the plan's scopes."""
+    finish = finisher(rendered.sql, compiler.schema, compiler.scopes)
+    return rendered if finish is None else rendered._replace(finish=finish)
 
 
 def _render(statement: Any) -> Rendered:
