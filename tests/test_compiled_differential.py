@@ -16,15 +16,20 @@ from typing import Any
 import orjson
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from api.app import assemble_app
 from auth import models as auth_models
 from domain import models
 from domain.models.enums import AuditAction
+from domain.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from schema.build import schema
 from schema.compiled.extension import PLANS
 from schema.ids import encode_id
+from tests.conftest import GraphQL, make_client, settings_for
 from tests.fixtures import factories
+from tests.fixtures.auth import bearer, user_with_roles
+from tests.fixtures.database import StatementCounter
 from tests.schema_walk import QueryWalker
 from tests.test_guarded_everywhere import walk_arguments
 
@@ -534,9 +539,10 @@ async def test_documents_generated_over_the_whole_schema_answer_alike(
     # `edges { node }` compiled (issue #17) took this from 3 to 34 of the 100; admin
     # reads walked with their scopes, `nodes(ids:)`, an audit event's IDs, a user's
     # roles to 54 (plans outlive the apps: an answer may be a repeated plan's); a KPI's `trend`
-    # (one SQL definition for both paths, reads.trend_columns) to 55. Left to
-    # the resolvers: audit `changes`, `viewer`, `asOf`, and invalid series or trend windows.
-    assert answered.get("compiled", 0) + answered.get("repeated", 0) >= 55, answered
+    # (one SQL definition for both paths, reads.trend_columns) to 55; audit `changes`
+    # (presented after the statement by schema.guards' rule), `viewer` and `webhooks`
+    # to 85. Left to the resolvers: `asOf`, and invalid series or trend windows (errors).
+    assert answered.get("compiled", 0) + answered.get("repeated", 0) >= 85, answered
 
 
 ADMIN_READS = """query Admin($ids: [ID!]!) {
@@ -927,3 +933,119 @@ async def test_kpi_trends_are_compiled_from_the_resolvers_sql_and_agree(
     else:
         assert directions == {"NO_DATA"}  # the demo keeps a year: no window before this one
     assert got["data"] == expected["data"]
+
+
+VIEWER = (
+    "{ viewer { __typename authenticated scopes user { id email displayName isActive } "
+    "client { id clientId name } } }"
+)
+
+
+async def test_viewer_is_compiled_for_each_caller_alike(
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    db: AsyncSession,
+    statements: StatementCounter,
+) -> None:
+    """`viewer` is compiled with who is calling bound per request (a plan is keyed by the
+    scopes only): two users with the same scopes, then an anonymous caller, share one
+    plan and each gets their own answer, byte for byte the resolvers', in one statement."""
+    compiling = assemble_app(settings_for(), engine, sessions)
+    resolving = assemble_app(settings_for(compiled_reads=False), engine, sessions)
+    first, second = [await user_with_roles(db, "viewer") for _ in range(2)]
+    seen: list[dict[str, Any]] = []
+    for user in (first, second, None):
+        answers: dict[str, dict[str, Any]] = {}
+        bodies: list[bytes] = []
+        # One token (one client) for both apps: they share the signing keys' table.
+        headers = await bearer(compiling, db, ["portfolio:read"], user=user) if user else None
+        for name, app in (("compiled", compiling), ("reference", resolving)):
+            async with make_client(engine, sessions, app=app, headers=headers) as client:
+                caller = GraphQL(client)
+                answers[name] = await caller(VIEWER)
+                if name == "compiled":
+                    await statements.delivered()
+                    before = statements.count
+                    answers[name] = await caller(VIEWER)
+                    await statements.delivered()
+                    # The read (the token's revocation check here is the test app's).
+                    sent = statements.statements[before:]
+                    reads = [s for s in sent if "oauth_revoked_access_tokens" not in s]
+                    assert len(reads) == 1, sent
+                bodies.append(caller.last_body)
+        assert answers["compiled"].pop("extensions")["answeredBy"] in ("compiled", "repeated")
+        assert _before_extensions(bodies[0]) == _before_extensions(bodies[1])
+        seen.append(answers["compiled"]["data"]["viewer"])
+    assert [v["user"] and v["user"]["email"] for v in seen] == [first.email, second.email, None]
+    assert [v["authenticated"] for v in seen] == [True, True, False]
+    assert seen[0]["client"] is not None and seen[2]["client"] is None
+
+
+WEBHOOKS = """{ webhooks { __typename id url eventTypes query active consecutiveFailures
+  disabledAt createdAt
+  deliveries(last: 2) { id webhookId eventType status attempts createdAt deliveredAt
+    log { attemptedAt statusCode latencyMs error } }
+  all: deliveries { id log { statusCode } } } }"""
+
+
+async def test_webhooks_are_compiled_alike(pair: Any, db: AsyncSession) -> None:
+    """`webhooks` with their latest deliveries (the `last` cap, oldest first) and each
+    delivery's attempts: compiled, byte for byte the resolvers'; without
+    `admin:webhooks` the resolvers refuse it, on both apps alike."""
+    client = await factories.add(
+        db, auth_models.OAuthClient(client_id=f"w-{uuid.uuid4().hex[:8]}", name="Hooks")
+    )
+    endpoints = [
+        await factories.add(
+            db,
+            WebhookEndpoint(
+                owner_client_id=client.id,
+                url=f'https://hooks.example/{n}?q="ü"',
+                event_types=["initiative.created", "kpi.updated"][: n + 1],
+                secret="whsec_x",
+                query=None if n else "query($id: ID!) { node(id: $id) { id } }",
+                is_active=bool(n),
+                consecutive_failures=3 - n,
+                disabled_at=None if n else datetime(2026, 5, 1, 12, 0, 0, 123400, tzinfo=UTC),
+            ),
+        )
+        for n in range(2)
+    ]
+    for number in range(3):
+        delivery = await factories.add(
+            db,
+            WebhookDelivery(
+                message_id=f"msg_{uuid.uuid4().hex}",
+                endpoint_id=endpoints[0].id,
+                event_type="initiative.created",
+                payload="{}",
+                status=["failed", "delivered", "pending"][number],
+                attempts=number,
+                delivered_at=datetime(2026, 5, 2, tzinfo=UTC) if number == 1 else None,
+            ),
+        )
+        for status_code in [None, 500, 200][: number + 1]:
+            db.add(
+                WebhookAttempt(
+                    delivery_id=delivery.id,
+                    status_code=status_code,
+                    latency_ms=12,
+                    error=None if status_code == 200 else 'refused "x"',
+                )
+            )
+    await db.flush()
+    compiled, reference = pair(["admin:webhooks"])
+    got = await compiled(WEBHOOKS)
+    await reference(WEBHOOKS)
+    assert got["extensions"]["answeredBy"] == "compiled"
+    assert _before_extensions(compiled.last_body) == _before_extensions(reference.last_body)
+    first = got["data"]["webhooks"][0]
+    assert [d["status"] for d in first["deliveries"]] == ["delivered", "pending"]
+    assert [len(d["log"]) for d in first["all"]] == [1, 2, 3]
+
+    compiled, reference = pair(["portfolio:read"])
+    refused = await compiled(WEBHOOKS, status=401)
+    await reference(WEBHOOKS, status=401)
+    assert refused["extensions"]["answeredBy"] == "resolvers"
+    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert _before_extensions(compiled.last_body) == _before_extensions(reference.last_body)

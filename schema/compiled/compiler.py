@@ -46,7 +46,7 @@ from strawberry.types.arguments import convert_arguments
 from domain.errors import DomainError
 from domain.services import reads
 from domain.services.pagination import PageRequest, page_request
-from schema.compiled import connections, jsontext, objects
+from schema.compiled import connections, jsontext, objects, viewer, webhooks
 from schema.compiled.binding import Site
 from schema.compiled.parameters import PREFIX
 from schema.compiled.selection import Invalid, Unsupported, Walk
@@ -57,6 +57,8 @@ from schema.query import MAX_NODES
 # Computed parameters are named ``gqlvar_$0``, ``gqlvar_$1``...: no variable's name holds
 # a ``$`` (GraphQL names are letters, digits and ``_``).
 COMPUTED_PREFIX = "$"
+# The caller's attributes are ``gqlvar_$principal_user_id``...: not a number after ``$``.
+PRINCIPAL_PREFIX = "$principal_"
 
 
 class NotBound(Exception):
@@ -88,6 +90,9 @@ class Compiler:
         self.parameters = parameters
         self._read: dict[int, str] = {}  # id(variable node) -> name, uses read
         self._bound: set[int] = set()  # uses made bind parameters
+        # Attributes of the caller (``Principal``) bound per request: who is calling is
+        # not part of a plan's key, only the scopes are.
+        self.principal_attributes: set[str] = set()
         # Fields whose parameters are computed from their arguments per request.
         self.sites: list[Site] = []
         self._sites: dict[int, Site] = {}  # id(field node) -> its site
@@ -134,6 +139,10 @@ class Compiler:
             return self._node(node, args["id"])
         if node.name.value == "nodes":
             return self._nodes(node, args["ids"])
+        if node.name.value == "viewer":
+            return viewer.viewer(self, node)
+        if node.name.value == "webhooks":
+            return webhooks.webhooks(self, node)
         raise Unsupported(f"Query.{node.name.value}")
 
     def _nodes(self, node: FieldNode, ids: list[str]) -> Select[Any]:
@@ -302,6 +311,12 @@ class Compiler:
             bindparam(name, value=value, type_=type_)
             for name, (value, type_) in zip(names, values, strict=True)
         ]
+
+    def principal(self, attribute: str, type_: Any) -> Any:
+        """A bind parameter of the caller's ``attribute`` (``Principal.user_id``...),
+        bound for each request by ``Plan.bind``."""
+        self.principal_attributes.add(attribute)
+        return bindparam(f"{PREFIX}{PRINCIPAL_PREFIX}{attribute}", type_=type_)
 
     def page_size(self, node: FieldNode, page: PageRequest) -> Any:
         """The size of a page (`first` or `last`, else the default): ``LIMIT $n`` when it

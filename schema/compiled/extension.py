@@ -32,7 +32,7 @@ from strawberry.extensions import SchemaExtension
 from domain.caches import ByteLRU, text_bytes
 from domain.errors import DomainError
 from schema.compiled.binding import Binder, Declined
-from schema.compiled.compiler import Compiler, NotBound
+from schema.compiled.compiler import PRINCIPAL_PREFIX, Compiler, NotBound
 from schema.compiled.parameters import (
     CANDIDATES,
     COMPUTED,
@@ -68,12 +68,17 @@ class Plan:
     binder: Binder
     # Bytes held besides the SQL: the parsed document, whose field nodes bind values.
     held: int = 0
+    # The caller's attributes it binds (``viewer``): its answer is the caller's own.
+    principal: tuple[str, ...] = ()
 
-    def bind(self, variables: Any) -> Bound | None:
-        """The plan with this request's values, or None if it does not serve them (the
-        resolvers answer: they are what the resolvers refuse)."""
+    def bind(self, variables: Any, principal: Any) -> Bound | None:
+        """The plan with this request's values and caller, or None if it does not serve
+        them (the resolvers answer: they are what the resolvers refuse)."""
         try:
-            return Bound(self, self.binder.values(variables))
+            values = self.binder.values(variables)
+            for attribute in self.principal:
+                values[f"{PREFIX}{PRINCIPAL_PREFIX}{attribute}"] = getattr(principal, attribute)
+            return Bound(self, values)
         except Declined as declined:
             log.debug("compiled_path_values_declined", reason=str(declined))
             PLANS.declines["values"] += 1
@@ -149,14 +154,14 @@ class PlanCache:
         nothing for the fast path."""
         return query in self._documents
 
-    def rendered(self, key: Hashable, variables: Any) -> Bound | None:
-        """The plan of a request seen before, with this request's values; None if there
-        is none or it does not serve these values."""
+    def rendered(self, key: Hashable, variables: Any, principal: Any) -> Bound | None:
+        """The plan of a request seen before, with this request's values and caller;
+        None if there is none or it does not serve these values."""
         plan = self._plans.peek(key)
         if plan is None:  # unknown or declined
             return None
         self._plans.get(key)  # recently used
-        return plan.bind(variables)
+        return plan.bind(variables, principal)
 
     def get(self, key: Hashable) -> tuple[bool, Plan | None]:
         if key not in self._plans:
@@ -299,7 +304,7 @@ class CompiledQueries(SchemaExtension):
             return
         compiled = getattr(context, "compiled", True)
         plan = self._cached_plan(execution, operation) if compiled else None
-        bound = plan.bind(execution.variables) if plan is not None else None
+        bound = plan.bind(execution.variables, context.principal) if plan is not None else None
         if bound is not None:
             execution.result = await run_plan(context, bound)
         else:
@@ -376,7 +381,8 @@ class CompiledQueries(SchemaExtension):
                 execution.schema, operation.variable_definitions or (), direct, compiler.sites
             )
             held = parsed_bytes(execution.query, document) if compiler.sites else 0
-            return Plan(statements, binder, held)
+            principal = tuple(sorted(compiler.principal_attributes))
+            return Plan(statements, binder, held, principal)
         except NotBound as unbound:
             # A use the compiler inlines: the document keys those variables by value
             # from now on (a plan built so far is dropped; none was cached).
