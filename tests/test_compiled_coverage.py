@@ -79,10 +79,16 @@ async def measure(
     return answered, reasons
 
 
+def _share_without_errors(answered: Counter[str]) -> float:
+    """Compiled, of the documents whose answer holds no error (an error is a missing
+    scope or an invalid argument: the resolvers write it)."""
+    return answered["compiled"] / (answered["compiled"] + answered["resolvers"])
+
+
 def _report(title: str, answered: Counter[str], reasons: Counter[str]) -> None:
     print(f"\n{title}: {dict(answered)}")
     for reason, count in reasons.most_common():
-        print(f"  {count:4d}  {reason}")
+        print(f"declined {count:4d}  {reason}")
 
 
 async def test_documents_over_the_whole_schema_are_compiled_under_every_read_scope(
@@ -92,7 +98,10 @@ async def test_documents_over_the_whole_schema_are_compiled_under_every_read_sco
     the compiler does not cover."""
     answered, reasons = await measure(pair, db, seed=1717, every_scope=True)
     _report("every read scope", answered, reasons)
-    assert answered["compiled"] >= 0.55 * DOCUMENTS, (answered, reasons)
+    # 165 of 300 before audit `changes`, `viewer`, `webhooks` and `asOf` were compiled;
+    # 261 after (15 more answer with errors: empty series windows; 9 are refused).
+    assert answered["compiled"] >= 255, (answered, reasons)
+    assert _share_without_errors(answered) >= 0.94, (answered, reasons)
 
 
 async def test_documents_over_the_whole_schema_are_compiled_under_random_scopes(
@@ -102,4 +111,6 @@ async def test_documents_over_the_whole_schema_are_compiled_under_random_scopes(
     (with FORBIDDEN on it), so this share is lower; it is measured all the same."""
     answered, reasons = await measure(pair, db, seed=1718, every_scope=False)
     _report("random scopes", answered, reasons)
-    assert answered["compiled"] >= 0.3 * DOCUMENTS, (answered, reasons)
+    # 98 of 300 before; 133 after, and 137 answer with FORBIDDEN or invalid-input errors.
+    assert answered["compiled"] >= 128, (answered, reasons)
+    assert _share_without_errors(answered) >= 0.85, (answered, reasons)

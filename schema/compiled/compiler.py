@@ -46,7 +46,7 @@ from strawberry.types.arguments import convert_arguments
 from domain.errors import DomainError
 from domain.services import reads
 from domain.services.pagination import PageRequest, page_request
-from schema.compiled import connections, jsontext, objects, viewer, webhooks
+from schema.compiled import as_of, connections, jsontext, objects, viewer, webhooks
 from schema.compiled.binding import Site
 from schema.compiled.parameters import PREFIX
 from schema.compiled.selection import Invalid, Unsupported, Walk
@@ -93,6 +93,7 @@ class Compiler:
         # Attributes of the caller (``Principal``) bound per request: who is calling is
         # not part of a plan's key, only the scopes are.
         self.principal_attributes: set[str] = set()
+        self.as_of_lookups = 0  # ``asOf`` lookups planned: each names its parameters
         # Fields whose parameters are computed from their arguments per request.
         self.sites: list[Site] = []
         self._sites: dict[int, Site] = {}  # id(field node) -> its site
@@ -124,9 +125,9 @@ class Compiler:
         if "root_model" in meta:
             return select(self.connection(named, node, meta, args, None, None))
         if "lookup" in meta:
-            if args.get("as_of") is not None:
-                raise Unsupported("asOf")
             model, column = meta["lookup"]
+            if args.get("as_of") is not None:
+                return as_of.lookup(self, named, node, model, column, args["as_of"])
             alias = self.alias(model)
             key = self.parameter(node, ("key",), args["key"], Text)
             if key is None:
@@ -283,6 +284,13 @@ class Compiler:
         """Each request's arguments of ``node`` (as GraphQL coerced them) must pass
         ``check`` (which raises on what the resolvers refuse) for the plan to serve it."""
         self._site(node).extracts.append(lambda arguments: (check(arguments), {})[1])
+
+    def check_values(
+        self, node: FieldNode, extract: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> None:
+        """Parameters of ``node`` named by the caller, each request's values computed
+        from its arguments by ``extract`` (which raises on what the resolvers refuse)."""
+        self._site(node).extracts.append(extract)
 
     def _site(self, node: FieldNode) -> Site:
         site = self._sites.get(id(node))
