@@ -36,8 +36,12 @@ from domain.metrics import Metrics
 from domain.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
 from domain.seed import refresh_statistics, seed_demo
 from domain.settings import Settings, get_settings
+from domain.webhooks.outbox import outbox_state
+from domain.webhooks.secrets import SecretBox
+from domain.webhooks.worker import DeliveryWorker
 from schema import graphiql
 from schema.endpoint import GraphQLEndpoint
+from schema.webhook_payloads import PayloadRenderer
 
 log = structlog.get_logger(__name__)
 
@@ -66,11 +70,25 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
+# The outbox's state is read at each scrape; a database too slow to answer leaves the
+# previous values rather than holding the scrape.
+OUTBOX_SCRAPE_TIMEOUT_SECONDS = 2.0
+
+
 async def metrics(request: Request) -> Response:
-    pool = request.app.state.engine.pool
+    engine = request.app.state.engine
     observed: Metrics = request.app.state.metrics
-    observed.pool_in_use.set(pool.checkedout())
-    observed.pool_size.set(pool.size())
+    observed.pool_in_use.set(engine.pool.checkedout())
+    observed.pool_size.set(engine.pool.size())
+    try:
+        async with asyncio.timeout(OUTBOX_SCRAPE_TIMEOUT_SECONDS):
+            state = await outbox_state(engine)
+    except (TimeoutError, OSError, SQLAlchemyError) as error:
+        log.warning("outbox_state_unavailable", error=type(error).__name__)
+    else:
+        observed.webhooks.observe_outbox(
+            state.lag_seconds, state.oldest_seconds, state.pending, state.endpoints_inactive
+        )
     return observed.render()
 
 
@@ -158,7 +176,11 @@ def assemble_app(
         if feed is not None:
             hub.start()
             feed.start()
+        if deliveries is not None:
+            deliveries.start()
         yield
+        if deliveries is not None:
+            await deliveries.stop()  # before the engine goes: the batch in flight is recorded
         if feed is not None:
             await feed.close()
             await hub.close()
@@ -175,7 +197,9 @@ def assemble_app(
     responses = endpoint.view.responses
     observed.watch_response_cache(responses)
     observed.watch_subscriptions(endpoint.hub)
+    SecretBox(settings)  # a malformed PORTFOLIO_WEBHOOK_SECRET_KEY stops the start here
     feed = None
+    deliveries = None
     hub = endpoint.hub
     if not on_one_connection(sessions):
         # Cached answers, and the principals of tokens seen before, are kept only while
@@ -187,6 +211,12 @@ def assemble_app(
         feed.subscribe(PRINCIPALS_CHANNEL, auth.principals.changed, auth.principals.set_listening)
         feed.subscribe(CHANNEL, hub.notified, hub.set_listening)
         feed.subscribe(PRINCIPALS_CHANNEL, hub.principals_changed, lambda _listening: None)
+        if settings.runs_webhook_worker:
+            # Each process delivers (claims never overlap); a committed change wakes it.
+            deliveries = DeliveryWorker(
+                engine, settings, PayloadRenderer(sessions, settings), observed.webhooks
+            )
+            feed.subscribe(CHANNEL, deliveries.wake, lambda _listening: None)
     at_once, queued = admission_limits(settings)
     middleware = [
         Middleware(

@@ -32,6 +32,7 @@ from domain.services.measurement_files import BadLine, read_measurements
 from domain.services.persisted import PersistedQueryStore
 from domain.services.writes import Actor, Refused
 from domain.settings import Environment, Settings, get_settings
+from domain.webhooks import endpoints as webhook_endpoints
 from domain.webhooks import worker as webhook_worker
 from schema.sdl import document_problems, render_sdl
 from schema.webhook_payloads import PayloadRenderer
@@ -267,6 +268,19 @@ def deliver_webhooks(
         return await webhook_worker.run(engine, settings, render, once=once)
 
     typer.echo(f"{_with_engine(run)} deliveries attempted")
+
+
+@app.command("reseal-webhook-secrets")
+def reseal_webhook_secrets() -> None:
+    """Seal every webhook secret under PORTFOLIO_WEBHOOK_SECRET_KEY: after setting a new
+    key (the old one in PORTFOLIO_WEBHOOK_SECRET_OLD_KEYS until this has run), or once a
+    key is set where secrets were kept in clear. See docs/security.md."""
+
+    async def run(engine: AsyncEngine) -> int:
+        async with create_session_factory(engine)() as session, session.begin():
+            return await webhook_endpoints.reseal_secrets(session, get_settings())
+
+    typer.echo(f"{_with_engine(run)} webhooks resealed")
 
 
 @app.command("import-measurements")
@@ -514,10 +528,13 @@ def export_schema(
     output: Annotated[Path, typer.Option(help="Where to write the SDL; - for stdout.")] = Path(
         "schema.graphql"
     ),
+    federation: Annotated[
+        bool, typer.Option(help="The Apollo Federation 2 subgraph SDL (for rover/composition).")
+    ] = False,
 ) -> None:
     """Write the GraphQL schema (SDL) that the code defines."""
 
-    sdl = render_sdl()
+    sdl = render_sdl(federation=federation)
     if str(output) == "-":
         typer.echo(sdl, nl=False)
     else:

@@ -199,6 +199,21 @@ def inprocess(
     _guarded(lambda: run_inprocess(products, repeat, workload, variant, warmup, profile))
 
 
+@app.command()
+def webhooks(
+    products: Annotated[int, typer.Option(help="Size of the generated portfolio.", min=50)] = 50,
+    rate: Annotated[float, typer.Option(help="Writes (transactions) per second.", min=0.1)] = 20.0,
+    duration: Annotated[float, typer.Option(help="Seconds of writes.", min=1)] = 10.0,
+    workers: Annotated[int, typer.Option(help="Server processes.", min=1)] = 1,
+    port: Annotated[int, typer.Option(help="The server's port.")] = 8711,
+) -> None:
+    """Delay from a write's commit to its webhook's arrival, under a steady write rate."""
+    from bench.webhook_delay import Options, run_webhook_delay
+
+    options = Options(products=products, rate=rate, duration=duration, workers=workers, port=port)
+    _guarded(lambda: run_webhook_delay(options))
+
+
 def _guarded(work: object) -> None:
     try:
         work()  # type: ignore[operator]

@@ -163,7 +163,10 @@ CASE
     OR (k.direction = 'LOWER_IS_BETTER' AND m.value >= k.critical_threshold) THEN 'CRITICAL'
   WHEN (k.direction = 'HIGHER_IS_BETTER' AND m.value <= k.warning_threshold)
     OR (k.direction = 'LOWER_IS_BETTER' AND m.value >= k.warning_threshold) THEN 'WARNING'
-  ELSE 'ON_TARGET'
+  WHEN k.target IS NULL
+    OR (k.direction = 'HIGHER_IS_BETTER' AND m.value >= k.target)
+    OR (k.direction = 'LOWER_IS_BETTER' AND m.value <= k.target) THEN 'ON_TARGET'
+  ELSE 'OFF_TARGET'
 END"""
 
 # The JSON is concatenated text, as our compiler writes it (schema/compiled/jsontext.py):

@@ -67,6 +67,8 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.webhooks = WebhookMetrics(self.registry)
+
     def watch_response_cache(self, cache: Any) -> None:
         """Export the response cache's state at each scrape (nothing per request)."""
         self.registry.register(_ResponseCacheCollector(cache))
@@ -77,6 +79,76 @@ class Metrics:
 
     def render(self) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class WebhookMetrics:
+    """The delivery worker's counts (``domain.webhooks.worker``), and the outbox's state,
+    read from the database at each scrape (``observe_outbox``): a replica whose worker is
+    off still reports the lag of the others."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.attempts = Counter(
+            "portfolio_webhook_attempts",
+            "Webhook attempts by outcome: delivered (2xx), retrying (failed, another attempt "
+            "is due later) or failed (failed, its last attempt).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.failures = Counter(
+            "portfolio_webhook_failures",
+            "Failed webhook attempts by reason: status (a non-2xx answer), network (no "
+            "answer in time or no connection), refused (target not allowed), render "
+            "(its query failed), secret (not to be opened with the configured keys).",
+            ["reason"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "portfolio_webhook_attempt_seconds",
+            "Time from sending a webhook to its answer (or failure).",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=registry,
+        )
+        self.disabled = Counter(
+            "portfolio_webhook_endpoints_disabled",
+            "Webhook endpoints this process disabled after repeated failures.",
+            registry=registry,
+        )
+        self.outbox_lag = Gauge(
+            "portfolio_webhook_outbox_lag_seconds",
+            "Age of the oldest delivery due now and not yet sent (0 when none): how far the "
+            "workers are behind.",
+            registry=registry,
+        )
+        self.outbox_oldest = Gauge(
+            "portfolio_webhook_outbox_oldest_seconds",
+            "Age of the oldest undelivered event of an active endpoint, retries included.",
+            registry=registry,
+        )
+        self.outbox_pending = Gauge(
+            "portfolio_webhook_outbox_pending",
+            "Deliveries waiting to be sent to active endpoints.",
+            registry=registry,
+        )
+        self.endpoints_inactive = Gauge(
+            "portfolio_webhook_endpoints_inactive",
+            "Webhook endpoints disabled (after repeated failures) and not enabled again.",
+            registry=registry,
+        )
+
+    def attempted(self, outcome: str, failure: str | None, seconds: float | None) -> None:
+        self.attempts.labels(outcome).inc()
+        if failure is not None:
+            self.failures.labels(failure).inc()
+        if seconds is not None:
+            self.latency.observe(seconds)
+
+    def observe_outbox(
+        self, lag: float, oldest: float, pending: int, endpoints_inactive: int
+    ) -> None:
+        self.outbox_lag.set(lag)
+        self.outbox_oldest.set(oldest)
+        self.outbox_pending.set(pending)
+        self.endpoints_inactive.set(endpoints_inactive)
 
 
 class _ResponseCacheCollector(Collector):

@@ -157,6 +157,11 @@ class Settings(BaseSettings):
         "Unset: on in development, off in production, where `portfolio persist-queries` "
         "registers them.",
     )
+    federation: bool = Field(
+        default=False,
+        description="Serve the schema as an Apollo Federation 2 subgraph (`_service`, "
+        "`_entities`).",
+    )
     compiled_reads: bool = Field(
         default=True,
         description="Answer covered queries with one SQL statement per root field.",
@@ -188,6 +193,23 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="Time a new WebSocket has to send connection_init."
     )
     # Webhooks (see docs/api.md, "Webhooks").
+    webhook_worker: bool | None = Field(
+        default=None,
+        description="Run the webhook delivery worker inside each server process. Unset: on "
+        "in development (and `--demo`), off in production, where you either set it to true "
+        "or run `portfolio deliver-webhooks` beside the servers.",
+    )
+    webhook_secret_key: str | None = Field(
+        default=None,
+        description="Key sealing webhook signing secrets at rest (AES-256-GCM): base64 of 32 "
+        "random bytes, e.g. `openssl rand -base64 32`. Required in production to register "
+        "webhooks; unset in development, secrets are stored in clear.",
+    )
+    webhook_secret_old_keys: list[str] = Field(
+        default_factory=list,
+        description="Earlier values of `PORTFOLIO_WEBHOOK_SECRET_KEY` (JSON list) that still "
+        "open secrets, while `portfolio reseal-webhook-secrets` moves them to the new key.",
+    )
     webhook_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Longest wait for a webhook receiver's answer, per attempt."
     )
@@ -214,7 +236,10 @@ class Settings(BaseSettings):
         default=20, ge=1, description="Deliveries one worker claims and sends at once."
     )
     webhook_poll_seconds: float = Field(
-        default=1.0, gt=0, description="`portfolio deliver-webhooks`: wait when nothing is due."
+        default=1.0,
+        gt=0,
+        description="Wait of an idle worker before it looks for due deliveries again (the "
+        "worker in a server process is also woken by each committed change).",
     )
     webhook_secret_overlap_seconds: int = Field(
         default=86_400,
@@ -264,6 +289,12 @@ class Settings(BaseSettings):
     @property
     def is_development(self) -> bool:
         return self.environment is Environment.DEVELOPMENT
+
+    @property
+    def runs_webhook_worker(self) -> bool:
+        if self.webhook_worker is None:
+            return self.is_development
+        return self.webhook_worker
 
 
 @lru_cache

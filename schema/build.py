@@ -12,11 +12,15 @@ from strawberry.extensions import (
     MaxAliasesLimiter,
     MaxTokensLimiter,
     QueryDepthLimiter,
+    SchemaExtension,
 )
+from strawberry.extensions.directives import DirectivesExtension, DirectivesExtensionSync
 from strawberry.schema.config import StrawberryConfig
 
 from domain.settings import Settings
+from schema.atomic import AtomicBatches, atomic
 from schema.compiled.extension import CompiledQueries
+from schema.federation import REPRESENTATION_SCALAR, FederatedQuery, Representation
 from schema.limits import Documents, QueryLimits
 from schema.mutations.bulk import BulkIngest
 from schema.mutations.root import Mutation
@@ -33,6 +37,7 @@ def build_schema(
     max_depth: int = 12,
     max_aliases: int = 30,
     max_tokens: int = 5000,
+    federation: bool = False,
 ) -> strawberry.Schema:
     # The limiters' validation rules are built once: the validation cache is keyed by
     # the rule classes, so new classes per request would never hit it.
@@ -53,34 +58,56 @@ def build_schema(
         SubscriptionGate,  # after the limits: raises their refusal of a subscription
         CompiledQueries,
         BulkIngest,  # after QueryLimits: a refused operation is not prevalidated
+        AtomicBatches,  # innermost: its savepoint holds exactly the operation's work
     ]
-    return strawberry.Schema(
-        query=Query,
+    return PortfolioSchema(
+        # The subgraph is the public schema plus `_service` and `_entities`.
+        query=FederatedQuery if federation else Query,
         mutation=Mutation,
         subscription=Subscription,
         types=NODE_CLASSES,
-        scalar_overrides=SCALAR_OVERRIDES,  # type: ignore[arg-type]
+        scalar_overrides={**SCALAR_OVERRIDES, Representation: REPRESENTATION_SCALAR},  # type: ignore[dict-item]
         config=StrawberryConfig(auto_camel_case=True, disable_field_suggestions=production),
         extensions=extensions,  # type: ignore[arg-type]
+        directives=[atomic],
     )
+
+
+class PortfolioSchema(strawberry.Schema):
+    """strawberry's schema without its per-field directive middleware: our one directive
+    (``@atomic``) belongs to the operation and is read once by ``AtomicBatches``, while the
+    middleware, added for any declared directive, would wrap every resolved field."""
+
+    def get_extensions(self, sync: bool = False) -> list[SchemaExtension]:
+        return [
+            extension
+            for extension in super().get_extensions(sync)
+            if not isinstance(extension, DirectivesExtension | DirectivesExtensionSync)
+        ]
 
 
 @cache
 def _schema_for(
-    production: bool, max_depth: int, max_aliases: int, max_tokens: int
+    production: bool, max_depth: int, max_aliases: int, max_tokens: int, federation: bool
 ) -> strawberry.Schema:
     return build_schema(
-        production=production, max_depth=max_depth, max_aliases=max_aliases, max_tokens=max_tokens
+        production=production,
+        max_depth=max_depth,
+        max_aliases=max_aliases,
+        max_tokens=max_tokens,
+        federation=federation,
     )
 
 
 def schema_for(settings: Settings) -> strawberry.Schema:
-    """Production hides introspection and field suggestions; limits come from settings."""
+    """Production hides introspection and field suggestions; limits come from settings;
+    ``PORTFOLIO_FEDERATION`` serves it as a federation subgraph."""
     return _schema_for(
         not settings.is_development,
         settings.max_query_depth,
         settings.max_aliases,
         settings.max_tokens,
+        settings.federation,
     )
 
 

@@ -24,6 +24,7 @@ from domain.errors import DomainError
 from domain.services import reads
 from domain.services.pagination import Ordering, Page, PageRequest
 from domain.settings import Settings
+from schema.atomic import AtomicBatch
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -109,6 +110,8 @@ class Context:
     # A mutation wrote (``schema.mutations.common.run``): the answers cached of reads are
     # dropped once it is committed.
     mutated: bool = False
+    # The operation is ``@atomic`` (``schema.atomic``): its root fields report to it.
+    atomic: AtomicBatch | None = None
     # The document came from the persisted store: it may exceed max_document_bytes.
     persisted_document: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)

@@ -92,8 +92,9 @@ class KnownReads:
         if not budget.allowed:
             return None, budget, ""  # the ordinary path refuses it (without charging twice)
         responses = self.responses
-        # An answer about the caller (``viewer``) is not kept: the key is not the caller's.
-        keep = responses.active and not plan.plan.principal
+        # An answer about the caller (``viewer``: the key is not the caller's) or one that
+        # depends on when it is read (``Plan.reads_clock``) is never kept.
+        keep = responses.active and not plan.plan.principal and not plan.plan.reads_clock
         key = _answer_key(request, scopes) if keep else None
         cached = responses.get(key) if key is not None else None
         data: dict[str, Any] | None

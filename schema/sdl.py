@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from graphql import GraphQLError, parse, validate
 
-from schema.build import schema
+from schema.build import build_schema, schema
+from schema.federation import subgraph_sdl
 
 
-def render_sdl() -> str:
+def render_sdl(*, federation: bool = False) -> str:
+    """The committed contract; with ``federation``, the subgraph's SDL that a gateway
+    composes (the same types, with ``@key`` and ``@link``)."""
+    if federation:
+        return subgraph_sdl(build_schema(federation=True))
     return schema.as_str().rstrip("\n") + "\n"
 
 

@@ -32,11 +32,15 @@ from tests.fixtures.database import (
     server_url,
 )
 
+# Seals the webhook secrets the tests store, as production must (tests/test_webhook_secrets).
+TEST_WEBHOOK_SECRET_KEY = "dGVzdHMgc2VhbCB3ZWJob29rIHNlY3JldHMgd2l0aCA="
+
 
 def settings_for(**overrides: Any) -> Settings:
     # Most tests ask for large nested pages on purpose: the cost limit is tested on its own.
     values: dict[str, Any] = {
         "environment": Environment.DEVELOPMENT,
+        "webhook_secret_key": TEST_WEBHOOK_SECRET_KEY,
         "max_query_cost": 10_000_000,
         "rate_limit_points": 1_000_000_000,
         "max_aliases": 200,

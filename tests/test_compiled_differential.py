@@ -67,6 +67,11 @@ SCALARS = {
         "warningThreshold",
         "latestValue",
         "status",
+        "freshness",
+        "isStale",
+        "itImportanceLevel",
+        "productImportanceLevel",
+        "expectedIntervalSeconds",
         "latest { value observedAt source externalId id }",
         'series(from: "2026-05-01T00:00:00Z", to: "2026-08-01T00:00:00Z", bucket: MONTH) '
         "{ bucketStart average minimum maximum count }",
@@ -102,7 +107,7 @@ ORDER_FIELDS = {
     "Product": ["KEY", "NAME", "UPDATED_AT"],
     "Initiative": ["KEY", "TITLE", "STATUS", "TARGET_START", "RICE_SCORE", "WSJF_SCORE"],
     "TechnicalConstraint": ["KEY", "SEVERITY", "DUE_DATE"],
-    "Kpi": ["KEY", "NAME"],
+    "Kpi": ["KEY", "NAME", "IT_IMPORTANCE", "PRODUCT_IMPORTANCE"],
     "GlossaryTerm": ["TERM"],
 }
 FILTERS = {
@@ -114,7 +119,14 @@ FILTERS = {
         '{targetStartFrom: "2026-01-01"}',
     ],
     "TechnicalConstraint": ["{severities: [BLOCKER]}", "{statuses: [OPEN, MITIGATING]}"],
-    "Kpi": ["{statuses: [WARNING, CRITICAL]}", '{search: "uptime"}'],
+    "Kpi": [
+        "{statuses: [WARNING, CRITICAL]}",
+        "{statuses: [ON_TARGET, OFF_TARGET]}",
+        '{search: "uptime"}',
+        "{isStale: true}",
+        "{itImportanceLevels: [HIGH, INDIRECT]}",
+        "{productImportanceLevels: [CRITICAL]}",
+    ],
     "Product": ["{lifecycleStages: [GROWTH, MATURE]}", '{search: "pay"}'],
     "Team": ["{kinds: [TECHNOLOGY]}"],
     "GlossaryTerm": ['{search: "time"}'],

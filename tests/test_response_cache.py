@@ -90,6 +90,27 @@ async def test_a_repeated_read_is_answered_from_memory(
     assert 'portfolio_response_cache_answers_total{result="miss"} 2.0' in metrics
 
 
+KPI_STATUS = '{ kpi(key: "PAY-UPTIME") { key status latestValue } }'
+KPI_FRESHNESS = '{ kpi(key: "PAY-UPTIME") { key status isStale } }'
+
+
+async def test_a_read_of_freshness_is_never_kept(client: httpx.AsyncClient) -> None:
+    """`isStale` changes with the clock, not only with the data: its answers are read
+    again every time, while the same KPI's status alone is kept."""
+
+    async def paths(query: str) -> list[str]:
+        answered = []
+        for _ in range(4):
+            response = await client.post("/graphql", json={"query": query})
+            body = response.json()
+            assert "errors" not in body, body
+            answered.append(body["extensions"]["answeredBy"])
+        return answered
+
+    assert await paths(KPI_FRESHNESS) == ["compiled", "repeated", "repeated", "repeated"]
+    assert await paths(KPI_STATUS) == ["compiled", "repeated", "cached", "cached"]
+
+
 async def test_a_mutation_drops_the_cache_before_it_answers(
     client: httpx.AsyncClient, initiative: int
 ) -> None:

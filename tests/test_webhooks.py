@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import hmac
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -20,54 +17,32 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from domain.database import create_engine, create_session_factory
+from domain.database import create_engine
 from domain.errors import InvalidInput
 from domain.settings import Environment
 from domain.webhooks import worker
 from domain.webhooks.endpoints import create_endpoint, redeliver, rotate_secret
 from domain.webhooks.targets import TargetRefused, check_target
 from schema.ids import encode_id
-from schema.webhook_payloads import PayloadRenderer
 from tests.conftest import settings_for
+from tests.fixtures.webhooks import (
+    Receiver,
+    create_initiative,
+    deliver,
+    deliveries,
+    owner,
+    receiving,
+    register,
+    verify,
+)
 
 pytestmark = pytest.mark.asyncio
 
 
-@dataclass
-class Receiver:
-    """A tiny HTTP/1.1 server: answers each request with the next status of ``statuses``
-    (then 200), records what it got, and lets a test wait for the n-th request."""
-
-    statuses: list[int] = field(default_factory=list)
-    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    url: str = ""
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        headers = {
-            name.strip().lower(): value.strip()
-            for name, _, value in (line.partition(":") for line in lines[1:] if line)
-        }
-        body = await reader.readexactly(int(headers.get("content-length", "0")))
-        self.requests.append((headers, body))
-        status = self.statuses.pop(0) if self.statuses else 200
-        writer.write(
-            f"HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".encode()
-        )
-        await writer.drain()
-        writer.close()
-
-
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
-    found = Receiver()
-    server = await asyncio.start_server(found.handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    found.url = f"http://127.0.0.1:{port}/hooks"
-    yield found
-    server.close()
-    await server.wait_closed()
+    async with receiving() as found:
+        yield found
 
 
 @pytest.fixture
@@ -76,96 +51,6 @@ async def committed(own_database: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(own_database, settings_for())
     yield engine
     await engine.dispose()
-
-
-async def owner(engine: AsyncEngine, role: str | None = None) -> int:
-    """A user holding ``role`` (a built-in one), or none."""
-    async with engine.begin() as connection:
-        user = int(
-            await connection.scalar(
-                text(
-                    "INSERT INTO users (email, display_name)"
-                    " VALUES ('hooks' || nextval('users_id_seq') || '@example.com', 'Hooks')"
-                    " RETURNING id"
-                )
-            )
-        )
-        if role is not None:
-            await connection.execute(
-                text(
-                    "INSERT INTO role_grants (user_id, role_id)"
-                    " SELECT :user, id FROM roles WHERE name = :role"
-                ),
-                {"user": user, "role": role},
-            )
-        return user
-
-
-async def register(
-    engine: AsyncEngine,
-    url: str,
-    events: list[str],
-    *,
-    query: str | None = None,
-    role: str | None = None,
-    **settings: Any,
-) -> str:
-    user = await owner(engine, role)
-    async with AsyncSession(engine) as session, session.begin():
-        _, secret = await create_endpoint(
-            session,
-            settings_for(**settings),
-            url=url,
-            event_types=events,
-            owner_user_id=user,
-            query=query,
-        )
-    return secret
-
-
-async def create_initiative(engine: AsyncEngine, key: str) -> int:
-    async with engine.begin() as connection:
-        return int(
-            await connection.scalar(
-                text(
-                    "INSERT INTO initiatives (key, title, status) VALUES (:key, 'Hooked', 'PROPOSED')"
-                    " RETURNING id"
-                ),
-                {"key": key},
-            )
-        )
-
-
-async def deliveries(engine: AsyncEngine) -> list[dict[str, Any]]:
-    async with engine.connect() as connection:
-        rows = await connection.execute(
-            text(
-                "SELECT d.message_id, d.event_type, d.status, d.attempts,"
-                " array_agg(a.status_code ORDER BY a.id) FILTER (WHERE a.id IS NOT NULL) AS codes"
-                " FROM webhook_deliveries d LEFT JOIN webhook_attempts a ON a.delivery_id = d.id"
-                " GROUP BY d.id ORDER BY d.id"
-            )
-        )
-        return [dict(row._mapping) for row in rows]
-
-
-def verify(secret: str, headers: dict[str, str], body: bytes) -> bool:
-    """The receiver's check as docs/api.md shows it, less its timestamp tolerance."""
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
-    expected = "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-    return any(
-        hmac.compare_digest(expected, candidate)
-        for candidate in headers["webhook-signature"].split(" ")
-    )
-
-
-async def deliver(engine: AsyncEngine, **overrides: Any) -> int:
-    """One batch of the worker, as ``portfolio deliver-webhooks`` composes it."""
-    settings = settings_for(**overrides)
-    render = PayloadRenderer(create_session_factory(engine), settings)
-    async with httpx.AsyncClient(trust_env=False) as client:
-        return await worker.deliver_due(engine, client, settings, render)
 
 
 async def test_a_committed_change_is_delivered_signed(
@@ -286,27 +171,57 @@ async def test_only_the_events_asked_for_are_queued(
     assert [row["event_type"] for row in await deliveries(committed)] == ["initiative.updated"]
 
 
-async def test_an_endpoint_that_keeps_failing_is_disabled(
+async def test_an_endpoint_that_keeps_failing_is_disabled_and_that_is_told(
     committed: AsyncEngine, receiver: Receiver
 ) -> None:
-    await register(committed, receiver.url, ["initiative.created"])
+    """Disabled after its failures: the audit trail records it, and another endpoint that
+    asked for ``webhook.disabled`` is sent the event through the outbox."""
+    failing_secret = await register(committed, receiver.url, ["initiative.created"])
     receiver.statuses = [500, 500, 500]
-    await create_initiative(committed, "HOOK-5")
-    settings = {"webhook_backoff_seconds": 0, "webhook_disable_after_failures": 2}
-    assert await deliver(committed, **settings) == 1
-    assert await deliver(committed, **settings) == 1
-    assert await deliver(committed, **settings) == 0  # disabled: nothing more is claimed
+    async with receiving() as watcher:
+        watcher_secret = await register(committed, watcher.url, ["webhook.disabled"])
+        await create_initiative(committed, "HOOK-5")
+        settings: dict[str, Any] = {
+            "webhook_backoff_seconds": 0,
+            "webhook_disable_after_failures": 2,
+        }
+        assert await deliver(committed, **settings) == 1
+        assert await deliver(committed, **settings) == 1  # disables it, queues the event
+        assert await deliver(committed, **settings) == 1  # the watcher's event only
+        assert await deliver(committed, **settings) == 0  # disabled: nothing more is claimed
+        [(headers, body)] = watcher.requests
+    assert verify(watcher_secret, headers, body) and not verify(failing_secret, headers, body)
     async with committed.connect() as connection:
-        active, failures, disabled = (
+        failing, active, failures, disabled = (
             await connection.execute(
                 text(
-                    "SELECT is_active, consecutive_failures, disabled_at IS NOT NULL"
-                    " FROM webhook_endpoints"
+                    "SELECT id, is_active, consecutive_failures, disabled_at IS NOT NULL"
+                    " FROM webhook_endpoints ORDER BY id LIMIT 1"
                 )
             )
         ).one()
+        audit = (
+            await connection.execute(
+                text(
+                    "SELECT entity_type, entity_id, action::text, changes, actor_user_id"
+                    " FROM audit_events WHERE entity_type = 'Webhook'"
+                )
+            )
+        ).all()
     assert (active, failures, disabled) == (False, 2, True)
     assert len(receiver.requests) == 2
+    event = orjson.loads(body)
+    assert event["type"] == "webhook.disabled"
+    assert event["data"] == {
+        "__typename": "Webhook",
+        "id": encode_id("Webhook", failing),
+        "url": receiver.url,
+        "consecutiveFailures": 2,
+        "lastError": "HTTP 500",
+    }
+    assert [tuple(row) for row in audit] == [
+        ("Webhook", failing, "UPDATE", {"is_active": {"before": True, "after": False}}, None)
+    ]
 
 
 async def test_a_delivery_fails_after_its_last_attempt_and_can_be_redelivered(
@@ -315,7 +230,7 @@ async def test_a_delivery_fails_after_its_last_attempt_and_can_be_redelivered(
     secret = await register(committed, receiver.url, ["initiative.created"])
     receiver.statuses = [500, 500]
     await create_initiative(committed, "HOOK-6")
-    settings = {"webhook_backoff_seconds": 0, "webhook_max_attempts": 2}
+    settings: dict[str, Any] = {"webhook_backoff_seconds": 0, "webhook_max_attempts": 2}
     assert await deliver(committed, **settings) == 1
     assert await deliver(committed, **settings) == 1
     assert await deliver(committed, **settings) == 0

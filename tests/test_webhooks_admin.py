@@ -9,7 +9,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.webhooks.secrets import SecretBox
 from schema.ids import encode_id
+from tests.conftest import settings_for
 
 WEBHOOK_FIELDS = """webhook { id url eventTypes active consecutiveFailures
     deliveries { id webhookId eventType status attempts
@@ -112,7 +114,9 @@ async def test_rotate_redeliver_and_delete(caller: Any, db: AsyncSession) -> Non
     )
     new_secret = rotated["rotateWebhookSecret"]["secret"]
     assert new_secret.startswith("whsec_") and new_secret != created["secret"]
-    assert await db.scalar(text("SELECT secret FROM webhook_endpoints")) == new_secret
+    sealed = await db.scalar(text("SELECT secret FROM webhook_endpoints"))
+    assert new_secret not in sealed  # stored sealed, shown only in the payload
+    assert SecretBox(settings_for()).open(sealed) == new_secret
 
     await api.data(
         'mutation { createInitiative(input: {key: "RE", title: "x"}) { userErrors { code } } }'
@@ -208,3 +212,74 @@ async def test_the_webhook_list_is_never_answered_from_a_cache(pair: Any) -> Non
     # The same field without it takes the fast path, the only one whose answers are kept
     # (this app does not listen for changes, so none is kept here).
     assert answered == ["compiled", "repeated", "repeated"]
+
+
+ENABLE = (
+    "mutation($id: ID!) { enableWebhook(input: {id: $id})"
+    " { webhook { id active consecutiveFailures disabledAt } userErrors { field code message } } }"
+)
+
+
+async def test_a_disabled_webhook_is_enabled_again_with_its_count_reset(
+    caller: Any, db: AsyncSession
+) -> None:
+    api = await caller(["admin:webhooks"])
+    created = await create(api, "https://hooks.example.com/in", ["kpi.created"])
+    webhook_id = created["webhook"]["id"]
+    # As the worker leaves it after repeated failures.
+    await db.execute(
+        text(
+            "UPDATE webhook_endpoints"
+            " SET is_active = false, consecutive_failures = 20, disabled_at = now()"
+        )
+    )
+    enabled = await api.data(ENABLE, {"id": webhook_id})
+    assert enabled["enableWebhook"] == {
+        "webhook": {
+            "id": webhook_id,
+            "active": True,
+            "consecutiveFailures": 0,
+            "disabledAt": None,
+        },
+        "userErrors": [],
+    }
+    pk = await db.scalar(text("SELECT id FROM webhook_endpoints"))
+    [(action, changes, by_someone)] = (
+        await db.execute(
+            text(
+                "SELECT action::text, changes,"
+                " actor_user_id IS NOT NULL OR actor_client_id IS NOT NULL"
+                " FROM audit_events WHERE entity_type = 'Webhook' AND entity_id = :pk"
+            ),
+            {"pk": pk},
+        )
+    ).all()
+    assert (action, changes, by_someone) == (
+        "UPDATE",
+        {"is_active": {"before": False, "after": True}},
+        True,
+    )
+    # Enabling an active webhook changes nothing and records nothing.
+    again = await api.data(ENABLE, {"id": webhook_id})
+    assert again["enableWebhook"]["webhook"]["active"] is True
+    assert (
+        await db.scalar(text("SELECT count(*) FROM audit_events WHERE entity_type = 'Webhook'"))
+        == 1
+    )
+
+
+async def test_enabling_needs_admin_webhooks_and_an_existing_webhook(
+    caller: Any, db: AsyncSession
+) -> None:
+    api = await caller(["admin:webhooks"])
+    missing = await api.data(ENABLE, {"id": encode_id("Webhook", 987654)})
+    assert missing["enableWebhook"] == {
+        "webhook": None,
+        "userErrors": [{"field": "id", "code": "NOT_FOUND", "message": "No such webhook."}],
+    }
+    reader = await caller(["portfolio:read"])
+    body = await reader(ENABLE, {"id": encode_id("Webhook", 1)})
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == "FORBIDDEN"
+    assert error["message"] == "Missing scope: this field requires admin:webhooks."
+    assert await db.scalar(text("SELECT count(*) FROM audit_events")) == 0

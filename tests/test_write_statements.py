@@ -149,10 +149,12 @@ async def test_computed_fields_come_back_with_the_written_row(
     await db.commit()
 
     kpi_id = encode_id("Kpi", kpi.id)
-    fields = "status latestValue latest { value } target warningThreshold version"
+    fields = "status freshness isStale latestValue latest { value } target warningThreshold version"
     selection = f"kpi {{ {fields} }}"
     changed = await mutate(writer, "updateKpi", {"id": kpi_id, "warningThreshold": 99.1}, selection)
-    assert changed["kpi"]["status"] == "ON_TARGET"  # 99.2 is above the new warning
+    # 99.2 is better than the new warning 99.1 but short of the target 99.9.
+    assert changed["kpi"]["status"] == "OFF_TARGET"
+    assert changed["kpi"]["isStale"] is True  # observed in March, expected daily
     fresh = await writer.data(
         f"query($id: ID!) {{ node(id: $id) {{ ... on Kpi {{ {fields} }} }} }}",
         {"id": kpi_id},

@@ -29,6 +29,7 @@ from domain.models.enums import (
     ACTIVE_CONSTRAINT_STATUSES,
     ConstraintSeverity,
     KpiDirection,
+    KpiFreshness,
     KpiStatus,
 )
 from domain.models.kpi import Kpi, KpiMeasurement
@@ -207,29 +208,32 @@ def _latest(column: Expression) -> ColumnElement[Any]:
 
 
 def kpi_status(value: Expression) -> ColumnElement[str]:
-    """ON_TARGET / WARNING / CRITICAL from thresholds and direction.
+    """The status of a value of the KPI: the one definition both read paths, the status
+    filter and everything that reports a status use (docs/api.md has it as a table).
 
-    A value at or beyond the critical threshold (in the bad direction) is CRITICAL,
-    at or beyond the warning threshold is WARNING, anything better is ON_TARGET.
+    Along the KPI's direction, the first that holds wins:
+
+    - CRITICAL: at or beyond the critical threshold;
+    - WARNING: at or beyond the warning threshold;
+    - ON_TARGET: the target is met (at or better than it), or there is no target;
+    - OFF_TARGET: anything else, i.e. missing the target but better than warning.
+
+    A threshold or target left null never holds (SQL's NULL comparison is not true).
     """
     higher = Kpi.direction == KpiDirection.HIGHER_IS_BETTER
     lower = Kpi.direction == KpiDirection.LOWER_IS_BETTER
+
+    def at_or_worse(limit: Expression) -> ColumnElement[bool]:
+        return or_(and_(higher, value <= limit), and_(lower, value >= limit))
+
+    def at_or_better(limit: Expression) -> ColumnElement[bool]:
+        return or_(and_(higher, value >= limit), and_(lower, value <= limit))
+
     return case(
-        (
-            or_(
-                and_(higher, value <= Kpi.critical_threshold),
-                and_(lower, value >= Kpi.critical_threshold),
-            ),
-            KpiStatus.CRITICAL.value,
-        ),
-        (
-            or_(
-                and_(higher, value <= Kpi.warning_threshold),
-                and_(lower, value >= Kpi.warning_threshold),
-            ),
-            KpiStatus.WARNING.value,
-        ),
-        else_=KpiStatus.ON_TARGET.value,
+        (at_or_worse(Kpi.critical_threshold), KpiStatus.CRITICAL.value),
+        (at_or_worse(Kpi.warning_threshold), KpiStatus.WARNING.value),
+        (or_(Kpi.target.is_(None), at_or_better(Kpi.target)), KpiStatus.ON_TARGET.value),
+        else_=KpiStatus.OFF_TARGET.value,
     )
 
 
@@ -239,9 +243,37 @@ def status_of_latest(value: Expression) -> ColumnElement[str]:
     return case((value.is_(None), KpiStatus.NO_DATA.value), else_=kpi_status(value))
 
 
+# The clock of staleness: the database's, the transaction's start (one instant for a whole
+# request on the resolvers; one per statement on the compiled path's transaction-less fast
+# path). A read that renders it is never kept in the response cache
+# (``schema.compiled.extension.Plan.reads_clock``).
+CLOCK = func.now
+
+
+def kpi_freshness(observed_at: Expression) -> ColumnElement[str]:
+    """FRESH while the KPI's latest measurement (observed at ``observed_at``) is no older
+    than its expected interval, STALE once it is, NO_DATA without one."""
+    interval = func.make_interval(0, 0, 0, 0, 0, 0, Kpi.expected_interval_seconds)
+    return case(
+        (observed_at.is_(None), KpiFreshness.NO_DATA.value),
+        (CLOCK() - observed_at > interval, KpiFreshness.STALE.value),
+        else_=KpiFreshness.FRESH.value,
+    )
+
+
+def is_stale(freshness: Expression) -> ColumnElement[bool]:
+    """``isStale``: no data, or data older than the expected interval."""
+    return freshness != KpiFreshness.FRESH.value
+
+
 Kpi.latest_value = column_property(_latest(KpiMeasurement.value))
 # One index probe per KPI; no measurement at all means NO_DATA. (The same rule as
 # status_of_latest, with the status computed inside the probe so it is done once.)
 Kpi.status = column_property(
     func.coalesce(_latest(kpi_status(KpiMeasurement.value)), KpiStatus.NO_DATA.value)
 )
+_freshness = func.coalesce(
+    _latest(kpi_freshness(KpiMeasurement.observed_at)), KpiFreshness.NO_DATA.value
+)
+Kpi.freshness = column_property(_freshness)
+Kpi.is_stale = column_property(is_stale(_freshness))

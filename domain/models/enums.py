@@ -59,10 +59,31 @@ class KpiDirection(StrEnum):
 
 
 class KpiStatus(StrEnum):
+    """The latest value against target and thresholds (``computed.kpi_status``)."""
+
     ON_TARGET = "ON_TARGET"
+    OFF_TARGET = "OFF_TARGET"  # misses the target, not yet at the warning threshold
     WARNING = "WARNING"
     CRITICAL = "CRITICAL"
     NO_DATA = "NO_DATA"
+
+
+class KpiFreshness(StrEnum):
+    """Whether the latest measurement is as recent as the KPI's expected interval."""
+
+    FRESH = "FRESH"
+    STALE = "STALE"
+    NO_DATA = "NO_DATA"
+
+
+class KpiImportance(StrEnum):
+    """How much a KPI matters to one side (IT or product), most important first: the
+    declaration order is the PostgreSQL enum's, and so the sort order."""
+
+    CRITICAL = "CRITICAL"
+    HIGH = "HIGH"
+    MEDIUM = "MEDIUM"
+    INDIRECT = "INDIRECT"
 
 
 class AuditAction(StrEnum):

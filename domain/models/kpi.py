@@ -12,6 +12,7 @@ from sqlalchemy import (
     Double,
     ForeignKey,
     Index,
+    Integer,
     String,
     Text,
     UniqueConstraint,
@@ -21,8 +22,13 @@ from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
 from domain.models.base import Base, IdMixin, VersionedMixin, pg_enum
-from domain.models.enums import KpiDirection
+from domain.models.enums import KpiDirection, KpiImportance
 from domain.models.portfolio import KEY_PATTERN, _search_document
+
+# A KPI's expected measurement interval: daily unless said otherwise, one minute to a year.
+DEFAULT_EXPECTED_INTERVAL_SECONDS = 86_400
+MIN_EXPECTED_INTERVAL_SECONDS = 60
+MAX_EXPECTED_INTERVAL_SECONDS = 366 * 86_400
 
 
 class Kpi(VersionedMixin, Base):
@@ -31,6 +37,8 @@ class Kpi(VersionedMixin, Base):
     if TYPE_CHECKING:  # attached as SQL expressions by domain.models.computed
         latest_value: Mapped[float | None]
         status: Mapped[str]
+        freshness: Mapped[str]
+        is_stale: Mapped[bool]
 
     key: Mapped[str] = mapped_column(String(48), unique=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -42,6 +50,17 @@ class Kpi(VersionedMixin, Base):
     critical_threshold: Mapped[float | None] = mapped_column(Double)
     it_relevance: Mapped[str] = mapped_column(Text)
     product_relevance: Mapped[str] = mapped_column(Text)
+    # The level beside each prose: what a dashboard sorts and filters by (null: unrated).
+    it_importance_level: Mapped[KpiImportance | None] = mapped_column(
+        pg_enum(KpiImportance, "kpi_importance")
+    )
+    product_importance_level: Mapped[KpiImportance | None] = mapped_column(
+        pg_enum(KpiImportance, "kpi_importance")
+    )
+    # How often a measurement is expected; a latest one older than this is stale.
+    expected_interval_seconds: Mapped[int] = mapped_column(
+        Integer, default=DEFAULT_EXPECTED_INTERVAL_SECONDS, server_default="86400"
+    )
     product_id: Mapped[int | None] = mapped_column(
         ForeignKey("products.id", ondelete="RESTRICT"), index=True
     )
@@ -60,6 +79,11 @@ class Kpi(VersionedMixin, Base):
             "(direction = 'HIGHER_IS_BETTER' AND critical_threshold <= warning_threshold) OR "
             "(direction = 'LOWER_IS_BETTER' AND critical_threshold >= warning_threshold)",
             name="thresholds_ordered",
+        ),
+        CheckConstraint(
+            f"expected_interval_seconds BETWEEN {MIN_EXPECTED_INTERVAL_SECONDS} "
+            f"AND {MAX_EXPECTED_INTERVAL_SECONDS}",
+            name="expected_interval_range",
         ),
         Index("ix_kpis_search_document", "search_document", postgresql_using="gin"),
     )

@@ -68,7 +68,12 @@ PARENT = dict(LAYOUT)
 S = InitiativeStatus
 STAGES = list(LifecycleStage)
 STAGE_WEIGHTS = (1, 3, 4, 5, 1)  # IDEA .. SUNSET: most products are live
-KPI_STATUS_WEIGHTS = {KpiStatus.ON_TARGET: 70, KpiStatus.WARNING: 20, KpiStatus.CRITICAL: 10}
+KPI_STATUS_WEIGHTS = {
+    KpiStatus.ON_TARGET: 50,
+    KpiStatus.OFF_TARGET: 20,
+    KpiStatus.WARNING: 20,
+    KpiStatus.CRITICAL: 10,
+}
 SEVERITY_WEIGHTS = {
     ConstraintSeverity.BLOCKER: 10,
     ConstraintSeverity.HIGH: 25,
@@ -402,7 +407,8 @@ async def _insert_kpis(
             ]
             kpi_key = f"{product['key']}-{kind.suffix}"
             rows.append(kind.row(kpi_key, product["name"], product["id"], owner))
-            # Mostly healthy, some warning, a few critical, as a real portfolio looks.
+            # Mostly on target, some short of it, some warning, a few critical, as a real
+            # portfolio looks.
             end = rng.uniform(*kind.bands[_weighted(rng, KPI_STATUS_WEIGHTS)])
             start = rng.uniform(*kind.bands[KpiStatus.ON_TARGET])
             days = observation_days(MEASUREMENTS_PER_KPI, rng)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from domain.models import KpiDirection, KpiStatus
+from domain.models import KpiDirection, KpiImportance, KpiStatus
 from domain.seed.bulk import Row
 
 # Fixed "today" of the seeded world: data never depends on when it is loaded.
@@ -83,10 +83,16 @@ class KpiKind:
     description: str
     it_relevance: str
     product_relevance: str
+    # The level beside each prose (KpiImportance says what each level means).
+    it_importance: KpiImportance
+    product_importance: KpiImportance
     decimals: int
     observe: Callable[[float, random.Random], float]  # one noisy observation around a level
-    # Where a generated KPI's level may end for each status, given the default thresholds.
+    # Where a generated KPI's level may end for each status, given the default target and
+    # thresholds: ON_TARGET meets the target, OFF_TARGET misses it short of warning.
     bands: dict[KpiStatus, tuple[float, float]]
+    # How often the monitoring pipeline pushes a value: daily, like the seeded series.
+    expected_interval_seconds: int = 86_400
 
     def row(self, key: str, product_name: str, product_id: int, owner_team_id: int) -> Row:
         """A KPI row of this kind for one product, with the kind's default thresholds."""
@@ -101,6 +107,9 @@ class KpiKind:
             "critical_threshold": self.critical,
             "it_relevance": self.it_relevance,
             "product_relevance": self.product_relevance,
+            "it_importance_level": self.it_importance,
+            "product_importance_level": self.product_importance,
+            "expected_interval_seconds": self.expected_interval_seconds,
             "product_id": product_id,
             "owner_team_id": owner_team_id,
         }
@@ -133,10 +142,13 @@ UPTIME = KpiKind(
     "of reliability work.",
     product_relevance="When the service is down customers cannot browse, buy or pay: downtime "
     "is lost revenue, support calls and lost trust, and it can breach partner SLAs.",
+    it_importance=KpiImportance.CRITICAL,
+    product_importance=KpiImportance.CRITICAL,
     decimals=3,
     observe=_uptime,
     bands={
-        KpiStatus.ON_TARGET: (99.6, 99.99),
+        KpiStatus.ON_TARGET: (99.9, 99.99),
+        KpiStatus.OFF_TARGET: (99.6, 99.85),
         KpiStatus.WARNING: (99.1, 99.45),
         KpiStatus.CRITICAL: (97.5, 98.9),
     },
@@ -155,10 +167,13 @@ ADOPTION = KpiKind(
     "deprecation effort go where users are; needs correct event instrumentation.",
     product_relevance="Tells whether what we shipped delivers value: low adoption means "
     "iterate, market or retire the feature instead of building more on top of it.",
+    it_importance=KpiImportance.INDIRECT,
+    product_importance=KpiImportance.CRITICAL,
     decimals=1,
     observe=_adoption,
     bands={
-        KpiStatus.ON_TARGET: (27.0, 60.0),
+        KpiStatus.ON_TARGET: (40.0, 60.0),
+        KpiStatus.OFF_TARGET: (27.0, 38.0),
         KpiStatus.WARNING: (16.0, 24.0),
         KpiStatus.CRITICAL: (3.0, 14.0),
     },
@@ -177,10 +192,13 @@ LOAD_TIME = KpiKind(
     "regressions point at a release, a slow dependency or missing capacity.",
     product_relevance="Slow pages convert less and rank lower in search engines: every extra "
     "second on product and checkout pages costs orders.",
+    it_importance=KpiImportance.HIGH,
+    product_importance=KpiImportance.HIGH,
     decimals=0,
     observe=_load_time,
     bands={
-        KpiStatus.ON_TARGET: (800.0, 2300.0),
+        KpiStatus.ON_TARGET: (800.0, 1500.0),
+        KpiStatus.OFF_TARGET: (1600.0, 2300.0),
         KpiStatus.WARNING: (2600.0, 3800.0),
         KpiStatus.CRITICAL: (4100.0, 6000.0),
     },
@@ -199,10 +217,13 @@ INCIDENTS = KpiKind(
     "on-call pages, more hotfixes and less time for planned work.",
     product_relevance="Every bug a customer meets is friction in their journey and a support "
     "contact; a rising rate erodes trust faster than new features build it.",
+    it_importance=KpiImportance.HIGH,
+    product_importance=KpiImportance.HIGH,
     decimals=2,
     observe=_incidents,
     bands={
-        KpiStatus.ON_TARGET: (0.1, 0.9),
+        KpiStatus.ON_TARGET: (0.1, 0.5),
+        KpiStatus.OFF_TARGET: (0.6, 0.9),
         KpiStatus.WARNING: (1.1, 1.9),
         KpiStatus.CRITICAL: (2.1, 4.0),
     },

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Date,
     Double,
     Select,
+    case,
     cast,
     exists,
     func,
@@ -37,6 +38,7 @@ from domain.models import (
     Initiative,
     InitiativeStatus,
     Kpi,
+    KpiImportance,
     KpiMeasurement,
     KpiStatus,
     LifecycleStage,
@@ -273,10 +275,13 @@ class KpiFilter:
     product_ids: tuple[int, ...] | None = None
     owner_team_ids: tuple[int, ...] | None = None
     statuses: tuple[KpiStatus, ...] | None = None
+    is_stale: bool | None = None
+    it_importance_levels: tuple[KpiImportance, ...] | None = None
+    product_importance_levels: tuple[KpiImportance, ...] | None = None
     search: str | None = None
 
     def apply(self, statement: Select[Any]) -> Select[Any]:
-        return statement.where(
+        clauses = [
             _active(Kpi),
             *_in(Kpi.key, self.keys),
             *_in(Kpi.product_id, self.product_ids),
@@ -284,13 +289,27 @@ class KpiFilter:
             *_in(
                 Kpi.status.expression, [s.value for s in self.statuses] if self.statuses else None
             ),
+            *_in(Kpi.it_importance_level, self.it_importance_levels),
+            *_in(Kpi.product_importance_level, self.product_importance_levels),
             search_clause(Kpi.search_document, self.search),
-        )
+        ]
+        if self.is_stale is not None:
+            stale = Kpi.is_stale.expression
+            clauses.append(stale if self.is_stale else ~stale)
+        return statement.where(*clauses)
+
+
+def _importance_rank(level: Any) -> ColumnElement[int]:
+    """CRITICAL first (1) to INDIRECT, unrated KPIs last: a non-null sort key."""
+    ranks = [(level == member, rank) for rank, member in enumerate(KpiImportance, start=1)]
+    return case(*ranks, else_=len(KpiImportance) + 1)
 
 
 KPI_ORDERINGS = {
     "KEY": Kpi.key,
     "NAME": Kpi.name,
+    "IT_IMPORTANCE": _importance_rank(Kpi.it_importance_level),
+    "PRODUCT_IMPORTANCE": _importance_rank(Kpi.product_importance_level),
     "CREATED_AT": Kpi.created_at,
     "UPDATED_AT": Kpi.updated_at,
 }

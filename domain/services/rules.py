@@ -15,6 +15,7 @@ from domain.models import (
     InitiativeStatus,
     KpiDirection,
 )
+from domain.models.kpi import MAX_EXPECTED_INTERVAL_SECONDS, MIN_EXPECTED_INTERVAL_SECONDS
 from domain.models.portfolio import KEY_PATTERN
 from domain.services import reads
 from domain.services.spelling import camel
@@ -208,6 +209,15 @@ async def kpi_rules(
     checks.text("unit", max_length=32)
     checks.text("it_relevance")
     checks.text("product_relevance")
+    interval = state.get("expected_interval_seconds")
+    if interval is not None and not (
+        MIN_EXPECTED_INTERVAL_SECONDS <= interval <= MAX_EXPECTED_INTERVAL_SECONDS
+    ):
+        checks.fail(
+            "expected_interval_seconds",
+            f"`expectedIntervalSeconds` must be between {MIN_EXPECTED_INTERVAL_SECONDS} (a "
+            f"minute) and {MAX_EXPECTED_INTERVAL_SECONDS} (366 days); got {interval}.",
+        )
     warning, critical = state.get("warning_threshold"), state.get("critical_threshold")
     if warning is not None and critical is not None:
         higher = state.get("direction") == KpiDirection.HIGHER_IS_BETTER

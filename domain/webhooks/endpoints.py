@@ -1,5 +1,7 @@
-"""Registering webhook endpoints, rotating their secrets and redelivering: the rules the
-GraphQL admin fields and the CLI share. Each runs in the caller's transaction."""
+"""Registering webhook endpoints, rotating their secrets, enabling them again and
+redelivering: the rules the GraphQL admin fields and the CLI share. Each runs in the
+caller's transaction. Secrets are stored sealed (``domain.webhooks.secrets``) and
+returned in clear only by the call that made them."""
 
 from __future__ import annotations
 
@@ -10,9 +12,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.errors import InvalidInput, NotFound
+from domain.models.enums import AuditAction
+from domain.models.records import AuditEvent
 from domain.models.webhooks import WebhookDelivery, WebhookEndpoint
 from domain.settings import Settings
 from domain.webhooks.events import EVENT_TYPES
+from domain.webhooks.secrets import SecretBox
 from domain.webhooks.signing import new_secret
 from domain.webhooks.targets import check_url
 
@@ -48,11 +53,12 @@ async def create_endpoint(
     check_url(url, settings)
     if (owner_user_id is None) == (owner_client_id is None):
         raise InvalidInput("A webhook is owned by one user or one client.", field="owner")
+    events = _event_types(event_types)
     secret = new_secret()
     endpoint = WebhookEndpoint(
         url=url,
-        event_types=_event_types(event_types),
-        secret=secret,
+        event_types=events,
+        secret=SecretBox(settings).seal(secret),
         owner_user_id=owner_user_id,
         owner_client_id=owner_client_id,
         query=query,
@@ -78,9 +84,10 @@ async def rotate_secret(session: AsyncSession, settings: Settings, endpoint_id: 
     endpoint.previous_secret_expires_at = (
         func.now() + timedelta(seconds=overlap) if overlap else None
     )
-    endpoint.secret = new_secret()
+    secret = new_secret()
+    endpoint.secret = SecretBox(settings).seal(secret)
     await session.flush()
-    return endpoint.secret
+    return secret
 
 
 async def delete_endpoint(session: AsyncSession, endpoint_id: int) -> None:
@@ -89,10 +96,53 @@ async def delete_endpoint(session: AsyncSession, endpoint_id: int) -> None:
     await session.flush()
 
 
-async def enable_endpoint(session: AsyncSession, endpoint_id: int) -> None:
+async def enable_endpoint(
+    session: AsyncSession,
+    endpoint_id: int,
+    *,
+    actor_user_id: int | None = None,
+    actor_client_id: int | None = None,
+) -> WebhookEndpoint:
+    """Send to the endpoint again, its failure count reset; what waited while it was
+    disabled is sent too. An endpoint already active is left as it is."""
     endpoint = await _endpoint(session, endpoint_id)
-    endpoint.is_active, endpoint.consecutive_failures, endpoint.disabled_at = True, 0, None
+    if not endpoint.is_active:
+        endpoint.is_active, endpoint.consecutive_failures, endpoint.disabled_at = True, 0, None
+        session.add(
+            AuditEvent(
+                actor_user_id=actor_user_id,
+                actor_client_id=actor_client_id,
+                entity_type="Webhook",
+                entity_id=endpoint_id,
+                action=AuditAction.UPDATE,
+                changes={"is_active": {"before": False, "after": True}},
+            )
+        )
     await session.flush()
+    await session.refresh(endpoint)
+    return endpoint
+
+
+async def reseal_secrets(session: AsyncSession, settings: Settings) -> int:
+    """Seal every stored secret under the current key (after the key changed, or once a
+    key is set where secrets were kept in clear); the number of endpoints changed."""
+    box = SecretBox(settings)
+    changed = 0
+    for endpoint in (
+        await session.scalars(
+            select(WebhookEndpoint).order_by(WebhookEndpoint.id).with_for_update()
+        )
+    ).all():
+        stale = [
+            name
+            for name in ("secret", "previous_secret")
+            if getattr(endpoint, name) is not None and not box.is_current(getattr(endpoint, name))
+        ]
+        for name in stale:
+            setattr(endpoint, name, box.seal(box.open(getattr(endpoint, name))))
+        changed += bool(stale)
+    await session.flush()
+    return changed
 
 
 async def redeliver(session: AsyncSession, delivery_id: int) -> WebhookDelivery:

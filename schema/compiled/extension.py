@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import asyncpg
@@ -23,6 +23,7 @@ from graphql import (
     get_operation_ast,
 )
 from graphql.execution.values import get_variable_values
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
 from sqlalchemy.dialects.postgresql.asyncpg import PGCompiler_asyncpg
 from sqlalchemy.exc import CompileError, SQLAlchemyError
@@ -31,6 +32,7 @@ from strawberry.extensions import SchemaExtension
 
 from domain.caches import ByteLRU, text_bytes
 from domain.errors import DomainError
+from domain.models.computed import CLOCK
 from schema.compiled.binding import Binder, Declined
 from schema.compiled.compiler import PRINCIPAL_PREFIX, Compiler, NotBound
 from schema.compiled.parameters import (
@@ -47,6 +49,9 @@ from schema.compiled.selection import Invalid, Unsupported, Walk, parsed_bytes, 
 from schema.errors import connection_lost
 
 log = structlog.get_logger(__name__)
+
+# The staleness clock as rendered SQL: a plan containing it answers differently over time.
+CLOCK_SQL = str(CLOCK().compile(dialect=postgresql.dialect()))
 
 
 class Rendered(NamedTuple):
@@ -70,6 +75,12 @@ class Plan:
     held: int = 0
     # The caller's attributes it binds (``viewer``): its answer is the caller's own.
     principal: tuple[str, ...] = ()
+    # Whether its answer depends on when it is read (e.g. `isStale`), not only on the data:
+    # such an answer is never kept in the response cache.
+    reads_clock: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reads_clock = any(CLOCK_SQL in statement.sql for _, statement in self.statements)
 
     def bind(self, variables: Any, principal: Any) -> Bound | None:
         """The plan with this request's values and caller, or None if it does not serve

@@ -13,7 +13,13 @@ from sqlalchemy import JSON, DateTime, Text, cast, func, select
 from auth import models as auth_models
 from domain import models
 from domain.errors import DomainError
-from domain.models.computed import constraint_blocks, latest_first, status_of_latest
+from domain.models.computed import (
+    constraint_blocks,
+    is_stale,
+    kpi_freshness,
+    latest_first,
+    status_of_latest,
+)
 from domain.services import reads
 from schema.compiled import jsontext, presented
 from schema.compiled.selection import Invalid, Unsupported, response_key
@@ -68,27 +74,40 @@ def _latest(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: An
     )
 
 
-def _latest_value_of(c: Compiler, alias: Any) -> Any:
-    """The KPI's latest value, from one lookup per row shared by the fields using it."""
+def _latest_of(c: Compiler, alias: Any) -> Any:
+    """The KPI's latest measurement (value, observation time), from one lookup per row
+    shared by the fields using it."""
 
     def build() -> Any:
         measurement = c.alias(models.KpiMeasurement)
         return (
-            select(measurement.value)
+            select(measurement.value, measurement.observed_at)
             .where(measurement.kpi_id == alias.id)
             .order_by(*latest_first(measurement))
             .limit(1)
         )
 
-    return c.lateral(alias, "latest", build).c.value
+    return c.lateral(alias, "latest", build).c
 
 
 def _latest_value(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any) -> Any:
-    return json_float(_latest_value_of(c, alias))
+    return json_float(_latest_of(c, alias).value)
 
 
 def _status(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any) -> Any:
-    return c.adapt(alias, status_of_latest(_latest_value_of(c, alias)))
+    return c.adapt(alias, status_of_latest(_latest_of(c, alias).value))
+
+
+def _freshness_of(c: Compiler, alias: Any) -> Any:
+    return c.adapt(alias, kpi_freshness(_latest_of(c, alias).observed_at))
+
+
+def _freshness(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any) -> Any:
+    return _freshness_of(c, alias)
+
+
+def _is_stale(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any) -> Any:
+    return is_stale(_freshness_of(c, alias))
 
 
 def _series(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any) -> Any:
@@ -232,6 +251,8 @@ SPECIAL: dict[tuple[str, str], Special] = {
     ("Kpi", "latest"): _latest,
     ("Kpi", "latestValue"): _latest_value,
     ("Kpi", "status"): _status,
+    ("Kpi", "freshness"): _freshness,
+    ("Kpi", "isStale"): _is_stale,
     ("Kpi", "series"): _series,
     ("Kpi", "trend"): _trend,
     ("AuditEvent", "entityId"): _entity_id,

@@ -2,7 +2,7 @@
 
 Cost: every object is 1 point, scalars are free; a connection is 1 point plus the
 cost of one of its nodes times ``first``/``last`` (20 when absent); other lists
-count 10 items. Introspection (``__schema``, ``__type``) reads no data: 1 point per
+count 10 items (``nodes`` and ``_entities`` as many as they are asked for). Introspection (``__schema``, ``__type``) reads no data: 1 point per
 root field, but its lists may nest at most ``MAX_INTROSPECTION_LISTS`` deep (the
 standard introspection query's ``types > fields > args``) and never inside themselves,
 so that ``fields { type { fields { type ... }}}`` cannot multiply the work.
@@ -36,6 +36,8 @@ from schema.compiled.selection import Walk, response_key
 LIST_ESTIMATE = 10
 MAX_INTROSPECTION_LISTS = 3
 INTROSPECTION_ROOTS = frozenset({"__schema", "__type"})
+# Lists whose length is that of a list argument: `nodes(ids:)`, `_entities(representations:)`.
+SIZED_BY = ("ids", "representations")
 
 
 class Measurement(NamedTuple):
@@ -83,7 +85,8 @@ class CostCalculator:
                 total += multiplier * self._node(named.name, child)
             elif _is_list(definition.type):
                 args = self.walk.arguments(definition, child)
-                size = len(args["ids"]) if "ids" in args else LIST_ESTIMATE
+                sized_by = next((args[name] for name in SIZED_BY if name in args), None)
+                size = LIST_ESTIMATE if sized_by is None else len(sized_by)
                 total += size * self._node(named.name, child)
             else:
                 total += self._node(named.name, child)

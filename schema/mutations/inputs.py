@@ -10,12 +10,14 @@ from typing import Any
 
 import strawberry
 
+from domain.models.kpi import DEFAULT_EXPECTED_INTERVAL_SECONDS
 from schema.types.enums import (
     ConstraintCategory,
     ConstraintSeverity,
     ConstraintStatus,
     InitiativeStatus,
     KpiDirection,
+    KpiImportance,
     LifecycleStage,
     TeamKind,
 )
@@ -160,6 +162,14 @@ class SetConstraintStatusInput:
     expected_version: int | None = given(VERSION, None)
 
 
+IT_IMPORTANCE = "How much it matters to IT (null: unrated)."
+PRODUCT_IMPORTANCE = "How much it matters to product (null: unrated)."
+EXPECTED_INTERVAL = (
+    "How often a measurement is expected, in seconds: 60 (a minute) to 31622400 (366 days); "
+    "a KPI whose latest measurement is older is stale."
+)
+
+
 @strawberry.input(description="Create a KPI.")
 class CreateKpiInput:
     key: str = required("Unique key, e.g. `PAY-UPTIME`; cannot change later.")
@@ -172,6 +182,11 @@ class CreateKpiInput:
     target: float | None = given("The value aimed for.", None)
     warning_threshold: float | None = given("Where WARNING starts.", None)
     critical_threshold: float | None = given("Where CRITICAL starts (worse than warning).", None)
+    it_importance_level: KpiImportance | None = given(IT_IMPORTANCE, None)
+    product_importance_level: KpiImportance | None = given(PRODUCT_IMPORTANCE, None)
+    expected_interval_seconds: int = given(
+        EXPECTED_INTERVAL + " A day by default.", DEFAULT_EXPECTED_INTERVAL_SECONDS
+    )
     product_id: ID | None = given("The product it measures.", None)
     owner_team_id: ID | None = given("The team that owns it.", None)
 
@@ -189,6 +204,9 @@ class UpdateKpiInput:
     target: float | None = given("The value aimed for.")
     warning_threshold: float | None = given("Where WARNING starts.")
     critical_threshold: float | None = given("Where CRITICAL starts (worse than warning).")
+    it_importance_level: KpiImportance | None = given(IT_IMPORTANCE)
+    product_importance_level: KpiImportance | None = given(PRODUCT_IMPORTANCE)
+    expected_interval_seconds: int | None = given(EXPECTED_INTERVAL)
     product_id: ID | None = given("The product it measures.")
     owner_team_id: ID | None = given("The team that owns it.")
 

@@ -12,6 +12,7 @@ import strawberry
 
 from auth.scopes import Scope
 from domain.services import measurements
+from schema.atomic import report_parts
 from schema.mutations import bulk, inputs
 from schema.mutations.admin import AdminMutation
 from schema.mutations.common import UserError, run, to_user_error
@@ -72,3 +73,6 @@ class Mutation(
     EntityMutation, LinkMutation, StatusMutation, IngestMutation, AdminMutation, WebhookMutation
 ):
     pass
+
+
+report_parts(Mutation)  # each root field tells an ``@atomic`` operation how it went

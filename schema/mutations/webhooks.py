@@ -1,5 +1,5 @@
 """Administration of webhooks (admin:webhooks): register, delete, rotate a secret,
-redeliver. The rules are in ``domain.webhooks.endpoints``."""
+enable again after it was disabled, redeliver. The rules are in ``domain.webhooks.endpoints``."""
 
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ class CreateWebhookInput:
     url: str = required("Where to POST (https in production, to a public address).")
     event_types: list[str] = required(
         "Events to receive: `{product,initiative,constraint,kpi,measurement}."
-        "{created,updated,deleted}`."
+        "{created,updated,deleted}`, and `webhook.disabled` (another webhook was disabled "
+        "after repeated failures)."
     )
     query: str | None = given(
         "A GraphQL query taking `$id: ID!` (the changed row's global ID): its answer, "
@@ -137,6 +138,31 @@ class WebhookMutation:
             ),
         )
         return WebhookPayload(secret=outcome.value, user_errors=outcome.errors)
+
+    @strawberry.mutation(
+        name="enableWebhook",
+        **guarded(
+            "Send to a webhook again after it was disabled for repeated failures: its failure "
+            "count restarts at 0 and the deliveries that waited are sent. The audit trail "
+            "records who did it.",
+            WEBHOOKS,
+        ),
+    )
+    async def enable_webhook(
+        self, info: strawberry.Info, input: Annotated[WebhookInput, WHAT_TO_DO]
+    ) -> WebhookPayload | None:
+        outcome = await run(
+            info,
+            lambda session, actor: endpoints.enable_endpoint(
+                session,
+                decode_reference(input.id, "Webhook", "id"),
+                actor_user_id=actor.user_id,
+                actor_client_id=actor.client_id,
+            ),
+        )
+        if outcome.value is None:
+            return WebhookPayload(user_errors=outcome.errors)
+        return WebhookPayload(webhook=webhook_of(outcome.value))
 
     @strawberry.mutation(
         name="redeliverWebhook",

@@ -100,12 +100,38 @@ KpiDirection = _expose(
 )
 KpiStatus = _expose(
     models.KpiStatus,
-    "How a KPI's latest value compares with its thresholds.",
+    "How a KPI's latest value compares with its target and thresholds, along its direction; "
+    "the first that holds wins: CRITICAL, WARNING, ON_TARGET, OFF_TARGET (NO_DATA without a "
+    "value). Whether the value is recent is `Kpi.freshness`, not the status.",
     {
-        "ON_TARGET": "Better than the warning threshold.",
+        "ON_TARGET": "Meets the target (at it or better), or there is no target, and is better "
+        "than the warning threshold. Changed meaning: until OFF_TARGET existed, any value "
+        "better than the warning threshold was ON_TARGET, even one missing the target.",
+        "OFF_TARGET": "Misses the target but is better than the warning threshold.",
         "WARNING": "At or beyond the warning threshold, not the critical one.",
         "CRITICAL": "At or beyond the critical threshold.",
         "NO_DATA": "No measurement yet.",
+    },
+)
+KpiFreshness = _expose(
+    models.KpiFreshness,
+    "Whether a KPI's latest measurement is as recent as its expected interval "
+    "(`expectedIntervalSeconds`), by the database's clock.",
+    {
+        "FRESH": "The latest measurement is no older than the expected interval.",
+        "STALE": "The latest measurement is older than the expected interval: its status "
+        "describes the past.",
+        "NO_DATA": "No measurement yet.",
+    },
+)
+KpiImportance = _expose(
+    models.KpiImportance,
+    "How much a KPI matters to one side (IT or product); ascending order puts CRITICAL first.",
+    {
+        "CRITICAL": "The side's core commitments fail when it does (an SLO, revenue).",
+        "HIGH": "Directly drives the side's decisions and daily work.",
+        "MEDIUM": "One input among several to the side's decisions.",
+        "INDIRECT": "Matters to the side only through its effects on the other side.",
     },
 )
 SeriesBucket = _expose(

@@ -16,6 +16,7 @@ from schema.types.enums import (
     ConstraintSeverity,
     ConstraintStatus,
     InitiativeStatus,
+    KpiImportance,
     KpiStatus,
     LifecycleStage,
     TeamKind,
@@ -158,6 +159,17 @@ class KpiFilter:
     statuses: list[KpiStatus] | None = strawberry.field(
         default=None, description="Whose latest value has any of these statuses."
     )
+    is_stale: bool | None = strawberry.field(
+        default=None,
+        description="Stale (true: no measurement within the expected interval, or none at "
+        "all) or fresh (false).",
+    )
+    it_importance_levels: list[KpiImportance] | None = strawberry.field(
+        default=None, description="Rated any of these levels of importance to IT."
+    )
+    product_importance_levels: list[KpiImportance] | None = strawberry.field(
+        default=None, description="Rated any of these levels of importance to product."
+    )
     search: str | None = strawberry.field(default=None, description=SEARCH)
 
     def to_filter(self) -> filters.KpiFilter:
@@ -166,6 +178,9 @@ class KpiFilter:
             product_ids=decode_ids_of("Product", self.products, "filter.products"),
             owner_team_ids=decode_ids_of("Team", self.owner_teams, "filter.ownerTeams"),
             statuses=_tuple(self.statuses),
+            is_stale=self.is_stale,
+            it_importance_levels=_tuple(self.it_importance_levels),
+            product_importance_levels=_tuple(self.product_importance_levels),
             search=self.search,
         )
 

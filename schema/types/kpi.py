@@ -13,7 +13,14 @@ from domain.services import reads
 from schema.permissions import guarded
 from schema.types import filters
 from schema.types.audit import AuditEvent
-from schema.types.enums import KpiDirection, KpiStatus, SeriesBucket, TrendDirection
+from schema.types.enums import (
+    KpiDirection,
+    KpiFreshness,
+    KpiImportance,
+    KpiStatus,
+    SeriesBucket,
+    TrendDirection,
+)
 from schema.types.fields import by_id_reference, edge_connection
 from schema.types.node import CREATED_AT, UPDATED_AT, VERSION, Node, global_id, of_model
 from schema.types.refs import InitiativeRef, KpiRef, ProductRef, TeamRef
@@ -81,9 +88,31 @@ class Kpi(Node):
     )
     it_relevance: str = strawberry.field(description="Why it matters to IT.")
     product_relevance: str = strawberry.field(description="Why it matters to product.")
+    it_importance_level: KpiImportance | None = strawberry.field(
+        description="How much it matters to IT, as a level beside `itRelevance`; null if "
+        "unrated. Lists filter and sort by it."
+    )
+    product_importance_level: KpiImportance | None = strawberry.field(
+        description="How much it matters to product, as a level beside `productRelevance`; "
+        "null if unrated. Lists filter and sort by it."
+    )
+    expected_interval_seconds: int = strawberry.field(
+        description="How often a measurement is expected, in seconds (60 to 31,622,400; a "
+        "day unless set): a latest measurement older than this makes the KPI stale."
+    )
     latest_value: float | None = strawberry.field(description="Value of the latest measurement.")
     status: KpiStatus = strawberry.field(
-        description="Latest value against the thresholds: ON_TARGET, WARNING, CRITICAL or NO_DATA."
+        description="Latest value against target and thresholds: ON_TARGET, OFF_TARGET (misses "
+        "the target, better than warning), WARNING, CRITICAL or NO_DATA. ON_TARGET now means "
+        "the target is met; it says nothing of how recent the value is (see `freshness`)."
+    )
+    freshness: KpiFreshness = strawberry.field(
+        description="FRESH, STALE (the latest measurement is older than "
+        "`expectedIntervalSeconds`, by the database's clock) or NO_DATA."
+    )
+    is_stale: bool = strawberry.field(
+        description="True when the latest measurement is older than `expectedIntervalSeconds` "
+        "or there is none: `freshness` is not FRESH."
     )
     version: int = strawberry.field(description=VERSION)
     created_at: datetime = strawberry.field(description=CREATED_AT)

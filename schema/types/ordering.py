@@ -22,6 +22,8 @@ ORDER_FIELD_DESCRIPTIONS = {
     "DUE_DATE": "By due date; undated items count as latest.",
     "RICE_SCORE": "By RICE score; unscored items count as lowest.",
     "WSJF_SCORE": "By WSJF score; unscored items count as lowest.",
+    "IT_IMPORTANCE": "By importance to IT, CRITICAL first when ascending; unrated last.",
+    "PRODUCT_IMPORTANCE": "By importance to product, CRITICAL first when ascending; unrated last.",
     "OBSERVED_AT": "By observation time.",
     "OCCURRED_AT": "By time of the change.",
     "EMAIL": "By e-mail address.",
