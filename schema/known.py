@@ -37,10 +37,10 @@ class KnownReads:
         self.reads = reads
         self.responses = responses
 
-    def lookup(self, scopes: Any, request: Any) -> tuple[Any, Any] | None:
-        """The rendered plan and the measurement of a query answered before with these
-        scopes and variables (or values of the same shape), if it is within the limits;
-        None otherwise. Changes nothing."""
+    def lookup(self, principal: Any, request: Any) -> tuple[Any, Any] | None:
+        """The rendered plan and the measurement of a query answered before with the
+        caller's scopes and these variables (or values of the same shape), if it is within
+        the limits; None otherwise. Changes nothing."""
         if not (
             isinstance(request.query, str)
             and isinstance(request.operation_name, str | None)
@@ -58,11 +58,11 @@ class KnownReads:
             request.query,
             request.operation_name,
             request.variables,
-            scopes,
+            principal.scopes,
             self.schema,
             candidates,
         )
-        plan = PLANS.rendered(key, request.variables) if key is not None else None
+        plan = PLANS.rendered(key, request.variables, principal) if key is not None else None
         if plan is None:
             return None
         measured = known_measurement(
@@ -92,8 +92,9 @@ class KnownReads:
         if not budget.allowed:
             return None, budget, ""  # the ordinary path refuses it (without charging twice)
         responses = self.responses
-        # An answer that depends on when it is read (``Plan.reads_clock``) is never kept.
-        keep = responses.active and not plan.plan.reads_clock
+        # An answer about the caller (``viewer``: the key is not the caller's) or one that
+        # depends on when it is read (``Plan.reads_clock``) is never kept.
+        keep = responses.active and not plan.plan.principal and not plan.plan.reads_clock
         key = _answer_key(request, scopes) if keep else None
         cached = responses.get(key) if key is not None else None
         data: dict[str, Any] | None

@@ -130,7 +130,7 @@ class PortfolioGraphQL(GraphQL[Context, None]):
     ) -> ExecutionResult:
         # A set budget means the fast path tried and was refused it: strawberry answers.
         known = (
-            self.known.lookup(context.principal.scopes, request_data)
+            self.known.lookup(context.principal, request_data)
             if context.compiled and context.budget is None
             else None
         )
@@ -206,7 +206,7 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         if PENDING_REGISTRATION in state:
             return None  # strawberry's path runs it, then registers it
         principal = state["principal"]
-        known = self.known.lookup(principal.scopes, data)
+        known = self.known.lookup(principal, data)
         if known is None:
             return None
         result, budget, answered_by = await self.known.run(

@@ -10,21 +10,26 @@ from __future__ import annotations
 
 import random
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from api.app import assemble_app
 from auth import models as auth_models
 from domain import models
 from domain.models.enums import AuditAction
+from domain.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from schema.build import schema
 from schema.compiled.extension import PLANS
 from schema.ids import encode_id
+from tests.conftest import GraphQL, make_client, settings_for
 from tests.fixtures import factories
+from tests.fixtures.auth import bearer, user_with_roles
+from tests.fixtures.database import StatementCounter
 from tests.schema_walk import QueryWalker
 from tests.test_guarded_everywhere import walk_arguments
 
@@ -463,30 +468,57 @@ async def test_text_that_json_escapes_is_written_as_the_resolvers_write_it(
 AUDIT = "{ auditEvents(first: 5) { nodes { id action entityType occurredAt changes } } }"
 
 
-async def test_audit_changes_are_answered_by_the_resolvers_alike(
-    pair: Any, db: AsyncSession
-) -> None:
+AWKWARD_CHANGES: list[tuple[str, dict[str, Any]]] = [
+    ("Initiative", {"title": {"before": 'a "quoted" ünï', "after": 40.0}, "n": [1, None]}),
+    # Floats PostgreSQL writes without an exponent and Python with one; control
+    # characters, separators inside strings, nesting, an empty list and object.
+    ("Initiative", {"reach": {"before": 1e-07, "after": 1.5e16}, "confidence": {"a": 0.1}}),
+    ("Initiative", {"title": {"before": "a, b: c\n\t\u0001 \\ /", "after": ""}, "x": {}}),
+    ("Initiative", {"parent_id": {"before": None, "after": 7}, "estimated_cost": "1.50"}),
+    ("Initiative", {"target": {"type": "Product", "id": 3, "key": "P-3"}}),
+    ("Initiative", {"target": {"type": "User", "id": 3, "key": "someone"}}),
+    ("User", {"email": {"before": None, "after": "x@example.com"}, "role": "r"}),
+    ("OAuthClient", {"client_id": {"before": None, "after": "c-1"}, "k": []}),
+    ("Nonexistent", {"a": 1}),
+]
+
+
+@pytest.mark.parametrize("scopes", list(SCOPE_SETS), ids=list(SCOPE_SETS))
+async def test_audit_changes_are_compiled_alike(pair: Any, db: AsyncSession, scopes: str) -> None:
     """``changes`` is presented per caller (GraphQL names, global IDs, guarded fields
-    dropped: ``schema.guards``), which only its resolver does: a document selecting it is
-    answered by the resolvers on both apps, byte for byte alike."""
-    compiled, reference = pair(SCOPE_SETS["every read scope"])
+    dropped) by the one rule of ``schema.guards``, run on the statement's answer
+    (``schema.compiled.presented``): compiled, byte for byte the resolver's, for stored
+    values PostgreSQL and Python write differently too."""
+    compiled, reference = pair([*SCOPE_SETS[scopes], "admin:users"])
     initiative = await _first(db, models.Initiative)
-    db.add(
-        models.AuditEvent(
-            action=AuditAction.UPDATE,
-            entity_type="Initiative",
-            entity_id=initiative.id,
-            changes={"title": {"before": 'a "quoted" ünï', "after": 40.0}, "n": [1, None]},
+    for number, (entity_type, changes) in enumerate(AWKWARD_CHANGES):
+        db.add(
+            models.AuditEvent(
+                action=AuditAction.UPDATE,
+                entity_type=entity_type,
+                entity_id=initiative.id,
+                changes=changes,
+                # After every other event: the last page is these, in this order.
+                occurred_at=datetime(2100, 1, 1, 0, 0, number, tzinfo=UTC),
+            )
         )
-    )
     await db.flush()
-    got = await compiled(AUDIT)
-    expected = await reference(AUDIT)
-    assert got.pop("extensions")["answeredBy"] == "resolvers"
-    expected.pop("extensions")
+    document = AUDIT.replace("first: 5", f"last: {len(AWKWARD_CHANGES)}")
+    got = await compiled(document)
+    expected = await reference(document)
+    assert got.pop("extensions")["answeredBy"] == "compiled"
+    assert expected.pop("extensions")["answeredBy"] == "resolvers"
     assert _before_extensions(compiled.last_body) == _before_extensions(reference.last_body)
-    changes = [event["changes"] for event in got["data"]["auditEvents"]["nodes"]]
-    assert {"title": {"before": 'a "quoted" ünï', "after": 40.0}, "n": [1, None]} in changes
+    shown = [event["changes"] for event in got["data"]["auditEvents"]["nodes"]]
+    held = set(SCOPE_SETS[scopes])
+    titled = {"title": {"before": 'a "quoted" ünï', "after": 40.0}, "n": [1, None]}
+    assert (titled in shown) == ("portfolio:read" in held)
+    costs = [c["estimatedCost"] for c in shown if "estimatedCost" in c]
+    assert costs == (["1.50"] if {"portfolio:read", "finance:read"} <= held else [])
+    assert [c for c in shown if "email" in c] == [
+        {"email": {"before": None, "after": "x@example.com"}, "role": "r"}
+    ]
+    assert not any("clientId" in c or "client_id" in c for c in shown)  # no admin:clients
 
 
 async def test_documents_generated_over_the_whole_schema_answer_alike(
@@ -521,11 +553,12 @@ async def test_documents_generated_over_the_whole_schema_answer_alike(
     # `edges { node }` compiled (issue #17) took this from 3 to 34 of the 100; admin
     # reads walked with their scopes, `nodes(ids:)`, an audit event's IDs, a user's
     # roles to 54 (plans outlive the apps: an answer may be a repeated plan's); a KPI's `trend`
-    # (one SQL definition for both paths, reads.trend_columns) to 55. Left to
-    # the resolvers: audit `changes`, `viewer`, `asOf`, and invalid series or trend windows.
-    # The sync fields (`externalRefs`, the `…ByExternalRef` lookups, both compiled) changed
-    # what seed 17 walks: 51, every decline still one of those (checked reason by reason).
-    assert answered.get("compiled", 0) + answered.get("repeated", 0) >= 51, answered
+    # (one SQL definition for both paths, reads.trend_columns) to 55; audit `changes`
+    # (presented after the statement by schema.guards' rule), `viewer` and `webhooks`
+    # to 85. Left to the resolvers: `asOf`, and invalid series or trend windows (errors).
+    # The sync fields, KPI freshness and the change feed (resolvers only) changed what
+    # seed 17 walks: 70.
+    assert answered.get("compiled", 0) + answered.get("repeated", 0) >= 70, answered
 
 
 ADMIN_READS = """query Admin($ids: [ID!]!) {
@@ -916,3 +949,190 @@ async def test_kpi_trends_are_compiled_from_the_resolvers_sql_and_agree(
     else:
         assert directions == {"NO_DATA"}  # the demo keeps a year: no window before this one
     assert got["data"] == expected["data"]
+
+
+VIEWER = (
+    "{ viewer { __typename authenticated scopes user { id email displayName isActive } "
+    "client { id clientId name } } }"
+)
+
+
+async def test_viewer_is_compiled_for_each_caller_alike(
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    db: AsyncSession,
+    statements: StatementCounter,
+) -> None:
+    """`viewer` is compiled with who is calling bound per request (a plan is keyed by the
+    scopes only): two users with the same scopes, then an anonymous caller, share one
+    plan and each gets their own answer, byte for byte the resolvers', in one statement."""
+    compiling = assemble_app(settings_for(), engine, sessions)
+    resolving = assemble_app(settings_for(compiled_reads=False), engine, sessions)
+    first, second = [await user_with_roles(db, "viewer") for _ in range(2)]
+    seen: list[dict[str, Any]] = []
+    for user in (first, second, None):
+        answers: dict[str, dict[str, Any]] = {}
+        bodies: list[bytes] = []
+        # One token (one client) for both apps: they share the signing keys' table.
+        headers = await bearer(compiling, db, ["portfolio:read"], user=user) if user else None
+        for name, app in (("compiled", compiling), ("reference", resolving)):
+            async with make_client(engine, sessions, app=app, headers=headers) as client:
+                caller = GraphQL(client)
+                answers[name] = await caller(VIEWER)
+                if name == "compiled":
+                    await statements.delivered()
+                    before = statements.count
+                    answers[name] = await caller(VIEWER)
+                    await statements.delivered()
+                    # The read (the token's revocation check here is the test app's).
+                    sent = statements.statements[before:]
+                    reads = [s for s in sent if "oauth_revoked_access_tokens" not in s]
+                    assert len(reads) == 1, sent
+                bodies.append(caller.last_body)
+        assert answers["compiled"].pop("extensions")["answeredBy"] in ("compiled", "repeated")
+        assert _before_extensions(bodies[0]) == _before_extensions(bodies[1])
+        seen.append(answers["compiled"]["data"]["viewer"])
+    assert [v["user"] and v["user"]["email"] for v in seen] == [first.email, second.email, None]
+    assert [v["authenticated"] for v in seen] == [True, True, False]
+    assert seen[0]["client"] is not None and seen[2]["client"] is None
+
+
+WEBHOOKS = """{ webhooks { __typename id url eventTypes query active consecutiveFailures
+  disabledAt createdAt
+  deliveries(last: 2) { id webhookId eventType status attempts createdAt deliveredAt
+    log { attemptedAt statusCode latencyMs error } }
+  all: deliveries { id log { statusCode } } } }"""
+
+
+async def test_webhooks_are_compiled_alike(pair: Any, db: AsyncSession) -> None:
+    """`webhooks` with their latest deliveries (the `last` cap, oldest first) and each
+    delivery's attempts: compiled, byte for byte the resolvers'; without
+    `admin:webhooks` the resolvers refuse it, on both apps alike."""
+    client = await factories.add(
+        db, auth_models.OAuthClient(client_id=f"w-{uuid.uuid4().hex[:8]}", name="Hooks")
+    )
+    endpoints = [
+        await factories.add(
+            db,
+            WebhookEndpoint(
+                owner_client_id=client.id,
+                url=f'https://hooks.example/{n}?q="ü"',
+                event_types=["initiative.created", "kpi.updated"][: n + 1],
+                secret="whsec_x",
+                query=None if n else "query($id: ID!) { node(id: $id) { id } }",
+                is_active=bool(n),
+                consecutive_failures=3 - n,
+                disabled_at=None if n else datetime(2026, 5, 1, 12, 0, 0, 123400, tzinfo=UTC),
+            ),
+        )
+        for n in range(2)
+    ]
+    for number in range(3):
+        delivery = await factories.add(
+            db,
+            WebhookDelivery(
+                message_id=f"msg_{uuid.uuid4().hex}",
+                endpoint_id=endpoints[0].id,
+                event_type="initiative.created",
+                payload="{}",
+                status=["failed", "delivered", "pending"][number],
+                attempts=number,
+                delivered_at=datetime(2026, 5, 2, tzinfo=UTC) if number == 1 else None,
+            ),
+        )
+        for status_code in [None, 500, 200][: number + 1]:
+            db.add(
+                WebhookAttempt(
+                    delivery_id=delivery.id,
+                    status_code=status_code,
+                    latency_ms=12,
+                    error=None if status_code == 200 else 'refused "x"',
+                )
+            )
+    await db.flush()
+    compiled, reference = pair(["admin:webhooks"])
+    got = await compiled(WEBHOOKS)
+    await reference(WEBHOOKS)
+    assert got["extensions"]["answeredBy"] == "compiled"
+    assert _before_extensions(compiled.last_body) == _before_extensions(reference.last_body)
+    first = got["data"]["webhooks"][0]
+    assert [d["status"] for d in first["deliveries"]] == ["delivered", "pending"]
+    assert [len(d["log"]) for d in first["all"]] == [1, 2, 3]
+
+    compiled, reference = pair(["portfolio:read"])
+    refused = await compiled(WEBHOOKS, status=401)
+    await reference(WEBHOOKS, status=401)
+    assert refused["extensions"]["answeredBy"] == "resolvers"
+    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert _before_extensions(compiled.last_body) == _before_extensions(reference.last_body)
+
+
+AS_OF_FIELDS = [f for f in SCALARS["Initiative"] if f != "isBlocked"]
+AS_OF = (
+    "query($key: String!, $at: DateTime) { initiative(key: $key, asOf: $at) { "
+    + " ".join(AS_OF_FIELDS)
+    + " parent { key isBlocked } ownerTeam { key } updatedAt } }"
+)
+
+
+@pytest.mark.parametrize("scopes", list(SCOPE_SETS), ids=list(SCOPE_SETS))
+async def test_as_of_is_compiled_alike(pair: Any, db: AsyncSession, scopes: str) -> None:
+    """`asOf` rebuilt in SQL as the service rebuilds it in Python: before a later update
+    (its `before` values, the computed scores over them), after it (the row as stored),
+    before a later creation and before the row existed (null); one plan for every
+    instant. A naive instant is the resolvers' error, on both apps alike."""
+    initiative = await _first(db, models.Initiative)
+    created = await _first(db, models.Product)
+    later = datetime(2100, 1, 1, tzinfo=UTC)
+    db.add_all(
+        [
+            models.AuditEvent(
+                action=AuditAction.UPDATE,
+                entity_type="Initiative",
+                entity_id=initiative.id,
+                occurred_at=later,
+                changes={
+                    "title": {"before": 'Old "title" ü', "after": initiative.title},
+                    "status": {"before": "CANCELLED", "after": initiative.status.value},
+                    "estimated_cost": {"before": "1234.5", "after": None},
+                    "impact": {"before": 3, "after": initiative.impact},
+                    "reach": {"before": 77, "after": initiative.reach},
+                    "target_start": {"before": "2025-02-03", "after": None},
+                    "updated_at": {"before": "2025-02-03T04:05:06.789+00:00", "after": None},
+                    "version": {"before": 1, "after": 2},
+                    "target": {"type": "Product", "id": created.id, "key": created.key},
+                },
+            ),
+            models.AuditEvent(  # a later event's `before` is undone after this one's
+                action=AuditAction.UPDATE,
+                entity_type="Initiative",
+                entity_id=initiative.id,
+                occurred_at=datetime(2100, 1, 2, tzinfo=UTC),
+                changes={"title": {"before": "Between", "after": initiative.title}},
+            ),
+        ]
+    )
+    await db.flush()
+    compiled, reference = pair(SCOPE_SETS[scopes])
+    instants = ["2099-06-01T00:00:00Z", "2100-01-01T12:00:00+02:00", "2100-06-01T00:00:00Z"]
+    answers = []
+    for at in [*instants, "1999-01-01T00:00:00Z", None]:
+        variables = {"key": initiative.key, "at": at}
+        got = await compiled(AS_OF, variables, status=None)
+        await reference(AS_OF, variables, status=None)
+        assert _before_extensions(compiled.last_body) == _before_extensions(reference.last_body), at
+        answers.append(got)
+    if scopes != "every read scope":
+        return  # `estimatedCost` or everything is FORBIDDEN: the resolvers say so
+    assert {a["extensions"]["answeredBy"] for a in answers} <= {"compiled", "repeated"}
+    titles = [(a["data"]["initiative"] or {}).get("title") for a in answers]
+    assert titles == ['Old "title" ü', "Between", initiative.title, None, initiative.title]
+    old = answers[0]["data"]["initiative"]
+    assert (old["status"], old["reach"], old["targetStart"]) == ("CANCELLED", 77, "2025-02-03")
+    assert old["estimatedCost"] == "1234.5"
+
+    naive = {"key": initiative.key, "at": "2099-06-01T00:00:00"}
+    refused = await compiled(AS_OF, naive, status=None)
+    await reference(AS_OF, naive, status=None)
+    assert refused["extensions"]["answeredBy"] == "resolvers"
+    assert _before_extensions(compiled.last_body) == _before_extensions(reference.last_body)

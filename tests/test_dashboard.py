@@ -508,7 +508,7 @@ async def test_sign_in_see_the_portfolio_open_a_product_and_watch_it_change(
         assert len(browser.find_elements(By.CSS_SELECTOR, ".card .kpi svg[role=img]")) == 40
         statuses = {e.text for e in browser.find_elements(By.CSS_SELECTOR, ".card .kpi .status")}
         assert (
-            statuses <= {"On target", "Warning", "Critical", "No data"} and "Critical" in statuses
+            statuses <= {"On target", "Off target", "Warning", "Critical", "No data"} and "Critical" in statuses
         )
         payments = browser.find_element(By.CSS_SELECTOR, ".card[data-product='PAY']")
         assert "Payments Platform" in payments.text and "open blocker" in payments.text

@@ -102,3 +102,29 @@ async def test_overview_workload_costs_two_statements_with_a_token(
         assert "oauth_revoked_access_tokens" in token_check
         assert "oauth_clients" in token_check
         assert read.startswith("""SELECT CAST((SELECT ('{"nodes":' || """)
+
+
+NEWLY_COMPILED = """query($key: String!) {
+  auditEvents(last: 20) { nodes { action changes } }
+  initiative(key: $key, asOf: "2026-06-01T00:00:00Z") { key title riceScore parent { key } }
+  webhooks { url deliveries { status log { statusCode } } }
+}"""
+
+
+async def test_audit_changes_as_of_and_webhooks_take_one_statement_per_root_field(
+    pair: Any, db: AsyncSession, statements: StatementCounter
+) -> None:
+    """Audit `changes` (presented in Python after the statement, not by a second one),
+    an `asOf` lookup and `webhooks`: compiled, one statement per root field, the first
+    time and when the plan is repeated."""
+    initiative = await factories.initiative(db)
+    await db.commit()
+    compiled, _ = pair(["portfolio:read", "audit:read", "admin:webhooks"])
+    for path in ("compiled", "repeated"):
+        await statements.delivered()
+        statements.reset()
+        body = await compiled(NEWLY_COMPILED, {"key": initiative.key})
+        await statements.delivered()
+        assert "errors" not in body, body
+        assert body["extensions"]["answeredBy"] == path
+        assert statements.count == 3, statements.statements

@@ -3,6 +3,7 @@
 
 const KNOWN_STATUS = {
   ON_TARGET: "On target",
+  OFF_TARGET: "Off target",
   WARNING: "Warning",
   CRITICAL: "Critical",
   NO_DATA: "No data",

@@ -46,7 +46,7 @@ from strawberry.types.arguments import convert_arguments
 from domain.errors import DomainError
 from domain.services import external_refs, reads
 from domain.services.pagination import PageRequest, page_request
-from schema.compiled import connections, jsontext, objects
+from schema.compiled import as_of, connections, jsontext, objects, viewer, webhooks
 from schema.compiled.binding import Site
 from schema.compiled.parameters import PREFIX
 from schema.compiled.selection import Invalid, Unsupported, Walk
@@ -57,6 +57,8 @@ from schema.query import MAX_NODES
 # Computed parameters are named ``gqlvar_$0``, ``gqlvar_$1``...: no variable's name holds
 # a ``$`` (GraphQL names are letters, digits and ``_``).
 COMPUTED_PREFIX = "$"
+# The caller's attributes are ``gqlvar_$principal_user_id``...: not a number after ``$``.
+PRINCIPAL_PREFIX = "$principal_"
 
 
 class NotBound(Exception):
@@ -88,6 +90,10 @@ class Compiler:
         self.parameters = parameters
         self._read: dict[int, str] = {}  # id(variable node) -> name, uses read
         self._bound: set[int] = set()  # uses made bind parameters
+        # Attributes of the caller (``Principal``) bound per request: who is calling is
+        # not part of a plan's key, only the scopes are.
+        self.principal_attributes: set[str] = set()
+        self.as_of_lookups = 0  # ``asOf`` lookups planned: each names its parameters
         # Fields whose parameters are computed from their arguments per request.
         self.sites: list[Site] = []
         self._sites: dict[int, Site] = {}  # id(field node) -> its site
@@ -119,9 +125,9 @@ class Compiler:
         if "root_model" in meta:
             return select(self.connection(named, node, meta, args, None, None))
         if "lookup" in meta:
-            if args.get("as_of") is not None:
-                raise Unsupported("asOf")
             model, column = meta["lookup"]
+            if args.get("as_of") is not None:
+                return as_of.lookup(self, named, node, model, column, args["as_of"])
             alias = self.alias(model)
             key = self.parameter(node, ("key",), args["key"], Text)
             if key is None:
@@ -136,6 +142,10 @@ class Compiler:
             return self._node(node, args["id"])
         if node.name.value == "nodes":
             return self._nodes(node, args["ids"])
+        if node.name.value == "viewer":
+            return viewer.viewer(self, node)
+        if node.name.value == "webhooks":
+            return webhooks.webhooks(self, node)
         raise Unsupported(f"Query.{node.name.value}")
 
     def _by_external_ref(
@@ -180,7 +190,7 @@ class Compiler:
             return select(literal(None))
         model, scope = known
         if scope.value not in self.scopes:
-            raise Unsupported("missing scope")
+            raise Unsupported(f"missing scope {scope.value}")
         alias = self.alias(model)
         bound_pk = self.parameter(node, ("id",), pk, BigInteger) if bind else None
         conditions = [alias.id == (pk if bound_pk is None else bound_pk)]
@@ -228,8 +238,9 @@ class Compiler:
     def check_scopes(self, strawberry_field: Any) -> None:
         """Scopes are checked here, at planning: a missing one lets the resolvers answer,
         with their FORBIDDEN error on exactly that field."""
-        if not scopes_of(strawberry_field) <= self.scopes:
-            raise Unsupported("missing scope")
+        missing = scopes_of(strawberry_field) - self.scopes
+        if missing:
+            raise Unsupported(f"missing scope {', '.join(sorted(missing))}")
 
     def arguments(self, definition: Any, strawberry_field: Any, node: FieldNode) -> dict[str, Any]:
         """The field's arguments as its resolver gets them (strawberry inputs, enums)."""
@@ -294,6 +305,13 @@ class Compiler:
         ``check`` (which raises on what the resolvers refuse) for the plan to serve it."""
         self._site(node).extracts.append(lambda arguments: (check(arguments), {})[1])
 
+    def check_values(
+        self, node: FieldNode, extract: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> None:
+        """Parameters of ``node`` named by the caller, each request's values computed
+        from its arguments by ``extract`` (which raises on what the resolvers refuse)."""
+        self._site(node).extracts.append(extract)
+
     def _site(self, node: FieldNode) -> Site:
         site = self._sites.get(id(node))
         if site is None:
@@ -321,6 +339,12 @@ class Compiler:
             bindparam(name, value=value, type_=type_)
             for name, (value, type_) in zip(names, values, strict=True)
         ]
+
+    def principal(self, attribute: str, type_: Any) -> Any:
+        """A bind parameter of the caller's ``attribute`` (``Principal.user_id``...),
+        bound for each request by ``Plan.bind``."""
+        self.principal_attributes.add(attribute)
+        return bindparam(f"{PREFIX}{PRINCIPAL_PREFIX}{attribute}", type_=type_)
 
     def page_size(self, node: FieldNode, page: PageRequest) -> Any:
         """The size of a page (`first` or `last`, else the default): ``LIMIT $n`` when it

@@ -34,7 +34,7 @@ from domain.caches import ByteLRU, text_bytes
 from domain.errors import DomainError
 from domain.models.computed import CLOCK
 from schema.compiled.binding import Binder, Declined
-from schema.compiled.compiler import Compiler, NotBound
+from schema.compiled.compiler import PRINCIPAL_PREFIX, Compiler, NotBound
 from schema.compiled.parameters import (
     CANDIDATES,
     COMPUTED,
@@ -44,6 +44,7 @@ from schema.compiled.parameters import (
     bound,
     variables_key,
 )
+from schema.compiled.presented import finisher
 from schema.compiled.selection import Invalid, Unsupported, Walk, parsed_bytes, response_key
 from schema.errors import connection_lost
 
@@ -55,10 +56,12 @@ CLOCK_SQL = str(CLOCK().compile(dialect=postgresql.dialect()))
 
 class Rendered(NamedTuple):
     """A statement as SQL text: values inlined, except parameters, which are ``$1``,
-    ``$2``... in the order of ``parameters`` (bind parameter names)."""
+    ``$2``... in the order of ``parameters`` (bind parameter names); and what finishes
+    its JSON text in Python, if anything must (``schema.compiled.presented``)."""
 
     sql: str
     parameters: tuple[str, ...] = ()
+    finish: Callable[[str], str] | None = None
 
 
 @dataclass
@@ -70,6 +73,8 @@ class Plan:
     binder: Binder
     # Bytes held besides the SQL: the parsed document, whose field nodes bind values.
     held: int = 0
+    # The caller's attributes it binds (``viewer``): its answer is the caller's own.
+    principal: tuple[str, ...] = ()
     # Whether its answer depends on when it is read (e.g. `isStale`), not only on the data:
     # such an answer is never kept in the response cache.
     reads_clock: bool = field(init=False)
@@ -77,13 +82,17 @@ class Plan:
     def __post_init__(self) -> None:
         self.reads_clock = any(CLOCK_SQL in statement.sql for _, statement in self.statements)
 
-    def bind(self, variables: Any) -> Bound | None:
-        """The plan with this request's values, or None if it does not serve them (the
-        resolvers answer: they are what the resolvers refuse)."""
+    def bind(self, variables: Any, principal: Any) -> Bound | None:
+        """The plan with this request's values and caller, or None if it does not serve
+        them (the resolvers answer: they are what the resolvers refuse)."""
         try:
-            return Bound(self, self.binder.values(variables))
+            values = self.binder.values(variables)
+            for attribute in self.principal:
+                values[f"{PREFIX}{PRINCIPAL_PREFIX}{attribute}"] = getattr(principal, attribute)
+            return Bound(self, values)
         except Declined as declined:
             log.debug("compiled_path_values_declined", reason=str(declined))
+            PLANS.declines["values"] += 1
             return None
 
 
@@ -128,6 +137,9 @@ class PlanCache:
         self._documents: Counter[str] = Counter()
         # Documents planned (each costs milliseconds): what tests count.
         self.compilations = 0
+        # Why plans were declined, by reason (``Unsupported``'s text, "values", ...):
+        # what tests/test_compiled_coverage.py reports, to show what to compile next.
+        self.declines: Counter[str] = Counter()
 
     @property
     def max_bytes(self) -> int:
@@ -153,14 +165,14 @@ class PlanCache:
         nothing for the fast path."""
         return query in self._documents
 
-    def rendered(self, key: Hashable, variables: Any) -> Bound | None:
-        """The plan of a request seen before, with this request's values; None if there
-        is none or it does not serve these values."""
+    def rendered(self, key: Hashable, variables: Any, principal: Any) -> Bound | None:
+        """The plan of a request seen before, with this request's values and caller;
+        None if there is none or it does not serve these values."""
         plan = self._plans.peek(key)
         if plan is None:  # unknown or declined
             return None
         self._plans.get(key)  # recently used
-        return plan.bind(variables)
+        return plan.bind(variables, principal)
 
     def get(self, key: Hashable) -> tuple[bool, Plan | None]:
         if key not in self._plans:
@@ -263,6 +275,8 @@ async def _collect(
             failed = GraphQLError(str(error), path=[key], original_error=error)
             return ExecutionResult(data=None, errors=[failed]), objects, chars
         if isinstance(text, str):
+            if statement.finish is not None:
+                text = statement.finish(text)
             data[key] = orjson.Fragment(text)
             # Objects returned, counted on the text (braces in strings are rare).
             objects += text.count("{")
@@ -301,7 +315,7 @@ class CompiledQueries(SchemaExtension):
             return
         compiled = getattr(context, "compiled", True)
         plan = self._cached_plan(execution, operation) if compiled else None
-        bound = plan.bind(execution.variables) if plan is not None else None
+        bound = plan.bind(execution.variables, context.principal) if plan is not None else None
         if bound is not None:
             execution.result = await run_plan(context, bound)
         else:
@@ -348,6 +362,7 @@ class CompiledQueries(SchemaExtension):
             schema, operation.variable_definitions or [], execution.variables or {}
         )
         if isinstance(variables, list):  # coercion errors: the resolvers report them
+            PLANS.declines["variables"] += 1
             return None
         fragments = {
             definition.name.value: definition
@@ -367,7 +382,7 @@ class CompiledQueries(SchemaExtension):
         PLANS.compilations += 1
         try:
             statements = [
-                (response_key(node), _render(compiler.root(node)))
+                (response_key(node), _finished(_render(compiler.root(node)), compiler))
                 for node in walk.fields("Query", operation.selection_set)
             ]
             direct = {
@@ -377,25 +392,30 @@ class CompiledQueries(SchemaExtension):
                 execution.schema, operation.variable_definitions or (), direct, compiler.sites
             )
             held = parsed_bytes(execution.query, document) if compiler.sites else 0
-            return Plan(statements, binder, held)
+            principal = tuple(sorted(compiler.principal_attributes))
+            return Plan(statements, binder, held, principal)
         except NotBound as unbound:
             # A use the compiler inlines: the document keys those variables by value
             # from now on (a plan built so far is dropped; none was cached).
             log.debug("compiled_path_parameters_dropped", variables=str(unbound))
+            PLANS.declines["parameters dropped"] += 1
             CANDIDATES.drop(execution.query, provided_operation_name(execution), unbound.names)
             return None
         except (Invalid, DomainError) as reason:
             # Invalid input: the resolvers report it with its code. With parameters bound,
             # other values of the same shape may be valid: nothing is kept for them.
             log.debug("compiled_path_declined", reason=str(reason))
+            PLANS.declines[str(reason)] += 1
             return INVALID if parameters else None
         except (Unsupported, CompileError, NotImplementedError) as reason:
             # Invalid input is declined too: the resolvers report it with its code.
             log.debug("compiled_path_declined", reason=str(reason))
+            PLANS.declines[str(reason)] += 1
             return None
         except Exception:
             # A bug in the compiler must not fail the request: the resolvers answer.
             log.exception("compiled_path_failed")
+            PLANS.declines["compiler failed"] += 1
             return None
 
 
@@ -432,6 +452,12 @@ class _PlanCompiler(PGCompiler_asyncpg):
 
 
 _DIALECT.statement_compiler = _PlanCompiler
+
+
+def _finished(rendered: Rendered, compiler: Compiler) -> Rendered:
+    """The statement with what presents its audit changes for the plan's scopes."""
+    finish = finisher(rendered.sql, compiler.schema, compiler.scopes)
+    return rendered if finish is None else rendered._replace(finish=finish)
 
 
 def _render(statement: Any) -> Rendered:

@@ -11,7 +11,7 @@ Every value is turned into JSON text by its SQL type (``json_text``), and a NULL
 becomes ``null``: one NULL would otherwise make the whole concatenation NULL. A JSON
 scalar stored as jsonb would keep jsonb's spacing (``{"a": 1}``): PostgreSQL has no
 compact form. (The one such field, ``AuditEvent.changes``, is presented per caller by
-its resolver: ``schema.guards``.)
+``schema.guards`` in Python after the statement: ``schema.compiled.presented``.)
 """
 
 from __future__ import annotations
@@ -148,6 +148,13 @@ def json_list(items: list[Any]) -> ColumnElement[str]:
         parts.append(json_text(item))
     parts.append(constant("]"))
     return _concatenated(parts)
+
+
+def marked(marker: str, value: Any) -> ColumnElement[str]:
+    """``{"<marker>":value}``: a value finished in Python after the statement
+    (``schema.compiled.presented``). The marker is not a GraphQL name on purpose: no
+    response key can be it."""
+    return _concatenated([constant('{"' + marker + '":'), json_text(value), constant("}")])
 
 
 def _constant_text(value: ColumnElement[Any]) -> str | None:

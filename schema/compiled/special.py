@@ -21,7 +21,7 @@ from domain.models.computed import (
     status_of_latest,
 )
 from domain.services import reads
-from schema.compiled import jsontext
+from schema.compiled import jsontext, presented
 from schema.compiled.selection import Invalid, Unsupported, response_key
 from schema.compiled.values import global_id_of, json_float, optional_global_id
 
@@ -224,6 +224,12 @@ def _entity_id(c: Compiler, alias: Any, node: FieldNode, definition: Any, field:
     return global_id_of(alias.entity_type, alias.entity_id)
 
 
+def _changes(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any) -> Any:
+    """Stored as written (column names, primary keys), presented per caller after the
+    statement (``schema.compiled.presented``), by the rule the resolver uses."""
+    return presented.changes(alias.entity_type, alias.changes)
+
+
 def _actor(type_name: str, attribute: str) -> Special:
     def compile_actor(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any) -> Any:
         return optional_global_id(type_name, getattr(alias, attribute))
@@ -270,6 +276,7 @@ SPECIAL: dict[tuple[str, str], Special] = {
     ("Kpi", "series"): _series,
     ("Kpi", "trend"): _trend,
     ("AuditEvent", "entityId"): _entity_id,
+    ("AuditEvent", "changes"): _changes,
     ("AuditEvent", "actorUserId"): _actor("User", "actor_user_id"),
     ("AuditEvent", "actorClientId"): _actor("OAuthClient", "actor_client_id"),
     ("User", "roles"): _roles,
