@@ -378,7 +378,10 @@ async def test_a_page_costs_the_same_statements_whatever_its_size(
             await writer.data(product, {"k": f"FC{size}X{n}"})
             gone = await writer.data(
                 CREATE_REFERENCED,
-                {"key": f"FEED-G{size}-{n}", "ref": {"system": "jira", "externalId": f"G{size}-{n}"}},
+                {
+                    "key": f"FEED-G{size}-{n}",
+                    "ref": {"system": "jira", "externalId": f"G{size}-{n}"},
+                },
             )
             await writer.data(
                 "mutation($id: ID!) { archiveInitiative(input: {id: $id}) { userErrors { code } } }",
