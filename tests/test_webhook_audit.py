@@ -26,7 +26,14 @@ async def test_webhook_changes_show_to_admin_webhooks_and_never_the_secret(
     secret = created["secret"]
     sealed = await db.scalar(text("SELECT secret FROM webhook_endpoints"))
     assert secret.startswith("whsec_") and sealed
-    await db.execute(text("UPDATE webhook_endpoints SET is_active = false, disabled_at = now()"))
+    await db.execute(
+        text(
+            "UPDATE webhook_endpoints"
+            " SET is_active = false, consecutive_failures = 20, disabled_at = now()"
+        )
+    )
+    disabled_at = await db.scalar(text("SELECT disabled_at FROM webhook_endpoints"))
+    assert disabled_at is not None
     enabled = await admin.data(ENABLE, {"id": created["webhook"]["id"]})
     assert enabled["enableWebhook"] == {"webhook": {"active": True}, "userErrors": []}
     # An event storing what no event should (a sealed secret, the clear one): the rule,
@@ -48,10 +55,14 @@ async def test_webhook_changes_show_to_admin_webhooks_and_never_the_secret(
     await db.flush()
 
     shown = [
-        {"active": {"before": False, "after": True}},
         {
             "url": {"before": "https://old.example.com/h", "after": "https://n.example.com/h"},
             "consecutiveFailures": {"before": 3, "after": 0},
+        },
+        {
+            "active": {"before": False, "after": True},
+            "consecutiveFailures": {"before": 20, "after": 0},
+            "disabledAt": {"before": disabled_at.isoformat(), "after": None},
         },
     ]
     for scopes, expected in (
