@@ -37,6 +37,11 @@ NODE_TYPES: dict[str, tuple[Any, Scope]] = {
     "OAuthClient": (auth_models.OAuthClient, Scope.ADMIN_CLIENTS),
 }
 _TYPE_OF_MODEL = {model: name for name, (model, _) in NODE_TYPES.items()}
+# Types the audit trail records that are no node types (no ``node(id:)``): the scope that
+# reads them. Of their events' changes only attributes a field of the type declares are
+# shown: the others (a webhook's sealed ``secret`` and ``previous_secret``) never are, to
+# anyone, even if an event ever stored them.
+AUDITED_TYPES: dict[str, Scope] = {"Webhook": Scope.ADMIN_WEBHOOKS}
 
 
 def scopes_of(field: Any) -> frozenset[str]:
@@ -55,7 +60,10 @@ def type_scopes(type_name: str) -> frozenset[str]:
     """What reading any object of a node type needs; an unknown type needs the
     impossible (nothing is shown of it)."""
     known = NODE_TYPES.get(type_name)
-    return frozenset({known[1].value}) if known else frozenset({"(unknown type)"})
+    if known is not None:
+        return frozenset({known[1].value})
+    audited = AUDITED_TYPES.get(type_name)
+    return frozenset({audited.value}) if audited else frozenset({"(unknown type)"})
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,8 @@ class AuditChanges:
     fields they could read on the object itself: a value needs its type's scope and
     its field's (``estimatedCost`` needs ``finance:read``; a User's ``email``,
     ``admin:users``). What is not a field (``archived_at``, a rotated secret, a link's
-    target) needs its type's scope, and a link also that of its target's type.
+    target) needs its type's scope, and a link also that of its target's type. Of an
+    ``AUDITED_TYPES`` type (a Webhook: ``admin:webhooks``) only declared fields are shown.
     """
 
     def __init__(self, schema: strawberry.Schema) -> None:
@@ -98,10 +107,13 @@ class AuditChanges:
         for field in getattr(definition, "fields", ()):
             name = self._schema.config.name_converter.get_graphql_name(field)
             scopes = base | scopes_of(field)
-            reference = field.metadata.get("reference") if field.metadata else None
+            metadata = field.metadata or {}
+            reference = metadata.get("reference")
             if reference is not None:
                 model, attribute = reference
                 table[attribute] = StoredValue(name, scopes, _TYPE_OF_MODEL[model])
+            elif "stored_as" in metadata:  # a column named unlike its field
+                table[metadata["stored_as"]] = StoredValue(name, scopes)
             else:
                 table.setdefault(field.python_name, StoredValue(name, scopes))
         return table
@@ -113,8 +125,13 @@ class AuditChanges:
         table = self.table(type_name)
         base = type_scopes(type_name)
         shown: dict[str, Any] = {}
+        declared_only = type_name in AUDITED_TYPES
         for key, value in changes.items():
-            stored = table.get(key) or StoredValue(to_camel_case(key), base)
+            stored = table.get(key)
+            if stored is None:
+                if declared_only:
+                    continue
+                stored = StoredValue(to_camel_case(key), base)
             if key == "target" and isinstance(value, dict):  # a link: {type, id, label}
                 target_type = str(value.get("type"))
                 if not (base | type_scopes(target_type)) <= scopes:

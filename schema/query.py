@@ -19,8 +19,8 @@ from schema.permissions import guarded, require
 from schema.types import filters
 from schema.types.audit import AuditEvent
 from schema.types.constraint import TechnicalConstraint
-from schema.types.feed import ChangeEntityType, FeedPage, feed_event, readable_types
 from schema.types.external_ref import by_external_ref_lookup
+from schema.types.feed import ChangeEntityType, FeedPage, feed_event, readable_types
 from schema.types.fields import by_key_as_of_lookup, by_key_lookup, root_connection
 from schema.types.glossary import GlossaryTerm
 from schema.types.identity import OAuthClient, Role, User, Viewer, viewer_of

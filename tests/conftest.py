@@ -30,6 +30,7 @@ from tests.fixtures.database import (
     demo_database,
     drop_database,
     server_url,
+    warm_type_codecs,
 )
 
 # Seals the webhook secrets the tests store, as production must (tests/test_webhook_secrets).
@@ -144,9 +145,10 @@ async def statements(
 ) -> AsyncIterator[StatementCounter]:
     """Counts what reaches PostgreSQL, through SQLAlchemy and on the driver itself."""
     counter = StatementCounter()
-    event.listen(engine.sync_engine, "before_cursor_execute", counter)
     driver = (await connection.get_raw_connection()).driver_connection
     assert driver is not None  # the connection is open: the test's transaction holds it
+    await warm_type_codecs(driver)
+    event.listen(engine.sync_engine, "before_cursor_execute", counter)
     driver.add_query_logger(counter.logged)
     yield counter
     driver.remove_query_logger(counter.logged)

@@ -95,6 +95,47 @@ async def test_events_of_every_kind_in_order_with_a_tombstone(writer: GraphQL) -
     assert after_second == events[2:]
 
 
+CREATE_REFERENCED = """mutation($key: String!, $ref: ExternalRefInput!) {
+  createInitiative(input: {key: $key, title: "Referenced", externalRefs: [$ref]}) {
+    initiative { id } userErrors { code message } } }"""
+
+
+async def test_a_tombstone_lists_the_archived_objects_external_refs(writer: GraphQL) -> None:
+    """A sync deletes the other system's copy by that system's own ID."""
+    start = await _caught_up(writer)
+    refs = [
+        {"system": "snow", "externalId": "CHG-9", "url": None},
+        {"system": "jira", "externalId": "PAY-77", "url": "https://jira.example.com/PAY-77"},
+    ]
+    created = await writer.data(
+        """mutation($input: CreateInitiativeInput!) { createInitiative(input: $input) {
+          initiative { id } userErrors { code message } } }""",
+        {"input": {"key": "FEED-R1", "title": "Referenced", "externalRefs": refs}},
+    )
+    initiative_id = created["createInitiative"]["initiative"]["id"]
+    await writer.data(CREATE, {"key": "FEED-R2"})  # archived too, without references
+    plain_id = (await writer.data('{ initiative(key: "FEED-R2") { id } }'))["initiative"]["id"]
+    for archived in (initiative_id, plain_id):
+        await writer.data(
+            "mutation($id: ID!) { archiveInitiative(input: {id: $id}) { userErrors { code } } }",
+            {"id": archived},
+        )
+    page = await writer.data(
+        "query($s: String) { changes(since: $s) { events { change entityId "
+        "tombstone { key externalRefs { system externalId url } } } } }",
+        {"s": start},
+    )
+    tombstones = {
+        e["entityId"]: e["tombstone"]
+        for e in page["changes"]["events"]
+        if e["change"] == "ARCHIVED"
+    }
+    assert tombstones == {
+        initiative_id: {"key": "FEED-R1", "externalRefs": [refs[1], refs[0]]},  # by system
+        plain_id: {"key": "FEED-R2", "externalRefs": []},
+    }
+
+
 async def test_pages_are_exact_and_a_live_object_is_resolved(writer: GraphQL) -> None:
     start = await _caught_up(writer)
     ids = [
@@ -320,9 +361,11 @@ async def test_a_page_costs_the_same_statements_whatever_its_size(
     writer: GraphQL, statements: StatementCounter
 ) -> None:
     """One statement for the events (keys and archive times included), one per type for
-    the objects (the by-id dataloader): never one per event."""
+    the objects (the by-id dataloader) and one per type for the tombstones' external
+    references: never one per event."""
     query = (
-        "query($s: String) { changes(since: $s) { events { key tombstone { key } "
+        "query($s: String) { changes(since: $s) { events { key "
+        "tombstone { key externalRefs { system externalId } } "
         "node { id ... on Initiative { title } ... on Product { name } } } } }"
     )
     start = await _caught_up(writer)
@@ -333,11 +376,26 @@ async def test_a_page_costs_the_same_statements_whatever_its_size(
         for n in range(size):
             await writer.data(CREATE, {"key": f"FEED-C{size}-{n}"})
             await writer.data(product, {"k": f"FC{size}X{n}"})
+            gone = await writer.data(
+                CREATE_REFERENCED,
+                {
+                    "key": f"FEED-G{size}-{n}",
+                    "ref": {"system": "jira", "externalId": f"G{size}-{n}"},
+                },
+            )
+            await writer.data(
+                "mutation($id: ID!) { archiveInitiative(input: {id: $id}) { userErrors { code } } }",
+                {"id": gone["createInitiative"]["initiative"]["id"]},
+            )
         statements.reset()
         page = (await writer.data(query, {"s": start}))["changes"]
         await statements.delivered()
         counts.append(statements.count)
-        assert len(page["events"]) == 2 * size
-        assert all(e["node"] is not None for e in page["events"])
+        assert len(page["events"]) == 4 * size
+        live = [e for e in page["events"] if e["tombstone"] is None]
+        archived = [e for e in page["events"] if e["tombstone"] is not None]
+        assert len(live) == 2 * size and all(e["node"] is not None for e in live)
+        assert [len(e["tombstone"]["externalRefs"]) for e in archived] == [1] * 2 * size
         start = await _caught_up(writer)
-    assert counts == [3, 3], statements.statements
+    # The events; initiatives and products by ID; the initiatives' references.
+    assert counts == [4, 4], statements.statements

@@ -233,6 +233,8 @@ async def test_a_disabled_webhook_is_enabled_again_with_its_count_reset(
             " SET is_active = false, consecutive_failures = 20, disabled_at = now()"
         )
     )
+    disabled_at = await db.scalar(text("SELECT disabled_at FROM webhook_endpoints"))
+    assert disabled_at is not None
     enabled = await api.data(ENABLE, {"id": webhook_id})
     assert enabled["enableWebhook"] == {
         "webhook": {
@@ -256,7 +258,11 @@ async def test_a_disabled_webhook_is_enabled_again_with_its_count_reset(
     ).all()
     assert (action, changes, by_someone) == (
         "UPDATE",
-        {"is_active": {"before": False, "after": True}},
+        {
+            "is_active": {"before": False, "after": True},
+            "consecutive_failures": {"before": 20, "after": 0},
+            "disabled_at": {"before": disabled_at.isoformat(), "after": None},
+        },
         True,
     )
     # Enabling an active webhook changes nothing and records nothing.

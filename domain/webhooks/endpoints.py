@@ -15,6 +15,7 @@ from domain.errors import InvalidInput, NotFound
 from domain.models.enums import AuditAction
 from domain.models.records import AuditEvent
 from domain.models.webhooks import WebhookDelivery, WebhookEndpoint
+from domain.services.audit import to_json
 from domain.settings import Settings
 from domain.webhooks.events import EVENT_TYPES
 from domain.webhooks.secrets import SecretBox
@@ -107,6 +108,12 @@ async def enable_endpoint(
     disabled is sent too. An endpoint already active is left as it is."""
     endpoint = await _endpoint(session, endpoint_id)
     if not endpoint.is_active:
+        # What enabling resets, as admin:webhooks callers read it in the audit trail.
+        changes = {
+            "is_active": {"before": False, "after": True},
+            "consecutive_failures": {"before": endpoint.consecutive_failures, "after": 0},
+            "disabled_at": {"before": to_json(endpoint.disabled_at), "after": None},
+        }
         endpoint.is_active, endpoint.consecutive_failures, endpoint.disabled_at = True, 0, None
         session.add(
             AuditEvent(
@@ -115,7 +122,7 @@ async def enable_endpoint(
                 entity_type="Webhook",
                 entity_id=endpoint_id,
                 action=AuditAction.UPDATE,
-                changes={"is_active": {"before": False, "after": True}},
+                changes=changes,
             )
         )
     await session.flush()

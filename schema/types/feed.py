@@ -13,10 +13,12 @@ from strawberry.scalars import JSON
 from auth.scopes import Scope
 from domain.models import AuditAction
 from domain.services.feed import FeedEvent as StoredFeedEvent
+from domain.services.sync import REFS_FIELD
 from schema.guards import NODE_TYPES, type_scopes
 from schema.ids import encode_id
 from schema.permissions import guarded
 from schema.types.audit import presenter
+from schema.types.external_ref import ExternalRef
 from schema.types.node import Node
 
 
@@ -51,7 +53,21 @@ class Tombstone:
     type: ChangeEntityType = strawberry.field(description="The archived object's type.")
     key: str = strawberry.field(description="The archived object's key.")
     archived_at: datetime = strawberry.field(description="When it was archived.")
-    # External references (issue #20, item 1) belong here once objects carry them.
+    entity_type: strawberry.Private[str]
+    entity_pk: strawberry.Private[int]
+
+    @strawberry.field(
+        description="Its IDs in other systems (its `externalRefs`, which archiving keeps), "
+        "ordered by system: a sync deletes the other system's copy by that system's own ID. "
+        "Empty when the caller may not read the object's `externalRefs`."
+    )
+    async def external_refs(self, info: strawberry.Info) -> list[ExternalRef]:
+        # The scopes come from the object's own `externalRefs` declaration (one rule).
+        needed = presenter(info.schema).table(self.entity_type)[REFS_FIELD].scopes
+        if not needed <= info.context.principal.scopes:
+            return []
+        refs = await info.context.external_refs(self.entity_type).load(self.entity_pk)
+        return cast(list[ExternalRef], refs)
 
 
 @strawberry.type(
@@ -114,6 +130,8 @@ class FeedEvent:
             type=self.entity_type(),
             key=stored.key,
             archived_at=stored.archived_at,
+            entity_type=stored.event.entity_type,
+            entity_pk=stored.event.entity_id,
         )
 
     @strawberry.field(

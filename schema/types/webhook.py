@@ -94,7 +94,8 @@ class Webhook:
         "row's type and global ID."
     )
     active: bool = strawberry.field(
-        description="False once disabled after repeated failures; nothing is sent then."
+        description="False once disabled after repeated failures; nothing is sent then.",
+        metadata={"stored_as": "is_active"},  # how the audit trail names it
     )
     consecutive_failures: int = strawberry.field(description="Failed attempts since a success.")
     disabled_at: datetime | None = strawberry.field(description="When it was disabled.")
