@@ -110,8 +110,8 @@ function sortedKpis(kpis, sort) {
   return ordered.sort((a, b) => sign * (importanceRank(a[field]) - importanceRank(b[field])));
 }
 
-// A sortable header: a button (keyboard and screen reader reachable) that says what a
-// press does; aria-sort on the header that the rows are sorted by.
+// A sortable header: a button named by its column (keyboard and screen reader
+// reachable); aria-sort on the header the rows are sorted by says in which order.
 function sortHeader(column, sort, onSort) {
   const sorted = sort && sort.column === column ? sort.direction : null;
   const next = sorted === "descending" ? "ascending" : "descending";
@@ -130,7 +130,6 @@ function sortHeader(column, sort, onSort) {
       },
       title,
       h("span", { "aria-hidden": "true" }, sorted === "descending" ? " ▼" : sorted === "ascending" ? " ▲" : ""),
-      h("span", { class: "visually-hidden" }, next === "descending" ? ", sort most important first" : ", sort least important first"),
     ),
   );
 }
