@@ -42,7 +42,7 @@ from domain.database import (
 )
 from domain.metrics import Metrics
 from domain.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
-from domain.seed import refresh_statistics, seed_demo
+from domain.seed import demo_day, refresh_statistics, seed_demo
 from domain.settings import Settings, get_settings
 from domain.webhooks.outbox import outbox_state
 from domain.webhooks.secrets import SecretBox
@@ -179,7 +179,8 @@ def assemble_app(
             await migrate.upgrade(engine)
         if demo:
             async with sessions() as session, session.begin():
-                report = await seed_demo(session)
+                # Measured until today, so the demo's KPIs read as fresh.
+                report = await seed_demo(session, await demo_day(session))
                 secret = await demo_client(session, settings.data_dir)
                 await dashboard_client(session, OPERATOR, dashboard_addresses(settings.issuer))
                 if not report.skipped:

@@ -26,7 +26,7 @@ from api.logging import configure_logging
 from auth import identity
 from auth.services import AuthServices
 from domain.database import create_engine, create_session_factory
-from domain.seed import refresh_statistics, seed_demo, seed_generated
+from domain.seed import demo_day, refresh_statistics, seed_demo, seed_generated
 from domain.services import measurements
 from domain.services.measurement_files import BadLine, read_measurements
 from domain.services.persisted import PersistedQueryStore
@@ -243,7 +243,7 @@ def seed(
             # take longer than the statement timeout meant for requests.
             await session.execute(text("SET LOCAL statement_timeout = 0"))
             if demo:
-                report = await seed_demo(session)
+                report = await seed_demo(session, await demo_day(session))
             else:
                 assert products is not None
                 report = await seed_generated(session, products)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from typer.testing import CliRunner
 
 from api import migrate
@@ -18,6 +19,8 @@ from api.cli import app
 from auth import models as auth_models
 from auth.passwords import verify_secret
 from domain import models
+from domain.seed import seed_demo
+from domain.seed.kpi_kinds import OBSERVATION_TIME, latest_observation_day
 from domain.settings import get_settings
 from tests.fixtures.database import create_database, drop_database
 
@@ -67,6 +70,58 @@ def test_migrate_and_seed_demo_twice(fresh_database: str) -> None:
     assert first["kpi_measurements"] >= 365 * first["kpis"] * 0.9
     invoke("seed", "--demo")
     assert counts(fresh_database) == first
+
+
+def latest_measurements(url: str) -> tuple[list[datetime], datetime]:
+    """Every KPI's latest observation time (distinct), and the database's now."""
+
+    async def read() -> tuple[list[datetime], datetime]:
+        engine = create_async_engine(url)
+        async with engine.connect() as connection:
+            latest = await connection.scalars(
+                text("SELECT DISTINCT max(observed_at) FROM kpi_measurements GROUP BY kpi_id")
+            )
+            found = list(latest)
+            now = await connection.scalar(select(func.now()))
+        await engine.dispose()
+        assert now is not None
+        return found, now
+
+    return asyncio.run(read())
+
+
+def test_the_cli_demo_is_measured_until_today(fresh_database: str) -> None:
+    """`seed --demo` (like `serve --demo`) ends every KPI's series on the database's
+    today, at the pipelines' hour, never in the future: the demo's KPIs read as fresh."""
+    invoke("seed", "--demo")
+    [latest], now = latest_measurements(fresh_database)
+    assert latest.astimezone(UTC).time() == OBSERVATION_TIME.replace(tzinfo=None)
+    # The last observation due by the seed's now: within a day before it (one more hour
+    # of margin for the time between seeding and this read; no wall-clock edge).
+    assert now - timedelta(hours=25) < latest <= now
+
+
+def test_the_demo_ends_its_measurements_on_the_day_passed(fresh_database: str) -> None:
+    async def seed() -> None:
+        engine = create_async_engine(fresh_database)
+        await migrate.upgrade(engine)
+        async with AsyncSession(engine) as session, session.begin():
+            await seed_demo(session, date(2027, 3, 15))
+        await engine.dispose()
+
+    asyncio.run(seed())
+    [latest], _ = latest_measurements(fresh_database)
+    assert latest == datetime(2027, 3, 15, 6, tzinfo=UTC)
+    assert counts(fresh_database)["kpi_measurements"] == 365 * counts(fresh_database)["kpis"]
+
+
+def test_the_latest_observation_day_is_never_in_the_future() -> None:
+    """Before the pipelines' hour (06:00 UTC) today's figure is not in yet."""
+    assert latest_observation_day(datetime(2027, 3, 15, 5, 59, tzinfo=UTC)) == date(2027, 3, 14)
+    assert latest_observation_day(datetime(2027, 3, 15, 6, 0, tzinfo=UTC)) == date(2027, 3, 15)
+    # 01:00 in UTC+2 is 23:00 UTC the day before: the UTC day counts.
+    east = timezone(timedelta(hours=2))
+    assert latest_observation_day(datetime(2027, 3, 16, 1, 0, tzinfo=east)) == date(2027, 3, 15)
 
 
 def test_seed_generated_scales_with_products(fresh_database: str) -> None:

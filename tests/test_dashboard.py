@@ -24,9 +24,11 @@ from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 from sqlalchemy import func, select
+from sqlalchemy import text as sql
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -508,7 +510,8 @@ async def test_sign_in_see_the_portfolio_open_a_product_and_watch_it_change(
         assert len(browser.find_elements(By.CSS_SELECTOR, ".card .kpi svg[role=img]")) == 40
         statuses = {e.text for e in browser.find_elements(By.CSS_SELECTOR, ".card .kpi .status")}
         assert (
-            statuses <= {"On target", "Off target", "Warning", "Critical", "No data"} and "Critical" in statuses
+            statuses <= {"On target", "Off target", "Warning", "Critical", "No data"}
+            and "Critical" in statuses
         )
         payments = browser.find_element(By.CSS_SELECTOR, ".card[data-product='PAY']")
         assert "Payments Platform" in payments.text and "open blocker" in payments.text
@@ -544,7 +547,8 @@ async def test_sign_in_see_the_portfolio_open_a_product_and_watch_it_change(
         tip = browser.find_element(By.ID, str(score.get_attribute("aria-describedby")))
         assert tip.is_displayed() and "×" in tip.text
         uptime = browser.find_element(By.CSS_SELECTOR, "tr[data-kpi='PAY-UPTIME']")
-        assert "Critical" not in uptime.text
+        assert uptime.find_element(By.CSS_SELECTOR, ".status").text != "Critical"
+        assert "Stale — last measured" in uptime.text  # the demo's fixed date is past
         _screenshot(browser, tmp_path, "product")
 
         # A measurement recorded through the API reaches the page without a reload.
@@ -552,7 +556,9 @@ async def test_sign_in_see_the_portfolio_open_a_product_and_watch_it_change(
         wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "live-state"), "Live"))
         await _record(server, arranged["ingest"], "PAY-UPTIME", 91.5, "outage-1")
         row = wait.until(_text_in("tr[data-kpi='PAY-UPTIME']", "91.5 %"))
-        assert "Critical" in row
+        assert "Fresh — last measured just now" in row
+        status = browser.find_element(By.CSS_SELECTOR, "tr[data-kpi='PAY-UPTIME'] .status")
+        assert status.text == "Critical"
         assert browser.execute_script("return window.notReloaded;") is True
         assert (
             browser.find_element(By.ID, "announcer").get_attribute("textContent")
@@ -591,6 +597,123 @@ async def test_sign_in_see_the_portfolio_open_a_product_and_watch_it_change(
         wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "live-state"), "Live"))
         await _record(server, arranged["ingest"], "PAY-UPTIME", 98.25, "dip-1")
         wait.until(_text_in(".card[data-product='PAY'] [data-kpi='PAY-UPTIME']", "98.25 %"))
+        _no_script_errors(browser)
+
+
+async def _measured_an_hour_ago_but_pay_adoption(url: str, stale_days: int) -> None:
+    """Every KPI's series moved to end an hour ago (fresh: they expect one a day), then
+    PAY-ADOPTION's moved ``stale_days`` further back (stale)."""
+    engine = create_async_engine(url)
+    async with engine.begin() as connection:
+        await connection.execute(
+            sql(
+                "UPDATE kpi_measurements SET observed_at = observed_at"
+                " + (now() - interval '1 hour' - (SELECT max(observed_at) FROM kpi_measurements))"
+            )
+        )
+        await connection.execute(
+            sql(
+                "UPDATE kpi_measurements m SET observed_at = observed_at - make_interval(days => :days)"
+                " FROM kpis k WHERE k.id = m.kpi_id AND k.key = 'PAY-ADOPTION'"
+            ),
+            {"days": stale_days},
+        )
+    await engine.dispose()
+
+
+def _kpi_rows(browser: webdriver.Chrome) -> list[str]:
+    return [
+        str(row.get_attribute("data-kpi"))
+        for row in browser.find_elements(By.CSS_SELECTOR, ".kpi-table tbody tr")
+    ]
+
+
+async def test_freshness_reads_in_words_and_importance_sorts_the_kpis(
+    own_database: str, tmp_path: Path
+) -> None:
+    """A stale KPI says so (and since when) on its card and in its product's table;
+    the IT and product importance levels stand beside their prose, and the table sorts
+    by them from the keyboard, most important first, then least."""
+    await _measured_an_hour_ago_but_pay_adoption(own_database, stale_days=3)
+    with live_server(own_database) as server, _browser() as browser:
+        arranged = await _arrange(own_database, server)
+        wait = _sign_in(browser, server, arranged["people"]["admin"])
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".card")) == arranged["products"])
+
+        def freshness(where: str) -> WebElement:
+            return browser.find_element(By.CSS_SELECTOR, f"{where} .freshness")
+
+        card = ".card[data-product='PAY']"
+        stale = freshness(f"{card} [data-kpi='PAY-ADOPTION']")
+        assert stale.text == "Stale — last measured 3 days ago"
+        assert stale.get_attribute("data-freshness") == "STALE"
+        fresh = freshness(f"{card} [data-kpi='PAY-UPTIME']")
+        assert fresh.text == "Fresh — last measured 1 hour ago"
+        # The one stale KPI of the portfolio is the only one that reads so.
+        assert [
+            e.text for e in browser.find_elements(By.CSS_SELECTOR, ".card .freshness.stale")
+        ] == ["Stale — last measured 3 days ago"]
+        assert len(browser.find_elements(By.CSS_SELECTOR, ".card .freshness")) == 40
+        browser.execute_script(
+            "arguments[0].scrollIntoView();", browser.find_element(By.CSS_SELECTOR, card)
+        )
+        _screenshot(browser, tmp_path, "portfolio-freshness")
+
+        browser.get(f"{server.url}/#/product/PAY")
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".kpi-table tbody tr")) == 4)
+        assert freshness("tr[data-kpi='PAY-ADOPTION']").text == "Stale — last measured 3 days ago"
+        assert freshness("tr[data-kpi='PAY-UPTIME']").text == "Fresh — last measured 1 hour ago"
+        headers = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".kpi-table thead th")]
+        assert headers[5:] == [
+            "Importance to IT",
+            "Why it matters to IT",
+            "Importance to product",
+            "Why it matters to product",
+        ]
+        usual = ["PAY-UPTIME", "PAY-ADOPTION", "PAY-LOAD-TIME", "PAY-INCIDENTS"]
+        assert _kpi_rows(browser) == usual
+        assert [
+            e.text for e in browser.find_elements(By.CSS_SELECTOR, "td[data-importance='it']")
+        ] == ["Critical", "Indirect", "High", "High"]
+        assert [
+            e.text for e in browser.find_elements(By.CSS_SELECTOR, "td[data-importance='product']")
+        ] == ["Critical", "Critical", "High", "High"]
+        assert browser.find_elements(By.CSS_SELECTOR, ".kpi-table th[aria-sort]") == []
+
+        # By keyboard: Enter on the header's button sorts, most important first; again,
+        # least important first. Focus stays on the button; the change is announced.
+        browser.find_element(By.ID, "sort-it").send_keys(Keys.ENTER)
+        wait.until(lambda b: _kpi_rows(b)[0] == "PAY-UPTIME" and _kpi_rows(b)[-1] == "PAY-ADOPTION")
+        assert _kpi_rows(browser) == [
+            "PAY-UPTIME",
+            "PAY-LOAD-TIME",
+            "PAY-INCIDENTS",
+            "PAY-ADOPTION",
+        ]
+        [sorted_by] = browser.find_elements(By.CSS_SELECTOR, ".kpi-table th[aria-sort]")
+        assert sorted_by.get_attribute("aria-sort") == "descending"
+        assert sorted_by.find_element(By.TAG_NAME, "button").get_attribute("id") == "sort-it"
+        assert browser.switch_to.active_element.get_attribute("id") == "sort-it"
+        assert (
+            browser.find_element(By.ID, "announcer").get_attribute("textContent")
+            == "KPIs sorted by importance to IT, most important first."
+        )
+        browser.switch_to.active_element.send_keys(Keys.ENTER)
+        wait.until(lambda b: _kpi_rows(b)[0] == "PAY-ADOPTION")
+        assert _kpi_rows(browser) == [
+            "PAY-ADOPTION",
+            "PAY-LOAD-TIME",
+            "PAY-INCIDENTS",
+            "PAY-UPTIME",
+        ]
+        [sorted_by] = browser.find_elements(By.CSS_SELECTOR, ".kpi-table th[aria-sort]")
+        assert sorted_by.get_attribute("aria-sort") == "ascending"
+        _screenshot(browser, tmp_path, "product-sorted-by-it-importance")
+
+        browser.find_element(By.ID, "sort-product").send_keys(Keys.ENTER)
+        wait.until(lambda b: _kpi_rows(b) == usual)  # product: Critical, Critical, High, High
+        [sorted_by] = browser.find_elements(By.CSS_SELECTOR, ".kpi-table th[aria-sort]")
+        assert sorted_by.find_element(By.TAG_NAME, "button").get_attribute("id") == "sort-product"
         _no_script_errors(browser)
 
 

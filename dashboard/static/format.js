@@ -70,3 +70,36 @@ export function severityRank(severity) {
   const found = SEVERITY_ORDER.indexOf(severity);
   return found === -1 ? SEVERITY_ORDER.length : found;
 }
+
+// "3 days ago", "5 hours ago": how long ago a measurement was observed, from the
+// browser's clock (the API decides staleness by the database's).
+export function ago(when, now = Date.now()) {
+  const seconds = Math.round((now - Date.parse(when)) / 1000);
+  const units = [["day", 86400], ["hour", 3600], ["minute", 60]];
+  const relative = new Intl.RelativeTimeFormat("en", { numeric: "auto" });
+  for (const [unit, size] of units) {
+    if (Math.abs(seconds) >= size) return relative.format(-Math.round(seconds / size), unit);
+  }
+  return "just now";
+}
+
+// Freshness in words, never colour alone: "Stale — last measured 3 days ago".
+export function freshnessText(kpi) {
+  const last = kpi.latest && kpi.latest.observedAt ? `last measured ${ago(kpi.latest.observedAt)}` : "";
+  if (kpi.freshness === "FRESH") return last ? `Fresh — ${last}` : "Fresh";
+  if (kpi.freshness === "STALE") return last ? `Stale — ${last}` : "Stale";
+  if (kpi.freshness === "NO_DATA" || kpi.freshness === undefined) return "Never measured";
+  return last ? `${words(kpi.freshness)} — ${last}` : words(kpi.freshness);
+}
+
+// Most important first; unrated (null) and unknown levels after the known ones.
+const IMPORTANCE_ORDER = ["CRITICAL", "HIGH", "MEDIUM", "INDIRECT"];
+
+export function importanceRank(level) {
+  const found = IMPORTANCE_ORDER.indexOf(level);
+  return found === -1 ? IMPORTANCE_ORDER.length : found;
+}
+
+export function importanceText(level) {
+  return level === null || level === undefined ? "Not rated" : words(level);
+}

@@ -23,6 +23,7 @@ let current = null; // {route, data, window, kpis: Map key -> kpi, cost}
 let generation = 0; // a newer view makes an older load's answer moot
 let refreshTimer = null;
 let method = "RICE";
+let kpiSort = null; // {column: "it" | "product", direction}: the KPI table's order by importance
 let following = null; // the view the subscriptions are for
 let unsubscribe = [];
 
@@ -192,6 +193,12 @@ function renderProduct(quietly) {
           onMethod: (chosen) => {
             method = chosen;
             renderProduct(true);
+          },
+          kpiSort,
+          onKpiSort: (chosen) => {
+            kpiSort = chosen;
+            renderProduct(true);
+            announce(`KPIs sorted by ${chosen.column === "it" ? "importance to IT" : "importance to product"}, ${chosen.direction === "descending" ? "most" : "least"} important first.`);
           },
         }),
       ),

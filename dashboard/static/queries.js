@@ -1,12 +1,13 @@
-// The documents the page sends: each view in one request (the portfolio in pages of 20
+// The documents the page sends: each view in one request (the portfolio in pages of 18
 // products, which keeps a page under the query cost limit). Only fields of schema.graphql;
 // guarded fields (estimatedCost: finance:read) only when the token carries their scope.
 
 export const SPARK_DAYS = 90;
 
-const KPI_FIELDS = `id key name unit direction target latestValue status`;
+// freshness is read against the database's clock, so these answers are never response-cached.
+const KPI_FIELDS = `id key name unit direction target latestValue status freshness latest { observedAt }`;
 
-export const PORTFOLIO = `query DashboardPortfolio($from: DateTime!, $to: DateTime!, $first: Int! = 20, $after: String) {
+export const PORTFOLIO = `query DashboardPortfolio($from: DateTime!, $to: DateTime!, $first: Int! = 18, $after: String) {
   products(first: $first, after: $after, orderBy: {field: NAME}) {
     totalCount
     pageInfo { hasNextPage endCursor }
@@ -26,7 +27,7 @@ export function productQuery(withCost) {
     technologyOwnerTeam { name }
     kpis(first: 20) {
       nodes {
-        ${KPI_FIELDS} itRelevance productRelevance
+        ${KPI_FIELDS} itRelevance productRelevance itImportanceLevel productImportanceLevel
         trend(windowDays: 30) { direction change changePercent }
         series(from: $from, to: $to, bucket: DAY) { bucketStart average count }
       }

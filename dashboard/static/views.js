@@ -3,7 +3,8 @@
 
 import { h } from "./dom.js";
 import {
-  kpiOrder, money, number, quarterOf, severityRank, statusClass, statusText, targetText, withUnit, words,
+  freshnessText, importanceRank, importanceText, kpiOrder, money, number, quarterOf, severityRank, statusClass,
+  statusText, targetText, withUnit, words,
 } from "./format.js";
 import { sparkline } from "./sparkline.js";
 
@@ -12,6 +13,11 @@ let tips = 0;
 export function statusBadge(status) {
   // Colour and words together: the status reads the same without colour.
   return h("span", { class: statusClass(status), "data-status": status }, statusText(status));
+}
+
+export function freshnessNote(kpi) {
+  const stale = kpi.freshness !== "FRESH";
+  return h("span", { class: stale ? "freshness stale" : "freshness", "data-freshness": kpi.freshness }, freshnessText(kpi));
 }
 
 // On a product's card, "System uptime — Payments Platform" reads "System uptime".
@@ -34,6 +40,7 @@ export function kpiItem(kpi, window, productName) {
       h("span", { class: "target" }, targetText(kpi)),
     ),
     h("span", { class: "spark" }, sparkline(kpi, window.from, window.to)),
+    freshnessNote(kpi),
   );
 }
 
@@ -79,25 +86,75 @@ export function kpiRow(kpi, window, productName) {
     h("th", { scope: "row" }, shortName(kpi, productName), h("br"), h("small", {}, kpi.key)),
     h("td", { class: "num value" }, withUnit(kpi.latestValue, kpi.unit)),
     h("td", { class: "num" }, targetText(kpi)),
-    h("td", {}, statusBadge(kpi.status)),
+    h("td", {}, statusBadge(kpi.status), h("br"), freshnessNote(kpi)),
     h("td", {}, h("span", { class: `trend ${direction}` }, trendText(kpi.trend)), h("div", { class: "spark" }, sparkline(kpi, window.from, window.to))),
+    h("td", { class: "importance", "data-importance": "it" }, importanceText(kpi.itImportanceLevel)),
     h("td", { class: "why" }, kpi.itRelevance),
+    h("td", { class: "importance", "data-importance": "product" }, importanceText(kpi.productImportanceLevel)),
     h("td", { class: "why" }, kpi.productRelevance),
   );
 }
 
-function kpiTable(kpis, window, productName) {
+// The columns the KPI table sorts by: the field, most important first ("descending").
+export const IMPORTANCE_COLUMNS = {
+  it: { field: "itImportanceLevel", title: "Importance to IT" },
+  product: { field: "productImportanceLevel", title: "Importance to product" },
+};
+
+function sortedKpis(kpis, sort) {
+  const ordered = [...kpis].sort(kpiOrder);
+  if (!sort || !IMPORTANCE_COLUMNS[sort.column]) return ordered;
+  const { field } = IMPORTANCE_COLUMNS[sort.column];
+  const sign = sort.direction === "ascending" ? -1 : 1;
+  // Stable: equal levels keep the usual KPI order.
+  return ordered.sort((a, b) => sign * (importanceRank(a[field]) - importanceRank(b[field])));
+}
+
+// A sortable header: a button named by its column (keyboard and screen reader
+// reachable); aria-sort on the header the rows are sorted by says in which order.
+function sortHeader(column, sort, onSort) {
+  const sorted = sort && sort.column === column ? sort.direction : null;
+  const next = sorted === "descending" ? "ascending" : "descending";
+  const { title } = IMPORTANCE_COLUMNS[column];
+  return h(
+    "th",
+    { scope: "col", "aria-sort": sorted },
+    h(
+      "button",
+      {
+        type: "button",
+        class: "sort",
+        id: `sort-${column}`,
+        "data-sort": column,
+        onclick: () => onSort({ column, direction: next }),
+      },
+      title,
+      h("span", { "aria-hidden": "true" }, sorted === "descending" ? " ▼" : sorted === "ascending" ? " ▲" : ""),
+    ),
+  );
+}
+
+function kpiTable(kpis, window, productName, sort, onSort) {
   if (!kpis.length) return h("p", { class: "empty" }, "This product has no KPIs yet.");
+  const plain = (title) => h("th", { scope: "col" }, title);
   return h(
     "table",
     { class: "kpi-table" },
-    h("caption", {}, "KPIs: latest value against target, 30-day trend and 90-day history"),
+    h("caption", {}, "KPIs: latest value against target, freshness, 30-day trend and 90-day history; sortable by importance"),
     h(
       "thead",
       {},
-      h("tr", {}, ["KPI", "Latest", "Target", "Status", "Trend (30 days)", "Why it matters to IT", "Why it matters to product"].map((title) => h("th", { scope: "col" }, title))),
+      h(
+        "tr",
+        {},
+        ["KPI", "Latest", "Target", "Status", "Trend (30 days)"].map(plain),
+        sortHeader("it", sort, onSort),
+        plain("Why it matters to IT"),
+        sortHeader("product", sort, onSort),
+        plain("Why it matters to product"),
+      ),
     ),
-    h("tbody", {}, [...kpis].sort(kpiOrder).map((kpi) => kpiRow(kpi, window, productName))),
+    h("tbody", {}, sortedKpis(kpis, sort).map((kpi) => kpiRow(kpi, window, productName))),
   );
 }
 
@@ -197,7 +254,7 @@ function constraintList(constraints) {
 }
 
 export function productView(product, window, options) {
-  const { method, withCost, onMethod } = options;
+  const { method, withCost, onMethod, kpiSort, onKpiSort } = options;
   const owners = [product.businessOwnerTeam, product.technologyOwnerTeam].map((team) => (team ? team.name : "—"));
   const picker = h(
     "select",
@@ -210,7 +267,7 @@ export function productView(product, window, options) {
     h("p", { class: "meta" }, `${words(product.lifecycleStage)} · business owner: ${owners[0]} · technology owner: ${owners[1]}`),
     product.description ? h("p", {}, product.description) : null,
     h("h2", { id: "kpis" }, "KPIs"),
-    kpiTable(product.kpis.nodes, window, product.name),
+    kpiTable(product.kpis.nodes, window, product.name, kpiSort, onKpiSort),
     h("h2", { id: "roadmap" }, "Roadmap"),
     h("div", { class: "toolbar" }, h("label", { for: "order" }, "Order each quarter by"), picker,
       withCost ? null : h("span", { class: "target" }, "Costs are hidden: your access does not include finance:read.")),

@@ -6,11 +6,11 @@ Both are idempotent and leave the transaction to the caller (they never commit).
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.seed.demo import seed_demo
+from domain.seed.demo import demo_day, seed_demo
 from domain.seed.generator import seed_generated
 from domain.seed.report import SeedReport
 
-__all__ = ["SeedReport", "refresh_statistics", "seed_demo", "seed_generated"]
+__all__ = ["SeedReport", "demo_day", "refresh_statistics", "seed_demo", "seed_generated"]
 
 
 async def refresh_statistics(session: AsyncSession) -> None:

@@ -6,6 +6,7 @@ import random
 from datetime import date, timedelta
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.models import (
@@ -30,8 +31,10 @@ from domain.seed.kpi_kinds import (
     HISTORY_DAYS,
     INCIDENTS,
     LOAD_TIME,
+    REFERENCE_DATE,
     UPTIME,
     KpiKind,
+    latest_observation_day,
     observation_days,
     observed_at,
 )
@@ -45,8 +48,13 @@ SOURCE = "demo-seed"
 JIRA = "https://jira.example.com/browse/"
 
 
-async def seed_demo(session: AsyncSession) -> SeedReport:
-    """Insert the demo portfolio unless it is already there. Flushes, never commits."""
+async def seed_demo(session: AsyncSession, measured_until: date = REFERENCE_DATE) -> SeedReport:
+    """Insert the demo portfolio unless it is already there. Flushes, never commits.
+
+    Every KPI's year of daily measurements ends on ``measured_until``: the fixed
+    REFERENCE_DATE keeps tests deterministic; ``portfolio serve --demo`` and ``seed
+    --demo`` pass the database's today (``demo_day``) so the demo's KPIs are fresh. The
+    roadmap's and constraints' dates are the demo's story and stay as written."""
     if await key_exists(session, Product, MARKER_PRODUCT):
         return SeedReport(DATASET, skipped=True)
 
@@ -69,7 +77,9 @@ async def seed_demo(session: AsyncSession) -> SeedReport:
         initiative_kpis,
         [{"initiative_id": initiatives[i], "kpi_id": kpis[k]} for i, k in data.INITIATIVE_KPIS],
     )
-    measurements = await copy_rows(session, KpiMeasurement, _measurement_rows(kpis, series))
+    measurements = await copy_rows(
+        session, KpiMeasurement, _measurement_rows(kpis, series, measured_until)
+    )
     terms = await copy_rows(session, GlossaryTerm, [t._asdict() for t in data.GLOSSARY])
     await copy_rows(session, ExternalRef, _external_ref_rows(products, initiatives))
     return SeedReport(
@@ -238,8 +248,18 @@ async def _insert_kpis(
     return await insert_keyed(session, Kpi, rows), series
 
 
-def _measurement_rows(kpis: dict[str, int], series: dict[str, list[float]]) -> list[Row]:
-    days = observation_days(HISTORY_DAYS)
+async def demo_day(session: AsyncSession) -> date:
+    """The day a demo loaded now ends its measurements on, by the database's clock (the
+    one freshness is judged by)."""
+    now = await session.scalar(select(func.now()))
+    assert now is not None
+    return latest_observation_day(now)
+
+
+def _measurement_rows(
+    kpis: dict[str, int], series: dict[str, list[float]], last: date
+) -> list[Row]:
+    days = observation_days(HISTORY_DAYS, last=last)
     return [
         {
             "kpi_id": kpis[key],

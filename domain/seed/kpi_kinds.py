@@ -15,20 +15,24 @@ from datetime import UTC, date, datetime, time, timedelta
 from domain.models import KpiDirection, KpiImportance, KpiStatus
 from domain.seed.bulk import Row
 
-# Fixed "today" of the seeded world: data never depends on when it is loaded.
+# Fixed "today" of the seeded world: data never depends on when it is loaded (tests and
+# benchmarks). The CLI's demo passes its own day instead (latest_observation_day) so
+# that a newcomer sees fresh KPIs.
 REFERENCE_DATE = date(2026, 11, 1)
 HISTORY_DAYS = 365
 # Monitoring pipelines push the daily figure once, at the same hour.
 OBSERVATION_TIME = time(6, 0, tzinfo=UTC)
 
 
-def observation_days(count: int, rng: random.Random | None = None) -> list[date]:
-    """``count`` distinct days spread over the year ending on REFERENCE_DATE, oldest first.
+def observation_days(
+    count: int, rng: random.Random | None = None, last: date = REFERENCE_DATE
+) -> list[date]:
+    """``count`` distinct days spread over the year ending on ``last``, oldest first.
 
-    With ``rng`` the days get a little jitter (never on the last one, which stays the
-    reference date so that every KPI's latest value is as recent as the others).
+    With ``rng`` the days get a little jitter (never on the last one, which stays
+    ``last`` so that every KPI's latest value is as recent as the others).
     """
-    first = REFERENCE_DATE - timedelta(days=HISTORY_DAYS - 1)
+    first = last - timedelta(days=HISTORY_DAYS - 1)
     if count >= HISTORY_DAYS:
         return [first + timedelta(days=i) for i in range(HISTORY_DAYS)]
     step = (HISTORY_DAYS - 1) / (count - 1)
@@ -44,6 +48,13 @@ def observation_days(count: int, rng: random.Random | None = None) -> list[date]
 
 def observed_at(day: date) -> datetime:
     return datetime.combine(day, OBSERVATION_TIME)
+
+
+def latest_observation_day(now: datetime) -> date:
+    """The last day whose daily observation time is not after ``now``: today once the
+    pipelines have pushed, yesterday before (a seed never records the future)."""
+    today = now.astimezone(UTC).date()
+    return today if observed_at(today) <= now else today - timedelta(days=1)
 
 
 def _uptime(level: float, rng: random.Random) -> float:
