@@ -369,11 +369,8 @@ def run_floor(
 ) -> Path:
     started = datetime.now(UTC)
 
-    async def go() -> list[Floor]:
-        url = await database.ensure_database(products, fresh=False, log_dir=LOG_DIR)
-        return await measure(url, workloads, repeat, warmup)
-
-    floors = asyncio.run(go())
+    url = asyncio.run(database.ensure_database(products, fresh=False, log_dir=LOG_DIR))
+    floors = asyncio.run(measure(url, workloads, repeat, warmup))
     text = (
         f"# The resolver path's floor, {started.strftime('%Y-%m-%d %H:%M UTC')}\n\n"
         f"{products} products, the fixed variant of each workload, {repeat} timed executions "
