@@ -1,4 +1,5 @@
-"""``python -m bench run``, ``overload`` and ``inprocess``; see bench/README.md."""
+"""``python -m bench run``, ``overload``, ``inprocess``, ``floor`` and ``webhooks``; see
+bench/README.md."""
 
 from __future__ import annotations
 
@@ -197,6 +198,29 @@ def inprocess(
     if variant not in ("fixed", "varied"):
         raise typer.BadParameter("fixed or varied")
     _guarded(lambda: run_inprocess(products, repeat, workload, variant, warmup, profile))
+
+
+@app.command()
+def floor(
+    products: Annotated[int, typer.Option(help="Size of the generated portfolio.", min=50)] = 200,
+    repeat: Annotated[int, typer.Option(help="Timed executions per path.", min=1)] = 30,
+    warmup: Annotated[int, typer.Option(help="Untimed executions first.", min=0)] = 3,
+    workloads: Annotated[
+        str, typer.Option(help="Comma-separated: overview,pagination,dashboard,board")
+    ] = "overview,pagination,dashboard,board",
+    results_dir: Annotated[Path, typer.Option(help="Where <timestamp>-floor/ goes.")] = Path(
+        __file__
+    )
+    .resolve()
+    .parent
+    / "results",
+) -> None:
+    """CPU per execution of graphql-core alone over the answer as plain dicts, of the
+    resolvers and of the compiled path, in-process (no HTTP)."""
+    from bench.floor import FLOOR_WORKLOADS, run_floor
+
+    chosen = _split(workloads, FLOOR_WORKLOADS)
+    _guarded(lambda: run_floor(products, repeat, warmup, chosen, results_dir))
 
 
 @app.command()
