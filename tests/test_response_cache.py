@@ -241,3 +241,28 @@ def test_the_bound_counts_every_answer_and_drops_the_least_recently_used() -> No
     cache.put("late", before, Cached({}, 0, 1))
     assert len(cache) == 0
     assert cache.chars == 0
+
+
+async def test_an_answer_reading_the_webhook_tables_is_never_kept(
+    client: httpx.AsyncClient, own_database: str
+) -> None:
+    """The webhook tables send no change notification (see the test above), so a compiled
+    answer reading them is never kept: a webhook registered after it is seen at once."""
+    document = "{ webhooks { url } products(first: 1) { nodes { key } } }"
+    paths, lists = [], []
+    for step in range(4):
+        if step == 2:
+            await run_sql(
+                own_database,
+                "WITH owner AS (INSERT INTO users (email, display_name)"
+                " VALUES ('hooks@example.com', 'Hooks') RETURNING id)"
+                " INSERT INTO webhook_endpoints (url, event_types, secret, owner_user_id)"
+                " SELECT 'https://hooks.example.com/late', '{}', 'x', id FROM owner RETURNING 1",
+            )
+        response = await client.post("/graphql", json={"query": document})
+        body = response.json()
+        assert "errors" not in body, body
+        paths.append(body["extensions"]["answeredBy"])
+        lists.append([hook["url"] for hook in body["data"]["webhooks"]])
+    assert "cached" not in paths and paths[0] == "compiled", paths
+    assert lists[1] == [] and lists[2] == lists[3] == ["https://hooks.example.com/late"], lists

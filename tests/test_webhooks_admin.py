@@ -200,20 +200,6 @@ async def test_a_query_is_checked_when_the_webhook_is_registered(
     assert (await register(good)) == {"webhook": {"query": good}, "userErrors": []}
 
 
-async def test_the_webhook_list_is_never_answered_from_a_cache(pair: Any) -> None:
-    """Why the webhook tables need not notify changes (test_response_cache): a document
-    reading them is answered by the resolvers every time, even beside compiled fields."""
-    api, _ = pair(["admin:webhooks", "portfolio:read"])  # the app that compiles
-    document = "{ webhooks { id } products(first: 1) { nodes { id } } }"
-    answered = [(await api(document))["extensions"]["answeredBy"] for _ in range(3)]
-    assert answered == ["resolvers", "resolvers", "resolvers"]
-    alone = "{ products(first: 1) { nodes { id } } }"
-    answered = [(await api(alone))["extensions"]["answeredBy"] for _ in range(3)]
-    # The same field without it takes the fast path, the only one whose answers are kept
-    # (this app does not listen for changes, so none is kept here).
-    assert answered == ["compiled", "repeated", "repeated"]
-
-
 ENABLE = (
     "mutation($id: ID!) { enableWebhook(input: {id: $id})"
     " { webhook { id active consecutiveFailures disabledAt } userErrors { field code message } } }"

@@ -78,7 +78,14 @@ def upgrade() -> None:
             "entity_type", "system", "external_id", name=op.f("uq_external_refs_external_id")
         ),
     )
+    # Compiled answers hold `externalRefs` and the response cache keeps them: a write here
+    # must empty every replica's cache like any other table's (migration 0006's function).
+    op.execute(
+        "CREATE TRIGGER portfolio_changes AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE"
+        " ON external_refs FOR EACH STATEMENT EXECUTE FUNCTION portfolio_notify_change()"
+    )
 
 
 def downgrade() -> None:
+    op.execute("DROP TRIGGER portfolio_changes ON external_refs")
     op.drop_table("external_refs")

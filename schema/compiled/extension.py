@@ -6,6 +6,7 @@ strawberry skip execution; parsing and validation (and their caches) still apply
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import AbstractAsyncContextManager
@@ -52,6 +53,10 @@ log = structlog.get_logger(__name__)
 
 # The staleness clock as rendered SQL: a plan containing it answers differently over time.
 CLOCK_SQL = str(CLOCK().compile(dialect=postgresql.dialect()))
+# Tables whose writes send no change notification (migration 0009: a notification per
+# delivery attempt would empty every replica's cache for nothing): a plan reading them
+# cannot know when its answer goes stale, so its answers are never kept either.
+UNNOTIFIED_TABLES = re.compile(r"\bwebhook_(endpoints|deliveries|attempts)\b")
 
 
 class Rendered(NamedTuple):
@@ -75,12 +80,16 @@ class Plan:
     held: int = 0
     # The caller's attributes it binds (``viewer``): its answer is the caller's own.
     principal: tuple[str, ...] = ()
-    # Whether its answer depends on when it is read (e.g. `isStale`), not only on the data:
-    # such an answer is never kept in the response cache.
+    # Whether its answer may change with no change notification: it depends on when it is
+    # read (e.g. `isStale`) or reads a table that does not notify (UNNOTIFIED_TABLES).
+    # Such an answer is never kept in the response cache.
     reads_clock: bool = field(init=False)
 
     def __post_init__(self) -> None:
-        self.reads_clock = any(CLOCK_SQL in statement.sql for _, statement in self.statements)
+        self.reads_clock = any(
+            CLOCK_SQL in statement.sql or UNNOTIFIED_TABLES.search(statement.sql)
+            for _, statement in self.statements
+        )
 
     def bind(self, variables: Any, principal: Any) -> Bound | None:
         """The plan with this request's values and caller, or None if it does not serve
