@@ -11,14 +11,14 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import orjson
 from graphql import GraphQLSchema, build_schema, parse, validate
 
 from bench.database import Dataset
-from bench.limit_sql import LIMIT_BOARD, LIMIT_DASHBOARD, LIMIT_PAGINATION, Limit
+from bench.limit_sql import CLIENT_LIMITS
 from bench.workloads import (
     CLIENT_WORKLOADS,
     PICK_JSON,
@@ -31,7 +31,7 @@ from bench.workloads import (
 from schema.ids import encode_id
 from tests.schema_walk import Arguments, QueryWalker
 
-__all__ = ["CLIENT_LIMITS", "CLIENT_WORKLOADS", "WALKS", "client_plans", "with_walked"]
+__all__ = ["CLIENT_WORKLOADS", "WALKS", "client_plans", "with_walked"]
 PAGE = 20
 DASHBOARD_KPIS = 10
 DASHBOARD_FROM = SERIES_TO - timedelta(days=91)
@@ -39,21 +39,6 @@ DASHBOARD_FROM = SERIES_TO - timedelta(days=91)
 GENERATED_DOCUMENTS = 6000
 # The fixed variant of the generated workload: these many documents over and over.
 GENERATED_REPEATED = 64
-
-# The limit of each client workload (bench/limit_sql.py): its arguments from the
-# request's variables, the pick its requests carry.
-CLIENT_LIMITS = {
-    "pagination": Limit(
-        LIMIT_PAGINATION, lambda v: (v.get("first"), v.get("after"), v.get("last"), v.get("before"))
-    ),
-    "dashboard": Limit(
-        LIMIT_DASHBOARD,
-        lambda v: (v["key"], datetime.fromisoformat(v["from"]), datetime.fromisoformat(v["to"])),
-    ),
-    "board": Limit(
-        LIMIT_BOARD, lambda v: (v["severities"], v["statuses"], v["categories"], v["search"])
-    ),
-}
 
 # --- a Relay pagination walk over initiatives ---------------------------------------
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 
@@ -331,3 +332,18 @@ FROM (
   ORDER BY c.key, c.id LIMIT 50
 ) c
 """
+
+# The limit of each client workload: its arguments from our request's variables, which
+# are the pick the limit's requests carry.
+CLIENT_LIMITS = {
+    "pagination": Limit(
+        LIMIT_PAGINATION, lambda v: (v.get("first"), v.get("after"), v.get("last"), v.get("before"))
+    ),
+    "dashboard": Limit(
+        LIMIT_DASHBOARD,
+        lambda v: (v["key"], datetime.fromisoformat(v["from"]), datetime.fromisoformat(v["to"])),
+    ),
+    "board": Limit(
+        LIMIT_BOARD, lambda v: (v["severities"], v["statuses"], v["categories"], v["search"])
+    ),
+}

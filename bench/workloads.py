@@ -277,8 +277,8 @@ def _overview(dataset: Dataset) -> list[ReadPlan]:
         _limit_http("overview", None),
         LIMIT_OVERVIEW,
         [],
-        (None,),
-        lambda picked: (picked,),
+        LIMITS["overview"].args(None),
+        LIMITS["overview"].args,
     )
     varied = ReadPlan(
         "overview",
@@ -290,8 +290,8 @@ def _overview(dataset: Dataset) -> list[ReadPlan]:
         _limit_http("overview", PICK, keys),
         LIMIT_OVERVIEW,
         list(dataset.product_keys),
-        (None,),
-        lambda picked: (picked,),
+        LIMITS["overview"].args(None),
+        LIMITS["overview"].args,
     )
     return [fixed, varied]
 
@@ -312,8 +312,8 @@ def _node(dataset: Dataset) -> list[ReadPlan]:
         _limit_http("node", first),
         LIMIT_NODE,
         [],
-        (first,),
-        lambda picked: (picked[0],),
+        LIMITS["node"].args(first),
+        lambda picked: LIMITS["node"].args(picked[0]),
     )
     varied = ReadPlan(
         "node",
@@ -325,8 +325,8 @@ def _node(dataset: Dataset) -> list[ReadPlan]:
         _limit_http("node", PICK, pks),
         LIMIT_NODE,
         list(ids),
-        (first,),
-        lambda picked: (picked[0],),
+        LIMITS["node"].args(first),
+        lambda picked: LIMITS["node"].args(picked[0]),
     )
     return [fixed, varied]
 
@@ -345,8 +345,8 @@ def _series(dataset: Dataset) -> list[ReadPlan]:
         _limit_http("series", first),
         LIMIT_SERIES,
         [],
-        (first, SERIES_FROM, SERIES_TO),
-        lambda picked: (picked, SERIES_FROM, SERIES_TO),
+        LIMITS["series"].args(first),
+        LIMITS["series"].args,
     )
     varied = ReadPlan(
         "series",
@@ -358,8 +358,8 @@ def _series(dataset: Dataset) -> list[ReadPlan]:
         _limit_http("series", PICK, keys),
         LIMIT_SERIES,
         list(dataset.kpi_keys),
-        (first, SERIES_FROM, SERIES_TO),
-        lambda picked: (picked, SERIES_FROM, SERIES_TO),
+        LIMITS["series"].args(first),
+        LIMITS["series"].args,
     )
     return [fixed, varied]
 

@@ -11,15 +11,25 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bench.clients import (
-    CLIENT_LIMITS,
     DASHBOARD_FROM,
     OURS_BOARD,
     OURS_DASHBOARD,
     PAGE,
     WALKS,
+    client_plans,
+    with_walked,
 )
-from bench.limit_sql import Limit
-from bench.workloads import LIMITS, OURS_NODE, OURS_OVERVIEW, OURS_SERIES, SERIES_TO
+from bench.database import Dataset
+from bench.limit_sql import CLIENT_LIMITS, Limit
+from bench.workloads import (
+    LIMITS,
+    OURS_NODE,
+    OURS_OVERVIEW,
+    OURS_SERIES,
+    SERIES_TO,
+    ReadPlan,
+    body,
+)
 from schema.ids import encode_id
 from tests.conftest import GraphQL
 
@@ -37,8 +47,7 @@ async def _assert_same(
     gql: GraphQL, connection: AsyncConnection, limit: Limit, query: str, variables: Any, pick: Any
 ) -> dict[str, Any]:
     ours = await gql.data(query, variables)
-    mine = await _limit_data(connection, limit, pick)
-    assert mine == orjson.dumps(ours), (mine[300:700], orjson.dumps(ours)[300:700], pick)
+    assert await _limit_data(connection, limit, pick) == orjson.dumps(ours), pick
     return ours
 
 
@@ -142,3 +151,56 @@ async def test_the_original_limits_still_answer_as_we_do(
     await _assert_same(gql, connection, LIMITS["node"], OURS_NODE, node, first)
     series = {"keys": kpis} | {"from": "2025-11-01T00:00:00+00:00", "to": SERIES_TO.isoformat()}
     await _assert_same(gql, connection, LIMITS["series"], OURS_SERIES, series, kpis)
+
+
+DATASET = Dataset(
+    product_keys=["PAY", "CHK", "ACCT"],
+    initiative_ids=[1],
+    initiative_versions={1: 1},
+    kpi_keys=["K1"],
+    postgres_version="15",
+    constraint_words=["payment", "gateway"],
+)
+
+
+def _same_request_everywhere(plan: ReadPlan, index: int) -> None:
+    """Ours, the limit over HTTP and the limit without HTTP carry one request's variables."""
+    variables = orjson.loads(plan.body("ours", [index]))["variables"]
+    sent = orjson.loads(plan.body("limit-http", [index]))
+    assert sent == {"workload": plan.workload, "pick": variables}
+    assert plan.args([index]) == CLIENT_LIMITS[plan.workload].args(variables)
+
+
+@pytest.mark.parametrize("workload", ["dashboard", "board"])
+def test_each_limit_request_carries_what_ours_varies(workload: str) -> None:
+    fixed, varied = client_plans(DATASET, workload, "")
+    assert fixed.has_limit and varied.has_limit and varied.limit_sql == CLIENT_LIMITS[workload].sql
+    assert fixed.args([]) == CLIENT_LIMITS[workload].args(
+        orjson.loads(fixed.body("ours", []))["variables"]
+    )
+    for index in range(varied.pool_size):
+        _same_request_everywhere(varied, index)
+    if workload == "board":  # search words and enum lists vary, nulls included
+        picks = varied.limit_pool
+        assert {p["search"] for p in picks} == {None, "payment", "gateway"}
+        assert any(p["severities"] is None for p in picks)
+        assert len({orjson.dumps(p) for p in picks}) > 1000
+
+
+def test_the_limits_take_our_walk_and_the_peer_its_own() -> None:
+    _, varied = client_plans(DATASET, "pagination", "")
+    pages = [
+        body(WALKS["ours"].query, v).decode()
+        for v in (
+            {"first": PAGE, "after": None},
+            {"first": PAGE, "after": "abc"},
+            {"last": PAGE, "before": "xyz"},
+        )
+    ]
+    ours = with_walked(varied, "ours", pages)
+    assert ours.pool_size == 3
+    for index in range(3):
+        _same_request_everywhere(ours, index)
+    assert ours.args([2]) == (None, None, PAGE, "xyz")
+    peer = with_walked(varied, "postgraphile", ["{}", "{}"])
+    assert peer.peer.pool == ["{}", "{}"] and peer.limit_http == varied.limit_http
