@@ -35,7 +35,14 @@ from sqlalchemy import (
     literal_column,
     type_coerce,
 )
-from sqlalchemy.sql.elements import BindParameter, ColumnClause, Null, TypeCoerce
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import (
+    BindParameter,
+    ColumnClause,
+    ExpressionClauseList,
+    Null,
+    TypeCoerce,
+)
 from sqlalchemy.types import TypeDecorator
 
 from schema.compiled.selection import Unsupported
@@ -165,7 +172,27 @@ def _constant_text(value: ColumnElement[Any]) -> str | None:
 
 
 def _concatenated(parts: list[ColumnElement[str]]) -> ColumnElement[str]:
-    joined = parts[0]
-    for part in parts[1:]:
-        joined = joined.op("||")(part)
+    """``a || b || ...`` as one flat list, not a nested ``((a || b) || c)``: SQLAlchemy
+    compiles a statement of thousands of concatenations node by node, and a flat list
+    has one node where the nested form had two or three per part (the operator, its
+    grouping). A concatenation among the parts is spliced in and neighbouring constants
+    are joined, for the same reason."""
+    flat: list[ColumnElement[str]] = []
+    text: str | None = None
+    for part in parts:
+        inner = part.clause if isinstance(part, _Written) else None
+        for piece in inner.clauses if isinstance(inner, ExpressionClauseList) else (part,):
+            fixed = _constant_text(piece)
+            if fixed is not None:
+                text = fixed if text is None else text + fixed
+                continue
+            if text is not None:
+                flat.append(constant(text))
+                text = None
+            flat.append(piece)
+    if text is not None:
+        flat.append(constant(text))
+    if len(flat) == 1:
+        return flat[0] if isinstance(flat[0], _Written) else _Written(flat[0], JsonText())
+    joined = ExpressionClauseList._construct_for_list(operators.concat_op, JsonText(), *flat)
     return _Written(joined, JsonText())
