@@ -17,6 +17,7 @@ compact form. (The one such field, ``AuditEvent.changes``, is presented per call
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import (
@@ -46,6 +47,7 @@ from sqlalchemy.sql.elements import (
 from sqlalchemy.types import TypeDecorator
 
 from schema.compiled.selection import Unsupported
+from schema.compiled.templates import filled
 
 # GraphQL names (response keys, type names): nothing in them needs escaping in JSON or
 # quoting in SQL, which is what lets them be written into the statement as they are.
@@ -101,16 +103,27 @@ def json_text(value: Any) -> ColumnElement[str]:
         return value
     kind = value.type
     if isinstance(kind, JsonText):
-        written = value
-    elif isinstance(kind, JSON):
-        written = cast(value, Text)  # json's text is itself
-    elif isinstance(kind, (Boolean, Integer, BigInteger, SmallInteger)):
-        written = cast(value, Text)  # true / false, digits: JSON already
+        how = "as it is"
+    elif isinstance(kind, (JSON, Boolean, Integer, BigInteger, SmallInteger)):
+        how = "as text"  # json's text is itself; true / false, digits: JSON already
     elif isinstance(kind, (String, Date, ARRAY)):  # text, varchar, enums, dates, lists
-        written = cast(func.to_json(value), Text)  # quoted and escaped
+        how = "to_json"  # quoted and escaped
     else:  # a type not written above (or unknown to SQLAlchemy): the resolvers answer
         raise Unsupported(f"JSON of {kind!r}")
-    return type_coerce(func.coalesce(written, NULL), JsonText())
+    return filled(("json_text", how), value, _WRITERS[how], JsonText())
+
+
+_WRITERS: dict[str, Callable[[Any], ColumnElement[str]]] = {
+    "as it is": lambda value: func.coalesce(value, NULL),
+    "as text": lambda value: func.coalesce(cast(value, Text), NULL),
+    "to_json": lambda value: func.coalesce(cast(func.to_json(value), Text), NULL),
+}
+
+
+def written(value: ColumnElement[str]) -> ColumnElement[str]:
+    """An object or array built elsewhere (``templates``) as this module's own: never
+    NULL, so ``json_text`` takes it as it is."""
+    return _Written(value, JsonText())
 
 
 def json_object(pairs: list[tuple[str, Any]]) -> ColumnElement[str]:
