@@ -33,7 +33,8 @@ LOG_DIR = Path(__file__).resolve().parent / "results" / "tmp"
 
 
 # Where a request's CPU goes, stage by stage: (module, attribute) wrapped to add the CPU
-# time of each call to its stage (stages do not nest, except where said).
+# time of each call to its stage (stages do not nest, except where said). What is left
+# of a request is HTTP, authentication and the endpoint.
 STAGES: dict[str, tuple[str, str]] = {
     "parse": ("schema.limits.documents", "parse"),
     "validate (with the extra rules)": ("schema.limits.documents", "validate_document"),
@@ -44,7 +45,9 @@ STAGES: dict[str, tuple[str, str]] = {
     "plan: finisher": ("schema.compiled.extension", "finisher"),
     "run: compiled, in a transaction": ("schema.compiled.extension", "run_plan"),
     "run: repeated (fast path)": ("schema.compiled.extension", "run_rendered"),
-    "resolvers (declined documents)": ("strawberry.schema.schema", "execute"),
+    # Holds every stage above: the rest of it is strawberry's own work and the
+    # resolvers of the documents the compiler declines.
+    "strawberry's execute, in all": ("strawberry.schema.schema", "Schema.execute"),
 }
 
 
@@ -53,6 +56,7 @@ class Stages:
 
     def __init__(self) -> None:
         self.spent: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+        self.requests = 0.0  # CPU of the first-seen requests, whole
         self.on = False
 
     def install(self) -> None:
@@ -91,6 +95,34 @@ def run_firstseen(
     products: int, documents: int, rounds: int, profile: Path | None, stages: bool
 ) -> None:
     asyncio.run(_run(products, documents, rounds, profile, stages))
+
+
+async def planning_ms(url: str, queries: set[str]) -> tuple[int, float]:
+    """PostgreSQL's planning time (``EXPLAIN (SUMMARY)``) of the statements planned for
+    these documents, summed per document, mean over the documents: what a first-seen
+    document costs the database before it runs (in its process, not the server's).
+    Statements with parameters are left out (none without variables)."""
+    from schema.compiled.extension import PLANS
+
+    per_document: dict[str, float] = {}
+    connection = await database.connect(url)
+    try:
+        for key in PLANS._plans:
+            plan = PLANS._plans.peek(key)
+            query = key[0]  # type: ignore[index]
+            if plan is None or query not in queries:
+                continue
+            for _, statement in plan.statements:
+                if statement.parameters:
+                    continue
+                explained = await connection.fetchval(
+                    "EXPLAIN (SUMMARY, FORMAT JSON) " + statement.sql
+                )
+                planning = orjson.loads(explained)[0]["Planning Time"]
+                per_document[query] = per_document.get(query, 0.0) + planning
+    finally:
+        await connection.close()
+    return len(per_document), statistics.fmean(per_document.values() or [0.0])
 
 
 async def _run(
@@ -153,6 +185,7 @@ async def _run(
                 timer.on = True
                 first = [await send(d) for d in share]
                 timer.on = False
+                timer.requests += sum(first) / 1000
                 if profiler is not None:
                     profiler.disable()
                 mean_again, mean_first = statistics.fmean(again), statistics.fmean(first)
@@ -161,6 +194,9 @@ async def _run(
                     f"(median {statistics.median(again):.2f}), first-seen {mean_first:.2f} "
                     f"(median {statistics.median(first):.2f}): {mean_first / mean_again:.1f}x"
                 )
+        if stages:
+            counted, planning = await planning_ms(url, set(fresh))
+            print(f"PostgreSQL planning, ms per first-seen document: {planning:.2f} ({counted})")
     finally:
         await engine.dispose()
     if stages:
@@ -168,6 +204,7 @@ async def _run(
         print(f"CPU ms per first-seen request, by stage (mean over {total}):")
         for stage, spent in timer.spent.items():
             print(f"  {stage:45} {spent * 1000 / total:7.2f}")
+        print(f"  {'the whole request':45} {timer.requests * 1000 / total:7.2f}")
     if profiler is not None and profile is not None:
         _write_profile(profiler, profile)
 
