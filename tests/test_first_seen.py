@@ -11,13 +11,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Integer, String, column
+from sqlalchemy import Integer, String, Text, cast, column, func, literal
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.sql.base import CompileState
+from sqlalchemy.sql.util import ClauseAdapter
 
+from domain import models
 from schema.compiled import extension, jsontext
 from schema.compiled.extension import PLANS
+from schema.compiled.templates import filled
 from schema.limits import documents
 from tests.conftest import GraphQL, make_client
 from tests.fixtures import factories
@@ -106,3 +109,27 @@ def test_json_concatenations_are_one_flat_list() -> None:
         "'{\"a\":' || coalesce(CAST(x AS TEXT), 'null') || ',\"b\":['"
         " || coalesce(CAST(to_json(tag) AS TEXT), 'null') || ',1],\"c\":null}'"
     )
+
+
+def test_a_template_is_the_sql_of_its_expression_and_follows_an_alias() -> None:
+    """``templates.filled`` writes what the expression it stands for would, for a column
+    and, in parentheses, for anything else; adapted onto an alias (as the compiler does
+    for a row's alias), its value follows."""
+
+    def build(value: Any) -> Any:
+        return func.coalesce(cast(func.to_json(value), Text), literal("null"))
+
+    table = models.Product.__table__
+    dialect = postgresql.dialect()
+
+    def sql(expression: Any) -> str:
+        return str(expression.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+
+    key = ("test", "coalesce to_json")
+    assert sql(filled(key, table.c.key, build, Text())) == sql(build(table.c.key))
+    lowered = filled(key, func.lower(table.c.key), build, Text())
+    assert sql(lowered) == "coalesce(CAST(to_json((lower(products.key))) AS TEXT), 'null')"
+
+    alias = table.alias("p")
+    adapted = ClauseAdapter(alias).traverse(filled(key, table.c.key, build, Text()))
+    assert sql(adapted) == sql(build(alias.c.key))
