@@ -1,4 +1,4 @@
-"""``python -m bench run``, ``overload``, ``inprocess``, ``floor`` and ``webhooks``; see
+"""``python -m bench run``, ``overload``, ``inprocess``, ``firstseen``, ``floor`` and ``webhooks``; see
 bench/README.md."""
 
 from __future__ import annotations
@@ -198,6 +198,26 @@ def inprocess(
     if variant not in ("fixed", "varied"):
         raise typer.BadParameter("fixed or varied")
     _guarded(lambda: run_inprocess(products, repeat, workload, variant, warmup, profile))
+
+
+@app.command()
+def firstseen(
+    products: Annotated[int, typer.Option(help="Size of the generated portfolio.", min=50)] = 200,
+    documents: Annotated[int, typer.Option(help="First-seen documents per round.", min=1)] = 200,
+    rounds: Annotated[int, typer.Option(help="Rounds (each its own documents).", min=1)] = 3,
+    profile: Annotated[
+        Path | None,
+        typer.Option(help="Write a cProfile of the first-seen requests here (text, and .prof)."),
+    ] = None,
+    stages: Annotated[
+        bool, typer.Option(help="Time each stage of the first-seen requests (CPU).")
+    ] = False,
+) -> None:
+    """CPU per request of first-seen generated documents against repeated ones, in-process
+    through the whole app (no sockets)."""
+    from bench.firstseen import run_firstseen
+
+    _guarded(lambda: run_firstseen(products, documents, rounds, profile, stages))
 
 
 @app.command()

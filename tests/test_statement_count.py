@@ -101,7 +101,8 @@ async def test_overview_workload_costs_two_statements_with_a_token(
         token_check, read = statements.statements
         assert "oauth_revoked_access_tokens" in token_check
         assert "oauth_clients" in token_check
-        assert read.startswith("""SELECT CAST((SELECT ('{"nodes":' || """)
+        # The answer's JSON as one flat concatenation (``jsontext``).
+        assert read.startswith("""SELECT CAST((SELECT '{"nodes":[' || coalesce(string_agg(""")
 
 
 NEWLY_COMPILED = """query($key: String!) {

@@ -17,6 +17,7 @@ compact form. (The one such field, ``AuditEvent.changes``, is presented per call
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import (
@@ -35,10 +36,18 @@ from sqlalchemy import (
     literal_column,
     type_coerce,
 )
-from sqlalchemy.sql.elements import BindParameter, ColumnClause, Null, TypeCoerce
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import (
+    BindParameter,
+    ColumnClause,
+    ExpressionClauseList,
+    Null,
+    TypeCoerce,
+)
 from sqlalchemy.types import TypeDecorator
 
 from schema.compiled.selection import Unsupported
+from schema.compiled.templates import filled
 
 # GraphQL names (response keys, type names): nothing in them needs escaping in JSON or
 # quoting in SQL, which is what lets them be written into the statement as they are.
@@ -94,16 +103,27 @@ def json_text(value: Any) -> ColumnElement[str]:
         return value
     kind = value.type
     if isinstance(kind, JsonText):
-        written = value
-    elif isinstance(kind, JSON):
-        written = cast(value, Text)  # json's text is itself
-    elif isinstance(kind, (Boolean, Integer, BigInteger, SmallInteger)):
-        written = cast(value, Text)  # true / false, digits: JSON already
+        how = "as it is"
+    elif isinstance(kind, (JSON, Boolean, Integer, BigInteger, SmallInteger)):
+        how = "as text"  # json's text is itself; true / false, digits: JSON already
     elif isinstance(kind, (String, Date, ARRAY)):  # text, varchar, enums, dates, lists
-        written = cast(func.to_json(value), Text)  # quoted and escaped
+        how = "to_json"  # quoted and escaped
     else:  # a type not written above (or unknown to SQLAlchemy): the resolvers answer
         raise Unsupported(f"JSON of {kind!r}")
-    return type_coerce(func.coalesce(written, NULL), JsonText())
+    return filled(("json_text", how), value, _WRITERS[how], JsonText())
+
+
+_WRITERS: dict[str, Callable[[Any], ColumnElement[str]]] = {
+    "as it is": lambda value: func.coalesce(value, NULL),
+    "as text": lambda value: func.coalesce(cast(value, Text), NULL),
+    "to_json": lambda value: func.coalesce(cast(func.to_json(value), Text), NULL),
+}
+
+
+def written(value: ColumnElement[str]) -> ColumnElement[str]:
+    """An object or array built elsewhere (``templates``) as this module's own: never
+    NULL, so ``json_text`` takes it as it is."""
+    return _Written(value, JsonText())
 
 
 def json_object(pairs: list[tuple[str, Any]]) -> ColumnElement[str]:
@@ -165,7 +185,27 @@ def _constant_text(value: ColumnElement[Any]) -> str | None:
 
 
 def _concatenated(parts: list[ColumnElement[str]]) -> ColumnElement[str]:
-    joined = parts[0]
-    for part in parts[1:]:
-        joined = joined.op("||")(part)
+    """``a || b || ...`` as one flat list, not a nested ``((a || b) || c)``: SQLAlchemy
+    compiles a statement of thousands of concatenations node by node, and a flat list
+    has one node where the nested form had two or three per part (the operator, its
+    grouping). A concatenation among the parts is spliced in and neighbouring constants
+    are joined, for the same reason."""
+    flat: list[ColumnElement[str]] = []
+    text: str | None = None
+    for part in parts:
+        inner = part.clause if isinstance(part, _Written) else None
+        for piece in inner.clauses if isinstance(inner, ExpressionClauseList) else (part,):
+            fixed = _constant_text(piece)
+            if fixed is not None:
+                text = fixed if text is None else text + fixed
+                continue
+            if text is not None:
+                flat.append(constant(text))
+                text = None
+            flat.append(piece)
+    if text is not None:
+        flat.append(constant(text))
+    if len(flat) == 1:
+        return flat[0] if isinstance(flat[0], _Written) else _Written(flat[0], JsonText())
+    joined = ExpressionClauseList._construct_for_list(operators.concat_op, JsonText(), *flat)
     return _Written(joined, JsonText())

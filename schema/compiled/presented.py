@@ -23,8 +23,10 @@ from schema.compiled import jsontext
 from schema.guards import AuditChanges
 
 CHANGES = "$changes"
-# As the marker's opening is written in the statement's SQL text (``jsontext.constant``).
-_IN_SQL = "'{\"" + CHANGES + '":'
+# The marker's opening in the statement's SQL text, inside a constant that may start
+# before it (``jsontext`` joins neighbouring constants). A value written into the SQL
+# that holds it too only costs a parse: no answer has a key ``$changes``.
+_IN_SQL = '{"' + CHANGES + '":'
 
 _PRESENTERS: dict[int, tuple[strawberry.Schema, AuditChanges]] = {}
 

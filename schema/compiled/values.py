@@ -21,6 +21,7 @@ from sqlalchemy import (
 )
 
 from schema.compiled import jsontext
+from schema.compiled.templates import filled
 
 
 def python_type(column: Any) -> Any:
@@ -37,6 +38,10 @@ def iso_timestamp(column: Any) -> ColumnElement[Any]:
     JSON form, since the connection's TimeZone is UTC (``domain.database``); ``to_char``
     costs ~0.7 µs a value, so it only writes values with a fraction, which Python pads
     to six digits and PostgreSQL does not."""
+    return filled("iso_timestamp", column, _iso_timestamp, JSON())
+
+
+def _iso_timestamp(column: Any) -> ColumnElement[Any]:
     utc = column.op("AT TIME ZONE")(literal("UTC"))
     written = case(
         (column == func.date_trunc("second", column), func.to_json(column)),
@@ -54,6 +59,12 @@ def json_float(column: Any) -> ColumnElement[Any]:
 def global_id(type_name: str, id_column: Any) -> ColumnElement[str]:
     """``schema.ids.encode_id`` in SQL: base64url of ``Type:pk`` without padding, as a
     JSON string (base64url needs no escaping)."""
+    return jsontext.written(
+        filled(("global_id", type_name), id_column, lambda c: _global_id(type_name, c), Text())
+    )
+
+
+def _global_id(type_name: str, id_column: Any) -> ColumnElement[str]:
     raw = func.convert_to(literal(f"{type_name}:") + cast(id_column, Text), "UTF8")
     encoded = func.rtrim(func.translate(func.encode(raw, "base64"), "+/", "-_"), "=")
     return jsontext.plain_string(encoded)
