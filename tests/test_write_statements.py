@@ -266,7 +266,7 @@ async def test_one_statement_audits_as_the_row_path_does(
     """The one-statement update computes the audit event's "before" values in PostgreSQL:
     twins changed alike, one by it and one by the row's path (locked and read, diffed in
     Python), get the same event, values and version."""
-    make = {
+    make: Any = {
         "Initiative": factories.initiative,
         "TechnicalConstraint": factories.constraint,
         "Kpi": factories.kpi,
