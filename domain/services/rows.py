@@ -231,6 +231,7 @@ def _fold_statement(model: Any, names: tuple[str, ...], fields: tuple[str, ...])
     return select(*_over(model, written), *was.values()).add_cte(audited.cte("event"))
 
 
+@lru_cache(maxsize=256)
 def foldable(model: Any, names: tuple[str, ...]) -> bool:
     """Whether a change of these columns can be written by ``write_changed``: each one's
     audit value can be computed by PostgreSQL exactly as Python computes it."""

@@ -277,7 +277,7 @@ async def _decided_by_input(
     cannot render as Python does (``rows.foldable``), and when there is nothing to do."""
     if not changes or any(name in spec.references for name in changes):
         return False
-    if not rows.foldable(spec.model, tuple(changes)):
+    if not rows.foldable(spec.model, tuple(sorted(changes))):
         return False
     columns = spec.model.__table__.c
     errors = [
