@@ -10,6 +10,8 @@ database, of:
   updates, audits and returns the row (as the server's, with the computed fields left
   out), COMMIT; its wall time per execution too (PostgreSQL's work and the round trips,
   one connection);
+- **the service alone**: ``writes.update`` in a ``RequestTransaction`` (SQLAlchemy's
+  session, the statement, the commit), no GraphQL;
 - **ours**: strawberry's ``schema.execute`` of the document in the request's
   transaction, as the endpoint runs it (``RequestTransaction``: a lone mutation, no
   savepoint), commit included, no HTTP.
@@ -63,6 +65,7 @@ class WriteFloor:
     graphql_core_ms: float
     bare_cpu_ms: float
     bare_wall_ms: float
+    service_ms: float
     ours_ms: float
     ours_wall_ms: float
 
@@ -120,10 +123,20 @@ async def measure(url: str, repeat: int, warmup: int) -> WriteFloor:
             raise BenchError(f"the mutation failed: {result.errors or result.data}")
         answer = orjson.loads(orjson.dumps(result.data))
 
+    from domain.services import specs, writes
+
+    async def service() -> None:
+        async with RequestTransaction(sessions) as transaction:
+            session = await transaction.session()
+            changes = {"title": variables()["title"]}
+            await writes.update(session, writes.Actor(), specs.INITIATIVE, pk, None, changes)
+
     try:
         for _ in range(warmup):
             await ours()
+            await service()
         ours_ms, ours_wall = await _timed(ours, repeat)
+        service_ms, _ = await _timed(service, repeat)
     finally:
         await engine.dispose()
 
@@ -160,6 +173,7 @@ async def measure(url: str, repeat: int, warmup: int) -> WriteFloor:
         graphql_core_ms=cpu_ms(core, repeat * 10, warmup),
         bare_cpu_ms=bare_cpu,
         bare_wall_ms=bare_wall,
+        service_ms=service_ms,
         ours_ms=ours_ms,
         ours_wall_ms=ours_wall,
     )
@@ -173,7 +187,8 @@ def run_write_floor(products: int, repeat: int, warmup: int) -> WriteFloor:
         f"(a) graphql-core alone, CPU:          {floor.graphql_core_ms:.3f}\n"
         f"(b) asyncpg BEGIN+write+COMMIT, CPU:  {floor.bare_cpu_ms:.3f}"
         f" (wall {floor.bare_wall_ms:.3f})\n"
-        f"(c) ours in-process, CPU:             {floor.ours_ms:.3f}"
+        f"(c) the service alone, CPU:           {floor.service_ms:.3f}\n"
+        f"(d) ours in-process, CPU:             {floor.ours_ms:.3f}"
         f" (wall {floor.ours_wall_ms:.3f})"
     )
     return floor
