@@ -1,4 +1,5 @@
-"""``python -m bench run``, ``overload``, ``inprocess``, ``floor`` and ``webhooks``; see
+"""``python -m bench run``, ``overload``, ``inprocess``, ``floor``, ``write-floor`` and
+``webhooks``; see
 bench/README.md."""
 
 from __future__ import annotations
