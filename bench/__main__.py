@@ -1,6 +1,5 @@
 """``python -m bench run``, ``overload``, ``inprocess``, ``floor``, ``write-floor`` and
-``webhooks``; see
-bench/README.md."""
+``webhooks``; see bench/README.md."""
 
 from __future__ import annotations
 
