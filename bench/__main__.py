@@ -1,5 +1,5 @@
-"""``python -m bench run``, ``overload``, ``inprocess``, ``firstseen``, ``floor`` and ``webhooks``; see
-bench/README.md."""
+"""``python -m bench run``, ``overload``, ``inprocess``, ``firstseen``, ``floor``,
+``write-floor`` and ``webhooks``; see bench/README.md."""
 
 from __future__ import annotations
 
@@ -241,6 +241,19 @@ def floor(
 
     chosen = _split(workloads, FLOOR_WORKLOADS)
     _guarded(lambda: run_floor(products, repeat, warmup, chosen, results_dir))
+
+
+@app.command("write-floor")
+def write_floor(
+    products: Annotated[int, typer.Option(help="Size of the generated portfolio.", min=50)] = 200,
+    repeat: Annotated[int, typer.Option(help="Timed executions per path.", min=1)] = 200,
+    warmup: Annotated[int, typer.Option(help="Untimed executions first.", min=0)] = 20,
+) -> None:
+    """CPU per updateInitiative: graphql-core alone over its answer, asyncpg's BEGIN,
+    write and COMMIT alone, and ours in-process (no HTTP)."""
+    from bench.floor_writes import run_write_floor
+
+    _guarded(lambda: run_write_floor(products, repeat, warmup))
 
 
 @app.command()

@@ -126,13 +126,22 @@ class RequestTransaction:
     """A request's single transaction, begun when the request first asks for its session.
     A read answered from a known plan never does: it runs one statement on a pooled
     connection (``read_connections``) and skips the ORM session's cost (~0.15 ms a
-    request). Commits on a clean exit, rolls back on any error."""
+    request). Commits on a clean exit, rolls back on any error, or when ``discard`` was
+    called: a request whose only mutation was refused leaves nothing behind without
+    having paid for a savepoint (``schema.mutations.common.run``)."""
 
     def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
         self._factory = factory
         self._session: AsyncSession | None = None
         self._transaction: AsyncSessionTransaction | None = None
         self.committed = True  # or there was nothing to commit
+        self.discarded = False
+
+    def discard(self) -> None:
+        """Roll the transaction back at the end instead of committing it: everything it
+        wrote (rows, audit events, outbox rows, queued NOTIFYs) vanishes. The answer is
+        still sent: it says why nothing was done."""
+        self.discarded = True
 
     @property
     def opened(self) -> bool:
@@ -166,6 +175,9 @@ class RequestTransaction:
         if session is None or self._transaction is None:
             return
         try:
+            if self.discarded and exc_type is None:
+                await self._transaction.rollback()
+                return
             # As ``async with session.begin()``: commits, or rolls back on an error.
             await self._transaction.__aexit__(exc_type, exc, traceback)
         except PendingRollbackError:

@@ -20,6 +20,7 @@ from strawberry.dataloader import DataLoader
 
 from auth import identity
 from auth.principal import Principal
+from domain.database import RequestTransaction
 from domain.errors import DomainError
 from domain.services import external_refs, reads
 from domain.services.pagination import Ordering, Page, PageRequest
@@ -110,6 +111,9 @@ class Context:
     # A mutation wrote (``schema.mutations.common.run``): the answers cached of reads are
     # dropped once it is committed.
     mutated: bool = False
+    # The request's transaction, when the endpoint owns it: a lone mutation that is
+    # refused discards it instead of paying for a savepoint (``mutations.common.run``).
+    transaction: RequestTransaction | None = None
     # The operation is ``@atomic`` (``schema.atomic``): its root fields report to it.
     atomic: AtomicBatch | None = None
     # The document came from the persisted store: it may exceed max_document_bytes.

@@ -169,7 +169,9 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         and passed the limits (a request error leaves no data and no error path)."""
         pending: PendingRegistration | None = state.get(PENDING_REGISTRATION)
         ran = result.data is not None or any(e.path for e in result.errors or ())
-        if pending is not None and self.registers and ran:
+        # A refused lone mutation's transaction is rolled back: registered next time.
+        discarded = context.transaction is not None and context.transaction.discarded
+        if pending is not None and self.registers and ran and not discarded:
             await context.run(lambda session: pending.store.register(session, pending.document))
 
     async def _answer_known(self, request: Request) -> Response | None:
@@ -228,6 +230,7 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         state = request.scope["state"]
         state["graphql_context"] = context = Context(
             session=await state["transaction"].session(),
+            transaction=state["transaction"],
             principal=state["principal"],
             settings=self.settings,
             response=response,

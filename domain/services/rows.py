@@ -15,21 +15,33 @@ from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Column,
     ColumnElement,
+    Date,
+    Enum,
+    Float,
     FromClause,
+    Integer,
+    Numeric,
     Row,
     Select,
+    String,
     Table,
+    Text,
     bindparam,
+    case,
+    cast,
     delete,
     func,
     literal,
+    or_,
     select,
+    type_coerce,
     union_all,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import DOUBLE_PRECISION, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -159,6 +171,125 @@ async def write(
     connection = await session.connection()
     result = await connection.execute(_write_statement(model, names), parameters)
     return result.one()
+
+
+# Bounded, as ``_write_statement``.
+@lru_cache(maxsize=256)
+def _fold_statement(model: Any, names: tuple[str, ...], fields: tuple[str, ...]) -> Select[Any]:
+    table = model.__table__
+    kept = (*fields, "version")  # what the row held: returned as ``before_<name>``
+    # The row read and locked first (a subquery's FOR NO KEY UPDATE: under concurrent
+    # writers, its values are the row's latest, which the UPDATE then changes).
+    prior = (
+        select(table.c.id, *(table.c[name] for name in kept))
+        .where(table.c.id == bindparam("row_id"), table.c.archived_at.is_(None))
+        .with_for_update(key_share=True)
+        .subquery("prior")
+    )
+    given = {name: bindparam(f"v_{name}", type_=table.c[name].type) for name in names}
+    expected = bindparam("expected_version", type_=Integer)
+    written = (
+        update(table)
+        .where(
+            table.c.id == prior.c.id,
+            or_(expected.is_(None), prior.c.version == expected),
+            or_(*(prior.c[name].is_distinct_from(value) for name, value in given.items())),
+        )
+        .values({**given, "version": table.c.version + 1, "updated_at": func.now()})
+        .returning(
+            *_stored(model),
+            *(
+                type_coerce(prior.c[name], table.c[name].type).label(f"before_{name}")
+                for name in kept
+            ),
+        )
+        .cte("written")
+    )
+    was = {name: written.c[f"before_{name}"] for name in kept}
+    after = bindparam("after", type_=JSONB)
+    changes: ColumnElement[Any] = func.jsonb_build_object(
+        "version",
+        func.jsonb_build_object("before", was["version"], "after", written.c.version),
+    )
+    for name, value in given.items():
+        before = as_json(table.c[name], was[name])
+        assert before is not None, name  # ``foldable`` said so
+        entry = func.jsonb_build_object(
+            name,
+            func.jsonb_build_object("before", before, "after", after.op("->")(literal(name))),
+        )
+        changed = case((was[name].is_distinct_from(value), entry), else_=func.jsonb_build_object())
+        changes = changes.op("||", return_type=JSONB)(changed)
+    columns = AuditEvent.__table__.c
+    event: dict[str, ColumnElement[Any]] = {
+        name: bindparam(f"e_{name}", type_=columns[name].type) for name in AUDIT_COLUMNS
+    }
+    event |= {"entity_id": written.c.id, "changes": changes}
+    audited = insert(AuditEvent).from_select(
+        list(AUDIT_COLUMNS), select(*(event[name] for name in AUDIT_COLUMNS)).select_from(written)
+    )
+    return select(*_over(model, written), *was.values()).add_cte(audited.cte("event"))
+
+
+@lru_cache(maxsize=256)
+def foldable(model: Any, names: tuple[str, ...]) -> bool:
+    """Whether a change of these columns can be written by ``write_changed``: each one's
+    audit value can be computed by PostgreSQL exactly as Python computes it."""
+    columns = model.__table__.c
+    return all(as_json(columns[name], columns[name]) is not None for name in names)
+
+
+async def write_changed(
+    session: AsyncSession,
+    model: Any,
+    entity_id: int,
+    expected_version: int | None,
+    values: Mapping[str, Any],
+    fields: tuple[str, ...],
+    event: Mapping[str, Any],
+) -> Row[Any] | None:
+    """One statement: lock the active row; if it is at ``expected_version`` (when given)
+    and any of ``values`` differs from what it holds, set them, bump its version and
+    insert the audit event (``event``'s columns; its ``changes`` are the fields that
+    differed, before and after, and the version's, computed here, with "after" as
+    ``event["changes"]`` gives it). Returns the row as stored, with what it held before
+    as ``before_<field>`` (``fields`` and ``version``); None when nothing was written:
+    missing, archived, at another version, or no value differs."""
+    names = tuple(sorted(values))
+    parameters = {
+        "row_id": entity_id,
+        "expected_version": expected_version,
+        "after": event["changes"],
+        **{f"v_{name}": values[name] for name in names},
+    }
+    parameters |= {f"e_{name}": event[name] for name in AUDIT_COLUMNS if name not in FOLDED}
+    connection = await session.connection()
+    result = await connection.execute(_fold_statement(model, names, fields), parameters)
+    return result.first()
+
+
+# The event's columns ``write_changed`` computes itself.
+FOLDED = frozenset({"entity_id", "changes"})
+
+
+def as_json(column: Column[Any], value: ColumnElement[Any]) -> ColumnElement[Any] | None:
+    """``value`` of ``column`` as ``audit.to_json`` renders it, computed by PostgreSQL, or
+    None for a type whose rendering could differ (timestamps: PostgreSQL drops trailing
+    zeros of the fraction, Python does not). Text, integers, booleans and dates render
+    alike; enums by their value (ours are named as they are spelled); exact decimals as
+    their text, inexact ones (``asdecimal=False``, read as floats) as float8, whose
+    shortest round-tripping text is what Python's ``repr`` gives."""
+    kind = column.type
+    if isinstance(kind, Enum):
+        members = kind.enum_class.__members__.items() if kind.enum_class else ()
+        if not all(name == member.value for name, member in members):
+            return None
+        return func.to_jsonb(cast(value, String))
+    if isinstance(kind, Numeric | Float):
+        return func.to_jsonb(cast(value, Text if kind.asdecimal else DOUBLE_PRECISION))
+    if isinstance(kind, String | Integer | Boolean | Date):
+        return func.to_jsonb(value)
+    return None
 
 
 @lru_cache(maxsize=256)

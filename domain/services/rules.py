@@ -22,7 +22,7 @@ from domain.models.portfolio import KEY_PATTERN
 from domain.services import reads
 from domain.services.external_refs import RefIn
 from domain.services.spelling import camel
-from domain.services.writes import Refused, UserError
+from domain.services.writes import Given, Refused, UserError
 
 KPI_KEY_PATTERN = r"^[A-Z][A-Z0-9_-]{1,47}$"
 
@@ -53,16 +53,24 @@ CONSTRAINT_TRANSITIONS: dict[ConstraintStatus, frozenset[ConstraintStatus]] = {
 
 
 class Checks:
-    """Collects user errors for one input."""
+    """Collects user errors for one input. On a ``Given`` state (an update's input alone)
+    a check of one field skips a field the input leaves out: it passed when it was
+    stored. A check across fields needs them all once any is given."""
 
     def __init__(self, state: Mapping[str, Any]) -> None:
         self.state = state
         self.errors: list[UserError] = []
 
+    def left_out(self, *fields: str) -> bool:
+        """Whether the state is an input alone that sets none of ``fields``."""
+        return isinstance(self.state, Given) and not any(f in self.state for f in fields)
+
     def fail(self, field: str, message: str, code: str = "INVALID") -> None:
         self.errors.append(UserError(field, code, message))
 
     def text(self, field: str, *, required: bool = True, max_length: int | None = None) -> None:
+        if self.left_out(field):
+            return
         value = self.state.get(field)
         if value is None or not str(value).strip():
             if required:
@@ -72,6 +80,8 @@ class Checks:
             self.fail(field, f"`{camel(field)}` is limited to {max_length} characters.")
 
     def pattern(self, field: str, pattern: str, example: str) -> None:
+        if self.left_out(field):
+            return
         value = self.state.get(field)
         if value is not None and not re.fullmatch(pattern, value):
             self.fail(
@@ -81,6 +91,8 @@ class Checks:
             )
 
     def between(self, field: str, low: float, high: float, *, low_open: bool = False) -> None:
+        if self.left_out(field):
+            return
         value = self.state.get(field)
         if value is None:
             return
@@ -90,6 +102,8 @@ class Checks:
             self.fail(field, f"`{camel(field)}` must be {bound} and at most {high:g}; got {value}.")
 
     def at_least(self, field: str, low: float, *, strict: bool = False) -> None:
+        if self.left_out(field):
+            return
         value = self.state.get(field)
         if value is None:
             return
@@ -98,6 +112,8 @@ class Checks:
             self.fail(field, f"`{camel(field)}` must be {relation} {low:g}; got {value}.")
 
     def ordered(self, start: str, end: str) -> None:
+        if self.left_out(start, end):
+            return
         first, last = self.state.get(start), self.state.get(end)
         if first is not None and last is not None and last < first:
             self.fail(end, f"`{camel(end)}` ({last}) is before `{camel(start)}` ({first}).")
@@ -141,9 +157,9 @@ async def initiative_rules(
     checks.at_least("estimated_cost", 0)
     if entity is None and state.get("status") not in INITIAL_INITIATIVE_STATUSES:
         checks.fail("status", "A new initiative starts as PROPOSED or APPROVED.")
-    parent_id = state.get("parent_id")
     # An unchanged parent cannot make a new cycle, nor can a new initiative (nothing is
     # below it yet) or a removed parent.
+    parent_id = None if checks.left_out("parent_id") else state.get("parent_id")
     if entity is not None and parent_id is not None and parent_id != entity.parent_id:
         await lock_hierarchy(session)
         if await _is_descendant(session, ancestor=entity.id, candidate=parent_id):
@@ -212,7 +228,11 @@ async def kpi_rules(
     checks.text("unit", max_length=32)
     checks.text("it_relevance")
     checks.text("product_relevance")
-    interval = state.get("expected_interval_seconds")
+    interval = (
+        None
+        if checks.left_out("expected_interval_seconds")
+        else state.get("expected_interval_seconds")
+    )
     if interval is not None and not (
         MIN_EXPECTED_INTERVAL_SECONDS <= interval <= MAX_EXPECTED_INTERVAL_SECONDS
     ):
@@ -221,7 +241,10 @@ async def kpi_rules(
             f"`expectedIntervalSeconds` must be between {MIN_EXPECTED_INTERVAL_SECONDS} (a "
             f"minute) and {MAX_EXPECTED_INTERVAL_SECONDS} (366 days); got {interval}.",
         )
-    warning, critical = state.get("warning_threshold"), state.get("critical_threshold")
+    thresholds = ("warning_threshold", "critical_threshold", "direction")
+    warning = critical = None
+    if not checks.left_out(*thresholds):
+        warning, critical = state.get("warning_threshold"), state.get("critical_threshold")
     if warning is not None and critical is not None:
         higher = state.get("direction") == KpiDirection.HIGHER_IS_BETTER
         if (higher and critical > warning) or (not higher and critical < warning):

@@ -122,6 +122,8 @@ async def update(
     refs: Sequence[RefIn] = (),
     removed: Sequence[str] = (),
 ) -> Any:
+    if not refs and not removed:
+        return await writes.update(session, actor, spec, entity_id, expected_version, changes)
     current = await writes.lock(session, spec, entity_id, expected_version)
     attached = await attach(session, spec, current.id, refs, removed)
     return await writes.change(session, actor, spec, current, changes, attached)

@@ -5,16 +5,18 @@ Services validate before they write, lock the row they change, check
 transaction. They never commit: the request's transaction (a savepoint per
 mutation) is committed or rolled back in one place.
 
-Entity writes go through SQLAlchemy Core, not the ORM's unit of work: an update is
-two statements, the row locked and read (``lock``), then one statement that changes
-it, inserts the audit event and returns the row with its computed fields
-(``rows.write``); the entity handed back is built from that row. The rules run in
-between, in Python, on the locked row: nothing is written before they pass.
+Entity writes go through SQLAlchemy Core, not the ORM's unit of work; the entity
+handed back is built from the row the write returned, computed fields included. An
+update is one statement when the rules can decide from the input alone (``update``:
+they are asked first, on a ``Given`` state), else two: the row locked and read
+(``lock``), the rules run on it in Python, then one statement that changes it, inserts
+the audit event and returns it (``rows.write``). Either way nothing is written before
+the rules pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,7 +58,48 @@ class Refused(Exception):
         self.current = current
 
 
+# The rules of an entity: user errors for the state a write would leave (``state``: every
+# field; ``entity``: the row as it is, None for a creation). A validator reads the
+# database only about a reference that changes (``update`` relies on it).
 Validator = Callable[[AsyncSession, Mapping[str, Any], Any], Awaitable[list[UserError]]]
+
+
+class NeedsRow(Exception):
+    """The rules asked for a value the input does not give: read the row first."""
+
+
+class Given(Mapping[str, Any]):
+    """The state of an update as far as its input tells: the fields it sets. A rule
+    about one field skips a field left out (it passed when it was stored:
+    ``rules.Checks``); asking for its value raises ``NeedsRow``."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self._values = values
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise NeedsRow(name) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+class _Unread:
+    """The row of an update whose rules run before it is read: any look at it needs it."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise NeedsRow(name)
+
+
+UNREAD: Any = _Unread()
 
 
 async def no_rules(session: AsyncSession, state: Mapping[str, Any], entity: Any) -> list[UserError]:
@@ -213,8 +256,70 @@ async def update(
     expected_version: int | None,
     changes: dict[str, Any],
 ) -> Any:
+    """Apply ``changes`` once the rules pass on the new state. In one statement
+    (``rows.write_changed``) when the rules decide from the input alone, else the row is
+    locked and read first (``lock``, ``change``); also when the one statement wrote
+    nothing, which then says why (missing, stale, nothing to change)."""
+    if await _decided_by_input(session, spec, changes):
+        written = await _write_changed(session, actor, spec, entity_id, expected_version, changes)
+        if written is not None:
+            return written
     current = await lock(session, spec, entity_id, expected_version)
     return await change(session, actor, spec, current, changes)
+
+
+async def _decided_by_input(
+    session: AsyncSession, spec: EntitySpec, changes: Mapping[str, Any]
+) -> bool:
+    """Whether the rules pass on ``changes`` without the row: no reference changes (those
+    are looked up) and no rule asks for a field the input leaves out. False also when
+    they refuse (the row's path says so), for a column whose audit value PostgreSQL
+    cannot render as Python does (``rows.foldable``), and when there is nothing to do."""
+    if not changes or any(name in spec.references for name in changes):
+        return False
+    if not rows.foldable(spec.model, tuple(sorted(changes))):
+        return False
+    columns = spec.model.__table__.c
+    errors = [
+        UserError(name, "INVALID", f"`{camel(name)}` cannot be null.")
+        for name, value in changes.items()
+        if value is None and not columns[name].nullable
+    ]
+    try:
+        errors += await spec.validate(session, Given(changes), UNREAD)
+    except NeedsRow:
+        return False
+    # Refused: by the row's path, which reports a missing or stale row first, as always.
+    return not errors
+
+
+async def _write_changed(
+    session: AsyncSession,
+    actor: Actor,
+    spec: EntitySpec,
+    entity_id: int,
+    expected_version: int | None,
+    changes: dict[str, Any],
+) -> Any:
+    """``rows.write_changed``, then what follows a write (a blocker's initiatives bumped);
+    None when it wrote nothing."""
+    after = {name: audit.to_json(value) for name, value in changes.items()}
+    event = audit.values(actor, spec.name, entity_id, AuditAction.UPDATE, after)
+    try:
+        row = await rows.write_changed(
+            session, spec.model, entity_id, expected_version, changes, spec.fields, event
+        )
+    except IntegrityError as error:
+        raise duplicate(spec, error) from None
+    if row is None:
+        return None
+    if spec.model is TechnicalConstraint:
+        before = {name: getattr(row, f"before_{name}") for name in spec.fields}
+        if _blocking(before) != _blocking({**before, **changes}):
+            await blocking.bump_initiatives_of_constraint(
+                session, entity_id, actor.user_id, actor.client_id
+            )
+    return rows.adopt(session, spec.model, row)
 
 
 async def change(

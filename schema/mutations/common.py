@@ -1,18 +1,21 @@
-"""What every mutation shares: user errors, the savepoint around it, input conversion."""
+"""What every mutation shares: user errors, what undoes a refused one, input conversion."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from decimal import ROUND_HALF_UP, Decimal
 from enum import Enum
 from typing import Any, TypeVar
 
 import strawberry
+from graphql import FieldNode
 from sqlalchemy import Numeric
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.database import RequestTransaction
 from domain.errors import DomainError, InvalidInput
 from domain.models import Base
 from domain.services import lookups
@@ -96,7 +99,7 @@ class Outcome:
 async def run(
     info: strawberry.Info, work: Callable[[AsyncSession, Actor], Awaitable[Any]]
 ) -> Outcome:
-    """Run one mutation in a savepoint: a refused mutation leaves nothing behind. A
+    """Run one mutation so that a refused one leaves nothing behind (``undoable``). A
     mutation that went through marks the request: once it commits, the endpoint drops
     the answers cached of reads (``Context.mutated``)."""
     context = info.context
@@ -108,13 +111,13 @@ async def run(
     async with context.lock:
         session = context.session
         try:
-            async with session.begin_nested():
+            async with undoable(session, lone_request(info)):
                 value = await work(session, actor)
             context.mutated = True
             return Outcome(value=value)
         except Refused as refused:
             # ``current`` was read by the refusing service, not loaded into the session:
-            # the savepoint's rollback leaves it as it was read.
+            # the rollback leaves it as it was read.
             return Outcome(value=refused.current, errors=[to_user_error(e) for e in refused.errors])
         except DomainError as error:
             return Outcome(
@@ -127,6 +130,36 @@ async def run(
                 raise
             message = concurrent_change(context.conflict)
             return Outcome(errors=[to_user_error(ServiceError(None, "CONFLICT", message))])
+
+
+def lone_request(info: strawberry.Info) -> RequestTransaction | None:
+    """The request's transaction, if this mutation is all the request does: the only
+    root field of a mutation that is not ``@atomic``, in a transaction the endpoint owns
+    (and rolls back when told to). None otherwise: the mutation needs a savepoint."""
+    context = info.context
+    transaction: RequestTransaction | None = context.transaction
+    if transaction is None or context.atomic is not None:
+        return None
+    roots = info.operation.selection_set.selections
+    alone = len(roots) == 1 and isinstance(roots[0], FieldNode) and not roots[0].directives
+    return transaction if alone else None
+
+
+@asynccontextmanager
+async def undoable(session: AsyncSession, lone: RequestTransaction | None) -> AsyncIterator[None]:
+    """Where a mutation runs so that, refused or failed, it leaves nothing behind: the
+    whole request's transaction when the mutation is all of it (``lone``: discarded on
+    any exception, so no SAVEPOINT and RELEASE round trips for the common request),
+    else a savepoint of its own, so that the request's other fields keep their work."""
+    if lone is None:
+        async with session.begin_nested():
+            yield
+        return
+    try:
+        yield
+    except BaseException:
+        lone.discard()
+        raise
 
 
 def entity_id(data: Any, type_name: str) -> int:
