@@ -1,8 +1,10 @@
-"""Fixtures: one migrated database with the demo portfolio per session, one rolled-back
-transaction per test, the real ASGI app over real HTTP (httpx), statement counting."""
+"""Fixtures: one migrated database with the demo portfolio per session (a copy of the
+template: tests/fixtures/database.py), one rolled-back transaction per test, the real
+ASGI app over real HTTP (httpx), statement counting."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -16,19 +18,18 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
-from api import migrate
 from api.app import assemble_app, create_app
 from api.embedded import stop_embedded_server
 from auth.scopes import Scope
 from domain.database import create_engine
-from domain.seed import seed_demo
 from domain.settings import Environment, Settings
 from tests.fixtures.auth import bearer
 from tests.fixtures.database import (
     StatementCounter,
-    create_database,
+    create_demo_database,
     demo_database,
     drop_database,
+    drop_templates,
     server_url,
     warm_type_codecs,
 )
@@ -77,13 +78,17 @@ def database_server() -> Iterator[str]:
     end: the suite leaves no process behind."""
     with _outside_pytest_tmp() as data_dir:
         yield server_url(data_dir)
+        # No loop runs between tests: the templates' drops get one of their own.
+        asyncio.run(drop_templates())
         stop_embedded_server(data_dir)
 
 
 @pytest.fixture(scope="session")
 async def database_url(database_server: str) -> AsyncIterator[str]:
+    """The session's shared database: the demo portfolio, migrated (a copy of the
+    template); tests write to it only inside a transaction they roll back."""
     server = database_server
-    url, name = await create_database(server)
+    url, name = await create_demo_database(server)
     yield url
     await drop_database(server, name)
 
@@ -108,9 +113,6 @@ async def wired_app(own_database: str) -> AsyncIterator[Starlette]:
 @pytest.fixture(scope="session")
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url, settings_for())
-    await migrate.upgrade(engine)
-    async with AsyncSession(engine) as session, session.begin():
-        await seed_demo(session)
     yield engine
     await engine.dispose()
 
