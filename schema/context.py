@@ -26,6 +26,7 @@ from domain.services import external_refs, reads
 from domain.services.pagination import Ordering, Page, PageRequest
 from domain.settings import Settings
 from schema.atomic import AtomicBatch
+from schema.work import SharedLoader, Work
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -66,19 +67,6 @@ class TransactionConflict(DomainError):
     """A statement PostgreSQL aborted as a deadlock or serialization failure."""
 
     code = "CONFLICT"
-
-
-class SharedLoader(DataLoader[K, V]):
-    """A per-request loader whose futures survive a cancelled waiter.
-
-    Every field asking for the same key awaits the same future; graphql-core cancels
-    the siblings of a field whose error nulls their parent, and a cancelled waiter
-    would cancel that shared future, so fields elsewhere in the answer would receive
-    the cancellation and the whole request would fail. Each waiter gets its own
-    shield."""
-
-    def load(self, key: K) -> Awaitable[V]:
-        return asyncio.shield(super().load(key))
 
 
 @dataclass(frozen=True)
@@ -124,7 +112,8 @@ class Context:
     # it back and runs the whole request again.
     conflict: str | None = None
     _loaders: dict[Hashable, DataLoader[Any, Any]] = field(default_factory=dict)
-    _running: set[asyncio.Future[Any]] = field(default_factory=set)
+    # Loads and statements not yet done, tracked until the transaction ends (``finish``).
+    work: Work = field(default_factory=Work)
 
     async def run(self, work: Callable[[AsyncSession], Awaitable[V]]) -> V:
         # graphql-core cancels a field's siblings when an error nulls their parent (a
@@ -132,15 +121,20 @@ class Context:
         # leaves the connection's transaction unusable, and every later statement of the
         # request (and of a test's shared connection) fails. So the work runs to its end
         # in a task of its own, and ``settle`` waits for it before the transaction ends.
+        self.work.check()
         task = asyncio.ensure_future(self._run_locked(work))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        self.work.track(task)
         return await asyncio.shield(task)
 
     async def settle(self) -> None:
-        """Wait for database work whose caller was cancelled (see ``run``)."""
-        while self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
+        """Wait for database work whose caller was cancelled (see ``run``), dataloader
+        batches asked for and not yet begun included (``schema.work``)."""
+        await self.work.settle()
+
+    async def finish(self) -> None:
+        """The answer is decided and the transaction about to end: no more database
+        work may begin, and all that began is waited for."""
+        await self.work.finish()
 
     async def _run_locked(self, work: Callable[[AsyncSession], Awaitable[V]]) -> V:
         async with self.lock:
@@ -163,7 +157,7 @@ class Context:
     ) -> DataLoader[Any, Any]:
         loader = self._loaders.get(name)
         if loader is None:
-            loader = self._loaders[name] = SharedLoader(load_fn=batch)
+            loader = self._loaders[name] = SharedLoader(batch, self.work)
         return loader
 
     def by_id(self, model: Any) -> DataLoader[int, Any]:

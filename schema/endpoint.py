@@ -135,10 +135,12 @@ class GraphQLEndpoint:
                 except HTTPRefusal as refused:
                     await refused.response(state["media_type"])(scope, receive, send)
                     return None
-                await self.view(scope, receive, response.send)
-                context = state.get("graphql_context")
-                if context is not None:
-                    await context.settle()  # no statement may outlive its transaction
+                try:
+                    await self.view(scope, receive, response.send)
+                finally:
+                    context = state.get("graphql_context")
+                    if context is not None:
+                        await context.finish()  # no statement may outlive its transaction
                 if context is not None and context.conflict and not last and not response.started:
                     # Charged once: the next attempt spends this budget, not another.
                     state["budget"] = context.budget

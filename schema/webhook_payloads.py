@@ -77,7 +77,7 @@ class PayloadRenderer:
                     context_value=context,
                 )
             finally:
-                await context.settle()
+                await context.finish()
         envelope["data"] = result.data
         if result.errors:
             envelope["errors"] = [error.formatted for error in result.errors]
