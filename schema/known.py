@@ -99,12 +99,16 @@ class KnownReads:
         cached = responses.get(key) if key is not None else None
         data: dict[str, Any] | None
         if cached is not None:
-            data, errors, actual, answered_by = cached.data, None, cached.objects, "cached"
+            data, actual, answered_by = cached.data, cached.objects, "cached"
+            errors = list(cached.errors) or None
         else:
             generation = responses.generation
             result, actual, chars = await run_rendered(self.reads, plan, request.variables)
-            if key is not None and not result.errors and result.data is not None:
-                responses.put(key, generation, Cached(result.data, actual, chars))
+            # A failure is not kept; the refused fields' errors are the answer's own.
+            if key is not None and all(e.original_error is None for e in result.errors or ()):
+                written = tuple(result.errors or ())
+                chars += sum(len(e.message) + 100 for e in written)
+                responses.put(key, generation, Cached(result.data, actual, chars, 0, written))
             data, errors, answered_by = result.data, result.errors, "repeated"
         extensions = {"cost": cost_extension(self.settings, cost, actual, budget)}
         return ExecutionResult(data=data, errors=errors, extensions=extensions), budget, answered_by

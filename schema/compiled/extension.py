@@ -36,6 +36,7 @@ from domain.errors import DomainError
 from domain.models.computed import CLOCK
 from schema.compiled.binding import Binder, Declined
 from schema.compiled.compiler import PRINCIPAL_PREFIX, Compiler, NotBound
+from schema.compiled.errors import Sites, refused
 from schema.compiled.parameters import (
     CANDIDATES,
     COMPUTED,
@@ -48,6 +49,7 @@ from schema.compiled.parameters import (
 from schema.compiled.presented import finisher
 from schema.compiled.selection import Invalid, Unsupported, Walk, parsed_bytes, response_key
 from schema.errors import connection_lost
+from schema.permissions import ask_for_token
 
 log = structlog.get_logger(__name__)
 
@@ -62,11 +64,14 @@ UNNOTIFIED_TABLES = re.compile(r"\bwebhook_(endpoints|deliveries|attempts)\b")
 class Rendered(NamedTuple):
     """A statement as SQL text: values inlined, except parameters, which are ``$1``,
     ``$2``... in the order of ``parameters`` (bind parameter names); and what finishes
-    its JSON text in Python, if anything must (``schema.compiled.presented``)."""
+    its JSON text in Python, if anything must (``schema.compiled.presented``), then
+    where refused fields sit, whose errors it writes (``schema.compiled.errors``).
+    No SQL: the root field itself is refused."""
 
     sql: str
     parameters: tuple[str, ...] = ()
     finish: Callable[[str], str] | None = None
+    sites: Sites | None = None
 
 
 @dataclass
@@ -241,6 +246,8 @@ async def run_plan(context: Any, bound: Bound) -> ExecutionResult:
         result, context.actual_cost, _ = await _collect(bound.plan, fetch)
     for error in result.errors or ():
         context.conflicted(error.original_error)  # a deadlock: the request is run again
+    if refused(result):
+        ask_for_token(context)  # as the resolvers' check does: 401 for an anonymous caller
     return result
 
 
@@ -270,8 +277,21 @@ async def _collect(
     resolver's would: on the field, coded from its cause (connection lost, timeout) and
     never showing SQL."""
     data: dict[str, Any] = {}
+    written: list[GraphQLError] = []  # the refused fields' errors
     objects = chars = 0
+    # A refused root field is refused before any field below another root runs: its
+    # error comes first, and a non-null one ends the answer (GraphQL's execution order).
+    for _, statement in plan.statements:
+        if not statement.sql:
+            assert statement.sites is not None
+            _, errors, nulled = statement.sites.finish(None)
+            written += errors
+            if nulled:
+                return ExecutionResult(data=None, errors=written), objects, chars
     for key, statement in plan.statements:
+        if not statement.sql:
+            data[key] = None
+            continue
         try:
             text = await fetch(statement)
         except (
@@ -283,16 +303,21 @@ async def _collect(
         ) as error:
             failed = GraphQLError(str(error), path=[key], original_error=error)
             return ExecutionResult(data=None, errors=[failed]), objects, chars
+        if isinstance(text, str) and statement.finish is not None:
+            text = statement.finish(text)
+        if statement.sites is not None:
+            text, errors, nulled = statement.sites.finish(text)
+            written += errors
+            if nulled:  # a non-null root field: no data, and no other field's errors
+                return ExecutionResult(data=None, errors=written), objects, chars
         if isinstance(text, str):
-            if statement.finish is not None:
-                text = statement.finish(text)
             data[key] = orjson.Fragment(text)
             # Objects returned, counted on the text (braces in strings are rare).
             objects += text.count("{")
             chars += len(text)
         else:
             data[key] = text
-    return ExecutionResult(data=data), objects, chars
+    return ExecutionResult(data=data, errors=written or None), objects, chars
 
 
 async def _fetch_text(connection: AsyncConnection, statement: Rendered, bound: Bound) -> Any:
@@ -391,7 +416,7 @@ class CompiledQueries(SchemaExtension):
         PLANS.compilations += 1
         try:
             statements = [
-                (response_key(node), _finished(_render(compiler.root(node)), compiler))
+                (response_key(node), _statement(compiler, node))
                 for node in walk.fields("Query", operation.selection_set)
             ]
             direct = {
@@ -461,6 +486,14 @@ class _PlanCompiler(PGCompiler_asyncpg):
 
 
 _DIALECT.statement_compiler = _PlanCompiler
+
+
+def _statement(compiler: Compiler, node: Any) -> Rendered:
+    """One root field's statement, rendered and finished; none if it is refused."""
+    statement, sites = compiler.root(node)
+    if statement is None:
+        return Rendered("", sites=sites)
+    return _finished(_render(statement), compiler)._replace(sites=sites)
 
 
 def _finished(rendered: Rendered, compiler: Compiler) -> Rendered:

@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, select
 
 from domain.services import reads
 from schema.compiled import jsontext
+from schema.compiled.errors import Forbidden, Refusal, Step
 from schema.compiled.selection import Unsupported, response_key
 from schema.compiled.special import SPECIAL
 from schema.compiled.values import column_value, global_id
@@ -20,8 +21,11 @@ if TYPE_CHECKING:
     from schema.compiled.compiler import Compiler
 
 # (id(node), type, parent alias, scopes, page cap, first alias number) ->
-# (node, expression, aliases used): the reusable subtrees of recent documents.
-_SUBTREES: OrderedDict[tuple[Any, ...], tuple[FieldNode, Any, int]] = OrderedDict()
+# (node, expression, aliases used, refused fields below it: their steps from it and
+# scopes): the reusable subtrees of recent documents.
+_SUBTREES: OrderedDict[
+    tuple[Any, ...], tuple[FieldNode, Any, int, tuple[tuple[tuple[Step, ...], Any], ...]]
+] = OrderedDict()
 _SUBTREES_SIZE = 4096
 
 
@@ -39,19 +43,30 @@ def field(c: Compiler, type_name: str, alias: Any, node: FieldNode) -> Any:
     """A field's SQL expression. One whose subtree uses no variable is the same for
     every request of the document: it is built once and reused (variables change
     only the root, so requests with new variables build little)."""
+    c.path.append((type_name, node))
+    try:
+        return _field(c, type_name, alias, node)
+    finally:
+        c.path.pop()
+
+
+def _field(c: Compiler, type_name: str, alias: Any, node: FieldNode) -> Any:
     if not node.selection_set or not c.walk.variable_free(node):
         return _build(c, type_name, alias, node)
     key = (id(node), type_name, alias, c.scopes, c.max_page_size, c.next_name)
     found = _SUBTREES.get(key)
+    depth = len(c.path)
     if found is not None:
         _SUBTREES.move_to_end(key)
-        _, expression, names = found
+        _, expression, names, refused = found
         c.next_name += names
+        c.refusals.extend(Refusal((*c.path, *steps), required) for steps, required in refused)
         return expression
-    start = c.next_name
+    start, first_refusal = c.next_name, len(c.refusals)
     expression = _build(c, type_name, alias, node)
+    below = tuple((r.steps[depth:], r.required) for r in c.refusals[first_refusal:])
     # The node is kept with the entry, so that its id is not reused meanwhile.
-    _SUBTREES[key] = (node, expression, c.next_name - start)
+    _SUBTREES[key] = (node, expression, c.next_name - start, below)
     while len(_SUBTREES) > _SUBTREES_SIZE:
         _SUBTREES.popitem(last=False)
     return expression
@@ -61,7 +76,11 @@ def _build(c: Compiler, type_name: str, alias: Any, node: FieldNode) -> Any:
     name = node.name.value
     if name == "__typename":
         return jsontext.string_constant(type_name)
-    definition, strawberry_field = c.definition(type_name, node)
+    try:
+        definition, strawberry_field = c.definition(type_name, node)
+    except Forbidden as refused:  # null, its error written after the statement
+        c.refuse(refused)
+        return jsontext.NULL
     meta = strawberry_field.metadata
     if "global_id" in meta:
         return global_id(meta["global_id"], alias.id)
