@@ -15,6 +15,7 @@ from strawberry.types import ExecutionResult
 from domain.database import ReadConnections
 from domain.ratelimit import RateLimiter
 from domain.settings import Settings
+from schema.compiled.errors import written
 from schema.compiled.extension import PLANS, plan_key, run_rendered
 from schema.compiled.parameters import CANDIDATES
 from schema.compiled.responses import Cached, ResponseCache
@@ -105,7 +106,7 @@ class KnownReads:
             generation = responses.generation
             result, actual, chars = await run_rendered(self.reads, plan, request.variables)
             # A failure is not kept; the refused fields' errors are the answer's own.
-            if key is not None and all(e.original_error is None for e in result.errors or ()):
+            if key is not None and all(written(e) for e in result.errors or ()):
                 written = tuple(result.errors or ())
                 chars += sum(len(e.message) + 100 for e in written)
                 responses.put(key, generation, Cached(result.data, actual, chars, 0, written))

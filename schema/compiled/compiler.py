@@ -49,7 +49,7 @@ from domain.services import external_refs, reads
 from domain.services.pagination import PageRequest, page_request
 from schema.compiled import as_of, connections, jsontext, objects, viewer, webhooks
 from schema.compiled.binding import Site
-from schema.compiled.errors import Forbidden, Refusal, Sites, Step
+from schema.compiled.errors import Refusal, Refused, Sites, Step, forbidden_field
 from schema.compiled.parameters import PREFIX
 from schema.compiled.selection import Invalid, Unsupported, Walk
 from schema.guards import NODE_TYPES, refused_scopes
@@ -117,7 +117,9 @@ class Compiler:
         self.path, self.refusals = [("Query", node)], []
         try:
             statement = self._root(node)
-        except Forbidden as refused:
+        except Refused as refused:
+            if refused.node is not node:  # a field below, refused where it is not recorded
+                raise
             self.refuse(refused)
             return None, Sites.of(self.walk.schema, self.refusals)
         sites = Sites.of(self.walk.schema, self.refusals) if self.refusals else None
@@ -188,7 +190,9 @@ class Compiler:
             self.path.append(index)
             try:
                 found = self._node(node, global_id_value, bind=False)
-            except Forbidden as refused:  # null, with its own error at `nodes.<index>`
+            except Refused as refused:  # null, with its own error at `nodes.<index>`
+                if refused.node is not node:
+                    raise
                 self.refuse(refused)
                 items.append(jsontext.NULL)
                 continue
@@ -211,7 +215,7 @@ class Compiler:
         model, scope = known
         bound_pk = self.parameter(node, ("id",), pk, BigInteger) if bind else None
         if scope.value not in self.scopes:  # refused before any lookup, whatever the key
-            raise Forbidden((scope.value,))
+            raise forbidden_field(node, (scope.value,))
         alias = self.alias(model)
         conditions = [alias.id == (pk if bound_pk is None else bound_pk)]
         if hasattr(model, "archived_at"):
@@ -252,19 +256,19 @@ class Compiler:
         if definition is None:
             raise Unsupported(node.name.value)
         strawberry_field = definition.extensions["strawberry-definition"]
-        self.check_scopes(strawberry_field)
+        self.check_scopes(strawberry_field, node)
         return definition, strawberry_field
 
-    def check_scopes(self, strawberry_field: Any) -> None:
-        """Scopes are checked here, at planning: a missing one raises ``Forbidden``,
+    def check_scopes(self, strawberry_field: Any, node: FieldNode) -> None:
+        """Scopes are checked here, at planning: a missing one raises ``Refused``,
         which the field's builder turns into a null and a ``refuse``."""
         required = refused_scopes(strawberry_field, self.scopes)
         if required is not None:
-            raise Forbidden(required)
+            raise forbidden_field(node, required)
 
-    def refuse(self, refused: Forbidden) -> None:
-        """The field at ``path`` is null, with the resolvers' FORBIDDEN error."""
-        self.refusals.append(Refusal(tuple(self.path), refused.required))
+    def refuse(self, refused: Refused) -> None:
+        """The field at ``path`` is null, with the resolvers' error."""
+        self.refusals.append(Refusal(tuple(self.path), refused.error))
 
     def arguments(self, definition: Any, strawberry_field: Any, node: FieldNode) -> dict[str, Any]:
         """The field's arguments as its resolver gets them (strawberry inputs, enums)."""

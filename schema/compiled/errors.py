@@ -1,19 +1,21 @@
-"""Errors the plan writes itself: fields the caller's scopes may not read.
+"""Errors the plan writes itself: fields the caller's scopes may not read, and
+arguments the resolver refuses (a series window).
 
-A field refused by its scopes (``schema.guards.refused_scopes``, the one rule) compiles
-to JSON null, and the compiler records where it sits (``Compiler.path``: the fields and
-list indices above it). After the statement ran, the answer is walked along those
-places only (``Sites.finish``; a plan without them is never parsed): each occurrence
-gets the resolvers' FORBIDDEN error (``schema.permissions.forbidden``) with its concrete
-path (list indices included) and location, and a null in a non-null position
+A field refused by its scopes (``schema.guards.refused_scopes``, the one rule) or by
+the resolver's own check of its arguments compiles to JSON null, and the compiler
+records where it sits (``Compiler.path``: the fields and list indices above it). After the statement ran, the answer is walked along those
+places only (``finish``; a plan without them is never parsed): each occurrence
+gets the resolvers' error (FORBIDDEN: ``schema.permissions.forbidden``; or the check's
+``DomainError``) with its concrete path (list indices included) and location, and a null in a non-null position
 propagates to the nearest nullable one, as GraphQL does: errors in the order the
 resolvers write them, none for a position already nulled.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from graphql import (
@@ -24,9 +26,11 @@ from graphql import (
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLSchema,
+    located_error,
 )
 from graphql.language.location import SourceLocation, get_location
 
+from domain.errors import DomainError
 from schema.compiled.selection import Unsupported, response_key
 from schema.permissions import FORBIDDEN, forbidden
 
@@ -35,41 +39,52 @@ from schema.permissions import FORBIDDEN, forbidden
 Step = tuple[str, FieldNode] | int
 
 
-class Forbidden(Unsupported):
-    """A field the plan's scopes may not read; an ``Unsupported`` where nothing
-    records it (the resolvers answer then, as before)."""
+Error = Callable[[], GraphQLError]
 
-    def __init__(self, required: tuple[str, ...]) -> None:
-        super().__init__(f"missing scope {', '.join(required)}")
-        self.required = required
+
+class Refused(Unsupported):
+    """The field ``node`` is answered with an error: what builds that very field
+    catches it and calls ``Compiler.refuse``; anywhere else it is an ``Unsupported``
+    (the resolvers answer, as before)."""
+
+    def __init__(self, reason: str, node: FieldNode, error: Error) -> None:
+        super().__init__(reason)
+        self.node = node
+        self.error = error
+
+
+def forbidden_field(node: FieldNode, required: tuple[str, ...]) -> Refused:
+    return Refused(f"missing scope {', '.join(required)}", node, lambda: forbidden(required))
+
+
+def invalid_field(node: FieldNode, reason: str, error: Exception) -> Refused:
+    """The resolver's check raised ``error`` (a ``DomainError``): its error, coded by
+    the view as the resolver's is (``schema.errors.with_code``)."""
+    return Refused(reason, node, lambda: located_error(error))
 
 
 @dataclass
 class Refusal:
     steps: tuple[Step, ...]
-    required: tuple[str, ...]
+    error: Error
 
 
 @dataclass
 class Site:
-    """A place on the way to refused fields: its response key (or list index) and
-    GraphQL type; the places below it in document order."""
+    """A place on the way to refused fields: its response key (or list index), GraphQL
+    type and whether its resolver awaits; the places below it in document order."""
 
     key: str | int
     type: GraphQLOutputType
+    awaits: bool = False
     children: dict[str, Site] = field(default_factory=dict)
     items: dict[int, Site] = field(default_factory=dict)
-    refused: tuple[tuple[str, ...], SourceLocation] | None = None
-
-
-class _Refused(Exception):
-    def __init__(self, error: GraphQLError) -> None:
-        self.error = error
+    refused: tuple[Error, SourceLocation] | None = None
 
 
 @dataclass
 class Sites:
-    """One root field's refused places: what finishes its answer."""
+    """One root field's refused places."""
 
     root: Site
 
@@ -88,89 +103,133 @@ class Sites:
                 type_name, node = step
                 parent = schema.type_map[type_name]
                 assert isinstance(parent, GraphQLObjectType)
-                key = response_key(node)
+                definition = parent.fields[node.name.value]
+                strawberry_field = definition.extensions.get("strawberry-definition")
+                made = Site(
+                    response_key(node),
+                    definition.type,
+                    bool(strawberry_field is not None and strawberry_field.is_async),
+                )
                 if site is None:
-                    root = site = root or Site(key, parent.fields[node.name.value].type)
+                    root = site = root or made
                 else:
-                    site = site.children.setdefault(
-                        key, Site(key, parent.fields[node.name.value].type)
-                    )
+                    site = site.children.setdefault(made.key, made)  # type: ignore[arg-type]
             assert site is not None
             node = next(s[1] for s in reversed(refusal.steps) if not isinstance(s, int))
             assert node.loc is not None
-            site.refused = (refusal.required, get_location(node.loc.source, node.loc.start))
+            site.refused = (refusal.error, get_location(node.loc.source, node.loc.start))
         assert root is not None
         return cls(root)
 
-    def finish(self, text: str | None) -> tuple[str | None, list[GraphQLError], bool]:
-        """The root field's JSON text with its refused places null, their errors, and
-        whether the null reaches the root of the response (a non-null root field)."""
-        errors: list[GraphQLError] = []
-        value = None if text is None else orjson.loads(text)
-        try:
-            value = _position(value, self.root, [self.root.key], errors)
-        except _Refused as refused:
-            errors.append(refused.error)
-            return None, errors, True
-        return orjson.dumps(value).decode(), errors, False
+
+class _Event(NamedTuple):
+    """A refused field met in the answer: when the resolvers meet it (``_when``), its
+    concrete path, and the positions above it (their path lengths) that are nullable."""
+
+    when: int
+    path: tuple[str | int, ...]
+    nullable: tuple[bool, ...]  # per position of ``path``'s prefixes, from the root
+    site: Site
+
+
+def finish(
+    data: dict[str, Any], roots: dict[str, tuple[str | None, Sites]]
+) -> tuple[dict[str, Any] | None, list[GraphQLError]]:
+    """``data`` with the refused places of ``roots`` (root field -> its JSON text, its
+    places) null and their errors, in the order the resolvers write them: by how many
+    awaited resolvers precede them (GraphQL runs what is ready first), then in document
+    order; an error below a position already nulled is not written, and a null in a
+    non-null position propagates to the nearest nullable one (to ``data`` itself)."""
+    events: list[_Event] = []
+    values: dict[str, Any] = {}
+    for key, (text, sites) in roots.items():
+        values[key] = None if text is None else orjson.loads(text)
+        _meet(values[key], sites.root, (key,), (), 0, events)
+    events.sort(key=lambda event: event.when)  # stable: document order within
+    errors: list[GraphQLError] = []
+    nulled: set[tuple[str | int, ...]] = set()
+    for event in events:
+        if any(event.path[:n] in nulled for n in range(1, len(event.path) + 1)):
+            continue
+        assert event.site.refused is not None
+        make, location = event.site.refused
+        error = make()
+        error.path = list(event.path)
+        error.locations = [location]
+        errors.append(error)
+        length = next((n for n in range(len(event.path), 0, -1) if event.nullable[n - 1]), 0)
+        if length == 0:  # no nullable position up to the root: no data at all
+            return None, errors
+        position = event.path[:length]
+        nulled.add(position)
+        _set_null(values, position)
+    for key in roots:
+        data[key] = orjson.Fragment(orjson.dumps(values[key]))
+    return data, errors
+
+
+def _meet(
+    value: Any,
+    site: Site,
+    path: tuple[str | int, ...],
+    nullable: tuple[bool, ...],
+    awaited: int,
+    events: list[_Event],
+) -> None:
+    """The refused places at and below ``site`` whose parent is in the answer."""
+    here = (*nullable, not isinstance(site.type, GraphQLNonNull))
+    if site.refused is not None:
+        # A check in an awaiting resolver runs when its task starts: after what the
+        # completion of its parent runs at once.
+        events.append(_Event(2 * awaited + site.awaits, path, here, site))
+        return
+    if value is None:
+        return
+    below = awaited + site.awaits
+    type_ = _nullable(site.type)
+    if isinstance(type_, GraphQLList):
+        _meet_items(value, type_.of_type, site, path, here, below, events)
+        return
+    for child in site.children.values():
+        assert isinstance(child.key, str)
+        _meet(value.get(child.key), child, (*path, child.key), here, below, events)
+
+
+def _meet_items(
+    value: list[Any],
+    item_type: GraphQLOutputType,
+    site: Site,
+    path: tuple[str | int, ...],
+    nullable: tuple[bool, ...],
+    awaited: int,
+    events: list[_Event],
+) -> None:
+    for index, item in enumerate(value):
+        if site.items:
+            own = site.items.get(index)
+            if own is not None:
+                _meet(item, own, (*path, index), nullable, awaited, events)
+        else:
+            as_item = Site(index, item_type, children=site.children)
+            _meet(item, as_item, (*path, index), nullable, awaited, events)
+
+
+def _set_null(values: dict[str, Any], position: tuple[str | int, ...]) -> None:
+    container: Any = values
+    for key in position[:-1]:
+        container = container[key]
+    container[position[-1]] = None
 
 
 def _nullable(type_: GraphQLOutputType) -> Any:
     return type_.of_type if isinstance(type_, GraphQLNonNull) else type_
 
 
-def _position(value: Any, site: Site, path: list[str | int], errors: list[GraphQLError]) -> Any:
-    """The value at a place, null where refused; a null in a non-null place raises to
-    the nearest nullable one, which keeps the error (GraphQL's propagation)."""
-    try:
-        if site.refused is not None:
-            required, location = site.refused
-            error = forbidden(required)
-            error.path = list(path)
-            error.locations = [location]
-            raise _Refused(error)
-        return _value(value, site, path, errors)
-    except _Refused as refused:
-        if isinstance(site.type, GraphQLNonNull):
-            raise
-        errors.append(refused.error)
-        return None
-
-
-def _value(value: Any, site: Site, path: list[str | int], errors: list[GraphQLError]) -> Any:
-    if value is None:
-        return None
-    type_ = _nullable(site.type)
-    if isinstance(type_, GraphQLList):
-        return _items(value, type_.of_type, site, path, errors)
-    for child in site.children.values():
-        assert isinstance(child.key, str)
-        value[child.key] = _position(value.get(child.key), child, [*path, child.key], errors)
-    return value
-
-
-def _items(
-    value: list[Any],
-    item_type: GraphQLOutputType,
-    site: Site,
-    path: list[str | int],
-    errors: list[GraphQLError],
-) -> list[Any]:
-    for index, item in enumerate(value):
-        at = [*path, index]
-        try:
-            if site.items:
-                own = site.items.get(index)
-                if own is not None:
-                    value[index] = _position(item, own, at, errors)
-            else:
-                value[index] = _value(item, Site(index, item_type, site.children), at, errors)
-        except _Refused as refused:
-            if isinstance(item_type, GraphQLNonNull):
-                raise
-            errors.append(refused.error)
-            value[index] = None
-    return value
+def written(error: GraphQLError) -> bool:
+    """Whether the plan wrote the error (a refused field), not a failure of the run:
+    only such answers may be kept (``schema.known``)."""
+    original = error.original_error
+    return original is None or isinstance(original, DomainError)
 
 
 def refused(result: Any) -> bool:

@@ -36,7 +36,7 @@ from domain.errors import DomainError
 from domain.models.computed import CLOCK
 from schema.compiled.binding import Binder, Declined
 from schema.compiled.compiler import PRINCIPAL_PREFIX, Compiler, NotBound
-from schema.compiled.errors import Sites, refused
+from schema.compiled.errors import Sites, finish, refused
 from schema.compiled.parameters import (
     CANDIDATES,
     COMPUTED,
@@ -277,23 +277,11 @@ async def _collect(
     resolver's would: on the field, coded from its cause (connection lost, timeout) and
     never showing SQL."""
     data: dict[str, Any] = {}
-    written: list[GraphQLError] = []  # the refused fields' errors
+    refused: dict[str, tuple[str | None, Sites]] = {}  # finished once all have run
     objects = chars = 0
-    # A refused root field is refused before any field below another root runs: its
-    # error comes first, and a non-null one ends the answer (GraphQL's execution order).
-    for _, statement in plan.statements:
-        if not statement.sql:
-            assert statement.sites is not None
-            _, errors, nulled = statement.sites.finish(None)
-            written += errors
-            if nulled:
-                return ExecutionResult(data=None, errors=written), objects, chars
     for key, statement in plan.statements:
-        if not statement.sql:
-            data[key] = None
-            continue
         try:
-            text = await fetch(statement)
+            text = await fetch(statement) if statement.sql else None
         except (
             SQLAlchemyError,
             asyncpg.PostgresError,
@@ -303,21 +291,21 @@ async def _collect(
         ) as error:
             failed = GraphQLError(str(error), path=[key], original_error=error)
             return ExecutionResult(data=None, errors=[failed]), objects, chars
-        if isinstance(text, str) and statement.finish is not None:
-            text = statement.finish(text)
-        if statement.sites is not None:
-            text, errors, nulled = statement.sites.finish(text)
-            written += errors
-            if nulled:  # a non-null root field: no data, and no other field's errors
-                return ExecutionResult(data=None, errors=written), objects, chars
         if isinstance(text, str):
-            data[key] = orjson.Fragment(text)
+            if statement.finish is not None:
+                text = statement.finish(text)
             # Objects returned, counted on the text (braces in strings are rare).
             objects += text.count("{")
             chars += len(text)
+        if statement.sites is not None:
+            refused[key] = (text, statement.sites)
+            data[key] = None  # in its place among the root fields
         else:
-            data[key] = text
-    return ExecutionResult(data=data, errors=written or None), objects, chars
+            data[key] = text if not isinstance(text, str) else orjson.Fragment(text)
+    if not refused:
+        return ExecutionResult(data=data), objects, chars
+    finished, errors = finish(data, refused)
+    return ExecutionResult(data=finished, errors=errors), objects, chars
 
 
 async def _fetch_text(connection: AsyncConnection, statement: Rendered, bound: Bound) -> Any:

@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, select
 
 from domain.services import reads
 from schema.compiled import jsontext
-from schema.compiled.errors import Forbidden, Refusal, Step
+from schema.compiled.errors import Error, Refusal, Refused, Step
 from schema.compiled.selection import Unsupported, response_key
 from schema.compiled.special import SPECIAL
 from schema.compiled.values import column_value, global_id
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 # (node, expression, aliases used, refused fields below it: their steps from it and
 # scopes): the reusable subtrees of recent documents.
 _SUBTREES: OrderedDict[
-    tuple[Any, ...], tuple[FieldNode, Any, int, tuple[tuple[tuple[Step, ...], Any], ...]]
+    tuple[Any, ...], tuple[FieldNode, Any, int, tuple[tuple[tuple[Step, ...], Error], ...]]
 ] = OrderedDict()
 _SUBTREES_SIZE = 4096
 
@@ -60,11 +60,11 @@ def _field(c: Compiler, type_name: str, alias: Any, node: FieldNode) -> Any:
         _SUBTREES.move_to_end(key)
         _, expression, names, refused = found
         c.next_name += names
-        c.refusals.extend(Refusal((*c.path, *steps), required) for steps, required in refused)
+        c.refusals.extend(Refusal((*c.path, *steps), error) for steps, error in refused)
         return expression
     start, first_refusal = c.next_name, len(c.refusals)
     expression = _build(c, type_name, alias, node)
-    below = tuple((r.steps[depth:], r.required) for r in c.refusals[first_refusal:])
+    below = tuple((r.steps[depth:], r.error) for r in c.refusals[first_refusal:])
     # The node is kept with the entry, so that its id is not reused meanwhile.
     _SUBTREES[key] = (node, expression, c.next_name - start, below)
     while len(_SUBTREES) > _SUBTREES_SIZE:
@@ -73,14 +73,20 @@ def _field(c: Compiler, type_name: str, alias: Any, node: FieldNode) -> Any:
 
 
 def _build(c: Compiler, type_name: str, alias: Any, node: FieldNode) -> Any:
+    try:
+        return _expression(c, type_name, alias, node)
+    except Refused as refused:
+        if refused.node is not node:  # a field below, refused where it is not recorded
+            raise
+        c.refuse(refused)  # null, its error written after the statement
+        return jsontext.NULL
+
+
+def _expression(c: Compiler, type_name: str, alias: Any, node: FieldNode) -> Any:
     name = node.name.value
     if name == "__typename":
         return jsontext.string_constant(type_name)
-    try:
-        definition, strawberry_field = c.definition(type_name, node)
-    except Forbidden as refused:  # null, its error written after the statement
-        c.refuse(refused)
-        return jsontext.NULL
+    definition, strawberry_field = c.definition(type_name, node)
     meta = strawberry_field.metadata
     if "global_id" in meta:
         return global_id(meta["global_id"], alias.id)
