@@ -186,3 +186,16 @@ async def test_an_invalid_series_window_is_answered_compiled(
     (error,) = body["errors"]
     assert (error["message"], error["path"]) == (message, ["kpis", "nodes", 0, "series"])
     assert error["extensions"] == {"code": "INVALID", "field": field}
+
+
+async def test_an_invalid_trend_window_is_answered_compiled(pair: Any) -> None:
+    """``reads.check_trend_window`` at planning, as for a series window."""
+    apps = pair(PORTFOLIO)
+    document = "{ kpis(first: 2) { nodes { key trend(windowDays: 0) { direction } } } }"
+    path, body, _ = await _both(apps, document)
+    assert path == "compiled"
+    assert body["data"] == {"kpis": None}
+    (error,) = body["errors"]
+    assert error["message"] == "`windowDays` must be between 1 and 366; got 0."
+    assert error["path"] == ["kpis", "nodes", 0, "trend"]
+    assert error["extensions"] == {"code": "INVALID", "field": "windowDays"}

@@ -98,7 +98,9 @@ class Sites:
                     assert site is not None
                     item_type = _nullable(site.type)
                     assert isinstance(item_type, GraphQLList)
-                    site = site.items.setdefault(step, Site(step, item_type.of_type))
+                    # Each ID is loaded by an awaitable of its own (``Query.nodes``).
+                    made_item = Site(step, item_type.of_type, awaits=True)
+                    site = site.items.setdefault(step, made_item)
                     continue
                 type_name, node = step
                 parent = schema.type_map[type_name]

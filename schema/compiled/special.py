@@ -202,8 +202,10 @@ def _trend(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any
     window_days = c.arguments(definition, field, node)["window_days"]
     try:
         reads.check_trend_window(window_days)
-    except DomainError:
-        raise Invalid("invalid trend window") from None  # the resolver answers its error
+    except DomainError as error:
+        if c.parameter_use(node, ("windowDays",)):
+            raise Invalid("invalid trend window") from None  # other values may be valid
+        raise invalid_field(node, "invalid trend window", error) from None
     columns = reads.trend_columns(alias.id, cast(alias.direction, Text), window_days)
     values = {
         "windowDays": jsontext.constant(str(int(window_days))),
