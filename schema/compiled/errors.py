@@ -69,14 +69,25 @@ class Refusal:
     error: Error
 
 
+# When the resolvers get to a field (``_when``): an awaiting resolver's check runs when
+# its task starts, a step after what its parent completes at once; what is below an
+# awaiting resolver waits for its statement. A list at the root runs its statement at
+# once; a dataloader (any other awaiting field) sends its batch a step later, so its
+# statement queues behind those (the session runs one at a time); `nodes(ids:)` awaits
+# no statement itself, each ID's dataloader does.
+TASK_STARTS, ROOT_LIST, DATALOADER, NODES = 1, 2, 4, 1
+
+
 @dataclass
 class Site:
     """A place on the way to refused fields: its response key (or list index), GraphQL
-    type and whether its resolver awaits; the places below it in document order."""
+    type, whether its resolver awaits and what the fields below it wait for it (in
+    steps: ``DATALOADER``...); the places below it in document order."""
 
     key: str | int
     type: GraphQLOutputType
     awaits: bool = False
+    waits: int = 0
     children: dict[str, Site] = field(default_factory=dict)
     items: dict[int, Site] = field(default_factory=dict)
     refused: tuple[Error, SourceLocation] | None = None
@@ -99,7 +110,7 @@ class Sites:
                     item_type = _nullable(site.type)
                     assert isinstance(item_type, GraphQLList)
                     # Each ID is loaded by an awaitable of its own (``Query.nodes``).
-                    made_item = Site(step, item_type.of_type, awaits=True)
+                    made_item = Site(step, item_type.of_type, True, DATALOADER)
                     site = site.items.setdefault(step, made_item)
                     continue
                 type_name, node = step
@@ -107,10 +118,12 @@ class Sites:
                 assert isinstance(parent, GraphQLObjectType)
                 definition = parent.fields[node.name.value]
                 strawberry_field = definition.extensions.get("strawberry-definition")
+                awaits = bool(strawberry_field is not None and strawberry_field.is_async)
                 made = Site(
                     response_key(node),
                     definition.type,
-                    bool(strawberry_field is not None and strawberry_field.is_async),
+                    awaits,
+                    _waits(type_name, node.name.value, strawberry_field) if awaits else 0,
                 )
                 if site is None:
                     root = site = root or made
@@ -122,6 +135,16 @@ class Sites:
             site.refused = (refusal.error, get_location(node.loc.source, node.loc.start))
         assert root is not None
         return cls(root)
+
+
+def _waits(type_name: str, name: str, strawberry_field: Any) -> int:
+    if type_name != "Query":
+        return DATALOADER
+    if name == "nodes":
+        return NODES
+    if "root_model" in strawberry_field.metadata or name == "webhooks":
+        return ROOT_LIST
+    return DATALOADER
 
 
 class _Event(NamedTuple):
@@ -138,9 +161,9 @@ def finish(
     data: dict[str, Any], roots: dict[str, tuple[str | None, Sites]]
 ) -> tuple[dict[str, Any] | None, list[GraphQLError]]:
     """``data`` with the refused places of ``roots`` (root field -> its JSON text, its
-    places) null and their errors, in the order the resolvers write them: by how many
-    awaited resolvers precede them (GraphQL runs what is ready first), then in document
-    order; an error below a position already nulled is not written, and a null in a
+    places) null and their errors, in the order the resolvers write them: by when
+    their resolvers get to them (``_waits``: GraphQL runs what is ready first), then in
+    document order; an error below a position already nulled is not written, and a null in a
     non-null position propagates to the nearest nullable one (to ``data`` itself)."""
     events: list[_Event] = []
     values: dict[str, Any] = {}
@@ -183,11 +206,11 @@ def _meet(
     if site.refused is not None:
         # A check in an awaiting resolver runs when its task starts: after what the
         # completion of its parent runs at once.
-        events.append(_Event(2 * awaited + site.awaits, path, here, site))
+        events.append(_Event(awaited + TASK_STARTS * site.awaits, path, here, site))
         return
     if value is None:
         return
-    below = awaited + site.awaits
+    below = awaited + site.waits
     type_ = _nullable(site.type)
     if isinstance(type_, GraphQLList):
         _meet_items(value, type_.of_type, site, path, here, below, events)
