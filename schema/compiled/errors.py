@@ -170,7 +170,9 @@ def finish(
     for key, (text, sites) in roots.items():
         values[key] = None if text is None else orjson.loads(text)
         _meet(values[key], sites.root, (key,), (), 0, events)
-    events.sort(key=lambda event: event.when)  # stable: document order within
+    # Stable: document order within a step. A null that propagates (a non-null field)
+    # is written when it reaches its nullable position, after the rest of its step.
+    events.sort(key=lambda event: (event.when, not event.nullable[-1]))
     errors: list[GraphQLError] = []
     nulled: set[tuple[str | int, ...]] = set()
     for event in events:
