@@ -107,9 +107,9 @@ class KnownReads:
             result, actual, chars = await run_rendered(self.reads, plan, request.variables)
             # A failure is not kept; the refused fields' errors are the answer's own.
             if key is not None and all(written(e) for e in result.errors or ()):
-                written = tuple(result.errors or ())
-                chars += sum(len(e.message) + 100 for e in written)
-                responses.put(key, generation, Cached(result.data, actual, chars, 0, written))
+                kept = tuple(result.errors or ())
+                chars += sum(len(e.message) + 100 for e in kept)
+                responses.put(key, generation, Cached(result.data, actual, chars, 0, kept))
             data, errors, answered_by = result.data, result.errors, "repeated"
         extensions = {"cost": cost_extension(self.settings, cost, actual, budget)}
         return ExecutionResult(data=data, errors=errors, extensions=extensions), budget, answered_by

@@ -101,19 +101,23 @@ async def test_documents_over_the_whole_schema_are_compiled_under_every_read_sco
     # 165 of 300 before audit `changes`, `viewer`, `webhooks` and `asOf` were compiled;
     # 261 after (15 more answer with errors: empty series windows; 9 are refused). The
     # change feed (`Query.changes`, resolvers only) then joined the walk, and with the
-    # tombstones' externalRefs it reaches the feed more often: 235.
-    assert answered["compiled"] >= 235, (answered, reasons)
+    # tombstones' externalRefs it reaches the feed more often: 235. The plan writing the
+    # resolvers' errors itself (schema/compiled/errors.py: invalid series and trend
+    # windows, 17 here) made it 252; what declines is the feed and `asOf`.
+    assert answered["compiled"] >= 252, (answered, reasons)
     assert _share_without_errors(answered) >= 0.85, (answered, reasons)
 
 
 async def test_documents_over_the_whole_schema_are_compiled_under_random_scopes(
     pair: Any, db: AsyncSession
 ) -> None:
-    """Random scope sets: a field the caller may not read is answered by the resolvers
-    (with FORBIDDEN on it), so this share is lower; it is measured all the same."""
+    """Random scope sets: a field the caller may not read is null with the resolvers'
+    FORBIDDEN error on it, written by the plan itself (schema/compiled/errors.py)."""
     answered, reasons = await measure(pair, db, seed=1718, every_scope=False)
     _report("random scopes", answered, reasons)
     # 98 of 300 before; 133 after, and 137 answer with FORBIDDEN or invalid-input errors.
-    # With the change feed and external references in the walk: 147.
-    assert answered["compiled"] >= 145, (answered, reasons)
+    # With the change feed and external references in the walk: 147. With the plan writing
+    # FORBIDDEN and invalid-window errors itself: 273 (128 answered with errors by the
+    # resolvers before, 5 now: the feed, `asOf`, and a field refused inside `viewer`).
+    assert answered["compiled"] >= 273, (answered, reasons)
     assert _share_without_errors(answered) >= 0.85, (answered, reasons)
