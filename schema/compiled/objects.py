@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 # (id(node), type, parent alias, scopes, page cap, first alias number) ->
 # (node, expression, aliases used, refused fields below it: their steps from it and
-# scopes): the reusable subtrees of recent documents.
+# errors): the reusable subtrees of recent documents.
 _SUBTREES: OrderedDict[
     tuple[Any, ...], tuple[FieldNode, Any, int, tuple[tuple[tuple[Step, ...], Error], ...]]
 ] = OrderedDict()
