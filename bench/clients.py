@@ -18,6 +18,7 @@ import orjson
 from graphql import GraphQLSchema, build_schema, parse, validate
 
 from bench.database import Dataset
+from bench.limit_sql import CLIENT_LIMITS
 from bench.workloads import (
     CLIENT_WORKLOADS,
     PICK_JSON,
@@ -168,32 +169,41 @@ def _bodies(query: str, variables: list[dict[str, Any]]) -> list[str]:
     return [body(query, v).decode() for v in variables]
 
 
+def _limit_bodies(workload: str, picks: list[dict[str, Any]]) -> list[str]:
+    """The limit over HTTP's bodies: the workload and the request's variables."""
+    return [orjson.dumps({"workload": workload, "pick": pick}).decode() for pick in picks]
+
+
+def _whole(bodies: list[str], fixed: bool) -> Target:
+    """Whole bodies: fixed sends the first, varied any."""
+    return Target(bodies[0], []) if fixed else Target(PICK_JSON, bodies)
+
+
 def _plan(
     workload: str,
     variant: str,
     ours: list[str],
     peer: list[str] | None,
+    picks: list[dict[str, Any]] | None = None,
     **changes: Any,
 ) -> ReadPlan:
-    """A plan whose requests are whole bodies: fixed sends the first, varied any."""
+    """A plan whose requests are whole bodies: fixed sends the first, varied any.
+    ``picks``: each request's variables, for the workload's limit (none: no limit)."""
     fixed = variant == "fixed"
-    ours_target = Target(ours[0], []) if fixed else Target(PICK_JSON, ours)
-    peer_target = None
-    if peer is not None:
-        peer_target = Target(peer[0], []) if fixed else Target(PICK_JSON, peer)
+    limit = CLIENT_LIMITS[workload] if picks is not None else None
     return ReadPlan(
         workload,
         variant,
         0 if fixed else 1,
         False,
-        ours_target,
-        peer_target or Target("", []),
-        Target("", []),
-        "",
-        list(range(len(ours))),
-        (),
-        lambda picked: (),
-        has_limit=False,
+        _whole(ours, fixed),
+        _whole(peer, fixed) if peer is not None else Target("", []),
+        _whole(_limit_bodies(workload, picks), fixed) if picks is not None else Target("", []),
+        limit.sql if limit else "",
+        list(picks) if picks is not None else list(range(len(ours))),
+        limit.args(picks[0]) if limit and picks else (),
+        (lambda picked: limit.args(picked[0])) if limit else (lambda picked: ()),
+        has_limit=limit is not None,
         has_peer=peer is not None,
         **changes,
     )
@@ -246,15 +256,24 @@ def _pagination() -> list[ReadPlan]:
     ours, peer = _bodies(OURS_PAGE, [first]), _bodies(PEER_PAGE, [first])
     # The varied pool is walked on each server before its run (``with_walked``).
     return [
-        _plan("pagination", variant, ours, peer, walked=True) for variant in ("fixed", "varied")
+        _plan("pagination", variant, ours, peer, [first], walked=True)
+        for variant in ("fixed", "varied")
     ]
 
 
 def with_walked(plan: ReadPlan, target: str, bodies: list[str]) -> ReadPlan:
-    """The varied pagination plan with the pages walked on ``target``."""
+    """The varied pagination plan with the pages walked on ``target``. The limits take
+    our walk's pages: its cursors are ours, which the limit's statement reads."""
     pool = Target(PICK_JSON, bodies)
-    changed = replace(plan, ours=pool) if target.startswith("ours") else replace(plan, peer=pool)
-    return replace(changed, limit_pool=list(range(len(bodies))))
+    if not target.startswith("ours"):
+        return replace(plan, peer=pool, limit_pool=list(range(len(bodies))))
+    picks = [orjson.loads(page)["variables"] for page in bodies]
+    return replace(
+        plan,
+        ours=pool,
+        limit_http=Target(PICK_JSON, _limit_bodies(plan.workload, picks)),
+        limit_pool=picks,
+    )
 
 
 # --- dashboard and board ---------------------------------------------------------------
@@ -265,7 +284,7 @@ def _dashboard(dataset: Dataset) -> list[ReadPlan]:
     keys = dataset.product_keys
     variables = [{"key": key} | window for key in keys]
     ours, peer = _bodies(OURS_DASHBOARD, variables), _bodies(PEER_DASHBOARD, variables)
-    return [_plan("dashboard", variant, ours, peer) for variant in ("fixed", "varied")]
+    return [_plan("dashboard", variant, ours, peer, variables) for variant in ("fixed", "varied")]
 
 
 def _some(rng: random.Random, values: list[str]) -> list[str] | None:
@@ -304,7 +323,7 @@ def _board(dataset: Dataset, requests: int = 4000) -> list[ReadPlan]:
             found["title"] = {"includesInsensitive": search}
         peer_filters.append({"filter": found})
     ours, peer = _bodies(OURS_BOARD, ours_variables), _bodies(PEER_BOARD, peer_filters)
-    return [_plan("board", variant, ours, peer) for variant in ("fixed", "varied")]
+    return [_plan("board", variant, ours, peer, ours_variables) for variant in ("fixed", "varied")]
 
 
 # --- generated documents: every request a document never seen before -------------------

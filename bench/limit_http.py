@@ -5,9 +5,10 @@ limit (bench/limit.py) has no HTTP at all.
 
 ``python -m bench.limit_http --port P``, with ``DATABASE_URL`` and
 ``BENCH_LIMIT_POOL_SIZE`` (the bench's connection count) in the environment. A request
-is ``{"workload": "overview" | "node" | "series", "pick": ...}``, where the pick is the
-statement's first argument (product keys or null, an initiative's pk, KPI keys); the
-series window is the workloads' fixed one (SERIES_FROM, SERIES_TO).
+is ``{"workload": ..., "pick": ...}``, where the pick is what the request varies: for
+overview, node and series the statement's first argument (product keys or null, an
+initiative's pk, KPI keys; the series window is the workloads' fixed one), for
+pagination, dashboard and board the variables our request carries.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import argparse
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import asyncpg
 import orjson
@@ -27,15 +27,12 @@ from starlette.routing import Route
 
 from api.collector import settle_for_serving
 from bench.limit import create_pool
-from bench.workloads import LIMIT_NODE, LIMIT_OVERVIEW, LIMIT_SERIES, SERIES_FROM, SERIES_TO
+from bench.limit_sql import CLIENT_LIMITS, Limit
+from bench.workloads import LIMITS
 
-# The statement of each workload, and its arguments after the pick: the same ones
-# ReadPlan.args gives the in-process limit.
-STATEMENTS: dict[str, tuple[str, tuple[Any, ...]]] = {
-    "overview": (LIMIT_OVERVIEW, ()),
-    "node": (LIMIT_NODE, ()),
-    "series": (LIMIT_SERIES, (SERIES_FROM, SERIES_TO)),
-}
+# Each workload's statement and its arguments for a pick: the same ones ReadPlan.args
+# gives the in-process limit.
+STATEMENTS: dict[str, Limit] = LIMITS | CLIENT_LIMITS
 JSON = "application/json"
 # bench.processes.wait_for_graphql's readiness probe (`{ __typename }`).
 _PROBE_ANSWER = b'{"data":{"__typename":"Query"}}'
@@ -60,11 +57,10 @@ def create_app(url: str, pool_size: int) -> Starlette:
             if "query" in body:
                 return Response(_PROBE_ANSWER, media_type=JSON)
             return Response(b'{"errors":[{"message":"unknown workload"}]}', 400, media_type=JSON)
-        statement, rest = found
         assert pool is not None
         try:
             # asyncpg prepares the statement once per connection (its statement cache).
-            answer = await pool.fetchval(statement, body["pick"], *rest)
+            answer = await pool.fetchval(found.sql, *found.args(body["pick"]))
         except asyncpg.PostgresError as error:
             message = orjson.dumps({"errors": [{"message": str(error)}]})
             return Response(message, 500, media_type=JSON)

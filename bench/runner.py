@@ -135,6 +135,8 @@ class Sample:
         return self.status == 200 and not self.answer.get("errors")
 
 
+# The limit without HTTP and over HTTP.
+LIMIT_TARGETS = ("limit", "limit-http")
 # The limits' statements per request, by construction (not counted on the wire).
 ONE_STATEMENT = Statements(1.0, [("(the workload's statement)", 1.0)])
 
@@ -292,9 +294,10 @@ class Run:
     node5: str | None = None  # the node that runs PostGraphile 5
 
     def plan_for(self, plan: ReadPlan, target: str) -> ReadPlan:
+        """``plan`` with the pages walked on ``target`` (the limits take ours)."""
         if plan.walked and plan.picks:
-            kind = "ours" if target.startswith("ours") else target
-            return with_walked(plan, target, self.walked[(kind, plan.label)])
+            kind = "ours" if target.startswith("ours") or target in LIMIT_TARGETS else target
+            return with_walked(plan, kind, self.walked[(kind, plan.label)])
         return plan
 
     def peer5_process(self, url: str, port: int, log: Path) -> ManagedProcess:
@@ -308,8 +311,11 @@ class Run:
 
     @property
     def shared_plans(self) -> list[ReadPlan]:
-        """The read plans the limits run (not the token workloads, ours only)."""
-        return [plan for plan in self.plans if not plan.token and plan.has_limit]
+        """The read plans the limits run (not the token workloads, ours only), with our
+        walk's pages (whose cursors the limit reads)."""
+        return [
+            self.plan_for(plan, "limit") for plan in self.plans if not plan.token and plan.has_limit
+        ]
 
     @property
     def peer_plans(self) -> list[ReadPlan]:

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from bench.database import Dataset
+from bench.limit_sql import LIMIT_NODE, LIMIT_OVERVIEW, LIMIT_SERIES, Limit
 from domain.seed.kpi_kinds import HISTORY_DAYS, REFERENCE_DATE
 from schema.ids import encode_id
 
@@ -27,7 +28,7 @@ READ_WORKLOADS = ("overview", "node", "series")
 # Ours only, with a bearer token (PostGraphile runs without authentication).
 TOKEN_WORKLOADS = ("node-token",)
 WRITE_WORKLOADS = ("mutation", "ingest")
-# Shaped like a frontend's requests (bench/clients.py); no limit written for them yet.
+# Shaped like a frontend's requests (bench/clients.py); generated has no limit.
 CLIENT_WORKLOADS = ("pagination", "dashboard", "board", "generated")
 ALL_WORKLOADS = READ_WORKLOADS + TOKEN_WORKLOADS + CLIENT_WORKLOADS + WRITE_WORKLOADS
 VARIANTS = ("fixed", "varied")
@@ -37,6 +38,13 @@ SERIES_FROM = datetime.combine(
     REFERENCE_DATE - timedelta(days=HISTORY_DAYS), datetime.min.time(), UTC
 )
 SERIES_TO = datetime.combine(REFERENCE_DATE + timedelta(days=1), datetime.min.time(), UTC)
+# The limit of each original read workload: the pick (the first argument: product keys
+# or null, an initiative's pk, KPI keys) and the fixed series window.
+LIMITS = {
+    "overview": Limit(LIMIT_OVERVIEW, lambda pick: (pick,)),
+    "node": Limit(LIMIT_NODE, lambda pick: (pick,)),
+    "series": Limit(LIMIT_SERIES, lambda pick: (pick, SERIES_FROM, SERIES_TO)),
+}
 
 
 def compact(document: str) -> str:
@@ -140,115 +148,6 @@ query Series($keys: [String!], $from: Datetime!, $to: Datetime!) {
     }
   }
 }""")
-
-# --- The limit: one hand-written statement builds the whole answer -------------------
-
-# Uncorrelated, so PostgreSQL builds each set of blocked initiatives once per statement
-# (a hashed subplan) instead of probing per initiative.
-_IS_BLOCKED = """
-(i.id IN (SELECT ci.initiative_id FROM constraint_initiatives ci
-          JOIN technical_constraints c ON c.id = ci.constraint_id
-          WHERE c.severity = 'BLOCKER' AND c.status IN ('OPEN', 'MITIGATING')
-            AND c.archived_at IS NULL)
- OR i.id IN (SELECT ip2.initiative_id FROM initiative_products ip2
-             JOIN constraint_products cp ON cp.product_id = ip2.product_id
-             JOIN technical_constraints c ON c.id = cp.constraint_id
-             WHERE c.severity = 'BLOCKER' AND c.status IN ('OPEN', 'MITIGATING')
-               AND c.archived_at IS NULL))"""
-
-_KPI_STATUS = """
-CASE
-  WHEN m.value IS NULL THEN 'NO_DATA'
-  WHEN (k.direction = 'HIGHER_IS_BETTER' AND m.value <= k.critical_threshold)
-    OR (k.direction = 'LOWER_IS_BETTER' AND m.value >= k.critical_threshold) THEN 'CRITICAL'
-  WHEN (k.direction = 'HIGHER_IS_BETTER' AND m.value <= k.warning_threshold)
-    OR (k.direction = 'LOWER_IS_BETTER' AND m.value >= k.warning_threshold) THEN 'WARNING'
-  WHEN k.target IS NULL
-    OR (k.direction = 'HIGHER_IS_BETTER' AND m.value >= k.target)
-    OR (k.direction = 'LOWER_IS_BETTER' AND m.value <= k.target) THEN 'ON_TARGET'
-  ELSE 'OFF_TARGET'
-END"""
-
-# The JSON is concatenated text, as our compiler writes it (schema/compiled/jsontext.py):
-# json_build_object costs PostgreSQL about a third more, so a limit written with it
-# would be a lower ceiling than our own statements reach. Floats are written as GraphQL
-# writes them (graphql_float: 40.0, not PostgreSQL's 40): the answer must be ours.
-LIMIT_OVERVIEW = f"""
-SELECT '{{"data":{{"products":{{"nodes":[' || coalesce((
-  SELECT string_agg(
-    '{{"key":' || to_json(p.key)::text || ',"name":' || to_json(p.name)::text
-    || ',"initiatives":{{"nodes":[' || coalesce((
-      SELECT string_agg(
-        '{{"key":' || to_json(i.key)::text || ',"title":' || to_json(i.title)::text
-        || ',"status":' || to_json(i.status)::text
-        || ',"riceScore":'
-        || coalesce(graphql_float(round((i.reach * i.impact * i.confidence)::numeric / i.effort,
-                                        2)::float8)::text, 'null')
-        || ',"isBlocked":' || ({_IS_BLOCKED})::text || '}}',
-        ',' ORDER BY i.key, i.id)
-      FROM (SELECT i.* FROM initiatives i
-            JOIN initiative_products ip ON ip.initiative_id = i.id
-            WHERE ip.product_id = p.id AND i.archived_at IS NULL
-            ORDER BY i.key, i.id LIMIT 10) i
-    ), '') || ']}},"kpis":{{"nodes":[' || coalesce((
-      SELECT string_agg(
-        '{{"key":' || to_json(k.key)::text
-        || ',"latestValue":' || coalesce(graphql_float(m.value)::text, 'null')
-        || ',"status":"' || {_KPI_STATUS} || '"}}',
-        ',' ORDER BY k.key, k.id)
-      FROM (SELECT k.* FROM kpis k WHERE k.product_id = p.id AND k.archived_at IS NULL
-            ORDER BY k.key, k.id LIMIT 20) k
-      LEFT JOIN LATERAL (
-        SELECT value FROM kpi_measurements m WHERE m.kpi_id = k.id
-        ORDER BY m.observed_at DESC, m.id DESC LIMIT 1
-      ) m ON true
-    ), '') || ']}}}}',
-    ',' ORDER BY p.key, p.id)
-  FROM (SELECT p.* FROM products p
-        WHERE p.archived_at IS NULL AND ($1::text[] IS NULL OR p.key = ANY($1::text[]))
-        ORDER BY p.key, p.id LIMIT 50) p
-), '') || ']}}}}}}'
-"""
-
-LIMIT_NODE = """
-SELECT '{"data":{"node":' || coalesce((
-  SELECT '{"key":' || to_json(i.key)::text || ',"title":' || to_json(i.title)::text
-    || ',"products":{"nodes":[' || coalesce((
-      SELECT string_agg('{"key":' || to_json(p.key)::text || ',"name":' || to_json(p.name)::text
-                        || '}', ',' ORDER BY p.key, p.id)
-      FROM (SELECT p.* FROM products p JOIN initiative_products ip ON ip.product_id = p.id
-            WHERE ip.initiative_id = i.id AND p.archived_at IS NULL
-            ORDER BY p.key, p.id LIMIT 20) p
-    ), '') || ']},"constraints":{"nodes":[' || coalesce((
-      SELECT string_agg('{"key":' || to_json(c.key)::text
-                        || ',"severity":' || to_json(c.severity)::text
-                        || ',"status":' || to_json(c.status)::text || '}', ',' ORDER BY c.key, c.id)
-      FROM (SELECT c.* FROM technical_constraints c
-            JOIN constraint_initiatives ci ON ci.constraint_id = c.id
-            WHERE ci.initiative_id = i.id AND c.archived_at IS NULL
-            ORDER BY c.key, c.id LIMIT 20) c
-    ), '') || ']}}'
-  FROM initiatives i WHERE i.id = $1 AND i.archived_at IS NULL
-), 'null') || '}}'
-"""
-
-LIMIT_SERIES = """
-SELECT '{"data":{"kpis":{"nodes":[' || coalesce((
-  SELECT string_agg('{"key":' || to_json(k.key)::text || ',"series":[' || coalesce((
-      SELECT string_agg('{"bucketStart":' || to_json(s.bucket)::text
-                        || ',"average":' || graphql_float(s.average)::text
-                        || ',"count":' || s.count || '}',
-                        ',' ORDER BY s.bucket)
-      FROM (SELECT date_bin('7 days', m.observed_at, TIMESTAMPTZ '2001-01-01 00:00:00+00') AS bucket,
-                   avg(m.value) AS average, count(*) AS count
-            FROM kpi_measurements m
-            WHERE m.kpi_id = k.id AND m.observed_at >= $2 AND m.observed_at < $3
-            GROUP BY 1) s
-    ), '') || ']}', ',' ORDER BY k.key, k.id)
-  FROM (SELECT k.* FROM kpis k WHERE k.archived_at IS NULL AND k.key = ANY($1::text[])
-        ORDER BY k.key, k.id LIMIT 20) k
-), '') || ']}}}'
-"""
 
 
 def body(query: str, variables: dict[str, Any] | None = None) -> bytes:
@@ -378,8 +277,8 @@ def _overview(dataset: Dataset) -> list[ReadPlan]:
         _limit_http("overview", None),
         LIMIT_OVERVIEW,
         [],
-        (None,),
-        lambda picked: (picked,),
+        LIMITS["overview"].args(None),
+        LIMITS["overview"].args,
     )
     varied = ReadPlan(
         "overview",
@@ -391,8 +290,8 @@ def _overview(dataset: Dataset) -> list[ReadPlan]:
         _limit_http("overview", PICK, keys),
         LIMIT_OVERVIEW,
         list(dataset.product_keys),
-        (None,),
-        lambda picked: (picked,),
+        LIMITS["overview"].args(None),
+        LIMITS["overview"].args,
     )
     return [fixed, varied]
 
@@ -413,8 +312,8 @@ def _node(dataset: Dataset) -> list[ReadPlan]:
         _limit_http("node", first),
         LIMIT_NODE,
         [],
-        (first,),
-        lambda picked: (picked[0],),
+        LIMITS["node"].args(first),
+        lambda picked: LIMITS["node"].args(picked[0]),
     )
     varied = ReadPlan(
         "node",
@@ -426,8 +325,8 @@ def _node(dataset: Dataset) -> list[ReadPlan]:
         _limit_http("node", PICK, pks),
         LIMIT_NODE,
         list(ids),
-        (first,),
-        lambda picked: (picked[0],),
+        LIMITS["node"].args(first),
+        lambda picked: LIMITS["node"].args(picked[0]),
     )
     return [fixed, varied]
 
@@ -446,8 +345,8 @@ def _series(dataset: Dataset) -> list[ReadPlan]:
         _limit_http("series", first),
         LIMIT_SERIES,
         [],
-        (first, SERIES_FROM, SERIES_TO),
-        lambda picked: (picked, SERIES_FROM, SERIES_TO),
+        LIMITS["series"].args(first),
+        LIMITS["series"].args,
     )
     varied = ReadPlan(
         "series",
@@ -459,8 +358,8 @@ def _series(dataset: Dataset) -> list[ReadPlan]:
         _limit_http("series", PICK, keys),
         LIMIT_SERIES,
         list(dataset.kpi_keys),
-        (first, SERIES_FROM, SERIES_TO),
-        lambda picked: (picked, SERIES_FROM, SERIES_TO),
+        LIMITS["series"].args(first),
+        LIMITS["series"].args,
     )
     return [fixed, varied]
 

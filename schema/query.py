@@ -241,10 +241,7 @@ class Query:
             strawberry.argument(description="At most this many events (0 to 100)."),
         ] = feed.DEFAULT_PAGE,
     ) -> FeedPage:
-        if not 0 <= first <= feed.MAX_PAGE:
-            raise InvalidInput(
-                f"`first` must be between 0 and {feed.MAX_PAGE}; got {first}.", field="first"
-            )
+        feed.check_first(first)
         position = feed.START if since is None else feed.Position.decode(since)
         wanted = readable_types(info.context.principal.scopes, types)
         page = await info.context.run(lambda s: feed.read(s, position, wanted, first))

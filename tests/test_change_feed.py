@@ -327,8 +327,8 @@ async def test_a_reader_resuming_from_its_cursor_misses_nothing_and_sees_nothing
 
 
 async def test_both_read_paths_answer_the_feed_alike(writer: GraphQL, pair: Any) -> None:
-    """The feed is a log presented per caller: the resolvers answer it on both apps (the
-    compiled path declines it), byte for byte alike."""
+    """The compiled path answers the feed in one statement, byte for byte as the resolvers
+    do (tests/test_compiled_feed.py compares every field and argument)."""
     start = await _caught_up(writer)
     await writer.data(CREATE, {"key": "FEED-D1"})
     compiled, reference = pair(["portfolio:read", "audit:read"])
@@ -338,7 +338,7 @@ async def test_both_read_paths_answer_the_feed_alike(writer: GraphQL, pair: Any)
     )
     got = await compiled(query, {"s": start})
     expected = await reference(query, {"s": start})
-    assert got.pop("extensions")["answeredBy"] == "resolvers"
+    assert got.pop("extensions")["answeredBy"] == "compiled"
     expected.pop("extensions")
     assert got == expected
     assert [e["key"] for e in got["data"]["changes"]["events"]] == ["FEED-D1"]
@@ -358,11 +358,12 @@ async def test_an_unknown_type_is_refused_before_anything_runs(
 
 
 async def test_a_page_costs_the_same_statements_whatever_its_size(
-    writer: GraphQL, statements: StatementCounter
+    writer: GraphQL, pair: Any, statements: StatementCounter
 ) -> None:
-    """One statement for the events (keys and archive times included), one per type for
-    the objects (the by-id dataloader) and one per type for the tombstones' external
-    references: never one per event."""
+    """On the resolvers, one statement for the events (keys and archive times included),
+    one per type for the objects (the by-id dataloader) and one per type for the
+    tombstones' external references: never one per event. Compiled, one in all."""
+    compiled, resolvers = pair(ALL_SCOPES)
     query = (
         "query($s: String) { changes(since: $s) { events { key "
         "tombstone { key externalRefs { system externalId } } "
@@ -387,15 +388,17 @@ async def test_a_page_costs_the_same_statements_whatever_its_size(
                 "mutation($id: ID!) { archiveInitiative(input: {id: $id}) { userErrors { code } } }",
                 {"id": gone["createInitiative"]["initiative"]["id"]},
             )
-        statements.reset()
-        page = (await writer.data(query, {"s": start}))["changes"]
-        await statements.delivered()
-        counts.append(statements.count)
+        for reader in (resolvers, compiled):
+            statements.reset()
+            page = (await reader.data(query, {"s": start}))["changes"]
+            await statements.delivered()
+            counts.append(statements.count)
         assert len(page["events"]) == 4 * size
         live = [e for e in page["events"] if e["tombstone"] is None]
         archived = [e for e in page["events"] if e["tombstone"] is not None]
         assert len(live) == 2 * size and all(e["node"] is not None for e in live)
         assert [len(e["tombstone"]["externalRefs"]) for e in archived] == [1] * 2 * size
         start = await _caught_up(writer)
-    # The events; initiatives and products by ID; the initiatives' references.
-    assert counts == [4, 4], statements.statements
+    # The events; initiatives and products by ID; the initiatives' references. Compiled:
+    # the page in one statement.
+    assert counts == [4, 1, 4, 1], statements.statements

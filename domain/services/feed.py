@@ -40,6 +40,7 @@ from sqlalchemy import (
     case,
     cast,
     func,
+    literal_column,
     or_,
     select,
     tuple_,
@@ -108,6 +109,13 @@ class Position:
 START = Position(0, 0)
 
 
+def check_first(first: int) -> int:
+    """A page's size as the caller asked it, INVALID outside 0 to ``MAX_PAGE``."""
+    if not 0 <= first <= MAX_PAGE:
+        raise InvalidInput(f"`first` must be between 0 and {MAX_PAGE}; got {first}.", field="first")
+    return first
+
+
 @dataclass(frozen=True)
 class FeedEvent:
     """One event of the feed, with its object's key and archive time as they are now."""
@@ -135,15 +143,56 @@ def _finished_before() -> ColumnElement[Any]:
     return _bigint(func.pg_snapshot_xmin(func.pg_current_snapshot()))
 
 
-def _object_column(column: str) -> ColumnElement[Any]:
-    """The event's object's ``column`` (key, archived_at), for every feed type."""
+# The SQL function the horizon reads: an answer holding it moves with transactions that
+# end, with no change notification (a rollback sends none), so it is never cached.
+HORIZON_FUNCTION = "pg_current_snapshot"
+
+
+# The SQL pieces of a page, shared by ``read`` and the compiled path
+# (``schema.compiled.feed``): one definition of the feed's horizon, order and cursor.
+
+
+def ready(event: Any = AuditEvent) -> ColumnElement[bool]:
+    """Events the feed may serve now: those of transactions older than every running
+    one (finished, and never joined by a later event below them), and the reader's own."""
+    return or_(
+        event.transaction_id < _finished_before(),
+        event.transaction_id == _bigint(func.pg_current_xact_id_if_assigned()),
+    )
+
+
+def after(transaction_id: Any, event_id: Any, event: Any = AuditEvent) -> ColumnElement[bool]:
+    """Events after the position (``transaction_id``, ``event_id``) in feed order."""
+    return tuple_(event.transaction_id, event.id) > tuple_(transaction_id, event_id)
+
+
+def order(event: Any = AuditEvent) -> tuple[Any, Any]:
+    """The feed's order: transaction, then event."""
+    return event.transaction_id, event.id
+
+
+def cursor_sql(transaction_id: Any, event_id: Any) -> ColumnElement[str]:
+    """``Position.encode`` in SQL: base64url of ``feed:<transaction>:<event>`` without
+    padding (PostgreSQL's base64 wraps long lines: the newlines go)."""
+    raw = (
+        literal_column(f"'{_CURSOR_PREFIX}'", Text)
+        + cast(transaction_id, Text)
+        + literal_column("':'", Text)
+        + cast(event_id, Text)
+    )
+    encoded = func.encode(func.convert_to(raw, "UTF8"), "base64")
+    unwrapped = func.translate(encoded, literal_column("E'+/\\n'", Text), "-_")
+    return func.rtrim(unwrapped, "=")
+
+
+def object_column(column: str, event: Any = AuditEvent) -> ColumnElement[Any]:
+    """The event's object's ``column`` (key, archived_at), for every feed type, as it
+    is now."""
     return case(
         *(
             (
-                AuditEvent.entity_type == name,
-                select(getattr(model, column))
-                .where(model.id == AuditEvent.entity_id)
-                .scalar_subquery(),
+                event.entity_type == name,
+                select(getattr(model, column)).where(model.id == event.entity_id).scalar_subquery(),
             )
             for name, model in FEED_MODELS.items()
         ),
@@ -160,20 +209,16 @@ async def read(
     statement = (
         select(
             AuditEvent,
-            _object_column("key").label("key"),
-            _object_column("archived_at").label("archived_at"),
+            object_column("key").label("key"),
+            object_column("archived_at").label("archived_at"),
         )
         .where(
             AuditEvent.entity_type.in_(list(types)),
             AuditEvent.action.in_(FEED_ACTIONS),
-            tuple_(AuditEvent.transaction_id, AuditEvent.id)
-            > tuple_(since.transaction_id, since.event_id),
-            or_(
-                AuditEvent.transaction_id < _finished_before(),
-                AuditEvent.transaction_id == _bigint(func.pg_current_xact_id_if_assigned()),
-            ),
+            after(since.transaction_id, since.event_id),
+            ready(),
         )
-        .order_by(AuditEvent.transaction_id, AuditEvent.id)
+        .order_by(*order())
         .limit(first + 1)
     )
     rows = (await session.execute(statement)).all()

@@ -4,10 +4,11 @@ instant, rebuilt in SQL as ``domain.services.audit.as_of`` rebuilds it in Python
 Each stored column takes the ``before`` of the earliest change of it after the instant
 (undoing the later changes newest first ends there), converted as ``from_json``
 converts it; no row if it was created after the instant (or by a later CREATE event),
-or was archived then. The model is then aliased onto that rebuilt row, so every field
-(computed columns, references, nested lists) is compiled as on a stored row: computed
-columns are evaluated over the rebuilt values, and what reads other tables describes
-the present, as the resolver's detached object does.
+or was archived then. The model is then aliased onto that rebuilt row, so the row's own
+fields (stored and computed columns, references, scores) are compiled as on a stored
+row, computed columns evaluated over the rebuilt values; what reads other tables (``isBlocked``,
+nested lists, ``externalRefs``) describes the present, as the resolver's detached object
+does, and is compiled over the stored row, joined by id.
 
 The instant and the key are parameters named per lookup (``$asof0``...), filled per
 request from the field's arguments: one plan serves every instant, and the alias is
@@ -40,8 +41,9 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql.util import find_tables
 
 from domain.models import AuditAction, AuditEvent
+from schema.compiled import jsontext, objects
 from schema.compiled.parameters import PREFIX
-from schema.compiled.selection import Invalid, Unsupported
+from schema.compiled.selection import Invalid, Unsupported, response_key
 
 if TYPE_CHECKING:
     from schema.compiled.compiler import Compiler
@@ -73,10 +75,24 @@ def lookup(
         return {names[0]: instant, names[1]: arguments["key"]}
 
     c.check_values(node, values)
-    _check_fields(c, type_name, node, model)
-    alias = _rebuilt(model, type_name, column.key, number)
-    statement = select(c.object(type_name, alias, node)).select_from(alias)
-    return c.rows(statement, alias).where(alias.archived_at.is_(None))
+    rebuilt = _rebuilt(model, type_name, column.key, number)
+    present = c.alias(model)
+    pairs = [
+        (
+            response_key(child),
+            objects.field(
+                c, type_name, rebuilt if _of_row(c, type_name, child, model) else present, child
+            ),
+        )
+        for child in c.walk.fields(type_name, node.selection_set)
+    ]
+    statement = (
+        select(jsontext.json_object(pairs))
+        .select_from(rebuilt)
+        .join(present, present.id == rebuilt.id)
+    )
+    statement = c.rows(c.rows(statement, rebuilt), present)
+    return statement.where(rebuilt.archived_at.is_(None))
 
 
 # Fields with SQL of their own that read the row's own columns only (or, like
@@ -84,23 +100,22 @@ def lookup(
 _ROW_SPECIALS = frozenset({"rice", "wsjf", "estimatedCost", "blockedBy"})
 
 
-def _check_fields(c: Compiler, type_name: str, node: FieldNode, model: Any) -> None:
-    """The rebuilt row is aliased by column names (``adapt_on_names``): an expression
-    reading another table's column of the same name (``isBlocked`` reads constraints'
-    ``status``; a nested list joins by ``id``) would be adapted to it too. So only
-    fields over the row's own columns are compiled here; the resolvers answer others."""
-    allowed = _row_local(model)
-    for child in c.walk.fields(type_name, node.selection_set):
-        name = child.name.value
-        if name == "__typename":
-            continue
-        _, field = c.definition(type_name, child)
-        meta = field.metadata or {}
-        if "global_id" in meta or "reference" in meta or name in _ROW_SPECIALS:
-            continue
-        if field.base_resolver is None and field.python_name in allowed:
-            continue
-        raise Unsupported(f"asOf of {type_name}.{name}")
+def _of_row(c: Compiler, type_name: str, node: FieldNode, model: Any) -> bool:
+    """Whether a field is read from the rebuilt row: its stored and row-local computed
+    columns, its ID, its references and scores. The rest reads other tables (``isBlocked``
+    reads constraints' ``status``; nested lists and ``externalRefs`` join by ``id``) and
+    describes the present, as the resolver's detached object does (``audit._detached``):
+    it is read from the stored row. The rebuilt row is aliased by column names
+    (``adapt_on_names``), which would also rename another table's column of the same
+    name: so those fields are never compiled over it."""
+    name = node.name.value
+    if name == "__typename":
+        return True
+    _, field = c.definition(type_name, node)
+    meta = field.metadata or {}
+    if "global_id" in meta or "reference" in meta or name in _ROW_SPECIALS:
+        return True
+    return field.base_resolver is None and field.python_name in _row_local(model)
 
 
 @cache

@@ -47,7 +47,7 @@ from strawberry.types.arguments import convert_arguments
 from domain.errors import DomainError
 from domain.services import external_refs, reads
 from domain.services.pagination import PageRequest, page_request
-from schema.compiled import as_of, connections, jsontext, objects, viewer, webhooks
+from schema.compiled import as_of, connections, feed, jsontext, objects, viewer, webhooks
 from schema.compiled.binding import Site
 from schema.compiled.errors import Refusal, Refused, Sites, Step, forbidden_field
 from schema.compiled.parameters import PREFIX
@@ -160,6 +160,8 @@ class Compiler:
             return viewer.viewer(self, node)
         if node.name.value == "webhooks":
             return webhooks.webhooks(self, node)
+        if node.name.value == "changes":
+            return feed.changes(self, node, args)
         raise Unsupported(f"Query.{node.name.value}")
 
     def _by_external_ref(

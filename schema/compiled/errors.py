@@ -20,12 +20,14 @@ from typing import Any, NamedTuple
 import orjson
 from graphql import (
     FieldNode,
+    GraphQLAbstractType,
     GraphQLError,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLSchema,
+    get_named_type,
     located_error,
 )
 from graphql.language.location import SourceLocation, get_location
@@ -116,6 +118,10 @@ class Sites:
                 type_name, node = step
                 parent = schema.type_map[type_name]
                 assert isinstance(parent, GraphQLObjectType)
+                if site is not None and not _within(schema, site.type, parent):
+                    # An object built where its field's place was not recorded: its
+                    # error's path is unknown, so the resolvers answer.
+                    raise Unsupported("a refused field where its path is unknown")
                 definition = parent.fields[node.name.value]
                 strawberry_field = definition.extensions.get("strawberry-definition")
                 awaits = bool(strawberry_field is not None and strawberry_field.is_async)
@@ -135,6 +141,14 @@ class Sites:
             site.refused = (refusal.error, get_location(node.loc.source, node.loc.start))
         assert root is not None
         return cls(root)
+
+
+def _within(schema: GraphQLSchema, type_: GraphQLOutputType, parent: GraphQLObjectType) -> bool:
+    """Whether objects of ``parent`` are what a field of type ``type_`` holds."""
+    named = get_named_type(type_)
+    return named is parent or (
+        isinstance(named, GraphQLAbstractType) and schema.is_sub_type(named, parent)
+    )
 
 
 def _waits(type_name: str, name: str, strawberry_field: Any) -> int:

@@ -34,6 +34,7 @@ from strawberry.extensions import SchemaExtension
 from domain.caches import ByteLRU, text_bytes
 from domain.errors import DomainError
 from domain.models.computed import CLOCK
+from domain.services import feed
 from schema.compiled.binding import Binder, Declined
 from schema.compiled.compiler import PRINCIPAL_PREFIX, Compiler, NotBound
 from schema.compiled.errors import Sites, finish, refused
@@ -59,6 +60,9 @@ CLOCK_SQL = str(CLOCK().compile(dialect=postgresql.dialect()))
 # delivery attempt would empty every replica's cache for nothing): a plan reading them
 # cannot know when its answer goes stale, so its answers are never kept either.
 UNNOTIFIED_TABLES = re.compile(r"\bwebhook_(endpoints|deliveries|attempts)\b")
+# The change feed's horizon (``feed.HORIZON_FUNCTION``) moves when any transaction ends,
+# a rollback included, which notifies nothing: a plan reading it is never kept either.
+UNNOTIFIED_SQL = (CLOCK_SQL, f"{feed.HORIZON_FUNCTION}(")
 
 
 class Rendered(NamedTuple):
@@ -86,13 +90,15 @@ class Plan:
     # The caller's attributes it binds (``viewer``): its answer is the caller's own.
     principal: tuple[str, ...] = ()
     # Whether its answer may change with no change notification: it depends on when it is
-    # read (e.g. `isStale`) or reads a table that does not notify (UNNOTIFIED_TABLES).
+    # read (e.g. `isStale`), on the feed's horizon, or reads a table that does not notify
+    # (UNNOTIFIED_SQL, UNNOTIFIED_TABLES).
     # Such an answer is never kept in the response cache.
     reads_clock: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.reads_clock = any(
-            CLOCK_SQL in statement.sql or UNNOTIFIED_TABLES.search(statement.sql)
+            any(unnotified in statement.sql for unnotified in UNNOTIFIED_SQL)
+            or UNNOTIFIED_TABLES.search(statement.sql)
             for _, statement in self.statements
         )
 

@@ -62,18 +62,23 @@ def _blocked_by(c: Compiler, alias: Any, node: FieldNode, definition: Any, field
     )
 
 
+def external_refs(c: Compiler, node: FieldNode, entity_type: Any, entity_id: Any) -> Any:
+    """An object's references as ``external_refs.refs_of`` reads them: ordered by system
+    (``entity_type`` a name or a column: a feed event's object)."""
+    ref = c.alias(models.ExternalRef)
+    return (
+        select(jsontext.json_array(c.object("ExternalRef", ref, node), ref.system))
+        .select_from(ref)
+        .where(ref.entity_type == entity_type, ref.entity_id == entity_id)
+        .scalar_subquery()
+    )
+
+
 def _external_refs(entity_type: str) -> Special:
-    """``externalRefs`` as ``external_refs.refs_of`` reads them: ordered by system."""
+    """``externalRefs`` of a type's objects."""
 
     def compile_refs(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any) -> Any:
-        ref = c.alias(models.ExternalRef)
-        return (
-            select(jsontext.json_array(c.object("ExternalRef", ref, node), ref.system))
-            .select_from(ref)
-            .where(ref.entity_type == entity_type, ref.entity_id == alias.id)
-            .correlate(alias)
-            .scalar_subquery()
-        )
+        return external_refs(c, node, entity_type, alias.id)
 
     return compile_refs
 
