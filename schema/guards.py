@@ -56,6 +56,17 @@ def scopes_of(field: Any) -> frozenset[str]:
     )
 
 
+def refused_scopes(field: Any, scopes: frozenset[str]) -> tuple[str, ...] | None:
+    """What the field's check (``HasScopes``) names when ``scopes`` do not pass it, in
+    its declared order, as its FORBIDDEN error lists them; None if they pass."""
+    for extension in field.extensions:
+        if isinstance(extension, PermissionExtension):
+            for permission in extension.permissions:
+                if isinstance(permission, HasScopes) and not set(permission.scopes) <= scopes:
+                    return permission.scopes
+    return None
+
+
 def type_scopes(type_name: str) -> frozenset[str]:
     """What reading any object of a node type needs; an unknown type needs the
     impossible (nothing is shown of it)."""

@@ -15,6 +15,7 @@ from strawberry.types import ExecutionResult
 from domain.database import ReadConnections
 from domain.ratelimit import RateLimiter
 from domain.settings import Settings
+from schema.compiled.errors import written
 from schema.compiled.extension import PLANS, plan_key, run_rendered
 from schema.compiled.parameters import CANDIDATES
 from schema.compiled.responses import Cached, ResponseCache
@@ -99,12 +100,16 @@ class KnownReads:
         cached = responses.get(key) if key is not None else None
         data: dict[str, Any] | None
         if cached is not None:
-            data, errors, actual, answered_by = cached.data, None, cached.objects, "cached"
+            data, actual, answered_by = cached.data, cached.objects, "cached"
+            errors = list(cached.errors) or None
         else:
             generation = responses.generation
             result, actual, chars = await run_rendered(self.reads, plan, request.variables)
-            if key is not None and not result.errors and result.data is not None:
-                responses.put(key, generation, Cached(result.data, actual, chars))
+            # A failure is not kept; the refused fields' errors are the answer's own.
+            if key is not None and all(written(e) for e in result.errors or ()):
+                kept = tuple(result.errors or ())
+                chars += sum(len(e.message) + 100 for e in kept)
+                responses.put(key, generation, Cached(result.data, actual, chars, 0, kept))
             data, errors, answered_by = result.data, result.errors, "repeated"
         extensions = {"cost": cost_extension(self.settings, cost, actual, budget)}
         return ExecutionResult(data=data, errors=errors, extensions=extensions), budget, answered_by

@@ -27,11 +27,14 @@ class RequiresScopes:
     scopes: list[str] = strawberry.field(description="Every one of these scopes is required.")
 
 
+FORBIDDEN = "FORBIDDEN"
+
+
 def forbidden(required: tuple[str, ...]) -> GraphQLError:
     listed = ", ".join(required)
     return GraphQLError(
         f"Missing scope: this field requires {listed}.",
-        extensions={"code": "FORBIDDEN", "requiredScopes": list(required)},
+        extensions={"code": FORBIDDEN, "requiredScopes": list(required)},
     )
 
 
@@ -75,6 +78,11 @@ def require(context: Any, *scopes: Scope) -> None:
 
 def ask_for_token(context: Any) -> None:
     """An anonymous caller refused a field is told to authenticate (RFC 6750: 401)."""
-    if not context.principal.authenticated and context.response is not None:
-        context.response.status_code = 401
-        context.response.headers["WWW-Authenticate"] = challenge()
+    challenge_anonymous(context.principal, context.response)
+
+
+def challenge_anonymous(principal: Any, response: Any) -> None:
+    """``ask_for_token`` for a response built without a context (``schema.known``)."""
+    if not principal.authenticated and response is not None:
+        response.status_code = 401
+        response.headers["WWW-Authenticate"] = challenge()

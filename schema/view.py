@@ -25,6 +25,7 @@ from domain.metrics import Metrics
 from domain.ratelimit import RateLimiter
 from domain.settings import Settings
 from schema.build import schema_for
+from schema.compiled.errors import refused
 from schema.compiled.responses import ResponseCache
 from schema.context import Context
 from schema.errors import INTERNAL, UNAVAILABLE, with_code
@@ -39,6 +40,7 @@ from schema.http import (
     decode_json,
 )
 from schema.known import KnownReads
+from schema.permissions import ask_for_token, challenge_anonymous
 from schema.persisted import PENDING_REGISTRATION, PERSISTED_DOCUMENT, PendingRegistration
 
 log = structlog.get_logger(__name__)
@@ -142,6 +144,8 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             )
             if repeated is not None:
                 context.answered_by = answered_by
+                if refused(repeated):
+                    ask_for_token(context)  # as the resolvers' check does
                 return repeated
         try:
             result = await super().execute_single(
@@ -224,6 +228,8 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         )
         if _unavailable(answer):
             _retry_later(response)
+        if refused(result):
+            challenge_anonymous(principal, response)  # as the resolvers' check does
         return response
 
     async def get_context(self, request: Any, response: Any) -> Context:

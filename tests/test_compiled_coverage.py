@@ -103,19 +103,24 @@ async def test_documents_over_the_whole_schema_are_compiled_under_every_read_sco
     # change feed (`Query.changes`, resolvers only) then joined the walk, and with the
     # tombstones' externalRefs it reaches the feed more often: 235. With the feed and
     # `asOf` of fields reading other tables compiled: 276, every document whose answer
-    # holds no error (17 answer with errors: invalid series windows; 7 are refused).
-    assert answered["compiled"] >= 276, (answered, reasons)
+    # holds no error (17 answer with errors: invalid series windows; 7 are refused). With
+    # the plan writing the resolvers' errors itself (schema/compiled/errors.py): 293, all
+    # but the refused.
+    assert answered["compiled"] >= 293, (answered, reasons)
     assert _share_without_errors(answered) >= 0.99, (answered, reasons)
 
 
 async def test_documents_over_the_whole_schema_are_compiled_under_random_scopes(
     pair: Any, db: AsyncSession
 ) -> None:
-    """Random scope sets: a field the caller may not read is answered by the resolvers
-    (with FORBIDDEN on it), so this share is lower; it is measured all the same."""
+    """Random scope sets: a field the caller may not read is null with the resolvers'
+    FORBIDDEN error on it, written by the plan itself (schema/compiled/errors.py)."""
     answered, reasons = await measure(pair, db, seed=1718, every_scope=False)
     _report("random scopes", answered, reasons)
     # 98 of 300 before; 133 after, and 137 answer with FORBIDDEN or invalid-input errors.
-    # With the change feed and external references in the walk: 147.
-    assert answered["compiled"] >= 145, (answered, reasons)
-    assert _share_without_errors(answered) >= 0.85, (answered, reasons)
+    # With the change feed and external references in the walk: 147; with the feed and
+    # `asOf` compiled, 156. With the plan writing FORBIDDEN and invalid-window errors
+    # itself: 287 (128 answered with errors by the resolvers before; what is left is a
+    # field refused inside the feed or `viewer`, whose place the compiler does not record).
+    assert answered["compiled"] >= 287, (answered, reasons)
+    assert _share_without_errors(answered) >= 0.98, (answered, reasons)

@@ -266,3 +266,32 @@ async def test_an_answer_reading_the_webhook_tables_is_never_kept(
         lists.append([hook["url"] for hook in body["data"]["webhooks"]])
     assert "cached" not in paths and paths[0] == "compiled", paths
     assert lists[1] == [] and lists[2] == lists[3] == ["https://hooks.example.com/late"], lists
+
+
+async def test_an_answer_with_errors_the_plan_wrote_is_kept_with_them(
+    client: httpx.AsyncClient,
+) -> None:
+    """An invalid series window is answered by the plan with the resolver's error
+    (``schema.compiled.errors``): kept, the cached answer carries that error too."""
+    document = (
+        '{ kpis(first: 2) { nodes { key series(from: "2026-01-02T00:00:00Z", '
+        'to: "2026-01-01T00:00:00Z") { count } } } }'
+    )
+    answers = []
+    for _ in range(4):
+        response = await client.post("/graphql", json={"query": document})
+        assert response.status_code == 200, response.text
+        answers.append(response.json())
+    assert [a.pop("extensions")["answeredBy"] for a in answers] == [
+        "compiled",
+        "repeated",
+        "cached",
+        "cached",
+    ]
+    assert all(answer == answers[0] for answer in answers)
+    (error,) = answers[0]["errors"]
+    assert (error["message"], error["path"]) == (
+        "`to` must be after `from`.",
+        ["kpis", "nodes", 0, "series"],
+    )
+    assert error["extensions"] == {"code": "INVALID", "field": "to"}

@@ -6,8 +6,9 @@ variables bound as parameters) and answers the root fields; objects, connections
 filters, cursors and the fields with SQL of their own are built by the modules named
 after them. Every field is taken from the definitions the resolvers use: columns and
 computed expressions of the models, the edges, filters and orderings of
-``domain.services``, the scopes declared on the strawberry fields. Whatever is not covered
-raises ``Unsupported`` and the resolvers answer the whole operation.
+``domain.services``, the scopes declared on the strawberry fields (a field they refuse
+is null, its error written after the statement: ``schema.compiled.errors``). Whatever
+is not covered raises ``Unsupported`` and the resolvers answer the whole operation.
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ from domain.services import external_refs, reads
 from domain.services.pagination import PageRequest, page_request
 from schema.compiled import as_of, connections, feed, jsontext, objects, viewer, webhooks
 from schema.compiled.binding import Site
+from schema.compiled.errors import Refusal, Refused, Sites, Step, forbidden_field
 from schema.compiled.parameters import PREFIX
 from schema.compiled.selection import Invalid, Unsupported, Walk
-from schema.guards import NODE_TYPES, scopes_of
+from schema.guards import NODE_TYPES, refused_scopes
 from schema.ids import decode_id
 from schema.query import MAX_NODES
 
@@ -102,20 +104,32 @@ class Compiler:
         # selected (``rows``): the KPI's latest measurement, found once for both
         # ``latestValue`` and ``status``.
         self._laterals: dict[Any, dict[str, Any]] = {}
+        # Where the field being built sits, and the refused fields of the root field.
+        self.path: list[Step] = []
+        self.refusals: list[Refusal] = []
 
     # ------------------------------------------------------------ root fields
 
-    def root(self, node: FieldNode) -> Select[Any]:
+    def root(self, node: FieldNode) -> tuple[Select[Any] | None, Sites | None]:
         """The statement answering one root field: a single row and column, the JSON
-        text of the field's value (text, so it is parsed once, by orjson)."""
-        statement = self._root(node)
+        text of the field's value (text, so it is parsed once, by orjson); none if the
+        field itself is refused. And where refused fields sit in it, if anywhere."""
+        self.path, self.refusals = [("Query", node)], []
+        try:
+            statement = self._root(node)
+        except Refused as refused:
+            if refused.node is not node:  # a field below, refused where it is not recorded
+                raise
+            self.refuse(refused)
+            return None, Sites.of(self.walk.schema, self.refusals)
+        sites = Sites.of(self.walk.schema, self.refusals) if self.refusals else None
         (column,) = statement.selected_columns
         unbound = {name for use, name in self._read.items() if use not in self._bound}
         if unbound:
             raise NotBound(unbound)
         if self._laterals:  # a lookup no select joined: a bug, answered by the resolvers
             raise Unsupported("lateral not joined")
-        return statement.with_only_columns(cast(column, Text))
+        return statement.with_only_columns(cast(column, Text)), sites
 
     def _root(self, node: FieldNode) -> Select[Any]:
         definition, field = self.definition("Query", node)
@@ -174,8 +188,18 @@ class Compiler:
         if len(ids) > MAX_NODES:
             raise Invalid("too many ids")
         items: list[Any] = []
-        for global_id_value in ids:
-            found = self._node(node, global_id_value, bind=False)
+        for index, global_id_value in enumerate(ids):
+            self.path.append(index)
+            try:
+                found = self._node(node, global_id_value, bind=False)
+            except Refused as refused:  # null, with its own error at `nodes.<index>`
+                if refused.node is not node:
+                    raise
+                self.refuse(refused)
+                items.append(jsontext.NULL)
+                continue
+            finally:
+                self.path.pop()
             unknown = isinstance(found.selected_columns[0].type, NullType)
             items.append(jsontext.NULL if unknown else found.scalar_subquery())
         return select(jsontext.json_list(items))
@@ -191,10 +215,10 @@ class Compiler:
                 self.parameter(node, ("id",), pk, BigInteger)  # null whatever the key
             return select(literal(None))
         model, scope = known
-        if scope.value not in self.scopes:
-            raise Unsupported(f"missing scope {scope.value}")
-        alias = self.alias(model)
         bound_pk = self.parameter(node, ("id",), pk, BigInteger) if bind else None
+        if scope.value not in self.scopes:  # refused before any lookup, whatever the key
+            raise forbidden_field(node, (scope.value,))
+        alias = self.alias(model)
         conditions = [alias.id == (pk if bound_pk is None else bound_pk)]
         if hasattr(model, "archived_at"):
             conditions.append(alias.archived_at.is_(None))
@@ -234,15 +258,19 @@ class Compiler:
         if definition is None:
             raise Unsupported(node.name.value)
         strawberry_field = definition.extensions["strawberry-definition"]
-        self.check_scopes(strawberry_field)
+        self.check_scopes(strawberry_field, node)
         return definition, strawberry_field
 
-    def check_scopes(self, strawberry_field: Any) -> None:
-        """Scopes are checked here, at planning: a missing one lets the resolvers answer,
-        with their FORBIDDEN error on exactly that field."""
-        missing = scopes_of(strawberry_field) - self.scopes
-        if missing:
-            raise Unsupported(f"missing scope {', '.join(sorted(missing))}")
+    def check_scopes(self, strawberry_field: Any, node: FieldNode) -> None:
+        """Scopes are checked here, at planning: a missing one raises ``Refused``,
+        which the field's builder turns into a null and a ``refuse``."""
+        required = refused_scopes(strawberry_field, self.scopes)
+        if required is not None:
+            raise forbidden_field(node, required)
+
+    def refuse(self, refused: Refused) -> None:
+        """The field at ``path`` is null, with the resolvers' error."""
+        self.refusals.append(Refusal(tuple(self.path), refused.error))
 
     def arguments(self, definition: Any, strawberry_field: Any, node: FieldNode) -> dict[str, Any]:
         """The field's arguments as its resolver gets them (strawberry inputs, enums)."""

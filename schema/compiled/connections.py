@@ -67,7 +67,7 @@ def connection(
     rows: Any = None
     objects: dict[tuple[str, ...], tuple[str, Any]] = {}
     if wanted & {"nodes", "edges", "pageInfo"}:
-        objects, cursors = _page_objects(c, listing.node_type, listing.alias, selections)
+        objects, cursors = _page_objects(c, listing, selections)
         rows = _page_rows(c, listing, objects, cursors, "pageInfo" in wanted)
     pairs: list[tuple[str, Any]] = []
     for child in selections:
@@ -164,26 +164,35 @@ def _node_type(c: Compiler, connection_type: str) -> str:
 
 
 def _page_objects(
-    c: Compiler, node_type: str, alias: Any, selections: list[FieldNode]
+    c: Compiler, listing: Listing, selections: list[FieldNode]
 ) -> tuple[dict[tuple[str, ...], tuple[str, Any]], bool]:
     """The JSON of one row for each object selected on it (by `nodes`, by each
     `edges { node }`), keyed by where it is selected, with its column's label; and
     whether the rows' cursors are selected (by edges or pageInfo)."""
     objects: dict[tuple[str, ...], tuple[str, Any]] = {}
+    node_type, alias = listing.node_type, listing.alias
 
-    def add(where: tuple[str, ...], selected: FieldNode) -> None:
-        objects[where] = (f"j{len(objects)}", c.object(node_type, alias, selected))
+    def add(where: tuple[str, ...], *steps: tuple[str, FieldNode]) -> None:
+        # Where the object sits (``Compiler.path``), for the fields refused in it.
+        c.path.extend(steps)
+        try:
+            row_json = c.object(node_type, alias, steps[-1][1])
+        finally:
+            del c.path[-len(steps) :]
+        objects[where] = (f"j{len(objects)}", row_json)
 
     cursors = False
     for child in selections:
         if child.name.value == "nodes":
-            add(("nodes", response_key(child)), child)
+            add(("nodes", response_key(child)), (listing.type_name, child))
         elif child.name.value == "edges":
-            for item in c.walk.fields(f"{node_type}Edge", child.selection_set):
+            edge_type = f"{node_type}Edge"
+            for item in c.walk.fields(edge_type, child.selection_set):
                 if item.name.value == "cursor":
                     cursors = True
                 elif item.name.value == "node":
-                    add(("edges", response_key(child), response_key(item)), item)
+                    where = ("edges", response_key(child), response_key(item))
+                    add(where, (listing.type_name, child), (edge_type, item))
         elif child.name.value == "pageInfo":
             for item in c.walk.fields("PageInfo", child.selection_set):
                 if item.name.value in {"startCursor", "endCursor"}:

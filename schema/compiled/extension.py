@@ -39,6 +39,7 @@ from domain.models.computed import CLOCK
 from domain.services import feed
 from schema.compiled.binding import Binder, Declined
 from schema.compiled.compiler import PRINCIPAL_PREFIX, Compiler, NotBound
+from schema.compiled.errors import Sites, finish, refused
 from schema.compiled.parameters import (
     CANDIDATES,
     COMPUTED,
@@ -51,6 +52,7 @@ from schema.compiled.parameters import (
 from schema.compiled.presented import finisher
 from schema.compiled.selection import Invalid, Unsupported, Walk, parsed_bytes, response_key
 from schema.errors import connection_lost
+from schema.permissions import ask_for_token
 
 log = structlog.get_logger(__name__)
 
@@ -68,11 +70,14 @@ UNNOTIFIED_SQL = (CLOCK_SQL, f"{feed.HORIZON_FUNCTION}(")
 class Rendered(NamedTuple):
     """A statement as SQL text: values inlined, except parameters, which are ``$1``,
     ``$2``... in the order of ``parameters`` (bind parameter names); and what finishes
-    its JSON text in Python, if anything must (``schema.compiled.presented``)."""
+    its JSON text in Python, if anything must (``schema.compiled.presented``), then
+    where refused fields sit, whose errors it writes (``schema.compiled.errors``).
+    No SQL: the root field itself is refused."""
 
     sql: str
     parameters: tuple[str, ...] = ()
     finish: Callable[[str], str] | None = None
+    sites: Sites | None = None
 
 
 @dataclass
@@ -249,6 +254,8 @@ async def run_plan(context: Any, bound: Bound) -> ExecutionResult:
         result, context.actual_cost, _ = await _collect(bound.plan, fetch)
     for error in result.errors or ():
         context.conflicted(error.original_error)  # a deadlock: the request is run again
+    if refused(result):
+        ask_for_token(context)  # as the resolvers' check does: 401 for an anonymous caller
     return result
 
 
@@ -278,10 +285,11 @@ async def _collect(
     resolver's would: on the field, coded from its cause (connection lost, timeout) and
     never showing SQL."""
     data: dict[str, Any] = {}
+    refused: dict[str, tuple[str | None, Sites]] = {}  # finished once all have run
     objects = chars = 0
     for key, statement in plan.statements:
         try:
-            text = await fetch(statement)
+            text = await fetch(statement) if statement.sql else None
         except (
             SQLAlchemyError,
             asyncpg.PostgresError,
@@ -294,13 +302,18 @@ async def _collect(
         if isinstance(text, str):
             if statement.finish is not None:
                 text = statement.finish(text)
-            data[key] = orjson.Fragment(text)
             # Objects returned, counted on the text (braces in strings are rare).
             objects += text.count("{")
             chars += len(text)
+        if statement.sites is not None:
+            refused[key] = (text, statement.sites)
+            data[key] = None  # in its place among the root fields
         else:
-            data[key] = text
-    return ExecutionResult(data=data), objects, chars
+            data[key] = text if not isinstance(text, str) else orjson.Fragment(text)
+    if not refused:
+        return ExecutionResult(data=data), objects, chars
+    finished, errors = finish(data, refused)
+    return ExecutionResult(data=finished, errors=errors), objects, chars
 
 
 async def _fetch_text(connection: AsyncConnection, statement: Rendered, bound: Bound) -> Any:
@@ -399,7 +412,7 @@ class CompiledQueries(SchemaExtension):
         PLANS.compilations += 1
         try:
             statements = [
-                (response_key(node), _finished(_render(compiler.root(node)), compiler))
+                (response_key(node), _statement(compiler, node))
                 for node in walk.fields("Query", operation.selection_set)
             ]
             direct = {
@@ -480,6 +493,14 @@ class _PlanCompiler(PGCompiler_asyncpg):
 
 
 _DIALECT.statement_compiler = _PlanCompiler
+
+
+def _statement(compiler: Compiler, node: Any) -> Rendered:
+    """One root field's statement, rendered and finished; none if it is refused."""
+    statement, sites = compiler.root(node)
+    if statement is None:
+        return Rendered("", sites=sites)
+    return _finished(_render(statement), compiler)._replace(sites=sites)
 
 
 def _finished(rendered: Rendered, compiler: Compiler) -> Rendered:

@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, select
 
 from domain.services import reads
 from schema.compiled import jsontext
+from schema.compiled.errors import Error, Refusal, Refused, Step
 from schema.compiled.selection import Unsupported, response_key
 from schema.compiled.special import SPECIAL
 from schema.compiled.values import column_value, global_id
@@ -20,8 +21,11 @@ if TYPE_CHECKING:
     from schema.compiled.compiler import Compiler
 
 # (id(node), type, parent alias, scopes, page cap, first alias number) ->
-# (node, expression, aliases used): the reusable subtrees of recent documents.
-_SUBTREES: OrderedDict[tuple[Any, ...], tuple[FieldNode, Any, int]] = OrderedDict()
+# (node, expression, aliases used, refused fields below it: their steps from it and
+# errors): the reusable subtrees of recent documents.
+_SUBTREES: OrderedDict[
+    tuple[Any, ...], tuple[FieldNode, Any, int, tuple[tuple[tuple[Step, ...], Error], ...]]
+] = OrderedDict()
 _SUBTREES_SIZE = 4096
 
 
@@ -39,25 +43,46 @@ def field(c: Compiler, type_name: str, alias: Any, node: FieldNode) -> Any:
     """A field's SQL expression. One whose subtree uses no variable is the same for
     every request of the document: it is built once and reused (variables change
     only the root, so requests with new variables build little)."""
+    c.path.append((type_name, node))
+    try:
+        return _field(c, type_name, alias, node)
+    finally:
+        c.path.pop()
+
+
+def _field(c: Compiler, type_name: str, alias: Any, node: FieldNode) -> Any:
     if not node.selection_set or not c.walk.variable_free(node):
         return _build(c, type_name, alias, node)
     key = (id(node), type_name, alias, c.scopes, c.max_page_size, c.next_name)
     found = _SUBTREES.get(key)
+    depth = len(c.path)
     if found is not None:
         _SUBTREES.move_to_end(key)
-        _, expression, names = found
+        _, expression, names, refused = found
         c.next_name += names
+        c.refusals.extend(Refusal((*c.path, *steps), error) for steps, error in refused)
         return expression
-    start = c.next_name
+    start, first_refusal = c.next_name, len(c.refusals)
     expression = _build(c, type_name, alias, node)
+    below = tuple((r.steps[depth:], r.error) for r in c.refusals[first_refusal:])
     # The node is kept with the entry, so that its id is not reused meanwhile.
-    _SUBTREES[key] = (node, expression, c.next_name - start)
+    _SUBTREES[key] = (node, expression, c.next_name - start, below)
     while len(_SUBTREES) > _SUBTREES_SIZE:
         _SUBTREES.popitem(last=False)
     return expression
 
 
 def _build(c: Compiler, type_name: str, alias: Any, node: FieldNode) -> Any:
+    try:
+        return _expression(c, type_name, alias, node)
+    except Refused as refused:
+        if refused.node is not node:  # a field below, refused where it is not recorded
+            raise
+        c.refuse(refused)  # null, its error written after the statement
+        return jsontext.NULL
+
+
+def _expression(c: Compiler, type_name: str, alias: Any, node: FieldNode) -> Any:
     name = node.name.value
     if name == "__typename":
         return jsontext.string_constant(type_name)

@@ -25,10 +25,14 @@ ENTRY_OVERHEAD = 600
 
 
 class Cached(NamedTuple):
-    data: dict[str, Any]  # per root field, PostgreSQL's JSON (orjson.Fragment)
+    # Per root field, PostgreSQL's JSON (orjson.Fragment); None if a refused non-null
+    # root field nulled the whole answer.
+    data: dict[str, Any] | None
     objects: int  # the actual cost
-    json_chars: int  # characters of JSON
+    json_chars: int  # characters of JSON (and of the errors' messages)
     key_chars: int = 0  # characters of its key's texts (set by ``ResponseCache.put``)
+    # The refused fields' errors (``schema.compiled.errors``): part of the same answer.
+    errors: tuple[Any, ...] = ()
 
     @property
     def size(self) -> int:

@@ -22,6 +22,7 @@ from domain.models.computed import (
 )
 from domain.services import reads
 from schema.compiled import jsontext, presented
+from schema.compiled.errors import invalid_field
 from schema.compiled.selection import Invalid, Unsupported, response_key
 from schema.compiled.values import global_id_of, json_float, optional_global_id
 
@@ -136,8 +137,10 @@ def _series(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: An
     start, end, bucket = args["from_"], args["to"], reads.SeriesBucket(args["bucket"].value)
     try:
         reads.check_series_range(start, end, bucket)
-    except DomainError:
-        raise Invalid("invalid series") from None
+    except DomainError as error:
+        if any(c.parameter_use(node, (name,)) for name in ("from", "to", "bucket")):
+            raise Invalid("invalid series") from None  # other values may be valid
+        raise invalid_field(node, "invalid series", error) from None  # the resolver's error
     uses = [c.bound_use(node, (name,)) for name in ("from", "to")]
     if any(use is not None for use in uses):
         # One plan for every window: each request's, checked as the resolver checks it.
@@ -204,8 +207,10 @@ def _trend(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any
     window_days = c.arguments(definition, field, node)["window_days"]
     try:
         reads.check_trend_window(window_days)
-    except DomainError:
-        raise Invalid("invalid trend window") from None  # the resolver answers its error
+    except DomainError as error:
+        if c.parameter_use(node, ("windowDays",)):
+            raise Invalid("invalid trend window") from None  # other values may be valid
+        raise invalid_field(node, "invalid trend window", error) from None
     columns = reads.trend_columns(alias.id, cast(alias.direction, Text), window_days)
     values = {
         "windowDays": jsontext.constant(str(int(window_days))),

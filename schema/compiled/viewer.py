@@ -47,5 +47,9 @@ def _row(c: Compiler, node: FieldNode, type_name: str, model: Any, attribute: st
     null when there is none."""
     alias = c.alias(model)
     pk = cast(c.principal(attribute, BigInteger), BigInteger)
-    statement = select(c.object(type_name, alias, node)).select_from(alias)
+    c.path.append(("Viewer", node))  # where the fields refused in it sit
+    try:
+        statement = select(c.object(type_name, alias, node)).select_from(alias)
+    finally:
+        c.path.pop()
     return c.rows(statement, alias).where(alias.id == pk).scalar_subquery()
