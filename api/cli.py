@@ -115,12 +115,7 @@ def serve(
     # imports the app anew through `worker_app`), restarts one that dies or stops
     # answering its health pings, and on SIGTERM or SIGINT passes SIGTERM to each (which
     # drains its requests within the grace) and waits for them all before it exits.
-    uvicorn.run(
-        f"{__name__}:worker_app",
-        factory=True,
-        workers=workers,
-        **_uvicorn_options(settings, host, port),
-    )
+    uvicorn.run(f"{__name__}:worker_app", **_worker_options(settings, workers, host, port))
 
 
 def default_workers(settings: Settings) -> int:
@@ -141,6 +136,16 @@ def _uvicorn_options(settings: Settings, host: str, port: int) -> dict[str, Any]
         "log_config": None,
         "access_log": False,
         "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
+    }
+
+
+def _worker_options(settings: Settings, workers: int, host: str, port: int) -> dict[str, Any]:
+    return {
+        "factory": True,
+        "workers": workers,
+        # A spawned worker answers pings only once it has imported the app: see the setting.
+        "timeout_worker_healthcheck": settings.worker_start_seconds,
+        **_uvicorn_options(settings, host, port),
     }
 
 

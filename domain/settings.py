@@ -136,6 +136,16 @@ class Settings(BaseSettings):
         "(CONFLICT).",
     )
     request_timeout_seconds: float = Field(default=30.0, description="Longest request execution.")
+    worker_start_seconds: int = Field(
+        default=60,
+        ge=5,
+        description=(
+            "With --workers: how long a worker may take to answer the supervisor's health "
+            "ping, starting up included, before it is killed and replaced. A spawned worker "
+            "imports the whole app first (seconds of CPU): uvicorn's 5 s made a loaded host "
+            "kill and restart workers in a loop."
+        ),
+    )
     shutdown_grace_seconds: int = Field(
         default=30,
         description=(

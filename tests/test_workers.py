@@ -17,10 +17,11 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+import uvicorn
 from typer.testing import CliRunner
 
+from api.cli import _worker_options, default_workers
 from api.cli import app as cli
-from api.cli import default_workers
 from domain.settings import Environment, Settings
 from tests.fixtures.database import demo_database
 from tests.fixtures.server import LiveServer, children, live_server
@@ -211,6 +212,17 @@ def test_one_worker_per_cpu_in_production_and_one_in_development() -> None:
     production = Settings(environment=Environment.PRODUCTION)
     assert default_workers(production) == len(os.sched_getaffinity(0))
     assert default_workers(Settings(environment=Environment.DEVELOPMENT)) == 1
+
+
+def test_a_worker_has_a_minute_to_start_before_the_supervisor_replaces_it() -> None:
+    """uvicorn kills a worker that does not answer its health ping within the timeout, its
+    start-up included: 5 s by default, less than a spawned worker's import of the app takes
+    on a loaded host (workers were killed and restarted in a loop)."""
+    options = _worker_options(Settings(), 2, "127.0.0.1", 8000)
+    config = uvicorn.Config("api.cli:worker_app", **options)
+    assert (config.workers, config.factory, config.timeout_worker_healthcheck) == (2, True, 60)
+    slower = _worker_options(Settings(worker_start_seconds=90), 2, "127.0.0.1", 8000)
+    assert uvicorn.Config("api.cli:worker_app", **slower).timeout_worker_healthcheck == 90
 
 
 def test_the_demo_refuses_several_workers() -> None:
