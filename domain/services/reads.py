@@ -16,6 +16,7 @@ from sqlalchemy import (
     ColumnElement,
     Double,
     Numeric,
+    Select,
     Text,
     case,
     cast,
@@ -330,8 +331,8 @@ STABLE_THRESHOLD = 0.01
 
 @dataclass(frozen=True)
 class TrendColumns:
-    """A KPI's trend over windows of ``window_days``, as SQL on a row holding the KPI's
-    id and direction: the one definition the resolvers run and the compiled path
+    """A KPI's trend over windows of ``window_days``, as SQL on a row joined to its
+    ``trend_windows``: the one definition the resolvers run and the compiled path
     inlines, so both answer alike (rounding and all)."""
 
     current_average: ColumnElement[Any]
@@ -352,30 +353,40 @@ def check_trend_window(window_days: int) -> None:
         )
 
 
-def trend_columns(kpi_id: Any, kpi_direction: Any, window_days: int) -> TrendColumns:
-    """Average of the window ending at the KPI's latest measurement vs the window before;
-    a relative change under ``STABLE_THRESHOLD`` of the previous average is STABLE."""
+def trend_windows(kpi_id: Any, window_days: int) -> Select[Any]:
+    """The averages (``current``, ``previous``) of the window of ``window_days`` ending at
+    the KPI's latest measurement and of the window before: one row, from one lookup of
+    the latest measurement and one pass over the two windows' measurements. The
+    columns of ``trend_columns`` read these outputs and never aggregate again."""
     window = timedelta(days=window_days)
-    last = aliased(KpiMeasurement)  # its own alias: not correlated into the averages
+    last, m = aliased(KpiMeasurement), aliased(KpiMeasurement)
     # Correlated explicitly: two levels down, the KPI's row is not the enclosing
     # SELECT's, and auto-correlation would take the maximum over every KPI.
-    latest_at = (
-        select(func.max(last.observed_at))
+    latest = (
+        select(func.max(last.observed_at).label("at"))
         .where(last.kpi_id == kpi_id)
         .correlate_except(last)
-        .scalar_subquery()
+        .subquery("latest")
+    )
+    # observed_at is never NULL: outside the current window is the previous one.
+    recent = m.observed_at > latest.c.at - window
+    return (
+        select(
+            cast(func.avg(m.value).filter(recent), Double).label("current"),
+            cast(func.avg(m.value).filter(~recent), Double).label("previous"),
+        )
+        .select_from(latest)
+        .join(m, m.observed_at > latest.c.at - 2 * window)
+        .where(m.kpi_id == kpi_id)
+        .correlate_except(m, latest)
     )
 
-    def average(start: Any, end: Any) -> Any:
-        m = aliased(KpiMeasurement)
-        within = [m.kpi_id == kpi_id, m.observed_at > latest_at - start]
-        if end is not None:
-            within.append(m.observed_at <= latest_at - end)
-        average = select(func.avg(m.value)).where(*within).correlate_except(m)
-        return cast(average.scalar_subquery(), Double)
 
-    current = average(window, None)
-    previous = average(2 * window, window)
+def trend_columns(windows: Any, kpi_direction: Any) -> TrendColumns:
+    """The trend from ``windows`` (the columns of ``trend_windows``) on a row holding the
+    KPI's direction: a relative change under ``STABLE_THRESHOLD`` of the previous average
+    is STABLE."""
+    current, previous = windows.current, windows.previous
     delta = current - previous
 
     def rounded(value: Any, digits: int) -> Any:
@@ -403,8 +414,10 @@ def trend_columns(kpi_id: Any, kpi_direction: Any, window_days: int) -> TrendCol
 async def trends(
     session: AsyncSession, kpi_ids: Sequence[int], window_days: int
 ) -> dict[int, Trend]:
-    """The trend of each KPI (``trend_columns``); NO_DATA for an unknown id."""
-    columns = trend_columns(Kpi.id, cast(Kpi.direction, Text), window_days)
+    """The trend of each KPI (``trend_windows``, ``trend_columns``); NO_DATA for an
+    unknown id."""
+    windows = trend_windows(Kpi.id, window_days).lateral("windows")
+    columns = trend_columns(windows.c, cast(Kpi.direction, Text))
     result = await session.execute(
         select(
             Kpi.id,
@@ -413,7 +426,10 @@ async def trends(
             columns.change,
             columns.change_percent,
             columns.direction,
-        ).where(Kpi.id.in_(kpi_ids))
+        )
+        .select_from(Kpi)
+        .join(windows, true())
+        .where(Kpi.id.in_(kpi_ids))
     )
     found = {
         kpi_id: Trend(window_days, current, previous, change, percent, TrendDirection(verdict))

@@ -211,7 +211,11 @@ def _trend(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any
         if c.parameter_use(node, ("windowDays",)):
             raise Invalid("invalid trend window") from None  # other values may be valid
         raise invalid_field(node, "invalid trend window", error) from None
-    columns = reads.trend_columns(alias.id, cast(alias.direction, Text), window_days)
+    # One subquery per KPI row and trend: both averages in one pass. Not a lateral of
+    # the row: a variable-free subtree is reused by later plans (``objects.field``),
+    # which would not join it.
+    windows = reads.trend_windows(alias.id, window_days).subquery("windows")
+    columns = reads.trend_columns(windows.c, cast(alias.direction, Text))
     values = {
         "windowDays": jsontext.constant(str(int(window_days))),
         "currentAverage": json_float(columns.current_average),
@@ -227,7 +231,9 @@ def _trend(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any
         if name not in values:
             raise Unsupported(f"KpiTrend.{name}")
         pairs.append((response_key(child), values[name]))
-    return jsontext.json_object(pairs)
+    return (
+        select(jsontext.json_object(pairs)).select_from(windows).correlate(alias).scalar_subquery()
+    )
 
 
 def _entity_id(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any) -> Any:
