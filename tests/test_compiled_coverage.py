@@ -120,7 +120,8 @@ async def test_documents_over_the_whole_schema_are_compiled_under_random_scopes(
     # 98 of 300 before; 133 after, and 137 answer with FORBIDDEN or invalid-input errors.
     # With the change feed and external references in the walk: 147; with the feed and
     # `asOf` compiled, 156. With the plan writing FORBIDDEN and invalid-window errors
-    # itself: 287 (128 answered with errors by the resolvers before; what is left is a
-    # field refused inside the feed or `viewer`, whose place the compiler does not record).
-    assert answered["compiled"] >= 287, (answered, reasons)
-    assert _share_without_errors(answered) >= 0.98, (answered, reasons)
+    # itself: 287 (128 answered with errors by the resolvers before). With the places of
+    # the feed's, `viewer`'s, `webhooks`' and `asOf`'s fields recorded too: 293, all but
+    # the refused.
+    assert answered["compiled"] >= 293, (answered, reasons)
+    assert _share_without_errors(answered) >= 0.99, (answered, reasons)

@@ -14,6 +14,7 @@ from auth.middleware import challenge
 from schema.compiled.extension import PLANS
 from schema.ids import encode_id
 from tests.conftest import GraphQL
+from tests.test_compiled_feed import history  # noqa: F401  (a fixture)
 
 PORTFOLIO = ["portfolio:read"]
 FORBIDDEN = "FORBIDDEN"
@@ -199,3 +200,93 @@ async def test_an_invalid_trend_window_is_answered_compiled(pair: Any) -> None:
     assert error["message"] == "`windowDays` must be between 1 and 366; got 0."
     assert error["path"] == ["kpis", "nodes", 0, "trend"]
     assert error["extensions"] == {"code": "INVALID", "field": "windowDays"}
+
+
+FEED_NODES = """query($since: String) { changes(since: $since) { events { change entityType
+  node { id ... on Initiative { key estimatedCost } ... on Product { key } } } } }"""
+
+
+async def test_a_forbidden_field_in_a_feed_events_node(
+    pair: Any,
+    history: dict[str, Any],  # noqa: F811
+) -> None:
+    """`estimatedCost` without finance:read on the initiatives the feed's `node` holds:
+    an error per live initiative, none for the products (their objects have no such
+    field) nor for the archived one (no object)."""
+    apps = pair(PORTFOLIO)
+    path, body, _ = await _both(apps, FEED_NODES, {"since": history["start"]})
+    assert path == "compiled"
+    events = body["data"]["changes"]["events"]
+    live = [
+        i
+        for i, event in enumerate(events)
+        if event["entityType"] == "INITIATIVE" and event["node"] is not None
+    ]
+    assert len(live) == 3  # created, linked, unlinked (the other initiative is archived)
+    assert any(event["entityType"] == "PRODUCT" for event in events)
+    assert _errors(body) == [
+        _error("finance:read", ["changes", "events", i, "node", "estimatedCost"]) for i in live
+    ]
+    assert {events[i]["node"]["estimatedCost"] for i in live} == {None}
+
+
+async def test_a_forbidden_feed_event_field_propagates_its_null(
+    pair: Any,
+    history: dict[str, Any],  # noqa: F811
+) -> None:
+    """`FeedEvent.changes: JSON!` without audit:read: its null propagates through the
+    non-null events and `changes: FeedPage!` to `data`; the first event's error alone
+    is written."""
+    apps = pair(PORTFOLIO)
+    document = "query($since: String) { changes(since: $since) { events { key changes } } }"
+    path, body, _ = await _both(apps, document, {"since": history["start"]})
+    assert path == "compiled"
+    assert body["data"] is None
+    assert _errors(body) == [_error("audit:read", ["changes", "events", 0, "changes"])]
+
+
+async def test_a_refused_key_shared_by_two_feed_types_is_left_to_the_resolvers(
+    pair: Any,
+    history: dict[str, Any],  # noqa: F811
+) -> None:
+    """The answer does not say a node's type: a refused field whose response key
+    another type selects too (each with its own location) is not told apart, so the
+    resolvers answer."""
+    apps = pair(PORTFOLIO)
+    document = """query($since: String) { changes(since: $since) { events { node {
+      ... on Initiative { history { totalCount } } ... on Product { history { totalCount } }
+    } } } }"""
+    path, body, _ = await _both(apps, document, {"since": history["start"]})
+    assert path == "resolvers"
+    line = document.splitlines()[1]
+    columns = {line.index("history") + 1, line.rindex("history") + 1}  # one per type
+    assert {(e["path"][-1], e["locations"][0]["line"]) for e in body["errors"]} == {
+        ("history", 2),
+    }
+    assert {e["locations"][0]["column"] for e in body["errors"]} == columns
+
+
+async def test_a_forbidden_field_of_an_as_of_lookup(pair: Any) -> None:
+    """`history` (audit:read) of a product as it was: null with its error, the rest of
+    the rebuilt row answered."""
+    apps = pair(PORTFOLIO)
+    document = (
+        '{ product(key: "PAY", asOf: "2099-01-01T00:00:00Z") { key history { totalCount } } }'
+    )
+    path, body, _ = await _both(apps, document)
+    assert path == "compiled"
+    assert body["data"] == {"product": {"key": "PAY", "history": None}}
+    assert _errors(body) == [_error("audit:read", ["product", "history"])]
+
+
+async def test_viewer_and_webhooks_beside_a_forbidden_field(pair: Any) -> None:
+    """`viewer` and `webhooks` (built field by field, their places recorded) answered
+    beside a refused field of another root, in one compiled answer."""
+    apps = pair(["admin:webhooks", *PORTFOLIO])
+    document = """{ viewer { __typename scopes authenticated user { id } }
+      webhooks { __typename id deliveries(last: 1) { id log { statusCode } } }
+      initiatives(first: 1) { nodes { estimatedCost } } }"""
+    path, body, _ = await _both(apps, document)
+    assert path == "compiled"
+    assert body["data"]["viewer"]["scopes"] == ["admin:webhooks", "portfolio:read"]
+    assert _errors(body) == [_error("finance:read", ["initiatives", "nodes", 0, "estimatedCost"])]

@@ -42,6 +42,7 @@ from sqlalchemy.sql.util import find_tables
 
 from domain.models import AuditAction, AuditEvent
 from schema.compiled import jsontext, objects
+from schema.compiled.errors import Refused
 from schema.compiled.parameters import PREFIX
 from schema.compiled.selection import Invalid, Unsupported, response_key
 
@@ -111,7 +112,10 @@ def _of_row(c: Compiler, type_name: str, node: FieldNode, model: Any) -> bool:
     name = node.name.value
     if name == "__typename":
         return True
-    _, field = c.definition(type_name, node)
+    try:
+        _, field = c.definition(type_name, node)
+    except Refused:
+        return True  # null over either row: ``objects.field`` writes its error
     meta = field.metadata or {}
     if "global_id" in meta or "reference" in meta or name in _ROW_SPECIALS:
         return True

@@ -14,7 +14,7 @@ is not covered raises ``Unsupported`` and the resolvers answer the whole operati
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 import strawberry
@@ -51,7 +51,7 @@ from schema.compiled import as_of, connections, feed, jsontext, objects, viewer,
 from schema.compiled.binding import Site
 from schema.compiled.errors import Refusal, Refused, Sites, Step, forbidden_field
 from schema.compiled.parameters import PREFIX
-from schema.compiled.selection import Invalid, Unsupported, Walk
+from schema.compiled.selection import Invalid, Unsupported, Walk, response_key
 from schema.guards import NODE_TYPES, refused_scopes
 from schema.ids import decode_id
 from schema.query import MAX_NODES
@@ -271,6 +271,36 @@ class Compiler:
     def refuse(self, refused: Refused) -> None:
         """The field at ``path`` is null, with the resolvers' error."""
         self.refusals.append(Refusal(tuple(self.path), refused.error))
+
+    def placed(self, type_name: str, node: FieldNode, build: Callable[[], Any]) -> Any:
+        """``build()``: the value of the field ``node`` of ``type_name``, its place
+        recorded (``path``) for the fields refused below it; null, its error written
+        after the statement, when the field itself is refused."""
+        self.path.append((type_name, node))
+        try:
+            return build()
+        except Refused as refused:
+            if refused.node is not node:  # a field below, refused where it is not recorded
+                raise
+            self.refuse(refused)
+            return jsontext.NULL
+        finally:
+            self.path.pop()
+
+    def pairs(
+        self, type_name: str, node: FieldNode, value: Callable[[FieldNode], Any]
+    ) -> list[tuple[str, Any]]:
+        """(response key, JSON value) of each field selected on ``type_name`` in
+        ``node``, ``value`` building the field's (``placed``); for the types built
+        field by field rather than from a model's row (``objects``)."""
+        pairs: list[tuple[str, Any]] = []
+        for child in self.walk.fields(type_name, node.selection_set):
+            if child.name.value == "__typename":
+                json = jsontext.string_constant(type_name)
+            else:
+                json = self.placed(type_name, child, partial(value, child))
+            pairs.append((response_key(child), json))
+        return pairs
 
     def arguments(self, definition: Any, strawberry_field: Any, node: FieldNode) -> dict[str, Any]:
         """The field's arguments as its resolver gets them (strawberry inputs, enums)."""

@@ -156,7 +156,7 @@ def _waits(type_name: str, name: str, strawberry_field: Any) -> int:
         return DATALOADER
     if name == "nodes":
         return NODES
-    if "root_model" in strawberry_field.metadata or name == "webhooks":
+    if "root_model" in strawberry_field.metadata or name in {"webhooks", "changes"}:
         return ROOT_LIST
     return DATALOADER
 
@@ -233,7 +233,8 @@ def _meet(
         return
     for child in site.children.values():
         assert isinstance(child.key, str)
-        _meet(value.get(child.key), child, (*path, child.key), here, below, events)
+        if child.key in value:  # not there: an object of another type (the feed's `node`)
+            _meet(value[child.key], child, (*path, child.key), here, below, events)
 
 
 def _meet_items(

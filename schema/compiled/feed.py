@@ -98,30 +98,25 @@ def changes(c: Compiler, node: FieldNode, args: dict[str, Any]) -> Select[Any]:
         .subquery("feed_page")
     )
     served = page.c.number <= first
-    pairs: list[tuple[str, Any]] = []
-    for child in c.walk.fields("FeedPage", node.selection_set):
+
+    def value(child: FieldNode) -> Any:
         name = child.name.value
-        value: Any
-        if name == "__typename":
-            value = jsontext.string_constant("FeedPage")
-        elif name == "events":
-            c.definition("FeedPage", child)
-            value = jsontext.json_array(_event(c, child, page), page.c.number, served)
-        elif name == "cursor":
-            c.definition("FeedPage", child)
+        c.definition("FeedPage", child)
+        if name == "events":
+            return jsontext.json_array(_event(c, child, page), page.c.number, served)
+        if name == "cursor":
             last = func.array_agg(
                 aggregate_order_by(
                     feed.cursor_sql(page.c.transaction_id, page.c.id), page.c.number.desc()
                 ),
                 type_=ARRAY(Text),
             ).filter(served)[1]
-            value = jsontext.plain_string(func.coalesce(last, feed.cursor_sql(since_tx, since_id)))
-        elif name == "hasMore":
-            c.definition("FeedPage", child)
-            value = func.count() > first
-        else:
-            raise Unsupported(f"FeedPage.{name}")
-        pairs.append((response_key(child), value))
+            return jsontext.plain_string(func.coalesce(last, feed.cursor_sql(since_tx, since_id)))
+        if name == "hasMore":
+            return func.count() > first
+        raise Unsupported(f"FeedPage.{name}")
+
+    pairs = c.pairs("FeedPage", node, value)
     return select(jsontext.json_object(pairs)).select_from(page)
 
 
@@ -139,78 +134,76 @@ def _entity_type(page: Any) -> Any:
 
 def _event(c: Compiler, node: FieldNode, page: Any) -> Any:
     """One ``FeedEvent`` of the page's row, field by field as ``schema.types.feed``."""
-    pairs: list[tuple[str, Any]] = []
-    for child in c.walk.fields("FeedEvent", node.selection_set):
+
+    def value(child: FieldNode) -> Any:
         name = child.name.value
-        value: Any
-        if name == "__typename":
-            pairs.append((response_key(child), jsontext.string_constant("FeedEvent")))
-            continue
         c.definition("FeedEvent", child)
         if name == "cursor":
-            value = jsontext.plain_string(feed.cursor_sql(page.c.transaction_id, page.c.id))
-        elif name == "change":
-            value = _enum(page.c.action, [(a, FeedChange(a.value).name) for a in feed.FEED_ACTIONS])
-        elif name == "entityType":
-            value = _entity_type(page)
-        elif name == "entityId":
-            value = global_id_of(page.c.entity_type, page.c.entity_id)
-        elif name == "key":
-            value = page.c.key
-        elif name == "occurredAt":
-            value = iso_timestamp(page.c.occurred_at)
-        elif name == "node":
-            value = case((page.c.archived_at.is_(None), _node(c, child, page)), else_=jsontext.NULL)
-        elif name == "tombstone":
+            return jsontext.plain_string(feed.cursor_sql(page.c.transaction_id, page.c.id))
+        if name == "change":
+            return _enum(page.c.action, [(a, FeedChange(a.value).name) for a in feed.FEED_ACTIONS])
+        if name == "entityType":
+            return _entity_type(page)
+        if name == "entityId":
+            return global_id_of(page.c.entity_type, page.c.entity_id)
+        if name == "key":
+            return page.c.key
+        if name == "occurredAt":
+            return iso_timestamp(page.c.occurred_at)
+        if name == "node":
+            return case((page.c.archived_at.is_(None), _node(c, child, page)), else_=jsontext.NULL)
+        if name == "tombstone":
             gone = and_(page.c.archived_at.is_not(None), page.c.key.is_not(None))
-            value = case((gone, _tombstone(c, child, page)), else_=jsontext.NULL)
-        elif name == "linkedId":
-            value = _linked_id(c, page)
-        elif name == "changes":
-            value = presented.changes(page.c.entity_type, page.c.changes)
-        else:
-            raise Unsupported(f"FeedEvent.{name}")
-        pairs.append((response_key(child), value))
-    return jsontext.json_object(pairs)
+            return case((gone, _tombstone(c, child, page)), else_=jsontext.NULL)
+        if name == "linkedId":
+            return _linked_id(c, page)
+        if name == "changes":
+            return presented.changes(page.c.entity_type, page.c.changes)
+        raise Unsupported(f"FeedEvent.{name}")
+
+    return jsontext.json_object(c.pairs("FeedEvent", node, value))
 
 
 def _node(c: Compiler, node: FieldNode, page: Any) -> Any:
     """The event's object now, as ``node(id:)`` finds it, per feed type."""
     whens = []
+    depth, first_refusal = len(c.path), len(c.refusals)
+    keys: dict[str, set[str]] = {}  # type -> the response keys selected on it
     for type_name, model in feed.FEED_MODELS.items():
         if not {NODE_TYPES[type_name][1].value} <= c.scopes:
             continue  # never in the page: the caller may not read the type
         fields = c.walk.fields(type_name, node.selection_set)
+        keys[type_name] = {response_key(f) for f in fields}
         alias = c.alias(model)
         found = select(c.object(type_name, alias, node) if fields else jsontext.constant("{}"))
         found = c.rows(found.select_from(alias), alias).where(alias.id == page.c.entity_id)
         whens.append((page.c.entity_type == type_name, found.scalar_subquery()))
+    for refusal in c.refusals[first_refusal:]:
+        # The answer does not say an object's type: a refused field's key must be its
+        # type's alone (``errors.finish`` finds it by key).
+        type_name, child = refusal.steps[depth]  # type: ignore[misc]
+        if any(response_key(child) in k for t, k in keys.items() if t != type_name):
+            raise Unsupported("a refused key selected on several feed types")
     return case(*whens, else_=jsontext.NULL) if whens else jsontext.NULL
 
 
 def _tombstone(c: Compiler, node: FieldNode, page: Any) -> Any:
-    pairs: list[tuple[str, Any]] = []
-    for child in c.walk.fields("Tombstone", node.selection_set):
+    def value(child: FieldNode) -> Any:
         name = child.name.value
-        value: Any
-        if name == "__typename":
-            pairs.append((response_key(child), jsontext.string_constant("Tombstone")))
-            continue
         c.definition("Tombstone", child)
         if name == "id":
-            value = global_id_of(page.c.entity_type, page.c.entity_id)
-        elif name == "type":
-            value = _entity_type(page)
-        elif name == "key":
-            value = page.c.key
-        elif name == "archivedAt":
-            value = iso_timestamp(page.c.archived_at)
-        elif name == "externalRefs":
-            value = _tombstone_refs(c, child, page)
-        else:
-            raise Unsupported(f"Tombstone.{name}")
-        pairs.append((response_key(child), value))
-    return jsontext.json_object(pairs)
+            return global_id_of(page.c.entity_type, page.c.entity_id)
+        if name == "type":
+            return _entity_type(page)
+        if name == "key":
+            return page.c.key
+        if name == "archivedAt":
+            return iso_timestamp(page.c.archived_at)
+        if name == "externalRefs":
+            return _tombstone_refs(c, child, page)
+        raise Unsupported(f"Tombstone.{name}")
+
+    return jsontext.json_object(c.pairs("Tombstone", node, value))
 
 
 def _tombstone_refs(c: Compiler, node: FieldNode, page: Any) -> Any:

@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, select
 
 from domain.services import reads
 from schema.compiled import jsontext
-from schema.compiled.errors import Error, Refusal, Refused, Step
+from schema.compiled.errors import Error, Refusal, Step
 from schema.compiled.selection import Unsupported, response_key
 from schema.compiled.special import SPECIAL
 from schema.compiled.values import column_value, global_id
@@ -43,11 +43,7 @@ def field(c: Compiler, type_name: str, alias: Any, node: FieldNode) -> Any:
     """A field's SQL expression. One whose subtree uses no variable is the same for
     every request of the document: it is built once and reused (variables change
     only the root, so requests with new variables build little)."""
-    c.path.append((type_name, node))
-    try:
-        return _field(c, type_name, alias, node)
-    finally:
-        c.path.pop()
+    return c.placed(type_name, node, lambda: _field(c, type_name, alias, node))
 
 
 def _field(c: Compiler, type_name: str, alias: Any, node: FieldNode) -> Any:
@@ -73,16 +69,6 @@ def _field(c: Compiler, type_name: str, alias: Any, node: FieldNode) -> Any:
 
 
 def _build(c: Compiler, type_name: str, alias: Any, node: FieldNode) -> Any:
-    try:
-        return _expression(c, type_name, alias, node)
-    except Refused as refused:
-        if refused.node is not node:  # a field below, refused where it is not recorded
-            raise
-        c.refuse(refused)  # null, its error written after the statement
-        return jsontext.NULL
-
-
-def _expression(c: Compiler, type_name: str, alias: Any, node: FieldNode) -> Any:
     name = node.name.value
     if name == "__typename":
         return jsontext.string_constant(type_name)

@@ -13,33 +13,27 @@ from sqlalchemy import BigInteger, Boolean, Select, cast, select
 
 from auth import models as auth_models
 from schema.compiled import jsontext
-from schema.compiled.selection import Unsupported, response_key
+from schema.compiled.selection import Unsupported
 
 if TYPE_CHECKING:
     from schema.compiled.compiler import Compiler
 
 
 def viewer(c: Compiler, node: FieldNode) -> Select[Any]:
-    pairs: list[tuple[str, Any]] = []
-    for child in c.walk.fields("Viewer", node.selection_set):
+    def value(child: FieldNode) -> Any:
         name = child.name.value
-        value: Any
-        if name != "__typename":
-            c.definition("Viewer", child)  # its scopes (none today) are checked all the same
-        if name == "__typename":
-            value = jsontext.string_constant("Viewer")
-        elif name == "scopes":
-            value = jsontext.constant(orjson.dumps(sorted(c.scopes)).decode())
-        elif name == "authenticated":
-            value = cast(c.principal("authenticated", Boolean), Boolean)
-        elif name == "user":
-            value = _row(c, child, "User", auth_models.User, "user_id")
-        elif name == "client":
-            value = _row(c, child, "OAuthClient", auth_models.OAuthClient, "client_pk")
-        else:
-            raise Unsupported(f"Viewer.{name}")
-        pairs.append((response_key(child), value))
-    return select(jsontext.json_object(pairs))
+        c.definition("Viewer", child)  # its scopes (none today) are checked all the same
+        if name == "scopes":
+            return jsontext.constant(orjson.dumps(sorted(c.scopes)).decode())
+        if name == "authenticated":
+            return cast(c.principal("authenticated", Boolean), Boolean)
+        if name == "user":
+            return _row(c, child, "User", auth_models.User, "user_id")
+        if name == "client":
+            return _row(c, child, "OAuthClient", auth_models.OAuthClient, "client_pk")
+        raise Unsupported(f"Viewer.{name}")
+
+    return select(jsontext.json_object(c.pairs("Viewer", node, value)))
 
 
 def _row(c: Compiler, node: FieldNode, type_name: str, model: Any, attribute: str) -> Any:
@@ -47,9 +41,5 @@ def _row(c: Compiler, node: FieldNode, type_name: str, model: Any, attribute: st
     null when there is none."""
     alias = c.alias(model)
     pk = cast(c.principal(attribute, BigInteger), BigInteger)
-    c.path.append(("Viewer", node))  # where the fields refused in it sit
-    try:
-        statement = select(c.object(type_name, alias, node)).select_from(alias)
-    finally:
-        c.path.pop()
+    statement = select(c.object(type_name, alias, node)).select_from(alias)
     return c.rows(statement, alias).where(alias.id == pk).scalar_subquery()

@@ -15,7 +15,7 @@ from sqlalchemy import Select, select
 
 from domain.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from schema.compiled import jsontext
-from schema.compiled.selection import Unsupported, response_key
+from schema.compiled.selection import Unsupported
 from schema.compiled.values import column_value, global_id
 from schema.types.webhook import MAX_DELIVERIES
 
@@ -96,18 +96,13 @@ def _object(
     fields: Fields,
     nested: dict[str, Callable[..., Any]],
 ) -> Any:
-    pairs: list[tuple[str, Any]] = []
-    for child in c.walk.fields(type_name, node.selection_set):
+    def value(child: FieldNode) -> Any:
         name = child.name.value
-        if name == "__typename":
-            pairs.append((response_key(child), jsontext.string_constant(type_name)))
-            continue
         definition, field = c.definition(type_name, child)  # its scopes, as declared
         if name in nested:
-            value = nested[name](c, row, child, definition, field)
-        elif name in fields and not child.selection_set:
-            value = fields[name](row)
-        else:
-            raise Unsupported(f"{type_name}.{name}")
-        pairs.append((response_key(child), value))
-    return jsontext.json_object(pairs)
+            return nested[name](c, row, child, definition, field)
+        if name in fields and not child.selection_set:
+            return fields[name](row)
+        raise Unsupported(f"{type_name}.{name}")
+
+    return jsontext.json_object(c.pairs(type_name, node, value))
