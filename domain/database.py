@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import event
 from sqlalchemy.engine import ExceptionContext
-from sqlalchemy.exc import PendingRollbackError
+from sqlalchemy.exc import DBAPIError, PendingRollbackError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -128,7 +128,9 @@ class RequestTransaction:
     connection (``read_connections``) and skips the ORM session's cost (~0.15 ms a
     request). Commits on a clean exit, rolls back on any error, or when ``discard`` was
     called: a request whose only mutation was refused leaves nothing behind without
-    having paid for a savepoint (``schema.mutations.common.run``)."""
+    having paid for a savepoint (``schema.mutations.common.run``). A request that
+    ``wrote`` is not committed (``committed`` turns False) when PostgreSQL aborted its
+    transaction (``_aborted``)."""
 
     def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
         self._factory = factory
@@ -136,6 +138,9 @@ class RequestTransaction:
         self._transaction: AsyncSessionTransaction | None = None
         self.committed = True  # or there was nothing to commit
         self.discarded = False
+        # Set by the request when its answer tells of writes: their commit is then
+        # checked (``_aborted``); a read's is not, it loses nothing by it.
+        self.wrote = False
 
     def discard(self) -> None:
         """Roll the transaction back at the end instead of committing it: everything it
@@ -178,6 +183,11 @@ class RequestTransaction:
             if self.discarded and exc_type is None:
                 await self._transaction.rollback()
                 return
+            if exc_type is None and self.wrote and await _aborted(session):
+                # Its COMMIT would roll back and say nothing: the endpoint is told.
+                self.committed = False
+                await self._transaction.rollback()
+                return
             # As ``async with session.begin()``: commits, or rolls back on an error.
             await self._transaction.__aexit__(exc_type, exc, traceback)
         except PendingRollbackError:
@@ -187,6 +197,30 @@ class RequestTransaction:
             await session.rollback()
         finally:
             await session.close()
+
+
+# PostgreSQL's in_failed_sql_transaction: a statement after one that aborted it.
+_IN_FAILED_TRANSACTION = "25P02"
+
+
+async def _aborted(session: AsyncSession) -> bool:
+    """Whether PostgreSQL aborted the session's transaction: a statement failed in it
+    outside any savepoint rolled back since (a resolver's read after a mutation, a
+    statement timeout, an error turned into a GraphQL error). Its COMMIT would then be
+    answered ROLLBACK, with no error from PostgreSQL, asyncpg or SQLAlchemy. asyncpg
+    knows the transaction's state but does not expose it, so PostgreSQL is asked, with
+    one statement, and only when a statement failed on the connection (its ``_FAILED``
+    mark): a request in which nothing failed pays nothing."""
+    connection = await session.connection()
+    if not connection.info.get(_FAILED):
+        return False
+    try:
+        await connection.exec_driver_sql("SELECT 1")
+    except DBAPIError as error:
+        if getattr(error.orig, "sqlstate", None) == _IN_FAILED_TRANSACTION:
+            return True
+        raise
+    return False
 
 
 # A pooled asyncpg connection for one read, returned to the pool when the block ends.

@@ -145,6 +145,9 @@ class GraphQLEndpoint:
                     # Charged once: the next attempt spends this budget, not another.
                     state["budget"] = context.budget
                     raise _RunAgain(context.conflict)
+                # An answer telling of writes is never sent for a transaction that
+                # PostgreSQL aborted, which cannot commit: it is answered 503 below.
+                transaction.wrote = context is not None and context.mutated
             context = state.get("graphql_context")
             if context is not None and context.mutated:
                 # Committed: no answer read before it may be served after it.
@@ -152,6 +155,7 @@ class GraphQLEndpoint:
             if transaction.committed or response.status == 503:
                 await response.release()  # committed: now the caller may hear of it
             else:
+                log.warning("request_not_committed")
                 await _unavailable_response()(scope, receive, send)
         except _RunAgain as again:
             return again.reason
