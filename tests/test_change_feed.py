@@ -21,6 +21,7 @@ from domain.database import create_engine, create_session_factory
 from domain.services import feed, specs, writes
 from tests.conftest import ALL_SCOPES, GraphQL, make_client, settings_for
 from tests.fixtures.database import StatementCounter
+from tests.polling import poll_feed
 
 PAGE = """query($since: String, $types: [ChangeEntityType!], $first: Int) {
   changes(since: $since, types: $types, first: $first) {
@@ -258,19 +259,18 @@ async def live(committed: AsyncEngine) -> AsyncIterator[GraphQL]:
 
 
 async def _read_until(api: GraphQL, since: str, expected: int) -> tuple[list[str], str]:
-    """Page (3 at a time) until ``expected`` events arrived. The feed's horizon is the
-    oldest writing transaction of the whole server: other databases' transactions (a
-    parallel test run) can hold it back for a moment, so a caught-up read is polled."""
+    """Page (3 at a time) until ``expected`` events arrived (polled: ``tests.polling``)."""
     seen: list[str] = []
-    for _ in range(2000):
-        page = (await api.data(PAGE, {"since": since, "first": 3}))["changes"]
-        seen += [e["cursor"] for e in page["events"]]
-        since = page["cursor"]
-        if len(seen) >= expected:
-            return seen, since
-        if not page["hasMore"]:
-            await asyncio.sleep(0.01)  # a poll interval; correctness never depends on it
-    raise AssertionError(f"only {len(seen)} of {expected} events arrived")
+
+    async def page() -> int:
+        nonlocal since
+        changes = (await api.data(PAGE, {"since": since, "first": 3}))["changes"]
+        seen.extend(e["cursor"] for e in changes["events"])
+        since = changes["cursor"]
+        return len(seen)
+
+    await poll_feed(page, lambda count: count >= expected, what=f"{expected} events")
+    return seen, since
 
 
 async def test_a_reader_resuming_from_its_cursor_misses_nothing_and_sees_nothing_twice(

@@ -5,7 +5,6 @@ sync."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 
 from domain.database import create_engine, create_session_factory
 from tests.conftest import ALL_SCOPES, make_client, settings_for
+from tests.polling import poll_feed
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples.md"
 
@@ -52,15 +52,13 @@ async def _pull_until(
     issues: dict[str, Any],
     done: Any,
 ) -> None:
-    """Pull until ``done(issues)``. The feed holds back events behind the oldest
-    writing transaction of the whole server (other databases' included), so a
-    caught-up pull is polled; the interval is no synchronisation."""
-    for _ in range(500):
+    """Pull until ``done(issues)`` (polled: ``tests.polling``)."""
+
+    async def pull() -> dict[str, Any]:
         await code["pull"](client, state, code["mirror_into"](issues))
-        if done(issues):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(issues)
+        return issues
+
+    await poll_feed(pull, done, what="the mirror")
 
 
 async def test_push_pull_crash_and_resume(client: httpx.AsyncClient, tmp_path: Path) -> None:
@@ -94,15 +92,18 @@ async def test_push_pull_crash_and_resume(client: httpx.AsyncClient, tmp_path: P
             raise Crash
         apply(event)
 
-    for _ in range(500):  # polled, as in _pull_until
+    cursor_before = ""
+
+    async def pull_until_crash() -> bool:
+        nonlocal cursor_before
         cursor_before = state.read_text()
         try:
             await code["pull"](client, state, crashing)
         except Crash:
-            break
-        await asyncio.sleep(0.01)
-    else:
-        raise AssertionError("the pull never reached a third event")
+            return True
+        return False
+
+    await poll_feed(pull_until_crash, bool, what="a third event")
     assert state.read_text() == cursor_before  # the crashed page was not stored
 
     def complete(issues: dict[str, Any]) -> bool:
