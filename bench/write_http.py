@@ -38,6 +38,15 @@ def _limit_process(url: str, port: int, log: Path, pool_size: int) -> ManagedPro
     return ManagedProcess("the write limit", [*argv, "--port", str(port)], env, log, cwd=REPO_DIR)
 
 
+def _strawberry_only(url: str, port: int, log: Path) -> ManagedProcess:
+    """Ours with the known paths off (``PORTFOLIO_COMPILED_READS=false``): every update
+    through strawberry's execution and the ORM session, as before the known-mutation
+    path."""
+    process = _ours_process(url, port, log)
+    process.env["PORTFOLIO_COMPILED_READS"] = "false"
+    return process
+
+
 async def _plan(url: str) -> MutationPlan:
     """Every active initiative at its stored version (re-read before each server)."""
     connection = await asyncpg.connect(url)
@@ -55,6 +64,7 @@ async def _run(url: str, duration: float, connections: int, port: int) -> None:
     logs = LOG_DIR / "write-http"
     servers = {
         "ours": lambda: _ours_process(url, port, logs / "ours.log"),
+        "ours, strawberry's path": lambda: _strawberry_only(url, port, logs / "strawberry.log"),
         "limit": lambda: _limit_process(url, port, logs / "limit.log", connections),
     }
     print(f"updateInitiative (varied), {connections} connections, {duration:g} s after 3 s warm-up")
@@ -67,7 +77,7 @@ async def _run(url: str, duration: float, connections: int, port: int) -> None:
                 duration=3,
                 connections=connections,
                 threads=2,
-                log_path=logs / f"{name}-warm",
+                log_path=logs / f"{name[:4]}-{len(name)}-warm",
             )
             if warm.graphql_errors or warm.non_2xx:
                 raise BenchError(f"{name} answered errors: {warm.sample}")
@@ -79,7 +89,7 @@ async def _run(url: str, duration: float, connections: int, port: int) -> None:
                 duration=duration,
                 connections=connections,
                 threads=2,
-                log_path=logs / name,
+                log_path=logs / f"{name[:4]}-{len(name)}",
             )
             result.server_cpu_seconds = (tree_cpu_seconds(server.process.pid) or 0.0) - before
         finally:
@@ -91,7 +101,7 @@ def _report(name: str, result: WrkResult) -> None:
     cpu = result.server_cpu_seconds or 0.0
     per_request = cpu / result.requests * 1000 if result.requests else 0.0
     print(
-        f"{name:>6}: {result.rps:8.1f} req/s, {result.updated / result.seconds:8.1f} updated/s,"
+        f"{name:>24}: {result.rps:8.1f} req/s, {result.updated / result.seconds:8.1f} updated/s,"
         f" {result.conflicts} conflicts, {result.graphql_errors + result.non_2xx} errors,"
         f" p99 {result.p99_ms:.1f} ms, server CPU {per_request:.3f} ms/req"
     )

@@ -58,7 +58,7 @@ from schema.compiled.responses import ResponseCache
 from schema.ids import encode_id
 from schema.limits import cost_extension, known_measurement
 from schema.limits.cost import Measurement, actual_cost
-from schema.mutations.common import actor_of
+from schema.mutations.common import actor_of, to_user_error
 from schema.mutations.portfolio import UPDATES, plain_update
 
 log = structlog.get_logger(__name__)
@@ -102,6 +102,7 @@ class _Known:
     # GraphQL type) for ``_entity``
     payload: tuple[tuple[str, str], ...]
     entity: tuple[tuple[str, str, str, Any], ...]
+    errors: tuple[tuple[str, str, str, Any], ...]  # of each user error, as ``entity``
 
 
 class Written:
@@ -174,11 +175,13 @@ class KnownUpdates:
         state["budget"] = budget  # charged once, whichever path answers
         if not budget.allowed:
             return None
-        data = await self._write(known, principal, *given)
-        if data is None:
+        written = await self._write(known, principal, *given)
+        if written is None:
             return None
+        data, wrote = written
         self.answered += 1
-        self.responses.invalidate()  # committed: no answer read before may be served
+        if wrote:
+            self.responses.invalidate()  # committed: no answer read before may be served
         cost = cost_extension(self.settings, measured.cost, actual_cost(data), budget)
         result = ExecutionResult(data=data, errors=None, extensions={"cost": cost})
         return Written(result, measured.operation_name)
@@ -222,15 +225,17 @@ class KnownUpdates:
         entity_id: int,
         expected_version: int | None,
         values: dict[str, Any],
-    ) -> dict[str, Any] | None:
-        """BEGIN, the statement, the payload from its row, COMMIT; None (rolled back)
-        when strawberry's path must answer."""
+    ) -> tuple[dict[str, Any], bool] | None:
+        """BEGIN, the statement, the payload from its row, COMMIT: the data and True. A
+        refusal (missing, stale) is rolled back, as strawberry's path discards a refused
+        lone mutation: its data and False. None (rolled back) when that path must answer."""
         async with self.reads() as driver:
             transaction = driver.transaction()
             await transaction.start()
             data: dict[str, Any] | None = None
+            wrote = False
             try:
-                row = await direct_writes.update(
+                written = await direct_writes.update(
                     driver,
                     actor_of(principal),
                     known.mutation.spec,
@@ -238,20 +243,25 @@ class KnownUpdates:
                     expected_version,
                     values,
                 )
-                data = {known.key: _payload(known, row)} if row is not None else None
+                if isinstance(written, Refused):
+                    errors = [to_user_error(error) for error in written.errors]
+                    data = {known.key: _payload(known, written.current, errors)}
+                elif written is not None:
+                    data, wrote = {known.key: _payload(known, written, [])}, True
             except _DECLINED:
                 pass  # a unique value taken, a deadlock, a lost connection: the path's
-            if data is None:
+            if not wrote:
                 # A lost connection is not handed out again (``read_connections``).
                 with contextlib.suppress(*_FAILED):
                     await transaction.rollback()
-                return None
+                return None if data is None else (data, False)
             try:
                 await transaction.commit()
             except _FAILED as error:
                 log.warning("database_unavailable", error=type(error).__name__)
                 raise CommitFailed() from error
-            return data
+            assert data is not None  # it wrote: its payload was built
+            return data, True
 
 
 # What the statement may raise for strawberry's path to answer instead, and what the
@@ -378,23 +388,26 @@ def _analyse(
     if mutation is None or [a.name.value for a in root.arguments or ()] != ["input"]:
         return None
     payload: list[tuple[str, str]] = []
-    entity: tuple[tuple[str, str, str, Any], ...] = ()
+    entity: tuple[tuple[str, str, str, Any], ...] | None = ()
+    errors: tuple[tuple[str, str, str, Any], ...] | None = ()
+    error_type = get_named_type(mutation.payload.fields["userErrors"].type)
     for node in _plain(root.selection_set.selections):
         if node is None:
             return None
         name = node.name.value
-        if name == mutation.entity and node.selection_set is not None:
-            planned = _entity_plan(mutation.entity_type, node.selection_set.selections)
-            if planned is None or entity:
-                return None
-            entity = planned
-        elif name not in ("__typename", "userErrors"):
+        if name == mutation.entity and node.selection_set is not None and not entity:
+            entity = _entity_plan(mutation.entity_type, node.selection_set.selections)
+        elif name == "userErrors" and node.selection_set is not None and not errors:
+            errors = _entity_plan(error_type, node.selection_set.selections)
+        elif name != "__typename":
+            return None
+        if entity is None or errors is None:
             return None
         payload.append((_response_key(node), name))
     keys = [key for key, _ in payload]
-    if len(set(keys)) != len(keys):
+    if len(set(keys)) != len(keys) or entity is None or errors is None:
         return None  # merged selections: strawberry's path
-    return _Known(mutation, operation, root, _response_key(root), tuple(payload), entity)
+    return _Known(mutation, operation, root, _response_key(root), tuple(payload), entity, errors)
 
 
 def _plain(selections: Any) -> list[FieldNode | None]:
@@ -443,17 +456,18 @@ def _response_key(node: FieldNode) -> str:
     return node.alias.value if node.alias else node.name.value
 
 
-def _payload(known: _Known, row: dict[str, Any]) -> dict[str, Any]:
-    """The payload of a write that went through, from its row, as graphql-core completes
-    it (the schema's serialisers); raises ``_Unserialisable`` where it would fail."""
+def _payload(known: _Known, row: dict[str, Any] | None, errors: list[Any]) -> dict[str, Any]:
+    """The payload, from the row (None: no entity) and the user errors, as graphql-core
+    completes it (the schema's serialisers); raises ``_Unserialisable`` where it would
+    fail."""
     payload: dict[str, Any] = {}
     for key, name in known.payload:
         if name == "__typename":
             payload[key] = known.mutation.payload.name
         elif name == "userErrors":
-            payload[key] = []
+            payload[key] = [_entity(known.errors, vars(error)) for error in errors]
         else:
-            payload[key] = _entity(known.entity, row)
+            payload[key] = None if row is None else _entity(known.entity, row)
     return payload
 
 

@@ -10,6 +10,7 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from graphql import (
@@ -426,3 +427,89 @@ async def test_development_answers_say_which_path_answered(
     # Nothing to change: strawberry's path says so (no new version).
     assert unchanged.json()["extensions"]["answeredBy"] == "resolvers"
     assert unchanged.json()["data"]["updateInitiative"]["initiative"]["version"] == 3
+
+
+async def test_a_stale_version_is_refused_by_the_fast_path(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], db: AsyncSession
+) -> None:
+    """A CONFLICT is answered here too (the statement wrote nothing, then the row is
+    read locked, as ``writes.lock`` does), with the row as stored; nothing is written."""
+    initiative = await factories.initiative(db, title="Stored")
+    await db.commit()
+    app = assemble_app(settings_for(anonymous_scopes=ALL_SCOPES), engine, sessions)
+    global_id = encode_id("Initiative", initiative.id)
+    document = TITLE.format(name="Stale")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        await _post(c, document, {"id": global_id, "version": 5, "title": "Learnt"})
+        stale = await _post(c, document, {"id": global_id, "version": 5, "title": "Lost"})
+    assert stale.json()["data"] == {
+        "updateInitiative": {
+            "initiative": {"id": global_id, "version": 1, "title": "Stored"},
+            "userErrors": [{"code": "CONFLICT"}],
+        }
+    }
+    assert stale.json()["extensions"]["answeredBy"] == "update"
+    events = await db.scalar(
+        text("SELECT count(*) FROM audit_events WHERE entity_id = :id AND action = 'UPDATE'"),
+        {"id": initiative.id},
+    )
+    assert events == 0
+
+
+# A server wired as in production, on a database of its own: commits are real.
+DOOMED = """
+CREATE FUNCTION refuse_doomed() RETURNS trigger LANGUAGE plpgsql AS
+  $$ BEGIN RAISE EXCEPTION 'doomed at commit'; END $$;
+CREATE CONSTRAINT TRIGGER refuse_doomed AFTER UPDATE ON initiatives
+  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+  WHEN (NEW.title = 'Doomed') EXECUTE FUNCTION refuse_doomed();
+"""
+
+
+def _dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def test_a_failed_commit_is_answered_503(wired_app: Starlette, own_database: str) -> None:
+    """A check deferred to COMMIT fails it: the answer is the endpoint's 503, never the
+    success the payload would tell, and nothing is written."""
+    connection = await asyncpg.connect(_dsn(own_database))
+    try:
+        await connection.execute(DOOMED)
+        pk = await connection.fetchval("SELECT min(id) FROM initiatives WHERE archived_at IS NULL")
+    finally:
+        await connection.close()
+    global_id = encode_id("Initiative", pk)
+    document = TITLE.format(name="Doomed")
+    transport = httpx.ASGITransport(app=wired_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        await _post(client, document, {"id": global_id, "version": None, "title": "Known"})
+        answered = _updates(wired_app).answered
+        doomed = await _post(
+            client, document, {"id": global_id, "version": None, "title": "Doomed"}
+        )
+        failed = _updates(wired_app).answered
+        later = await _post(client, document, {"id": global_id, "version": None, "title": "Later"})
+    # The path was open to the document before and after: it ran the doomed one, whose
+    # commit failed (nothing counted as answered).
+    assert (failed, _updates(wired_app).answered) == (answered, answered + 1)
+    assert later.status_code == 200
+    assert doomed.status_code == 503
+    assert doomed.headers["retry-after"]
+    assert doomed.json() == {
+        "errors": [
+            {
+                "message": "The database is unavailable or busy; retry shortly.",
+                "extensions": {"code": "SERVICE_UNAVAILABLE"},
+            }
+        ]
+    }
+    connection = await asyncpg.connect(_dsn(own_database))
+    try:
+        title = await connection.fetchval("SELECT title FROM initiatives WHERE id = $1", pk)
+        assert title == "Later"
+        assert not await connection.fetchval(
+            "SELECT count(*) FROM audit_events WHERE changes -> 'title' ->> 'after' = 'Doomed'"
+        )
+    finally:
+        await connection.close()

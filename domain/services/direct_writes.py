@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
 
 from domain.services import rows, writes
-from domain.services.writes import UNREAD, Actor, EntitySpec
+from domain.services.writes import UNREAD, Actor, EntitySpec, Refused
 
 _DIALECT = postgresql_asyncpg.dialect()
 
@@ -68,7 +69,17 @@ _GIVEN: Any = object()
 
 @lru_cache(maxsize=256)  # bounded as the statements it renders
 def rendered(model: Any, names: tuple[str, ...], fields: tuple[str, ...]) -> RenderedWrite:
-    compiled: Any = rows.fold_statement(model, names, fields).compile(dialect=_DIALECT)
+    return _rendered(rows.fold_statement(model, names, fields))
+
+
+@cache
+def _locked(model: Any) -> RenderedWrite:
+    """``rows.locked``'s statement: the active row, locked, as ``writes.lock`` reads it."""
+    return _rendered(rows.read_statement(model, False, True))
+
+
+def _rendered(statement: Any) -> RenderedWrite:
+    compiled: Any = statement.compile(dialect=_DIALECT)
     processors = compiled._bind_processors
     parameters: list[_Parameter] = []
     for name in compiled.positiontup:
@@ -90,10 +101,11 @@ async def update(
     entity_id: int,
     expected_version: int | None,
     changes: dict[str, Any],
-) -> dict[str, Any] | None:
+) -> dict[str, Any] | Refused | None:
     """``writes.update``'s one statement on ``driver`` (in a transaction the caller
-    owns): the row as stored after it (with ``before_<field>``), or None when the service
-    must answer instead; then the caller rolls back whatever was run."""
+    owns): the row as stored after it (with ``before_<field>``); or, when it wrote nothing,
+    why ``writes.lock`` refuses it (one statement more, as the service takes); or None
+    when the service must answer instead. The caller rolls back unless a row came back."""
     if not await writes.decided_by_input(UNREAD, spec, changes):
         return None
     event = writes.update_event(actor, spec, entity_id, changes)
@@ -102,8 +114,26 @@ async def update(
     await statement.learn(driver)
     record = await driver.fetchrow(statement.sql, *statement.arguments(parameters))
     if record is None:
-        return None  # missing, archived, stale or unchanged: the service says which
+        return await _refused(driver, spec, entity_id, expected_version)
     row = statement.row(record)
     if writes.blocking_changed(spec, row, changes):
         return None  # its initiatives are bumped too: the service does it
     return row
+
+
+async def _refused(
+    driver: Any, spec: EntitySpec, entity_id: int, expected_version: int | None
+) -> Refused | None:
+    """Nothing was written: the row missing or archived, at another version, or holding
+    the values already. The first two are refused as ``writes.lock`` refuses them (its
+    ``current``: the row as stored, a mapping); the last is the service's to answer."""
+    statement = _locked(spec.model)
+    await statement.learn(driver)
+    record = await driver.fetchrow(statement.sql, *statement.arguments({"row_id": entity_id}))
+    row = None if record is None else statement.row(record)
+    refusal = writes.refused_lock(
+        spec, None if row is None else SimpleNamespace(**row), expected_version
+    )
+    if refusal is not None:
+        refusal.current = row
+    return refusal

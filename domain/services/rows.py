@@ -106,7 +106,7 @@ def _over(model: Any, source: FromClause) -> list[ColumnElement[Any]]:
 
 
 @cache
-def _read_statement(model: Any, now: bool, lock: bool) -> Select[Any]:
+def read_statement(model: Any, now: bool, lock: bool) -> Select[Any]:
     table = model.__table__
     columns = [expression.label(key) for key, expression in _loaded(model)]
     if now:
@@ -120,7 +120,7 @@ def _read_statement(model: Any, now: bool, lock: bool) -> Select[Any]:
 async def active(session: AsyncSession, model: Any, entity_id: int) -> Row[Any] | None:
     """The active row (not locked), or None."""
     connection = await session.connection()
-    statement = _read_statement(model, False, False)
+    statement = read_statement(model, False, False)
     return (await connection.execute(statement, {"row_id": entity_id})).first()
 
 
@@ -129,7 +129,7 @@ async def locked(
 ) -> Row[Any] | None:
     """The active row, locked FOR NO KEY UPDATE, or None."""
     connection = await session.connection()
-    result = await connection.execute(_read_statement(model, now, True), {"row_id": entity_id})
+    result = await connection.execute(read_statement(model, now, True), {"row_id": entity_id})
     return result.first()
 
 

@@ -150,19 +150,29 @@ async def lock(
     check, FOR KEY SHARE: a child moved under it) wait for this one, and two crossing
     moves ("A under B" and "B under A") then wait for each other: a deadlock."""
     row = await rows.locked(session, spec.model, entity_id, now=now)
+    refusal = refused_lock(spec, row, expected_version)
+    if refusal is not None:
+        refusal.current = None if row is None else rows.detached(spec.model, row)
+        raise refusal
+    assert row is not None
+    return row
+
+
+def refused_lock(spec: EntitySpec, row: Any, expected_version: int | None) -> Refused | None:
+    """Why ``lock`` refuses the locked ``row`` (None: missing or archived), if it does; its
+    ``current`` is for the caller to set (the entity as stored, on CONFLICT)."""
     if row is None:
-        raise Refused(UserError("id", "NOT_FOUND", f"No {spec.name} with this ID."))
+        return Refused(UserError("id", "NOT_FOUND", f"No {spec.name} with this ID."))
     if expected_version is not None and row.version != expected_version:
-        raise Refused(
+        return Refused(
             UserError(
                 "expected_version",
                 "CONFLICT",
                 f"{label(spec, row)} is at version {row.version}, not {expected_version}: "
                 "it changed since you read it.",
-            ),
-            current=rows.detached(spec.model, row),
+            )
         )
-    return row
+    return None
 
 
 async def load_for_update(
