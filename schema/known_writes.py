@@ -151,8 +151,10 @@ class KnownUpdates:
         ):
             return None
         candidates = CANDIDATES.get(query, operation_name)
-        if candidates is None:
-            return None  # never run by strawberry's path: not parsed, validated, measured
+        if candidates is None or not any(name in query for name in self.mutations):
+            # Never run by strawberry's path (not parsed, validated, measured), or names
+            # no update: a read none of whose cost goes to parsing it here.
+            return None
         known = self._known(query, operation_name)
         if known is None or not principal.has(*known.mutation.scopes):
             return None  # a refused scope: its error, status and challenge are the path's

@@ -343,6 +343,7 @@ async def token_client(
 async def test_a_known_title_edit_is_one_statement_with_a_token(
     app: Starlette,
     db: AsyncSession,
+    connection: AsyncConnection,
     statements: StatementCounter,
     token_client: Callable[[list[str]], Awaitable[httpx.AsyncClient]],
 ) -> None:
@@ -359,6 +360,14 @@ async def test_a_known_title_edit_is_one_statement_with_a_token(
     updates = _updates(app)
     dropped = updates.responses.generation
     statements.statements.clear()
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None
+    sent: list[str] = []
+
+    def log(record: Any) -> None:
+        sent.append(record.query)
+
+    driver.add_query_logger(log)
     second = await _post(client, document, {"id": global_id, "version": 2, "title": "Second"})
     assert second.status_code == 200
     assert second.json() == {
@@ -387,6 +396,12 @@ async def test_a_known_title_edit_is_one_statement_with_a_token(
         "title": {"before": "First", "after": "Second"},
         "version": {"before": 2, "after": 3},
     }
+    # On the wire (asyncpg logs a query once done, the last one after the answer: read
+    # once the checks above have awaited): its transaction (here a savepoint of the
+    # test's), the write, the end of the transaction.
+    driver.remove_query_logger(log)
+    wire = [query.split()[0] for query in sent if "oauth_revoked_access_tokens" not in query]
+    assert wire[:3] == ["SAVEPOINT", "WITH", "RELEASE"]
 
 
 async def test_a_refused_scope_is_left_to_strawberry(
@@ -430,7 +445,10 @@ async def test_development_answers_say_which_path_answered(
 
 
 async def test_a_stale_version_is_refused_by_the_fast_path(
-    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], db: AsyncSession
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    db: AsyncSession,
+    statements: StatementCounter,
 ) -> None:
     """A CONFLICT is answered here too (the statement wrote nothing, then the row is
     read locked, as ``writes.lock`` does), with the row as stored; nothing is written."""
@@ -441,7 +459,10 @@ async def test_a_stale_version_is_refused_by_the_fast_path(
     document = TITLE.format(name="Stale")
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         await _post(c, document, {"id": global_id, "version": 5, "title": "Learnt"})
+        statements.statements.clear()
         stale = await _post(c, document, {"id": global_id, "version": 5, "title": "Lost"})
+    # The write, which wrote nothing, then the row read locked: as the service does.
+    assert [query.split()[0] for query in statements.statements] == ["WITH", "SELECT"]
     assert stale.json()["data"] == {
         "updateInitiative": {
             "initiative": {"id": global_id, "version": 1, "title": "Stored"},
