@@ -4,11 +4,13 @@ without strawberry's execution and without an ORM session. The view (``schema.vi
 tries it after the known reads; whenever it declines (``None``), strawberry's path
 answers, with the exact errors. It declines whatever it cannot vouch for: a caller
 without the field's scopes, variables that do not coerce, an input naming objects by key
-or reference, rules that need the stored row or refuse, a missing, archived, stale or
-unchanged row, any failed statement, a payload field that is not a column of the row.
+or reference, rules that need the stored row or refuse, an unchanged row, any failed
+statement, a payload field that is not a column of the row. A missing, archived or
+stale row is refused here, as ``writes.lock`` refuses it.
 
-What it runs is the service's: the same input conversion (strawberry's, then
-``portfolio.plain_update``), the same rules and one statement
+What it runs is the service's: the same input conversion (graphql-core's coercion, the
+input built as strawberry builds it, then ``portfolio.plain_update``), the same rules
+and one statement
 (``domain.services.direct_writes``: lock, update, audit event, returning the row), the
 same cost charge, in a transaction of its own on a pooled connection: BEGIN, the
 statement, COMMIT. The payload is built from the returned row as strawberry would
@@ -58,6 +60,7 @@ from schema.compiled.responses import ResponseCache
 from schema.ids import encode_id
 from schema.limits import cost_extension, known_measurement
 from schema.limits.cost import Measurement, actual_cost
+from schema.limits.documents import document_bytes
 from schema.mutations.common import actor_of, to_user_error
 from schema.mutations.portfolio import UPDATES, plain_update
 
@@ -150,6 +153,9 @@ class KnownUpdates:
             and isinstance(variables, dict | None)
         ):
             return None
+        limit = self.settings.max_document_bytes
+        if len(query) > limit and document_bytes(query) > limit:
+            return None  # refused by strawberry's path, unless it is a persisted one
         candidates = CANDIDATES.get(query, operation_name)
         if candidates is None or not any(name in query for name in self.mutations):
             # Never run by strawberry's path (not parsed, validated, measured), or names

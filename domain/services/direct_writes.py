@@ -3,9 +3,10 @@ path's service (``schema.known_writes``). The same rules as ``writes.update`` (a
 the input alone: ``writes.decided_by_input``) and the same one statement
 (``rows.fold_statement``: lock, update, audit event, the row returned), rendered to SQL
 text once per column set and run on asyncpg with SQLAlchemy's own bind and result
-processing. Whenever ``writes.update`` would take another road (the rules need the row
-or refuse, the row is missing, archived, stale or unchanged, a constraint's blocking
-changes) it answers None, and the caller rolls back and lets the service run."""
+processing. A row missing, archived or at another version is refused as ``writes.lock``
+refuses it. Whenever ``writes.update`` would take another road (the rules need the row
+or refuse, the row holds the values already, a constraint's blocking changes) it
+answers None, and the caller rolls back and lets the service run."""
 
 from __future__ import annotations
 
