@@ -271,6 +271,21 @@ def webhooks(
     _guarded(lambda: run_webhook_delay(options))
 
 
+@app.command("write-http")
+def write_http(
+    products: Annotated[int, typer.Option(help="Size of the generated portfolio.", min=50)] = 200,
+    duration: Annotated[float, typer.Option(help="Seconds of load per server.", min=1)] = 10.0,
+    connections: Annotated[int, typer.Option(help="wrk's connections.", min=1)] = 16,
+    port: Annotated[int, typer.Option(help="The servers' port (one at a time).")] = 8721,
+    token: Annotated[bool, typer.Option(help="Send ours a bearer token.")] = False,
+) -> None:
+    """updateInitiative over HTTP under wrk: ours against the write limit (a bare
+    Starlette handler: BEGIN, our one statement, COMMIT)."""
+    from bench.write_http import run_write_http
+
+    _guarded(lambda: run_write_http(products, duration, connections, port, token))
+
+
 def _guarded(work: object) -> None:
     try:
         work()  # type: ignore[operator]

@@ -23,12 +23,11 @@ from domain.services.persisted import PersistedQueryStore
 from domain.settings import Settings
 from schema.http import (
     JSON,
-    RETRY_AFTER_SECONDS,
     HTTPRefusal,
     decode_json,
-    error_response,
     negotiate,
     refuse_early,
+    unavailable_response,
 )
 from schema.persisted import (
     PersistedQueryError,
@@ -156,7 +155,7 @@ class GraphQLEndpoint:
                 await response.release()  # committed: now the caller may hear of it
             else:
                 log.warning("request_not_committed")
-                await _unavailable_response()(scope, receive, send)
+                await unavailable_response()(scope, receive, send)
         except _RunAgain as again:
             return again.reason
         except (SQLAlchemyTimeoutError, OperationalError, DBAPIError, OSError) as error:
@@ -164,7 +163,7 @@ class GraphQLEndpoint:
             # is dropped, and the caller is told to come back.
             log.warning("database_unavailable", error=type(error).__name__)
             if not response.started:
-                await _unavailable_response()(scope, receive, send)
+                await unavailable_response()(scope, receive, send)
         return None
 
     async def _persisted(
@@ -234,15 +233,6 @@ def _unauthorized(error: InvalidToken) -> Response:
         status_code=401,
         media_type="application/json",
         headers={"WWW-Authenticate": challenge("invalid_token", error.description)},
-    )
-
-
-def _unavailable_response() -> Response:
-    return error_response(
-        503,
-        "SERVICE_UNAVAILABLE",
-        "The database is unavailable or busy; retry shortly.",
-        {"Retry-After": RETRY_AFTER_SECONDS},
     )
 
 

@@ -208,3 +208,13 @@ def error_response(
     return Response(
         orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
     )
+
+
+def unavailable_response() -> Response:
+    """A request whose transaction could not run or commit: nothing was done."""
+    return error_response(
+        503,
+        "SERVICE_UNAVAILABLE",
+        "The database is unavailable or busy; retry shortly.",
+        {"Retry-After": RETRY_AFTER_SECONDS},
+    )

@@ -38,8 +38,10 @@ from schema.http import (
     HTTPRefusal,
     content_type,
     decode_json,
+    unavailable_response,
 )
 from schema.known import KnownReads
+from schema.known_writes import CommitFailed, KnownUpdates
 from schema.permissions import ask_for_token, challenge_anonymous
 from schema.persisted import PENDING_REGISTRATION, PERSISTED_DOCUMENT, PendingRegistration
 
@@ -66,6 +68,7 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         self.responses = ResponseCache(settings.response_cache_chars)
         self.settings = settings
         self.known = KnownReads(settings, self.schema, rate_limiter, reads, self.responses)
+        self.updates = KnownUpdates(settings, self.schema, rate_limiter, reads, self.responses)
         self.anonymous = anonymous_principal(
             development=settings.is_development, configured=settings.anonymous_scopes
         )
@@ -214,7 +217,7 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         principal = state["principal"]
         known = self.known.lookup(principal, data)
         if known is None:
-            return None
+            return await self._answer_update(request, principal, data)
         result, budget, answered_by = await self.known.run(
             known, data, principal.scopes, _rate_limit_key(principal, request)
         )
@@ -231,6 +234,24 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         if refused(result):
             challenge_anonymous(principal, response)  # as the resolvers' check does
         return response
+
+    async def _answer_update(
+        self, request: Request, principal: Any, data: GraphQLRequestData
+    ) -> Response | None:
+        """A known entity update (``schema.known_writes``), committed; None otherwise."""
+        state = request.scope["state"]
+        key = _rate_limit_key(principal, request)
+        try:
+            written = await self.updates.answer(principal, data, key, state)
+        except CommitFailed:
+            return unavailable_response()
+        if written is None:
+            return None
+        answer = self._answer(state, written.result, "update", written.operation_name)
+        negotiated = media_type(request.scope)
+        return Response(
+            self.encode_json(answer), headers={"content-type": content_type(negotiated)}
+        )
 
     async def get_context(self, request: Any, response: Any) -> Context:
         state = request.scope["state"]

@@ -274,7 +274,7 @@ async def test_one_statement_audits_as_the_row_path_does(
     twins = [(await make(db, **created)).id for _ in range(2)]
     await db.commit()
     actor = writes.Actor(user_id=None)
-    assert await writes._decided_by_input(db, spec, changes)  # the one-statement path
+    assert await writes.decided_by_input(db, spec, changes)  # the one-statement path
     one = await writes.update(db, actor, spec, twins[0], 1, dict(changes))
     current = await writes.lock(db, spec, twins[1], 1)
     other = await writes.change(db, actor, spec, current, dict(changes))

@@ -106,7 +106,7 @@ def _over(model: Any, source: FromClause) -> list[ColumnElement[Any]]:
 
 
 @cache
-def _read_statement(model: Any, now: bool, lock: bool) -> Select[Any]:
+def read_statement(model: Any, now: bool, lock: bool) -> Select[Any]:
     table = model.__table__
     columns = [expression.label(key) for key, expression in _loaded(model)]
     if now:
@@ -120,7 +120,7 @@ def _read_statement(model: Any, now: bool, lock: bool) -> Select[Any]:
 async def active(session: AsyncSession, model: Any, entity_id: int) -> Row[Any] | None:
     """The active row (not locked), or None."""
     connection = await session.connection()
-    statement = _read_statement(model, False, False)
+    statement = read_statement(model, False, False)
     return (await connection.execute(statement, {"row_id": entity_id})).first()
 
 
@@ -129,7 +129,7 @@ async def locked(
 ) -> Row[Any] | None:
     """The active row, locked FOR NO KEY UPDATE, or None."""
     connection = await session.connection()
-    result = await connection.execute(_read_statement(model, now, True), {"row_id": entity_id})
+    result = await connection.execute(read_statement(model, now, True), {"row_id": entity_id})
     return result.first()
 
 
@@ -175,7 +175,7 @@ async def write(
 
 # Bounded, as ``_write_statement``.
 @lru_cache(maxsize=256)
-def _fold_statement(model: Any, names: tuple[str, ...], fields: tuple[str, ...]) -> Select[Any]:
+def fold_statement(model: Any, names: tuple[str, ...], fields: tuple[str, ...]) -> Select[Any]:
     table = model.__table__
     kept = (*fields, "version")  # what the row held: returned as ``before_<name>``
     # The row read and locked first (a subquery's FOR NO KEY UPDATE: under concurrent
@@ -255,6 +255,19 @@ async def write_changed(
     ``event["changes"]`` gives it). Returns the row as stored, with what it held before
     as ``before_<field>`` (``fields`` and ``version``); None when nothing was written:
     missing, archived, at another version, or no value differs."""
+    names, parameters = fold_parameters(entity_id, expected_version, values, event)
+    connection = await session.connection()
+    result = await connection.execute(fold_statement(model, names, fields), parameters)
+    return result.first()
+
+
+def fold_parameters(
+    entity_id: int,
+    expected_version: int | None,
+    values: Mapping[str, Any],
+    event: Mapping[str, Any],
+) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The written column names (``fold_statement``'s key) and the statement's values."""
     names = tuple(sorted(values))
     parameters = {
         "row_id": entity_id,
@@ -263,9 +276,7 @@ async def write_changed(
         **{f"v_{name}": values[name] for name in names},
     }
     parameters |= {f"e_{name}": event[name] for name in AUDIT_COLUMNS if name not in FOLDED}
-    connection = await session.connection()
-    result = await connection.execute(_fold_statement(model, names, fields), parameters)
-    return result.first()
+    return names, parameters
 
 
 # The event's columns ``write_changed`` computes itself.

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Row, func
+from sqlalchemy import Row, RowMapping, func
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -150,19 +150,29 @@ async def lock(
     check, FOR KEY SHARE: a child moved under it) wait for this one, and two crossing
     moves ("A under B" and "B under A") then wait for each other: a deadlock."""
     row = await rows.locked(session, spec.model, entity_id, now=now)
+    refusal = refused_lock(spec, row, expected_version)
+    if refusal is not None:
+        refusal.current = None if row is None else rows.detached(spec.model, row)
+        raise refusal
+    assert row is not None
+    return row
+
+
+def refused_lock(spec: EntitySpec, row: Any, expected_version: int | None) -> Refused | None:
+    """Why ``lock`` refuses the locked ``row`` (None: missing or archived), if it does; its
+    ``current`` is for the caller to set (the entity as stored, on CONFLICT)."""
     if row is None:
-        raise Refused(UserError("id", "NOT_FOUND", f"No {spec.name} with this ID."))
+        return Refused(UserError("id", "NOT_FOUND", f"No {spec.name} with this ID."))
     if expected_version is not None and row.version != expected_version:
-        raise Refused(
+        return Refused(
             UserError(
                 "expected_version",
                 "CONFLICT",
                 f"{label(spec, row)} is at version {row.version}, not {expected_version}: "
                 "it changed since you read it.",
-            ),
-            current=rows.detached(spec.model, row),
+            )
         )
-    return row
+    return None
 
 
 async def load_for_update(
@@ -260,7 +270,7 @@ async def update(
     (``rows.write_changed``) when the rules decide from the input alone, else the row is
     locked and read first (``lock``, ``change``); also when the one statement wrote
     nothing, which then says why (missing, stale, nothing to change)."""
-    if await _decided_by_input(session, spec, changes):
+    if await decided_by_input(session, spec, changes):
         written = await _write_changed(session, actor, spec, entity_id, expected_version, changes)
         if written is not None:
             return written
@@ -268,13 +278,13 @@ async def update(
     return await change(session, actor, spec, current, changes)
 
 
-async def _decided_by_input(
-    session: AsyncSession, spec: EntitySpec, changes: Mapping[str, Any]
-) -> bool:
+async def decided_by_input(session: Any, spec: EntitySpec, changes: Mapping[str, Any]) -> bool:
     """Whether the rules pass on ``changes`` without the row: no reference changes (those
     are looked up) and no rule asks for a field the input leaves out. False also when
     they refuse (the row's path says so), for a column whose audit value PostgreSQL
-    cannot render as Python does (``rows.foldable``), and when there is nothing to do."""
+    cannot render as Python does (``rows.foldable``), and when there is nothing to do.
+    ``session`` may be ``UNREAD`` (a caller without one): a rule that asks the database
+    then needs the row, and the answer is False."""
     if not changes or any(name in spec.references for name in changes):
         return False
     if not rows.foldable(spec.model, tuple(sorted(changes))):
@@ -303,8 +313,7 @@ async def _write_changed(
 ) -> Any:
     """``rows.write_changed``, then what follows a write (a blocker's initiatives bumped);
     None when it wrote nothing."""
-    after = {name: audit.to_json(value) for name, value in changes.items()}
-    event = audit.values(actor, spec.name, entity_id, AuditAction.UPDATE, after)
+    event = update_event(actor, spec, entity_id, changes)
     try:
         row = await rows.write_changed(
             session, spec.model, entity_id, expected_version, changes, spec.fields, event
@@ -313,13 +322,31 @@ async def _write_changed(
         raise duplicate(spec, error) from None
     if row is None:
         return None
-    if spec.model is TechnicalConstraint:
-        before = {name: getattr(row, f"before_{name}") for name in spec.fields}
-        if _blocking(before) != _blocking({**before, **changes}):
-            await blocking.bump_initiatives_of_constraint(
-                session, entity_id, actor.user_id, actor.client_id
-            )
+    if blocking_changed(spec, row._mapping, changes):
+        await blocking.bump_initiatives_of_constraint(
+            session, entity_id, actor.user_id, actor.client_id
+        )
     return rows.adopt(session, spec.model, row)
+
+
+def update_event(
+    actor: Actor, spec: EntitySpec, entity_id: int, changes: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The audit event's values of an update by ``write_changed`` (which computes the
+    diff's "before" side itself)."""
+    after = {name: audit.to_json(value) for name, value in changes.items()}
+    return audit.values(actor, spec.name, entity_id, AuditAction.UPDATE, after)
+
+
+def blocking_changed(
+    spec: EntitySpec, written: Mapping[str, Any] | RowMapping, changes: Mapping[str, Any]
+) -> bool:
+    """Whether a ``write_changed`` row (its ``before_<field>`` values) made a constraint
+    an active blocker or stopped it being one: its initiatives are then bumped too."""
+    if spec.model is not TechnicalConstraint:
+        return False
+    before = {name: written[f"before_{name}"] for name in spec.fields}
+    return _blocking(before) != _blocking({**before, **changes})
 
 
 async def change(

@@ -103,11 +103,7 @@ async def run(
     mutation that went through marks the request: once it commits, the endpoint drops
     the answers cached of reads (``Context.mutated``)."""
     context = info.context
-    actor = Actor(
-        user_id=context.principal.user_id,
-        client_id=context.principal.client_pk,
-        scopes=context.principal.scopes,
-    )
+    actor = actor_of(context.principal)
     async with context.lock:
         session = context.session
         try:
@@ -130,6 +126,11 @@ async def run(
                 raise
             message = concurrent_change(context.conflict)
             return Outcome(errors=[to_user_error(ServiceError(None, "CONFLICT", message))])
+
+
+def actor_of(principal: Any) -> Actor:
+    """The caller as the audit trail records it, with the scopes it may grant."""
+    return Actor(user_id=principal.user_id, client_id=principal.client_pk, scopes=principal.scopes)
 
 
 def lone_request(info: strawberry.Info) -> RequestTransaction | None:

@@ -4,6 +4,7 @@ initiatives and constraints between statuses. One resolver each, calling its ser
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import strawberry
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth.scopes import Scope
 from domain.services import lookups, specs, status, sync, writes
+from domain.services.lookups import Lookup
 from domain.services.writes import Actor, EntitySpec
 from schema.mutations import inputs
 from schema.mutations.common import (
@@ -22,6 +24,7 @@ from schema.mutations.common import (
     refs_given,
     run,
     target_id,
+    target_of,
 )
 from schema.mutations.payloads import (
     GlossaryTermPayload,
@@ -51,6 +54,17 @@ LOOKUPS: dict[str, dict[str, tuple[str, str]]] = {
     specs.KPI.name: {"product": ("product_id", "Product"), "owner_team": ("owner_team_id", "Team")},
 }
 
+# Each entity's update mutation: its entity and the references its input carries as
+# global IDs. The known-mutation path (``schema.known_writes``) answers these too.
+UPDATES: dict[str, tuple[EntitySpec, dict[str, str]]] = {
+    "updateTeam": (specs.TEAM, NO_REFS),
+    "updateProduct": (specs.PRODUCT, PRODUCT_REFS),
+    "updateInitiative": (specs.INITIATIVE, INITIATIVE_REFS),
+    "updateTechnicalConstraint": (specs.CONSTRAINT, NO_REFS),
+    "updateKpi": (specs.KPI, KPI_REFS),
+    "updateGlossaryTerm": (specs.GLOSSARY_TERM, NO_REFS),
+}
+
 
 async def create(
     session: AsyncSession, actor: Actor, spec: EntitySpec, data: Any, references: dict[str, str]
@@ -69,6 +83,24 @@ async def update(
     return await sync.update(
         session, actor, spec, pk, data.expected_version, values, refs_given(data)
     )
+
+
+def plain_update(spec: EntitySpec, data: Any, references: dict[str, str]) -> tuple[int, Any] | None:
+    """What ``update`` computes before its service when that takes no statement: the
+    target's primary key and the values given, for an input naming its object by `id`,
+    naming no other object by key or reference, and setting no external references.
+    None otherwise; raises ``Refused`` as ``update`` would."""
+    target = target_of(data, spec.name)
+    given = given_values(data, references, LOOKUPS.get(spec.name))
+    if target.id is None or refs_given(data) or any(isinstance(v, Lookup) for v in given.values()):
+        return None
+    return target.id, given
+
+
+def updating(name: str, data: Any) -> Callable[[AsyncSession, Actor], Awaitable[Any]]:
+    """The work of the update mutation ``name`` (``UPDATES``) with its input."""
+    spec, references = UPDATES[name]
+    return lambda session, actor: update(session, actor, spec, data, references)
 
 
 async def archive(session: AsyncSession, actor: Actor, spec: EntitySpec, data: Any) -> Any:
@@ -101,7 +133,7 @@ class EntityMutation:
     ) -> TeamPayload | None:
         outcome = await run(
             info,
-            lambda session, actor: update(session, actor, specs.TEAM, input, NO_REFS),
+            updating("updateTeam", input),
         )
         return TeamPayload(team=outcome.value, user_errors=outcome.errors)
 
@@ -131,7 +163,7 @@ class EntityMutation:
     ) -> ProductPayload | None:
         outcome = await run(
             info,
-            lambda session, actor: update(session, actor, specs.PRODUCT, input, PRODUCT_REFS),
+            updating("updateProduct", input),
         )
         return ProductPayload(product=outcome.value, user_errors=outcome.errors)
 
@@ -167,7 +199,7 @@ class EntityMutation:
     ) -> InitiativePayload | None:
         outcome = await run(
             info,
-            lambda session, actor: update(session, actor, specs.INITIATIVE, input, INITIATIVE_REFS),
+            updating("updateInitiative", input),
         )
         return InitiativePayload(initiative=outcome.value, user_errors=outcome.errors)
 
@@ -211,7 +243,7 @@ class EntityMutation:
     ) -> TechnicalConstraintPayload | None:
         outcome = await run(
             info,
-            lambda session, actor: update(session, actor, specs.CONSTRAINT, input, NO_REFS),
+            updating("updateTechnicalConstraint", input),
         )
         return TechnicalConstraintPayload(
             technical_constraint=outcome.value, user_errors=outcome.errors
@@ -248,7 +280,7 @@ class EntityMutation:
     ) -> KpiPayload | None:
         outcome = await run(
             info,
-            lambda session, actor: update(session, actor, specs.KPI, input, KPI_REFS),
+            updating("updateKpi", input),
         )
         return KpiPayload(kpi=outcome.value, user_errors=outcome.errors)
 
@@ -282,7 +314,7 @@ class EntityMutation:
     ) -> GlossaryTermPayload | None:
         outcome = await run(
             info,
-            lambda session, actor: update(session, actor, specs.GLOSSARY_TERM, input, NO_REFS),
+            updating("updateGlossaryTerm", input),
         )
         return GlossaryTermPayload(glossary_term=outcome.value, user_errors=outcome.errors)
 
