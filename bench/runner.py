@@ -65,8 +65,10 @@ _PORT_NAMES = ("ours", "peer", "ours_count", "peer_count", "limit_http", "peer5"
 ANONYMOUS_SCOPES = (
     '["portfolio:read","finance:read","audit:read","kpis:ingest","initiatives:write"]'
 )
-# What the bench's OAuth client may read (every read scope, as a dashboard's token would).
-TOKEN_SCOPES = "portfolio:read finance:read audit:read"
+# What the bench's OAuth client may do: every read scope, as a dashboard's token has,
+# and the two writes of the write workloads (`mutation`, `ingest`), which a token
+# without them would only see refused.
+TOKEN_SCOPES = "portfolio:read finance:read audit:read kpis:ingest initiatives:write"
 # The server's settings for the benchmark: production mode, no token (the anonymous
 # caller gets the scopes above), quiet logs, and limits out of the way: the overview
 # query costs more than the default maximum, and one client spends a caller's rate-limit
