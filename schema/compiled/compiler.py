@@ -47,7 +47,16 @@ from strawberry.types.arguments import convert_arguments
 from domain.errors import DomainError
 from domain.services import external_refs, reads
 from domain.services.pagination import PageRequest, page_request
-from schema.compiled import as_of, connections, feed, jsontext, objects, viewer, webhooks
+from schema.compiled import (
+    as_of,
+    connections,
+    feed,
+    jsontext,
+    objects,
+    subtrees,
+    viewer,
+    webhooks,
+)
 from schema.compiled.binding import Site
 from schema.compiled.errors import Refusal, Refused, Sites, Step, forbidden_field
 from schema.compiled.parameters import PREFIX
@@ -107,6 +116,7 @@ class Compiler:
         # Where the field being built sits, and the refused fields of the root field.
         self.path: list[Step] = []
         self.refusals: list[Refusal] = []
+        self._shapes: dict[int, str | None] = {}  # id(node) -> its shape (``subtrees``)
 
     # ------------------------------------------------------------ root fields
 
@@ -433,6 +443,19 @@ class Compiler:
         if name not in laterals:
             laterals[name] = build().lateral(f"{name}_{inspect(alias).name}")
         return laterals[name]
+
+    def shape(self, node: FieldNode) -> str | None:
+        """The field as written, fragments followed (``subtrees.shape``)."""
+        return subtrees.shape(node, self.walk.fragments, self._shapes)
+
+    @property
+    def computed_count(self) -> int:
+        """Computed parameters named so far."""
+        return self._computed
+
+    def laterals_pending(self) -> list[tuple[Any, dict[str, Any]]]:
+        """The laterals built and not yet joined, by row alias."""
+        return list(self._laterals.items())
 
     def rows(self, statement: Select[Any], alias: Any) -> Select[Any]:
         """``statement`` (which selects from ``alias``) with the laterals its fields use."""
