@@ -113,6 +113,9 @@ class Compiler:
         # selected (``rows``): the KPI's latest measurement, found once for both
         # ``latestValue`` and ``status``.
         self._laterals: dict[Any, dict[str, Any]] = {}
+        # The row of each lateral used: a field using one of a row above it is not kept
+        # as text (``subtrees``).
+        self.lateral_rows: list[Any] = []
         # Where the field being built sits, and the refused fields of the root field.
         self.path: list[Step] = []
         self.refusals: list[Refusal] = []
@@ -439,6 +442,7 @@ class Compiler:
 
     def lateral(self, alias: Any, name: str, build: Callable[[], Any]) -> Any:
         """The lateral subquery ``name`` joined to the rows of ``alias``, built once."""
+        self.lateral_rows.append(alias)
         laterals = self._laterals.setdefault(alias, {})
         if name not in laterals:
             laterals[name] = build().lateral(f"{name}_{inspect(alias).name}")
@@ -452,10 +456,6 @@ class Compiler:
     def computed_count(self) -> int:
         """Computed parameters named so far."""
         return self._computed
-
-    def laterals_pending(self) -> list[tuple[Any, dict[str, Any]]]:
-        """The laterals built and not yet joined, by row alias."""
-        return list(self._laterals.items())
 
     def rows(self, statement: Select[Any], alias: Any) -> Select[Any]:
         """``statement`` (which selects from ``alias``) with the laterals its fields use."""

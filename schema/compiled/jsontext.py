@@ -99,7 +99,11 @@ def json_text(value: Any) -> ColumnElement[str]:
     """``value`` as JSON text, never NULL."""
     if isinstance(value, Null) or (isinstance(value, BindParameter) and value.value is None):
         return NULL
-    if isinstance(value, Written) or constant_text(value) is not None:
+    if (
+        isinstance(value, Written)
+        or getattr(value, "never_null", False)  # JSON text kept (``subtrees``)
+        or constant_text(value) is not None
+    ):
         return value
     kind = value.type
     if isinstance(kind, JsonText):

@@ -30,15 +30,15 @@ def object_json(c: Compiler, type_name: str, alias: Any, node: FieldNode) -> Col
 
 
 def field(c: Compiler, type_name: str, alias: Any, node: FieldNode) -> Any:
-    """A field's SQL expression. One with a selection set and no variable is compiled
-    once per shape, whatever the document (``subtrees``)."""
+    """A field's value as JSON text. One with no variable is compiled once per shape,
+    whatever the document (``subtrees``)."""
     return c.placed(type_name, node, lambda: _field(c, type_name, alias, node))
 
 
 def _field(c: Compiler, type_name: str, alias: Any, node: FieldNode) -> Any:
-    if not node.selection_set:
-        return _build(c, type_name, alias, node)
-    return subtrees.cached(c, type_name, alias, node, lambda: _build(c, type_name, alias, node))
+    return subtrees.cached(
+        c, type_name, alias, node, lambda: jsontext.json_text(_build(c, type_name, alias, node))
+    )
 
 
 def _build(c: Compiler, type_name: str, alias: Any, node: FieldNode) -> Any:

@@ -68,12 +68,11 @@ _PARENT = -1  # the hole of the parent's alias; the subtree's own are 0, 1, ...
 
 @dataclass(frozen=True)
 class Text:
-    """A subtree's SQL: fixed pieces and alias holes, with how its parent takes it."""
+    """A subtree's SQL: fixed pieces and alias holes."""
 
     pieces: tuple[str | int, ...]
     names: int  # the aliases it numbers
     type: Any  # its SQL type
-    written: bool  # never NULL (``jsontext._Written``)
 
     def render(self, parent: int, start: int) -> str:
         return "".join(
@@ -123,12 +122,15 @@ SUBTREES = SubtreeCache()
 def cached(
     c: Compiler, type_name: str, alias: Any, node: FieldNode, build: Callable[[], Any]
 ) -> Any:
-    """``build()``, the field ``node`` of ``type_name`` on the row ``alias``; its SQL text
-    from an earlier plan when one built the same shape on the same kind of row."""
+    """``build()``, the JSON text (never NULL) of the field ``node`` of ``type_name`` on
+    the row ``alias``; its SQL text from an earlier plan when one built the same shape
+    on the same kind of row."""
     parent = _alias_number(alias)
     shape = c.shape(node) if parent is not None else None
     if parent is None or shape is None:
         return build()
+    if not node.selection_set:  # a leaf's value does not depend on its response key
+        shape = shape.partition(":")[2]
     key = (
         id(c.walk.schema),
         type_name,
@@ -142,31 +144,37 @@ def cached(
     if found is not None:
         SUBTREES.hits += 1
         c.next_name += found.names
-        replayed = _Replayed(found.render(parent, start), found.type, alias)
-        return _written(replayed) if found.written else replayed
+        return _Replayed(found.render(parent, start), found.type, alias)
     SUBTREES.misses += 1
-    before = _traces(c)
+    before, laterals = _traces(c), len(c.lateral_rows)
     expression = build()
     if _traces(c) != before or not isinstance(expression, ColumnElement):
         return expression
+    for row in c.lateral_rows[laterals:]:
+        number = _alias_number(row)
+        if number is None or number < start:  # joined where a row above it is selected
+            return expression
     if jsontext.constant_text(expression) is not None:
         return expression  # written into its parent's text already
-    written = isinstance(expression, jsontext.Written)
-    recording = _Recording(expression, key, parent, start, c.next_name - start, written)
-    return _written(recording) if written else recording
-
-
-def _written(value: Any) -> Any:
-    return jsontext.written(value)
+    return _Recording(expression, key, parent, start, c.next_name - start)
 
 
 def _alias_number(alias: Any) -> int | None:
     """The number of a row alias the compiler named (``Compiler.alias``), else None."""
+    number = _NUMBERS.get(alias, _UNKNOWN)
+    if number is not _UNKNOWN:
+        return number  # type: ignore[return-value]
     found = inspect(alias, raiseerr=False)
-    if not isinstance(found, AliasedInsp) or found.name is None:
+    if not isinstance(found, AliasedInsp):
         return None
-    number = _ALIAS.fullmatch(found.name)
-    return int(number.group(1)) if number else None
+    named = _ALIAS.fullmatch(found.name or "")
+    _NUMBERS[alias] = int(named.group(1)) if named else None
+    return _NUMBERS[alias]
+
+
+# Aliased models -> their number: few, and kept for good (``compiler._alias_named``).
+_NUMBERS: dict[Any, int | None] = {}
+_UNKNOWN = object()
 
 
 def _traces(c: Compiler) -> tuple[Any, ...]:
@@ -177,7 +185,6 @@ def _traces(c: Compiler) -> tuple[Any, ...]:
         len(c.principal_attributes),
         c.computed_count,
         c.as_of_lookups,
-        tuple((id(alias), len(laterals)) for alias, laterals in c.laterals_pending()),
     )
 
 
@@ -186,18 +193,18 @@ class _Recording(ColumnElement[Any]):
     and keeps the text it compiled to under its key."""
 
     __visit_name__ = "portfolio_subtree"
+    never_null = True  # JSON text (``jsontext.json_text``): taken as it is
     _traverse_internals = [("inner", InternalTraversal.dp_clauseelement)]
     inherit_cache = False
 
     def __init__(
-        self, inner: Any, key: tuple[Any, ...], parent: int, start: int, names: int, written: bool
+        self, inner: Any, key: tuple[Any, ...], parent: int, start: int, names: int
     ) -> None:
         self.inner = inner
         self.subtree_key = key
         self.parent = parent
         self.start = start
         self.names = names
-        self.written = written
         self.type = inner.type
 
     @property
@@ -220,7 +227,7 @@ class _Recording(ColumnElement[Any]):
             pieces += [sql[at : found.start()], hole]
             at = found.end()
         pieces.append(sql[at:])
-        SUBTREES.put(self.subtree_key, Text(tuple(pieces), self.names, self.type, self.written))
+        SUBTREES.put(self.subtree_key, Text(tuple(pieces), self.names, self.type))
 
 
 @compiles(_Recording)
@@ -241,6 +248,7 @@ class _Replayed(ColumnElement[Any]):
     """A subtree's kept text, its aliases renumbered for this statement."""
 
     __visit_name__ = "portfolio_replayed"
+    never_null = True
     _traverse_internals = [("sql", InternalTraversal.dp_string)]
     inherit_cache = False
 
