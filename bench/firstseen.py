@@ -208,7 +208,7 @@ async def _run(
         from schema.compiled.subtrees import SUBTREES
 
         print(
-            f"subtrees (fields with a selection set) compiled before: {SUBTREES.hits} hits, "
+            f"fields whose SQL text was kept (subtrees): {SUBTREES.hits} hits, "
             f"{SUBTREES.misses} misses, {len(SUBTREES)} kept ({SUBTREES.bytes:,} bytes)"
         )
     if profiler is not None and profile is not None:
