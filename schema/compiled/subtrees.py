@@ -161,20 +161,20 @@ def cached(
 
 def _alias_number(alias: Any) -> int | None:
     """The number of a row alias the compiler named (``Compiler.alias``), else None."""
-    number = _NUMBERS.get(alias, _UNKNOWN)
-    if number is not _UNKNOWN:
-        return number  # type: ignore[return-value]
+    number = _NUMBERS.get(alias)
+    if number is not None:
+        return number
     found = inspect(alias, raiseerr=False)
-    if not isinstance(found, AliasedInsp):
+    named = _ALIAS.fullmatch(found.name or "") if isinstance(found, AliasedInsp) else None
+    if named is None:  # not kept: other aliases may be made per plan
         return None
-    named = _ALIAS.fullmatch(found.name or "")
-    _NUMBERS[alias] = int(named.group(1)) if named else None
-    return _NUMBERS[alias]
+    number = _NUMBERS[alias] = int(named.group(1))
+    return number
 
 
-# Aliased models -> their number: few, and kept for good (``compiler._alias_named``).
-_NUMBERS: dict[Any, int | None] = {}
-_UNKNOWN = object()
+# The compiler's row aliases -> their number: few, and kept for good as the aliases are
+# (``compiler._alias_named``).
+_NUMBERS: dict[Any, int] = {}
 
 
 def _traces(c: Compiler) -> tuple[Any, ...]:
