@@ -113,7 +113,7 @@ async def planning_ms(url: str, queries: set[str]) -> tuple[int, float]:
             if plan is None or query not in queries:
                 continue
             for _, statement in plan.statements:
-                if statement.parameters:
+                if statement.parameters or not statement.sql:  # no SQL: a refused root field
                     continue
                 explained = await connection.fetchval(
                     "EXPLAIN (SUMMARY, FORMAT JSON) " + statement.sql
@@ -205,6 +205,12 @@ async def _run(
         for stage, spent in timer.spent.items():
             print(f"  {stage:45} {spent * 1000 / total:7.2f}")
         print(f"  {'the whole request':45} {timer.requests * 1000 / total:7.2f}")
+        from schema.compiled.subtrees import SUBTREES
+
+        print(
+            f"fields whose SQL text was kept (subtrees): {SUBTREES.hits} hits, "
+            f"{SUBTREES.misses} misses, {len(SUBTREES)} kept ({SUBTREES.bytes:,} bytes)"
+        )
     if profiler is not None and profile is not None:
         _write_profile(profiler, profile)
 

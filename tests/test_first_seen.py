@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Integer, String, Text, cast, column, func, literal
+from sqlalchemy import Integer, String, Text, cast, column, func, literal, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.sql.base import CompileState
@@ -133,3 +133,32 @@ def test_a_template_is_the_sql_of_its_expression_and_follows_an_alias() -> None:
     alias = table.alias("p")
     adapted = ClauseAdapter(alias).traverse(filled(key, table.c.key, build, Text()))
     assert sql(adapted) == sql(build(alias.c.key))
+
+
+def test_a_subquery_named_in_several_places_is_compiled_once_per_context(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A page is read by its rows and by each cursor: the same subquery in one statement
+    is written once per context, and the SQL is what SQLAlchemy writes place by place."""
+    table = models.Product.__table__
+    page = select(table.c.id, table.c.key).order_by(table.c.key).limit(3).subquery("page")
+    first = select(page.c.key).order_by(page.c.key).limit(1).scalar_subquery()
+    last = select(page.c.key).order_by(page.c.key.desc()).limit(1).scalar_subquery()
+    statement = select(func.concat(first, ",", last))
+    expected = str(
+        statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+    )
+
+    compiled: Counter[str] = Counter()
+    visit = extension._PlanCompiler.visit_select
+
+    def counting(self: Any, select_statement: Any, **kwargs: Any) -> Any:
+        compiled["select"] += 1
+        return visit(self, select_statement, **kwargs)
+
+    monkeypatch.setattr(extension._PlanCompiler, "visit_select", counting)
+    rendered = extension._render(statement)
+    assert " ".join(rendered.sql.split()) == " ".join(expected.split())
+    assert rendered.sql.count("AS page") == 2
+    # The outer SELECT, the two scalar subqueries, and the page once: 4, not 5.
+    assert compiled == Counter({"select": 4})

@@ -47,7 +47,16 @@ from strawberry.types.arguments import convert_arguments
 from domain.errors import DomainError
 from domain.services import external_refs, reads
 from domain.services.pagination import PageRequest, page_request
-from schema.compiled import as_of, connections, feed, jsontext, objects, viewer, webhooks
+from schema.compiled import (
+    as_of,
+    connections,
+    feed,
+    jsontext,
+    objects,
+    subtrees,
+    viewer,
+    webhooks,
+)
 from schema.compiled.binding import Site
 from schema.compiled.errors import Refusal, Refused, Sites, Step, forbidden_field
 from schema.compiled.parameters import PREFIX
@@ -104,9 +113,13 @@ class Compiler:
         # selected (``rows``): the KPI's latest measurement, found once for both
         # ``latestValue`` and ``status``.
         self._laterals: dict[Any, dict[str, Any]] = {}
+        # The row of each lateral used: a field using one of a row above it is not kept
+        # as text (``subtrees``).
+        self.lateral_rows: list[Any] = []
         # Where the field being built sits, and the refused fields of the root field.
         self.path: list[Step] = []
         self.refusals: list[Refusal] = []
+        self._shapes: dict[int, str | None] = {}  # id(node) -> its shape (``subtrees``)
 
     # ------------------------------------------------------------ root fields
 
@@ -429,10 +442,20 @@ class Compiler:
 
     def lateral(self, alias: Any, name: str, build: Callable[[], Any]) -> Any:
         """The lateral subquery ``name`` joined to the rows of ``alias``, built once."""
+        self.lateral_rows.append(alias)
         laterals = self._laterals.setdefault(alias, {})
         if name not in laterals:
             laterals[name] = build().lateral(f"{name}_{inspect(alias).name}")
         return laterals[name]
+
+    def shape(self, node: FieldNode) -> str | None:
+        """The field as written, fragments followed (``subtrees.shape``)."""
+        return subtrees.shape(node, self.walk.fragments, self._shapes)
+
+    @property
+    def computed_count(self) -> int:
+        """Computed parameters named so far."""
+        return self._computed
 
     def rows(self, statement: Select[Any], alias: Any) -> Select[Any]:
         """``statement`` (which selects from ``alias``) with the laterals its fields use."""

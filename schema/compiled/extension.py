@@ -473,6 +473,9 @@ class _PlanCompiler(PGCompiler_asyncpg):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.placeholders: dict[str, str] = {}
+        # (subquery, correlation, options) -> (subquery, its text): the subquery is kept
+        # so that its id is not reused meanwhile.
+        self._subqueries: dict[Hashable, tuple[Any, str]] = {}
         super().__init__(*args, **kwargs)
 
     def visit_select(self, select_stmt: Any, **kwargs: Any) -> Any:  # type: ignore[override]
@@ -486,6 +489,27 @@ class _PlanCompiler(PGCompiler_asyncpg):
             select_stmt._propagate_attrs = EMPTY_DICT
         return super().visit_select(select_stmt, **kwargs)
 
+    def visit_subquery(self, subquery: Any, **kwargs: Any) -> str:
+        """A subquery named in several places of one statement (a connection's page: its
+        rows, its cursors, ``hasPreviousPage``) is compiled once per context, not once per
+        place: the same object in the same correlation and options writes the same text."""
+        if not self.stack:
+            return str(super().visit_subquery(subquery, **kwargs))
+        frame = self.stack[-1]
+        try:
+            key = (
+                id(subquery),
+                frozenset(map(id, frame["correlate_froms"])),
+                frozenset(map(id, frame["asfrom_froms"])),
+                tuple(sorted((name, _context(value)) for name, value in kwargs.items())),
+            )
+        except TypeError:  # an option that cannot be a key: compiled as it is
+            return str(super().visit_subquery(subquery, **kwargs))
+        found = self._subqueries.get(key)
+        if found is None:
+            found = self._subqueries[key] = (subquery, super().visit_subquery(subquery, **kwargs))
+        return str(found[1])
+
     def visit_bindparam(self, bindparam: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         if bindparam.key.startswith(PREFIX):
             return self.placeholders.setdefault(bindparam.key, f"${len(self.placeholders) + 1}")
@@ -493,6 +517,18 @@ class _PlanCompiler(PGCompiler_asyncpg):
 
 
 _DIALECT.statement_compiler = _PlanCompiler
+
+
+def _context(value: Any) -> Hashable:
+    """A compile option as part of a key: plain values as they are, a mapping by its items,
+    anything else (an enclosing alias) by identity, ``TypeError`` if it cannot be."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, dict):
+        return tuple(sorted(value.items()))
+    if callable(value):
+        raise TypeError("a callback")
+    return id(value)
 
 
 def _statement(compiler: Compiler, node: Any) -> Rendered:

@@ -61,7 +61,7 @@ class JsonText(TypeDecorator[str]):
     cache_ok = True
 
 
-class _Written(TypeCoerce[str]):
+class Written(TypeCoerce[str]):
     """An object or array this module concatenated: never NULL, since each of its
     values was made non-NULL (a subquery selecting it still may be NULL)."""
 
@@ -99,7 +99,11 @@ def json_text(value: Any) -> ColumnElement[str]:
     """``value`` as JSON text, never NULL."""
     if isinstance(value, Null) or (isinstance(value, BindParameter) and value.value is None):
         return NULL
-    if isinstance(value, _Written) or _constant_text(value) is not None:
+    if (
+        isinstance(value, Written)
+        or getattr(value, "never_null", False)  # JSON text kept (``subtrees``)
+        or constant_text(value) is not None
+    ):
         return value
     kind = value.type
     if isinstance(kind, JsonText):
@@ -123,7 +127,7 @@ _WRITERS: dict[str, Callable[[Any], ColumnElement[str]]] = {
 def written(value: ColumnElement[str]) -> ColumnElement[str]:
     """An object or array built elsewhere (``templates``) as this module's own: never
     NULL, so ``json_text`` takes it as it is."""
-    return _Written(value, JsonText())
+    return Written(value, JsonText())
 
 
 def json_object(pairs: list[tuple[str, Any]]) -> ColumnElement[str]:
@@ -135,7 +139,7 @@ def json_object(pairs: list[tuple[str, Any]]) -> ColumnElement[str]:
     for key, value in pairs:
         text += f'"{name(key)}":'
         written = json_text(value)
-        fixed = _constant_text(written)
+        fixed = constant_text(written)
         if fixed is not None:  # folded into the fixed text around it
             text += fixed
         else:
@@ -177,7 +181,7 @@ def marked(marker: str, value: Any) -> ColumnElement[str]:
     return _concatenated([constant('{"' + marker + '":'), json_text(value), constant("}")])
 
 
-def _constant_text(value: ColumnElement[Any]) -> str | None:
+def constant_text(value: ColumnElement[Any]) -> str | None:
     """The JSON of a ``constant``, None for anything else."""
     if isinstance(value, ColumnClause) and value.is_literal and isinstance(value.type, JsonText):
         return value.name[1:-1].replace("''", "'")
@@ -193,9 +197,9 @@ def _concatenated(parts: list[ColumnElement[str]]) -> ColumnElement[str]:
     flat: list[ColumnElement[str]] = []
     text: str | None = None
     for part in parts:
-        inner = part.clause if isinstance(part, _Written) else None
+        inner = part.clause if isinstance(part, Written) else None
         for piece in inner.clauses if isinstance(inner, ExpressionClauseList) else (part,):
-            fixed = _constant_text(piece)
+            fixed = constant_text(piece)
             if fixed is not None:
                 text = fixed if text is None else text + fixed
                 continue
@@ -206,6 +210,6 @@ def _concatenated(parts: list[ColumnElement[str]]) -> ColumnElement[str]:
     if text is not None:
         flat.append(constant(text))
     if len(flat) == 1:
-        return flat[0] if isinstance(flat[0], _Written) else _Written(flat[0], JsonText())
+        return flat[0] if isinstance(flat[0], Written) else Written(flat[0], JsonText())
     joined = ExpressionClauseList._construct_for_list(operators.concat_op, JsonText(), *flat)
-    return _Written(joined, JsonText())
+    return Written(joined, JsonText())

@@ -4,29 +4,19 @@ of its own in ``schema.compiled.special``)."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from graphql import FieldNode, get_named_type
 from sqlalchemy import ColumnElement, select
 
 from domain.services import reads
-from schema.compiled import jsontext
-from schema.compiled.errors import Error, Refusal, Step
+from schema.compiled import jsontext, subtrees
 from schema.compiled.selection import Unsupported, response_key
 from schema.compiled.special import SPECIAL
 from schema.compiled.values import column_value, global_id
 
 if TYPE_CHECKING:
     from schema.compiled.compiler import Compiler
-
-# (id(node), type, parent alias, scopes, page cap, first alias number) ->
-# (node, expression, aliases used, refused fields below it: their steps from it and
-# errors): the reusable subtrees of recent documents.
-_SUBTREES: OrderedDict[
-    tuple[Any, ...], tuple[FieldNode, Any, int, tuple[tuple[tuple[Step, ...], Error], ...]]
-] = OrderedDict()
-_SUBTREES_SIZE = 4096
 
 
 def object_json(c: Compiler, type_name: str, alias: Any, node: FieldNode) -> ColumnElement[Any]:
@@ -40,32 +30,15 @@ def object_json(c: Compiler, type_name: str, alias: Any, node: FieldNode) -> Col
 
 
 def field(c: Compiler, type_name: str, alias: Any, node: FieldNode) -> Any:
-    """A field's SQL expression. One whose subtree uses no variable is the same for
-    every request of the document: it is built once and reused (variables change
-    only the root, so requests with new variables build little)."""
+    """A field's value as JSON text. One with no variable is compiled once per shape,
+    whatever the document (``subtrees``)."""
     return c.placed(type_name, node, lambda: _field(c, type_name, alias, node))
 
 
 def _field(c: Compiler, type_name: str, alias: Any, node: FieldNode) -> Any:
-    if not node.selection_set or not c.walk.variable_free(node):
-        return _build(c, type_name, alias, node)
-    key = (id(node), type_name, alias, c.scopes, c.max_page_size, c.next_name)
-    found = _SUBTREES.get(key)
-    depth = len(c.path)
-    if found is not None:
-        _SUBTREES.move_to_end(key)
-        _, expression, names, refused = found
-        c.next_name += names
-        c.refusals.extend(Refusal((*c.path, *steps), error) for steps, error in refused)
-        return expression
-    start, first_refusal = c.next_name, len(c.refusals)
-    expression = _build(c, type_name, alias, node)
-    below = tuple((r.steps[depth:], r.error) for r in c.refusals[first_refusal:])
-    # The node is kept with the entry, so that its id is not reused meanwhile.
-    _SUBTREES[key] = (node, expression, c.next_name - start, below)
-    while len(_SUBTREES) > _SUBTREES_SIZE:
-        _SUBTREES.popitem(last=False)
-    return expression
+    return subtrees.cached(
+        c, type_name, alias, node, lambda: jsontext.json_text(_build(c, type_name, alias, node))
+    )
 
 
 def _build(c: Compiler, type_name: str, alias: Any, node: FieldNode) -> Any:

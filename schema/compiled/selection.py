@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
-    BREAK,
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
@@ -14,20 +13,13 @@ from graphql import (
     GraphQLField,
     GraphQLSchema,
     InlineFragmentNode,
-    Node,
     SelectionSetNode,
-    Visitor,
     get_argument_values,
-    visit,
 )
 from graphql.execution.values import VariableValues, get_directive_values
 from graphql.type import GraphQLIncludeDirective, GraphQLSkipDirective
 
 from domain.caches import text_bytes
-
-# id(node) -> (node, whether its subtree is free of variables); the node is kept so
-# that its id is not reused while the entry lives.
-_VARIABLE_FREE: dict[int, tuple[Node, bool]] = {}
 
 
 class Unsupported(Exception):
@@ -104,44 +96,6 @@ class Walk:
             return False
         include = get_directive_values(GraphQLIncludeDirective, node, self.variables)
         return not (include is not None and not include["if"])
-
-    def variable_free(self, node: Node) -> bool:
-        """No variable in the node's arguments, directives or selections (fragments
-        followed): what it compiles to is the same whatever the variables."""
-        key = id(node)
-        found = _VARIABLE_FREE.get(key)
-        if found is not None and found[0] is node:
-            return found[1]
-        free = self._variable_free(node, set())
-        _VARIABLE_FREE[key] = (node, free)
-        while len(_VARIABLE_FREE) > 4096:
-            _VARIABLE_FREE.pop(next(iter(_VARIABLE_FREE)))
-        return free
-
-    def _variable_free(self, node: Node, seen: set[str]) -> bool:
-        class Finder(Visitor):
-            found = False
-
-            def enter_variable(self, *_: Any) -> Any:
-                self.found = True
-                return BREAK
-
-            def enter_fragment_spread(self, spread: FragmentSpreadNode, *_: Any) -> Any:
-                spreads.append(spread.name.value)
-
-        spreads: list[str] = []
-        finder = Finder()
-        visit(node, finder)
-        if finder.found:
-            return False
-        for name in spreads:
-            fragment = self.fragments.get(name)
-            if name in seen or fragment is None:
-                continue
-            seen.add(name)
-            if not self._variable_free(fragment, seen):
-                return False
-        return True
 
     def arguments(self, definition: GraphQLField, node: FieldNode) -> dict[str, Any]:
         return get_argument_values(definition, node, self.variables)

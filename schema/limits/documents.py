@@ -19,7 +19,7 @@ validation, as the GraphQL specification asks (strawberry would run the first).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Hashable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Hashable, Iterator
 from typing import Any
 
 from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, parse
@@ -27,7 +27,6 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
 from domain.caches import ByteLRU, text_bytes
-from schema.compiled import objects, selection
 from schema.compiled.selection import parsed_bytes
 from schema.limits.size import size_refusal
 
@@ -55,32 +54,7 @@ class DocumentEntry:
         self.refusal: GraphQLError | None = _UNSET
 
 
-# The compiler's memos, keyed by id(node), whose values start with the node (kept so
-# that its id is not reused): a node holds its whole document (its location links every
-# token and the text), so these memos are bounded by DOCUMENTS, not by their count: a
-# document let go here is let go there too.
-NODE_MEMOS: list[MutableMapping[Any, Any]] = [selection._VARIABLE_FREE, objects._SUBTREES]
-
-
-def _forget(key: tuple[str, Hashable], entry: DocumentEntry) -> None:
-    loc = entry.document.loc
-    if loc is None:
-        return
-    source = loc.source
-    for memo in NODE_MEMOS:
-        stale = [k for k, value in memo.items() if _source(value[0]) is source]
-        for k in stale:
-            del memo[k]
-
-
-def _source(node: Any) -> Any:
-    loc = getattr(node, "loc", None)
-    return loc.source if loc is not None else None
-
-
-DOCUMENTS: ByteLRU[tuple[str, Hashable], DocumentEntry] = ByteLRU(
-    DOCUMENT_CACHE_BYTES, on_evict=_forget
-)
+DOCUMENTS: ByteLRU[tuple[str, Hashable], DocumentEntry] = ByteLRU(DOCUMENT_CACHE_BYTES)
 
 
 def document_key(query: str, parse_options: Any) -> tuple[str, Hashable]:

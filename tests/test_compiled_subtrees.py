@@ -1,0 +1,145 @@
+"""A field's SQL text is kept by shape and reused by later documents
+(``schema.compiled.subtrees``): a first-seen document made of known parts compiles only
+what is new. Every reuse must answer byte for byte what the resolvers answer, and the
+key must hold everything that changes the SQL (scopes, arguments, variables, the
+parent's row). Counted, never timed."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+from graphql import FragmentDefinitionNode, OperationDefinitionNode, parse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from schema.compiled.subtrees import SUBTREES, SubtreeCache, Text, shape
+from tests.fixtures import factories
+
+EVERY_SCOPE = ["portfolio:read", "finance:read"]
+INITIATIVES = "initiatives(first: 3) { nodes { key riceScore isBlocked createdAt estimatedCost } }"
+
+
+@pytest.fixture(autouse=True)
+def cold() -> Iterator[None]:
+    """Nothing kept from other tests: each counts its own hits."""
+    SUBTREES.clear()
+    yield
+    SUBTREES.clear()
+
+
+def _new(body: str) -> str:
+    """A document no other test sends: its root field has an alias of its own."""
+    return "{ r" + uuid.uuid4().hex + ": " + body + " }"
+
+
+async def _alike(pair: Any, scopes: list[str], query: str) -> dict[str, Any]:
+    """The compiled answer, checked byte for byte against the resolvers'."""
+    compiled, reference = pair(scopes)
+    got = await compiled(query, status=None)  # an anonymous caller refused a field: 401
+    expected = await reference(query, status=None)
+    assert got.pop("extensions")["answeredBy"] == "compiled"
+    expected.pop("extensions")
+    assert orjson.dumps(got) == orjson.dumps(expected)
+    return got
+
+
+async def _portfolio(db: AsyncSession) -> Any:
+    product = await factories.product(db)
+    for _ in range(4):
+        await factories.initiative(db, products=[product], estimated_cost=1000)
+    return product
+
+
+async def test_a_known_part_of_a_new_document_is_reused_under_other_aliases(
+    pair: Any, db: AsyncSession
+) -> None:
+    """The initiatives of a product, first under a list of products (its row ``n1``),
+    then under a lookup that follows another root field (another alias number): the
+    second document compiles none of it again, and both answer as the resolvers."""
+    product = await _portfolio(db)
+    await _alike(pair, EVERY_SCOPE, _new(f"products(first: 5) {{ nodes {{ key {INITIATIVES} }} }}"))
+    kept, hits = len(SUBTREES), SUBTREES.hits
+    assert kept > 0
+
+    lookup = f'product(key: "{product.key}") {{ key {INITIATIVES} }}'
+    got = await _alike(pair, EVERY_SCOPE, "{ teams(first: 1) { nodes { key } } " + _new(lookup)[1:])
+    assert SUBTREES.hits - hits >= 2  # ``key`` and the initiatives, whole
+    (answer,) = (value for name, value in got["data"].items() if name.startswith("r"))
+    assert len(answer["initiatives"]["nodes"]) == 3
+
+
+async def test_scopes_are_part_of_the_key(pair: Any, db: AsyncSession) -> None:
+    """Kept under every scope, the same part under a caller without ``finance:read``
+    is compiled again: its ``estimatedCost`` is null with the resolvers' error."""
+    product = await _portfolio(db)
+    lookup = f'product(key: "{product.key}") {{ {INITIATIVES} }}'
+    await _alike(pair, EVERY_SCOPE, _new(lookup))
+    kept = len(SUBTREES)
+    got = await _alike(pair, ["portfolio:read"], _new(lookup))
+    (answer,) = got["data"].values()
+    assert [node["estimatedCost"] for node in answer["initiatives"]["nodes"]] == [None] * 3
+    assert {error["extensions"]["code"] for error in got["errors"]} == {"FORBIDDEN"}
+    assert len(SUBTREES) > kept  # the other scopes' key
+
+
+async def test_arguments_are_part_of_the_key(pair: Any, db: AsyncSession) -> None:
+    product = await _portfolio(db)
+    for first in (2, 3, 2):
+        lookup = (
+            f'product(key: "{product.key}") {{ initiatives(first: {first}) {{ nodes {{ key }} }} }}'
+        )
+        got = await _alike(pair, EVERY_SCOPE, _new(lookup))
+        (answer,) = got["data"].values()
+        assert len(answer["initiatives"]["nodes"]) == first
+
+
+async def test_a_field_reusing_a_lateral_of_its_row_is_not_kept_alone(
+    pair: Any, db: AsyncSession
+) -> None:
+    """``status`` and ``latestValue`` share one lateral lookup joined where the KPI's
+    row is selected: the second of them, kept alone, would name a lateral that a later
+    document selecting it alone does not join."""
+    kpi = await factories.kpi(db)
+    for fields in ("status latestValue", "latestValue", "latestValue status", "status"):
+        got = await _alike(pair, EVERY_SCOPE, _new(f'kpi(key: "{kpi.key}") {{ {fields} }}'))
+        (answer,) = got["data"].values()
+        assert list(answer) == fields.split()
+
+
+def test_a_shape_is_the_field_as_written_and_none_with_a_variable() -> None:
+    def of(document: str) -> str | None:
+        parsed = parse(document)
+        fragments = {
+            d.name.value: d for d in parsed.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        operation = parsed.definitions[0]
+        assert isinstance(operation, OperationDefinitionNode)
+        field = operation.selection_set.selections[0]
+        return shape(field, fragments, {})
+
+    plain = of('{ a(x: 1, y: "1", z: ONE) { b c } }')
+    assert plain is not None
+    assert of('{ a(x: 1, y: "1", z: ONE) { b c } }') == plain
+    assert of('{ a(x: "1", y: "1", z: ONE) { b c } }') != plain  # a string, not an int
+    assert of('{ a(x: 1, y: "1", z: ONE) { c b } }') != plain  # the order of the keys
+    assert of('{ a(x: 1, y: "1", z: ONE) { b c: d } }') != plain  # a response key
+    assert of('{ a(x: 1, y: "1", z: ONE) { b c @include(if: false) } }') != plain
+    assert of("query Q($v: Int) { a(x: $v) { b } }") is None
+    assert of("query Q($v: Boolean!) { a { b @skip(if: $v) } }") is None
+    assert of("query Q($v: Int) { a { ...F } } fragment F on T { b(x: $v) }") is None
+    # A fragment is followed: the same spread with other contents is another shape.
+    assert of("{ a { ...F } } fragment F on T { b }") != of("{ a { ...F } } fragment F on T { c }")
+
+
+def test_the_cache_is_bounded_by_bytes() -> None:
+    cache = SubtreeCache(max_bytes=20_000)
+    for number in range(200):
+        cache.put(("key", number), Text(("SELECT ", -1, f".x + {number}"), 0, None))
+    assert cache.bytes <= 20_000
+    assert 0 < len(cache) < 200
+    assert cache.get(("key", 199)) is not None
+    assert cache.get(("key", 0)) is None
+    assert cache.get(("key", 199)).render(parent=7, start=8) == "SELECT n7.x + 199"  # type: ignore[union-attr]
