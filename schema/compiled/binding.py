@@ -13,12 +13,22 @@ the plan decline that request (``Declined``): the resolvers answer it, with thei
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import strawberry
-from graphql import FieldNode, GraphQLError, GraphQLSchema, VariableDefinitionNode
+from graphql import (
+    FieldNode,
+    GraphQLError,
+    GraphQLSchema,
+    VariableDefinitionNode,
+    VariableNode,
+    Visitor,
+    visit,
+)
 from graphql.execution.values import get_argument_values, get_variable_values
 
 from domain.errors import DomainError
@@ -30,8 +40,16 @@ class Declined(Exception):
     """This request's values are not served by the plan: the resolvers answer it."""
 
 
-# From a field's arguments, the values of the parameters it binds.
+# From a field's arguments, the values of the parameters it binds: a function of those
+# arguments alone (no clock, no caller beyond the plan's scopes), so that ``Binder``
+# may keep what it computed for the values of a request seen before.
 Extract = Callable[[dict[str, Any]], Mapping[str, Any]]
+
+# Computed values kept per plan, for the variables' values of its latest requests (a
+# dashboard polls one window, a pagination walk goes over the same pages), and the
+# longest text of those variables' values kept as a key.
+REMEMBERED_BINDINGS = 32
+MAX_REMEMBERED_KEY = 512
 
 
 @dataclass
@@ -52,6 +70,22 @@ class Binder:
     variable_definitions: tuple[VariableDefinitionNode, ...]
     direct: dict[str, str] = field(default_factory=dict)  # variable -> kind, bound as it is
     sites: list[Site] = field(default_factory=list)
+    # The variables the sites' arguments use, and only their definitions: the others
+    # (a key bound as it is) are not coerced again per request.
+    used: tuple[str, ...] = field(init=False)
+    used_definitions: tuple[VariableDefinitionNode, ...] = field(init=False)
+    _remembered: OrderedDict[str, dict[str, Any]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        finder = _Variables()
+        for site in self.sites:
+            for argument in site.node.arguments or ():
+                visit(argument, finder)
+        self.used = tuple(sorted(finder.names))
+        self.used_definitions = tuple(
+            d for d in self.variable_definitions if d.variable.name.value in finder.names
+        )
+        self._remembered = OrderedDict()
 
     def values(self, variables: Any) -> dict[str, Any]:
         """Parameter name -> value for this request; ``Declined`` if the plan does not
@@ -59,12 +93,40 @@ class Binder:
         raw = variables if isinstance(variables, dict) else {}
         found = {PREFIX + name: bound_value(kind, raw[name]) for name, kind in self.direct.items()}
         if self.sites:
-            found.update(self._computed(raw))
+            found.update(self._computed_once(raw))
         return found
+
+    def _computed_once(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """``_computed``, kept for the values of the variables it reads (a value it
+        declines is worked out again: the resolvers answer those)."""
+        key = self._key(raw)
+        if key is not None:
+            found = self._remembered.get(key)
+            if found is not None:
+                self._remembered.move_to_end(key)
+                return found
+        found = self._computed(raw)
+        if key is not None:
+            self._remembered[key] = found
+            if len(self._remembered) > REMEMBERED_BINDINGS:
+                self._remembered.popitem(last=False)
+        return found
+
+    def _key(self, raw: dict[str, Any]) -> str | None:
+        """The values of the variables the sites read, as text (omitted and null apart),
+        or None if not worth keeping."""
+        try:
+            text = orjson.dumps(
+                [(name, raw[name]) if name in raw else (name,) for name in self.used],
+                option=orjson.OPT_SORT_KEYS,
+            ).decode()
+        except TypeError:
+            return None
+        return text if len(text) <= MAX_REMEMBERED_KEY else None
 
     def _computed(self, raw: dict[str, Any]) -> dict[str, Any]:
         graphql_schema: GraphQLSchema = self.schema._schema
-        coerced = get_variable_values(graphql_schema, self.variable_definitions, raw)
+        coerced = get_variable_values(graphql_schema, self.used_definitions, raw)
         if isinstance(coerced, list):
             raise Declined("variables")  # strawberry reports them
         found: dict[str, Any] = {}
@@ -76,3 +138,14 @@ class Binder:
             except (DomainError, Unsupported, GraphQLError, ValueError, TypeError) as refused:
                 raise Declined(str(refused)) from None
         return found
+
+
+class _Variables(Visitor):
+    """The names of the variables used in what it visits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def enter_variable(self, node: VariableNode, *_: Any) -> None:
+        self.names.add(node.name.value)
