@@ -8,6 +8,7 @@ Without Redis the counters live in this process (fine for one replica only).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -36,14 +37,17 @@ class RateLimiter(Protocol):
 class LocalRateLimiter:
     """Fixed windows in process memory."""
 
-    def __init__(self, limit: int, window_seconds: int) -> None:
+    def __init__(
+        self, limit: int, window_seconds: int, clock: Callable[[], float] = time.time
+    ) -> None:
         self.limit = limit
         self.window = window_seconds
+        self.clock = clock
         self._spent: dict[tuple[str, int], int] = {}
         self._current = -1  # the window whose counters ``_spent`` holds
 
     async def charge(self, key: str, cost: int) -> Budget:
-        window = int(time.time() // self.window)
+        window = int(self.clock() // self.window)
         reset_at = (window + 1) * self.window
         spent = self._spent.get((key, window), 0)
         if spent + cost > self.limit:
