@@ -441,7 +441,7 @@ def test_a_plan_coerces_and_keys_only_the_variables_its_computed_parameters_read
     definition = schema._schema.query_type.fields["initiatives"]  # type: ignore[union-attr]
     binder = Binder(
         schema,
-        operation.variable_definitions,
+        operation.variable_definitions or (),
         {"key": STRING},
         [Site(definition, initiatives, [lambda arguments: {"n": arguments["first"]}])],
     )
