@@ -455,8 +455,18 @@ def test_a_plan_coerces_and_keys_only_the_variables_its_computed_parameters_read
     }
     assert binder.values({"key": "P-2", "n": 2}) == {"gqlvar_key": "P-2", "n": 2}
     assert binder.values({"key": "P-2", "n": 5}) == {"gqlvar_key": "P-2", "n": 5}
-    # One entry per distinct values of $n and $statuses (omitted is not null).
+    # One entry per distinct values of $n and $statuses (omitted is not null), and each
+    # variable's value coerced once.
     assert len(binder._remembered) == 3
+    assert {name: list(values) for name, values in binder._coerced_values.items()} == {
+        "n": ["2", "5"],
+        "statuses": ["null"],
+    }
+    assert binder.values({"key": "P-3", "n": 5, "statuses": ["PROPOSED"]}) == {
+        "gqlvar_key": "P-3",
+        "n": 5,
+    }
+    assert list(binder._coerced_values["statuses"]) == ["null", '["PROPOSED"]']
     with pytest.raises(Declined):
         binder.values({"key": "P-2", "n": "two"})
-    assert len(binder._remembered) == 3
+    assert len(binder._remembered) == 4  # a declined value is not kept

@@ -29,7 +29,11 @@ from graphql import (
     Visitor,
     visit,
 )
-from graphql.execution.values import get_argument_values, get_variable_values
+from graphql.execution.values import (
+    VariableValues,
+    get_argument_values,
+    get_variable_values,
+)
 
 from domain.errors import DomainError
 from schema.compiled.parameters import PREFIX, bound_value
@@ -75,6 +79,8 @@ class Binder:
     used: tuple[str, ...] = field(init=False)
     used_definitions: tuple[VariableDefinitionNode, ...] = field(init=False)
     _remembered: OrderedDict[str, dict[str, Any]] = field(init=False, repr=False)
+    # Variable -> its values' texts -> the value GraphQL coerced from each.
+    _coerced_values: dict[str, OrderedDict[str, tuple[Any, Any]]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         finder = _Variables()
@@ -86,6 +92,7 @@ class Binder:
             d for d in self.variable_definitions if d.variable.name.value in finder.names
         )
         self._remembered = OrderedDict()
+        self._coerced_values = {}
 
     def values(self, variables: Any) -> dict[str, Any]:
         """Parameter name -> value for this request; ``Declined`` if the plan does not
@@ -124,11 +131,40 @@ class Binder:
             return None
         return text if len(text) <= MAX_REMEMBERED_KEY else None
 
+    def _coerced(self, raw: dict[str, Any]) -> VariableValues:
+        """The used variables as GraphQL coerces them. Each variable is coerced on its
+        own (its type and value alone decide), so a value seen before in this plan is
+        taken as it was coerced then, and only the others are coerced now."""
+        sources: dict[str, Any] = {}
+        coerced: dict[str, Any] = {}
+        keys: dict[str, str] = {}
+        missing = []
+        for definition in self.used_definitions:
+            name = definition.variable.name.value
+            key = _value_key(raw[name]) if name in raw else None
+            kept = self._coerced_values.get(name)
+            if key is not None and kept is not None and key in kept:
+                sources[name], coerced[name] = kept[key]
+                continue
+            missing.append(definition)
+            if key is not None:
+                keys[name] = key
+        if missing:
+            graphql_schema: GraphQLSchema = self.schema._schema
+            found = get_variable_values(graphql_schema, missing, raw)
+            if isinstance(found, list):
+                raise Declined("variables")  # strawberry reports them
+            for name, key in keys.items():
+                values = self._coerced_values.setdefault(name, OrderedDict())
+                values[key] = (found.sources[name], found.coerced[name])
+                if len(values) > REMEMBERED_BINDINGS:
+                    values.popitem(last=False)
+            sources.update(found.sources)
+            coerced.update(found.coerced)
+        return VariableValues(sources, coerced)
+
     def _computed(self, raw: dict[str, Any]) -> dict[str, Any]:
-        graphql_schema: GraphQLSchema = self.schema._schema
-        coerced = get_variable_values(graphql_schema, self.used_definitions, raw)
-        if isinstance(coerced, list):
-            raise Declined("variables")  # strawberry reports them
+        coerced = self._coerced(raw)
         found: dict[str, Any] = {}
         for site in self.sites:
             try:
@@ -138,6 +174,15 @@ class Binder:
             except (DomainError, Unsupported, GraphQLError, ValueError, TypeError) as refused:
                 raise Declined(str(refused)) from None
         return found
+
+
+def _value_key(value: Any) -> str | None:
+    """A variable's value as text, if short enough to keep."""
+    try:
+        text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:
+        return None
+    return text if len(text) <= MAX_REMEMBERED_KEY else None
 
 
 class _Variables(Visitor):
