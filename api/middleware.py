@@ -4,15 +4,14 @@ and a short line), body and time limits. Pure ASGI."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-import uuid
 from typing import Any
 
 import structlog
 from prometheus_client import (
     Gauge,
 )
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -75,10 +74,10 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request = Request(scope)
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        given, declared = _request_headers(scope)
+        request_id = given or _new_request_id()
         if len(request_id) > 64 or not request_id.replace("-", "").isalnum():
-            request_id = uuid.uuid4().hex  # never echo arbitrary text into logs and headers
+            request_id = _new_request_id()  # never echo arbitrary text into logs and headers
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
@@ -91,7 +90,6 @@ class RequestGuard:
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
             await send(message)
 
-        declared = request.headers.get("content-length")
         try:
             if declared is not None and (
                 not declared.isdigit() or int(declared) > self.max_body_bytes
@@ -185,6 +183,24 @@ class RequestGuard:
             return message
 
         return bounded
+
+
+def _request_headers(scope: Scope) -> tuple[str | None, str | None]:
+    """X-Request-ID and Content-Length as given (the first of each), in one pass over
+    the headers (ASGI names them in lower case)."""
+    request_id = length = None
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            if request_id is None:
+                request_id = value.decode("latin-1")
+        elif name == b"content-length" and length is None:
+            length = value.decode("latin-1")
+    return request_id, length
+
+
+def _new_request_id() -> str:
+    """A random id, as uuid4().hex writes one (32 hex digits), at a fraction of its cost."""
+    return os.urandom(16).hex()
 
 
 class Slots:

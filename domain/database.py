@@ -304,6 +304,14 @@ class _Watched:
         self._driver = driver
         self._info = info
 
+    async def fetchval(self, *args: Any, **kwargs: Any) -> Any:
+        """The known reads' one call, without ``__getattr__``'s wrapper per call."""
+        try:
+            return await self._driver.fetchval(*args, **kwargs)
+        except BaseException:  # cancelled mid-statement included
+            self._info[_FAILED] = True
+            raise
+
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._driver, name)
         if not inspect.iscoroutinefunction(attribute):

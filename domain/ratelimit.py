@@ -8,6 +8,7 @@ Without Redis the counters live in this process (fine for one replica only).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -36,18 +37,26 @@ class RateLimiter(Protocol):
 class LocalRateLimiter:
     """Fixed windows in process memory."""
 
-    def __init__(self, limit: int, window_seconds: int) -> None:
+    def __init__(
+        self, limit: int, window_seconds: int, clock: Callable[[], float] = time.time
+    ) -> None:
         self.limit = limit
         self.window = window_seconds
+        self.clock = clock
         self._spent: dict[tuple[str, int], int] = {}
+        self._current = -1  # the window whose counters ``_spent`` holds
 
     async def charge(self, key: str, cost: int) -> Budget:
-        window = int(time.time() // self.window)
+        window = int(self.clock() // self.window)
         reset_at = (window + 1) * self.window
         spent = self._spent.get((key, window), 0)
         if spent + cost > self.limit:
             return Budget(self.limit, cost, self.limit - spent, reset_at, allowed=False)
-        self._spent = {k: v for k, v in self._spent.items() if k[1] == window}
+        if window != self._current:
+            # Past windows' counters go once, when a new window begins, not at every
+            # charge (which made a charge cost as much as the callers seen this window).
+            self._spent = {k: v for k, v in self._spent.items() if k[1] == window}
+            self._current = window
         self._spent[(key, window)] = spent + cost
         return Budget(self.limit, cost, self.limit - spent - cost, reset_at, allowed=True)
 

@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -67,6 +68,12 @@ def _media_range(entry: str) -> tuple[str, float]:
 def negotiate(accept: str | None) -> str | None:
     """The response media type the Accept header prefers among those we speak (the
     first listed wins a tie); JSON without the header; None if it accepts neither."""
+    if accept is not None and len(accept) <= _REMEMBERED_HEADER:
+        return _negotiate_remembered(accept)  # a client sends the same Accept every time
+    return _negotiate(accept)
+
+
+def _negotiate(accept: str | None) -> str | None:
     if not accept or not accept.strip():
         return JSON
     best, best_quality = None, 0.0
@@ -78,10 +85,24 @@ def negotiate(accept: str | None) -> str | None:
     return best
 
 
+# Header values up to this long are parsed once per process (per distinct value).
+_REMEMBERED_HEADER = 256
+_negotiate_remembered = lru_cache(maxsize=64)(_negotiate)
+
+
 def _is_utf8_json(header: str) -> bool:
+    if len(header) <= _REMEMBERED_HEADER:
+        return _is_utf8_json_remembered(header)
+    return _utf8_json(header)
+
+
+def _utf8_json(header: str) -> bool:
     media, *parameters = (part.strip().lower() for part in header.split(";"))
     charsets = [p.partition("=")[2].strip('"') for p in parameters if p.startswith("charset=")]
     return media == JSON and all(charset in {"utf-8", "utf8"} for charset in charsets)
+
+
+_is_utf8_json_remembered = lru_cache(maxsize=64)(_utf8_json)
 
 
 def refuse_early(method: str, headers: Headers) -> HTTPRefusal | None:

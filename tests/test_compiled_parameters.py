@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from domain import models
 from schema.build import schema
+from schema.compiled.binding import Binder, Declined, Site
 from schema.compiled.compiler import Compiler, NotBound
 from schema.compiled.extension import PLANS
 from schema.compiled.parameters import (
@@ -375,3 +376,97 @@ async def test_before_cursors_are_bound_too(pair: Any) -> None:
         before = page["pageInfo"]["startCursor"]
     assert len(set(keys)) == 12
     assert paths == ["compiled", "compiled", "repeated", "repeated", "repeated", "repeated"]
+
+
+FILTERED_PAGE = """
+query FilteredPage($n: Int, $statuses: [InitiativeStatus!], $search: String) {
+  initiatives(first: $n, filter: {statuses: $statuses, search: $search}) {
+    totalCount
+    nodes { key status }
+  }
+}"""
+
+
+async def test_values_bound_before_are_reused_only_for_the_same_values(pair: Any) -> None:
+    """A plan keeps what it computed for the values of its latest requests (``Binder``):
+    asked again with those values, the answer is the same; with others, each request
+    gets its own page; a value the resolvers refuse is refused every time, before and
+    after values of that shape were kept."""
+    apps = pair(READ_SCOPES)
+    asked = [
+        {"n": 2, "statuses": ["PROPOSED", "APPROVED"], "search": "a"},
+        {"n": 2, "statuses": ["PROPOSED", "APPROVED"], "search": "a"},  # kept
+        {"n": 3, "statuses": ["PROPOSED", "APPROVED"], "search": "a"},
+        {"n": 2, "statuses": ["APPROVED"], "search": "a"},
+        {"n": 2, "statuses": ["PROPOSED", "APPROVED"], "search": "e"},
+        {"n": 2, "statuses": ["PROPOSED", "APPROVED"], "search": "a"},  # kept again
+    ]
+    answers = []
+    for variables in asked:
+        path, body = await _both(apps, FILTERED_PAGE, variables)
+        assert "errors" not in body, body
+        answers.append(body["data"]["initiatives"])
+    assert path == "repeated"
+    assert answers[1] == answers[0] == answers[5]
+    assert len(answers[2]["nodes"]) == len(answers[0]["nodes"]) + 1 == 3
+    assert {node["status"] for node in answers[3]["nodes"]} == {"APPROVED"}
+    assert answers[4] != answers[0]
+    for _ in range(2):
+        path, body = await _both(
+            apps, FILTERED_PAGE, {"n": -1, "statuses": ["PROPOSED"], "search": "a"}
+        )
+        assert path == "resolvers"
+        (error,) = body["errors"]
+        assert error["extensions"]["code"] == "INVALID"
+        path, body = await _both(
+            apps, FILTERED_PAGE, {"n": 2, "statuses": ["PROPOSED"], "search": "!"}
+        )
+        assert path == "resolvers"
+        (error,) = body["errors"]
+        assert "at least one letter or digit" in error["message"]
+
+
+def test_a_plan_coerces_and_keys_only_the_variables_its_computed_parameters_read() -> None:
+    """`$key` is bound as it is: it is neither coerced again nor part of the key of the
+    values a plan keeps; `$n` and `$statuses` are."""
+    document = parse(
+        "query Q($key: String!, $n: Int, $statuses: [InitiativeStatus!]) {"
+        " product(key: $key) { key }"
+        " initiatives(first: $n, filter: {statuses: $statuses}) { nodes { key } } }"
+    )
+    operation = document.definitions[0]
+    assert isinstance(operation, OperationDefinitionNode)
+    (_, initiatives) = operation.selection_set.selections
+    assert isinstance(initiatives, FieldNode)
+    definition = schema._schema.query_type.fields["initiatives"]  # type: ignore[union-attr]
+    binder = Binder(
+        schema,
+        operation.variable_definitions or (),
+        {"key": STRING},
+        [Site(definition, initiatives, [lambda arguments: {"n": arguments["first"]}])],
+    )
+    assert binder.used == ("n", "statuses")
+    assert [d.variable.name.value for d in binder.used_definitions] == ["n", "statuses"]
+    first = binder.values({"key": "P-1", "n": 2, "statuses": None})
+    assert first == {"gqlvar_key": "P-1", "n": 2}
+    assert binder.values({"key": "P-2", "n": 2, "statuses": None}) == {
+        "gqlvar_key": "P-2",
+        "n": 2,
+    }
+    assert binder.values({"key": "P-2", "n": 2}) == {"gqlvar_key": "P-2", "n": 2}
+    assert binder.values({"key": "P-2", "n": 5}) == {"gqlvar_key": "P-2", "n": 5}
+    # One entry per distinct values of $n and $statuses (omitted is not null), and each
+    # variable's value coerced once.
+    assert len(binder._remembered) == 3
+    assert {name: list(values) for name, values in binder._coerced_values.items()} == {
+        "n": ["2", "5"],
+        "statuses": ["null"],
+    }
+    assert binder.values({"key": "P-3", "n": 5, "statuses": ["PROPOSED"]}) == {
+        "gqlvar_key": "P-3",
+        "n": 5,
+    }
+    assert list(binder._coerced_values["statuses"]) == ["null", '["PROPOSED"]']
+    with pytest.raises(Declined):
+        binder.values({"key": "P-2", "n": "two"})
+    assert len(binder._remembered) == 4  # a declined value is not kept

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.app import assemble_app
+from domain.ratelimit import LocalRateLimiter
 from schema.limits.documents import parse_points
 from tests.conftest import GraphQL, make_client, settings_for
 from tests.fixtures.database import StatementCounter
@@ -286,3 +287,20 @@ async def test_the_fast_path_keeps_each_apps_limits(
     async with make_client(engine, sessions, max_query_depth=2) as shallow:
         body = (await shallow.post("/graphql", json={"query": query})).json()
     assert body["errors"][0]["message"] == "'anonymous' exceeds maximum operation depth of 2"
+
+
+async def test_in_process_budgets_are_per_caller_and_window() -> None:
+    """Each caller spends its own budget; a new window starts every budget afresh, and
+    the counters of past windows are let go then (not at every charge)."""
+    now = [120.0]
+    limiter = LocalRateLimiter(10, 60, clock=lambda: now[0])
+    first = await limiter.charge("user:1", 6)
+    assert (first.allowed, first.remaining, first.reset_at) == (True, 4, 180)
+    assert (await limiter.charge("user:2", 8)).remaining == 2
+    refused = await limiter.charge("user:1", 5)
+    assert (refused.allowed, refused.remaining) == (False, 4)
+    assert (await limiter.charge("user:1", 4)).remaining == 0
+    now[0] = 185.0
+    again = await limiter.charge("user:1", 10)
+    assert (again.allowed, again.remaining, again.reset_at) == (True, 0, 240)
+    assert list(limiter._spent) == [("user:1", 3)]

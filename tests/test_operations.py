@@ -149,7 +149,10 @@ async def test_request_id_is_echoed_or_made(client: httpx.AsyncClient) -> None:
     given = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
     assert given.headers["x-request-id"] == "abc-123"
     made = await client.get("/healthz", headers={"X-Request-ID": "bad id\nwith newline"})
-    assert len(made.headers["x-request-id"]) == 32
+    absent = await client.get("/healthz")
+    ids = {made.headers["x-request-id"], absent.headers["x-request-id"]}
+    assert len(ids) == 2
+    assert all(len(made) == 32 and int(made, 16) >= 0 for made in ids)
 
 
 async def test_metrics(client: httpx.AsyncClient, gql: GraphQL) -> None:

@@ -13,13 +13,27 @@ the plan decline that request (``Declined``): the resolvers answer it, with thei
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import strawberry
-from graphql import FieldNode, GraphQLError, GraphQLSchema, VariableDefinitionNode
-from graphql.execution.values import get_argument_values, get_variable_values
+from graphql import (
+    FieldNode,
+    GraphQLError,
+    GraphQLSchema,
+    VariableDefinitionNode,
+    VariableNode,
+    Visitor,
+    visit,
+)
+from graphql.execution.values import (
+    VariableValues,
+    get_argument_values,
+    get_variable_values,
+)
 
 from domain.errors import DomainError
 from schema.compiled.parameters import PREFIX, bound_value
@@ -30,8 +44,16 @@ class Declined(Exception):
     """This request's values are not served by the plan: the resolvers answer it."""
 
 
-# From a field's arguments, the values of the parameters it binds.
+# From a field's arguments, the values of the parameters it binds: a function of those
+# arguments alone (no clock, no caller beyond the plan's scopes), so that ``Binder``
+# may keep what it computed for the values of a request seen before.
 Extract = Callable[[dict[str, Any]], Mapping[str, Any]]
+
+# Computed values kept per plan, for the variables' values of its latest requests (a
+# dashboard polls one window, a pagination walk goes over the same pages), and the
+# longest text of those variables' values kept as a key.
+REMEMBERED_BINDINGS = 32
+MAX_REMEMBERED_KEY = 512
 
 
 @dataclass
@@ -52,6 +74,25 @@ class Binder:
     variable_definitions: tuple[VariableDefinitionNode, ...]
     direct: dict[str, str] = field(default_factory=dict)  # variable -> kind, bound as it is
     sites: list[Site] = field(default_factory=list)
+    # The variables the sites' arguments use, and only their definitions: the others
+    # (a key bound as it is) are not coerced again per request.
+    used: tuple[str, ...] = field(init=False)
+    used_definitions: tuple[VariableDefinitionNode, ...] = field(init=False)
+    _remembered: OrderedDict[str, dict[str, Any]] = field(init=False, repr=False)
+    # Variable -> its values' texts -> the value GraphQL coerced from each.
+    _coerced_values: dict[str, OrderedDict[str, tuple[Any, Any]]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        finder = _Variables()
+        for site in self.sites:
+            for argument in site.node.arguments or ():
+                visit(argument, finder)
+        self.used = tuple(sorted(finder.names))
+        self.used_definitions = tuple(
+            d for d in self.variable_definitions if d.variable.name.value in finder.names
+        )
+        self._remembered = OrderedDict()
+        self._coerced_values = {}
 
     def values(self, variables: Any) -> dict[str, Any]:
         """Parameter name -> value for this request; ``Declined`` if the plan does not
@@ -59,14 +100,71 @@ class Binder:
         raw = variables if isinstance(variables, dict) else {}
         found = {PREFIX + name: bound_value(kind, raw[name]) for name, kind in self.direct.items()}
         if self.sites:
-            found.update(self._computed(raw))
+            found.update(self._computed_once(raw))
         return found
 
+    def _computed_once(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """``_computed``, kept for the values of the variables it reads (a value it
+        declines is worked out again: the resolvers answer those)."""
+        key = self._key(raw)
+        if key is not None:
+            found = self._remembered.get(key)
+            if found is not None:
+                self._remembered.move_to_end(key)
+                return found
+        found = self._computed(raw)
+        if key is not None:
+            self._remembered[key] = found
+            if len(self._remembered) > REMEMBERED_BINDINGS:
+                self._remembered.popitem(last=False)
+        return found
+
+    def _key(self, raw: dict[str, Any]) -> str | None:
+        """The values of the variables the sites read, as text (omitted and null apart),
+        or None if not worth keeping."""
+        try:
+            text = orjson.dumps(
+                [(name, raw[name]) if name in raw else (name,) for name in self.used],
+                option=orjson.OPT_SORT_KEYS,
+            ).decode()
+        except TypeError:
+            return None
+        return text if len(text) <= MAX_REMEMBERED_KEY else None
+
+    def _coerced(self, raw: dict[str, Any]) -> VariableValues:
+        """The used variables as GraphQL coerces them. Each variable is coerced on its
+        own (its type and value alone decide), so a value seen before in this plan is
+        taken as it was coerced then, and only the others are coerced now."""
+        sources: dict[str, Any] = {}
+        coerced: dict[str, Any] = {}
+        keys: dict[str, str] = {}
+        missing = []
+        for definition in self.used_definitions:
+            name = definition.variable.name.value
+            key = _value_key(raw[name]) if name in raw else None
+            kept = self._coerced_values.get(name)
+            if key is not None and kept is not None and key in kept:
+                sources[name], coerced[name] = kept[key]
+                continue
+            missing.append(definition)
+            if key is not None:
+                keys[name] = key
+        if missing:
+            graphql_schema: GraphQLSchema = self.schema._schema
+            found = get_variable_values(graphql_schema, missing, raw)
+            if isinstance(found, list):
+                raise Declined("variables")  # strawberry reports them
+            for name, key in keys.items():
+                values = self._coerced_values.setdefault(name, OrderedDict())
+                values[key] = (found.sources[name], found.coerced[name])
+                if len(values) > REMEMBERED_BINDINGS:
+                    values.popitem(last=False)
+            sources.update(found.sources)
+            coerced.update(found.coerced)
+        return VariableValues(sources, coerced)
+
     def _computed(self, raw: dict[str, Any]) -> dict[str, Any]:
-        graphql_schema: GraphQLSchema = self.schema._schema
-        coerced = get_variable_values(graphql_schema, self.variable_definitions, raw)
-        if isinstance(coerced, list):
-            raise Declined("variables")  # strawberry reports them
+        coerced = self._coerced(raw)
         found: dict[str, Any] = {}
         for site in self.sites:
             try:
@@ -76,3 +174,23 @@ class Binder:
             except (DomainError, Unsupported, GraphQLError, ValueError, TypeError) as refused:
                 raise Declined(str(refused)) from None
         return found
+
+
+def _value_key(value: Any) -> str | None:
+    """A variable's value as text, if short enough to keep."""
+    try:
+        text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except TypeError:
+        return None
+    return text if len(text) <= MAX_REMEMBERED_KEY else None
+
+
+class _Variables(Visitor):
+    """The names of the variables used in what it visits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def enter_variable(self, node: VariableNode, *_: Any) -> None:
+        self.names.add(node.name.value)

@@ -37,7 +37,12 @@ from domain.caches import ByteLRU, text_bytes
 from domain.errors import DomainError
 from domain.models.computed import CLOCK
 from domain.services import feed
-from schema.compiled.binding import Binder, Declined
+from schema.compiled.binding import (
+    MAX_REMEMBERED_KEY,
+    REMEMBERED_BINDINGS,
+    Binder,
+    Declined,
+)
 from schema.compiled.compiler import PRINCIPAL_PREFIX, Compiler, NotBound
 from schema.compiled.errors import Sites, finish, refused
 from schema.compiled.parameters import (
@@ -139,6 +144,8 @@ def _plan_bytes(key: Hashable, plan: Plan | None) -> int:
         # What binds values: the parsed field nodes are the document cache's.
         # A site remembers up to 32 values per filter field (``filters.REMEMBERED_VALUES``).
         size += plan.held + 10_000 * len(plan.binder.sites) + 100 * len(plan.binder.direct)
+        if plan.binder.sites:  # the values bound for its latest requests (keys' texts)
+            size += REMEMBERED_BINDINGS * (MAX_REMEMBERED_KEY // 2 + 200)
         for response, statement in plan.statements:
             size += text_bytes(response, statement.sql) + 100 * (len(statement.parameters) + 1)
     return size

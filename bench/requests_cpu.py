@@ -1,0 +1,177 @@
+"""``python -m bench.requests_cpu``: this process's CPU per whole HTTP request of the
+client workloads, sent as raw ASGI calls to the app ``create_app`` builds (its lifespan
+run, so the change feed listens), in production mode, with a bearer token and the
+response cache off: no client library, no wrk, no uvicorn. Less noisy on a shared
+machine than server CPU over HTTP; ``--profile out.prof`` adds cProfile (CPU clock).
+
+    python -m bench.requests_cpu pagination,dashboard,board --n 300 --rounds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import cProfile
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import database
+from bench.runner import OURS_ENVIRONMENT, SCHEMA_FILE, TOKEN_SCOPES
+
+Headers = list[tuple[bytes, bytes]]
+LOG_DIR = Path(__file__).resolve().parent / "results" / "tmp"
+
+
+class Caller:
+    """One request at a time through the ASGI app, as uvicorn would call it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def post(self, path: str, body: bytes, headers: Headers) -> tuple[int, bytes]:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+            "state": {},
+        }
+        sent = False
+        status = 0
+        chunks: list[bytes] = []
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.Event().wait()  # the client never leaves
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, send)
+        return status, b"".join(chunks)
+
+
+def _client(url: str) -> tuple[str, str]:
+    created = subprocess.run(
+        [sys.executable, "-m", "api.cli", "create-client", "--name", "bench-requests-cpu"]
+        + ["--scopes", TOKEN_SCOPES, "--grant", "client_credentials"],
+        env=os.environ | {"DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = dict(line.split(":", 1) for line in created.stdout.splitlines() if ":" in line)
+    return found["client_id"].strip(), found["client_secret"].strip()
+
+
+async def _token(caller: Caller, client: tuple[str, str]) -> str:
+    basic = base64.b64encode(f"{client[0]}:{client[1]}".encode())
+    status, answer = await caller.post(
+        "/oauth/token",
+        b"grant_type=client_credentials",
+        [
+            (b"content-type", b"application/x-www-form-urlencoded"),
+            (b"authorization", b"Basic " + basic),
+        ],
+    )
+    if status != 200:
+        raise RuntimeError(f"no token: {answer[:300]!r}")
+    return str(orjson.loads(answer)["access_token"])
+
+
+async def measure(workloads: list[str], n: int, rounds: int, profile: Path | None) -> None:
+    url = await database.ensure_database(200, fresh=False, log_dir=LOG_DIR)
+    os.environ.update(
+        OURS_ENVIRONMENT | {"DATABASE_URL": url, "PORTFOLIO_RESPONSE_CACHE_CHARS": "0"}
+    )
+    from api.app import create_app
+    from bench.clients import client_plans, walk_for, with_walked
+    from domain.settings import Settings
+
+    app = create_app(Settings())
+    dataset = await database.load_dataset(url)
+    schema_text = SCHEMA_FILE.read_text()
+    plans = [plan for w in workloads for plan in client_plans(dataset, w, schema_text)]
+    profiler = cProfile.Profile(time.process_time) if profile is not None else None
+    async with app.router.lifespan_context(app):
+        for _ in range(200):  # until the change feed listens: seen tokens cost nothing
+            if app.state.auth.principals.listening:
+                break
+            await asyncio.sleep(0.05)
+        caller = Caller(app)
+        token = await _token(caller, _client(url))
+        headers = [
+            (b"host", b"127.0.0.1:8000"),
+            (b"content-type", b"application/json"),
+            (b"authorization", f"Bearer {token}".encode()),
+        ]
+
+        async def post(payload: bytes, _token: Any = None) -> dict[str, Any]:
+            return dict(orjson.loads((await caller.post("/graphql", payload, headers))[1]))
+
+        rng = random.Random(3)
+        for plan in plans:
+            if plan.walked and plan.picks:
+                plan = with_walked(plan, "ours", await walk_for("ours").bodies(post))
+            bodies = [plan.body("ours", plan.sample(rng)) for _ in range(n)]
+            for body in bodies[:200]:  # warm: planned, then known
+                status, answer = await caller.post("/graphql", body, headers)
+                if status != 200 or b'"errors"' in answer:
+                    raise RuntimeError(f"{plan.label}: {answer[:300]!r}")
+            cpu_ms: list[float] = []
+            for _ in range(rounds):
+                if profiler is not None:
+                    profiler.enable()
+                started = time.process_time()
+                for body in bodies:
+                    await caller.post("/graphql", body, headers)
+                cpu_ms.append((time.process_time() - started) * 1000 / len(bodies))
+                if profiler is not None:
+                    profiler.disable()
+            cpu_ms.sort()
+            print(
+                f"{plan.label:20s} CPU ms/request: min {cpu_ms[0]:.3f}, "
+                f"median {cpu_ms[len(cpu_ms) // 2]:.3f} ({rounds} rounds of {n})",
+                flush=True,
+            )
+    if profiler is not None and profile is not None:
+        profiler.dump_stats(profile)
+        print(f"profile: {profile}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("workloads", nargs="?", default="pagination,dashboard,board")
+    parser.add_argument("--n", type=int, default=300, help="requests per round")
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--profile", type=Path, default=None)
+    args = parser.parse_args()
+    asyncio.run(measure(args.workloads.split(","), args.n, args.rounds, args.profile))
+
+
+if __name__ == "__main__":
+    main()
