@@ -6,7 +6,8 @@ and errors, SQLAlchemy, strawberry) go through the same renderer, so a log shipp
 sees one format. Each request is logged once, by ``RequestGuard`` (``event="request"``):
 uvicorn's own access log is switched off, and strawberry's per-error log too, since an
 error a caller caused (FORBIDDEN, NOT_FOUND, a bad query) is an outcome, not a fault.
-Faults (INTERNAL_SERVER_ERROR) are logged with their traceback by the view.
+Faults (INTERNAL_SERVER_ERROR) are logged with their traceback by the view: Python's
+own, in both modes.
 """
 
 from __future__ import annotations
@@ -36,7 +37,13 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=_is_terminal(stream or sys.stdout))
+        structlog.dev.ConsoleRenderer(
+            colors=_is_terminal(stream or sys.stdout),
+            # Python's own traceback: rich's (structlog's default when rich is installed),
+            # with every frame's locals and highlighted source, took seconds of CPU per
+            # fault on the event loop, and printed the locals (tokens, secrets) too.
+            exception_formatter=structlog.dev.plain_traceback,
+        )
         if settings.is_development
         else structlog.processors.JSONRenderer()
     )

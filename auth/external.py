@@ -23,9 +23,17 @@ class ExternalIssuers:
         refresh_interval: float = REFRESH_INTERVAL_SECONDS,
     ) -> None:
         self.issuers = {issuer.issuer.rstrip("/"): issuer for issuer in issuers}
-        self.http = http or httpx.AsyncClient(timeout=5.0)
+        self._http = http
         self.refresh_interval = refresh_interval
         self._cache: dict[str, tuple[float, KeySet]] = {}
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """Made on first use: its TLS context costs ~25 ms of CPU, and a process whose
+        callers never present an external token never needs it."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=5.0)
+        return self._http
 
     def config(self, issuer: str | None) -> ExternalIssuer | None:
         return self.issuers.get((issuer or "").rstrip("/"))
@@ -49,4 +57,5 @@ class ExternalIssuers:
         return key_set
 
     async def aclose(self) -> None:
-        await self.http.aclose()
+        if self._http is not None:
+            await self._http.aclose()

@@ -1,33 +1,17 @@
-"""README's auth section in three commands, run for real: `create-client` registers a
-client, `token` asks the running server for an access token (client credentials), and
-the token reads with exactly the client's scopes."""
+"""README's auth section in three commands, run for real against a running server:
+`create-client` registers a client, `token` asks the server for an access token (client
+credentials), and the token reads with exactly the client's scopes. The commands run
+in-process (tests.fixtures.cli); the server is a real process."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import httpx
 
+from tests.fixtures.cli import created_client, portfolio
 from tests.fixtures.server import live_server
 
-PORTFOLIO = str(Path(sys.executable).with_name("portfolio"))
 
-
-def portfolio(*args: str, database_url: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PORTFOLIO, *args],
-        env={**os.environ, "DATABASE_URL": database_url, **env},
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-    )
-
-
-async def test_token_gets_an_access_token_with_the_clients_scopes(own_database: str) -> None:
+def test_token_gets_an_access_token_with_the_clients_scopes(own_database: str) -> None:
     with live_server(own_database, PORTFOLIO_ENVIRONMENT="production") as server:
         created = portfolio(
             "create-client",
@@ -39,9 +23,8 @@ async def test_token_gets_an_access_token_with_the_clients_scopes(own_database: 
             "client_credentials",
             database_url=own_database,
         )
-        assert created.returncode == 0, created.stderr
-        client_id = created.stdout.split("client_id:")[1].split()[0]
-        secret = created.stdout.split("client_secret:")[1].split()[0]
+        assert created.exit_code == 0, created.output
+        client_id, secret = created_client(created.stdout)
 
         issued = portfolio(
             "token",
@@ -52,7 +35,7 @@ async def test_token_gets_an_access_token_with_the_clients_scopes(own_database: 
             database_url=own_database,
             PORTFOLIO_CLIENT_SECRET=secret,
         )
-        assert issued.returncode == 0, issued.stderr
+        assert issued.exit_code == 0, issued.output
         token = issued.stdout.strip()
         assert token.count(".") == 2 and "\n" not in token  # one JWT, nothing else
 
@@ -67,7 +50,7 @@ async def test_token_gets_an_access_token_with_the_clients_scopes(own_database: 
             database_url=own_database,
             PORTFOLIO_CLIENT_SECRET=secret,
         )
-        assert narrowed.returncode == 0, narrowed.stderr
+        assert narrowed.exit_code == 0, narrowed.output
 
         wrong = portfolio(
             "token",
@@ -78,14 +61,14 @@ async def test_token_gets_an_access_token_with_the_clients_scopes(own_database: 
             database_url=own_database,
             PORTFOLIO_CLIENT_SECRET="not the secret",
         )
-        assert wrong.returncode == 1
+        assert wrong.exit_code == 1
         assert wrong.stdout == ""
         assert wrong.stderr == f"{server.url}/oauth/token refused: Client authentication failed.\n"
 
-        async with httpx.AsyncClient(base_url=server.url) as http:
+        with httpx.Client(base_url=server.url) as http:
             scopes = []
             for bearer in (token, narrowed.stdout.strip()):
-                response = await http.post(
+                response = http.post(
                     "/graphql",
                     json={"query": "{ viewer { scopes } }"},
                     headers={"Authorization": f"Bearer {bearer}"},
@@ -97,15 +80,15 @@ async def test_token_gets_an_access_token_with_the_clients_scopes(own_database: 
     assert scopes == [["kpis:ingest", "portfolio:read"], ["portfolio:read"]]
 
 
-async def test_token_says_when_no_server_answers(own_database: str) -> None:
+def test_token_says_when_no_server_answers(database_url: str) -> None:
     result = portfolio(
         "token",
         "--client-id",
         "x",
         "--url",
         "http://127.0.0.1:9",
-        database_url=own_database,
+        database_url=database_url,  # never reached: the command asks the server
         PORTFOLIO_CLIENT_SECRET="s",
     )
-    assert result.returncode == 1
+    assert result.exit_code == 1
     assert result.stderr.startswith("no answer from http://127.0.0.1:9: ")

@@ -7,10 +7,8 @@ second subgraph. Off by default, and the committed schema.graphql never changes.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,11 +24,11 @@ from schema.ids import encode_id
 from schema.sdl import render_sdl
 from tests.conftest import GraphQL, make_client
 from tests.fixtures.auth import bearer
+from tests.fixtures.cli import created_client, portfolio
 from tests.fixtures.database import StatementCounter
 from tests.fixtures.server import live_server
 
 GATEWAY = Path(__file__).with_name("federation_gateway")
-PORTFOLIO = str(Path(sys.executable).with_name("portfolio"))
 READ = ["portfolio:read"]
 
 ENTITIES = """query($r: [_Any!]!) { _entities(representations: $r) {
@@ -305,18 +303,13 @@ def through_gateway(url: str, requests: list[dict[str, Any]]) -> list[dict[str, 
 
 
 def token_with(url: str, database_url: str, scopes: str) -> str:
-    created = subprocess.run(
-        [PORTFOLIO, "create-client", "--name", "gateway test", "--scopes", scopes]
-        + ["--grant", "client_credentials"],
-        env={**os.environ, "DATABASE_URL": database_url},
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
+    created = portfolio(
+        *["create-client", "--name", "gateway test", "--scopes", scopes],
+        *["--grant", "client_credentials"],
+        database_url=database_url,
     )
-    assert created.returncode == 0, created.stderr
-    client_id = created.stdout.split("client_id:")[1].split()[0]
-    secret = created.stdout.split("client_secret:")[1].split()[0]
+    assert created.exit_code == 0, created.output
+    client_id, secret = created_client(created.stdout)
     issued = httpx.post(
         f"{url}/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
     )
