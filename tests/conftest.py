@@ -5,6 +5,7 @@ ASGI app over real HTTP (httpx), statement counting."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from starlette.applications import Starlette
 
 from api.app import assemble_app, create_app
+from api.collector import settle_for_serving
 from api.embedded import stop_embedded_server
 from auth.scopes import Scope
 from domain.database import create_engine
@@ -50,6 +52,19 @@ def settings_for(**overrides: Any) -> Settings:
         **overrides,
     }
     return Settings(**values)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def settled_collector() -> Iterator[None]:
+    """The garbage collector as a serving process has it (``api.collector``): what the
+    imports made (schema, models) frozen, collections rarer. With the default settings
+    it walked the session's long-lived objects over and over: ~20% of the suite's CPU.
+    Objects a test makes are never frozen, so ``gc.get_objects()`` still sees them."""
+    thresholds = gc.get_threshold()
+    settle_for_serving()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
 
 
 @contextmanager
