@@ -23,7 +23,10 @@ from schema.limits import cost_extension, known_measurement
 from schema.limits.documents import document_bytes
 
 
-class KnownReads:
+class KnownPath:
+    """What a path that answers a document seen before, without strawberry, works with:
+    the known reads here, the known updates (``schema.known_writes``)."""
+
     def __init__(
         self,
         settings: Settings,
@@ -37,6 +40,10 @@ class KnownReads:
         self.rate_limiter = rate_limiter
         self.reads = reads
         self.responses = responses
+
+
+class KnownReads(KnownPath):
+    """The repeated-query fast path for reads (the module's docstring)."""
 
     def lookup(self, principal: Any, request: Any) -> tuple[Any, Any] | None:
         """The rendered plan and the measurement of a query answered before with the

@@ -58,6 +58,7 @@ from domain.settings import Settings
 from schema.compiled.parameters import CANDIDATES
 from schema.compiled.responses import ResponseCache
 from schema.ids import encode_id
+from schema.known import KnownPath
 from schema.limits import cost_extension, known_measurement
 from schema.limits.cost import Measurement, actual_cost
 from schema.limits.documents import document_bytes
@@ -121,7 +122,7 @@ class CommitFailed(Exception):
     """The statement ran but its COMMIT failed: nothing was done; the caller hears 503."""
 
 
-class KnownUpdates:
+class KnownUpdates(KnownPath):
     def __init__(
         self,
         settings: Settings,
@@ -130,11 +131,7 @@ class KnownUpdates:
         reads: ReadConnections,
         responses: ResponseCache,
     ) -> None:
-        self.settings = settings
-        self.schema = schema
-        self.rate_limiter = rate_limiter
-        self.reads = reads
-        self.responses = responses
+        super().__init__(settings, schema, rate_limiter, reads, responses)
         self.mutations = _mutations(schema)
         self._documents: ByteLRU[Hashable, _Known | None] = ByteLRU(DOCUMENT_CACHE_BYTES)
         self._measured: ByteLRU[Hashable, Measurement] = ByteLRU(DOCUMENT_CACHE_BYTES)
