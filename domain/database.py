@@ -61,6 +61,9 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
         connect_args={
             "server_settings": {
                 "statement_timeout": str(settings.statement_timeout_ms),
+                # A prepared statement keeps one generic plan: under `auto` PostgreSQL
+                # planned each execution of a compiled page anew (docs/performance.md).
+                "plan_cache_mode": settings.db_plan_cache_mode,
                 "TimeZone": "UTC",
                 "application_name": "portfolio-graph",
             },
@@ -68,7 +71,8 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
             # asyncpg keeps statements prepared by their text, but by default only those
             # under 15 KB: a compiled read of a Relay page with nested connections is
             # bigger, and was parsed and planned anew on every request (~4 ms of the
-            # database's time for a 20-row page). Prepared, PostgreSQL reuses its plan.
+            # database's time for a 20-row page). Prepared, PostgreSQL reuses its plan
+            # (a generic one: `plan_cache_mode` above).
             "max_cacheable_statement_size": STATEMENT_CACHE_MAX_BYTES,
             "statement_cache_size": STATEMENT_CACHE_SIZE,
             "async_creator_fn": connect_in_own_context,

@@ -237,3 +237,19 @@ async def test_a_burst_of_bad_requests_leaves_later_requests_unharmed(
     # pooled connection of its own while it runs), every connection is back in the pool:
     # none was left to the garbage collector.
     assert app.state.engine.pool.checkedout() == 0
+
+
+async def test_connections_keep_one_generic_plan_per_prepared_statement(
+    fresh_engine: AsyncEngine, database_url: str
+) -> None:
+    """Prepared statements (every compiled read) keep one generic plan: under `auto`
+    PostgreSQL planned a compiled Relay page anew on each execution. The setting can
+    give `auto` back."""
+    async with fresh_engine.connect() as connection:
+        assert await connection.scalar(text("SHOW plan_cache_mode")) == "force_generic_plan"
+    engine = create_engine(database_url, settings_for(db_plan_cache_mode="auto"))
+    try:
+        async with engine.connect() as connection:
+            assert await connection.scalar(text("SHOW plan_cache_mode")) == "auto"
+    finally:
+        await engine.dispose()
