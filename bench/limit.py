@@ -44,12 +44,13 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
 
 
 async def create_pool(url: str, size: int) -> asyncpg.Pool:
-    """The limits' pool (in process and over HTTP): answers in UTC, like ours."""
+    """The limits' pool (in process and over HTTP): answers in UTC and keeps one
+    generic plan per prepared statement, like ours (``Settings.db_plan_cache_mode``)."""
     pool = await asyncpg.create_pool(
         url,
         min_size=size,
         max_size=size,
-        server_settings={"timezone": "UTC"},
+        server_settings={"timezone": "UTC", "plan_cache_mode": "force_generic_plan"},
         reset=_keep_session,
     )
     assert pool is not None
