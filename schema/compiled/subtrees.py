@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from graphql import (
+    ArgumentNode,
     BooleanValueNode,
     DirectiveNode,
     EnumValueNode,
@@ -284,13 +285,10 @@ def _shape(
 ) -> str | None:
     parts: list[str] = []
     if isinstance(node, FieldNode):
-        parts.append(f"{node.alias.value if node.alias else ''}:{node.name.value}(")
-        for argument in node.arguments or ():
-            value = _value(argument.value)
-            if value is None:
-                return None
-            parts.append(f"{argument.name.value}:{value},")
-        parts.append(")")
+        arguments = _arguments(node.arguments)
+        if arguments is None:
+            return None
+        parts.append(f"{node.alias.value if node.alias else ''}:{node.name.value}{arguments}")
     elif isinstance(node, InlineFragmentNode):
         condition = node.type_condition
         parts.append(f"...on {condition.name.value if condition else ''}")
@@ -325,13 +323,22 @@ def _shape(
 def _directives(directives: tuple[DirectiveNode, ...] | None) -> str | None:
     parts: list[str] = []
     for directive in directives or ():
-        parts.append(f"@{directive.name.value}(")
-        for argument in directive.arguments or ():
-            value = _value(argument.value)
-            if value is None:
-                return None
-            parts.append(f"{argument.name.value}:{value},")
-        parts.append(")")
+        arguments = _arguments(directive.arguments)
+        if arguments is None:
+            return None
+        parts.append(f"@{directive.name.value}{arguments}")
+    return "".join(parts)
+
+
+def _arguments(arguments: tuple[ArgumentNode, ...] | None) -> str | None:
+    """A field's or a directive's arguments as text; None if one is a variable."""
+    parts = ["("]
+    for argument in arguments or ():
+        value = _value(argument.value)
+        if value is None:
+            return None
+        parts.append(f"{argument.name.value}:{value},")
+    parts.append(")")
     return "".join(parts)
 
 
