@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -69,19 +69,25 @@ def create_app(url: str, pool_size: int) -> Starlette:
     return Starlette(routes=[Route("/graphql", graphql, methods=["POST"])], lifespan=lifespan)
 
 
-def main() -> None:
+def serve_limit(description: str, make_app: Callable[[str, int], Starlette]) -> None:
+    """Run a limit's app from the command line (``--port``, ``DATABASE_URL``,
+    ``BENCH_LIMIT_POOL_SIZE``)."""
     import uvicorn
 
-    parser = argparse.ArgumentParser(description="The limit over HTTP (bench/README.md).")
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     options = parser.parse_args()
-    application = create_app(os.environ["DATABASE_URL"], int(os.environ["BENCH_LIMIT_POOL_SIZE"]))
+    application = make_app(os.environ["DATABASE_URL"], int(os.environ["BENCH_LIMIT_POOL_SIZE"]))
     # As `portfolio serve` (api/cli.py) runs ours, so the two differ in the handler only:
     # the same collector settings, and uvicorn's default loop and HTTP implementation
     # ("auto": uvloop and httptools when installed) with warnings-only logs.
     settle_for_serving()
     uvicorn.run(application, host=options.host, port=options.port, log_level="warning")
+
+
+def main() -> None:
+    serve_limit("The limit over HTTP (bench/README.md).", create_app)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,6 @@ against ours with wrk.
 
 from __future__ import annotations
 
-import argparse
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,8 +24,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api.collector import settle_for_serving
 from bench.limit import create_pool
+from bench.limit_http import serve_limit
 from domain.services import direct_writes, rows, specs, writes
 from schema.ids import decode_id, encode_id
 
@@ -76,15 +74,7 @@ def create_app(url: str, pool_size: int) -> Starlette:
 
 
 def main() -> None:
-    import uvicorn
-
-    parser = argparse.ArgumentParser(description="The write limit over HTTP (bench/README.md).")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    options = parser.parse_args()
-    application = create_app(os.environ["DATABASE_URL"], int(os.environ["BENCH_LIMIT_POOL_SIZE"]))
-    settle_for_serving()  # as ours (bench.limit_http)
-    uvicorn.run(application, host=options.host, port=options.port, log_level="warning")
+    serve_limit("The write limit over HTTP (bench/README.md).", create_app)
 
 
 if __name__ == "__main__":
