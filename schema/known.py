@@ -7,6 +7,7 @@ falls back to strawberry's path whenever this declines (``lookup`` returns None)
 from __future__ import annotations
 
 from collections.abc import Hashable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -17,29 +18,47 @@ from domain.ratelimit import RateLimiter
 from domain.settings import Settings
 from schema.compiled.errors import written
 from schema.compiled.extension import PLANS, plan_key, run_rendered
-from schema.compiled.parameters import CANDIDATES
+from schema.compiled.parameters import CANDIDATES, Candidates
 from schema.compiled.responses import Cached, ResponseCache
 from schema.limits import cost_extension, known_measurement
+from schema.limits.cost import Measurement
 from schema.limits.documents import document_bytes
 
 
+@dataclass(eq=False)
 class KnownPath:
     """What a path that answers a document seen before, without strawberry, works with:
     the known reads here, the known updates (``schema.known_writes``)."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        schema: Any,
-        rate_limiter: RateLimiter,
-        reads: ReadConnections,
-        responses: ResponseCache,
-    ) -> None:
-        self.settings = settings
-        self.schema = schema
-        self.rate_limiter = rate_limiter
-        self.reads = reads
-        self.responses = responses
+    settings: Settings
+    schema: Any
+    rate_limiter: RateLimiter
+    reads: ReadConnections
+    responses: ResponseCache
+
+    def candidates(self, request: Any) -> Candidates | None:
+        """The parameter candidates of a well-formed request whose document strawberry's
+        path ran before; None otherwise, and for an ad-hoc document over the size limit:
+        strawberry's path answers, with its errors."""
+        if not (
+            isinstance(request.query, str)
+            and isinstance(request.operation_name, str | None)
+            and isinstance(request.variables, dict | None)
+        ):
+            return None  # strawberry reports malformed parameters
+        limit = self.settings.max_document_bytes
+        if len(request.query) > limit and document_bytes(request.query) > limit:
+            return None  # refused by strawberry's path, unless it is a persisted one
+        return CANDIDATES.get(request.query, request.operation_name)
+
+    def within_limits(self, measured: Measurement | None) -> bool:
+        """Whether a measured document is within the cost and root-field limits (if not,
+        strawberry's path refuses it with the limits' errors)."""
+        return (
+            measured is not None
+            and measured.cost <= self.settings.max_query_cost
+            and measured.root_fields <= self.settings.max_root_fields
+        )
 
 
 class KnownReads(KnownPath):
@@ -49,17 +68,7 @@ class KnownReads(KnownPath):
         """The rendered plan and the measurement of a query answered before with the
         caller's scopes and these variables (or values of the same shape), if it is within
         the limits; None otherwise. Changes nothing."""
-        if not (
-            isinstance(request.query, str)
-            and isinstance(request.operation_name, str | None)
-            and isinstance(request.variables, dict | None)
-        ):
-            return None  # strawberry reports malformed parameters
-        if len(request.query) > self.settings.max_document_bytes and (
-            document_bytes(request.query) > self.settings.max_document_bytes
-        ):
-            return None  # refused by strawberry's path, unless it is a persisted one
-        candidates = CANDIDATES.get(request.query, request.operation_name)
+        candidates = self.candidates(request)
         if candidates is None or not PLANS.may_hold(request.query):
             return None
         key = plan_key(
@@ -76,12 +85,8 @@ class KnownReads(KnownPath):
         measured = known_measurement(
             request.query, request.operation_name, request.variables, candidates
         )
-        if (
-            measured is None
-            or measured.cost > self.settings.max_query_cost
-            or measured.root_fields > self.settings.max_root_fields
-        ):
-            return None  # the ordinary path answers, or refuses with the limits' errors
+        if not self.within_limits(measured):
+            return None
         return plan, measured
 
     async def run(

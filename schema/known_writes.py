@@ -49,19 +49,13 @@ from strawberry.types.base import StrawberryMaybe, StrawberryOptional
 from strawberry.types.enum import StrawberryEnumDefinition, has_enum_definition
 
 from domain.caches import ByteLRU, text_bytes
-from domain.database import ReadConnections
 from domain.errors import DomainError
-from domain.ratelimit import RateLimiter
 from domain.services import direct_writes
 from domain.services.writes import Refused
-from domain.settings import Settings
-from schema.compiled.parameters import CANDIDATES
-from schema.compiled.responses import ResponseCache
 from schema.ids import encode_id
 from schema.known import KnownPath
 from schema.limits import cost_extension, known_measurement
 from schema.limits.cost import Measurement, actual_cost
-from schema.limits.documents import document_bytes
 from schema.mutations.common import actor_of, to_user_error
 from schema.mutations.portfolio import UPDATES, plain_update
 
@@ -122,17 +116,10 @@ class CommitFailed(Exception):
     """The statement ran but its COMMIT failed: nothing was done; the caller hears 503."""
 
 
+@dataclass(eq=False)
 class KnownUpdates(KnownPath):
-    def __init__(
-        self,
-        settings: Settings,
-        schema: Any,
-        rate_limiter: RateLimiter,
-        reads: ReadConnections,
-        responses: ResponseCache,
-    ) -> None:
-        super().__init__(settings, schema, rate_limiter, reads, responses)
-        self.mutations = _mutations(schema)
+    def __post_init__(self) -> None:
+        self.mutations = _mutations(self.schema)
         self._documents: ByteLRU[Hashable, _Known | None] = ByteLRU(DOCUMENT_CACHE_BYTES)
         self._measured: ByteLRU[Hashable, Measurement] = ByteLRU(DOCUMENT_CACHE_BYTES)
         self.answered = 0  # updates this path wrote (tests)
@@ -144,16 +131,7 @@ class KnownUpdates(KnownPath):
         (charging nothing more when this path charged already: ``state["budget"]``).
         Raises ``CommitFailed``."""
         query, operation_name, variables = request.query, request.operation_name, request.variables
-        if not (
-            isinstance(query, str)
-            and isinstance(operation_name, str | None)
-            and isinstance(variables, dict | None)
-        ):
-            return None
-        limit = self.settings.max_document_bytes
-        if len(query) > limit and document_bytes(query) > limit:
-            return None  # refused by strawberry's path, unless it is a persisted one
-        candidates = CANDIDATES.get(query, operation_name)
+        candidates = self.candidates(request)
         if candidates is None or not any(name in query for name in self.mutations):
             # Never run by strawberry's path (not parsed, validated, measured), or names
             # no update: a read none of whose cost goes to parsing it here.
@@ -167,11 +145,7 @@ class KnownUpdates(KnownPath):
             if measured is not None:
                 # Its cost depends on no variable (no list argument is selected): once.
                 self._measured.put((query, operation_name), measured, text_bytes(query) + 200)
-        if (
-            measured is None
-            or measured.cost > self.settings.max_query_cost
-            or measured.root_fields > self.settings.max_root_fields
-        ):
+        if measured is None or not self.within_limits(measured):
             return None
         given = self._input(known, variables or {})
         if given is None:
