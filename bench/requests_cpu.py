@@ -18,10 +18,12 @@ import random
 import subprocess
 import sys
 import time
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import orjson
+import uvloop
 
 from bench import database
 from bench.runner import OURS_ENVIRONMENT, SCHEMA_FILE, TOKEN_SCOPES
@@ -103,7 +105,14 @@ async def _token(caller: Caller, client: tuple[str, str]) -> str:
     return str(orjson.loads(answer)["access_token"])
 
 
-async def measure(workloads: list[str], n: int, rounds: int, profile: Path | None) -> None:
+async def measure(
+    workloads: list[str],
+    n: int,
+    rounds: int,
+    profile: Path | None,
+    variant: str | None = None,
+    with_limit: bool = False,
+) -> None:
     url = await database.ensure_database(200, fresh=False, log_dir=LOG_DIR)
     os.environ.update(
         OURS_ENVIRONMENT | {"DATABASE_URL": url, "PORTFOLIO_RESPONSE_CACHE_CHARS": "0"}
@@ -115,9 +124,22 @@ async def measure(workloads: list[str], n: int, rounds: int, profile: Path | Non
     app = create_app(Settings())
     dataset = await database.load_dataset(url)
     schema_text = SCHEMA_FILE.read_text()
-    plans = [plan for w in workloads for plan in client_plans(dataset, w, schema_text)]
+    plans = [
+        plan
+        for w in workloads
+        for plan in client_plans(dataset, w, schema_text)
+        if variant is None or plan.label.endswith(f"/{variant}")
+    ]
     profiler = cProfile.Profile(time.process_time) if profile is not None else None
-    async with app.router.lifespan_context(app):
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(app.router.lifespan_context(app))
+        limit: Caller | None = None
+        if with_limit:  # the limit over HTTP's handler, called the same way
+            from bench.limit_http import create_app as create_limit_app
+
+            limit_app = create_limit_app(url, 4)
+            await stack.enter_async_context(limit_app.router.lifespan_context(limit_app))
+            limit = Caller(limit_app)
         for _ in range(200):  # until the change feed listens: seen tokens cost nothing
             if app.state.auth.principals.listening:
                 break
@@ -137,30 +159,51 @@ async def measure(workloads: list[str], n: int, rounds: int, profile: Path | Non
         for plan in plans:
             if plan.walked and plan.picks:
                 plan = with_walked(plan, "ours", await walk_for("ours").bodies(post))
-            bodies = [plan.body("ours", plan.sample(rng)) for _ in range(n)]
+            indices = [plan.sample(rng) for _ in range(n)]
+            bodies = [plan.body("ours", picked) for picked in indices]
             for body in bodies[:200]:  # warm: planned, then known
                 status, answer = await caller.post("/graphql", body, headers)
                 if status != 200 or b'"errors"' in answer:
                     raise RuntimeError(f"{plan.label}: {answer[:300]!r}")
-            cpu_ms: list[float] = []
-            for _ in range(rounds):
-                if profiler is not None:
-                    profiler.enable()
-                started = time.process_time()
-                for body in bodies:
-                    await caller.post("/graphql", body, headers)
-                cpu_ms.append((time.process_time() - started) * 1000 / len(bodies))
-                if profiler is not None:
-                    profiler.disable()
-            cpu_ms.sort()
-            print(
-                f"{plan.label:20s} CPU ms/request: min {cpu_ms[0]:.3f}, "
-                f"median {cpu_ms[len(cpu_ms) // 2]:.3f} ({rounds} rounds of {n})",
-                flush=True,
-            )
+            _report(plan.label, await _rounds(caller, bodies, headers, rounds, profiler))
+            if limit is not None and plan.has_limit:
+                limit_bodies = [plan.body("limit-http", picked) for picked in indices]
+                _report(
+                    f"{plan.label} limit",
+                    await _rounds(limit, limit_bodies, [], rounds, None),
+                )
     if profiler is not None and profile is not None:
         profiler.dump_stats(profile)
         print(f"profile: {profile}")
+
+
+async def _rounds(
+    caller: Caller,
+    bodies: list[bytes],
+    headers: Headers,
+    rounds: int,
+    profiler: cProfile.Profile | None,
+) -> list[float]:
+    """CPU ms per request of each round of ``bodies``, sorted."""
+    cpu_ms: list[float] = []
+    for _ in range(rounds):
+        if profiler is not None:
+            profiler.enable()
+        started = time.process_time()
+        for body in bodies:
+            await caller.post("/graphql", body, headers)
+        cpu_ms.append((time.process_time() - started) * 1000 / len(bodies))
+        if profiler is not None:
+            profiler.disable()
+    return sorted(cpu_ms)
+
+
+def _report(label: str, cpu_ms: list[float]) -> None:
+    print(
+        f"{label:26s} CPU ms/request: min {cpu_ms[0]:.3f}, "
+        f"median {cpu_ms[len(cpu_ms) // 2]:.3f} ({len(cpu_ms)} rounds)",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -169,8 +212,21 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=300, help="requests per round")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--profile", type=Path, default=None)
+    parser.add_argument(
+        "--variant", choices=("fixed", "varied"), default=None, help="only this variant"
+    )
+    parser.add_argument(
+        "--limit",
+        action="store_true",
+        help="also the limit over HTTP's handler, in this process, on the same picks",
+    )
     args = parser.parse_args()
-    asyncio.run(measure(args.workloads.split(","), args.n, args.rounds, args.profile))
+    # uvloop, as uvicorn's "auto" loop runs ours and the limit under `bench run`.
+    uvloop.run(
+        measure(
+            args.workloads.split(","), args.n, args.rounds, args.profile, args.variant, args.limit
+        )
+    )
 
 
 if __name__ == "__main__":
