@@ -15,7 +15,7 @@ import pytest
 from graphql import FragmentDefinitionNode, OperationDefinitionNode, parse
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from schema.compiled.subtrees import SUBTREES, SubtreeCache, Text, shape
+from schema.compiled.subtrees import SUBTREES, SubtreeCache, Text, _Recording, shape
 from tests.fixtures import factories
 
 EVERY_SCOPE = ["portfolio:read", "finance:read"]
@@ -143,3 +143,18 @@ def test_the_cache_is_bounded_by_bytes() -> None:
     assert cache.get(("key", 199)) is not None
     assert cache.get(("key", 0)) is None
     assert cache.get(("key", 199)).render(parent=7, start=8) == "SELECT n7.x + 199"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("row", ["asof3", "asof_current0", "asof_event12"])
+def test_a_text_naming_an_as_of_row_is_not_kept(row: str) -> None:
+    """``asOf`` rows are numbered per statement but are not holes of a kept text: one
+    naming such a row would name another statement's row when reused."""
+    key = ("test", row)
+    recording = _Recording.__new__(_Recording)
+    recording.subtree_key, recording.parent, recording.start, recording.names = key, 1, 2, 1
+    recording.type = None
+    recording.keep(f"SELECT n2.title FROM initiatives AS n2 WHERE n2.id = {row}.id")
+    assert SUBTREES.get(key) is None
+    recording.keep("SELECT n2.title FROM initiatives AS n2 WHERE n2.parent_id = n1.id")
+    kept = SUBTREES.get(key)
+    assert kept is not None and kept.render(7, 9).endswith("n9.parent_id = n7.id")
