@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 from graphql import FragmentDefinitionNode, OperationDefinitionNode, parse
+from sqlalchemy import String
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schema.compiled.subtrees import SUBTREES, SubtreeCache, Text, _Recording, shape
@@ -152,7 +153,7 @@ def test_a_text_naming_an_as_of_row_is_not_kept(row: str) -> None:
     key = ("test", row)
     recording = _Recording.__new__(_Recording)
     recording.subtree_key, recording.parent, recording.start, recording.names = key, 1, 2, 1
-    recording.type = None
+    recording.type = String()
     recording.keep(f"SELECT n2.title FROM initiatives AS n2 WHERE n2.id = {row}.id")
     assert SUBTREES.get(key) is None
     recording.keep("SELECT n2.title FROM initiatives AS n2 WHERE n2.parent_id = n1.id")
