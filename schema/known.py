@@ -17,8 +17,8 @@ from domain.database import ReadConnections
 from domain.ratelimit import RateLimiter
 from domain.settings import Settings
 from schema.compiled.errors import written
-from schema.compiled.extension import PLANS, plan_key, run_rendered
-from schema.compiled.parameters import CANDIDATES, Candidates
+from schema.compiled.extension import PLANS, plan_key_of, run_rendered
+from schema.compiled.parameters import CANDIDATES, Candidates, variables_key
 from schema.compiled.responses import Cached, ResponseCache
 from schema.limits import cost_extension, known_measurement
 from schema.limits.cost import Measurement
@@ -71,19 +71,17 @@ class KnownReads(KnownPath):
         candidates = self.candidates(request)
         if candidates is None or not PLANS.may_hold(request.query):
             return None
-        key = plan_key(
-            request.query,
-            request.operation_name,
-            request.variables,
-            principal.scopes,
-            self.schema,
-            candidates,
+        values = variables_key(request.variables, candidates)
+        if values is None:
+            return None
+        key = plan_key_of(
+            request.query, request.operation_name, values, principal.scopes, self.schema
         )
-        plan = PLANS.rendered(key, request.variables, principal) if key is not None else None
+        plan = PLANS.rendered(key, request.variables, principal)
         if plan is None:
             return None
         measured = known_measurement(
-            request.query, request.operation_name, request.variables, candidates
+            request.query, request.operation_name, request.variables, candidates, values
         )
         if not self.within_limits(measured):
             return None

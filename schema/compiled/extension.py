@@ -235,6 +235,13 @@ def plan_key(
     values = variables_key(variables, candidates)
     if values is None:
         return None
+    return plan_key_of(query, operation_name, values, scopes, schema)
+
+
+def plan_key_of(
+    query: str | None, operation_name: str | None, values: Hashable, scopes: Any, schema: Any
+) -> Hashable:
+    """``plan_key`` from the variables' key (``variables_key``) already made."""
     return (query, operation_name, scopes, values, id(schema))
 
 

@@ -31,13 +31,21 @@ def _key_bytes(key: Any) -> int:
 
 
 def _cost_key(
-    query: str | None, operation_name: str | None, variables: Any, candidates: Candidates
+    query: str | None,
+    operation_name: str | None,
+    variables: Any,
+    candidates: Candidates,
+    plan_values: Hashable | None = None,
 ) -> Hashable:
     """A cost depends on the variables, except on input objects and on those bound as
-    parameters (keys, IDs): only their shape counts."""
+    parameters (keys, IDs): only their shape counts. ``plan_values``: the variables'
+    key a plan was found by (``variables_key`` of the same candidates), the cost's too
+    when no input object and no `first`/`last` is among them."""
     ignored = _IGNORED.peek((query, operation_name))
     if ignored and isinstance(variables, dict):
         variables = {name: value for name, value in variables.items() if name not in ignored}
+    elif plan_values is not None and not any(kind in COSTED for kind in candidates.values()):
+        return (query, operation_name, plan_values)
     values = variables_key(variables, candidates, COSTED)  # first/last by value
     return None if values is None else (query, operation_name, values)
 
@@ -49,11 +57,15 @@ _MEASURED: ByteLRU[tuple[str, str | None], tuple[tuple[str, Hashable], Any]] = B
 
 
 def known_measurement(
-    query: str | None, operation_name: str | None, variables: Any, candidates: Candidates
+    query: str | None,
+    operation_name: str | None,
+    variables: Any,
+    candidates: Candidates,
+    plan_values: Hashable | None = None,
 ) -> Measurement | None:
     """An operation measured before (with these variables, or with others and measured
-    now) and within every limit; None if unknown."""
-    key = _cost_key(query, operation_name, variables, candidates)
+    now) and within every limit; None if unknown. ``plan_values``: ``_cost_key``'s."""
+    key = _cost_key(query, operation_name, variables, candidates, plan_values)
     if key is None:
         return None
     measured = _COSTS.peek(key)
