@@ -213,10 +213,10 @@ Direct = Callable[[Any], list[Any] | None]
 
 def _direct(probes: list[tuple[Any, list[BindParameter[Any]]]]) -> Direct | None:
     """A field's values computed without asking the service, if every probe (a value,
-    and the bind values the service wrote for it alone) shows it writes one bind value:
-    the value itself, a non-empty list of members of one enum (``IN``), or the search
-    text as ``search_query`` writes it. The function returns None for a value of another
-    kind (the service is asked)."""
+    and the bind values the service wrote for that field alone) shows it writes a
+    single bind value: a non-empty list of one enum's members as given (``IN``), or the
+    search text as ``search_query`` writes it. The function returns None for a value of
+    another kind (an empty list: the service is asked)."""
     if any(len(bound) != 1 for _, bound in probes):
         return None
     parameter = probes[0][1][0]
