@@ -23,6 +23,9 @@ class UserFilter:
     is_active: bool | None = None
     roles: tuple[str, ...] | None = None
 
+    def check(self) -> None:
+        """Nothing to refuse (every value is a filter)."""
+
     def apply(self, statement: Select[Any]) -> Select[Any]:
         clauses = [_active(User)]
         if self.search is not None:
@@ -51,6 +54,9 @@ USER_ORDERINGS = {"EMAIL": User.email, "CREATED_AT": User.created_at}
 class ClientFilter:
     is_active: bool | None = None
 
+    def check(self) -> None:
+        """Nothing to refuse (every value is a filter)."""
+
     def apply(self, statement: Select[Any]) -> Select[Any]:
         clauses = [_active(OAuthClient)]
         if self.is_active is not None:
@@ -64,6 +70,9 @@ CLIENT_ORDERINGS = {"NAME": OAuthClient.name, "CREATED_AT": OAuthClient.created_
 @dataclass(frozen=True)
 class RoleFilter:
     scope: str | None = None
+
+    def check(self) -> None:
+        """Nothing to refuse (every value is a filter)."""
 
     def apply(self, statement: Select[Any]) -> Select[Any]:
         clauses = [_active(Role)]

@@ -5,6 +5,9 @@ response cache off: no client library, no wrk, no uvicorn. Less noisy on a share
 machine than server CPU over HTTP; ``--profile out.prof`` adds cProfile (CPU clock).
 
     python -m bench.requests_cpu pagination,dashboard,board --n 300 --rounds 10
+
+``--unseen``: each board request (warm-up and every round) searches a text no request
+sent before, so no binding is remembered: what a client typing a search word costs.
 """
 
 from __future__ import annotations
@@ -13,11 +16,13 @@ import argparse
 import asyncio
 import base64
 import cProfile
+import itertools
 import os
 import random
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -30,6 +35,9 @@ from bench.runner import OURS_ENVIRONMENT, SCHEMA_FILE, TOKEN_SCOPES
 
 Headers = list[tuple[bytes, bytes]]
 LOG_DIR = Path(__file__).resolve().parent / "results" / "tmp"
+# Spells a request's number after its search word: the text is new, its words (and so
+# the rows it finds) are those of the word alone.
+_PUNCTUATION = "!#$%&*+-./:;<=>?@^~"
 
 
 class Caller:
@@ -112,6 +120,7 @@ async def measure(
     profile: Path | None,
     variant: str | None = None,
     with_limit: bool = False,
+    unseen: bool = False,
 ) -> None:
     url = await database.ensure_database(200, fresh=False, log_dir=LOG_DIR)
     os.environ.update(
@@ -156,16 +165,20 @@ async def measure(
             return dict(orjson.loads((await caller.post("/graphql", payload, headers))[1]))
 
         rng = random.Random(3)
+        numbers = itertools.count()  # of the unseen search texts, over the whole run
         for plan in plans:
             if plan.walked and plan.picks:
                 plan = with_walked(plan, "ours", await walk_for("ours").bodies(post))
             indices = [plan.sample(rng) for _ in range(n)]
             bodies = [plan.body("ours", picked) for picked in indices]
-            for body in bodies[:200]:  # warm: planned, then known
+            searches = unseen and plan.label.startswith("board")
+            sent = _searching_unseen(rng, dataset.constraint_words, numbers) if searches else list
+            for body in sent(bodies[:200]):  # warm: planned, then known
                 status, answer = await caller.post("/graphql", body, headers)
                 if status != 200 or b'"errors"' in answer:
                     raise RuntimeError(f"{plan.label}: {answer[:300]!r}")
-            _report(plan.label, await _rounds(caller, bodies, headers, rounds, profiler))
+            label = f"{plan.label} unseen" if searches else plan.label
+            _report(label, await _rounds(caller, bodies, headers, rounds, profiler, sent))
             if limit is not None and plan.has_limit:
                 limit_bodies = [plan.body("limit-http", picked) for picked in indices]
                 _report(
@@ -183,19 +196,47 @@ async def _rounds(
     headers: Headers,
     rounds: int,
     profiler: cProfile.Profile | None,
+    sent: Callable[[list[bytes]], list[bytes]] = list,
 ) -> list[float]:
-    """CPU ms per request of each round of ``bodies``, sorted."""
+    """CPU ms per request of each round of ``bodies`` (as ``sent`` makes them for the
+    round, outside the measure), sorted."""
     cpu_ms: list[float] = []
     for _ in range(rounds):
+        round_bodies = sent(bodies)
         if profiler is not None:
             profiler.enable()
         started = time.process_time()
-        for body in bodies:
+        for body in round_bodies:
             await caller.post("/graphql", body, headers)
         cpu_ms.append((time.process_time() - started) * 1000 / len(bodies))
         if profiler is not None:
             profiler.disable()
     return sorted(cpu_ms)
+
+
+def _searching_unseen(
+    rng: random.Random, words: list[str], numbers: Iterator[int]
+) -> Callable[[list[bytes]], list[bytes]]:
+    """Bodies made to search texts never sent before (``_unseen``)."""
+
+    def sent(bodies: list[bytes]) -> list[bytes]:
+        return [_unseen(body, rng.choice(words), next(numbers)) for body in bodies]
+
+    return sent
+
+
+def _unseen(body: bytes, word: str, number: int) -> bytes:
+    """``body`` searching ``word`` followed by punctuation spelling ``number``: a text
+    never sent before, with the words (and the rows found) of ``word`` alone."""
+    tag = ""
+    while True:
+        number, digit = divmod(number, len(_PUNCTUATION))
+        tag += _PUNCTUATION[digit]
+        if not number:
+            break
+    request = orjson.loads(body)
+    request["variables"]["search"] = f"{word} {tag}"
+    return orjson.dumps(request)
 
 
 def _report(label: str, cpu_ms: list[float]) -> None:
@@ -220,11 +261,22 @@ def main() -> None:
         action="store_true",
         help="also the limit over HTTP's handler, in this process, on the same picks",
     )
+    parser.add_argument(
+        "--unseen",
+        action="store_true",
+        help="every board request searches a text never sent before",
+    )
     args = parser.parse_args()
     # uvloop, as uvicorn's "auto" loop runs ours and the limit under `bench run`.
     uvloop.run(
         measure(
-            args.workloads.split(","), args.n, args.rounds, args.profile, args.variant, args.limit
+            args.workloads.split(","),
+            args.n,
+            args.rounds,
+            args.profile,
+            args.variant,
+            args.limit,
+            args.unseen,
         )
     )
 

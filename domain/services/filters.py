@@ -1,7 +1,9 @@
 """Filters and orderings offered on every list, as SQL.
 
 The GraphQL inputs map one to one onto these dataclasses; validation that does
-not depend on GraphQL (ranges, search text) lives here.
+not depend on GraphQL (ranges, search text, time zones) lives here, in each filter's
+``check`` (which ``apply`` runs first): the compiled reads check a request's filter
+with it without building its SQL (``schema.compiled.filters``).
 """
 
 from __future__ import annotations
@@ -57,10 +59,9 @@ MAX_SEARCH_LENGTH = 200
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
-def search_clause(document: Any, text: str | None) -> ColumnElement[bool]:
-    """Every word of ``text`` must prefix a word of the document (indexed, GIN)."""
-    if text is None:
-        return true()
+def search_query(text: str) -> str:
+    """The tsquery text of a search (its SQL parameter): every word a prefix. Raises
+    ``InvalidInput`` for a text the search refuses."""
     if len(text) > MAX_SEARCH_LENGTH:
         raise InvalidInput(
             f"`search` is limited to {MAX_SEARCH_LENGTH} characters.", field="filter.search"
@@ -70,15 +71,31 @@ def search_clause(document: Any, text: str | None) -> ColumnElement[bool]:
         raise InvalidInput(
             "`search` must contain at least one letter or digit.", field="filter.search"
         )
-    query = " & ".join(f"{word}:*" for word in words)
+    return " & ".join(f"{word}:*" for word in words)
+
+
+def _check_search(text: str | None) -> None:
+    if text is not None:
+        search_query(text)
+
+
+def search_clause(document: Any, text: str | None) -> ColumnElement[bool]:
+    """Every word of ``text`` must prefix a word of the document (indexed, GIN)."""
+    if text is None:
+        return true()
+    query = search_query(text)
     return document.op("@@")(func.to_tsquery(literal_column("'simple'::regconfig"), query))
 
 
-def _date_range(
-    column: Any, start: date | datetime | None, end: date | datetime | None, field: str
-) -> list[ColumnElement[bool]]:
+def _check_range(start: date | datetime | None, end: date | datetime | None, field: str) -> None:
     if start is not None and end is not None and end < start:
         raise InvalidInput(f"`{field}`: the end is before the start.", field=f"filter.{field}")
+
+
+def _date_range(
+    column: Any, start: date | datetime | None, end: date | datetime | None
+) -> list[ColumnElement[bool]]:
+    """Within the range (its ends checked by ``_check_range``, in ``check``)."""
     clauses: list[ColumnElement[bool]] = []
     if start is not None:
         clauses.append(column >= start)
@@ -106,11 +123,12 @@ def _updated_since(model: Any, since: datetime | None) -> list[ColumnElement[boo
     """Changed at or after ``since`` (inclusive: a client passing the newest ``updatedAt``
     it saw misses nothing written in that same instant). Links and blocking changes
     bump ``updatedAt`` too (``domain.services.links``)."""
-    if since is None:
-        return []
-    if since.tzinfo is None:
+    return [] if since is None else [model.updated_at >= since]
+
+
+def _check_updated_since(since: datetime | None) -> None:
+    if since is not None and since.tzinfo is None:
         raise InvalidInput("`updatedSince` needs a time zone offset.", field="filter.updatedSince")
-    return [model.updated_at >= since]
 
 
 # ---------------------------------------------------------------- teams
@@ -122,7 +140,12 @@ class TeamFilter:
     search: str | None = None
     updated_since: datetime | None = None
 
+    def check(self) -> None:
+        _check_updated_since(self.updated_since)
+        _check_search(self.search)
+
     def apply(self, statement: Select[Any]) -> Select[Any]:
+        self.check()
         return statement.where(
             _active(Team),
             *_updated_since(Team, self.updated_since),
@@ -151,7 +174,12 @@ class ProductFilter:
     search: str | None = None
     updated_since: datetime | None = None
 
+    def check(self) -> None:
+        _check_updated_since(self.updated_since)
+        _check_search(self.search)
+
     def apply(self, statement: Select[Any]) -> Select[Any]:
+        self.check()
         clauses = [
             _active(Product),
             *_updated_since(Product, self.updated_since),
@@ -196,7 +224,14 @@ class InitiativeFilter:
     search: str | None = None
     updated_since: datetime | None = None
 
+    def check(self) -> None:
+        _check_updated_since(self.updated_since)
+        _check_range(self.starts_from, self.starts_to, "targetStart")
+        _check_range(self.ends_from, self.ends_to, "targetEnd")
+        _check_search(self.search)
+
     def apply(self, statement: Select[Any]) -> Select[Any]:
+        self.check()
         clauses = [
             _active(Initiative),
             *_updated_since(Initiative, self.updated_since),
@@ -204,8 +239,8 @@ class InitiativeFilter:
             *_in(Initiative.status, self.statuses),
             *_in(Initiative.owner_team_id, self.owner_team_ids),
             *_in(Initiative.parent_id, self.parent_ids),
-            *_date_range(Initiative.target_start, self.starts_from, self.starts_to, "targetStart"),
-            *_date_range(Initiative.target_end, self.ends_from, self.ends_to, "targetEnd"),
+            *_date_range(Initiative.target_start, self.starts_from, self.starts_to),
+            *_date_range(Initiative.target_end, self.ends_from, self.ends_to),
             search_clause(Initiative.search_document, self.search),
             *_referenced("Initiative", Initiative.id, self.external_ref),
         ]
@@ -259,7 +294,13 @@ class ConstraintFilter:
     search: str | None = None
     updated_since: datetime | None = None
 
+    def check(self) -> None:
+        _check_updated_since(self.updated_since)
+        _check_range(self.due_from, self.due_to, "dueDate")
+        _check_search(self.search)
+
     def apply(self, statement: Select[Any]) -> Select[Any]:
+        self.check()
         clauses = [
             _active(TechnicalConstraint),
             *_updated_since(TechnicalConstraint, self.updated_since),
@@ -267,7 +308,7 @@ class ConstraintFilter:
             *_in(TechnicalConstraint.category, self.categories),
             *_in(TechnicalConstraint.severity, self.severities),
             *_in(TechnicalConstraint.status, self.statuses),
-            *_date_range(TechnicalConstraint.due_date, self.due_from, self.due_to, "dueDate"),
+            *_date_range(TechnicalConstraint.due_date, self.due_from, self.due_to),
             search_clause(TechnicalConstraint.search_document, self.search),
             *_referenced("TechnicalConstraint", TechnicalConstraint.id, self.external_ref),
         ]
@@ -315,7 +356,12 @@ class KpiFilter:
     search: str | None = None
     updated_since: datetime | None = None
 
+    def check(self) -> None:
+        _check_updated_since(self.updated_since)
+        _check_search(self.search)
+
     def apply(self, statement: Select[Any]) -> Select[Any]:
+        self.check()
         clauses = [
             _active(Kpi),
             *_updated_since(Kpi, self.updated_since),
@@ -358,11 +404,13 @@ class MeasurementFilter:
     observed_to: datetime | None = None
     sources: tuple[str, ...] | None = None
 
+    def check(self) -> None:
+        _check_range(self.observed_from, self.observed_to, "observedAt")
+
     def apply(self, statement: Select[Any]) -> Select[Any]:
+        self.check()
         return statement.where(
-            *_date_range(
-                KpiMeasurement.observed_at, self.observed_from, self.observed_to, "observedAt"
-            ),
+            *_date_range(KpiMeasurement.observed_at, self.observed_from, self.observed_to),
             *_in(KpiMeasurement.source, self.sources),
         )
 
@@ -378,7 +426,12 @@ class GlossaryFilter:
     search: str | None = None
     updated_since: datetime | None = None
 
+    def check(self) -> None:
+        _check_updated_since(self.updated_since)
+        _check_search(self.search)
+
     def apply(self, statement: Select[Any]) -> Select[Any]:
+        self.check()
         return statement.where(
             _active(GlossaryTerm),
             *_updated_since(GlossaryTerm, self.updated_since),
@@ -414,15 +467,17 @@ class AuditFilter:
     occurred_from: datetime | None = None
     occurred_to: datetime | None = None
 
+    def check(self) -> None:
+        _check_range(self.occurred_from, self.occurred_to, "occurredAt")
+
     def apply(self, statement: Select[Any]) -> Select[Any]:
+        self.check()
         clauses = [
             *_in(AuditEvent.entity_type, self.entity_types),
             *_in(AuditEvent.action, self.actions),
             *_in(AuditEvent.actor_user_id, self.actor_user_ids),
             *_in(AuditEvent.actor_client_id, self.actor_client_ids),
-            *_date_range(
-                AuditEvent.occurred_at, self.occurred_from, self.occurred_to, "occurredAt"
-            ),
+            *_date_range(AuditEvent.occurred_at, self.occurred_from, self.occurred_to),
         ]
         if self.entity_id is not None:
             clauses.append(AuditEvent.entity_id == self.entity_id)

@@ -7,15 +7,23 @@ values that change with the field's value (found by asking twice, with two value
 ``IN`` list becomes ``= ANY($n)``, and a boolean, whose two values write two different
 conditions, ``($n AND when true) OR (NOT $n AND when false)``. Each request computes the
 values the same way from its own field value (``schema.compiled.binding``), and the
-whole filter is checked by the service first, as the resolvers' is.
+whole filter is checked by the service first (its ``check``, without building SQL), as
+the resolvers' is.
+
+Asking the service again for each new value builds its SQL; two kinds of field are
+computed directly instead, once probing showed the service writes them so: a list of
+enum members it binds as given (``column IN (values)``: their names), and a search text
+it binds as ``filters.search_query`` writes it. A request's value of any other kind, or
+any other field, is asked for as before.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from datetime import date, datetime, timedelta
+from enum import Enum
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +35,7 @@ from sqlalchemy.sql import operators, visitors
 from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClauseList
 
 from domain.errors import DomainError
+from domain.services.filters import search_query
 from schema.compiled.selection import Invalid, Unsupported
 
 if TYPE_CHECKING:
@@ -42,10 +51,11 @@ def conditions_of(
     rows of ``alias``."""
     try:
         query_filter = (given or filter_type()).to_filter()
-        query_filter.apply(select(model))  # the service's checks (ranges, search words)
+        query_filter.check()  # the service's checks (ranges, search words)
     except DomainError:
         raise Invalid("invalid arguments") from None
     bound: list[Any] = []
+    computed_directly = False
     if given is not None:
         for graphql_name, python_name in _input_fields(c, filter_type):
             use = c.parameter_use(node, ("filter", graphql_name))
@@ -61,7 +71,8 @@ def conditions_of(
                 found = _field(c, node, filter_type, model, (graphql_name, python_name), value)
                 if found is None:
                     continue  # left unbound: planning fails with NotBound
-                clause, touched = found
+                clause, touched, direct = found
+                computed_directly |= direct
                 empty = filter_type().to_filter()
                 query_filter = dataclasses.replace(
                     query_filter, **{name: getattr(empty, name) for name in touched}
@@ -71,9 +82,10 @@ def conditions_of(
         given_fields = sum(
             getattr(given, name) is not None for _, name in _input_fields(c, filter_type)
         )
-        if bound and given_fields > 1:
-            # A field's own values are checked by its own probe (below); what needs the
-            # whole filter is a check across fields (a range's ends).
+        if bound and (given_fields > 1 or computed_directly):
+            # A field asked of the service for each value is checked by it (below); what
+            # needs the whole filter is a check across fields (a range's ends), or of a
+            # field computed without asking.
             names = _input_fields(c, filter_type)
             c.check(node, lambda arguments: _checked(arguments, filter_type, model, names))
     statement = query_filter.apply(select(model))
@@ -94,11 +106,11 @@ def _keys(c: Compiler, node: FieldNode, query_filter: Any, alias: Any) -> tuple[
 def _checked(
     arguments: dict[str, Any], filter_type: Any, model: Any, names: tuple[tuple[str, str], ...]
 ) -> None:
-    """The whole filter of a request (as GraphQL coerced it), checked by the service:
-    raises what it refuses."""
+    """The whole filter of a request (as GraphQL coerced it), checked by the service
+    (without building its SQL): raises what it refuses."""
     given = arguments["filter"]
     fields = {python: given[graphql] for graphql, python in names if given.get(graphql) is not None}
-    filter_type(**fields).to_filter().apply(select(model))
+    filter_type(**fields).to_filter().check()
 
 
 @cache
@@ -121,11 +133,12 @@ def _field(
     model: Any,
     names: tuple[str, str],
     value: Any,
-) -> tuple[Any, set[str]] | None:
-    """The bound SQL of one filter field (its GraphQL and Python names) and the service
-    filter's fields it sets; None if it cannot be bound (its value is then inlined,
-    keyed by value). Each request's value is read as GraphQL coerced it (enum members,
-    dates): what strawberry's input would hold."""
+) -> tuple[Any, set[str], bool] | None:
+    """The bound SQL of one filter field (its GraphQL and Python names), the service
+    filter's fields it sets, and whether its values are computed without asking the
+    service (``_direct``); None if it cannot be bound (its value is then inlined, keyed
+    by value). Each request's value is read as GraphQL coerced it (enum members, dates):
+    what strawberry's input would hold."""
     graphql_name, name = names
     try:
         touched, when = _probe(filter_type, model, name, value)
@@ -141,6 +154,7 @@ def _field(
                     and_(not_(parameter), *when_false) if when_false else not_(parameter),
                 ),
                 touched,
+                False,
             )
         changed = _changed(value)
         if changed is None:
@@ -152,12 +166,17 @@ def _field(
     ours = _varying(planned, _bind_values(other))
     if not ours:
         return None
+    direct = _direct([(value, planned), (changed, _bind_values(other))])
     # What does not vary between two values is the service's own constant, written into
     # the statement: a request whose value writes another is not this plan's.
     fixed = {p: (one.expanding, one.value) for p, one in enumerate(planned) if p not in ours}
     count = len(planned)
 
     def compute(value: Any) -> list[Any]:
+        if direct is not None:
+            found_directly = direct(value)
+            if found_directly is not None:
+                return found_directly
         _, conditions = _probe(filter_type, model, name, value)
         found = _bind_values(conditions)
         if len(found) != count or any(
@@ -185,7 +204,66 @@ def _field(
     replacements = {
         id(one): (one, parameter) for one, parameter in zip(ours.values(), parameters, strict=True)
     }
-    return _replaced(and_(*when) if len(when) > 1 else when[0], replacements), touched
+    clause = _replaced(and_(*when) if len(when) > 1 else when[0], replacements)
+    return clause, touched, direct is not None
+
+
+Direct = Callable[[Any], list[Any] | None]
+
+
+def _direct(probes: list[tuple[Any, list[BindParameter[Any]]]]) -> Direct | None:
+    """A field's values computed without asking the service, if every probe (a value,
+    and the bind values the service wrote for that field alone) shows it writes a
+    single bind value: a non-empty list of one enum's members as given (``IN``), or the
+    search text as ``search_query`` writes it. The function returns None for a value of
+    another kind (an empty list: the service is asked)."""
+    if any(len(bound) != 1 for _, bound in probes):
+        return None
+    parameter = probes[0][1][0]
+    process = parameter.type._cached_bind_processor(_DIALECT)
+    first = probes[0][0]
+    if isinstance(first, list) and first and isinstance(first[0], Enum):
+        members = type(first[0])
+        if all(
+            one.expanding and _same_members(given, one.value, members) for given, (one,) in probes
+        ):
+
+            def enum_list(value: Any) -> list[Any] | None:
+                if not (isinstance(value, list) and _same_members(value, value, members)):
+                    return None
+                return [[process(item) if process else item for item in value]]
+
+            return enum_list
+        return None
+    if isinstance(first, str):
+        try:
+            if all(
+                not one.expanding and isinstance(given, str) and one.value == search_query(given)
+                for given, (one,) in probes
+            ):
+
+                def search(value: Any) -> list[Any] | None:
+                    if not isinstance(value, str):
+                        return None
+                    query = search_query(value)
+                    return [process(query) if process else query]
+
+                return search
+        except DomainError:
+            return None
+    return None
+
+
+def _same_members(given: Any, bound: Any, members: type[Enum]) -> bool:
+    """``bound`` is the non-empty list ``given``, item for item, members of ``members``."""
+    items = list(bound) if isinstance(bound, list | tuple) else None
+    return (
+        items is not None
+        and len(items) == len(given) > 0
+        and all(
+            type(one) is members and one is other for one, other in zip(given, items, strict=True)
+        )
+    )
 
 
 # Values remembered per bound filter field, with what they bind (short texts and lists).
