@@ -245,11 +245,16 @@ class InitiativeFilter:
             *_referenced("Initiative", Initiative.id, self.external_ref),
         ]
         if self.product_ids is not None:
+            # correlate_except: the link table is always the EXISTS's own. A nested
+            # connection's statement joins the same table (products.initiatives), and
+            # auto-correlation would take it out of the EXISTS, leaving it no FROM.
             clauses.append(
-                exists().where(
+                exists()
+                .where(
                     initiative_products.c.initiative_id == Initiative.id,
                     initiative_products.c.product_id.in_(self.product_ids),
                 )
+                .correlate_except(initiative_products)
             )
         if self.top_level is not None:
             clauses.append(
@@ -313,18 +318,23 @@ class ConstraintFilter:
             *_referenced("TechnicalConstraint", TechnicalConstraint.id, self.external_ref),
         ]
         if self.product_ids is not None:
+            # correlate_except: as in InitiativeFilter.apply.
             clauses.append(
-                exists().where(
+                exists()
+                .where(
                     constraint_products.c.constraint_id == TechnicalConstraint.id,
                     constraint_products.c.product_id.in_(self.product_ids),
                 )
+                .correlate_except(constraint_products)
             )
         if self.initiative_ids is not None:
             clauses.append(
-                exists().where(
+                exists()
+                .where(
                     constraint_initiatives.c.constraint_id == TechnicalConstraint.id,
                     constraint_initiatives.c.initiative_id.in_(self.initiative_ids),
                 )
+                .correlate_except(constraint_initiatives)
             )
         return statement.where(*clauses)
 
