@@ -57,6 +57,7 @@ async def app(own_database: str) -> AsyncIterator[Starlette]:
         database_url=own_database,
     )
     yield app
+    await app.state.reads.close()
     await app.state.engine.dispose()
 
 
