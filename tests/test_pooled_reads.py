@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.types import Message
 
 from api.embedded import to_async_url
-from domain.database import create_engine as create_database_engine
 from domain.database import DriverPool, create_session_factory, read_connections
+from domain.database import create_engine as create_database_engine
 from schema.ids import encode_id
 from tests.conftest import settings_for
 
