@@ -349,9 +349,15 @@ class DriverPool:
         self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
         self.opened = 0  # connections opened over the pool's life
+        self._open_listeners: list[Callable[[asyncpg.Connection], None]] = []
 
     def __call__(self) -> _Lease:
         return _Lease(self)
+
+    def on_open(self, listener: Callable[[asyncpg.Connection], None]) -> None:
+        """Calls ``listener`` with each connection the pool opens from now on (as
+        SQLAlchemy's ``connect`` event: tests count the statements of every connection)."""
+        self._open_listeners.append(listener)
 
     @property
     def in_use(self) -> int:
@@ -413,14 +419,18 @@ class DriverPool:
         except BaseException as error:
             if opening.done() and not opening.cancelled() and opening.exception() is None:
                 # Opened just as the acquirer was cancelled: kept for the next one.
-                self.opened += 1
-                self._hand_over(_Watched(opening.result(), {}))
+                self._hand_over(self._opened(opening.result()))
             else:
                 self._vacate()
             if isinstance(error, asyncpg.PostgresError | asyncpg.InterfaceError):
                 raise ReadPoolUnavailable(f"PostgreSQL refused a connection: {error}") from error
             raise
+        return self._opened(driver)
+
+    def _opened(self, driver: asyncpg.Connection) -> _Watched:
         self.opened += 1
+        for listener in self._open_listeners:
+            listener(driver)
         return _Watched(driver, {})
 
     async def _wait(self) -> _Watched:
