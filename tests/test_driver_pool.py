@@ -30,6 +30,7 @@ from domain.database import (
 )
 from schema.ids import encode_id
 from tests.conftest import ALL_SCOPES, settings_for
+from tests.test_connection_context import REQUEST_VALUE
 from tests.test_pooled_reads import _initiatives
 
 PID = "SELECT pg_backend_pid()"
@@ -322,3 +323,48 @@ async def test_close_refuses_the_waiters(engine: AsyncEngine) -> None:
     pool.release(held)
     await until(lambda: pool.in_use == 0)
     assert held.is_closed()
+
+
+async def test_a_connection_opened_during_a_request_keeps_no_request_context(
+    engine: AsyncEngine,
+) -> None:
+    # As the engine's (tests/test_connection_context.py): a connection's callbacks run
+    # in the context it was opened in, for as long as the pool keeps it.
+    async with driver_pool(engine, size=1) as pool:
+        token = REQUEST_VALUE.set("request 1")
+        try:
+            async with pool():
+                pass
+        finally:
+            REQUEST_VALUE.reset(token)
+        seen: list[str | None] = []
+        heard = asyncio.Event()
+
+        def listener(_connection: Any, _message: Any) -> None:
+            seen.append(REQUEST_VALUE.get())
+            heard.set()
+
+        async with pool() as driver:
+            driver.add_log_listener(listener)
+            await driver.execute("DO $$ BEGIN RAISE NOTICE 'later'; END $$")
+        await asyncio.wait_for(heard.wait(), timeout=5)
+        assert seen == [None]
+        assert pool.opened == 1
+
+
+async def test_connections_are_opened_as_the_engines(engine: AsyncEngine) -> None:
+    """The same session settings and JSON codecs as a connection of the engine's pool
+    (a jsonb column read by a known update is a mapping, as through the ORM)."""
+    async with engine.connect() as connection:
+        through_engine: Any = (await connection.get_raw_connection()).driver_connection
+        expected = [
+            await through_engine.fetchval(f"SHOW {name}")
+            for name in ("statement_timeout", "plan_cache_mode", "TimeZone", "application_name")
+        ]
+    async with driver_pool(engine, size=1) as pool, pool() as driver:
+        assert [
+            await driver.fetchval(f"SHOW {name}")
+            for name in ("statement_timeout", "plan_cache_mode", "TimeZone", "application_name")
+        ] == expected
+        assert await driver.fetchval("""SELECT '{"a": [1]}'::jsonb""") == {"a": [1]}
+        assert await driver.fetchval("""SELECT '{"a": [1]}'::json""") == {"a": [1]}
