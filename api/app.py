@@ -208,14 +208,14 @@ def assemble_app(
             await hub.close()
         await rate_limiter.aclose()
         await auth.external.aclose()
+        await reads.close()  # before the engine: both are the same database's connections
         await engine.dispose()
 
     auth = AuthServices.create(settings, sessions)
     rate_limiter = make_rate_limiter(settings)
     observed = Metrics()
-    endpoint = GraphQLEndpoint(
-        settings, sessions, auth, rate_limiter, observed, read_connections(engine, sessions)
-    )
+    reads = read_connections(engine, sessions, settings)
+    endpoint = GraphQLEndpoint(settings, sessions, auth, rate_limiter, observed, reads)
     responses = endpoint.view.responses
     observed.watch_response_cache(responses)
     observed.watch_subscriptions(endpoint.hub)
@@ -281,6 +281,7 @@ def assemble_app(
     app.state.auth = auth
     app.state.rate_limiter = rate_limiter
     app.state.engine = engine
+    app.state.reads = reads  # closed by the lifespan (a test without one closes it)
     app.state.responses = responses
     app.state.sessions = sessions
     app.state.settings = settings

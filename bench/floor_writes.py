@@ -230,6 +230,7 @@ async def _through_asgi(
             raise BenchError("the known-mutation path did not answer every request")
         return cpu
     finally:
+        await app.state.reads.close()
         await app.state.engine.dispose()
 
 

@@ -1,21 +1,25 @@
 """Engine, sessions and read connections. One request = at most one session = one
-transaction; a read answered from a known plan runs on a pooled connection instead."""
+transaction; a read answered from a known plan runs on a driver connection of its own
+pool (``DriverPool``) instead."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import inspect
-from collections.abc import AsyncIterator, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from types import TracebackType
+from types import SimpleNamespace, TracebackType
 from typing import Any
 
 import asyncpg
 from sqlalchemy import event
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DBAPIError, PendingRollbackError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -24,8 +28,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
-from sqlalchemy.util.concurrency import greenlet_spawn
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from domain.settings import Settings
 
@@ -58,28 +61,37 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
         # found dead (database restarted) fails its request with 503 and the pool is
         # invalidated, so the following requests reconnect.
         pool_pre_ping=False,
-        connect_args={
-            "server_settings": {
-                "statement_timeout": str(settings.statement_timeout_ms),
-                # A prepared statement keeps one generic plan: under `auto` PostgreSQL
-                # planned each execution of a compiled page anew (docs/performance.md).
-                "plan_cache_mode": settings.db_plan_cache_mode,
-                "TimeZone": "UTC",
-                "application_name": "portfolio-graph",
-            },
-            "timeout": settings.db_connect_timeout_seconds,
-            # asyncpg keeps statements prepared by their text, but by default only those
-            # under 15 KB: a compiled read of a Relay page with nested connections is
-            # bigger, and was parsed and planned anew on every request (~4 ms of the
-            # database's time for a 20-row page). Prepared, PostgreSQL reuses its plan
-            # (a generic one: `plan_cache_mode` above).
-            "max_cacheable_statement_size": STATEMENT_CACHE_MAX_BYTES,
-            "statement_cache_size": STATEMENT_CACHE_SIZE,
-            "async_creator_fn": connect_in_own_context,
-        },
+        connect_args={**connect_arguments(settings), "async_creator_fn": connect_in_own_context},
     )
     discard_after_errors(engine)
     return engine
+
+
+def connect_arguments(settings: Settings) -> dict[str, Any]:
+    """``asyncpg.connect``'s arguments for every connection of the process: the engine's
+    and the driver pool's (``DriverPool``) are opened alike."""
+    return {
+        "server_settings": {
+            "statement_timeout": str(settings.statement_timeout_ms),
+            # A prepared statement keeps one generic plan: under `auto` PostgreSQL
+            # planned each execution of a compiled page anew (docs/performance.md).
+            "plan_cache_mode": settings.db_plan_cache_mode,
+            "TimeZone": "UTC",
+            "application_name": APPLICATION_NAME,
+        },
+        "timeout": settings.db_connect_timeout_seconds,
+        # asyncpg keeps statements prepared by their text, but by default only those
+        # under 15 KB: a compiled read of a Relay page with nested connections is
+        # bigger, and was parsed and planned anew on every request (~4 ms of the
+        # database's time for a 20-row page). Prepared, PostgreSQL reuses its plan
+        # (a generic one: `plan_cache_mode` above).
+        "max_cacheable_statement_size": STATEMENT_CACHE_MAX_BYTES,
+        "statement_cache_size": STATEMENT_CACHE_SIZE,
+    }
+
+
+# How the server's connections name themselves in pg_stat_activity.
+APPLICATION_NAME = "portfolio-graph"
 
 
 # Set, on a pool entry's ``info``, when a statement on its connection failed.
@@ -232,15 +244,21 @@ ReadConnections = Callable[[], AbstractAsyncContextManager[Any]]
 
 
 def read_connections(
-    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
-) -> ReadConnections:
-    """Where a single-statement read runs: where the request sessions run. That is the
-    engine's pool, or, when the sessions are bound to one connection (tests, where each
-    request joins the test's transaction), that connection, one read at a time."""
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> DriverPool | BoundReads:
+    """Where a single-statement read (and a known update) runs: a pool of driver
+    connections to the engine's database (``DriverPool``), or, when the sessions are
+    bound to one connection (tests, where each request joins the test's transaction),
+    that connection, one read at a time. Either is a ``ReadConnections``; ``close`` it
+    when the app stops."""
     bind = sessions.kw.get("bind")
     if isinstance(bind, AsyncConnection):  # on_one_connection
-        return _bound_reads(bind)
-    return _pooled_reads(engine)
+        return BoundReads(bind)
+    return DriverPool(
+        driver_connector(engine, settings),
+        settings.db_read_pool_size,
+        settings.db_pool_timeout_seconds,
+    )
 
 
 def on_one_connection(sessions: async_sessionmaker[AsyncSession]) -> bool:
@@ -254,39 +272,261 @@ def listen_dsn(engine: AsyncEngine) -> str:
     return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def _pooled_reads(engine: AsyncEngine) -> ReadConnections:
-    @asynccontextmanager
-    async def connection() -> AsyncIterator[Any]:
-        pooled = await _live_connection(engine)
+def driver_connector(
+    engine: AsyncEngine, settings: Settings
+) -> Callable[[], asyncio.Task[asyncpg.Connection]]:
+    """Opens an asyncpg connection to the engine's database as the engine opens its own:
+    the same arguments (``connect_arguments``), the same JSON codecs as SQLAlchemy's
+    dialect installs (a jsonb column read by a known update comes back decoded, as
+    through the ORM), in an empty context (``connect_in_own_context``)."""
+    dsn = listen_dsn(engine)
+    arguments = connect_arguments(settings)
+    dialect: Any = engine.dialect
+
+    async def opened() -> asyncpg.Connection:
+        connection = await asyncpg.connect(dsn, **arguments)
         try:
-            yield _Watched(_driver(pooled), pooled.info)
-        finally:
-            pool = engine.sync_engine.pool
-            if _driver(pooled).is_closed():
-                # Lost under the read (database restarted): never handed out again.
-                await greenlet_spawn(pooled.invalidate)
-            elif isinstance(pool, QueuePool) and pool.overflow() <= 0:
-                # No transaction was begun, so returning it sends nothing, and the pool
-                # has room for it: no I/O, no greenlet needed.
-                pooled.close()
+            adapted = SimpleNamespace(_connection=connection)  # what the dialect reads
+            await dialect.setup_asyncpg_json_codec(adapted)
+            await dialect.setup_asyncpg_jsonb_codec(adapted)
+        except BaseException:
+            connection.terminate()
+            raise
+        return connection
+
+    def connect() -> asyncio.Task[asyncpg.Connection]:
+        return asyncio.get_running_loop().create_task(opened(), context=contextvars.Context())
+
+    return connect
+
+
+class ReadPoolTimeout(SQLAlchemyTimeoutError):
+    """No driver connection came free within ``db_pool_timeout_seconds``. A kind of
+    SQLAlchemy's pool timeout, so every caller answers it as it answers the engine's
+    pool being exhausted (the endpoint: 503 SERVICE_UNAVAILABLE)."""
+
+
+class ReadPoolUnavailable(ConnectionError):
+    """No driver connection can be had: PostgreSQL refused a new one (starting up, too
+    many connections), or the pool is closed (the app is stopping). A ConnectionError,
+    so it is answered as a database that cannot be reached (503)."""
+
+
+# How long closing a discarded connection may take before it is cut (the place it held
+# is freed only then, so the pool never holds more connections than its size).
+_CLOSE_TIMEOUT_SECONDS = 2.0
+
+
+class DriverPool:
+    """Pooled asyncpg connections for the paths that run on the driver outside any ORM
+    session (known reads and updates, token revocation reads, subscriptions' reads).
+
+    SQLAlchemy's pool, through ``engine.raw_connection``, cost a tenth of a known read's
+    CPU (greenlet, pool events, reset-on-return): here taking a connection is popping
+    one from a list, returning it pushing it back, with no I/O and no task; asyncpg's
+    own ``Pool`` is no cheaper (each release creates a task). At most ``size``
+    connections are open (or opening); an acquirer finding none idle and no room waits,
+    first come first served, at most ``timeout`` seconds (``ReadPoolTimeout``). A
+    connection is never handed out again after a call on it failed or was cancelled
+    (``_Watched`` marks it), after it was found closed (database restarted), or when
+    it comes back inside a transaction: it is closed and its place freed."""
+
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[asyncpg.Connection]],
+        size: int,
+        timeout: float,
+    ) -> None:
+        if size < 1:
+            raise ValueError("a driver pool needs room for one connection at least")
+        self._connect = connect
+        self.size = size
+        self._timeout = timeout
+        self._idle: list[_Watched] = []
+        # Each waits for a connection (or None: a place, to open one in).
+        self._waiters: deque[asyncio.Future[_Watched | None]] = deque()
+        self._places = 0  # connections open, opening or closing
+        self._closing: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.opened = 0  # connections opened over the pool's life
+        self._open_listeners: list[Callable[[asyncpg.Connection], None]] = []
+
+    def __call__(self) -> _Lease:
+        return _Lease(self)
+
+    def on_open(self, listener: Callable[[asyncpg.Connection], None]) -> None:
+        """Calls ``listener`` with each connection the pool opens from now on (as
+        SQLAlchemy's ``connect`` event: tests count the statements of every connection)."""
+        self._open_listeners.append(listener)
+
+    @property
+    def in_use(self) -> int:
+        """Connections handed out (or opening, or closing), not idle."""
+        return self._places - len(self._idle)
+
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for waiter in self._waiters if not waiter.done())
+
+    async def acquire(self) -> _Watched:
+        if self._closed:
+            raise ReadPoolUnavailable("The driver connection pool is closed.")
+        idle = self._idle
+        while idle:
+            connection = idle.pop()  # the most recently used: its statements are warm
+            if not connection._driver.is_closed():
+                return connection
+            # Lost while idle (database restarted): dropped, its place freed.
+            self._vacate()
+        if self._places < self.size:
+            self._places += 1
+            return await self._open_in_place()
+        return await self._wait()
+
+    def release(self, connection: _Watched) -> None:
+        """Back to the first waiter, or idle; discarded if it may not be used again. No
+        I/O: nothing was begun on it that returning it would have to end."""
+        driver = connection._driver
+        if connection._info.pop(_FAILED, False) or driver.is_closed() or driver.is_in_transaction():
+            self._discard(driver)
+        else:
+            self._hand_over(connection)
+
+    async def close(self) -> None:
+        """Closes the idle connections (and those closing); those in use are closed as
+        they come back; waiters and later acquirers get ``ReadPoolUnavailable``."""
+        self._closed = True
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(ReadPoolUnavailable("The driver connection pool closed."))
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            self._discard(connection._driver)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+    async def _open_in_place(self) -> _Watched:
+        """A new connection in a place already counted; the place is passed on if it
+        cannot be opened (or the acquirer is cancelled while it is)."""
+        opening = asyncio.ensure_future(self._connect())
+        try:
+            driver = await opening
+        except BaseException as error:
+            if opening.done() and not opening.cancelled() and opening.exception() is None:
+                # Opened just as the acquirer was cancelled: kept for the next one.
+                self._hand_over(self._opened(opening.result()))
             else:
-                # An overflow connection may find the pool full and be closed: I/O.
-                await greenlet_spawn(pooled.close)
+                self._vacate()
+            if isinstance(error, asyncpg.PostgresError | asyncpg.InterfaceError):
+                raise ReadPoolUnavailable(f"PostgreSQL refused a connection: {error}") from error
+            raise
+        return self._opened(driver)
 
-    return connection
+    def _opened(self, driver: asyncpg.Connection) -> _Watched:
+        self.opened += 1
+        for listener in self._open_listeners:
+            listener(driver)
+        return _Watched(driver, {})
+
+    async def _wait(self) -> _Watched:
+        waiter: asyncio.Future[_Watched | None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(self._timeout):
+                handed = await waiter
+        except BaseException as error:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                # Served just as it gave up: what it was given goes to the next one.
+                handed = waiter.result()
+                if handed is None:
+                    self._vacate()
+                else:
+                    self._hand_over(handed)
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            if isinstance(error, TimeoutError):
+                raise ReadPoolTimeout(
+                    f"No database connection came free within {self._timeout} s "
+                    f"({self.size} in use)."
+                ) from None
+            raise
+        if handed is None:  # a place was freed for it
+            return await self._open_in_place()
+        return handed
+
+    def _hand_over(self, connection: _Watched) -> None:
+        if self._closed:
+            self._discard(connection._driver)
+            return
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():  # not timed out or cancelled meanwhile
+                waiter.set_result(connection)
+                return
+        self._idle.append(connection)
+
+    def _vacate(self) -> None:
+        """A place came free: the first waiter opens a connection in it."""
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._places -= 1
+
+    def _discard(self, driver: asyncpg.Connection) -> None:
+        """Closes the connection; its place is freed once it is closed."""
+        if driver.is_closed():
+            self._vacate()
+            return
+        closing = asyncio.get_running_loop().create_task(
+            self._close(driver), context=contextvars.Context()
+        )
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+
+    async def _close(self, driver: asyncpg.Connection) -> None:
+        try:
+            # Graceful (PostgreSQL sees a Terminate, not a reset); asyncpg cuts the
+            # socket itself if that fails or takes too long.
+            await driver.close(timeout=_CLOSE_TIMEOUT_SECONDS)
+        except (Exception, asyncio.CancelledError):
+            driver.terminate()
+        finally:
+            self._vacate()
 
 
-async def _live_connection(engine: AsyncEngine) -> Any:
-    """A connection from the pool whose socket is still open. asyncpg notices a server
-    that went away (restart, failover) on idle connections too, so those are dropped
-    here instead of failing a request; a live one is used without a ping."""
-    pool = engine.sync_engine.pool
-    for _ in range(pool.size() if isinstance(pool, QueuePool) else 1):
-        pooled = await engine.raw_connection()
-        if not _driver(pooled).is_closed():
-            return pooled
-        await greenlet_spawn(pooled.invalidate)
-    return await engine.raw_connection()
+class _Lease:
+    """``async with pool() as driver``: one connection of a ``DriverPool``, returned
+    when the block ends (a class, not a generator: it is on every known request)."""
+
+    __slots__ = ("_connection", "_pool")
+
+    def __init__(self, pool: DriverPool) -> None:
+        self._pool = pool
+        self._connection: _Watched | None = None
+
+    async def __aenter__(self) -> _Watched:
+        self._connection = await self._pool.acquire()
+        return self._connection
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            self._pool.release(connection)
 
 
 async def session_driver(session: AsyncSession) -> Any:
@@ -333,18 +573,19 @@ class _Watched:
         return watched
 
 
-def _driver(pooled: Any) -> Any:
-    """The asyncpg connection under SQLAlchemy's pooled DBAPI adapter."""
-    return pooled.driver_connection
+class BoundReads:
+    """The reads of an app whose sessions all run on one connection (tests): on that
+    connection, one statement at a time."""
 
-
-def _bound_reads(bind: AsyncConnection) -> ReadConnections:
-    lock = asyncio.Lock()  # one connection runs one statement at a time
+    def __init__(self, bind: AsyncConnection) -> None:
+        self._bind = bind
+        self._lock = asyncio.Lock()  # one connection runs one statement at a time
 
     @asynccontextmanager
-    async def connection() -> AsyncIterator[Any]:
-        async with lock:
-            raw = await bind.get_raw_connection()
+    async def __call__(self) -> AsyncIterator[Any]:
+        async with self._lock:
+            raw = await self._bind.get_raw_connection()
             yield raw.driver_connection
 
-    return connection
+    async def close(self) -> None:
+        """Nothing to close: the connection is the test's."""

@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     db_pool_timeout_seconds: float = Field(
         default=5.0, description="Wait for a free connection before answering 503."
     )
+    # The driver pool of the paths outside any ORM session (known reads and updates,
+    # token checks, subscriptions' reads: ``domain.database.DriverPool``), kept open.
+    db_read_pool_size: int = Field(
+        default=20,
+        ge=1,
+        description="Driver connections of the known reads and updates, on top of the "
+        "sessions' pool and its overflow.",
+    )
     db_connect_timeout_seconds: float = Field(default=5.0, description="Connecting to PostgreSQL.")
     max_page_size: int = Field(default=100, description="Cap on first/last of every connection.")
     anonymous_scopes: list[str] | None = Field(

@@ -122,6 +122,7 @@ async def wired_app(own_database: str) -> AsyncIterator[Starlette]:
     of the test's own, whose writes are committed; every scope for anonymous callers."""
     app = create_app(settings_for(anonymous_scopes=ALL_SCOPES), database_url=own_database)
     yield app
+    await app.state.reads.close()
     await app.state.engine.dispose()
 
 

@@ -77,6 +77,7 @@ async def live(own_database: str) -> AsyncIterator[GraphQL]:
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
                 yield GraphQL(client)
     finally:
+        await app.state.reads.close()
         await app.state.engine.dispose()
 
 

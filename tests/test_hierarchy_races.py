@@ -190,6 +190,7 @@ async def make_races(database: str) -> AsyncIterator[Callable[..., Awaitable[Rac
     for client in clients:
         await client.aclose()
     for app in apps:
+        await app.state.reads.close()
         await app.state.engine.dispose()
     for connection in connections:
         await connection.close()

@@ -131,6 +131,7 @@ async def test_past_the_limit_a_request_is_shed_at_once(
         after = await client.post("/graphql", json={"query": "{ __typename }"})
         assert after.json()["data"] == {"__typename": "Query"}
         assert await _metric(client, "portfolio_requests_shed_total") == 2
+    await app.state.reads.close()
     await app.state.engine.dispose()
 
 
@@ -153,6 +154,7 @@ async def test_a_short_line_waits_and_the_request_past_it_is_shed(
         await _assert_answered(held)
         assert await _metric(client, "portfolio_requests_waiting") == 0
         assert await _metric(client, "portfolio_requests_in_flight") == 0
+    await app.state.reads.close()
     await app.state.engine.dispose()
 
 
@@ -170,6 +172,7 @@ async def test_a_limit_of_zero_admits_everything(
         await products_locked.rollback()
         await _assert_answered(held)
         assert await _metric(client, "portfolio_requests_shed_total") == 0
+    await app.state.reads.close()
     await app.state.engine.dispose()
 
 

@@ -63,7 +63,7 @@ async def test_a_failure_on_a_pooled_read_discards_its_connection(
 ) -> None:
     """Reads on the driver itself bypass SQLAlchemy; a failure the caller handles (the
     compiled path turns it into a GraphQL error) still marks the connection."""
-    reads = read_connections(fresh_engine, create_session_factory(fresh_engine))
+    reads = read_connections(fresh_engine, create_session_factory(fresh_engine), settings_for())
     async with reads() as driver:
         first = await driver.fetchval("SELECT pg_backend_pid()")
     async with reads() as driver:
@@ -74,6 +74,7 @@ async def test_a_failure_on_a_pooled_read_discards_its_connection(
             assert "invalid input" in str(error)
     async with reads() as driver:
         assert await driver.fetchval("SELECT pg_backend_pid()") != first
+    await reads.close()
 
 
 # -- The whole app, on its own pool ---------------------------------------------------
@@ -235,8 +236,9 @@ async def test_a_burst_of_bad_requests_leaves_later_requests_unharmed(
             }
     # Once the app has stopped (its webhook worker, woken by each commit, claims on a
     # pooled connection of its own while it runs), every connection is back in the pool:
-    # none was left to the garbage collector.
+    # none was left to the garbage collector; the driver pool's too.
     assert app.state.engine.pool.checkedout() == 0
+    assert app.state.reads.in_use == 0
 
 
 async def test_connections_keep_one_generic_plan_per_prepared_statement(

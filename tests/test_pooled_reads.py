@@ -1,6 +1,7 @@
 """The app as ``portfolio serve`` wires it (``create_app``), not on the tests' one
 transaction, so on a database of the test's own: a repeated read runs on a connection of
-the engine's pool, outside any ORM session; a write is answered once it is committed."""
+the driver pool (``DriverPool``), outside any ORM session; a write is answered once it is
+committed."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from sqlalchemy import QueuePool, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.types import Message
 
 from api.embedded import to_async_url
+from domain.database import DriverPool, create_session_factory, read_connections
 from domain.database import create_engine as create_database_engine
-from domain.database import create_session_factory, read_connections
 from schema.ids import encode_id
 from tests.conftest import settings_for
 
@@ -43,7 +44,6 @@ async def test_a_repeated_read_runs_on_a_pooled_connection_and_returns_it(
 ) -> None:
     app = wired_app
     initiatives = await _initiatives(own_database)
-    pool = app.state.engine.pool
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         paths = []
@@ -53,7 +53,9 @@ async def test_a_repeated_read_runs_on_a_pooled_connection_and_returns_it(
             body = response.json()
             assert body["data"] == {"node": {"key": key, "title": body["data"]["node"]["title"]}}
             paths.append(body["extensions"]["answeredBy"])
-            assert pool.checkedout() == 0  # every request gave its connection back
+            # Every request gave its connection back; none took one of the engine's.
+            assert app.state.reads.in_use == 0
+            assert app.state.engine.pool.checkedout() == 0
     # Planned once, then answered from the known plan with new IDs.
     assert paths == ["compiled", "repeated", "repeated", "repeated"]
 
@@ -91,7 +93,7 @@ async def test_a_pooled_connection_lost_to_the_database_is_replaced(
         assert again.status_code == 200
         assert again.json()["data"]["node"]["key"] == initiatives[4][1]
         assert again.json()["extensions"]["answeredBy"] == "repeated"
-        assert app.state.engine.pool.checkedout() == 0
+        assert app.state.reads.in_use == 0
 
 
 UPDATE = """mutation($id: ID!, $version: Int, $title: String) {
@@ -165,41 +167,16 @@ async def test_a_write_is_answered_only_once_it_is_committed(
     assert seen_when_answered == [(before[0] + 1, "Committed before answered")]
 
 
-async def test_overflow_connections_go_back_to_a_full_pool(own_database: str) -> None:
-    # One pooled connection and two of overflow, all checked out at once: returning the
-    # overflow ones finds the pool full, so they are closed (I/O, in a greenlet).
-    engine = create_database_engine(
-        to_async_url(own_database), settings_for(db_pool_size=1, db_max_overflow=2)
-    )
-    reads = read_connections(engine, create_session_factory(engine))
-    together = asyncio.Barrier(3)
-    used: list[Any] = []
-
-    async def read(n: int) -> int:
-        async with reads() as connection:
-            used.append(connection)
-            await together.wait()  # all three connections are out
-            return int(await connection.fetchval("SELECT $1::int", n))
-
-    assert await asyncio.gather(*(read(n) for n in range(3))) == [0, 1, 2]
-    pool = engine.sync_engine.pool
-    assert isinstance(pool, QueuePool)  # the engine's pool counts its connections
-    assert pool.checkedout() == 0
-    assert pool.checkedin() == 1  # the pool's one
-    # The overflow ones were really closed, not left open behind a logged error.
-    assert sorted(connection.is_closed() for connection in used) == [False, True, True]
-    await engine.dispose()
-
-
 async def test_a_read_cancelled_mid_statement_does_not_leave_its_connection_busy(
     own_database: str,
 ) -> None:
-    # A pool of one: the read after the cancelled one gets that very connection again,
-    # which asyncpg has cancelled the statement of (a CancelRequest) rather than left busy.
-    engine = create_database_engine(
-        to_async_url(own_database), settings_for(db_pool_size=1, db_max_overflow=0)
+    # A pool of one: the cancelled read's connection is closed (never handed out again)
+    # and its place freed, so the next read gets a new connection, not a busy one.
+    engine = create_database_engine(to_async_url(own_database), settings_for())
+    reads = read_connections(
+        engine, create_session_factory(engine), settings_for(db_read_pool_size=1)
     )
-    reads = read_connections(engine, create_session_factory(engine))
+    assert isinstance(reads, DriverPool)  # not bound to one connection
 
     async def slow() -> None:
         async with reads() as connection:
@@ -210,7 +187,7 @@ async def test_a_read_cancelled_mid_statement_does_not_leave_its_connection_busy
         await asyncio.wait_for(slow(), timeout=0.5)
     async with reads() as connection:
         assert await connection.fetchval("SELECT 1") == 1
-    pool = engine.sync_engine.pool
-    assert isinstance(pool, QueuePool)
-    assert pool.checkedout() == 0
+    assert reads.opened == 2
+    assert reads.in_use == 0
+    await reads.close()
     await engine.dispose()

@@ -98,6 +98,7 @@ class Tokens:
         return {"Authorization": f"Bearer {token}"}, client.client_id
 
     async def close(self) -> None:
+        await self.app.state.reads.close()
         await self.app.state.engine.dispose()
 
 

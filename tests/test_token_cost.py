@@ -57,6 +57,7 @@ async def app(own_database: str) -> AsyncIterator[Starlette]:
         database_url=own_database,
     )
     yield app
+    await app.state.reads.close()
     await app.state.engine.dispose()
 
 
@@ -89,8 +90,8 @@ async def people(app: Starlette) -> dict[str, Any]:
 
 @pytest.fixture
 def counted(app: Starlette) -> StatementCounter:
-    """Statements of every connection of the app's pool (through SQLAlchemy, and on the
-    driver for the reads and token lookups that bypass it)."""
+    """Statements of every connection of the app's pools (through SQLAlchemy, and on the
+    driver pool's connections for the reads and token lookups that bypass it)."""
     counter = StatementCounter()
     sync_engine = app.state.engine.sync_engine
 
@@ -99,6 +100,7 @@ def counted(app: Starlette) -> StatementCounter:
 
     event.listen(sync_engine, "before_cursor_execute", counter)
     event.listen(sync_engine, "checkout", checked_out)
+    app.state.reads.on_open(lambda driver: driver.add_query_logger(counter.logged))
     return counter
 
 

@@ -188,6 +188,7 @@ async def test_a_concurrent_burst_is_hashed_only_up_to_the_limit(
             )
             served = await token(app, "198.51.100.50", "burst", "burst-secret")
     finally:
+        await app.state.reads.close()
         await app.state.engine.dispose()
     assert Counter(answer.status_code for answer in answers) == {
         401: PER_ADDRESS,
