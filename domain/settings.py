@@ -64,8 +64,10 @@ class Settings(BaseSettings):
     )
     # The driver pool of the paths outside any ORM session (known reads and updates,
     # token checks, subscriptions' reads: ``domain.database.DriverPool``), kept open.
+    # 10: a worker's whole budget (20 + 10 + 10 + 1 listening) lets two workers, one
+    # per core of a small host, fit PostgreSQL's default max_connections (100).
     db_read_pool_size: int = Field(
-        default=20,
+        default=10,
         ge=1,
         description="Driver connections of the known reads and updates, on top of the "
         "sessions' pool and its overflow.",
