@@ -1,0 +1,385 @@
+"""Attacks on the fast paths (known reads, their response cache, known updates,
+persisted documents) with generated cases: for the same caller, a request answered
+without strawberry must get exactly what strawberry's path gives it (the reference: the
+same server with compiled reads off, or with the known-update path declining), and a
+caller must never get what another caller's plan or cached answer held.
+
+Each property runs many generated cases from a fixed seed, so a failure reproduces.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from api.app import assemble_app
+from auth import models as auth_models
+from auth.scopes import Scope
+from domain import models
+from domain.services.pagination import encode_cursor
+from schema.build import schema
+from schema.endpoint import GraphQLEndpoint
+from schema.ids import encode_id
+from schema.view import PortfolioGraphQL
+from tests.conftest import ALL_SCOPES, GraphQL, settings_for
+from tests.fixtures.auth import bearer, user_with_roles
+from tests.schema_walk import QueryWalker
+from tests.test_guarded_everywhere import _seed_sentinels, walk_arguments
+
+READ_LIKE = [
+    Scope.PORTFOLIO_READ.value,
+    Scope.FINANCE_READ.value,
+    Scope.AUDIT_READ.value,
+    Scope.ADMIN_USERS.value,
+    Scope.ADMIN_CLIENTS.value,
+    Scope.ADMIN_WEBHOOKS.value,
+]
+# Root fields whose answers differ between two servers by design: each has its own
+# rate limiter (``rateLimit`` reports the caller's budget).
+PER_SERVER = frozenset({"rateLimit"})
+
+
+def view_of(app: Starlette) -> PortfolioGraphQL:
+    route = app.routes[0]
+    assert isinstance(route, Route) and isinstance(route.app, GraphQLEndpoint)
+    return route.app.view
+
+
+@dataclass
+class Servers:
+    """The server under attack (compiled reads, known updates, response cache kept as
+    in production: listening) and the reference (strawberry's path only)."""
+
+    fast: Starlette
+    reference: Starlette
+    fast_client: httpx.AsyncClient
+    reference_client: httpx.AsyncClient
+
+
+@pytest.fixture
+async def servers(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[Servers]:
+    fast = assemble_app(settings_for(), engine, sessions)
+    reference = assemble_app(settings_for(compiled_reads=False), engine, sessions)
+    # What the change feed does in production: answers and principals are kept.
+    fast.state.responses.set_listening(True)
+    fast.state.auth.principals.set_listening(True)
+    transport = httpx.ASGITransport
+    async with (
+        httpx.AsyncClient(transport=transport(app=fast), base_url="http://t") as fast_client,
+        httpx.AsyncClient(
+            transport=transport(app=reference), base_url="http://t"
+        ) as reference_client,
+    ):
+        yield Servers(fast, reference, fast_client, reference_client)
+
+
+@dataclass(frozen=True)
+class Caller:
+    name: str
+    headers: dict[str, str]
+    scopes: frozenset[str]
+
+
+def answer(response: httpx.Response) -> tuple[int, Any]:
+    """What the caller is told: the status and the body, without the extensions (the
+    cost's budget is each server's own, and ``answeredBy`` names the path)."""
+    body = response.json()
+    if isinstance(body, dict):
+        body.pop("extensions", None)
+    return response.status_code, body
+
+
+def answered_by(response: httpx.Response) -> str:
+    body = response.json()
+    return str((body.get("extensions") or {}).get("answeredBy", ""))
+
+
+async def post(
+    client: httpx.AsyncClient,
+    caller: Caller,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    operation_name: str | None = None,
+) -> httpx.Response:
+    payload: dict[str, Any] = {"query": query, "variables": variables or {}}
+    if operation_name is not None:
+        payload["operationName"] = operation_name
+    return await client.post("/graphql", json=payload, headers=caller.headers)
+
+
+async def make_callers(
+    app: Starlette, db: AsyncSession, rng: random.Random, count: int
+) -> list[Caller]:
+    """Service tokens and users' tokens with random read scope sets; two users with the
+    same scopes (a cached answer keyed by scopes must still be each one's own); and the
+    anonymous caller (every read scope in development)."""
+    role = auth_models.Role(name=f"attack-all-{rng.randrange(10**9)}", scopes=ALL_SCOPES)
+    db.add(role)
+    await db.flush()
+    callers = [
+        Caller("anonymous", {}, frozenset(s.value for s in Scope if s.value.endswith(":read")))
+    ]
+    shared = frozenset(rng.sample(READ_LIKE, k=3))
+    for n in range(count):
+        scopes = shared if n < 2 else frozenset(s for s in READ_LIKE if rng.random() < 0.5)
+        user = None
+        if n < 2 or rng.random() < 0.4:
+            user = await user_with_roles(db)
+            db.add(auth_models.RoleGrant(user_id=user.id, role_id=role.id))
+            await db.flush()
+        headers = await bearer(app, db, scopes, user=user)
+        callers.append(Caller(f"caller{n}{'-user' if user else ''}", headers, scopes))
+    return callers
+
+
+async def test_interleaved_callers_get_their_own_answers(
+    servers: Servers, writer: GraphQL, db: AsyncSession
+) -> None:
+    """Each generated document is sent by callers with different scope sets (and by two
+    users with the same scopes) in an interleaved order, A B A C B A..., so that its plan
+    is known and its answers are cached for some while others ask: every answer equals
+    the one strawberry's path gives the same caller."""
+    await _seed_sentinels(writer, db)
+    rng = random.Random(2026)
+    callers = await make_callers(servers.fast, db, rng, 6)
+    await db.commit()
+    walker = QueryWalker(
+        schema._schema, rng, await walk_arguments(db), max_depth=3, skip=PER_SERVER
+    )
+    paths: dict[str, int] = {}
+    documents = 0
+    while documents < 45:
+        document = walker.document()
+        if not document:
+            continue
+        documents += 1
+        chosen = rng.sample(callers, k=3)
+        order = [chosen[i] for i in (0, 1, 0, 2, 1, 0, 2, 0, 1)]
+        expected: dict[str, tuple[int, Any]] = {}
+        for caller in chosen:
+            expected[caller.name] = answer(await post(servers.reference_client, caller, document))
+        for step, caller in enumerate(order):
+            response = await post(servers.fast_client, caller, document)
+            path = answered_by(response)
+            paths[path] = paths.get(path, 0) + 1
+            assert answer(response) == expected[caller.name], (
+                f"step {step}: {caller.name} {sorted(caller.scopes)} answered by {path}",
+                document,
+            )
+    # Not vacuous: the known path and the response cache answered many of them.
+    assert paths.get("repeated", 0) >= 60, paths
+    assert paths.get("cached", 0) >= 60, paths
+
+
+# ---------------------------------------------------------------------- hostile variables
+
+# Documents whose variables the known path binds as parameters (IDs, keys, cursors,
+# pages, filter fields, a series' window), each with a valid value to make it known.
+PARAMETERISED: list[tuple[str, dict[str, Any]]] = [
+    (
+        "query($id: ID!) { node(id: $id) { __typename id ... on Initiative { key title "
+        "estimatedCost } ... on Product { key name } ... on AuditEvent { action changes } } }",
+        {"id": "INITIATIVE"},
+    ),
+    (
+        "query($ids: [ID!]!) { nodes(ids: $ids) { __typename id "
+        "... on Initiative { key estimatedCost } } }",
+        {"ids": ["INITIATIVE", "PRODUCT"]},
+    ),
+    ("query($key: String!) { product(key: $key) { key name version } }", {"key": "PRODUCT_KEY"}),
+    (
+        "query($key: String!) { initiative(key: $key) { key estimatedCost "
+        "history { nodes { action changes } } } }",
+        {"key": "INITIATIVE_KEY"},
+    ),
+    (
+        "query($n: Int, $after: String) { initiatives(first: $n, after: $after) "
+        "{ nodes { key estimatedCost } pageInfo { endCursor hasNextPage } } }",
+        {"n": 2, "after": "INITIATIVE_CURSOR"},
+    ),
+    (
+        "query($n: Int, $before: String) { products(last: $n, before: $before) "
+        "{ nodes { key } pageInfo { startCursor hasPreviousPage } } }",
+        {"n": 2, "before": "PRODUCT_CURSOR"},
+    ),
+    (
+        "query($keys: [String!]) { products(filter: {keys: $keys}) { nodes { key name } } }",
+        {"keys": ["PRODUCT_KEY"]},
+    ),
+    (
+        "query($s: [InitiativeStatus!], $p: [ID!], $q: String, $top: Boolean, $from: Date) "
+        "{ initiatives(first: 5, filter: {statuses: $s, products: $p, search: $q, "
+        "topLevel: $top, targetStartFrom: $from}) { nodes { key status } } }",
+        {"s": ["PROPOSED"], "p": ["PRODUCT"], "q": "test", "top": False, "from": "2020-01-01"},
+    ),
+    (
+        "query($from: DateTime!, $to: DateTime!) { kpis(first: 2) { nodes { key "
+        "series(from: $from, to: $to) { count } } } }",
+        {"from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:00Z"},
+    ),
+    (
+        "query($n: Int, $after: String) { auditEvents(first: $n, after: $after) "
+        "{ nodes { entityType action changes } pageInfo { endCursor } } }",
+        {"n": 3, "after": "AUDIT_CURSOR"},
+    ),
+]
+
+
+def hostile_values(rng: random.Random, known: dict[str, Any]) -> list[Any]:
+    """Values a caller may send for any variable: wrong types, nulls, huge lists, strings
+    with NUL, quotes or ``$1``, enum names not in the enum, IDs of other types, cursors of
+    other connections and orderings, forged or not canonical."""
+    forged = [
+        ["KEY", "x", 1],
+        ["KEY", None, 1],
+        ["RICE_SCORE", "not a number", 2],
+        ["KEY", "a'; DROP TABLE products; --", 3],
+        ["STATUS", "NOT_A_STATUS", 4],
+        ["KEY", "x", 2**62],
+        ["KEY", {"o": 1}, 1],
+        ["NO_SUCH_ORDER", "x", 1],
+    ]
+    cursors = [
+        base64.urlsafe_b64encode(orjson.dumps(value)).decode().rstrip("=") for value in forged
+    ]
+    return [
+        None,
+        0,
+        -1,
+        2**31,
+        2**63,
+        1.5,
+        True,
+        {"a": 1},
+        [],
+        ["x"] * 3000,
+        [None],
+        [1, 2],
+        "",
+        "\x00",
+        "a\x00b",
+        "'",
+        '"',
+        "$1",
+        "'); SELECT pg_sleep(0); --",
+        "NOT_A_MEMBER",
+        "PROPOSED",
+        "x" * 5000,
+        "not-base64!",
+        "T25l",
+        known["INITIATIVE"],
+        known["PRODUCT"],
+        known["AUDIT"],
+        known["USER"],
+        encode_id("Initiative", 2**62),
+        encode_id("Initiative", -1),
+        known["INITIATIVE_CURSOR"],
+        known["PRODUCT_CURSOR"],
+        known["AUDIT_CURSOR"],
+        *cursors,
+        [known["INITIATIVE"], known["PRODUCT"], known["USER"]],
+        [known["PRODUCT_KEY"], "\x00", "$1"],
+        ["PROPOSED", "NOT_A_MEMBER"],
+        "2026-13-01",
+        "2026-01-01T00:00:00",
+        "2026-03-01T00:00:00+05:00",
+    ]
+
+
+def filled(value: Any, known: dict[str, Any]) -> Any:
+    if isinstance(value, str) and value in known:
+        return known[value]
+    if isinstance(value, list):
+        return [filled(item, known) for item in value]
+    return value
+
+
+async def known_values(db: AsyncSession) -> dict[str, Any]:
+    initiative = await db.scalar(select(models.Initiative).order_by(models.Initiative.key))
+    product = await db.scalar(select(models.Product).order_by(models.Product.key))
+    audit = await db.scalar(select(models.AuditEvent.id).order_by(models.AuditEvent.id))
+    user = await db.scalar(select(auth_models.User.id).order_by(auth_models.User.id))
+    assert initiative is not None and product is not None and audit and user
+    return {
+        "INITIATIVE": encode_id("Initiative", initiative.id),
+        "PRODUCT": encode_id("Product", product.id),
+        "AUDIT": encode_id("AuditEvent", audit),
+        "USER": encode_id("User", user),
+        "INITIATIVE_KEY": initiative.key,
+        "PRODUCT_KEY": product.key,
+        "INITIATIVE_CURSOR": encode_cursor("KEY", initiative.key, initiative.id),
+        "PRODUCT_CURSOR": encode_cursor("KEY", product.key, product.id),
+        "AUDIT_CURSOR": encode_cursor("ID", audit, audit),
+    }
+
+
+async def test_hostile_variables_get_strawberrys_answer(
+    servers: Servers, writer: GraphQL, db: AsyncSession
+) -> None:
+    """Each parameterised document is made known with a valid value (for the caller's
+    scopes), then sent with hostile values in its variables: the known path answers
+    what strawberry's path answers the same caller (the same error code and message)."""
+    await _seed_sentinels(writer, db)
+    rng = random.Random(4242)
+    callers = await make_callers(servers.fast, db, rng, 4)
+    await db.commit()
+    known = await known_values(db)
+    pool = hostile_values(rng, known)
+    paths: dict[str, int] = {}
+    for case in range(160):
+        document, valid = PARAMETERISED[case % len(PARAMETERISED)]
+        caller = rng.choice(callers)
+        good = filled(valid, known)
+        for _ in range(2):  # known, then repeated
+            await post(servers.fast_client, caller, document, good)
+        variables = dict(good)
+        for name in rng.sample(list(good), k=rng.randint(1, len(good))):
+            if rng.random() < 0.1:
+                del variables[name]
+            else:
+                variables[name] = rng.choice(pool)
+        expected = answer(await post(servers.reference_client, caller, document, variables))
+        for attempt in range(2):
+            response = await post(servers.fast_client, caller, document, variables)
+            path = answered_by(response)
+            paths[path] = paths.get(path, 0) + 1
+            assert answer(response) == expected, (case, attempt, path, caller.name, variables)
+    # Not vacuous: hostile values of a known shape reached the known path and its cache.
+    assert paths.get("repeated", 0) >= 20 and paths.get("cached", 0) >= 20, paths
+
+
+async def test_a_refused_field_does_not_hide_invalid_variables(
+    servers: Servers, db: AsyncSession
+) -> None:
+    """A caller without portfolio:read makes a series' document known (its root field
+    refused, so no part of the plan reads `$from`); a later request with a `$from` that
+    is no DateTime is a request error, as strawberry's path answers it, not the refusal
+    (nor a cached refusal)."""
+    scopes = frozenset({Scope.AUDIT_READ.value})
+    caller = Caller("auditor", await bearer(servers.fast, db, scopes), scopes)
+    document, valid = PARAMETERISED[8]
+    for _ in range(2):
+        await post(servers.fast_client, caller, document, valid)
+    hostile = {**valid, "from": "PROPOSED"}
+    for _ in range(2):
+        response = await post(servers.fast_client, caller, document, hostile)
+        assert response.status_code == 200
+        (error,) = response.json()["errors"]
+        assert error["extensions"] == {"code": "BAD_USER_INPUT"}
+        assert error["message"].startswith(
+            "Variable '$from' has invalid value: Value cannot represent a DateTime"
+        )
+        assert "data" not in response.json()
