@@ -33,7 +33,7 @@ from schema.endpoint import GraphQLEndpoint
 from schema.ids import encode_id
 from schema.view import PortfolioGraphQL
 from tests.conftest import ALL_SCOPES, GraphQL, settings_for
-from tests.fixtures.auth import bearer, user_with_roles
+from tests.fixtures.auth import bearer, service_client, user_with_roles
 from tests.schema_walk import QueryWalker
 from tests.test_guarded_everywhere import _seed_sentinels, walk_arguments
 
@@ -383,3 +383,84 @@ async def test_a_refused_field_does_not_hide_invalid_variables(
             "Variable '$from' has invalid value: Value cannot represent a DateTime"
         )
         assert "data" not in response.json()
+
+
+# ---------------------------------------------------------------------- revoked callers
+
+VIEWER = "{ viewer { scopes authenticated user { id email } client { clientId } } }"
+ACTIONS = ["disable client", "client scopes", "role scopes", "revoke role", "disable user"]
+
+
+async def _admin(writer: GraphQL, mutation: str, value: dict[str, Any]) -> None:
+    name = mutation.split("(", 1)[0]
+    body = await writer.data(
+        f"mutation($input: {value.pop('type')}!) {{ {name}(input: $input) "
+        "{ userErrors { code message } } }",
+        {"input": value},
+    )
+    assert body[name]["userErrors"] == [], body
+
+
+async def test_a_caller_changed_after_its_document_became_known(
+    servers: Servers, writer: GraphQL, db: AsyncSession
+) -> None:
+    """A caller's document is known and its answer cached (the principal remembered, as
+    in production); then an admin disables its client or user, narrows its client's or
+    role's scopes, or revokes its role: its next known request is refused or narrowed
+    exactly as strawberry's path answers it, at once."""
+    await _seed_sentinels(writer, db)
+    rng = random.Random(99)
+    walker = QueryWalker(
+        schema._schema, rng, await walk_arguments(db), max_depth=2, skip=PER_SERVER
+    )
+    paths: dict[str, int] = {}
+    for case in range(20):
+        action = ACTIONS[case % len(ACTIONS)]
+        held = frozenset(READ_LIKE)
+        client = await service_client(db, held)
+        user = role = None
+        if action in ("role scopes", "revoke role", "disable user"):
+            role = auth_models.Role(name=f"attack-role-{case}", scopes=sorted(held))
+            db.add(role)
+            await db.flush()
+            user = await user_with_roles(db, role.name)
+        await db.commit()
+        token, _ = await servers.fast.state.auth.tokens.issue(
+            client_id=client.client_id,
+            user_id=user.id if user is not None else None,
+            scopes=set(held),
+        )
+        caller = Caller(f"case{case}", {"Authorization": f"Bearer {token}"}, held)
+        document = VIEWER if case % 2 else ""
+        while not document:
+            document = walker.document()
+        for _ in range(3):  # compiled, repeated, cached
+            await post(servers.fast_client, caller, document)
+        narrowed = sorted(rng.sample(sorted(held), k=rng.randint(0, 2)))
+        if action == "disable client":
+            change = {"type": "SetActiveInput", "id": encode_id("OAuthClient", client.id)}
+            await _admin(writer, "setOAuthClientActive", {**change, "active": False})
+        elif action == "client scopes":
+            change = {"type": "UpdateOAuthClientInput", "id": encode_id("OAuthClient", client.id)}
+            await _admin(writer, "updateOAuthClient", {**change, "scopes": narrowed})
+        elif action == "role scopes":
+            assert role is not None
+            change = {"type": "UpdateRoleInput", "id": encode_id("Role", role.id)}
+            await _admin(writer, "updateRole", {**change, "scopes": narrowed})
+        elif action == "revoke role":
+            assert user is not None and role is not None
+            change = {"type": "RoleGrantInput", "userId": encode_id("User", user.id)}
+            await _admin(writer, "revokeRole", {**change, "role": role.name})
+        else:
+            assert user is not None
+            change = {"type": "SetActiveInput", "id": encode_id("User", user.id)}
+            await _admin(writer, "setUserActive", {**change, "active": False})
+        expected = answer(await post(servers.reference_client, caller, document))
+        for attempt in range(2):
+            response = await post(servers.fast_client, caller, document)
+            path = answered_by(response)
+            paths[path] = paths.get(path, 0) + 1
+            assert answer(response) == expected, (case, action, attempt, path, document)
+        if action in ("disable client", "disable user"):
+            assert expected[0] == 401, expected
+    print(paths)

@@ -104,7 +104,7 @@ class Binder:
         serve these values."""
         raw = variables if isinstance(variables, dict) else {}
         found = {PREFIX + name: bound_value(kind, raw[name]) for name, kind in self.direct.items()}
-        if self.used:
+        if self.sites or self.used:
             found.update(self._computed_once(raw))
         return found
 

@@ -144,7 +144,7 @@ def _plan_bytes(key: Hashable, plan: Plan | None) -> int:
         # What binds values: the parsed field nodes are the document cache's.
         # A site remembers up to 32 values per filter field (``filters.REMEMBERED_VALUES``).
         size += plan.held + 10_000 * len(plan.binder.sites) + 100 * len(plan.binder.direct)
-        if plan.binder.used:  # the values bound for its latest requests (keys' texts)
+        if plan.binder.sites or plan.binder.used:  # values bound for its latest requests
             size += REMEMBERED_BINDINGS * (MAX_REMEMBERED_KEY // 2 + 200)
         for response, statement in plan.statements:
             size += text_bytes(response, statement.sql) + 100 * (len(statement.parameters) + 1)
