@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import random
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,8 +19,8 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.routing import Route
 
@@ -28,6 +29,7 @@ from auth import models as auth_models
 from auth.scopes import Scope
 from domain import models
 from domain.services.pagination import encode_cursor
+from domain.services.persisted import digest
 from schema.build import schema
 from schema.endpoint import GraphQLEndpoint
 from schema.ids import encode_id
@@ -36,6 +38,8 @@ from tests.conftest import ALL_SCOPES, GraphQL, settings_for
 from tests.fixtures.auth import bearer, service_client, user_with_roles
 from tests.schema_walk import QueryWalker
 from tests.test_guarded_everywhere import _seed_sentinels, walk_arguments
+from tests.test_known_writes import TABLES, _apps, _footprint, _request, _updates
+from tests.test_known_writes import portfolio as portfolio  # a fixture
 
 READ_LIKE = [
     Scope.PORTFOLIO_READ.value,
@@ -464,3 +468,157 @@ async def test_a_caller_changed_after_its_document_became_known(
         if action in ("disable client", "disable user"):
             assert expected[0] == 401, expected
     print(paths)
+
+
+# ---------------------------------------------------------------------- known updates
+
+GUARDED_PAYLOAD = [
+    "estimatedCost",
+    "history { nodes { action changes } }",
+    "auditEvents: history { nodes { changes } }",
+    "createdAt updatedAt version",
+]
+
+
+async def test_known_updates_of_callers_with_random_scopes(
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    connection: AsyncConnection,
+    db: AsyncSession,
+    portfolio: dict[str, list[int]],
+) -> None:
+    """Generated entity updates (``tests.test_known_writes``) sent with real tokens of
+    random scope sets (with or without the write scope, finance:read, audit:read), their
+    payloads sometimes selecting guarded fields and the audit trail: the known-update
+    path answers and writes (rows, audit events with their actor, outbox) exactly as
+    strawberry's path does for the same caller."""
+    rng = random.Random(31337)
+    fast, normal = _apps(engine, sessions)
+    schema_ = _updates(fast).schema._schema
+    versions: dict[tuple[str, int], int] = {}
+    tokens: dict[frozenset[str], dict[str, str]] = {}
+    taken = 0
+    transport = httpx.ASGITransport
+    async with (
+        httpx.AsyncClient(transport=transport(app=fast), base_url="http://t") as with_path,
+        httpx.AsyncClient(transport=transport(app=normal), base_url="http://t") as without,
+        httpx.AsyncClient(
+            transport=transport(app=_apps(engine, sessions)[1]), base_url="http://t"
+        ) as warm,
+    ):
+        for case in range(60):
+            document, variables = _request(schema_, portfolio, versions, rng)
+            if rng.random() < 0.4:
+                extra = rng.choice(GUARDED_PAYLOAD)
+                document = re.sub(r"(\w+) \{ (?!field code)", rf"\1 {{ {extra} ", document, count=1)
+            scopes = frozenset(s for s in ALL_SCOPES if rng.random() < 0.6)
+            if scopes not in tokens:
+                tokens[scopes] = await bearer(fast, db, scopes)
+            headers = tokens[scopes]
+            await connection.exec_driver_sql("SAVEPOINT attack")
+            # Parsed once by a third (parsing is charged to whoever parses it first).
+            await _twice_with(connection, warm, document, variables, headers)
+            await connection.exec_driver_sql("ROLLBACK TO SAVEPOINT attack")
+            expected = await _twice_with(connection, without, document, variables, headers)
+            expected_rows = await _footprint(connection)
+            await connection.exec_driver_sql("ROLLBACK TO SAVEPOINT attack")
+            answered = _updates(fast).answered
+            got = await _twice_with(connection, with_path, document, variables, headers)
+            taken += _updates(fast).answered - answered > 0
+            assert (got.status_code, got.content) == (expected.status_code, expected.content), (
+                case,
+                sorted(scopes),
+                document,
+                variables,
+            )
+            assert await _footprint(connection) == expected_rows, (case, document, variables)
+            await connection.exec_driver_sql("RELEASE SAVEPOINT attack")
+            for type_name, pks in portfolio.items():
+                for pk in pks:
+                    versions[(type_name, pk)] = await connection.scalar(
+                        text(f"SELECT version FROM {TABLES[type_name]} WHERE id = :id"), {"id": pk}
+                    )
+    assert taken >= 5, taken
+
+
+async def _twice_with(
+    connection: AsyncConnection,
+    client: httpx.AsyncClient,
+    document: str,
+    variables: dict[str, Any],
+    headers: dict[str, str],
+) -> httpx.Response:
+    """Sent twice from the same state (the first undone): the second is a known one."""
+    payload = {"query": document, "variables": variables}
+    await client.post("/graphql", json=payload, headers=headers)
+    await connection.exec_driver_sql("ROLLBACK TO SAVEPOINT attack")
+    return await client.post("/graphql", json=payload, headers=headers)
+
+
+# ---------------------------------------------------------------------- persisted documents
+
+
+async def test_persisted_documents_by_hash_get_strawberrys_answer(
+    servers: Servers,
+    writer: GraphQL,
+    db: AsyncSession,
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Generated documents, stored as persisted ones, asked by hash (POST and GET), with
+    their text and hash, and as plain text, by interleaved callers: each answer is the
+    one strawberry's path gives the same caller. A server taking persisted documents only
+    refuses the plain text of a document its fast path knows."""
+    await _seed_sentinels(writer, db)
+    rng = random.Random(777)
+    callers = await make_callers(servers.fast, db, rng, 4)
+    arguments = await walk_arguments(db)
+    walker = QueryWalker(schema._schema, rng, arguments, max_depth=2, skip=PER_SERVER)
+    known = await known_values(db)
+    cases: list[tuple[str, dict[str, Any]]] = [
+        (document, filled(variables, known)) for document, variables in PARAMETERISED
+    ]
+    while len(cases) < 25:
+        document = walker.document()
+        if document:
+            cases.append((document, {}))
+    for document, _ in cases:
+        if await db.get(models.PersistedQuery, digest(document)) is None:
+            db.add(models.PersistedQuery(sha256=digest(document), document=document))
+    await db.commit()
+    only = assemble_app(settings_for(persisted_queries_only=True), engine, sessions)
+    paths: dict[str, int] = {}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=only), base_url="http://t"
+    ) as only_client:
+        for document, variables in cases:
+            chosen = rng.sample(callers, k=2)
+            expected = {
+                c.name: answer(await post(servers.reference_client, c, document, variables))
+                for c in chosen
+            }
+            by_hash = {"persistedQuery": {"version": 1, "sha256Hash": digest(document)}}
+            for step in range(8):
+                caller = chosen[step % 2]
+                how = rng.choice(["post hash", "get hash", "post both", "post text"])
+                payload: dict[str, Any] = {"variables": variables, "extensions": by_hash}
+                if how in ("post both", "post text"):
+                    payload["query"] = document
+                if how == "post text":
+                    del payload["extensions"]
+                if how == "get hash":
+                    params = {k: orjson.dumps(v).decode() for k, v in payload.items()}
+                    response = await servers.fast_client.get(
+                        "/graphql", params=params, headers=caller.headers
+                    )
+                else:
+                    response = await servers.fast_client.post(
+                        "/graphql", json=payload, headers=caller.headers
+                    )
+                path = answered_by(response)
+                paths[path] = paths.get(path, 0) + 1
+                assert answer(response) == expected[caller.name], (step, how, caller.name, document)
+            refused = await post(only_client, chosen[0], document, variables)
+            assert refused.status_code == 400
+            assert refused.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_REQUIRED"
+    assert paths.get("repeated", 0) + paths.get("cached", 0) >= 40, paths
