@@ -117,11 +117,13 @@ async def post(
     query: str,
     variables: dict[str, Any] | None = None,
     operation_name: str | None = None,
+    accept: str | None = None,
 ) -> httpx.Response:
     payload: dict[str, Any] = {"query": query, "variables": variables or {}}
     if operation_name is not None:
         payload["operationName"] = operation_name
-    return await client.post("/graphql", json=payload, headers=caller.headers)
+    headers = caller.headers if accept is None else {**caller.headers, "Accept": accept}
+    return await client.post("/graphql", json=payload, headers=headers)
 
 
 async def make_callers(
@@ -255,6 +257,13 @@ def hostile_values(rng: random.Random, known: dict[str, Any]) -> list[Any]:
         ["KEY", "x", 2**62],
         ["KEY", {"o": 1}, 1],
         ["NO_SUCH_ORDER", "x", 1],
+        ["KEY", "é😀\\\"'$1", 5],
+        ["KEY", "x", -3],
+        ["KEY", 7, 1],
+        ["KEY", 1.5, 1],
+        ["ID", 10**6, 10**6],
+        ["ID", "1", 1],
+        ["TITLE", "2026-01-01", 1],
     ]
     cursors = [
         base64.urlsafe_b64encode(orjson.dumps(value)).decode().rstrip("=") for value in forged
@@ -359,9 +368,13 @@ async def test_hostile_variables_get_strawberrys_answer(
                 del variables[name]
             else:
                 variables[name] = rng.choice(pool)
-        expected = answer(await post(servers.reference_client, caller, document, variables))
+        # GraphQL over HTTP's own media type answers a request error 400.
+        accept = rng.choice([None, "application/graphql-response+json"])
+        expected = answer(
+            await post(servers.reference_client, caller, document, variables, accept=accept)
+        )
         for attempt in range(2):
-            response = await post(servers.fast_client, caller, document, variables)
+            response = await post(servers.fast_client, caller, document, variables, accept=accept)
             path = answered_by(response)
             paths[path] = paths.get(path, 0) + 1
             assert answer(response) == expected, (case, attempt, path, caller.name, variables)
@@ -668,3 +681,85 @@ async def test_anonymous_callers_in_production_are_challenged_alike(
                 )
             statuses.add(expected.status_code)
     assert 401 in statuses, statuses
+
+
+# ---------------------------------------------------------------------- writes and the cache
+
+WATCHED = [
+    "{ initiatives(first: 100) { nodes { key title estimatedCost version "
+    "products(first: 20) { nodes { key } } } } }",
+    "{ roles(first: 100) { nodes { name scopes version } } }",
+    "{ auditEvents(last: 5) { nodes { entityType action changes } } }",
+]
+UPDATE_TITLE = (
+    "mutation($input: UpdateInitiativeInput!) { updateInitiative(input: $input) "
+    "{ initiative { id title version } userErrors { code } } }"
+)
+UPDATE_ROLE = (
+    "mutation($input: UpdateRoleInput!) { updateRole(input: $input) "
+    "{ role { name } userErrors { code } } }"
+)
+LINK = (
+    "mutation($i: ID!, $p: ID!) { {verb}InitiativeProduct(input: "
+    "{initiativeId: $i, productId: $p}) { initiative { id } userErrors { code } } }"
+)
+
+
+async def test_no_cached_answer_outlives_a_write(
+    servers: Servers, writer: GraphQL, db: AsyncSession
+) -> None:
+    """Reads cached for several callers, then a write on any path (a known update, the
+    same update as a first-seen document, an admin change of a role, a link): the next
+    known reads answer what strawberry's path reads after the write."""
+    await _seed_sentinels(writer, db)
+    rng = random.Random(8)
+    callers = await make_callers(servers.fast, db, rng, 3)
+    everything = frozenset(ALL_SCOPES)
+    admin = Caller("admin", await bearer(servers.fast, db, everything), everything)
+    role = auth_models.Role(name="attack-watched", scopes=[Scope.PORTFOLIO_READ.value])
+    db.add(role)
+    await db.flush()
+    initiatives = list(await db.scalars(select(models.Initiative.id).limit(5)))
+    products = list(await db.scalars(select(models.Product.id).limit(5)))
+    await db.commit()
+    paths: dict[str, int] = {}
+
+    async def compare_all() -> None:
+        for document in WATCHED:
+            for caller in callers:
+                expected = answer(await post(servers.reference_client, caller, document))
+                for _ in range(2):
+                    response = await post(servers.fast_client, caller, document)
+                    path = answered_by(response)
+                    paths[path] = paths.get(path, 0) + 1
+                    assert answer(response) == expected, (write, caller.name, path, document)
+
+    write = "none"
+    await compare_all()
+    for round_ in range(16):
+        write = rng.choice(["known update", "first-seen update", "role", "link"])
+        if write in ("known update", "first-seen update"):
+            document = UPDATE_TITLE
+            if write == "first-seen update":
+                document = UPDATE_TITLE.replace("mutation(", f"mutation Round{round_}(")
+            variables: dict[str, Any] = {
+                "input": {
+                    "id": encode_id("Initiative", rng.choice(initiatives)),
+                    "title": f"Title {round_}",
+                }
+            }
+        elif write == "role":
+            document = UPDATE_ROLE
+            scopes = rng.sample(READ_LIKE, k=rng.randint(1, 3))
+            variables = {"input": {"id": encode_id("Role", role.id), "scopes": scopes}}
+        else:
+            document = LINK.replace("{verb}", rng.choice(["link", "unlink"]))
+            variables = {
+                "i": encode_id("Initiative", rng.choice(initiatives)),
+                "p": encode_id("Product", rng.choice(products)),
+            }
+        written = await post(servers.fast_client, admin, document, variables)
+        assert written.status_code == 200 and "errors" not in written.json(), written.text
+        await compare_all()
+    assert paths.get("cached", 0) >= 100, paths
+    assert _updates(servers.fast).answered >= 2
