@@ -151,6 +151,18 @@ async def make_callers(
     return callers
 
 
+def named(document: str, rng: random.Random) -> tuple[str, str | None]:
+    """The document as it is, or as a named operation, maybe next to another operation
+    (the caller's): with the operation name given, left out, empty or naming the other."""
+    shape = rng.choice(["anonymous", "named", "two"])
+    if shape == "anonymous":
+        return document, rng.choice([None, None, ""])
+    text = f"query Walk {document}"
+    if shape == "two":
+        text += " query Other { viewer { scopes authenticated } }"
+    return text, rng.choice(["Walk", "Walk", "Other", None, ""])
+
+
 async def test_interleaved_callers_get_their_own_answers(
     servers: Servers, writer: GraphQL, db: AsyncSession
 ) -> None:
@@ -167,27 +179,30 @@ async def test_interleaved_callers_get_their_own_answers(
     )
     paths: dict[str, int] = {}
     documents = 0
-    while documents < 45:
+    while documents < 40:
         document = walker.document()
         if not document:
             continue
         documents += 1
+        document, operation = named(document, rng)
         chosen = rng.sample(callers, k=3)
         order = [chosen[i] for i in (0, 1, 0, 2, 1, 0, 2, 0, 1)]
         expected: dict[str, tuple[int, Any]] = {}
         for caller in chosen:
-            expected[caller.name] = answer(await post(servers.reference_client, caller, document))
+            asked = await post(servers.reference_client, caller, document, None, operation)
+            expected[caller.name] = answer(asked)
         for step, caller in enumerate(order):
-            response = await post(servers.fast_client, caller, document)
+            response = await post(servers.fast_client, caller, document, None, operation)
             path = answered_by(response)
             paths[path] = paths.get(path, 0) + 1
             assert answer(response) == expected[caller.name], (
                 f"step {step}: {caller.name} {sorted(caller.scopes)} answered by {path}",
                 document,
+                operation,
             )
     # Not vacuous: the known path and the response cache answered many of them.
-    assert paths.get("repeated", 0) >= 60, paths
-    assert paths.get("cached", 0) >= 60, paths
+    assert paths.get("repeated", 0) >= 40, paths
+    assert paths.get("cached", 0) >= 40, paths
 
 
 # ---------------------------------------------------------------------- hostile variables
@@ -523,7 +538,7 @@ async def test_known_updates_of_callers_with_random_scopes(
             transport=transport(app=_apps(engine, sessions)[1]), base_url="http://t"
         ) as warm,
     ):
-        for case in range(60):
+        for case in range(45):
             document, variables = _request(schema_, portfolio, versions, rng)
             if rng.random() < 0.4:
                 extra = rng.choice(GUARDED_PAYLOAD)
