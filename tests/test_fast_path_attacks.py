@@ -778,3 +778,54 @@ async def test_no_cached_answer_outlives_a_write(
         await compare_all()
     assert paths.get("cached", 0) >= 100, paths
     assert _updates(servers.fast).answered >= 2
+
+
+# ---------------------------------------------------------------------- limits
+
+NESTED = (
+    "query($n: Int, $m: Int, $ids: [ID!]!, $skip: Boolean!) { "
+    "initiatives(first: $n) { nodes { key products(first: $m) { nodes { key "
+    "kpis(last: $m) { nodes { key } } } } } } "
+    "nodes(ids: $ids) { id } viewer @skip(if: $skip) { scopes } }"
+)
+
+
+async def test_known_documents_are_measured_per_request(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], db: AsyncSession
+) -> None:
+    """A document made known with small pages is sent again with larger ones, more IDs,
+    or a field skipped no more: the known path measures each request against the cost
+    limit as strawberry's path does, refusing what it refuses."""
+    limits = {"max_query_cost": 400}
+    fast = assemble_app(settings_for(**limits), engine, sessions)
+    reference = assemble_app(settings_for(compiled_reads=False, **limits), engine, sessions)
+    fast.state.responses.set_listening(True)
+    known = await known_values(db)
+    rng = random.Random(11)
+    pages = [0, 1, 2, 3, 5, 10, 20, 50, 100, 101, -1, None]
+    codes: set[str] = set()
+    transport = httpx.ASGITransport
+    async with (
+        httpx.AsyncClient(transport=transport(app=fast), base_url="http://t") as fast_client,
+        httpx.AsyncClient(
+            transport=transport(app=reference), base_url="http://t"
+        ) as reference_client,
+    ):
+        small = {"n": 1, "m": 1, "ids": [known["INITIATIVE"]], "skip": True}
+        for _ in range(2):
+            await fast_client.post("/graphql", json={"query": NESTED, "variables": small})
+        for case in range(60):
+            variables = {
+                "n": rng.choice(pages),
+                "m": rng.choice(pages),
+                "ids": [known["INITIATIVE"]] * rng.choice([0, 1, 5, 99, 101, 400]),
+                "skip": rng.choice([True, False]),
+            }
+            payload = {"query": NESTED, "variables": variables}
+            expected = answer(await reference_client.post("/graphql", json=payload))
+            for _ in range(2):
+                got = answer(await fast_client.post("/graphql", json=payload))
+                assert got == expected, (case, variables)
+            for error in expected[1].get("errors", []):
+                codes.add(error["extensions"]["code"])
+    assert "QUERY_TOO_COSTLY" in codes, codes
