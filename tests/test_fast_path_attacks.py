@@ -843,3 +843,46 @@ async def test_known_documents_are_measured_per_request(
             for error in expected[1].get("errors", []):
                 codes.add(error["extensions"]["code"])
     assert "QUERY_TOO_COSTLY" in codes, codes
+
+
+VIEWER_FIELDS = [
+    "scopes",
+    "authenticated",
+    "user { id email displayName }",
+    "client { id clientId name }",
+    "__typename",
+]
+
+
+async def test_viewer_is_each_callers_own(
+    servers: Servers, writer: GraphQL, db: AsyncSession
+) -> None:
+    """Generated documents reading ``viewer`` (next to another root field) asked in turn
+    by callers of the same scopes, two users and two services among them: each caller
+    reads itself, never the caller whose request made the plan or filled the cache."""
+    await _seed_sentinels(writer, db)
+    rng = random.Random(64)
+    callers = await make_callers(servers.fast, db, rng, 4)
+    same = callers[1:3]  # two users with the same scopes
+    services = [
+        Caller(f"service{n}", await bearer(servers.fast, db, same[0].scopes), same[0].scopes)
+        for n in range(2)
+    ]
+    await db.commit()
+    walker = QueryWalker(
+        schema._schema, rng, await walk_arguments(db), max_depth=2, skip=PER_SERVER
+    )
+    pool = [*same, *services, callers[0], callers[3]]
+    served = 0
+    for _ in range(16):
+        fields = rng.sample(VIEWER_FIELDS, k=rng.randint(1, len(VIEWER_FIELDS)))
+        other = walker.document()[1:-1] if rng.random() < 0.5 else ""
+        alias = rng.choice(["", "me: "])
+        document = f"{{ {alias}viewer {{ {' '.join(fields)} }} {other} }}"
+        order = rng.sample(pool, k=len(pool)) * 2
+        expected = {c.name: answer(await post(servers.reference_client, c, document)) for c in pool}
+        for caller in order:
+            response = await post(servers.fast_client, caller, document)
+            served += answered_by(response) in ("repeated", "cached")
+            assert answer(response) == expected[caller.name], (caller.name, document)
+    assert served >= 60, served
