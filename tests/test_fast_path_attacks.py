@@ -552,12 +552,23 @@ async def test_known_updates_of_callers_with_random_scopes(
             transport=transport(app=_apps(engine, sessions)[1]), base_url="http://t"
         ) as warm,
     ):
-        for case in range(45):
+        for case in range(70):
             document, variables = _request(schema_, portfolio, versions, rng)
-            if rng.random() < 0.4:
+            scopes = frozenset(s for s in ALL_SCOPES if rng.random() < 0.5)
+            if rng.random() < 0.8:  # mostly allowed to make it: the path is taken
+                name = re.findall(r"(update\w+)\(", document)[0]
+                scopes |= set(_updates(fast).mutations[name].scopes)
+            if case % 2:
+                # An initiative's update by a caller allowed to make it, whose payload
+                # reads a guarded field or the audit trail, with or without its scope.
+                while "initiative { " not in document:
+                    document, variables = _request(schema_, portfolio, versions, rng)
+                extra = rng.choice(GUARDED_PAYLOAD)
+                document = document.replace("initiative { ", f"initiative {{ {extra} ", 1)
+                scopes |= {Scope.INITIATIVES_WRITE.value}
+            elif rng.random() < 0.4:
                 extra = rng.choice(GUARDED_PAYLOAD)
                 document = re.sub(r"(\w+) \{ (?!field code)", rf"\1 {{ {extra} ", document, count=1)
-            scopes = frozenset(s for s in ALL_SCOPES if rng.random() < 0.6)
             if scopes not in tokens:
                 tokens[scopes] = await bearer(fast, db, scopes)
             headers = tokens[scopes]
@@ -584,7 +595,7 @@ async def test_known_updates_of_callers_with_random_scopes(
                     versions[(type_name, pk)] = await connection.scalar(
                         text(f"SELECT version FROM {TABLES[type_name]} WHERE id = :id"), {"id": pk}
                     )
-    assert taken >= 5, taken
+    assert taken >= 10, taken
 
 
 async def _twice_with(
