@@ -74,6 +74,10 @@ class Binder:
     variable_definitions: tuple[VariableDefinitionNode, ...]
     direct: dict[str, str] = field(default_factory=dict)  # variable -> kind, bound as it is
     sites: list[Site] = field(default_factory=list)
+    # Computed parameters (``parameters.COMPUTED``): their shape alone does not say a value
+    # is valid, so each is coerced per request even where no site reads it (a root field
+    # the caller's scopes refuse), as strawberry's path coerces every variable first.
+    computed: tuple[str, ...] = ()
     # The variables the sites' arguments use, and only their definitions: the others
     # (a key bound as it is) are not coerced again per request.
     used: tuple[str, ...] = field(init=False)
@@ -84,6 +88,7 @@ class Binder:
 
     def __post_init__(self) -> None:
         finder = _Variables()
+        finder.names.update(self.computed)
         for site in self.sites:
             for argument in site.node.arguments or ():
                 visit(argument, finder)
@@ -99,7 +104,7 @@ class Binder:
         serve these values."""
         raw = variables if isinstance(variables, dict) else {}
         found = {PREFIX + name: bound_value(kind, raw[name]) for name, kind in self.direct.items()}
-        if self.sites:
+        if self.sites or self.used:
             found.update(self._computed_once(raw))
         return found
 

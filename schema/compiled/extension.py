@@ -144,7 +144,7 @@ def _plan_bytes(key: Hashable, plan: Plan | None) -> int:
         # What binds values: the parsed field nodes are the document cache's.
         # A site remembers up to 32 values per filter field (``filters.REMEMBERED_VALUES``).
         size += plan.held + 10_000 * len(plan.binder.sites) + 100 * len(plan.binder.direct)
-        if plan.binder.sites:  # the values bound for its latest requests (keys' texts)
+        if plan.binder.sites or plan.binder.used:  # values bound for its latest requests
             size += REMEMBERED_BINDINGS * (MAX_REMEMBERED_KEY // 2 + 200)
         for response, statement in plan.statements:
             size += text_bytes(response, statement.sql) + 100 * (len(statement.parameters) + 1)
@@ -432,8 +432,13 @@ class CompiledQueries(SchemaExtension):
             direct = {
                 name: candidates[name] for name in parameters if candidates[name] not in COMPUTED
             }
+            computed = tuple(sorted(name for name in parameters if candidates[name] in COMPUTED))
             binder = Binder(
-                execution.schema, operation.variable_definitions or (), direct, compiler.sites
+                execution.schema,
+                operation.variable_definitions or (),
+                direct,
+                compiler.sites,
+                computed,
             )
             held = parsed_bytes(execution.query, document) if compiler.sites else 0
             principal = tuple(sorted(compiler.principal_attributes))
