@@ -82,6 +82,7 @@ class _Mutation:
     payload: GraphQLObjectType
     entity: str  # the payload's field holding the entity
     entity_type: GraphQLObjectType
+    entity_scopes: tuple[str, ...]  # what reading that field needs
     # The input's fields as (GraphQL name, Python name, a scalar or an enum), and the
     # implicit None of those without a default (``strawberry.types.arguments``).
     fields: tuple[tuple[str, str, bool], ...]
@@ -101,6 +102,15 @@ class _Known:
     payload: tuple[tuple[str, str], ...]
     entity: tuple[tuple[str, str, str, Any], ...]
     errors: tuple[tuple[str, str, str, Any], ...]  # of each user error, as ``entity``
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        """What the caller needs for this path to answer: the mutation's scopes, and
+        the entity field's when it is selected (if not held, strawberry's path answers
+        with the field's FORBIDDEN)."""
+        if any(name == self.mutation.entity for _, name in self.payload):
+            return self.mutation.scopes + self.mutation.entity_scopes
+        return self.mutation.scopes
 
 
 class Written:
@@ -137,7 +147,7 @@ class KnownUpdates(KnownPath):
             # no update: a read none of whose cost goes to parsing it here.
             return None
         known = self._known(query, operation_name)
-        if known is None or not principal.has(*known.mutation.scopes):
+        if known is None or not principal.has(*known.scopes):
             return None  # a refused scope: its error, status and challenge are the path's
         measured = self._measured.get((query, operation_name))
         if measured is None:
@@ -294,6 +304,7 @@ def _mutations(schema: Any) -> dict[str, _Mutation]:
             payload=payload,
             entity=entities[0],
             entity_type=entity_type,
+            entity_scopes=_scopes(payload.fields[entities[0]].extensions.get(_DEFINITION)),
         )
     return found
 

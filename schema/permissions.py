@@ -61,11 +61,23 @@ class HasScopes(BasePermission):
 
 def guarded(description: str, *scopes: Scope) -> dict[str, Any]:
     """Keyword arguments for ``strawberry.field``: description, directive and check."""
-    names = tuple(s.value for s in scopes)
     return {
-        "description": f"{description}\n\nRequires scopes: {', '.join(names)}.",
-        "extensions": [PermissionExtension(permissions=[HasScopes(names)], use_directives=True)],
+        "description": scoped_description(description, *scopes),
+        "extensions": scope_check(*scopes),
     }
+
+
+def scoped_description(description: str, *scopes: Scope) -> str:
+    """A guarded field's description: what it is, then the scopes it needs."""
+    return f"{description}\n\nRequires scopes: {', '.join(s.value for s in scopes)}."
+
+
+def scope_check(*scopes: Scope) -> list[Any]:
+    """A guarded field's extensions: the ``@requiresScopes`` directive and the check.
+    With ``scoped_description``, for a field without a resolver of its own (strawberry's
+    typing takes no ``**guarded(...)`` there)."""
+    names = tuple(s.value for s in scopes)
+    return [PermissionExtension(permissions=[HasScopes(names)], use_directives=True)]
 
 
 def require(context: Any, *scopes: Scope) -> None:

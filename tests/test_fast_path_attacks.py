@@ -555,9 +555,9 @@ async def test_known_updates_of_callers_with_random_scopes(
         for case in range(70):
             document, variables = _request(schema_, portfolio, versions, rng)
             scopes = frozenset(s for s in ALL_SCOPES if rng.random() < 0.5)
-            if rng.random() < 0.65:  # mostly allowed to make it: the path is taken
-                name = re.findall(r"(update\w+)\(", document)[0]
-                scopes |= set(_updates(fast).mutations[name].scopes)
+            if rng.random() < 0.65:  # mostly allowed to make it and read it: the path is taken
+                mutation = _updates(fast).mutations[re.findall(r"(update\w+)\(", document)[0]]
+                scopes |= set(mutation.scopes) | set(mutation.entity_scopes)
             if case % 2:
                 # An initiative's update by a caller allowed to make it, whose payload
                 # reads a guarded field or the audit trail, with or without its scope.
@@ -566,6 +566,8 @@ async def test_known_updates_of_callers_with_random_scopes(
                 extra = rng.choice(GUARDED_PAYLOAD)
                 document = document.replace("initiative { ", f"initiative {{ {extra} ", 1)
                 scopes |= {Scope.INITIATIVES_WRITE.value}
+                if rng.random() < 0.7:  # mostly allowed to read the initiative itself
+                    scopes |= {Scope.PORTFOLIO_READ.value}
             elif rng.random() < 0.4:
                 extra = rng.choice(GUARDED_PAYLOAD)
                 document = re.sub(r"(\w+) \{ (?!field code)", rf"\1 {{ {extra} ", document, count=1)

@@ -352,7 +352,7 @@ async def test_a_known_title_edit_is_one_statement_with_a_token(
     the response cache dropped."""
     initiative = await factories.initiative(db, title="Before")
     await db.commit()
-    client = await token_client(["initiatives:write"])
+    client = await token_client(["initiatives:write", "portfolio:read"])
     global_id = encode_id("Initiative", initiative.id)
     document = TITLE.format(name="WithToken")  # new to this process
     first = await _post(client, document, {"id": global_id, "version": 1, "title": "First"})

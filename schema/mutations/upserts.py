@@ -33,6 +33,8 @@ from schema.mutations.payloads import (
     KpiPayload,
     ProductPayload,
     TechnicalConstraintPayload,
+    entity_description,
+    entity_guard,
 )
 from schema.mutations.portfolio import LOOKUPS
 from schema.permissions import guarded
@@ -64,7 +66,9 @@ CREATED = "True when it was created (outcome CREATED)."
 
 @strawberry.type(description="The result of upserting a product.")
 class UpsertProductPayload:
-    product: Product | None = strawberry.field(description="The product; null when refused.")
+    product: Product | None = strawberry.field(
+        description=entity_description("The product; null when refused."), extensions=entity_guard()
+    )
     outcome: UpsertOutcome | None = strawberry.field(description=OUTCOME)
     created: bool = strawberry.field(description=CREATED)
     user_errors: list[UserError] = strawberry.field(description=ERRORS)
@@ -73,7 +77,10 @@ class UpsertProductPayload:
 @strawberry.type(description="The result of upserting an initiative.")
 class UpsertInitiativePayload:
     initiative: Initiative | None = strawberry.field(
-        description="The initiative; on CONFLICT as stored; else null when refused."
+        description=entity_description(
+            "The initiative; on CONFLICT as stored; else null when refused."
+        ),
+        extensions=entity_guard(),
     )
     outcome: UpsertOutcome | None = strawberry.field(description=OUTCOME)
     created: bool = strawberry.field(description=CREATED)
@@ -83,7 +90,10 @@ class UpsertInitiativePayload:
 @strawberry.type(description="The result of upserting a technical constraint.")
 class UpsertTechnicalConstraintPayload:
     technical_constraint: TechnicalConstraint | None = strawberry.field(
-        description="The constraint; on CONFLICT as stored; else null when refused."
+        description=entity_description(
+            "The constraint; on CONFLICT as stored; else null when refused."
+        ),
+        extensions=entity_guard(),
     )
     outcome: UpsertOutcome | None = strawberry.field(description=OUTCOME)
     created: bool = strawberry.field(description=CREATED)
@@ -93,7 +103,8 @@ class UpsertTechnicalConstraintPayload:
 @strawberry.type(description="The result of upserting a KPI.")
 class UpsertKpiPayload:
     kpi: Kpi | None = strawberry.field(
-        description="The KPI; on CONFLICT as stored; else null when refused."
+        description=entity_description("The KPI; on CONFLICT as stored; else null when refused."),
+        extensions=entity_guard(),
     )
     outcome: UpsertOutcome | None = strawberry.field(description=OUTCOME)
     created: bool = strawberry.field(description=CREATED)
