@@ -288,7 +288,7 @@ ID_TYPES = {
     "entity": "Product",
 }
 ENTITY_TYPES = ["Product", "Initiative", "TechnicalConstraint", "Kpi", "Team", "Nope"]
-UNSEEN_VALUES = 5  # per filter field, after the one its plan is made with
+UNSEEN_VALUES = 3  # per filter field, after the one its plan is made with
 # Not a parameter (an input object): each value is planned, and answered, on its own.
 PLANNED_PER_VALUE = {"externalRef"}
 
