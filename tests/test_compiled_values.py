@@ -291,6 +291,10 @@ ENTITY_TYPES = ["Product", "Initiative", "TechnicalConstraint", "Kpi", "Team", "
 UNSEEN_VALUES = 3  # per filter field, after the one its plan is made with
 # Not a parameter (an input object): each value is planned, and answered, on its own.
 PLANNED_PER_VALUE = {"externalRef"}
+# A global ID whose type the service writes into the statement as a constant (the audit
+# filter's entity type): a plan serves IDs of the type it was made with, and an ID of
+# another type is planned anew (or answered by the resolvers), never answered wrong.
+PLANNED_PER_TYPE = {"entity"}
 
 
 @dataclass(frozen=True)
@@ -505,7 +509,7 @@ async def test_unseen_values_of_every_filter_field_of_every_connection_answer_al
                 served[path] = served.get(path, 0) + 1
                 if not planned:
                     planned = path == "compiled"
-                elif path != expected and "errors" not in answer:
+                elif path != expected and "errors" not in answer and field not in PLANNED_PER_TYPE:
                     declined_valid.append(f"{input_name}.{field} {path}")
     assert fields >= 50, fields
     # Each field planned once and then served by its plan for each value it accepts.
