@@ -13,6 +13,7 @@ import base64
 import random
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,6 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
-from starlette.routing import Route
 
 from api.app import assemble_app
 from auth import models as auth_models
@@ -31,9 +31,7 @@ from domain import models
 from domain.services.pagination import encode_cursor
 from domain.services.persisted import digest
 from schema.build import schema
-from schema.endpoint import GraphQLEndpoint
 from schema.ids import encode_id
-from schema.view import PortfolioGraphQL
 from tests.conftest import ALL_SCOPES, GraphQL, settings_for
 from tests.fixtures.auth import bearer, service_client, user_with_roles
 from tests.schema_walk import QueryWalker
@@ -54,12 +52,6 @@ READ_LIKE = [
 PER_SERVER = frozenset({"rateLimit"})
 
 
-def view_of(app: Starlette) -> PortfolioGraphQL:
-    route = app.routes[0]
-    assert isinstance(route, Route) and isinstance(route.app, GraphQLEndpoint)
-    return route.app.view
-
-
 @dataclass
 class Servers:
     """The server under attack (compiled reads, known updates, response cache kept as
@@ -71,12 +63,13 @@ class Servers:
     reference_client: httpx.AsyncClient
 
 
-@pytest.fixture
-async def servers(
-    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+@asynccontextmanager
+async def served(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], **overrides: Any
 ) -> AsyncIterator[Servers]:
-    fast = assemble_app(settings_for(), engine, sessions)
-    reference = assemble_app(settings_for(compiled_reads=False), engine, sessions)
+    """The two servers, with these settings besides, and a client of each."""
+    fast = assemble_app(settings_for(**overrides), engine, sessions)
+    reference = assemble_app(settings_for(compiled_reads=False, **overrides), engine, sessions)
     # What the change feed does in production: answers and principals are kept.
     fast.state.responses.set_listening(True)
     fast.state.auth.principals.set_listening(True)
@@ -88,6 +81,14 @@ async def servers(
         ) as reference_client,
     ):
         yield Servers(fast, reference, fast_client, reference_client)
+
+
+@pytest.fixture
+async def servers(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[Servers]:
+    async with served(engine, sessions) as both:
+        yield both
 
 
 @dataclass(frozen=True)
@@ -823,21 +824,12 @@ async def test_known_documents_are_measured_per_request(
     """A document made known with small pages is sent again with larger ones, more IDs,
     or a field skipped no more: the known path measures each request against the cost
     limit as strawberry's path does, refusing what it refuses."""
-    limits = {"max_query_cost": 400}
-    fast = assemble_app(settings_for(**limits), engine, sessions)
-    reference = assemble_app(settings_for(compiled_reads=False, **limits), engine, sessions)
-    fast.state.responses.set_listening(True)
     known = await known_values(db)
     rng = random.Random(11)
     pages = [0, 1, 2, 3, 5, 10, 20, 50, 100, 101, -1, None]
     codes: set[str] = set()
-    transport = httpx.ASGITransport
-    async with (
-        httpx.AsyncClient(transport=transport(app=fast), base_url="http://t") as fast_client,
-        httpx.AsyncClient(
-            transport=transport(app=reference), base_url="http://t"
-        ) as reference_client,
-    ):
+    async with served(engine, sessions, max_query_cost=400) as both:
+        fast_client, reference_client = both.fast_client, both.reference_client
         small = {"n": 1, "m": 1, "ids": [known["INITIATIVE"]], "skip": True}
         for _ in range(2):
             await fast_client.post("/graphql", json={"query": NESTED, "variables": small})

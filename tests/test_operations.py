@@ -13,11 +13,9 @@ import pytest
 from graphql import GraphQLError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from starlette.routing import Route
 
 from api.app import assemble_app
 from domain.database import create_engine, create_session_factory
-from schema.endpoint import GraphQLEndpoint
 from schema.errors import with_code
 from tests.conftest import GraphQL, in_pieces, make_client, settings_for
 from tests.fixtures.auth import bearer
@@ -181,9 +179,7 @@ async def test_internal_error_is_masked_in_production(
     engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     app = assemble_app(settings_for(environment="production"), engine, sessions)
-    route = app.routes[0]  # /graphql
-    assert isinstance(route, Route) and isinstance(route.app, GraphQLEndpoint)
-    view = route.app.view
+    view = app.state.view
     error = with_code(GraphQLError("secret detail", path=["x"], original_error=KeyError("k")))
     public = view._public(error, {"request_id": "req-1"})
     assert public["message"] == "Internal server error; quote request id req-1."
