@@ -30,7 +30,7 @@ import asyncio
 import os
 import statistics
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,7 @@ import orjson
 from graphql import build_schema, execute, parse, validate
 
 from bench import database
+from bench.asgi import Caller
 from bench.floor import LOG_DIR, REPO_DIR, cpu_ms
 from bench.processes import BenchError
 from bench.workloads import OURS_MUTATION
@@ -197,7 +198,7 @@ async def _through_asgi(
     from api.app import create_app
 
     app = create_app()
-    view = app.routes[0].app.view  # type: ignore[attr-defined]
+    view = app.state.view
     if not known:
 
         async def decline(*_: Any) -> None:
@@ -205,21 +206,13 @@ async def _through_asgi(
 
         view.updates.answer = decline
 
+    caller = Caller(app)
+
     async def post() -> None:
         body = orjson.dumps({"query": OURS_MUTATION, "variables": variables()})
-        messages = [{"type": "http.request", "body": body, "more_body": False}]
-        sent: list[bytes] = []
-
-        async def receive() -> MutableMapping[str, Any]:
-            return messages.pop() if messages else {"type": "http.disconnect"}
-
-        async def send(message: MutableMapping[str, Any]) -> None:
-            if message["type"] == "http.response.body":
-                sent.append(message.get("body", b""))
-
-        await app(_SCOPE | {"state": {}, "headers": list(_HEADERS)}, receive, send)
-        if b'"userErrors":[]' not in b"".join(sent):
-            raise BenchError(f"the mutation failed: {b''.join(sent)[:300]!r}")
+        _, answer = await caller.post("/graphql", body, list(_HEADERS))
+        if b'"userErrors":[]' not in answer:
+            raise BenchError(f"the mutation failed: {answer[:300]!r}")
 
     try:
         for _ in range(warmup):
@@ -235,19 +228,6 @@ async def _through_asgi(
 
 
 _HEADERS = ((b"content-type", b"application/json"), (b"host", b"bench"))
-_SCOPE: dict[str, Any] = {
-    "type": "http",
-    "asgi": {"version": "3.0"},
-    "http_version": "1.1",
-    "method": "POST",
-    "scheme": "http",
-    "path": "/graphql",
-    "raw_path": b"/graphql",
-    "query_string": b"",
-    "root_path": "",
-    "client": ("127.0.0.1", 50000),
-    "server": ("127.0.0.1", 80),
-}
 
 
 def run_write_floor(products: int, repeat: int, warmup: int) -> WriteFloor:
