@@ -20,7 +20,7 @@ import dashboard
 from api import migrate
 from api.embedded import resolve_database_url
 from api.logging import configure_logging
-from api.middleware import RequestGuard
+from api.middleware import Direct, RequestGuard
 from auth.identity import (
     DASHBOARD_CLIENT_ID,
     DEMO_CLIENT_ID,
@@ -262,10 +262,12 @@ def assemble_app(
                 max_age=600,
             )
         )
+    # Innermost: what went through the guard (and CORS) reaches the endpoint directly.
+    middleware.append(Middleware(Direct, path="/graphql", endpoint=endpoint))
     authorization = AuthorizationServer(auth, sessions)
     app = Starlette(
         routes=[
-            Route("/graphql", endpoint, methods=None),  # the endpoint answers 405 itself
+            Route("/graphql", endpoint, methods=None),  # over HTTP: reached through Direct
             WebSocketRoute("/graphql", endpoint),  # subscriptions (graphql-transport-ws)
             *authorization.routes(),
             *graphiql.routes(settings),  # GraphiQL's files, in development

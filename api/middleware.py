@@ -185,6 +185,27 @@ class RequestGuard:
         return bounded
 
 
+class Direct:
+    """HTTP requests for ``path`` go straight to ``endpoint``, past Starlette's exception
+    middleware and router, which add nothing to an endpoint that answers its own
+    refusals (``schema.endpoint``) and cost ~6 % of a known read's CPU; an error it
+    raises still reaches Starlette's server-error middleware, outside this one."""
+
+    def __init__(self, app: ASGIApp, *, path: str, endpoint: ASGIApp) -> None:
+        self.app = app
+        self.path = path
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in (
+            self.path,
+            scope.get("root_path", "") + self.path,  # mounted under a root path
+        ):
+            await self.endpoint(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
 def _request_headers(scope: Scope) -> tuple[str | None, str | None]:
     """X-Request-ID and Content-Length as given (the first of each), in one pass over
     the headers (ASGI names them in lower case)."""
@@ -204,9 +225,10 @@ def _new_request_id() -> str:
 
 
 class Slots:
-    """``at_once`` places and a line to wait for one, counted in the ``waiting`` gauge
-    (and the places taken in ``taken``). The line is unbounded, or at most
-    ``max_waiting`` long: a request that finds it full is turned away at once."""
+    """``at_once`` places and a line to wait for one. The line is unbounded, or at most
+    ``max_waiting`` long: a request that finds it full is turned away at once. The
+    ``waiting`` gauge (and ``taken``, the places taken) read the counts at each scrape,
+    so that a request costs the gauges nothing."""
 
     def __init__(
         self,
@@ -219,9 +241,11 @@ class Slots:
         self.at_once = at_once
         self.max_waiting = max_waiting
         self._free = asyncio.Semaphore(at_once)
-        self._waiting = waiting
-        self._taken = taken
         self._in_line = 0
+        self._taken = 0
+        waiting.set_function(lambda: self._in_line)
+        if taken is not None:
+            taken.set_function(lambda: self._taken)
 
     async def take(self) -> bool:
         """A place, after waiting in line if need be; False: turned away."""
@@ -229,21 +253,17 @@ class Slots:
             if self.max_waiting is not None and self._in_line >= self.max_waiting:
                 return False
             self._in_line += 1
-            self._waiting.inc()
             try:
                 await self._free.acquire()
             finally:
                 self._in_line -= 1
-                self._waiting.dec()
         else:
             await self._free.acquire()  # free: returns without yielding
-        if self._taken is not None:
-            self._taken.inc()
+        self._taken += 1
         return True
 
     def give_back(self) -> None:
-        if self._taken is not None:
-            self._taken.dec()
+        self._taken -= 1
         self._free.release()
 
 
