@@ -9,7 +9,6 @@ import structlog
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
@@ -23,6 +22,7 @@ from domain.services.persisted import PersistedQueryStore
 from domain.settings import Settings
 from schema.http import (
     JSON,
+    Answer,
     HTTPRefusal,
     decode_json,
     negotiate,
@@ -85,26 +85,52 @@ class GraphQLEndpoint:
         if scope["type"] != "http":
             await self.view(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        refusal = refuse_early(scope["method"], headers)
-        if refusal is not None:
-            await refusal.response(negotiate(headers.get("accept")) or JSON)(scope, receive, send)
-            return
+        method = scope["method"]
+        accept, content_type, authorization = _headers(scope)
+        refusal = refuse_early(method, accept, content_type)
         state = scope.setdefault("state", {})
-        state["media_type"] = negotiate(headers.get("accept")) or JSON
-        authorization = headers.get("authorization")
+        state["media_type"] = negotiate(accept) or JSON
+        if refusal is not None:
+            await refusal.response(state["media_type"])(scope, receive, send)
+            return
         body = _Body(receive)
+        try:
+            answer = await self._known(scope, body, authorization, accept)
+        except InvalidToken as error:
+            answer = _unauthorized(error)
+        except HTTPRefusal as refused:
+            answer = refused.response(state["media_type"])
+        except _UNAVAILABLE as error:
+            log.warning("database_unavailable", error=type(error).__name__)
+            answer = unavailable_response()
+        if answer is not None:
+            await answer(scope, receive, send)
+            return
         for attempt in range(1, self.attempts + 1):
-            conflict = await self._attempt(
-                scope, body, send, authorization, last=attempt == self.attempts
-            )
+            conflict = await self._attempt(scope, body, send, last=attempt == self.attempts)
             if conflict is None:
                 return
             log.info("request_run_again", reason=conflict, attempt=attempt)
 
-    async def _attempt(
-        self, scope: Scope, body: _Body, send: Send, authorization: str | None, *, last: bool
-    ) -> str | None:
+    async def _known(
+        self, scope: Scope, body: _Body, authorization: str | None, accept: str | None
+    ) -> Answer | Response | None:
+        """Authenticates the caller (``InvalidToken`` if refused), then answers a known
+        read or update (``PortfolioGraphQL.answer_known``) at once: it needs neither
+        the request's transaction nor a held answer, as it commits nothing or commits on
+        its own. None: the request takes the whole path (``_attempt``)."""
+        state = scope["state"]
+        state["principal"] = await authenticate(
+            self.auth, self.view.reads, authorization, self.view.anonymous
+        )
+        if self.only_persisted or not self.view.takes_known(scope["method"], accept):
+            return None
+        data = await body.read()
+        if _MARKER in data or data.lstrip().startswith(b"["):
+            return None  # persisted documents and batches: ``_persisted`` decides
+        return await self.view.answer_known(scope, data)
+
+    async def _attempt(self, scope: Scope, body: _Body, send: Send, *, last: bool) -> str | None:
         """Run the request once, in a transaction of its own. When PostgreSQL aborted a
         statement of it as a deadlock or a serialization failure, the transaction is
         rolled back whole and the reason returned, so that the request is run again from
@@ -118,14 +144,6 @@ class GraphQLEndpoint:
         try:
             async with RequestTransaction(self.sessions) as transaction:
                 state["transaction"] = response.transaction = transaction
-                try:
-                    principal = await authenticate(
-                        self.auth, self.view.reads, authorization, self.view.anonymous
-                    )
-                except InvalidToken as error:
-                    await _unauthorized(error)(scope, receive, send)
-                    return None
-                state["principal"] = principal
                 try:
                     receive = await self._persisted(scope, body, transaction)
                 except PersistedQueryError as refused:
@@ -158,7 +176,7 @@ class GraphQLEndpoint:
                 await unavailable_response()(scope, receive, send)
         except _RunAgain as again:
             return again.reason
-        except (SQLAlchemyTimeoutError, OperationalError, DBAPIError, OSError) as error:
+        except _UNAVAILABLE as error:
             # Pool exhausted, database unreachable, or the commit failed: the held answer
             # is dropped, and the caller is told to come back.
             log.warning("database_unavailable", error=type(error).__name__)
@@ -201,6 +219,27 @@ class GraphQLEndpoint:
                 )
                 data = orjson.dumps(resolved)
         return replay(data)
+
+
+# What a request meets when the database cannot be reached, its pool is exhausted or a
+# commit fails: answered 503, nothing done.
+_UNAVAILABLE = (SQLAlchemyTimeoutError, OperationalError, DBAPIError, OSError)
+
+
+def _headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
+    """Accept, Content-Type and Authorization as given (the first of each), in one pass
+    over the headers (ASGI names them in lower case)."""
+    accept = content_type = authorization = None
+    for name, value in scope["headers"]:
+        if name == b"accept":
+            if accept is None:
+                accept = value.decode("latin-1")
+        elif name == b"content-type":
+            if content_type is None:
+                content_type = value.decode("latin-1")
+        elif name == b"authorization" and authorization is None:
+            authorization = value.decode("latin-1")
+    return accept, content_type, authorization
 
 
 class _Body:

@@ -16,8 +16,8 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from starlette.datastructures import Headers
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
@@ -35,6 +35,32 @@ _ACCEPTED = {
 
 def content_type(media_type: str) -> str:
     return f"{media_type}; charset=utf-8"
+
+
+class Answer:
+    """A whole JSON answer in ``media_type``, sent as two ASGI messages, its headers as
+    Starlette's ``Response`` writes them (Content-Type, Content-Length, then any set on
+    ``headers``). What the known paths answer with: Starlette's general header handling
+    was ~6 % of a known read's CPU."""
+
+    __slots__ = ("body", "headers", "media_type", "status_code")
+
+    def __init__(self, body: bytes, media_type: str) -> None:
+        self.body = body
+        self.media_type = media_type
+        self.status_code = 200
+        self.headers: dict[str, str] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [
+            (b"content-type", content_type(self.media_type).encode("latin-1")),
+            (b"content-length", str(len(self.body)).encode("latin-1")),
+        ]
+        headers += [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()
+        ]
+        await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
 
 
 @dataclass
@@ -105,7 +131,7 @@ def _utf8_json(header: str) -> bool:
 _is_utf8_json_remembered = lru_cache(maxsize=64)(_utf8_json)
 
 
-def refuse_early(method: str, headers: Headers) -> HTTPRefusal | None:
+def refuse_early(method: str, accept: str | None, content_type: str | None) -> HTTPRefusal | None:
     """Method, Accept and Content-Type checks: what can be refused before any work."""
     if method not in {"GET", "POST"}:
         return HTTPRefusal(
@@ -114,7 +140,6 @@ def refuse_early(method: str, headers: Headers) -> HTTPRefusal | None:
             "GraphQL is served over GET (queries) and POST.",
             {"Allow": "GET, POST"},
         )
-    accept = headers.get("accept")
     browser = method == "GET" and "text/html" in (accept or "")  # GraphiQL
     if negotiate(accept) is None and not browser:
         return HTTPRefusal(
@@ -122,7 +147,7 @@ def refuse_early(method: str, headers: Headers) -> HTTPRefusal | None:
             "NOT_ACCEPTABLE",
             f"Responses are {GRAPHQL_RESPONSE} or {JSON}; the Accept header allows neither.",
         )
-    if method == "POST" and not _is_utf8_json(headers.get("content-type", "")):
+    if method == "POST" and not _is_utf8_json(content_type or ""):
         return HTTPRefusal(
             415,
             "UNSUPPORTED_MEDIA_TYPE",

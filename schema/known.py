@@ -14,7 +14,7 @@ import orjson
 from strawberry.types import ExecutionResult
 
 from domain.database import ReadConnections
-from domain.ratelimit import RateLimiter
+from domain.ratelimit import Budget, RateLimiter
 from domain.settings import Settings
 from schema.compiled.errors import written
 from schema.compiled.extension import PLANS, plan_key_of, run_rendered
@@ -88,7 +88,12 @@ class KnownReads(KnownPath):
         return plan, measured
 
     async def run(
-        self, known: tuple[Any, Any], request: Any, scopes: Any, rate_limit_key: str
+        self,
+        known: tuple[Any, Any],
+        request: Any,
+        scopes: Any,
+        rate_limit_key: str,
+        charged: Budget | None = None,
     ) -> tuple[ExecutionResult | None, Any, str]:
         """A query already answered by the compiler, with these variables (or, for
         variables bound as parameters, values of the same shape) and scopes (``lookup``),
@@ -96,10 +101,11 @@ class KnownReads(KnownPath):
         the limits before, so strawberry's execution is skipped. The same request asked
         again before the data changed is answered from memory (``ResponseCache``).
         Returns the result (None if the caller's budget refuses it), the budget charged
-        and which path answered."""
+        and which path answered. ``charged``: the budget an earlier attempt of the
+        request was charged (``GraphQLEndpoint._attempt``), which this one spends."""
         plan, measured = known
         cost = measured.cost
-        budget = await self.rate_limiter.charge(rate_limit_key, max(cost, 1))
+        budget = charged or await self.rate_limiter.charge(rate_limit_key, max(cost, 1))
         if not budget.allowed:
             return None, budget, ""  # the ordinary path refuses it (without charging twice)
         responses = self.responses

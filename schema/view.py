@@ -35,6 +35,7 @@ from schema.http import (
     GRAPHQL_RESPONSE,
     JSON,
     RETRY_AFTER_SECONDS,
+    Answer,
     HTTPRefusal,
     content_type,
     decode_json,
@@ -81,7 +82,7 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
-        response: Response
+        response: Answer | Response
         request = Request(scope, receive)
         decoded = _DecodedBody()
         token = _DECODED.set(decoded)
@@ -181,26 +182,50 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         if pending is not None and self.registers and ran and not discarded:
             await context.run(lambda session: pending.store.register(session, pending.document))
 
-    async def _answer_known(self, request: Request) -> Response | None:
-        """A JSON POST of a query the compiler answered before is answered here, before
-        strawberry's HTTP handling and without an ORM session (``schema.known``, on a
-        pooled connection): the same answer strawberry's path would give, at a fraction of the
-        cost, which is what a repeated small read (a node lookup) is made of. Anything
-        unusual (another content type, a streaming Accept, parameters of the
-        wrong type) is left to strawberry, which reads the body Starlette keeps."""
-        headers = request.headers
-        if (
-            request.method != "POST"
-            or not self.settings.compiled_reads
-            or headers.get("content-type", "").partition(";")[0].strip().lower() != JSON
-            or any(streaming in headers.get("accept", "") for streaming in _STREAMING)
+    def takes_known(self, method: str, accept: str | None) -> bool:
+        """Whether a request may be a known read or update (``answer_known``): a POST
+        (whose JSON Content-Type ``schema.http.refuse_early`` checked) that does not ask
+        for a streamed answer, while the compiled reads are on."""
+        return (
+            method == "POST"
+            and self.settings.compiled_reads
+            and not any(streaming in (accept or "") for streaming in _STREAMING)
+        )
+
+    async def _answer_known(self, request: Request) -> Answer | Response | None:
+        """``answer_known`` for a request the endpoint did not try it on (a persisted
+        document it filled in). What the body decoded to, if neither known path took
+        it, is handed to strawberry's path (``decode_json``) and let go of here."""
+        state = request.scope["state"]
+        if _KNOWN_TRIED not in state and self.takes_known(
+            request.method, request.headers.get("accept")
         ):
-            return None
-        body = await request.body()
-        payload = decode_json(body)  # refused here (400) as strawberry's path would
+            response = await self.answer_known(request.scope, await request.body())
+            if response is not None:
+                return response
+        # Popped: a request run again (``GraphQLEndpoint._attempt``) tries once more, and
+        # may find the plan its first attempt made.
+        tried: _DecodedBody | None = state.pop(_KNOWN_TRIED, None)
         decoded = _DECODED.get()
-        if decoded is not None:  # strawberry reuses it (decode_json) if we decline
-            decoded.keep(body, payload)
+        if tried is not None and decoded is not None:
+            # Starlette's body is a copy of what the endpoint read, and the one
+            # strawberry reads: ``decode_json`` recognises it.
+            decoded.keep(await request.body(), tried.payload)
+        return None
+
+    async def answer_known(self, scope: Scope, body: bytes) -> Answer | Response | None:
+        """A JSON POST of a query the compiler answered before, or of a known update, is
+        answered here, before strawberry's HTTP handling and without an ORM session
+        (``schema.known``, ``schema.known_writes``, on a pooled connection): the same
+        answer strawberry's path would give, at a fraction of the cost, which is what a
+        repeated small read (a node lookup) is made of. The endpoint calls it first
+        (``GraphQLEndpoint``), for a caller it authenticated; None when neither path
+        takes the request (parameters of the wrong type, a document not seen before),
+        which is then left to strawberry, with the decoded body (``decode_json``)."""
+        payload = decode_json(body)  # refused here (400) as strawberry's path would
+        state = scope["state"]
+        state[_KNOWN_TRIED] = tried = _DecodedBody()
+        tried.keep(body, payload)
         if not isinstance(payload, dict):
             return None
         data = GraphQLRequestData(
@@ -209,26 +234,21 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             operation_name=payload.get("operationName"),
             extensions=payload.get("extensions"),
         )
-        if not isinstance(data.extensions, dict | None):
-            return None
-        state = request.scope["state"]
-        if PENDING_REGISTRATION in state:
-            return None  # strawberry's path runs it, then registers it
+        if not isinstance(data.extensions, dict | None) or PENDING_REGISTRATION in state:
+            return None  # strawberry's path runs a document to register, then registers it
         principal = state["principal"]
+        rate_limit_key = _rate_limit_key(principal, scope.get("client"))
         known = self.known.lookup(principal, data)
         if known is None:
-            return await self._answer_update(request, principal, data)
+            return await self._answer_update(scope, principal, data, rate_limit_key)
         result, budget, answered_by = await self.known.run(
-            known, data, principal.scopes, _rate_limit_key(principal, request)
+            known, data, principal.scopes, rate_limit_key, state.get("budget")
         )
         if result is None:
             state["budget"] = budget  # refused: strawberry's path says so, charging nothing
             return None
         answer = self._answer(state, result, answered_by, known[1].operation_name)
-        negotiated = media_type(request.scope)
-        response = Response(
-            self.encode_json(answer), headers={"content-type": content_type(negotiated)}
-        )
+        response = Answer(self.encode_json(answer), media_type(scope))
         if _unavailable(answer):
             _retry_later(response)
         if refused(result):
@@ -236,22 +256,18 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         return response
 
     async def _answer_update(
-        self, request: Request, principal: Any, data: GraphQLRequestData
-    ) -> Response | None:
+        self, scope: Scope, principal: Any, data: GraphQLRequestData, rate_limit_key: str
+    ) -> Answer | Response | None:
         """A known entity update (``schema.known_writes``), committed; None otherwise."""
-        state = request.scope["state"]
-        key = _rate_limit_key(principal, request)
+        state = scope["state"]
         try:
-            written = await self.updates.answer(principal, data, key, state)
+            written = await self.updates.answer(principal, data, rate_limit_key, state)
         except CommitFailed:
             return unavailable_response()
         if written is None:
             return None
         answer = self._answer(state, written.result, "update", written.operation_name)
-        negotiated = media_type(request.scope)
-        return Response(
-            self.encode_json(answer), headers={"content-type": content_type(negotiated)}
-        )
+        return Answer(self.encode_json(answer), media_type(scope))
 
     async def get_context(self, request: Any, response: Any) -> Context:
         state = request.scope["state"]
@@ -263,7 +279,7 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             response=response,
             compiled=self.settings.compiled_reads,
             rate_limiter=self.rate_limiter,
-            rate_limit_key=_rate_limit_key(state["principal"], request),
+            rate_limit_key=_rate_limit_key(state["principal"], request.scope.get("client")),
             # Charged by the fast path, which its budget refused: not charged again.
             budget=state.get("budget"),
             persisted_document=state.get(PERSISTED_DOCUMENT, False),
@@ -365,13 +381,17 @@ _DECODED: ContextVar[_DecodedBody | None] = ContextVar("decoded_body", default=N
 # Accept values for which strawberry streams the answer (incremental delivery, SSE).
 _STREAMING = ("multipart/mixed", "text/event-stream")
 
+# Scope state: what ``answer_known`` decoded of a body it did not answer (a
+# ``_DecodedBody``), until strawberry's path has it.
+_KNOWN_TRIED = "known_tried"
+
 
 def _unavailable(answer: GraphQLHTTPResponse) -> bool:
     errors: list[dict[str, Any]] = answer.get("errors") or []  # type: ignore[assignment]
     return any((error.get("extensions") or {}).get("code") == UNAVAILABLE for error in errors)
 
 
-def _retry_later(response: Response) -> None:
+def _retry_later(response: Answer | Response) -> None:
     """The connection died under the request: its transaction is gone, so the whole
     answer is unavailable, as when the database cannot be reached at all."""
     response.status_code = 503
@@ -383,14 +403,14 @@ def media_type(scope: Scope) -> str:
     return str(scope.get("state", {}).get("media_type") or JSON)
 
 
-def _rate_limit_key(principal: Any, request: Any) -> str:
-    """Users are charged across their clients; services per client; others per address."""
+def _rate_limit_key(principal: Any, client: tuple[str, int] | None) -> str:
+    """Users are charged across their clients; services per client; others per address
+    (the ASGI scope's ``client``)."""
     if principal.user_id is not None:
         return f"user:{principal.user_id}"
     if principal.client_id is not None:
         return f"client:{principal.client_id}"
-    client = request.client
-    return f"address:{client.host if client else 'unknown'}"
+    return f"address:{client[0] if client else 'unknown'}"
 
 
 def record_graphql(

@@ -378,6 +378,15 @@ async def test_a_read_caught_in_a_deadlock_is_run_again(
     the compiled one (one statement, run in the request's transaction)."""
     races = await make_races(compiled_reads=compiled)
     key, team_key = await _owned_initiative(races)
+
+    async def remaining() -> int:
+        variables = {"keys": [key]}
+        sent = await races.client.post(
+            "/graphql", json={"query": _owned_query(), "variables": variables}
+        )
+        return int(sent.json()["extensions"]["cost"]["remaining"])
+
+    before = await remaining()
     body = (await _read_in_a_deadlock(races, _owned_query(), key)).json()
     assert body["data"] == {
         "initiatives": {"nodes": [{"key": key, "ownerTeam": {"key": team_key}}]}
@@ -385,6 +394,10 @@ async def test_a_read_caught_in_a_deadlock_is_run_again(
     # Run again, the compiled read finds the plan its first attempt made: it is answered
     # from that known plan on a pooled connection.
     assert body["extensions"]["answeredBy"] == ("repeated" if compiled else "resolvers")
+    # Charged once: the attempt run again spends the first attempt's budget, on either
+    # path, so the read caught in the deadlock cost what any other such read costs.
+    after, later = await remaining(), await remaining()
+    assert before - after == 2 * (after - later) > 0
 
 
 async def test_a_known_read_caught_in_a_deadlock_is_a_conflict_error(

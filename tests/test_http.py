@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from typing import Any
@@ -11,7 +12,9 @@ import orjson
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from tests.conftest import GraphQL, make_client
+from api.app import assemble_app
+from schema import endpoint, view
+from tests.conftest import GraphQL, make_client, settings_for
 
 
 async def test_healthz(client: httpx.AsyncClient) -> None:
@@ -158,3 +161,61 @@ async def test_a_body_is_decoded_once(writer: GraphQL, monkeypatch: pytest.Monke
         "Variable '$m' has invalid value at [0].value: Float cannot represent non numeric "
         "value: nan"
     )
+
+
+async def test_graphql_is_served_under_a_root_path(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Behind a proxy that mounts the API under a prefix (ASGI ``root_path``), /graphql
+    is still reached, on both read paths, and the other routes too."""
+    app = assemble_app(settings_for(), engine, sessions)
+    transport = httpx.ASGITransport(app=app, root_path="/api")
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        query = f"{{ p{uuid.uuid4().hex}: teams(first: 1) {{ totalCount }} }}"
+        answers = [(await client.post("/api/graphql", json={"query": query})) for _ in range(2)]
+        assert [a.status_code for a in answers] == [200, 200]
+        paths = [a.json()["extensions"]["answeredBy"] for a in answers]
+        assert paths == ["compiled", "repeated"]
+        assert answers[0].json()["data"] == answers[1].json()["data"]
+        health = await client.get("/api/healthz")
+        assert health.status_code == 200
+        missing = await client.get("/api/nowhere")
+        assert missing.status_code == 404
+
+
+async def test_a_known_read_takes_the_endpoints_lane(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A known read is answered by the endpoint's lane: no request transaction and no
+    Starlette request are made for it; a document not seen before takes the whole
+    path, and so does a persisted document's hash."""
+    made: list[str] = []
+
+    class Counted(endpoint.RequestTransaction):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            made.append("transaction")
+            super().__init__(*args, **kwargs)
+
+    class CountedRequest(view.Request):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            made.append("request")
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(endpoint, "RequestTransaction", Counted)
+    monkeypatch.setattr(view, "Request", CountedRequest)
+    query = f"{{ p{uuid.uuid4().hex}: teams(first: 1) {{ totalCount }} }}"
+    first = await client.post("/graphql", json={"query": query})
+    assert first.json()["extensions"]["answeredBy"] == "compiled"
+    assert made == ["transaction", "request"]
+    made.clear()
+    again = await client.post("/graphql", json={"query": query})
+    assert again.json()["extensions"]["answeredBy"] == "repeated"
+    assert again.json()["data"] == first.json()["data"]
+    assert made == []
+    digest = hashlib.sha256(query.encode()).hexdigest()
+    persisted = {"version": 1, "sha256Hash": digest}
+    by_hash = await client.post(
+        "/graphql", json={"query": query, "extensions": {"persistedQuery": persisted}}
+    )
+    assert by_hash.json()["data"] == first.json()["data"]
+    assert made == ["transaction", "request"]
