@@ -193,7 +193,7 @@ class GraphQLEndpoint:
             if self.only_persisted or "persistedQuery" in str(payload.get("extensions", "")):
                 resolved = await resolve_persisted(
                     self.persisted,
-                    await transaction.session(),
+                    transaction.session,
                     payload,
                     only_persisted=self.only_persisted,
                     state=scope["state"],
@@ -212,7 +212,7 @@ class GraphQLEndpoint:
             if isinstance(payload, dict):
                 resolved = await resolve_persisted(
                     self.persisted,
-                    await transaction.session(),
+                    transaction.session,
                     payload,
                     only_persisted=self.only_persisted,
                     state=scope["state"],

@@ -12,6 +12,7 @@ Elsewhere the document just runs, as an ad-hoc one, within the ad-hoc size cap.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -43,14 +44,15 @@ class PendingRegistration:
 
 async def resolve_persisted(
     store: PersistedQueryStore,
-    session: AsyncSession,
+    session: Callable[[], Awaitable[AsyncSession]],
     payload: dict[str, Any],
     *,
     only_persisted: bool,
     state: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The request with its document filled in, or PersistedQueryError. ``state`` (the
-    request's) learns whether the document is a stored one or one to register."""
+    request's) learns whether the document is a stored one or one to register.
+    ``session``: the request's, asked for only if the store must read the database."""
     state = {} if state is None else state
     extensions = payload.get("extensions") or {}
     persisted = extensions.get("persistedQuery") if isinstance(extensions, dict) else None

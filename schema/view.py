@@ -150,6 +150,9 @@ class PortfolioGraphQL(GraphQL[Context, None]):
                 context.answered_by = answered_by
                 if refused(repeated):
                     ask_for_token(context)  # as the resolvers' check does
+                # A document sent with its hash is registered on either path: a client
+                # would otherwise be told PersistedQueryNotFound for it ever after.
+                await self._register(request.scope["state"], context, repeated)
                 return repeated
         try:
             result = await super().execute_single(

@@ -188,13 +188,18 @@ async def test_a_known_read_takes_the_endpoints_lane(
 ) -> None:
     """A known read is answered by the endpoint's lane: no request transaction and no
     Starlette request are made for it; a document not seen before takes the whole
-    path, and so does a persisted document's hash."""
+    path, and so does a persisted document's hash, which begins no transaction when
+    the document is in memory."""
     made: list[str] = []
 
     class Counted(endpoint.RequestTransaction):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             made.append("transaction")
             super().__init__(*args, **kwargs)
+
+        async def session(self) -> Any:
+            made.append("session")
+            return await super().session()
 
     class CountedRequest(view.Request):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -206,7 +211,7 @@ async def test_a_known_read_takes_the_endpoints_lane(
     query = f"{{ p{uuid.uuid4().hex}: teams(first: 1) {{ totalCount }} }}"
     first = await client.post("/graphql", json={"query": query})
     assert first.json()["extensions"]["answeredBy"] == "compiled"
-    assert made == ["transaction", "request"]
+    assert made == ["transaction", "request", "session"]  # strawberry's context has one
     made.clear()
     again = await client.post("/graphql", json={"query": query})
     assert again.json()["extensions"]["answeredBy"] == "repeated"
@@ -218,4 +223,10 @@ async def test_a_known_read_takes_the_endpoints_lane(
         "/graphql", json={"query": query, "extensions": {"persistedQuery": persisted}}
     )
     assert by_hash.json()["data"] == first.json()["data"]
+    assert made[:2] == ["transaction", "session"]  # registered: the store is written
+    made.clear()
+    # The hash alone, its document in memory: found without beginning a transaction.
+    hash_only = await client.post("/graphql", json={"extensions": {"persistedQuery": persisted}})
+    assert hash_only.json()["data"] == first.json()["data"]
+    assert hash_only.json()["extensions"]["answeredBy"] == "repeated"
     assert made == ["transaction", "request"]

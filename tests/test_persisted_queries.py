@@ -64,6 +64,29 @@ async def test_automatic_persisted_queries(
     assert stored == 1
 
 
+async def test_a_document_known_to_the_compiler_is_registered_by_its_hash(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], db: AsyncSession
+) -> None:
+    """Apollo's flow for a document other requests already sent in full, so that the
+    known-read path answers it: sent with its hash, it is registered all the same, and
+    the hash alone then finds it (it used to answer PersistedQueryNotFound forever)."""
+    query = f"{{ p{secrets.token_hex(8)}: products(first: 1) {{ totalCount }} }}"
+    sha256 = digest(query)
+    async with make_client(engine, sessions) as client:
+        for expected in ("compiled", "repeated"):
+            sent = await client.post("/graphql", json={"query": query})
+            assert sent.json()["extensions"]["answeredBy"] == expected
+        registered = await client.post("/graphql", json=persisted(sha256, query=query))
+        assert registered.json()["extensions"]["answeredBy"] == "repeated"
+        by_hash = await client.post("/graphql", json=persisted(sha256))
+        assert by_hash.status_code == 200
+        assert by_hash.json()["data"] == registered.json()["data"] == sent.json()["data"]
+    stored = await db.scalar(
+        select(models.PersistedQuery.document).where(models.PersistedQuery.sha256 == sha256)
+    )
+    assert stored == query
+
+
 async def test_persisted_only_mode(
     engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], db: AsyncSession
 ) -> None:

@@ -8,6 +8,7 @@ document. In the persisted-only mode, only documents registered ahead of time
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -30,10 +31,13 @@ class PersistedQueryStore:
     def __init__(self) -> None:
         self._cache: ByteLRU[str, str] = ByteLRU(CACHE_BYTES)
 
-    async def find(self, session: AsyncSession, sha256: str) -> str | None:
+    async def find(self, session: Callable[[], Awaitable[AsyncSession]], sha256: str) -> str | None:
+        """The document stored under ``sha256``; ``session`` is asked for only when it is
+        not in memory, so a request whose document is (the usual case) begins no
+        transaction for it."""
         document = self._cache.get(sha256)
         if document is None:
-            document = await session.scalar(
+            document = await (await session()).scalar(
                 select(PersistedQuery.document).where(PersistedQuery.sha256 == sha256)
             )
             if document is not None:
