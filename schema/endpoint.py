@@ -123,12 +123,31 @@ class GraphQLEndpoint:
         state["principal"] = await authenticate(
             self.auth, self.view.reads, authorization, self.view.anonymous
         )
-        if self.only_persisted or not self.view.takes_known(scope["method"], accept):
+        if not self.view.takes_known(scope["method"], accept):
             return None
         data = await body.read()
-        if _MARKER in data or data.lstrip().startswith(b"["):
-            return None  # persisted documents and batches: ``_persisted`` decides
-        return await self.view.answer_known(scope, data)
+        if data.lstrip().startswith(b"["):
+            return None  # a batch: ``_persisted`` refuses it
+        if not (self.only_persisted or _MARKER in data):
+            return await self.view.answer_known(scope, data, decode_json(data))
+        # A persisted document, filled in here if the store has it in memory (what a
+        # client of the persisted-only mode sends on every request).
+        payload = decode_json(data)
+        if not isinstance(payload, dict):
+            return None
+        try:
+            resolved = await resolve_persisted(
+                self.persisted,
+                _not_in_memory,
+                payload,
+                only_persisted=self.only_persisted,
+                state=state,
+            )
+        except _NotInMemory:
+            return None  # ``_persisted`` reads it in the request's transaction
+        except PersistedQueryError as refused:
+            return refused.response
+        return await self.view.answer_known(scope, data, resolved)
 
     async def _attempt(self, scope: Scope, body: _Body, send: Send, *, last: bool) -> str | None:
         """Run the request once, in a transaction of its own. When PostgreSQL aborted a
@@ -240,6 +259,16 @@ def _headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
         elif name == b"authorization" and authorization is None:
             authorization = value.decode("latin-1")
     return accept, content_type, authorization
+
+
+class _NotInMemory(Exception):
+    """The persisted document must be read from the database."""
+
+
+async def _not_in_memory() -> AsyncSession:
+    """The session ``resolve_persisted`` asks for when the store must read the database:
+    the lane has none, and leaves the request to the whole path."""
+    raise _NotInMemory
 
 
 class _Body:

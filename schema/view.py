@@ -203,7 +203,8 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         if _KNOWN_TRIED not in state and self.takes_known(
             request.method, request.headers.get("accept")
         ):
-            response = await self.answer_known(request.scope, await request.body())
+            body = await request.body()
+            response = await self.answer_known(request.scope, body, decode_json(body))
             if response is not None:
                 return response
         # Popped: a request run again (``GraphQLEndpoint._attempt``) tries once more, and
@@ -216,7 +217,9 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             decoded.keep(await request.body(), tried.payload)
         return None
 
-    async def answer_known(self, scope: Scope, body: bytes) -> Answer | Response | None:
+    async def answer_known(
+        self, scope: Scope, body: bytes, payload: Any
+    ) -> Answer | Response | None:
         """A JSON POST of a query the compiler answered before, or of a known update, is
         answered here, before strawberry's HTTP handling and without an ORM session
         (``schema.known``, ``schema.known_writes``, on a pooled connection): the same
@@ -224,8 +227,9 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         repeated small read (a node lookup) is made of. The endpoint calls it first
         (``GraphQLEndpoint``), for a caller it authenticated; None when neither path
         takes the request (parameters of the wrong type, a document not seen before),
-        which is then left to strawberry, with the decoded body (``decode_json``)."""
-        payload = decode_json(body)  # refused here (400) as strawberry's path would
+        which is then left to strawberry, with the decoded body (``decode_json``).
+        ``payload``: what ``body`` decoded to (refused with 400 as strawberry's path
+        would), a persisted document's filled in."""
         state = scope["state"]
         state[_KNOWN_TRIED] = tried = _DecodedBody()
         tried.keep(body, payload)

@@ -187,9 +187,9 @@ async def test_a_known_read_takes_the_endpoints_lane(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A known read is answered by the endpoint's lane: no request transaction and no
-    Starlette request are made for it; a document not seen before takes the whole
-    path, and so does a persisted document's hash, which begins no transaction when
-    the document is in memory."""
+    Starlette request are made for it, also when it is sent as a persisted document's
+    hash whose document is in memory; a document not seen before takes the whole path,
+    and so does a hash the store must look up."""
     made: list[str] = []
 
     class Counted(endpoint.RequestTransaction):
@@ -225,8 +225,13 @@ async def test_a_known_read_takes_the_endpoints_lane(
     assert by_hash.json()["data"] == first.json()["data"]
     assert made[:2] == ["transaction", "session"]  # registered: the store is written
     made.clear()
-    # The hash alone, its document in memory: found without beginning a transaction.
+    # The hash alone, its document in memory: filled in and answered by the lane too.
     hash_only = await client.post("/graphql", json={"extensions": {"persistedQuery": persisted}})
     assert hash_only.json()["data"] == first.json()["data"]
     assert hash_only.json()["extensions"]["answeredBy"] == "repeated"
-    assert made == ["transaction", "request"]
+    assert made == []
+    # A hash the store does not have in memory is looked up in the request's transaction.
+    unknown = {"version": 1, "sha256Hash": "0" * 64}
+    missing = await client.post("/graphql", json={"extensions": {"persistedQuery": unknown}})
+    assert missing.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
+    assert made == ["transaction", "session"]

@@ -104,8 +104,18 @@ async def test_persisted_only_mode(
         db.add(models.PersistedQuery(sha256=HASH, document=QUERY))
         await db.commit()
         allowed = await client.post("/graphql", json=persisted())
+        # Every request of this mode is a hash: from the second on, the known-read path
+        # answers it, the document filled in from memory.
+        again = [await client.post("/graphql", json=persisted()) for _ in range(2)]
+        with_variables = await client.post("/graphql", json=persisted(variables={}))
+        refused_again = await client.post("/graphql", json={"query": QUERY})
     assert allowed.status_code == 200
     assert allowed.json()["data"]["products"]["totalCount"] >= 1
+    for answer in (*again, with_variables):
+        assert answer.json()["extensions"]["answeredBy"] == "repeated"
+        assert answer.json()["data"] == allowed.json()["data"]
+    assert refused_again.status_code == 400
+    assert refused_again.json()["errors"][0]["extensions"] == {"code": "PERSISTED_QUERY_REQUIRED"}
 
 
 def test_persist_queries_command(fresh_database: str, tmp_path: Path) -> None:  # noqa: F811
