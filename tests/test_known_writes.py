@@ -7,6 +7,7 @@ statement and COMMIT."""
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -63,10 +64,18 @@ async def _never(*_: Any) -> None:
 def _apps(
     engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], **settings: Any
 ) -> tuple[Starlette, Starlette]:
-    """The same server twice: with the known-mutation path, and with it declining all."""
+    """The same server twice: with the known-mutation path, and with it declining all.
+
+    Both budgets' clocks stand still: a budget is a fixed window of the wall clock (an
+    hour, ``domain.ratelimit``), and one that ended between the two servers' charges
+    made their ``remaining`` differ though each had charged the same (seen once). With
+    one instant, ``remaining`` still tells whether both paths charged alike."""
     fast = assemble_app(settings_for(environment="production", **settings), engine, sessions)
     normal = assemble_app(settings_for(environment="production", **settings), engine, sessions)
     _updates(normal).answer = _never  # type: ignore[method-assign,assignment]
+    instant = time.time()
+    for app in (fast, normal):
+        app.state.rate_limiter.clock = lambda: instant
     return fast, normal
 
 
