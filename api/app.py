@@ -88,6 +88,7 @@ async def metrics(request: Request) -> Response:
     observed: Metrics = request.app.state.metrics
     observed.pool_in_use.set(engine.pool.checkedout())
     observed.pool_size.set(engine.pool.size())
+    observed.observe_read_pool(request.app.state.reads)
     try:
         async with asyncio.timeout(OUTBOX_SCRAPE_TIMEOUT_SECONDS):
             state = await outbox_state(engine)

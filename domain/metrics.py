@@ -18,6 +18,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from starlette.responses import Response
 
+from domain.database import DriverPool
+
 
 class Metrics:
     """One registry per app, so tests and several apps in a process do not collide."""
@@ -46,6 +48,28 @@ class Metrics:
         self.pool_size = Gauge(
             "portfolio_db_pool_size", "Database connections open.", registry=self.registry
         )
+        # The driver pool of known reads and updates (``domain.database.DriverPool``),
+        # beside the engine's: its own connections, its own limit.
+        self.read_pool_in_use = Gauge(
+            "portfolio_db_read_pool_in_use",
+            "Driver pool connections handed out (or opening, or closing).",
+            registry=self.registry,
+        )
+        self.read_pool_idle = Gauge(
+            "portfolio_db_read_pool_idle",
+            "Driver pool connections open and idle.",
+            registry=self.registry,
+        )
+        self.read_pool_size = Gauge(
+            "portfolio_db_read_pool_size",
+            "Driver pool connections that may be open at once.",
+            registry=self.registry,
+        )
+        self.read_pool_waiting = Gauge(
+            "portfolio_db_read_pool_waiting",
+            "Known reads and updates waiting for a driver pool connection.",
+            registry=self.registry,
+        )
         self.large_requests_waiting = Gauge(
             "portfolio_large_requests_waiting",
             "Requests with a large body waiting for their turn.",
@@ -68,6 +92,15 @@ class Metrics:
         )
 
         self.webhooks = WebhookMetrics(self.registry)
+
+    def observe_read_pool(self, reads: Any) -> None:
+        """The driver pool's state, at a scrape. An app whose reads run on its sessions'
+        one connection (tests: ``BoundReads``) has no pool: nothing is set."""
+        if isinstance(reads, DriverPool):
+            self.read_pool_in_use.set(reads.in_use)
+            self.read_pool_idle.set(reads.idle)
+            self.read_pool_size.set(reads.size)
+            self.read_pool_waiting.set(reads.waiting)
 
     def watch_response_cache(self, cache: Any) -> None:
         """Export the response cache's state at each scrape (nothing per request)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -40,7 +41,29 @@ from tests.fixtures.database import (
 TEST_WEBHOOK_SECRET_KEY = "dGVzdHMgc2VhbCB3ZWJob29rIHNlY3JldHMgd2l0aCA="
 
 
+# Settings already made, by overrides and the environment they read: building one reads
+# and validates every field's source (~5 ms), and most tests build the same few. Nothing
+# assigns to a Settings (copies are made with ``model_copy``), so one may be shared.
+_settings_made: dict[tuple[str, tuple[tuple[str, str], ...]], Settings] = {}
+
+
 def settings_for(**overrides: Any) -> Settings:
+    read = tuple(
+        sorted(
+            (name, value)
+            for name, value in os.environ.items()
+            if name.upper().startswith("PORTFOLIO_")
+            or name.upper() in ("DATABASE_URL", "REDIS_URL")
+        )
+    )
+    key = (repr(sorted(overrides.items())), read)
+    made = _settings_made.get(key)
+    if made is None:
+        made = _settings_made[key] = _new_settings(**overrides)
+    return made
+
+
+def _new_settings(**overrides: Any) -> Settings:
     # Most tests ask for large nested pages on purpose: the cost limit is tested on its own.
     values: dict[str, Any] = {
         "environment": Environment.DEVELOPMENT,

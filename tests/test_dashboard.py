@@ -46,7 +46,7 @@ from domain import models
 from domain.settings import Settings, get_settings
 from tests.conftest import make_client, settings_for
 from tests.fixtures.auth import bearer, user_with_roles
-from tests.fixtures.server import LiveServer, live_server
+from tests.fixtures.server import InProcessServer, served_in_process
 from tests.test_graphiql import BROWSER, Page, _chromium, _requested_urls
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -356,19 +356,37 @@ def test_the_command_registers_the_client_and_adds_addresses(database_env: str) 
 # ---- in a browser ------------------------------------------------------------------
 
 
-@contextmanager
-def _browser() -> Iterator[webdriver.Chrome]:
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[webdriver.Chrome]:
+    """One Chromium for the module's browser tests (each start costs seconds)."""
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         pytest.skip(
             "the dashboard's browser tests need Debian's Chromium: "
             "apt-get install chromium chromium-driver"
         )
     with _chromium() as browser:
-        browser.set_window_size(1400, 1000)
         yield browser
 
 
-async def _arrange(url: str, server: LiveServer) -> dict[str, Any]:
+@contextmanager
+def _browser(chromium: webdriver.Chrome) -> Iterator[webdriver.Chrome]:
+    """The module's Chromium as a new one would be: no page, no cookie (cookies ignore
+    ports: the last test's server had a sign-in session on 127.0.0.1 too), nothing left
+    in its logs (a test reads only what its page logged and requested)."""
+    chromium.get("about:blank")
+    chromium.execute_cdp_cmd("Network.clearBrowserCookies", {})
+    chromium.execute_cdp_cmd("Network.clearBrowserCache", {})
+    chromium.set_window_size(1400, 1000)
+    chromium.get_log("browser")
+    chromium.get_log("performance")
+    try:
+        yield chromium
+    finally:
+        # Left before its server stops: the page's timers and live connection end.
+        chromium.get("about:blank")
+
+
+async def _arrange(url: str, server: InProcessServer) -> dict[str, Any]:
     """The dashboard's client for the server's address, an admin and a viewer with
     passwords (as `portfolio create-admin` makes them), and an ingest service's token."""
     engine = create_async_engine(url)
@@ -409,7 +427,7 @@ async def _arrange(url: str, server: LiveServer) -> dict[str, Any]:
 
 
 def _sign_in(
-    browser: webdriver.Chrome, server: LiveServer, email: str, view: str | None = ""
+    browser: webdriver.Chrome, server: InProcessServer, email: str, view: str | None = ""
 ) -> WebDriverWait:
     """Through the page's button and the authorization server's own form, from the page
     at ``view`` (None: where the browser is)."""
@@ -447,7 +465,9 @@ def _screenshot(browser: webdriver.Chrome, tmp_path: Path, name: str) -> Path:
     return path
 
 
-async def _record(server: LiveServer, token: str, kpi: str, value: float, external_id: str) -> None:
+async def _record(
+    server: InProcessServer, token: str, kpi: str, value: float, external_id: str
+) -> None:
     """One measurement, now, through the API, as a monitoring pipeline sends it."""
     async with httpx.AsyncClient(base_url=server.url) as http:
         recorded = await http.post(
@@ -494,9 +514,9 @@ async def _refresh_tokens_of(url: str, email: str) -> list[RefreshToken]:
 
 
 async def test_sign_in_see_the_portfolio_open_a_product_and_watch_it_change(
-    own_database: str, tmp_path: Path
+    own_database: str, tmp_path: Path, chromium: webdriver.Chrome
 ) -> None:
-    with live_server(own_database) as server, _browser() as browser:
+    with served_in_process(own_database) as server, _browser(chromium) as browser:
         arranged = await _arrange(own_database, server)
         admin = arranged["people"]["admin"]
         wait = _sign_in(browser, server, admin)
@@ -629,13 +649,13 @@ def _kpi_rows(browser: webdriver.Chrome) -> list[str]:
 
 
 async def test_freshness_reads_in_words_and_importance_sorts_the_kpis(
-    own_database: str, tmp_path: Path
+    own_database: str, tmp_path: Path, chromium: webdriver.Chrome
 ) -> None:
     """A stale KPI says so (and since when) on its card and in its product's table;
     the IT and product importance levels stand beside their prose, and the table sorts
     by them from the keyboard, most important first, then least."""
     await _measured_an_hour_ago_but_pay_adoption(own_database, stale_days=3)
-    with live_server(own_database) as server, _browser() as browser:
+    with served_in_process(own_database) as server, _browser(chromium) as browser:
         arranged = await _arrange(own_database, server)
         wait = _sign_in(browser, server, arranged["people"]["admin"])
         wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".card")) == arranged["products"])
@@ -726,7 +746,7 @@ async def _disable(url: str, email: str) -> None:
     await engine.dispose()
 
 
-def _token_requests(browser: webdriver.Chrome, server: LiveServer, seen: list[str]) -> int:
+def _token_requests(browser: webdriver.Chrome, server: InProcessServer, seen: list[str]) -> int:
     """How many times the page has called the token endpoint so far (the DevTools log
     is drained by each read, so what was read is kept in ``seen``)."""
     seen.extend(url for url in _requested_urls(browser) if url == f"{server.url}/oauth/token")
@@ -734,13 +754,13 @@ def _token_requests(browser: webdriver.Chrome, server: LiveServer, seen: list[st
 
 
 async def test_a_viewer_without_finance_read_sees_no_cost_column(
-    own_database: str, tmp_path: Path
+    own_database: str, tmp_path: Path, chromium: webdriver.Chrome
 ) -> None:
     """Also: a reload forgets the tokens, and the access token is renewed before it
     expires with a rotated refresh token (tokens live 60 s here: renewed after 5)."""
     with (
-        live_server(own_database, PORTFOLIO_ACCESS_TOKEN_TTL_SECONDS="60") as server,
-        _browser() as browser,
+        served_in_process(own_database, PORTFOLIO_ACCESS_TOKEN_TTL_SECONDS="60") as server,
+        _browser(chromium) as browser,
     ):
         arranged = await _arrange(own_database, server)
         viewer = arranged["people"]["viewer"]
@@ -808,9 +828,11 @@ async def test_a_viewer_without_finance_read_sees_no_cost_column(
         _screenshot(browser, tmp_path, "session-ended")
 
 
-async def test_a_user_without_access_is_told_why(own_database: str, tmp_path: Path) -> None:
+async def test_a_user_without_access_is_told_why(
+    own_database: str, tmp_path: Path, chromium: webdriver.Chrome
+) -> None:
     """Signed in, but no role gives portfolio:read: the page says what is missing."""
-    with live_server(own_database) as server, _browser() as browser:
+    with served_in_process(own_database) as server, _browser(chromium) as browser:
         await _arrange(own_database, server)
         engine = create_async_engine(own_database)
         async with AsyncSession(engine) as session, session.begin():
@@ -839,13 +861,15 @@ async def test_a_user_without_access_is_told_why(own_database: str, tmp_path: Pa
         _screenshot(browser, tmp_path, "no-access")
 
 
-async def test_a_spent_budget_is_waited_out_not_retried(own_database: str, tmp_path: Path) -> None:
+async def test_a_spent_budget_is_waited_out_not_retried(
+    own_database: str, tmp_path: Path, chromium: webdriver.Chrome
+) -> None:
     """With 1,500 points an hour, the portfolio (about 940) fits once and a product does
     not: the API refuses it (429, Retry-After) and the page says when to come back, and
     sends nothing more until then."""
     with (
-        live_server(own_database, PORTFOLIO_RATE_LIMIT_POINTS="1500") as server,
-        _browser() as browser,
+        served_in_process(own_database, PORTFOLIO_RATE_LIMIT_POINTS="1500") as server,
+        _browser(chromium) as browser,
     ):
         arranged = await _arrange(own_database, server)
         wait = _sign_in(browser, server, arranged["people"]["admin"])

@@ -368,3 +368,36 @@ async def test_connections_are_opened_as_the_engines(engine: AsyncEngine) -> Non
         ] == expected
         assert await driver.fetchval("""SELECT '{"a": [1]}'::jsonb""") == {"a": [1]}
         assert await driver.fetchval("""SELECT '{"a": [1]}'::json""") == {"a": [1]}
+
+
+def _gauges(metrics: str) -> dict[str, float]:
+    """The driver pool's gauges in a /metrics page."""
+    return {
+        name.removeprefix("portfolio_db_read_pool_"): float(value)
+        for name, value in (
+            line.split() for line in metrics.splitlines() if line.startswith("portfolio_db_read_")
+        )
+    }
+
+
+async def test_metrics_report_the_driver_pool(own_database: str) -> None:
+    """/metrics says how much of the driver pool is used, beside the engine's pool: after
+    a known read its one connection is idle; held, it is in use."""
+    app = create_app(
+        settings_for(anonymous_scopes=ALL_SCOPES, db_read_pool_size=3), database_url=own_database
+    )
+    initiatives = await _initiatives(own_database)
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            await _ask(client, initiatives[0][0])  # now known
+            known = await _ask(client, initiatives[1][0])
+            assert known.json()["extensions"]["answeredBy"] == "repeated"
+            after_read = _gauges((await client.get("/metrics")).text)
+            async with app.state.reads():
+                while_held = _gauges((await client.get("/metrics")).text)
+        assert after_read == {"in_use": 0, "idle": 1, "size": 3, "waiting": 0}
+        assert while_held == {"in_use": 1, "idle": 0, "size": 3, "waiting": 0}
+    finally:
+        await app.state.reads.close()
+        await app.state.engine.dispose()

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
@@ -36,7 +36,7 @@ from tests.conftest import ALL_SCOPES, GraphQL, settings_for
 from tests.fixtures.auth import bearer, service_client, user_with_roles
 from tests.schema_walk import QueryWalker
 from tests.test_guarded_everywhere import _seed_sentinels, walk_arguments
-from tests.test_known_writes import TABLES, _apps, _footprint, _request, _updates
+from tests.test_known_writes import _apps, _footprint, _request, _updates, _versions
 from tests.test_known_writes import portfolio as portfolio  # a fixture
 
 READ_LIKE = [
@@ -593,11 +593,7 @@ async def test_known_updates_of_callers_with_random_scopes(
             )
             assert await _footprint(connection) == expected_rows, (case, document, variables)
             await connection.exec_driver_sql("RELEASE SAVEPOINT attack")
-            for type_name, pks in portfolio.items():
-                for pk in pks:
-                    versions[(type_name, pk)] = await connection.scalar(
-                        text(f"SELECT version FROM {TABLES[type_name]} WHERE id = :id"), {"id": pk}
-                    )
+            versions = await _versions(connection, portfolio)
     assert taken >= 10, taken
 
 

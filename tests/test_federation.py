@@ -26,7 +26,7 @@ from tests.conftest import GraphQL, make_client
 from tests.fixtures.auth import bearer
 from tests.fixtures.cli import created_client, portfolio
 from tests.fixtures.database import StatementCounter
-from tests.fixtures.server import live_server
+from tests.fixtures.server import served_in_process
 
 GATEWAY = Path(__file__).with_name("federation_gateway")
 READ = ["portfolio:read"]
@@ -323,7 +323,7 @@ PRODUCT = '{ product(key: "CHK") { key name reviewCount } }'
 
 def test_an_apollo_gateway_composes_the_subgraph(own_database: str) -> None:
     _install_gateway()
-    with live_server(
+    with served_in_process(
         own_database, PORTFOLIO_FEDERATION="true", PORTFOLIO_ENVIRONMENT="production"
     ) as server:
         reader = token_with(server.url, own_database, "portfolio:read")

@@ -4,7 +4,10 @@ without an internal error. Derandomised, so CI sees the same cases every run."""
 
 from __future__ import annotations
 
+import functools
+import multiprocessing
 from collections.abc import AsyncIterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +52,23 @@ def generated_cases() -> list[tuple[str, str]]:
     return cases
 
 
-CASES = generated_cases()
+def _drawn_elsewhere() -> Future[list[tuple[str, str]]]:
+    """The cases, drawn by a forked copy of this process while the tests collected before
+    this module's run: drawing them costs ~10 s of CPU (hypothesis-graphql builds its
+    strategies anew for each draw), which collection used to spend before any test ran.
+    Derandomised: the same cases as drawn here."""
+    drawing = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+    drawn = drawing.submit(generated_cases)
+    drawing.shutdown(wait=False)  # the worker ends once it has drawn them
+    return drawn
+
+
+_DRAWN = _drawn_elsewhere()
+
+
+@functools.cache
+def cases() -> list[tuple[str, str]]:
+    return _DRAWN.result()
 
 
 @pytest.fixture
@@ -73,8 +92,8 @@ async def fuzzed(
 
 
 def test_the_fuzzer_covers_queries_and_mutations() -> None:
-    labels = {label for label, _ in CASES}
-    assert len(CASES) >= 200
+    labels = {label for label, _ in cases()}
+    assert len(cases()) >= 200
     assert any(label.startswith("Query.") for label in labels)
     assert any(label.startswith("Mutation.") for label in labels)
     assert {"Query.products", "Query.node", "Mutation.recordKpiMeasurements"} <= labels
@@ -83,7 +102,7 @@ def test_the_fuzzer_covers_queries_and_mutations() -> None:
 async def test_no_generated_operation_fails_the_server(fuzzed: httpx.AsyncClient) -> None:
     failures: list[str] = []
     answered = 0
-    for label, document in CASES:
+    for label, document in cases():
         response = await fuzzed.post("/graphql", json={"query": document})
         payload = response.json()
         codes = {(error.get("extensions") or {}).get("code") for error in payload.get("errors", [])}
@@ -92,4 +111,4 @@ async def test_no_generated_operation_fails_the_server(fuzzed: httpx.AsyncClient
             failures.append(f"{label}: {response.status_code} {response.text[:300]}\n{document}")
     assert failures == []
     # Most cases get past the limits and validation to real execution.
-    assert answered >= len(CASES) // 3, answered
+    assert answered >= len(cases()) // 3, answered

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from api.app import assemble_app
 from schema import graphiql
 from tests.conftest import make_client, settings_for
-from tests.fixtures.server import live_server
+from tests.fixtures.server import served_in_process
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "schema" / "graphiql" / "static"
@@ -277,7 +277,7 @@ async def test_graphiql_runs_in_a_browser_without_internet(own_database: str) ->
     loads nothing from anywhere else, runs a query from its address (?q=), sends what
     the Headers tab holds, and shows the explorer plugin."""
     query = "{ products(first: 2) { nodes { key } } }"
-    with live_server(own_database) as server, _chromium() as browser:
+    with served_in_process(own_database) as server, _chromium() as browser:
         browser.get(f"{server.url}/graphql?{urlencode({'q': query})}")
         wait = WebDriverWait(browser, 30)
         execute = wait.until(

@@ -13,14 +13,16 @@ import signal
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from typing import Any
+from unittest import mock
 
 import httpx
 import psutil
 import pytest
+import structlog.testing
 import uvicorn
 from typer.testing import CliRunner
 
-from api.cli import _worker_options, default_workers
+from api.cli import _prepare_for_workers, _worker_options, default_workers
 from api.cli import app as cli
 from domain.settings import Environment, Settings
 from tests.fixtures.database import demo_database
@@ -175,39 +177,6 @@ async def test_the_rate_limit_budget_is_shared_between_workers_through_redis(
         assert third["remaining"] == second["remaining"] - cost
 
 
-async def test_sigterm_drains_every_worker_and_leaves_no_process(own_database: str) -> None:
-    with serving_workers(own_database, 2) as server:
-        assert "without REDIS_URL each worker counts rate-limit points" in server.output
-        assert len(_workers(server.process.pid)) == 2
-        started = children(server.process.pid)
-        async with AsyncExitStack() as stack:
-            clients = await pinned_clients(stack, server.url)
-            client = next(iter(clients.values()))
-            nodes = (await client.post("/graphql", json={"query": TITLE})).json()
-            initiative = nodes["data"]["initiatives"]["nodes"][0]
-            events_before = await audit_events(own_database, initiative["key"])
-            async with row_locked(own_database, initiative["key"]) as lock:
-                variables = {"id": initiative["id"], "title": "Renamed while stopping"}
-                in_flight = asyncio.create_task(
-                    client.post("/graphql", json={"query": RENAME, "variables": variables})
-                )
-                await wait_until_blocked(lock)
-                server.process.send_signal(signal.SIGTERM)
-                await asyncio.to_thread(server.wait_for, "Shutting down")
-            # The lock is gone: the request in flight finishes during the shutdown.
-            response = await in_flight
-        assert response.status_code == 200
-        assert response.json()["data"]["updateInitiative"]["userErrors"] == []
-        assert await asyncio.to_thread(server.process.wait, 60) == 0
-        assert server.pump is not None
-        server.pump.join(60)
-        assert server.output.count("Application shutdown complete") == 2
-        gone, alive = psutil.wait_procs(started, timeout=10)
-        assert alive == [] and len(gone) == len(started)
-    assert await stored_title(own_database, initiative["key"]) == "Renamed while stopping"
-    assert await audit_events(own_database, initiative["key"]) == events_before + 1
-
-
 def test_one_worker_per_cpu_in_production_and_one_in_development() -> None:
     production = Settings(environment=Environment.PRODUCTION)
     assert default_workers(production) == len(os.sched_getaffinity(0))
@@ -229,3 +198,53 @@ def test_the_demo_refuses_several_workers() -> None:
     result = CliRunner().invoke(cli, ["serve", "--demo", "--workers", "2"])
     assert result.exit_code == 2
     assert "Invalid value for --workers: --demo serves from one worker" in result.output
+
+
+def test_workers_without_redis_are_told_budgets_are_counted_per_worker(
+    database_url: str,
+) -> None:
+    """What ``serve --workers N`` does before starting workers without REDIS_URL: it
+    warns (the shared server above has Redis)."""
+    settings = Settings(database_url=database_url, migrate_on_start=False, redis_url=None)
+    # It hands the workers their settings through the environment: put back after.
+    with mock.patch.dict(os.environ), structlog.testing.capture_logs() as logged:
+        _prepare_for_workers(settings)
+    [warning] = [entry for entry in logged if entry["event"] == "rate_limits_per_worker"]
+    assert warning["log_level"] == "warning"
+    assert "without REDIS_URL each worker counts rate-limit points" in warning["detail"]
+
+
+async def test_sigterm_drains_every_worker_and_leaves_no_process(
+    two_workers: LiveServer, workers_database: str
+) -> None:
+    """The module's server (with Redis), stopped: this test comes after every other one
+    using it, as starting two more workers costs each of them the app's import."""
+    server = two_workers
+    assert len(_workers(server.process.pid)) == 2
+    started = children(server.process.pid)
+    async with AsyncExitStack() as stack:
+        clients = await pinned_clients(stack, server.url)
+        client = next(iter(clients.values()))
+        nodes = (await client.post("/graphql", json={"query": TITLE})).json()
+        initiative = nodes["data"]["initiatives"]["nodes"][0]
+        events_before = await audit_events(workers_database, initiative["key"])
+        async with row_locked(workers_database, initiative["key"]) as lock:
+            variables = {"id": initiative["id"], "title": "Renamed while stopping"}
+            in_flight = asyncio.create_task(
+                client.post("/graphql", json={"query": RENAME, "variables": variables})
+            )
+            await wait_until_blocked(lock)
+            server.process.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(server.wait_for, "Shutting down")
+        # The lock is gone: the request in flight finishes during the shutdown.
+        response = await in_flight
+    assert response.status_code == 200
+    assert response.json()["data"]["updateInitiative"]["userErrors"] == []
+    assert await asyncio.to_thread(server.process.wait, 60) == 0
+    assert server.pump is not None
+    server.pump.join(60)
+    assert server.output.count("Application shutdown complete") == 2
+    gone, alive = psutil.wait_procs(started, timeout=10)
+    assert alive == [] and len(gone) == len(started)
+    assert await stored_title(workers_database, initiative["key"]) == "Renamed while stopping"
+    assert await audit_events(workers_database, initiative["key"]) == events_before + 1
