@@ -63,7 +63,9 @@ SUBTREE_CACHE_BYTES = 16 * 1024 * 1024
 _ALIAS = re.compile(r"n([0-9]+)")
 # Row aliases in SQL text (``n12``, also inside a lateral's name ``latest_n12``), string
 # literals skipped: a value written into the statement may read like one.
-_ALIAS_IN_SQL = re.compile(r"'(?:[^']|'')*'|(?<![A-Za-z0-9$])n([0-9]+)(?![A-Za-z0-9])")
+# (The ``n`` is matched before the character behind it is looked at, and a literal's
+# run of ordinary characters at once: the pattern is tried at every position.)
+_ALIAS_IN_SQL = re.compile(r"'[^']*(?:''[^']*)*'|n(?<![A-Za-z0-9$]n)([0-9]+)(?![A-Za-z0-9])")
 # The rows of an ``asOf`` lookup (``schema.compiled.as_of``): never kept in a text.
 _AS_OF_ROW = re.compile(r"(?<![A-Za-z0-9_$])asof[a-z_]*[0-9]+(?![A-Za-z0-9])")
 _PARENT = -1  # the hole of the parent's alias; the subtree's own are 0, 1, ...
@@ -215,7 +217,7 @@ class _Recording(ColumnElement[Any]):
         return self.inner._from_objects
 
     def keep(self, sql: str) -> None:
-        if _AS_OF_ROW.search(sql) is not None:
+        if "asof" in sql and _AS_OF_ROW.search(sql) is not None:
             # An ``asOf`` row (``asof3``) is numbered per statement too, but is no hole:
             # a text naming one would name another statement's row when reused.
             return
