@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -16,6 +17,7 @@ from graphql import FragmentDefinitionNode, OperationDefinitionNode, parse
 from sqlalchemy import String
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain import models
 from schema.compiled.subtrees import SUBTREES, SubtreeCache, Text, _Recording, shape
 from tests.fixtures import factories
 
@@ -97,17 +99,37 @@ async def test_arguments_are_part_of_the_key(pair: Any, db: AsyncSession) -> Non
         assert len(answer["initiatives"]["nodes"]) == first
 
 
-async def test_a_field_reusing_a_lateral_of_its_row_is_not_kept_alone(
+async def test_a_field_reading_a_lateral_of_its_row_is_kept_with_it(
     pair: Any, db: AsyncSession
 ) -> None:
     """``status`` and ``latestValue`` share one lateral lookup joined where the KPI's
-    row is selected: the second of them, kept alone, would name a lateral that a later
-    document selecting it alone does not join."""
-    kpi = await factories.kpi(db)
-    for fields in ("status latestValue", "latestValue", "latestValue status", "status"):
+    row is selected, outside their texts: each is kept with the lateral and joins it
+    again where it is reused, alone, with the other, in another order, on a list."""
+    product = await factories.product(db)
+    kpi = await factories.kpi(db, product_id=product.id)
+    observed = datetime(2026, 6, 1, tzinfo=UTC)
+    db.add(
+        models.KpiMeasurement(
+            kpi_id=kpi.id, observed_at=observed, value=42.5, source="t", external_id=kpi.key
+        )
+    )
+    await db.flush()
+    sequence = ("status latestValue", "latestValue", "latestValue status", "status")
+    for number, fields in enumerate(sequence):
+        hits = SUBTREES.hits
         got = await _alike(pair, EVERY_SCOPE, _new(f'kpi(key: "{kpi.key}") {{ {fields} }}'))
         (answer,) = got["data"].values()
         assert list(answer) == fields.split()
+        assert answer.get("latestValue", 42.5) == 42.5
+        if number:  # every field was kept by the first document
+            assert SUBTREES.hits - hits == len(fields.split())
+    # The same texts on the rows of a list, beside a field that reads the lateral anew.
+    hits = SUBTREES.hits
+    lookup = f'product(key: "{product.key}") {{ kpis {{ nodes {{ key status isStale }} }} }}'
+    got = await _alike(pair, EVERY_SCOPE, _new(lookup))
+    (answer,) = got["data"].values()
+    assert [node["key"] for node in answer["kpis"]["nodes"]] == [kpi.key]
+    assert SUBTREES.hits > hits
 
 
 def test_a_shape_is_the_field_as_written_and_none_with_a_variable() -> None:
@@ -153,7 +175,7 @@ def test_a_text_naming_an_as_of_row_is_not_kept(row: str) -> None:
     key = ("test", row)
     recording = _Recording.__new__(_Recording)
     recording.subtree_key, recording.parent, recording.start, recording.names = key, 1, 2, 1
-    recording.type = String()
+    recording.type, recording.laterals = String(), ()
     recording.keep(f"SELECT n2.title FROM initiatives AS n2 WHERE n2.id = {row}.id")
     assert SUBTREES.get(key) is None
     recording.keep("SELECT n2.title FROM initiatives AS n2 WHERE n2.parent_id = n1.id")

@@ -72,6 +72,10 @@ COMPUTED_PREFIX = "$"
 PRINCIPAL_PREFIX = "$principal_"
 
 
+# A lateral lookup of a row: ``lookup(compiler, row alias)``.
+Lookup = Callable[["Compiler", Any], Select[Any]]
+
+
 class NotBound(Exception):
     """A variable meant to be a parameter was used where the compiler inlines values."""
 
@@ -113,9 +117,9 @@ class Compiler:
         # selected (``rows``): the KPI's latest measurement, found once for both
         # ``latestValue`` and ``status``.
         self._laterals: dict[Any, dict[str, Any]] = {}
-        # The row of each lateral used: a field using one of a row above it is not kept
-        # as text (``subtrees``).
-        self.lateral_rows: list[Any] = []
+        # Each lateral used, with its row: a field using one of its parent's row is kept
+        # with it, one of a row above that is not kept as text (``subtrees``).
+        self.lateral_rows: list[tuple[Any, str, Lookup]] = []
         # Where the field being built sits, and the refused fields of the root field.
         self.path: list[Step] = []
         self.refusals: list[Refusal] = []
@@ -440,12 +444,14 @@ class Compiler:
         (parameter,) = self.computed(node, [(page.size, BigInteger)], size)
         return cast(parameter, BigInteger)
 
-    def lateral(self, alias: Any, name: str, build: Callable[[], Any]) -> Any:
-        """The lateral subquery ``name`` joined to the rows of ``alias``, built once."""
-        self.lateral_rows.append(alias)
+    def lateral(self, alias: Any, name: str, lookup: Lookup) -> Any:
+        """The lateral subquery ``name`` joined to the rows of ``alias``, built once
+        (``lookup(self, alias)``: a function of its own, so that a field's kept text
+        can join it again where it is reused: ``subtrees``)."""
+        self.lateral_rows.append((alias, name, lookup))
         laterals = self._laterals.setdefault(alias, {})
         if name not in laterals:
-            laterals[name] = build().lateral(f"{name}_{inspect(alias).name}")
+            laterals[name] = lookup(self, alias).lateral(f"{name}_{inspect(alias).name}")
         return laterals[name]
 
     def shape(self, node: FieldNode) -> str | None:

@@ -61,6 +61,13 @@ class JsonText(TypeDecorator[str]):
     cache_ok = True
 
 
+# One instance for every use: a TypeDecorator makes its comparator class once per
+# instance (``type()``, on the first operation or attribute lookup of an expression of
+# it), which a new instance per constant and concatenation paid thousands of times per
+# first-seen plan.
+JSON_TEXT = JsonText()
+
+
 class Written(TypeCoerce[str]):
     """An object or array this module concatenated: never NULL, since each of its
     values was made non-NULL (a subquery selecting it still may be NULL)."""
@@ -70,7 +77,7 @@ class Written(TypeCoerce[str]):
 
 def constant(text: str) -> ColumnElement[str]:
     """A fixed piece of JSON, written into the statement (never a parameter)."""
-    return literal_column("'" + text.replace("'", "''") + "'", JsonText())
+    return literal_column("'" + text.replace("'", "''") + "'", JSON_TEXT)
 
 
 NULL = constant("null")
@@ -101,7 +108,9 @@ def json_text(value: Any) -> ColumnElement[str]:
         return NULL
     if (
         isinstance(value, Written)
-        or getattr(value, "never_null", False)  # JSON text kept (``subtrees``)
+        # JSON text kept (``subtrees``). Looked up on the class: an expression's own
+        # lookup of a missing attribute builds its comparator first.
+        or getattr(type(value), "never_null", False)
         or constant_text(value) is not None
     ):
         return value
@@ -114,7 +123,7 @@ def json_text(value: Any) -> ColumnElement[str]:
         how = "to_json"  # quoted and escaped
     else:  # a type not written above (or unknown to SQLAlchemy): the resolvers answer
         raise Unsupported(f"JSON of {kind!r}")
-    return filled(("json_text", how), value, _WRITERS[how], JsonText())
+    return filled(("json_text", how), value, _WRITERS[how], JSON_TEXT)
 
 
 _WRITERS: dict[str, Callable[[Any], ColumnElement[str]]] = {
@@ -127,7 +136,7 @@ _WRITERS: dict[str, Callable[[Any], ColumnElement[str]]] = {
 def written(value: ColumnElement[str]) -> ColumnElement[str]:
     """An object or array built elsewhere (``templates``) as this module's own: never
     NULL, so ``json_text`` takes it as it is."""
-    return Written(value, JsonText())
+    return Written(value, JSON_TEXT)
 
 
 def json_object(pairs: list[tuple[str, Any]]) -> ColumnElement[str]:
@@ -158,7 +167,7 @@ def json_array(item: Any, order_by: Any, where: Any = None) -> ColumnElement[str
     if where is not None:
         aggregated = aggregated.filter(where)
     body = func.coalesce(aggregated, literal_column("''"))
-    return _concatenated([constant("["), type_coerce(body, JsonText()), constant("]")])
+    return _concatenated([constant("["), type_coerce(body, JSON_TEXT), constant("]")])
 
 
 def json_list(items: list[Any]) -> ColumnElement[str]:
@@ -210,6 +219,6 @@ def _concatenated(parts: list[ColumnElement[str]]) -> ColumnElement[str]:
     if text is not None:
         flat.append(constant(text))
     if len(flat) == 1:
-        return flat[0] if isinstance(flat[0], Written) else Written(flat[0], JsonText())
-    joined = ExpressionClauseList._construct_for_list(operators.concat_op, JsonText(), *flat)
-    return Written(joined, JsonText())
+        return flat[0] if isinstance(flat[0], Written) else Written(flat[0], JSON_TEXT)
+    joined = ExpressionClauseList._construct_for_list(operators.concat_op, JSON_TEXT, *flat)
+    return Written(joined, JSON_TEXT)

@@ -100,16 +100,17 @@ def _latest_of(c: Compiler, alias: Any) -> Any:
     """The KPI's latest measurement (value, observation time), from one lookup per row
     shared by the fields using it."""
 
-    def build() -> Any:
-        measurement = c.alias(models.KpiMeasurement)
-        return (
-            select(measurement.value, measurement.observed_at)
-            .where(measurement.kpi_id == alias.id)
-            .order_by(*latest_first(measurement))
-            .limit(1)
-        )
+    return c.lateral(alias, "latest", _latest_lookup).c
 
-    return c.lateral(alias, "latest", build).c
+
+def _latest_lookup(c: Compiler, alias: Any) -> Any:
+    measurement = c.alias(models.KpiMeasurement)
+    return (
+        select(measurement.value, measurement.observed_at)
+        .where(measurement.kpi_id == alias.id)
+        .order_by(*latest_first(measurement))
+        .limit(1)
+    )
 
 
 def _latest_value(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any) -> Any:

@@ -15,8 +15,10 @@ shape appears again, in any document:
   with its parent's alias and its own as holes, renumbered where it is reused;
 - a subtree that leaves anything in the plan besides its SQL is not kept: refused
   fields below it (their errors are written per path), bound or computed parameters,
-  the caller's attributes, a lateral joined to a row above it (the parent's row joins
-  the laterals of its fields: the text alone would lose it).
+  the caller's attributes, a lateral joined to a row above its parent. A lateral of
+  the parent's row (a KPI's latest measurement, shared by ``status`` and
+  ``latestValue``) is joined where that row is selected, outside the text: it is kept
+  with the text (its name and lookup) and joined again wherever the text is reused.
 
 The text is the one SQLAlchemy compiled within its first statement: it is recorded
 when that statement is compiled, so both uses render the same SQL.
@@ -56,14 +58,16 @@ from domain.caches import ByteLRU, text_bytes
 from schema.compiled import jsontext
 
 if TYPE_CHECKING:
-    from schema.compiled.compiler import Compiler
+    from schema.compiled.compiler import Compiler, Lookup
 
 SUBTREE_CACHE_BYTES = 16 * 1024 * 1024
 
 _ALIAS = re.compile(r"n([0-9]+)")
 # Row aliases in SQL text (``n12``, also inside a lateral's name ``latest_n12``), string
 # literals skipped: a value written into the statement may read like one.
-_ALIAS_IN_SQL = re.compile(r"'(?:[^']|'')*'|(?<![A-Za-z0-9$])n([0-9]+)(?![A-Za-z0-9])")
+# (The ``n`` is matched before the character behind it is looked at, and a literal's
+# run of ordinary characters at once: the pattern is tried at every position.)
+_ALIAS_IN_SQL = re.compile(r"'[^']*(?:''[^']*)*'|n(?<![A-Za-z0-9$]n)([0-9]+)(?![A-Za-z0-9])")
 # The rows of an ``asOf`` lookup (``schema.compiled.as_of``): never kept in a text.
 _AS_OF_ROW = re.compile(r"(?<![A-Za-z0-9_$])asof[a-z_]*[0-9]+(?![A-Za-z0-9])")
 _PARENT = -1  # the hole of the parent's alias; the subtree's own are 0, 1, ...
@@ -76,6 +80,8 @@ class Text:
     pieces: tuple[str | int, ...]
     names: int  # the aliases it numbers
     type: Any  # its SQL type
+    # The laterals of its parent's row it reads (name, lookup): joined again there.
+    laterals: tuple[tuple[str, Lookup], ...] = ()
 
     def render(self, parent: int, start: int) -> str:
         return "".join(
@@ -147,19 +153,24 @@ def cached(
     if found is not None:
         SUBTREES.hits += 1
         c.next_name += found.names
+        for name, lookup in found.laterals:  # joined where the parent's rows are selected
+            c.lateral(alias, name, lookup)
         return _Replayed(found.render(parent, start), found.type, alias)
     SUBTREES.misses += 1
     before, laterals = _traces(c), len(c.lateral_rows)
     expression = build()
     if _traces(c) != before or not isinstance(expression, ColumnElement):
         return expression
-    for row in c.lateral_rows[laterals:]:
+    parents: dict[tuple[str, Lookup], None] = {}
+    for row, name, lookup in c.lateral_rows[laterals:]:
         number = _alias_number(row)
-        if number is None or number < start:  # joined where a row above it is selected
+        if number == parent:
+            parents[name, lookup] = None
+        elif number is None or number < start:  # joined where a row above it is selected
             return expression
     if jsontext.constant_text(expression) is not None:
         return expression  # written into its parent's text already
-    return _Recording(expression, key, parent, start, c.next_name - start)
+    return _Recording(expression, key, parent, start, c.next_name - start, tuple(parents))
 
 
 def _alias_number(alias: Any) -> int | None:
@@ -201,13 +212,20 @@ class _Recording(ColumnElement[Any]):
     inherit_cache = False
 
     def __init__(
-        self, inner: Any, key: tuple[Any, ...], parent: int, start: int, names: int
+        self,
+        inner: Any,
+        key: tuple[Any, ...],
+        parent: int,
+        start: int,
+        names: int,
+        laterals: tuple[tuple[str, Lookup], ...] = (),
     ) -> None:
         self.inner = inner
         self.subtree_key = key
         self.parent = parent
         self.start = start
         self.names = names
+        self.laterals = laterals
         self.type = inner.type
 
     @property
@@ -215,7 +233,7 @@ class _Recording(ColumnElement[Any]):
         return self.inner._from_objects
 
     def keep(self, sql: str) -> None:
-        if _AS_OF_ROW.search(sql) is not None:
+        if "asof" in sql and _AS_OF_ROW.search(sql) is not None:
             # An ``asOf`` row (``asof3``) is numbered per statement too, but is no hole:
             # a text naming one would name another statement's row when reused.
             return
@@ -234,7 +252,7 @@ class _Recording(ColumnElement[Any]):
             pieces += [sql[at : found.start()], hole]
             at = found.end()
         pieces.append(sql[at:])
-        SUBTREES.put(self.subtree_key, Text(tuple(pieces), self.names, self.type))
+        SUBTREES.put(self.subtree_key, Text(tuple(pieces), self.names, self.type, self.laterals))
 
 
 @compiles(_Recording)

@@ -22,7 +22,30 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Hashable, Iterator
 from typing import Any
 
-from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, parse
+from graphql import (
+    DeferStreamDirectiveLabel,
+    DeferStreamDirectiveOnRootField,
+    DeferStreamDirectiveOnValidOperationsRule,
+    DocumentNode,
+    FragmentDefinitionNode,
+    FragmentsOnCompositeTypesRule,
+    GraphQLError,
+    KnownDirectivesRule,
+    KnownFragmentNamesRule,
+    NoFragmentCyclesRule,
+    NoUndefinedVariablesRule,
+    NoUnusedFragmentsRule,
+    NoUnusedVariablesRule,
+    OperationDefinitionNode,
+    PossibleFragmentSpreadsRule,
+    StreamDirectiveOnListField,
+    UniqueDirectivesPerLocationRule,
+    UniqueFragmentNamesRule,
+    UniqueVariableNamesRule,
+    VariablesAreInputTypesRule,
+    VariablesInAllowedPositionRule,
+    parse,
+)
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
@@ -37,14 +60,69 @@ DOCUMENT_TOO_LARGE = "DOCUMENT_TOO_LARGE"
 OPERATION_NAME_REQUIRED = "OPERATION_NAME_REQUIRED"
 _UNSET: Any = object()
 
+# GraphQL's rules that look only at variables, directives or fragments: a document
+# without any of these cannot break them, so they are not run on it (the errors are the
+# same; tests/test_validation_rules.py). Variables and their definitions are written
+# with a ``$``, directives with an ``@``, fragment spreads and inline fragments with
+# ``...``, fragment definitions are a definition of their own. The rules about
+# variables walk the whole operation a second time (the types of the variables' uses):
+# a third of validating a document without variables.
+VARIABLE_RULES = frozenset(
+    {
+        NoUndefinedVariablesRule,
+        NoUnusedVariablesRule,
+        UniqueVariableNamesRule,
+        VariablesAreInputTypesRule,
+        VariablesInAllowedPositionRule,
+    }
+)
+DIRECTIVE_RULES = frozenset(
+    {
+        KnownDirectivesRule,
+        UniqueDirectivesPerLocationRule,
+        DeferStreamDirectiveOnRootField,
+        DeferStreamDirectiveOnValidOperationsRule,
+        DeferStreamDirectiveLabel,
+        StreamDirectiveOnListField,
+    }
+)
+FRAGMENT_RULES = frozenset(
+    {
+        UniqueFragmentNamesRule,
+        KnownFragmentNamesRule,
+        NoUnusedFragmentsRule,
+        PossibleFragmentSpreadsRule,
+        NoFragmentCyclesRule,
+        FragmentsOnCompositeTypesRule,
+    }
+)
+
+
+def unneeded_rules(query: str, document: DocumentNode) -> frozenset[Any]:
+    """The rules above that cannot find an error in this document."""
+    unneeded: frozenset[Any] = frozenset()
+    if "$" not in query:  # anywhere, strings and comments included
+        unneeded |= VARIABLE_RULES
+    if "@" not in query:
+        unneeded |= DIRECTIVE_RULES
+    if "..." not in query and not any(
+        isinstance(definition, FragmentDefinitionNode) for definition in document.definitions
+    ):
+        unneeded |= FRAGMENT_RULES
+    return _SHARED.setdefault(unneeded, unneeded)  # one set per combination, not per entry
+
+
+_SHARED: dict[frozenset[Any], frozenset[Any]] = {}
+
 
 class DocumentEntry:
     """A parsed document and what is derived from the document alone."""
 
-    __slots__ = ("document", "operations", "refusal", "size", "validations")
+    __slots__ = ("document", "operations", "refusal", "size", "unneeded", "validations")
 
     def __init__(self, query: str, document: DocumentNode) -> None:
         self.document = document
+        self.unneeded = unneeded_rules(query, document)
         self.operations = sum(
             isinstance(definition, OperationDefinitionNode) for definition in document.definitions
         )
@@ -129,7 +207,9 @@ class Documents(SchemaExtension):
             found = entry.validations.get(rules)
             if found is None:
                 found = entry.validations[rules] = validate_document(
-                    execution.schema._schema, entry.document, execution.validation_rules
+                    execution.schema._schema,
+                    entry.document,
+                    rules_for(entry, execution.validation_rules),
                 )
                 # Messages quote the document's names: counted, so the bound holds.
                 entry.size += sum(text_bytes(error.message) + 500 for error in found)
@@ -145,6 +225,13 @@ class Documents(SchemaExtension):
             ]
         execution.pre_execution_errors = errors
         yield
+
+
+def rules_for(entry: DocumentEntry, rules: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The rules that can find an error in the document (``unneeded_rules``)."""
+    if not entry.unneeded:
+        return rules
+    return tuple(rule for rule in rules if rule not in entry.unneeded)
 
 
 def _provided_name(execution: Any) -> str | None:
