@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from domain.metrics import Metrics
-from schema.http import error_response
+from schema.http import error_response, first_headers
 
 log = structlog.get_logger("portfolio.access")
 
@@ -74,7 +74,7 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given, declared = _request_headers(scope)
+        given, declared = first_headers(scope, b"x-request-id", b"content-length")
         request_id = given or _new_request_id()
         if len(request_id) > 64 or not request_id.replace("-", "").isalnum():
             request_id = _new_request_id()  # never echo arbitrary text into logs and headers
@@ -204,19 +204,6 @@ class Direct:
             await self.endpoint(scope, receive, send)
         else:
             await self.app(scope, receive, send)
-
-
-def _request_headers(scope: Scope) -> tuple[str | None, str | None]:
-    """X-Request-ID and Content-Length as given (the first of each), in one pass over
-    the headers (ASGI names them in lower case)."""
-    request_id = length = None
-    for name, value in scope["headers"]:
-        if name == b"x-request-id":
-            if request_id is None:
-                request_id = value.decode("latin-1")
-        elif name == b"content-length" and length is None:
-            length = value.decode("latin-1")
-    return request_id, length
 
 
 def _new_request_id() -> str:

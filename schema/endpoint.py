@@ -25,6 +25,7 @@ from schema.http import (
     Answer,
     HTTPRefusal,
     decode_json,
+    first_headers,
     negotiate,
     refuse_early,
     unavailable_response,
@@ -86,7 +87,9 @@ class GraphQLEndpoint:
             await self.view(scope, receive, send)
             return
         method = scope["method"]
-        accept, content_type, authorization = _headers(scope)
+        accept, content_type, authorization = first_headers(
+            scope, b"accept", b"content-type", b"authorization"
+        )
         refusal = refuse_early(method, accept, content_type)
         state = scope.setdefault("state", {})
         state["media_type"] = negotiate(accept) or JSON
@@ -128,11 +131,11 @@ class GraphQLEndpoint:
         data = await body.read()
         if data.lstrip().startswith(b"["):
             return None  # a batch: ``_persisted`` refuses it
+        payload = decode_json(data)
         if not (self.only_persisted or _MARKER in data):
-            return await self.view.answer_known(scope, data, decode_json(data))
+            return await self.view.answer_known(scope, data, payload)
         # A persisted document, filled in here if the store has it in memory (what a
         # client of the persisted-only mode sends on every request).
-        payload = decode_json(data)
         if not isinstance(payload, dict):
             return None
         try:
@@ -243,22 +246,6 @@ class GraphQLEndpoint:
 # What a request meets when the database cannot be reached, its pool is exhausted or a
 # commit fails: answered 503, nothing done.
 _UNAVAILABLE = (SQLAlchemyTimeoutError, OperationalError, DBAPIError, OSError)
-
-
-def _headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
-    """Accept, Content-Type and Authorization as given (the first of each), in one pass
-    over the headers (ASGI names them in lower case)."""
-    accept = content_type = authorization = None
-    for name, value in scope["headers"]:
-        if name == b"accept":
-            if accept is None:
-                accept = value.decode("latin-1")
-        elif name == b"content-type":
-            if content_type is None:
-                content_type = value.decode("latin-1")
-        elif name == b"authorization" and authorization is None:
-            authorization = value.decode("latin-1")
-    return accept, content_type, authorization
 
 
 class _NotInMemory(Exception):

@@ -37,6 +37,16 @@ def content_type(media_type: str) -> str:
     return f"{media_type}; charset=utf-8"
 
 
+def first_headers(scope: Scope, *names: bytes) -> list[str | None]:
+    """The first value of each named header (None where absent), in one pass over the
+    request's headers: ASGI names them in lower case."""
+    found: dict[bytes, str | None] = dict.fromkeys(names)
+    for name, value in scope["headers"]:
+        if name in found and found[name] is None:
+            found[name] = value.decode("latin-1")
+    return [found[name] for name in names]
+
+
 class Answer:
     """A whole JSON answer in ``media_type``, sent as two ASGI messages, its headers as
     Starlette's ``Response`` writes them (Content-Type, Content-Length, then any set on

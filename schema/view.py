@@ -197,7 +197,7 @@ class PortfolioGraphQL(GraphQL[Context, None]):
 
     async def _answer_known(self, request: Request) -> Answer | Response | None:
         """``answer_known`` for a request the endpoint did not try it on (a persisted
-        document it filled in). What the body decoded to, if neither known path took
+        document the store had to read from the database). What the body decoded to, if neither known path took
         it, is handed to strawberry's path (``decode_json``) and let go of here."""
         state = request.scope["state"]
         if _KNOWN_TRIED not in state and self.takes_known(
