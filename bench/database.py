@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from bench.processes import BenchError
+from domain.settings import Settings
 
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 INGEST_SOURCE = "bench-ingest"  # measurements the ingest workload adds, removed afterwards
@@ -59,6 +60,10 @@ async def connect(url: str) -> asyncpg.Connection:
         ) from None
 
 
+# The random_page_cost ours sets on its connections by default (``domain.settings``).
+SSD_PAGE_COST = Settings.model_fields["db_random_page_cost"].default
+
+
 async def ensure_database(products: int, *, fresh: bool, log_dir: Path) -> str:
     """Create (or with ``fresh`` re-create) and seed the database; return its URL."""
     name = database_name(products)
@@ -79,6 +84,10 @@ async def ensure_database(products: int, *, fresh: bool, log_dir: Path) -> str:
     connection = await connect(url)
     try:
         await delete_ingested(connection)  # left over from an interrupted run
+        # Every server's sessions plan with ours's random_page_cost
+        # (``Settings.db_random_page_cost``): the peers' and the limits' connections
+        # take it from the database, so no server is measured with the other's planner.
+        await connection.execute(f'ALTER DATABASE "{name}" SET random_page_cost = {SSD_PAGE_COST}')
         await connection.execute("ANALYZE")
     finally:
         await connection.close()

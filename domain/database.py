@@ -70,15 +70,20 @@ def create_engine(url: str, settings: Settings) -> AsyncEngine:
 def connect_arguments(settings: Settings) -> dict[str, Any]:
     """``asyncpg.connect``'s arguments for every connection of the process: the engine's
     and the driver pool's (``DriverPool``) are opened alike."""
+    server_settings = {
+        "statement_timeout": str(settings.statement_timeout_ms),
+        # A prepared statement keeps one generic plan: under `auto` PostgreSQL
+        # planned each execution of a compiled page anew (docs/performance.md).
+        "plan_cache_mode": settings.db_plan_cache_mode,
+        "TimeZone": "UTC",
+        "application_name": APPLICATION_NAME,
+    }
+    if settings.db_random_page_cost is not None:
+        # With the server's default (4) the planner scans the small link tables once
+        # per row of a nested list rather than probe their indexes (docs/performance.md).
+        server_settings["random_page_cost"] = str(settings.db_random_page_cost)
     return {
-        "server_settings": {
-            "statement_timeout": str(settings.statement_timeout_ms),
-            # A prepared statement keeps one generic plan: under `auto` PostgreSQL
-            # planned each execution of a compiled page anew (docs/performance.md).
-            "plan_cache_mode": settings.db_plan_cache_mode,
-            "TimeZone": "UTC",
-            "application_name": APPLICATION_NAME,
-        },
+        "server_settings": server_settings,
         "timeout": settings.db_connect_timeout_seconds,
         # asyncpg keeps statements prepared by their text, but by default only those
         # under 15 KB: a compiled read of a Relay page with nested connections is

@@ -143,6 +143,15 @@ class Settings(BaseSettings):
         "PostgreSQL kept planning a compiled Relay page anew on every execution (about "
         "half of its time), its generic plan estimated dearer for a LIMIT parameter.",
     )
+    db_random_page_cost: float | None = Field(
+        default=1.1,
+        gt=0,
+        description="PostgreSQL random_page_cost on the app's connections (unset: the "
+        "server's, 4 by default, which models spinning disks). 1.1, the usual value for "
+        "SSDs and cached data, lets the planner probe the link tables' indexes per row "
+        "in nested lists (`isBlocked`, a page's connections) instead of scanning them: "
+        "a constraint board's statement took 7.0 ms with 4 and 2.3 ms with 1.1.",
+    )
     transaction_attempts: int = Field(
         default=3,
         ge=1,

@@ -352,6 +352,15 @@ async def test_a_connection_opened_during_a_request_keeps_no_request_context(
         assert pool.opened == 1
 
 
+SESSION_SETTINGS = (
+    "statement_timeout",
+    "plan_cache_mode",
+    "random_page_cost",
+    "TimeZone",
+    "application_name",
+)
+
+
 async def test_connections_are_opened_as_the_engines(engine: AsyncEngine) -> None:
     """The same session settings and JSON codecs as a connection of the engine's pool
     (a jsonb column read by a known update is a mapping, as through the ORM)."""
@@ -359,12 +368,12 @@ async def test_connections_are_opened_as_the_engines(engine: AsyncEngine) -> Non
         through_engine: Any = (await connection.get_raw_connection()).driver_connection
         expected = [
             await through_engine.fetchval(f"SHOW {name}")
-            for name in ("statement_timeout", "plan_cache_mode", "TimeZone", "application_name")
+            for name in SESSION_SETTINGS
         ]
     async with driver_pool(engine, size=1) as pool, pool() as driver:
         assert [
             await driver.fetchval(f"SHOW {name}")
-            for name in ("statement_timeout", "plan_cache_mode", "TimeZone", "application_name")
+            for name in SESSION_SETTINGS
         ] == expected
         assert await driver.fetchval("""SELECT '{"a": [1]}'::jsonb""") == {"a": [1]}
         assert await driver.fetchval("""SELECT '{"a": [1]}'::json""") == {"a": [1]}

@@ -255,3 +255,24 @@ async def test_connections_keep_one_generic_plan_per_prepared_statement(
             assert await connection.scalar(text("SHOW plan_cache_mode")) == "auto"
     finally:
         await engine.dispose()
+
+
+async def test_connections_model_ssd_storage_unless_told_otherwise(
+    fresh_engine: AsyncEngine, database_url: str
+) -> None:
+    """The planner is told random reads are cheap (1.1, not the server's 4), so that
+    nested lists probe the link tables' indexes per row; unset, the server's value
+    stands."""
+    async with fresh_engine.connect() as connection:
+        assert await connection.scalar(text("SHOW random_page_cost")) == "1.1"
+    plain = create_async_engine(database_url)  # no session settings: the server's
+    engine = create_engine(database_url, settings_for(db_random_page_cost=None))
+    try:
+        async with plain.connect() as connection:
+            servers = await connection.scalar(text("SHOW random_page_cost"))
+        async with engine.connect() as connection:
+            assert await connection.scalar(text("SHOW random_page_cost")) == servers
+    finally:
+        await engine.dispose()
+        await plain.dispose()
+    assert servers != "1.1"  # else the first half proved nothing
