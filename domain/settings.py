@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from platformdirs import user_data_dir
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -152,6 +152,12 @@ class Settings(BaseSettings):
         "in nested lists (`isBlocked`, a page's connections) instead of scanning them: "
         "a constraint board's statement took 7.0 ms with 4 and 2.3 ms with 1.1.",
     )
+    @field_validator("db_random_page_cost", mode="before")
+    @classmethod
+    def _empty_is_the_servers(cls, value: object) -> object:
+        """``PORTFOLIO_DB_RANDOM_PAGE_COST=`` (empty): the server's value."""
+        return None if value == "" else value
+
     transaction_attempts: int = Field(
         default=3,
         ge=1,

@@ -276,3 +276,5 @@ async def test_connections_model_ssd_storage_unless_told_otherwise(
         await engine.dispose()
         await plain.dispose()
     assert servers != "1.1"  # else the first half proved nothing
+    # Empty in the environment: unset (the server's value).
+    assert settings_for(db_random_page_cost="").db_random_page_cost is None
