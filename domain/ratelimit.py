@@ -22,10 +22,13 @@ class Budget:
     remaining: int
     reset_at: float  # epoch seconds
     allowed: bool
+    # The limiter's clock at the charge: the wait is told by the clock that chose the
+    # window, so a limiter whose clock a test sets tells a wait the test knows.
+    charged_at: float
 
     @property
     def retry_after(self) -> int:
-        return max(1, int(self.reset_at - time.time()) + 1)
+        return max(1, int(self.reset_at - self.charged_at) + 1)
 
 
 class RateLimiter(Protocol):
@@ -47,18 +50,23 @@ class LocalRateLimiter:
         self._current = -1  # the window whose counters ``_spent`` holds
 
     async def charge(self, key: str, cost: int) -> Budget:
-        window = int(self.clock() // self.window)
+        now = self.clock()
+        window = int(now // self.window)
         reset_at = (window + 1) * self.window
         spent = self._spent.get((key, window), 0)
         if spent + cost > self.limit:
-            return Budget(self.limit, cost, self.limit - spent, reset_at, allowed=False)
+            return Budget(
+                self.limit, cost, self.limit - spent, reset_at, allowed=False, charged_at=now
+            )
         if window != self._current:
             # Past windows' counters go once, when a new window begins, not at every
             # charge (which made a charge cost as much as the callers seen this window).
             self._spent = {k: v for k, v in self._spent.items() if k[1] == window}
             self._current = window
         self._spent[(key, window)] = spent + cost
-        return Budget(self.limit, cost, self.limit - spent - cost, reset_at, allowed=True)
+        return Budget(
+            self.limit, cost, self.limit - spent - cost, reset_at, allowed=True, charged_at=now
+        )
 
     async def aclose(self) -> None:
         return None
@@ -86,12 +94,20 @@ class RedisRateLimiter:
         self._script = self.redis.register_script(_CHARGE)
 
     async def charge(self, key: str, cost: int) -> Budget:
-        window = int(time.time() // self.window)
+        now = time.time()
+        window = int(now // self.window)
         reset_at = (window + 1) * self.window
         allowed, spent = await self._script(
             keys=[f"{self.prefix}:{key}:{window}"], args=[cost, self.limit, self.window + 5]
         )
-        return Budget(self.limit, cost, self.limit - int(spent), reset_at, allowed=bool(allowed))
+        return Budget(
+            self.limit,
+            cost,
+            self.limit - int(spent),
+            reset_at,
+            allowed=bool(allowed),
+            charged_at=now,
+        )
 
     async def aclose(self) -> None:
         await self.redis.aclose()

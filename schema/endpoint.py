@@ -20,6 +20,7 @@ from domain.metrics import Metrics
 from domain.ratelimit import RateLimiter
 from domain.services.persisted import PersistedQueryStore
 from domain.settings import Settings
+from schema.get_requests import read_filled_in, read_get_request
 from schema.http import (
     JSON,
     Answer,
@@ -119,15 +120,19 @@ class GraphQLEndpoint:
         self, scope: Scope, body: _Body, authorization: str | None, accept: str | None
     ) -> Answer | Response | None:
         """Authenticates the caller (``InvalidToken`` if refused), then answers a known
-        read or update (``PortfolioGraphQL.answer_known``) at once: it needs neither
+        read or update (``PortfolioGraphQL.answer_known``; a GET: a known read only,
+        ``_known_get``) at once: it needs neither
         the request's transaction nor a held answer, as it commits nothing or commits on
         its own. None: the request takes the whole path (``_attempt``)."""
         state = scope["state"]
         state["principal"] = await authenticate(
             self.auth, self.view.reads, authorization, self.view.anonymous
         )
-        if not self.view.takes_known(scope["method"], accept):
+        method = scope["method"]
+        if not self.view.takes_known(method, accept):
             return None
+        if method == "GET":
+            return await self._known_get(scope)
         data = await body.read()
         if data.lstrip().startswith(b"["):
             return None  # a batch: ``_persisted`` refuses it
@@ -151,6 +156,36 @@ class GraphQLEndpoint:
         except PersistedQueryError as refused:
             return refused.response
         return await self.view.answer_known(scope, data, resolved)
+
+    async def _known_get(self, scope: Scope) -> Answer | Response | None:
+        """A GET's known read (``PortfolioGraphQL.answer_known_read``), its persisted
+        document filled in as ``_persisted`` fills it in (when the store has it in
+        memory), then read as strawberry reads the query string ``_persisted`` passes
+        on. Anything else (a refusal of its parameters, a document not known, a
+        mutation) is left to the whole path, which answers it in its own words."""
+        request = read_get_request(scope.get("query_string", b""))
+        if request is None:
+            return None  # refused by strawberry's path
+        # ``_persisted``'s test, on the same decoded extensions: where this reading of
+        # the query string succeeds, ``get_payload`` decodes the same values.
+        if self.only_persisted or "persistedQuery" in str(request.get("extensions", "")):
+            try:
+                payload = get_payload(scope)
+                resolved = await resolve_persisted(
+                    self.persisted,
+                    _not_in_memory,
+                    payload,
+                    only_persisted=self.only_persisted,
+                    state=scope["state"],
+                )
+            except (HTTPRefusal, _NotInMemory):
+                return None
+            except PersistedQueryError as refused:
+                return refused.response
+            request = read_filled_in(resolved)
+            if request is None:
+                return None
+        return await self.view.answer_known_read(scope, request)
 
     async def _attempt(self, scope: Scope, body: _Body, send: Send, *, last: bool) -> str | None:
         """Run the request once, in a transaction of its own. When PostgreSQL aborted a

@@ -136,9 +136,14 @@ def get_payload(scope: Scope) -> dict[str, Any]:
 
 
 def set_get_payload(scope: Scope, payload: dict[str, Any]) -> None:
+    scope["query_string"] = query_string_of(payload)
+
+
+def query_string_of(payload: dict[str, Any]) -> bytes:
+    """The query string a GET with this (filled-in) payload is passed on with."""
     params = {
         key: value if isinstance(value, str) else orjson.dumps(value).decode()
         for key, value in payload.items()
         if value is not None
     }
-    scope["query_string"] = urlencode(params).encode()
+    return urlencode(params).encode()

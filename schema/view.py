@@ -186,11 +186,12 @@ class PortfolioGraphQL(GraphQL[Context, None]):
             await context.run(lambda session: pending.store.register(session, pending.document))
 
     def takes_known(self, method: str, accept: str | None) -> bool:
-        """Whether a request may be a known read or update (``answer_known``): a POST
-        (whose JSON Content-Type ``schema.http.refuse_early`` checked) that does not ask
-        for a streamed answer, while the compiled reads are on."""
+        """Whether a request may be a known read or update: a POST (``answer_known``,
+        whose JSON Content-Type ``schema.http.refuse_early`` checked) or a GET (reads
+        only, ``answer_known_read``) that does not ask for a streamed answer, while the
+        compiled reads are on."""
         return (
-            method == "POST"
+            method in _KNOWN_METHODS
             and self.settings.compiled_reads
             and not any(streaming in (accept or "") for streaming in _STREAMING)
         )
@@ -200,8 +201,11 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         document the store had to read from the database). What the body decoded to, if neither known path took
         it, is handed to strawberry's path (``decode_json``) and let go of here."""
         state = request.scope["state"]
-        if _KNOWN_TRIED not in state and self.takes_known(
-            request.method, request.headers.get("accept")
+        # A GET's known read is tried by strawberry's path (``execute_single``).
+        if (
+            _KNOWN_TRIED not in state
+            and request.method == "POST"
+            and self.takes_known(request.method, request.headers.get("accept"))
         ):
             body = await request.body()
             response = await self.answer_known(request.scope, body, decode_json(body))
@@ -233,21 +237,45 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         state = scope["state"]
         state[_KNOWN_TRIED] = tried = _DecodedBody()
         tried.keep(body, payload)
-        if not isinstance(payload, dict):
+        data = _known_request_data(state, payload)
+        if data is None:
             return None
-        data = GraphQLRequestData(
-            query=payload.get("query"),
-            variables=payload.get("variables"),
-            operation_name=payload.get("operationName"),
-            extensions=payload.get("extensions"),
-        )
-        if not isinstance(data.extensions, dict | None) or PENDING_REGISTRATION in state:
-            return None  # strawberry's path runs a document to register, then registers it
         principal = state["principal"]
         rate_limit_key = _rate_limit_key(principal, scope.get("client"))
         known = self.known.lookup(principal, data)
         if known is None:
             return await self._answer_update(scope, principal, data, rate_limit_key)
+        return await self._answer_read(scope, known, data, rate_limit_key)
+
+    async def answer_known_read(
+        self, scope: Scope, payload: dict[str, Any]
+    ) -> Answer | Response | None:
+        """A GET of a query the compiler answered before, answered as ``answer_known``
+        answers a POST's; ``payload``: its parameters as strawberry reads them
+        (``schema.get_requests``). Reads only: a mutation is never run over GET
+        (strawberry's path refuses it, 405) and the known updates are not asked; a plan
+        is only ever made for a query (``CompiledQueries._cached_plan``), so a document
+        or operation that is not one finds none and is left to strawberry's refusal.
+        None when the read is not known, as for ``answer_known``."""
+        state = scope["state"]
+        data = _known_request_data(state, payload)
+        if data is None:
+            return None
+        principal = state["principal"]
+        known = self.known.lookup(principal, data)
+        if known is None:
+            return None
+        return await self._answer_read(
+            scope, known, data, _rate_limit_key(principal, scope.get("client"))
+        )
+
+    async def _answer_read(
+        self, scope: Scope, known: tuple[Any, Any], data: GraphQLRequestData, rate_limit_key: str
+    ) -> Answer | Response | None:
+        """A known read (``KnownReads.lookup``) run and answered; None if the caller's
+        budget refused it, which strawberry's path then says, charging nothing more."""
+        state = scope["state"]
+        principal = state["principal"]
         result, budget, answered_by = await self.known.run(
             known, data, principal.scopes, rate_limit_key, state.get("budget")
         )
@@ -385,12 +413,32 @@ class _DecodedBody:
 
 _DECODED: ContextVar[_DecodedBody | None] = ContextVar("decoded_body", default=None)
 
+# The methods a known read may come by (a known update: POST only).
+_KNOWN_METHODS = ("GET", "POST")
+
 # Accept values for which strawberry streams the answer (incremental delivery, SSE).
 _STREAMING = ("multipart/mixed", "text/event-stream")
 
 # Scope state: what ``answer_known`` decoded of a body it did not answer (a
 # ``_DecodedBody``), until strawberry's path has it.
 _KNOWN_TRIED = "known_tried"
+
+
+def _known_request_data(state: dict[str, Any], payload: Any) -> GraphQLRequestData | None:
+    """The request a known path may answer; None for what strawberry's path must see:
+    a payload that is not an object, extensions that are not one, a document to register
+    (strawberry's path runs it, then registers it)."""
+    if not isinstance(payload, dict):
+        return None
+    data = GraphQLRequestData(
+        query=payload.get("query"),
+        variables=payload.get("variables"),
+        operation_name=payload.get("operationName"),
+        extensions=payload.get("extensions"),
+    )
+    if not isinstance(data.extensions, dict | None) or PENDING_REGISTRATION in state:
+        return None
+    return data
 
 
 def _unavailable(answer: GraphQLHTTPResponse) -> bool:

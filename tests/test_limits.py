@@ -299,6 +299,7 @@ async def test_in_process_budgets_are_per_caller_and_window() -> None:
     assert (await limiter.charge("user:2", 8)).remaining == 2
     refused = await limiter.charge("user:1", 5)
     assert (refused.allowed, refused.remaining) == (False, 4)
+    assert refused.retry_after == 61  # by the limiter's clock, not the wall clock
     assert (await limiter.charge("user:1", 4)).remaining == 0
     now[0] = 185.0
     again = await limiter.charge("user:1", 10)
