@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
+from enum import Enum
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -24,6 +25,26 @@ ENTRY_OVERHEAD = 200
 def text_bytes(*texts: object) -> int:
     """The memory of the strings among ``texts`` (exact for str: CPython's object size)."""
     return sum(sys.getsizeof(text) for text in texts if isinstance(text, str | bytes))
+
+
+def held_bytes(value: object) -> int:
+    """About the memory ``value`` holds: its containers (dicts, lists, tuples, sets) and
+    the strings and other objects in them, each counted once per place it stands (an
+    upper bound where objects are shared); an enum member counts nothing, being one
+    object for the whole process. For the values a request sends, kept beside a plan."""
+    size = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Enum):
+            continue
+        size += sys.getsizeof(item)
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack.extend(item)
+    return size
 
 
 class ByteLRU(Generic[K, V]):

@@ -4,6 +4,8 @@ values, never an answer that belongs to other values."""
 from __future__ import annotations
 
 import base64
+import gc
+import tracemalloc
 from typing import Any
 
 import orjson
@@ -15,7 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from domain import models
 from schema.build import schema
-from schema.compiled.binding import Binder, Declined, Site
+from schema.compiled.binding import (
+    REMEMBERED_BINDINGS_BYTES,
+    REMEMBERED_VALUE_BYTES,
+    Binder,
+    Declined,
+    Site,
+)
 from schema.compiled.compiler import Compiler, NotBound
 from schema.compiled.extension import PLANS
 from schema.compiled.parameters import (
@@ -470,3 +478,49 @@ def test_a_plan_coerces_and_keys_only_the_variables_its_computed_parameters_read
     with pytest.raises(Declined):
         binder.values({"key": "P-2", "n": "two"})
     assert len(binder._remembered) == 4  # a declined value is not kept
+
+
+def test_what_a_plan_remembers_of_its_values_is_bounded_by_the_memory_it_holds() -> None:
+    """The values a plan keeps for its latest requests are the callers': 500 lists of
+    fifty texts each (under the 512 characters of JSON a kept value may have) are kept
+    only as far as the budgets the plan cache counts for them, measured by the
+    allocator, and the latest is still answered from memory."""
+    document = parse(
+        "query Q($keys: [String!]) { initiatives(filter: {keys: $keys}) { nodes { key } } }"
+    )
+    operation = document.definitions[0]
+    assert isinstance(operation, OperationDefinitionNode)
+    (initiatives,) = operation.selection_set.selections
+    assert isinstance(initiatives, FieldNode)
+    definition = schema._schema.query_type.fields["initiatives"]  # type: ignore[union-attr]
+    binder = Binder(
+        schema,
+        operation.variable_definitions or (),
+        {},
+        [Site(definition, initiatives, [lambda arguments: {"k": arguments["filter"]["keys"]}])],
+    )
+    assert binder.used == ("keys",)
+    assert binder.remembered_bytes == REMEMBERED_BINDINGS_BYTES + REMEMBERED_VALUE_BYTES
+
+    def values(number: int) -> dict[str, Any]:
+        # Distinct texts, made anew for each request as a JSON decoder would.
+        return {"keys": [f"{number:x}{i}" for i in range(50)]}
+
+    assert binder.values(values(0)) == {"k": values(0)["keys"]}  # its templates are made
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for number in range(1, 500):
+            binder.values(values(number))
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held <= binder.remembered_bytes
+    assert binder._remembered.bytes <= REMEMBERED_BINDINGS_BYTES
+    assert binder._coerced_values["keys"].bytes <= REMEMBERED_VALUE_BYTES
+    kept = len(binder._remembered)
+    assert 1 <= kept < 32  # the count alone (32 before) would have held more
+    latest = orjson.dumps([("keys", values(499)["keys"])], option=orjson.OPT_SORT_KEYS).decode()
+    assert latest in binder._remembered

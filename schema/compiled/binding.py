@@ -13,7 +13,6 @@ the plan decline that request (``Declined``): the resolvers answer it, with thei
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -44,6 +43,7 @@ from graphql.execution.values import (
     get_variable_values,
 )
 
+from domain.caches import ByteLRU, held_bytes
 from domain.errors import DomainError
 from schema.compiled.parameters import PREFIX, bound_value
 from schema.compiled.selection import Unsupported
@@ -60,9 +60,15 @@ Extract = Callable[[dict[str, Any]], Mapping[str, Any]]
 
 # Computed values kept per plan, for the variables' values of its latest requests (a
 # dashboard polls one window, a pagination walk goes over the same pages), and the
-# longest text of those variables' values kept as a key.
-REMEMBERED_BINDINGS = 32
+# longest text of those variables' values kept as a key. What is kept is bounded by
+# the memory it holds (``held_bytes``), not by its count alone: the values are the
+# callers', and a list of a thousand empty lists is 3 KB of JSON but 60 KB in Python.
+# The plan cache counts these budgets in each plan's size (``extension._plan_bytes``).
 MAX_REMEMBERED_KEY = 512
+# Parameters computed for whole combinations of values.
+REMEMBERED_BINDINGS_BYTES = 24 * 1024
+# One variable's values as GraphQL coerced them (its sources beside them).
+REMEMBERED_VALUE_BYTES = 16 * 1024
 
 
 @dataclass
@@ -221,9 +227,9 @@ class Binder:
     # (a key bound as it is) are not coerced again per request.
     used: tuple[str, ...] = field(init=False)
     used_definitions: tuple[VariableDefinitionNode, ...] = field(init=False)
-    _remembered: OrderedDict[str, dict[str, Any]] = field(init=False, repr=False)
-    # Variable -> its values' texts -> the value GraphQL coerced from each.
-    _coerced_values: dict[str, OrderedDict[str, tuple[Any, Any]]] = field(init=False, repr=False)
+    _remembered: ByteLRU[str, dict[str, Any]] = field(init=False, repr=False)
+    # Variable -> its values' texts -> the value GraphQL coerced from each (and its source).
+    _coerced_values: dict[str, ByteLRU[str, tuple[Any, Any]]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         finder = _Variables()
@@ -235,8 +241,15 @@ class Binder:
         self.used_definitions = tuple(
             d for d in self.variable_definitions if d.variable.name.value in finder.names
         )
-        self._remembered = OrderedDict()
+        self._remembered = ByteLRU(REMEMBERED_BINDINGS_BYTES)
         self._coerced_values = {}
+
+    @property
+    def remembered_bytes(self) -> int:
+        """The most the values it remembers may hold (what the plan cache counts)."""
+        if not (self.sites or self.used):
+            return 0
+        return REMEMBERED_BINDINGS_BYTES + len(self.used) * REMEMBERED_VALUE_BYTES
 
     def values(self, variables: Any) -> dict[str, Any]:
         """Parameter name -> value for this request; ``Declined`` if the plan does not
@@ -254,13 +267,10 @@ class Binder:
         if key is not None:
             found = self._remembered.get(key)
             if found is not None:
-                self._remembered.move_to_end(key)
                 return found
         found = self._computed(raw)
         if key is not None:
-            self._remembered[key] = found
-            if len(self._remembered) > REMEMBERED_BINDINGS:
-                self._remembered.popitem(last=False)
+            self._remembered.put(key, found, held_bytes(key) + held_bytes(found))
         return found
 
     def _key(self, raw: dict[str, Any]) -> str | None:
@@ -286,9 +296,10 @@ class Binder:
         for definition in self.used_definitions:
             name = definition.variable.name.value
             key = _value_key(raw[name]) if name in raw else None
-            kept = self._coerced_values.get(name)
-            if key is not None and kept is not None and key in kept:
-                sources[name], coerced[name] = kept[key]
+            values = self._coerced_values.get(name)
+            kept = values.get(key) if key is not None and values is not None else None
+            if kept is not None:
+                sources[name], coerced[name] = kept
                 continue
             missing.append(definition)
             if key is not None:
@@ -299,10 +310,12 @@ class Binder:
             if isinstance(found, list):
                 raise Declined("variables")  # strawberry reports them
             for name, key in keys.items():
-                values = self._coerced_values.setdefault(name, OrderedDict())
-                values[key] = (found.sources[name], found.coerced[name])
-                if len(values) > REMEMBERED_BINDINGS:
-                    values.popitem(last=False)
+                values = self._coerced_values.get(name)
+                if values is None:
+                    values = self._coerced_values[name] = ByteLRU(REMEMBERED_VALUE_BYTES)
+                kept = (found.sources[name], found.coerced[name])
+                # The source holds the raw value: it counts beside the coerced one.
+                values.put(key, kept, held_bytes(key) + held_bytes(raw[name]) + held_bytes(kept[1]))
             sources.update(found.sources)
             coerced.update(found.coerced)
         return VariableValues(sources, coerced)

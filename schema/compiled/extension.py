@@ -37,14 +37,10 @@ from domain.caches import ByteLRU, text_bytes
 from domain.errors import DomainError
 from domain.models.computed import CLOCK
 from domain.services import feed
-from schema.compiled.binding import (
-    MAX_REMEMBERED_KEY,
-    REMEMBERED_BINDINGS,
-    Binder,
-    Declined,
-)
+from schema.compiled.binding import Binder, Declined
 from schema.compiled.compiler import PRINCIPAL_PREFIX, Compiler, NotBound
 from schema.compiled.errors import Sites, finish, refused
+from schema.compiled.filters import REMEMBERED_VALUES_BYTES
 from schema.compiled.parameters import (
     CANDIDATES,
     COMPUTED,
@@ -142,11 +138,12 @@ def _plan_bytes(key: Hashable, plan: Plan | None) -> int:
         size += text_bytes(*key[3])  # (variables' text, parameters' shapes)
     if plan is not None:
         size += text_bytes(key[0])  # type: ignore[index]  # the fast path's copy
-        # What binds values: the parsed field nodes are the document cache's.
-        # A site remembers up to 32 values per filter field (``filters.REMEMBERED_VALUES``).
-        size += plan.held + 10_000 * len(plan.binder.sites) + 100 * len(plan.binder.direct)
-        if plan.binder.sites or plan.binder.used:  # values bound for its latest requests
-            size += REMEMBERED_BINDINGS * (MAX_REMEMBERED_KEY // 2 + 200)
+        # What binds values: the parsed field nodes are the document cache's. A site's
+        # argument template, and the values each of its filter fields remembers
+        # (``filters.REMEMBERED_VALUES_BYTES``); the binder's remembered values.
+        binder = plan.binder
+        size += plan.held + 100 * len(binder.direct) + binder.remembered_bytes
+        size += sum(4_000 + REMEMBERED_VALUES_BYTES * len(site.extracts) for site in binder.sites)
         for response, statement in plan.statements:
             size += text_bytes(response, statement.sql) + 100 * (len(statement.parameters) + 1)
     return size

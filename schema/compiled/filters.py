@@ -20,7 +20,6 @@ any other field, is asked for as before.
 from __future__ import annotations
 
 import dataclasses
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from datetime import date, datetime, timedelta
 from enum import Enum
@@ -34,6 +33,7 @@ from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
 from sqlalchemy.sql import operators, visitors
 from sqlalchemy.sql.elements import BinaryExpression, BindParameter, BooleanClauseList
 
+from domain.caches import ByteLRU, held_bytes
 from domain.errors import DomainError
 from domain.services.filters import search_query
 from schema.compiled.selection import Invalid, Unsupported
@@ -186,7 +186,7 @@ def _field(
         return [_sql_value(found[p]) for p in ours]
 
     # Dashboards send the same few values again: each is worked out once.
-    remembered: OrderedDict[Any, list[Any]] = OrderedDict()
+    remembered: ByteLRU[Hashable, list[Any]] = ByteLRU(REMEMBERED_VALUES_BYTES)
 
     def extract(arguments: dict[str, Any]) -> list[Any]:
         value = arguments["filter"][graphql_name]
@@ -195,9 +195,7 @@ def _field(
         if found is None:
             found = compute(value)
             if key is not None:
-                remembered[key] = found
-                if len(remembered) > REMEMBERED_VALUES:
-                    remembered.popitem(last=False)
+                remembered.put(key, found, held_bytes(key) + held_bytes(found))
         return found
 
     parameters = c.computed(node, [(one.value, one.type) for one in ours.values()], extract)
@@ -266,8 +264,9 @@ def _same_members(given: Any, bound: Any, members: type[Enum]) -> bool:
     )
 
 
-# Values remembered per bound filter field, with what they bind (short texts and lists).
-REMEMBERED_VALUES = 32
+# Values remembered per bound filter field, with what they bind (short texts and lists),
+# bounded by what they hold (``held_bytes``); the plan cache counts it per site.
+REMEMBERED_VALUES_BYTES = 16 * 1024
 _SHORT = 256
 
 
