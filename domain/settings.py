@@ -152,6 +152,7 @@ class Settings(BaseSettings):
         "in nested lists (`isBlocked`, a page's connections) instead of scanning them: "
         "a constraint board's statement took 7.0 ms with 4 and 2.3 ms with 1.1.",
     )
+
     @field_validator("db_random_page_cost", mode="before")
     @classmethod
     def _empty_is_the_servers(cls, value: object) -> object:

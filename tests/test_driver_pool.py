@@ -366,15 +366,9 @@ async def test_connections_are_opened_as_the_engines(engine: AsyncEngine) -> Non
     (a jsonb column read by a known update is a mapping, as through the ORM)."""
     async with engine.connect() as connection:
         through_engine: Any = (await connection.get_raw_connection()).driver_connection
-        expected = [
-            await through_engine.fetchval(f"SHOW {name}")
-            for name in SESSION_SETTINGS
-        ]
+        expected = [await through_engine.fetchval(f"SHOW {name}") for name in SESSION_SETTINGS]
     async with driver_pool(engine, size=1) as pool, pool() as driver:
-        assert [
-            await driver.fetchval(f"SHOW {name}")
-            for name in SESSION_SETTINGS
-        ] == expected
+        assert [await driver.fetchval(f"SHOW {name}") for name in SESSION_SETTINGS] == expected
         assert await driver.fetchval("""SELECT '{"a": [1]}'::jsonb""") == {"a": [1]}
         assert await driver.fetchval("""SELECT '{"a": [1]}'::json""") == {"a": [1]}
 

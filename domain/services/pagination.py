@@ -246,9 +246,7 @@ async def fetch_pages(
         key = parent if partition is not None else None
         current = pages.setdefault(key, Page())
         current.total_count = total
-        current.has_previous_page = current.has_previous_page or (
-            bool(page.after) and n_before > 0
-        )
+        current.has_previous_page = current.has_previous_page or (bool(page.after) and n_before > 0)
         current.has_next_page = current.has_next_page or (bool(page.before) and n_after > 0)
         if not in_window:
             continue  # the counting row of a partition with no item in the window
