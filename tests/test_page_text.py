@@ -76,7 +76,9 @@ async def test_a_nested_connection_of_known_objects_is_written_for_any_page(
     ]
     for arguments, selection, shown, has_next, has_previous in variants:
         written = COUNTS["written"]
-        query = f'product(key: "{product.key}") {{ key initiatives({arguments}) {{ {selection} }} }}'
+        query = (
+            f'product(key: "{product.key}") {{ key initiatives({arguments}) {{ {selection} }} }}'
+        )
         answer, errors = await _alike(pair, EVERY_SCOPE, _new(query))
         assert errors == []
         assert COUNTS["written"] == written + 1
@@ -95,7 +97,9 @@ async def test_a_root_connection_and_its_filter_are_written(pair: Any, db: Async
     await _alike(pair, EVERY_SCOPE, _new("initiatives(first: 2) { nodes { key } }"))
     written = COUNTS["written"]
     answer, _ = await _alike(
-        pair, EVERY_SCOPE, _new(f"initiatives(first: 5) {{ totalCount nodes {{ key }} {PAGE_INFO} }}")
+        pair,
+        EVERY_SCOPE,
+        _new(f"initiatives(first: 5) {{ totalCount nodes {{ key }} {PAGE_INFO} }}"),
     )
     assert COUNTS["written"] == written + 1
     assert len(answer["nodes"]) == min(5, answer["totalCount"])
@@ -157,6 +161,31 @@ async def test_a_page_joining_a_lateral_with_a_row_of_its_own_is_built(
     answer, _ = await _alike(pair, EVERY_SCOPE, _new(plain.replace("first: 2", "first: 3")))
     assert COUNTS["written"] == written + 1
     assert [node["key"] for node in answer["kpis"]["nodes"]] == [kpi.key]
+
+
+async def test_a_reference_to_a_known_object_is_written(pair: Any, db: AsyncSession) -> None:
+    """``key`` and ``name`` of a team kept by first documents, a new selection of them
+    (a subtree not kept) is written as text around them: the team, or null (no team,
+    an archived one) as the resolvers answer."""
+    team = await factories.team(db)
+    owned = await factories.product(db, technology_owner_team_id=team.id)
+    orphan = await factories.product(db)
+    gone_team = await factories.team(db, archived_at=datetime(2026, 1, 1, tzinfo=UTC))
+    gone = await factories.product(db, technology_owner_team_id=gone_team.id)
+    for fields in ("key", "name"):  # each leaf kept, then any reference of them is new
+        query = f'product(key: "{owned.key}") {{ technologyOwnerTeam {{ {fields} }} }}'
+        await _alike(pair, EVERY_SCOPE, _new(query))
+    cases = (("key name", owned, {"key": team.key, "name": team.name}), ("name key", orphan, None))
+    for fields, product, expected in cases:
+        written = COUNTS["reference written"]
+        query = f'product(key: "{product.key}") {{ technologyOwnerTeam {{ {fields} }} }}'
+        answer, _ = await _alike(pair, EVERY_SCOPE, _new(query))
+        assert answer["technologyOwnerTeam"] == expected
+        assert COUNTS["reference written"] == written + 1
+    reference = "technologyOwnerTeam { key name }"
+    query = f'product(key: "{gone.key}") {{ name key {reference} }}'
+    answer, _ = await _alike(pair, EVERY_SCOPE, _new(query))
+    assert answer["technologyOwnerTeam"] is None
 
 
 def test_a_part_renders_its_holes() -> None:

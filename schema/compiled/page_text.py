@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -145,7 +146,9 @@ def connection(
     laterals = c.laterals_of(listing.alias)
     total = rows = None
     if "totalCount" in wanted:
-        total = _part(c, ("total", *key), listing, lambda: connections.total_count(listing))
+        total = _part(
+            ("total", *key), listing.parent, listing.alias, lambda: connections.total_count(listing)
+        )
         if total is UNKEPT:
             COUNTS["part not kept"] += 1
             return None
@@ -163,7 +166,7 @@ def connection(
             finally:  # ``rows`` took them: joined again by whichever SQL is written
                 c.restore_laterals(listing.alias, laterals)
 
-        rows = _part(c, variant, listing, build)
+        rows = _part(variant, listing.parent, listing.alias, build, sizes=1)
         if rows is UNKEPT:
             COUNTS["part not kept"] += 1
             return None
@@ -180,24 +183,70 @@ def connection(
     return _Written(sql, listing.parent)
 
 
-def _part(c: Compiler, key: tuple[Any, ...], listing: Listing, build: Any) -> Part:
+def reference(
+    c: Compiler,
+    meta: dict[str, Any],
+    parent: Any,
+    target: Any,
+    row_json: Any,
+    build: Callable[[Any], Any],
+) -> ColumnElement[Any] | None:
+    """A to-one reference's JSON (``build(object)``: the row of ``target`` its parent's
+    row refers to, as ``objects`` selects it) written as text when its object's SQL is
+    known; None if not."""
+    written = _text_of(row_json)
+    own = subtrees.alias_number(target)
+    number = subtrees.alias_number(parent)
+    if written is None or own is None or number is None:
+        COUNTS["reference built"] += 1
+        return None
+    laterals = c.laterals_of(target)
+    key = (
+        "reference",
+        id(c.walk.schema),
+        id(meta),
+        inspect(parent).mapper.class_,
+        c.scopes,
+        tuple(laterals),
+    )
+
+    def hole() -> Any:
+        try:
+            return build(literal_column(_OBJECT.format(0), jsontext.JSON_TEXT))
+        finally:  # ``rows`` took them: joined again by whichever SQL is written
+            c.restore_laterals(target, laterals)
+
+    part = _part(key, parent, target, hole)
+    if part is UNKEPT:
+        COUNTS["reference built"] += 1
+        return None
+    c.drop_laterals(target)  # joined in the text
+    COUNTS["reference written"] += 1
+    return _Written(part.render(number, own, [written], 0), parent)
+
+
+def _part(
+    key: tuple[Any, ...], parent: Any, own: Any, build: Callable[[], Any], sizes: int = 0
+) -> Part:
+    """The part kept under ``key``, else ``build()`` compiled and kept. ``sizes``: how
+    many page sizes it holds (the rows, one; else none)."""
     found = PARTS.get(key)
     if found is not None:
         return found
-    part = _compiled(build(), listing)
+    part = _compiled(build(), parent, own, sizes)
     PARTS.put(key, part, text_bytes(*(p for p in part.pieces if isinstance(p, str))) + 200)
     return part
 
 
-def _compiled(statement: Any, listing: Listing) -> Part:
-    """``statement`` compiled where the connection sits (correlated to its parent's
-    row), split at its holes; ``UNKEPT`` if it names another row or a parameter."""
+def _compiled(statement: Any, parent_alias: Any, own_alias: Any, sizes: int) -> Part:
+    """``statement`` compiled where it sits (correlated to its parent's row), split at
+    its holes; ``UNKEPT`` if it names another row or a parameter."""
     from schema.compiled.extension import PLAN_DIALECT  # imports this module
 
     captured = _Captured(statement)
     probe = select(captured)
-    if listing.parent is not None:
-        probe = probe.select_from(listing.parent)
+    if parent_alias is not None:
+        probe = probe.select_from(parent_alias)
     compiled = probe.compile(
         dialect=PLAN_DIALECT,
         compile_kwargs={"literal_binds": True, "render_postcompile": True},
@@ -205,11 +254,11 @@ def _compiled(statement: Any, listing: Listing) -> Part:
     sql = captured.sql
     if sql is None or getattr(compiled, "placeholders", None) or "asof" in sql:
         return UNKEPT
-    parent = None if listing.parent is None else subtrees.alias_number(listing.parent)
-    own = subtrees.alias_number(listing.alias)
+    parent = None if parent_alias is None else subtrees.alias_number(parent_alias)
+    own = subtrees.alias_number(own_alias)
     pieces: list[str | int] = []
     at = 0
-    sizes = 0
+    found_sizes = 0
     for found in _HOLES.finditer(sql):
         alias, obj, size = found.group(1), found.group(2), found.group(3)
         if alias is not None:
@@ -223,13 +272,13 @@ def _compiled(statement: Any, listing: Listing) -> Part:
         elif obj is not None:
             hole = int(obj)
         elif size is not None:
-            sizes += 1
+            found_sizes += 1
             hole = _SIZE_HOLE if size == str(_SIZE) else _SIZE_PLUS_ONE
         else:
             continue  # a string literal
         pieces += [sql[at : found.start()], hole]
         at = found.end()
-    if sizes > 1:
+    if found_sizes != sizes:  # the number also stands for something else
         return UNKEPT
     pieces.append(sql[at:])
     return Part(tuple(pieces))
