@@ -211,6 +211,9 @@ async def _run(
             f"fields whose SQL text was kept (subtrees): {SUBTREES.hits} hits, "
             f"{SUBTREES.misses} misses, {len(SUBTREES)} kept ({SUBTREES.bytes:,} bytes)"
         )
+        from schema.compiled.page_text import COUNTS, PARTS
+
+        print(f"connections written as text (page_text): {dict(COUNTS)}, {len(PARTS)} parts")
     if profiler is not None and profile is not None:
         _write_profile(profiler, profile)
 

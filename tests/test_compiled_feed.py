@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from domain import models
 from domain.models import AuditAction
+from schema.compiled import feed_text
 from schema.compiled.extension import PLANS
 from tests.conftest import ALL_SCOPES, GraphQL
 from tests.fixtures.database import StatementCounter, run_sql
@@ -307,3 +308,32 @@ async def test_as_of_an_initiative_with_what_blocks_it_is_compiled(
         )
         assert found["initiative"]["title"] == "Old name"
         assert isinstance(found["initiative"]["isBlocked"], bool)
+
+
+async def test_a_feed_selection_seen_before_is_written_from_its_kept_text(
+    pair: Any, history: dict[str, Any]
+) -> None:
+    """The feed's statement depends on its selection and the scopes only (its arguments
+    are parameters): a new document selecting the same (literal arguments, another
+    alias, another order of arguments) is written from the kept text, and answers as
+    the resolvers; another caller's scopes are another text."""
+    selection = FULL.split("{", 2)[2].rsplit("}", 1)[0]  # changes' own selection
+    since = history["start"]
+    documents = [
+        f'{{ changes(since: "{since}", first: 2) {{ {selection} }}',
+        f'{{ feed: changes(first: 5, since: "{since}") {{ {selection} }}',
+        f'{{ changes(since: "{since}", types: [PRODUCT]) {{ {selection} }}',
+    ]
+    for number, document in enumerate(documents):
+        written = feed_text.COUNTS["written"]
+        page = await same(pair, document)
+        (answer,) = page.values()
+        assert len(answer["events"]) == [2, 5, 2][number]
+        if number:
+            assert feed_text.COUNTS["written"] == written + 1
+    lean = LEAN.split("{", 2)[2].rsplit("}", 1)[0]
+    lean = f'{{ changes(since: "{since}", first: 3) {{ more: hasMore {lean} }}'
+    for scopes in (["portfolio:read"], ALL_SCOPES):  # each caller's scopes: compiled once
+        compiled = feed_text.COUNTS["compiled"]
+        await same(pair, lean, scopes=scopes)
+        assert feed_text.COUNTS["compiled"] == compiled + 1

@@ -454,6 +454,21 @@ class Compiler:
             laterals[name] = lookup(self, alias).lateral(f"{name}_{inspect(alias).name}")
         return laterals[name]
 
+    def laterals_of(self, alias: Any) -> dict[str, Any]:
+        """The laterals the fields on ``alias`` use so far (name -> lateral), a copy."""
+        return dict(self._laterals.get(alias, {}))
+
+    def restore_laterals(self, alias: Any, laterals: dict[str, Any]) -> None:
+        """``laterals`` (from ``laterals_of``) to be joined again where ``alias``'s rows
+        are selected (``rows``)."""
+        if laterals:
+            self._laterals[alias] = laterals
+
+    def drop_laterals(self, alias: Any) -> None:
+        """The laterals of ``alias`` are joined in a text written elsewhere
+        (``schema.compiled.page_text``)."""
+        self._laterals.pop(alias, None)
+
     def shape(self, node: FieldNode) -> str | None:
         """The field as written, fragments followed (``subtrees.shape``)."""
         return subtrees.shape(node, self.walk.fragments, self._shapes)

@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, Select, func, literal, not_, or_, select
 from domain.errors import DomainError
 from domain.services import reads
 from domain.services.pagination import page_request
-from schema.compiled import jsontext
+from schema.compiled import jsontext, page_text, subtrees
 from schema.compiled.cursors import beyond, cursor_text
 from schema.compiled.filters import conditions_of
 from schema.compiled.selection import Invalid, Unsupported, response_key
@@ -59,16 +59,25 @@ def connection(
     edge: reads.Edge | None,
 ) -> ColumnElement[Any]:
     """The connection's JSON, as a scalar subquery (correlated to ``parent`` if nested)."""
+    before = subtrees.traces(c)
     listing = _listing(c, type_name, node, meta, args, parent, edge)
+    # Its SQL written as text when nothing but its arguments decides it (page_text).
+    listed = page_text.listing_key(c, node, meta, listing) if subtrees.traces(c) == before else None
     selections = c.walk.fields(type_name, node.selection_set)
     wanted = {child.name.value for child in selections}
     if wanted - CONNECTION_FIELDS:
         raise Unsupported("connection field")
     rows: Any = None
     objects: dict[tuple[str, ...], tuple[str, Any]] = {}
+    cursors = False
     if wanted & {"nodes", "edges", "pageInfo"}:
         objects, cursors = _page_objects(c, listing, selections)
-        rows = _page_rows(c, listing, objects, cursors, "pageInfo" in wanted)
+    if listed is not None:
+        written = page_text.connection(c, listed, listing, selections, objects, cursors)
+        if written is not None:
+            return written
+    if wanted & {"nodes", "edges", "pageInfo"}:
+        rows = page_rows(c, listing, objects, cursors, "pageInfo" in wanted).subquery()
     pairs: list[tuple[str, Any]] = []
     for child in selections:
         key = response_key(child)
@@ -200,13 +209,13 @@ def _page_objects(
     return objects, cursors
 
 
-def _page_rows(
+def page_rows(
     c: Compiler,
     listing: Listing,
     objects: dict[tuple[str, ...], tuple[str, Any]],
     cursors: bool,
     page_info: bool,
-) -> Any:
+) -> Select[Any]:
     """The page's rows in the order of travel, numbered (``rn``), with their objects'
     JSON and cursors; one row more when `pageInfo` needs to know whether more follow."""
     alias = listing.alias
@@ -214,7 +223,7 @@ def _page_rows(
     columns += [row_json.label(label) for label, row_json in objects.values()]
     if cursors:
         columns.append(cursor_text(listing.ordering_name, listing.sort, alias.id).label("c"))
-    page_rows = (
+    selected = (
         c.rows(listing.base.add_columns(*columns), alias)
         .where(*listing.conditions, *listing.window)
         .order_by(*listing.order)
@@ -223,17 +232,21 @@ def _page_rows(
         .limit(listing.size + 1 if page_info else listing.size)
     )
     if listing.parent is not None:
-        page_rows = page_rows.correlate(listing.parent)
-    return page_rows.subquery()
+        selected = selected.correlate(listing.parent)
+    return selected
 
 
-def _total_count(listing: Listing) -> Any:
+def total_count(listing: Listing) -> Select[Any]:
     count = listing.base.add_columns(func.count()).where(*listing.conditions)
     if listing.parent is not None:
         count = count.correlate(listing.parent)
     # Every item the filters keep, wherever the cursors put the window (a page after
     # the last item too), as ``pagination.fetch_pages`` counts it.
-    total: Any = count.scalar_subquery()
+    return count
+
+
+def _total_count(listing: Listing) -> Any:
+    total: Any = total_count(listing).scalar_subquery()
     return total
 
 

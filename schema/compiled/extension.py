@@ -481,7 +481,7 @@ def _operation(execution: Any) -> OperationDefinitionNode | None:
     return get_operation_ast(document, provided_operation_name(execution)) if document else None
 
 
-_DIALECT = postgresql_asyncpg.dialect()
+PLAN_DIALECT = postgresql_asyncpg.dialect()
 
 
 class _PlanCompiler(PGCompiler_asyncpg):
@@ -533,7 +533,7 @@ class _PlanCompiler(PGCompiler_asyncpg):
         return super().visit_bindparam(bindparam, **kwargs)
 
 
-_DIALECT.statement_compiler = _PlanCompiler
+PLAN_DIALECT.statement_compiler = _PlanCompiler
 
 
 def _context(value: Any) -> Hashable:
@@ -567,6 +567,6 @@ def _render(statement: Any) -> Rendered:
     renderers), except parameters: a cached plan is then a short string, cheap to keep
     and to run, instead of thousands of objects for the garbage collector to walk."""
     compiled = statement.compile(
-        dialect=_DIALECT, compile_kwargs={"literal_binds": True, "render_postcompile": True}
+        dialect=PLAN_DIALECT, compile_kwargs={"literal_binds": True, "render_postcompile": True}
     )
     return Rendered(str(compiled), tuple(compiled.placeholders))

@@ -25,7 +25,7 @@ from domain.errors import DomainError
 from domain.models import AuditAction, AuditEvent
 from domain.services import feed
 from domain.services.sync import REFS_FIELD
-from schema.compiled import jsontext, presented
+from schema.compiled import feed_text, jsontext, presented
 from schema.compiled.selection import Invalid, Unsupported, response_key
 from schema.compiled.special import external_refs
 from schema.compiled.values import global_id_of, iso_timestamp
@@ -68,9 +68,15 @@ def changes(c: Compiler, node: FieldNode, args: dict[str, Any]) -> Select[Any]:
         )
 
     types = (BigInteger, BigInteger, BigInteger, BigInteger, ARRAY(Text))
-    since_tx, since_id, first, limit, wanted = c.computed(
-        node, list(zip(planned, types, strict=True)), values
-    )
+    parameters = c.computed(node, list(zip(planned, types, strict=True)), values)
+    key = feed_text.key_of(c, node)
+    if key is None:
+        return _changes(c, node, parameters)
+    return feed_text.written(c, key, parameters, types, lambda holes: _changes(c, node, holes))
+
+
+def _changes(c: Compiler, node: FieldNode, parameters: list[Any]) -> Select[Any]:
+    since_tx, since_id, first, limit, wanted = parameters
     since_tx, since_id = cast(since_tx, BigInteger), cast(since_id, BigInteger)
     first = cast(first, BigInteger)
     event = AuditEvent

@@ -10,7 +10,7 @@ from graphql import FieldNode, get_named_type
 from sqlalchemy import ColumnElement, select
 
 from domain.services import reads
-from schema.compiled import jsontext, subtrees
+from schema.compiled import jsontext, page_text, subtrees
 from schema.compiled.selection import Unsupported, response_key
 from schema.compiled.special import SPECIAL
 from schema.compiled.values import column_value, global_id
@@ -62,8 +62,14 @@ def _build(c: Compiler, type_name: str, alias: Any, node: FieldNode) -> Any:
         conditions = [target.id == getattr(alias, attribute)]
         if hasattr(model, "archived_at"):
             conditions.append(target.archived_at.is_(None))
-        statement = select(object_json(c, named, target, node)).select_from(target)
-        return c.rows(statement, target).where(*conditions).correlate(alias).scalar_subquery()
+        row_json = object_json(c, named, target, node)
+
+        def selected(json: Any) -> Any:
+            statement = select(json).select_from(target)
+            return c.rows(statement, target).where(*conditions).correlate(alias)
+
+        written = page_text.reference(c, meta, alias, target, row_json, selected)
+        return written if written is not None else selected(row_json).scalar_subquery()
     if strawberry_field.base_resolver is None and not node.selection_set:
         return column_value(getattr(alias, strawberry_field.python_name))
     raise Unsupported(f"{type_name}.{name}")

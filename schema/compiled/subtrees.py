@@ -134,7 +134,7 @@ def cached(
     """``build()``, the JSON text (never NULL) of the field ``node`` of ``type_name`` on
     the row ``alias``; its SQL text from an earlier plan when one built the same shape
     on the same kind of row."""
-    parent = _alias_number(alias)
+    parent = alias_number(alias)
     shape = c.shape(node) if parent is not None else None
     if parent is None or shape is None:
         return build()
@@ -155,15 +155,15 @@ def cached(
         c.next_name += found.names
         for name, lookup in found.laterals:  # joined where the parent's rows are selected
             c.lateral(alias, name, lookup)
-        return _Replayed(found.render(parent, start), found.type, alias)
+        return Replayed(found.render(parent, start), found.type, alias)
     SUBTREES.misses += 1
-    before, laterals = _traces(c), len(c.lateral_rows)
+    before, laterals = traces(c), len(c.lateral_rows)
     expression = build()
-    if _traces(c) != before or not isinstance(expression, ColumnElement):
+    if traces(c) != before or not isinstance(expression, ColumnElement):
         return expression
     parents: dict[tuple[str, Lookup], None] = {}
     for row, name, lookup in c.lateral_rows[laterals:]:
-        number = _alias_number(row)
+        number = alias_number(row)
         if number == parent:
             parents[name, lookup] = None
         elif number is None or number < start:  # joined where a row above it is selected
@@ -173,7 +173,7 @@ def cached(
     return _Recording(expression, key, parent, start, c.next_name - start, tuple(parents))
 
 
-def _alias_number(alias: Any) -> int | None:
+def alias_number(alias: Any) -> int | None:
     """The number of a row alias the compiler named (``Compiler.alias``), else None."""
     number = _NUMBERS.get(alias)
     if number is not None:
@@ -191,7 +191,7 @@ def _alias_number(alias: Any) -> int | None:
 _NUMBERS: dict[Any, int] = {}
 
 
-def _traces(c: Compiler) -> tuple[Any, ...]:
+def traces(c: Compiler) -> tuple[Any, ...]:
     """What building a field may leave in the plan besides its SQL."""
     return (
         len(c.refusals),
@@ -269,7 +269,7 @@ def _compile_recording(element: _Recording, compiler: Any, **kwargs: Any) -> str
     return f"({sql})"
 
 
-class _Replayed(ColumnElement[Any]):
+class Replayed(ColumnElement[Any]):
     """A subtree's kept text, its aliases renumbered for this statement."""
 
     __visit_name__ = "portfolio_replayed"
@@ -287,8 +287,8 @@ class _Replayed(ColumnElement[Any]):
         return inspect(self.parent).selectable._from_objects
 
 
-@compiles(_Replayed)
-def _compile_replayed(element: _Replayed, compiler: Any, **kwargs: Any) -> str:
+@compiles(Replayed)
+def _compile_replayed(element: Replayed, compiler: Any, **kwargs: Any) -> str:
     return f"({element.sql})"
 
 
@@ -309,7 +309,7 @@ def _shape(
 ) -> str | None:
     parts: list[str] = []
     if isinstance(node, FieldNode):
-        arguments = _arguments(node.arguments)
+        arguments = arguments_shape(node.arguments)
         if arguments is None:
             return None
         parts.append(f"{node.alias.value if node.alias else ''}:{node.name.value}{arguments}")
@@ -347,14 +347,14 @@ def _shape(
 def _directives(directives: tuple[DirectiveNode, ...] | None) -> str | None:
     parts: list[str] = []
     for directive in directives or ():
-        arguments = _arguments(directive.arguments)
+        arguments = arguments_shape(directive.arguments)
         if arguments is None:
             return None
         parts.append(f"@{directive.name.value}{arguments}")
     return "".join(parts)
 
 
-def _arguments(arguments: tuple[ArgumentNode, ...] | None) -> str | None:
+def arguments_shape(arguments: tuple[ArgumentNode, ...] | None) -> str | None:
     """A field's or a directive's arguments as text; None if one is a variable."""
     parts = ["("]
     for argument in arguments or ():
