@@ -31,19 +31,33 @@ def held_bytes(value: object) -> int:
     """About the memory ``value`` holds: its containers (dicts, lists, tuples, sets) and
     the strings and other objects in them, each counted once per place it stands (an
     upper bound where objects are shared); an enum member counts nothing, being one
-    object for the whole process. For the values a request sends, kept beside a plan."""
+    object for the whole process. For the values a request sends, kept beside a plan:
+    measured on every value not seen before, so the common kinds are told apart by
+    their exact type first."""
     size = 0
     stack = [value]
+    pop, extend, sizeof = stack.pop, stack.extend, sys.getsizeof
     while stack:
-        item = stack.pop()
-        if isinstance(item, Enum):
+        item = pop()
+        kind = type(item)
+        if kind is str or kind is int or kind is float or kind is bool:
+            size += sizeof(item)
+        elif kind is list or kind is tuple:
+            size += sizeof(item)
+            extend(item)  # type: ignore[arg-type]
+        elif kind is dict:
+            size += sizeof(item)
+            extend(item.keys())  # type: ignore[attr-defined]
+            extend(item.values())  # type: ignore[attr-defined]
+        elif isinstance(item, Enum):
             continue
-        size += sys.getsizeof(item)
-        if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple | set | frozenset):
-            stack.extend(item)
+        else:
+            size += sizeof(item)
+            if isinstance(item, list | tuple | set | frozenset):
+                extend(item)
+            elif isinstance(item, dict):
+                extend(item.keys())
+                extend(item.values())
     return size
 
 

@@ -65,10 +65,12 @@ Extract = Callable[[dict[str, Any]], Mapping[str, Any]]
 # callers', and a list of a thousand empty lists is 3 KB of JSON but 60 KB in Python.
 # The plan cache counts these budgets in each plan's size (``extension._plan_bytes``).
 MAX_REMEMBERED_KEY = 512
-# Parameters computed for whole combinations of values.
-REMEMBERED_BINDINGS_BYTES = 24 * 1024
-# One variable's values as GraphQL coerced them (its sources beside them).
-REMEMBERED_VALUE_BYTES = 16 * 1024
+# Parameters computed for whole combinations of values: about 40 of a constraint
+# board's (four filter lists and a search text, ~1.5 KB each as counted).
+REMEMBERED_BINDINGS_BYTES = 64 * 1024
+# One variable's values as GraphQL coerced them (its sources beside them): about 40
+# of a board's enum lists (~750 B each as counted).
+REMEMBERED_VALUE_BYTES = 32 * 1024
 
 
 @dataclass
