@@ -216,6 +216,7 @@ async def _run(options: Options) -> Path:
         ensure_port_free(port)
 
     started = datetime.now(UTC)
+    commit = _commit()  # the code the servers start from, read before any starts
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     out = options.results_dir / stamp
     # wrk's output and Lua scripts (megabytes) and server logs stay out of git.
@@ -260,6 +261,7 @@ async def _run(options: Options) -> Path:
     results, checks, idle_rss = run.results, run.checks, run.idle_rss
 
     meta = _meta(options, started, dataset, url, node_version, idle_rss, checks)
+    meta["commit"] = _commit_during(commit)
     meta["node5"] = _node_major(node5)[1] if node5 else None
     meta["token"] = options.token
     meta["cached_column"] = options.cached
@@ -1008,6 +1010,18 @@ def _print_result(result: Result, note: str = "") -> None:
 # --- metadata ------------------------------------------------------------------------
 
 
+def _commit() -> str:
+    dirty = " (with uncommitted changes)" if _git("status", "--porcelain") else ""
+    return _git("rev-parse", "--short", "HEAD") + dirty
+
+
+def _commit_during(at_start: str) -> str:
+    """The commit the run started from, and where HEAD went if it moved during the run
+    (a server started after the move ran the newer code)."""
+    now = _commit()
+    return at_start if now == at_start else f"{at_start} (HEAD moved to {now} during the run)"
+
+
 def _git(*args: str) -> str:
     done = subprocess.run(["git", *args], cwd=REPO_DIR, capture_output=True, text=True, check=False)
     return done.stdout.strip()
@@ -1044,7 +1058,6 @@ def _meta(
     from importlib.metadata import version
 
     machine, machine_short = _machine()
-    dirty = " (with uncommitted changes)" if _git("status", "--porcelain") else ""
     peer_package = BENCH_DIR / "node_modules" / "postgraphile" / "package.json"
     return {
         "started": started.strftime("%Y-%m-%d %H:%M UTC"),
@@ -1064,7 +1077,6 @@ def _meta(
         "postgraphile": orjson.loads(peer_package.read_bytes())["version"]
         if node_version and peer_package.exists()
         else None,
-        "commit": _git("rev-parse", "--short", "HEAD") + dirty,
         "server_environment": {
             k: v for k, v in (os.environ | OURS_ENVIRONMENT).items() if k.startswith("PORTFOLIO_")
         },
