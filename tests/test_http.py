@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.app import assemble_app
-from schema import endpoint, view
 from tests.conftest import GraphQL, make_client, settings_for
+from tests.fixtures.paths import whole_path_counter
 
 
 async def test_healthz(client: httpx.AsyncClient) -> None:
@@ -190,24 +190,7 @@ async def test_a_known_read_takes_the_endpoints_lane(
     Starlette request are made for it, also when it is sent as a persisted document's
     hash whose document is in memory; a document not seen before takes the whole path,
     and so does a hash the store must look up."""
-    made: list[str] = []
-
-    class Counted(endpoint.RequestTransaction):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            made.append("transaction")
-            super().__init__(*args, **kwargs)
-
-        async def session(self) -> Any:
-            made.append("session")
-            return await super().session()
-
-    class CountedRequest(view.Request):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            made.append("request")
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(endpoint, "RequestTransaction", Counted)
-    monkeypatch.setattr(view, "Request", CountedRequest)
+    made = whole_path_counter(monkeypatch)
     query = f"{{ p{uuid.uuid4().hex}: teams(first: 1) {{ totalCount }} }}"
     first = await client.post("/graphql", json={"query": query})
     assert first.json()["extensions"]["answeredBy"] == "compiled"

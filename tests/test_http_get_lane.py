@@ -21,12 +21,12 @@ from starlette.applications import Starlette
 
 from api.app import assemble_app
 from domain import models
-from schema import endpoint, view
 from schema.get_requests import read_filled_in, read_get_request
 from schema.ids import encode_id
 from schema.persisted import query_string_of
 from tests.conftest import ALL_SCOPES, settings_for
 from tests.fixtures import factories
+from tests.fixtures.paths import whole_path_counter
 
 # The same id on every request: the answers' X-Request-ID headers are then alike too.
 HEADERS = {"X-Request-ID": "get-lane"}
@@ -67,21 +67,7 @@ def _client(app: Starlette) -> httpx.AsyncClient:
 def made(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """What each request makes of the whole path: request transactions, Starlette
     requests."""
-    made: list[str] = []
-
-    class Counted(endpoint.RequestTransaction):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            made.append("transaction")
-            super().__init__(*args, **kwargs)
-
-    class CountedRequest(view.Request):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            made.append("request")
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(endpoint, "RequestTransaction", Counted)
-    monkeypatch.setattr(view, "Request", CountedRequest)
-    return made
+    return whole_path_counter(monkeypatch)
 
 
 async def _alike(
