@@ -16,6 +16,7 @@ from domain.services.pagination import page_request
 from schema.compiled import jsontext, page_text, subtrees
 from schema.compiled.cursors import beyond, cursor_text
 from schema.compiled.filters import conditions_of
+from schema.compiled.page_info import page_info_fields
 from schema.compiled.selection import Invalid, Unsupported, response_key
 
 if TYPE_CHECKING:
@@ -287,31 +288,23 @@ def _page_info(listing: Listing, node: FieldNode, rows: Any) -> Any:
     size = listing.size
     on_page = rows.c.rn <= size
     more = select(func.count() > size).select_from(rows).scalar_subquery()
-    travelled = "previous" if listing.backwards else "next"
     pairs: list[tuple[str, Any]] = []
-    for child in node.selection_set.selections if node.selection_set else ():
-        if not isinstance(child, FieldNode):
-            raise Unsupported("fragment in pageInfo")
-        name = child.name.value
-        if name in {"hasNextPage", "hasPreviousPage"}:
-            side = "next" if name == "hasNextPage" else "previous"
-            found = [more] if side == travelled else []
-            if side in beside:
-                found.append(beside[side])
-            value: Any = or_(*found) if found else jsontext.FALSE
-        elif name in {"startCursor", "endCursor"}:
-            # The first row of travel is the page's start, or its end for `last`.
-            if (name == "startCursor") != listing.backwards:
-                value = select(rows.c.c).where(rows.c.rn == 1, on_page).scalar_subquery()
-            else:
-                value = (
-                    select(rows.c.c)
-                    .where(on_page)
-                    .order_by(rows.c.rn.desc())
-                    .limit(1)
-                    .scalar_subquery()
-                )
+    for field in page_info_fields(node, listing.backwards):
+        value: Any
+        if field.side is not None:
+            found = [more] if field.travelled else []
+            if field.side in beside:
+                found.append(beside[field.side])
+            value = or_(*found) if found else jsontext.FALSE
+        elif field.first_row:
+            value = select(rows.c.c).where(rows.c.rn == 1, on_page).scalar_subquery()
         else:
-            raise Unsupported(f"pageInfo.{name}")
-        pairs.append((response_key(child), value))
+            value = (
+                select(rows.c.c)
+                .where(on_page)
+                .order_by(rows.c.rn.desc())
+                .limit(1)
+                .scalar_subquery()
+            )
+        pairs.append((field.key, value))
     return jsontext.json_object(pairs)

@@ -35,6 +35,7 @@ from sqlalchemy.sql.visitors import InternalTraversal
 
 from domain.caches import ByteLRU, text_bytes
 from schema.compiled import connections, jsontext, subtrees
+from schema.compiled.page_info import page_info_fields
 from schema.compiled.selection import Unsupported, response_key
 
 if TYPE_CHECKING:
@@ -480,32 +481,23 @@ def _page_info(listing: Listing, node: FieldNode, page: str, rows_sql: str) -> _
     """As ``connections._page_info`` without cursors in the arguments: the extra row of
     the page says more follow in the direction of travel; none precede it."""
     size = listing.size
-    travelled = "previous" if listing.backwards else "next"
     pairs: list[tuple[str, _Json]] = []
-    for child in node.selection_set.selections if node.selection_set else ():
-        if not isinstance(child, FieldNode):
-            raise Unsupported("fragment in pageInfo")
-        name = child.name.value
-        if name in {"hasNextPage", "hasPreviousPage"}:
-            side = "next" if name == "hasNextPage" else "previous"
-            if side == travelled:
-                value = _as_text(
-                    f"(SELECT count(*) > {size} AS more \nFROM ({rows_sql}) AS {page})"
-                )
-            else:
-                value = _constant("false")
-        elif name in {"startCursor", "endCursor"}:
-            if (name == "startCursor") != listing.backwards:
-                value = _value(
-                    f"(SELECT {page}.c \nFROM ({rows_sql}) AS {page} \n"
-                    f"WHERE {page}.rn = 1 AND {page}.rn <= {size})"
-                )
-            else:
-                value = _value(
-                    f"(SELECT {page}.c \nFROM ({rows_sql}) AS {page} \n"
-                    f"WHERE {page}.rn <= {size} ORDER BY {page}.rn DESC \n LIMIT 1)"
-                )
+    for field in page_info_fields(node, listing.backwards):
+        if field.side is not None:
+            value = (
+                _as_text(f"(SELECT count(*) > {size} AS more \nFROM ({rows_sql}) AS {page})")
+                if field.travelled
+                else _constant("false")
+            )
+        elif field.first_row:
+            value = _value(
+                f"(SELECT {page}.c \nFROM ({rows_sql}) AS {page} \n"
+                f"WHERE {page}.rn = 1 AND {page}.rn <= {size})"
+            )
         else:
-            raise Unsupported(f"pageInfo.{name}")
-        pairs.append((response_key(child), value))
+            value = _value(
+                f"(SELECT {page}.c \nFROM ({rows_sql}) AS {page} \n"
+                f"WHERE {page}.rn <= {size} ORDER BY {page}.rn DESC \n LIMIT 1)"
+            )
+        pairs.append((field.key, value))
     return _object(pairs)
