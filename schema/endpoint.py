@@ -4,6 +4,9 @@ begun only if the request needs the ORM session: see ``RequestTransaction``)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import orjson
 import structlog
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -143,19 +146,10 @@ class GraphQLEndpoint:
         # client of the persisted-only mode sends on every request).
         if not isinstance(payload, dict):
             return None
-        try:
-            resolved = await resolve_persisted(
-                self.persisted,
-                _not_in_memory,
-                payload,
-                only_persisted=self.only_persisted,
-                state=state,
-            )
-        except _NotInMemory:
-            return None  # ``_persisted`` reads it in the request's transaction
-        except PersistedQueryError as refused:
-            return refused.response
-        return await self.view.answer_known(scope, data, resolved)
+        filled = await self._filled_in_memory(payload, state)
+        if not isinstance(filled, dict):
+            return filled
+        return await self.view.answer_known(scope, data, filled)
 
     async def _known_get(self, scope: Scope) -> Answer | Response | None:
         """A GET's known read (``PortfolioGraphQL.answer_known_read``), its persisted
@@ -168,24 +162,46 @@ class GraphQLEndpoint:
             return None  # refused by strawberry's path
         # ``_persisted``'s test, on the same decoded extensions: where this reading of
         # the query string succeeds, ``get_payload`` decodes the same values.
-        if self.only_persisted or "persistedQuery" in str(request.get("extensions", "")):
+        if self._asks_persisted(request.get("extensions")):
             try:
                 payload = get_payload(scope)
-                resolved = await resolve_persisted(
-                    self.persisted,
-                    _not_in_memory,
-                    payload,
-                    only_persisted=self.only_persisted,
-                    state=scope["state"],
-                )
-            except (HTTPRefusal, _NotInMemory):
+            except HTTPRefusal:
                 return None
-            except PersistedQueryError as refused:
-                return refused.response
-            request = read_filled_in(resolved)
+            filled = await self._filled_in_memory(payload, scope["state"])
+            if not isinstance(filled, dict):
+                return filled
+            request = read_filled_in(filled)
             if request is None:
                 return None
         return await self.view.answer_known_read(scope, request)
+
+    def _asks_persisted(self, extensions: Any) -> bool:
+        """Whether a request's document is to be filled in from the store (or refused):
+        always in the persisted-only mode, else when its extensions name one."""
+        return self.only_persisted or "persistedQuery" in str(extensions or "")
+
+    async def _filled_in(
+        self, payload: dict[str, Any], session: Callable[[], Awaitable[AsyncSession]], state: Any
+    ) -> dict[str, Any]:
+        """``payload`` with its persisted document filled in (``resolve_persisted``), or
+        ``PersistedQueryError``; ``session`` is asked for only if the store must read
+        the database."""
+        return await resolve_persisted(
+            self.persisted, session, payload, only_persisted=self.only_persisted, state=state
+        )
+
+    async def _filled_in_memory(
+        self, payload: dict[str, Any], state: Any
+    ) -> dict[str, Any] | Response | None:
+        """``_filled_in`` for the lane, which has no transaction: None when the store
+        must read the database (``_persisted`` then does, in the request's transaction),
+        the refusal's answer when it is refused."""
+        try:
+            return await self._filled_in(payload, _not_in_memory, state)
+        except _NotInMemory:
+            return None
+        except PersistedQueryError as refused:
+            return refused.response
 
     async def _attempt(self, scope: Scope, body: _Body, send: Send, *, last: bool) -> str | None:
         """Run the request once, in a transaction of its own. When PostgreSQL aborted a
@@ -247,15 +263,9 @@ class GraphQLEndpoint:
         """Fill in a persisted document (or refuse); returns the receive to pass on."""
         if scope["method"] == "GET":
             payload = get_payload(scope)
-            if self.only_persisted or "persistedQuery" in str(payload.get("extensions", "")):
-                resolved = await resolve_persisted(
-                    self.persisted,
-                    transaction.session,
-                    payload,
-                    only_persisted=self.only_persisted,
-                    state=scope["state"],
-                )
-                set_get_payload(scope, resolved)
+            if self._asks_persisted(payload.get("extensions")):
+                filled = await self._filled_in(payload, transaction.session, scope["state"])
+                set_get_payload(scope, filled)
             return body.receive
         data = await body.read()
         if data.lstrip().startswith(b"["):
@@ -267,14 +277,8 @@ class GraphQLEndpoint:
         if self.only_persisted or _MARKER in data:
             payload = decode_json(data)  # a malformed body is refused (400) here
             if isinstance(payload, dict):
-                resolved = await resolve_persisted(
-                    self.persisted,
-                    transaction.session,
-                    payload,
-                    only_persisted=self.only_persisted,
-                    state=scope["state"],
-                )
-                data = orjson.dumps(resolved)
+                filled = await self._filled_in(payload, transaction.session, scope["state"])
+                data = orjson.dumps(filled)
         return replay(data)
 
 

@@ -7,9 +7,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
-
 from schema.http import HTTPRefusal, decode_json
+from schema.persisted import get_params_of
 
 
 def read_get_request(query_string: bytes) -> dict[str, Any] | None:
@@ -30,15 +29,9 @@ def read_filled_in(payload: dict[str, Any]) -> dict[str, Any] | None:
     """What ``read_get_request`` reads of the query string ``set_get_payload`` writes
     for a persisted document filled in (``resolve_persisted``), without writing it and
     reading it back: the document of a hash is what a client in the persisted-only mode
-    sends on every request, and that round trip was a third of its Python calls. A text
-    comes back as it went (it came from the query string, or is the stored document); any
-    other value as its JSON (``orjson``) decoded again; a None is left out."""
-    params = {
-        key: value if isinstance(value, str) else orjson.dumps(value).decode()
-        for key, value in payload.items()
-        if value is not None
-    }
-    return _decoded(params)
+    sends on every request, and that round trip was a third of its Python calls: the
+    parameters ``set_get_payload`` encodes (``get_params_of``), decoded again."""
+    return _decoded(get_params_of(payload))
 
 
 def _decoded(params: dict[str, Any]) -> dict[str, Any] | None:

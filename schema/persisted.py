@@ -141,9 +141,14 @@ def set_get_payload(scope: Scope, payload: dict[str, Any]) -> None:
 
 def query_string_of(payload: dict[str, Any]) -> bytes:
     """The query string a GET with this (filled-in) payload is passed on with."""
-    params = {
+    return urlencode(get_params_of(payload)).encode()
+
+
+def get_params_of(payload: dict[str, Any]) -> dict[str, str]:
+    """The query string's parameters for a (filled-in) payload: a text as it is, any
+    other value as its JSON; a None left out."""
+    return {
         key: value if isinstance(value, str) else orjson.dumps(value).decode()
         for key, value in payload.items()
         if value is not None
     }
-    return urlencode(params).encode()

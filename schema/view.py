@@ -234,18 +234,9 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         which is then left to strawberry, with the decoded body (``decode_json``).
         ``payload``: what ``body`` decoded to (refused with 400 as strawberry's path
         would), a persisted document's filled in."""
-        state = scope["state"]
-        state[_KNOWN_TRIED] = tried = _DecodedBody()
+        scope["state"][_KNOWN_TRIED] = tried = _DecodedBody()
         tried.keep(body, payload)
-        data = _known_request_data(state, payload)
-        if data is None:
-            return None
-        principal = state["principal"]
-        rate_limit_key = _rate_limit_key(principal, scope.get("client"))
-        known = self.known.lookup(principal, data)
-        if known is None:
-            return await self._answer_update(scope, principal, data, rate_limit_key)
-        return await self._answer_read(scope, known, data, rate_limit_key)
+        return await self._known_answer(scope, payload, updates=True)
 
     async def answer_known_read(
         self, scope: Scope, payload: dict[str, Any]
@@ -257,17 +248,25 @@ class PortfolioGraphQL(GraphQL[Context, None]):
         is only ever made for a query (``CompiledQueries._cached_plan``), so a document
         or operation that is not one finds none and is left to strawberry's refusal.
         None when the read is not known, as for ``answer_known``."""
+        return await self._known_answer(scope, payload, updates=False)
+
+    async def _known_answer(
+        self, scope: Scope, payload: Any, *, updates: bool
+    ) -> Answer | Response | None:
+        """A known read's answer, else (with ``updates``) a known update's; None when
+        neither takes the request."""
         state = scope["state"]
         data = _known_request_data(state, payload)
         if data is None:
             return None
         principal = state["principal"]
+        rate_limit_key = _rate_limit_key(principal, scope.get("client"))
         known = self.known.lookup(principal, data)
-        if known is None:
-            return None
-        return await self._answer_read(
-            scope, known, data, _rate_limit_key(principal, scope.get("client"))
-        )
+        if known is not None:
+            return await self._answer_read(scope, known, data, rate_limit_key)
+        if updates:
+            return await self._answer_update(scope, principal, data, rate_limit_key)
+        return None
 
     async def _answer_read(
         self, scope: Scope, known: tuple[Any, Any], data: GraphQLRequestData, rate_limit_key: str
