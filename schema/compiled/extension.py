@@ -481,7 +481,7 @@ def _operation(execution: Any) -> OperationDefinitionNode | None:
     return get_operation_ast(document, provided_operation_name(execution)) if document else None
 
 
-PLAN_DIALECT = postgresql_asyncpg.dialect()
+_PLAN_DIALECT = postgresql_asyncpg.dialect()
 
 
 class _PlanCompiler(PGCompiler_asyncpg):
@@ -533,7 +533,7 @@ class _PlanCompiler(PGCompiler_asyncpg):
         return super().visit_bindparam(bindparam, **kwargs)
 
 
-PLAN_DIALECT.statement_compiler = _PlanCompiler
+_PLAN_DIALECT.statement_compiler = _PlanCompiler
 
 
 def _context(value: Any) -> Hashable:
@@ -566,7 +566,13 @@ def _render(statement: Any) -> Rendered:
     """The statement as SQL text with its values inlined (quoted by SQLAlchemy's literal
     renderers), except parameters: a cached plan is then a short string, cheap to keep
     and to run, instead of thousands of objects for the garbage collector to walk."""
-    compiled = statement.compile(
-        dialect=PLAN_DIALECT, compile_kwargs={"literal_binds": True, "render_postcompile": True}
-    )
+    compiled = compile_for_plan(statement)
     return Rendered(str(compiled), tuple(compiled.placeholders))
+
+
+def compile_for_plan(statement: Any) -> Any:
+    """``statement`` compiled as plans are: values inlined, parameters as ``$n``
+    (``_PlanCompiler``). Also how ``page_text`` and ``feed_text`` compile what they keep."""
+    return statement.compile(
+        dialect=_PLAN_DIALECT, compile_kwargs={"literal_binds": True, "render_postcompile": True}
+    )

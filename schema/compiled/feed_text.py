@@ -31,11 +31,7 @@ if TYPE_CHECKING:
 FEED_TEXT_CACHE_BYTES = 1024 * 1024
 
 _PARAMETER = "__portfolio_parameter_{}__"
-_HOLES = re.compile(
-    r"'[^']*(?:''[^']*)*'"
-    r"|n(?<![A-Za-z0-9$]n)([0-9]+)(?![A-Za-z0-9])"
-    r"|__portfolio_parameter_([0-9]+)__"
-)
+_HOLES = re.compile(subtrees.LITERAL_OR_ALIAS + r"|__portfolio_parameter_([0-9]+)__")
 
 
 @dataclass(frozen=True)
@@ -99,11 +95,9 @@ def written(
 
 
 def _kept(statement: Any, start: int, names: int) -> Kept | None:
-    from schema.compiled.extension import PLAN_DIALECT  # imports this module's users
+    from schema.compiled.extension import compile_for_plan  # imports this module's users
 
-    compiled = statement.compile(
-        dialect=PLAN_DIALECT, compile_kwargs={"literal_binds": True, "render_postcompile": True}
-    )
+    compiled = compile_for_plan(statement)
     sql = str(compiled)
     if getattr(compiled, "placeholders", None) or "asof" in sql:
         return None

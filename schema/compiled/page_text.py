@@ -51,9 +51,7 @@ _OBJECT = "__portfolio_object_{}__"
 # Holes in a compiled part: row aliases (``n12``, also in ``latest_n12``), the objects'
 # JSON, the page size; string literals skipped.
 _HOLES = re.compile(
-    r"'[^']*(?:''[^']*)*'"
-    r"|n(?<![A-Za-z0-9$]n)([0-9]+)(?![A-Za-z0-9])"
-    r"|__portfolio_object_([0-9]+)__"
+    subtrees.LITERAL_OR_ALIAS + r"|__portfolio_object_([0-9]+)__"
     rf"|(?<![0-9])({_SIZE}|{_SIZE + 1})(?![0-9])"
 )
 # Holes; an object's is its index (0, 1...). The size plus one: the extra row of a page
@@ -242,16 +240,13 @@ def _part(
 def _compiled(statement: Any, parent_alias: Any, own_alias: Any, sizes: int) -> Part:
     """``statement`` compiled where it sits (correlated to its parent's row), split at
     its holes; ``UNKEPT`` if it names another row or a parameter."""
-    from schema.compiled.extension import PLAN_DIALECT  # imports this module
+    from schema.compiled.extension import compile_for_plan  # imports this module
 
     captured = _Captured(statement)
     probe = select(captured)
     if parent_alias is not None:
         probe = probe.select_from(parent_alias)
-    compiled = probe.compile(
-        dialect=PLAN_DIALECT,
-        compile_kwargs={"literal_binds": True, "render_postcompile": True},
-    )
+    compiled = compile_for_plan(probe)
     sql = captured.sql
     if sql is None or getattr(compiled, "placeholders", None) or "asof" in sql:
         return UNKEPT

@@ -67,7 +67,10 @@ _ALIAS = re.compile(r"n([0-9]+)")
 # literals skipped: a value written into the statement may read like one.
 # (The ``n`` is matched before the character behind it is looked at, and a literal's
 # run of ordinary characters at once: the pattern is tried at every position.)
-_ALIAS_IN_SQL = re.compile(r"'[^']*(?:''[^']*)*'|n(?<![A-Za-z0-9$]n)([0-9]+)(?![A-Za-z0-9])")
+# Its first group is the alias's number; ``page_text`` and ``feed_text`` add holes of
+# their own after it.
+LITERAL_OR_ALIAS = r"'[^']*(?:''[^']*)*'|n(?<![A-Za-z0-9$]n)([0-9]+)(?![A-Za-z0-9])"
+_ALIAS_IN_SQL = re.compile(LITERAL_OR_ALIAS)
 # The rows of an ``asOf`` lookup (``schema.compiled.as_of``): never kept in a text.
 _AS_OF_ROW = re.compile(r"(?<![A-Za-z0-9_$])asof[a-z_]*[0-9]+(?![A-Za-z0-9])")
 _PARENT = -1  # the hole of the parent's alias; the subtree's own are 0, 1, ...
