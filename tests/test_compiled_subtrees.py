@@ -6,12 +6,10 @@ parent's row). Counted, never timed."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import pytest
 from graphql import FragmentDefinitionNode, OperationDefinitionNode, parse
 from sqlalchemy import String
@@ -20,8 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain import models
 from schema.compiled.subtrees import SUBTREES, SubtreeCache, Text, _Recording, shape
 from tests.fixtures import factories
+from tests.fixtures.compiled import (
+    EVERY_SCOPE,
+    compiled_alike,
+    new_document,
+    product_with_initiatives,
+)
 
-EVERY_SCOPE = ["portfolio:read", "finance:read"]
 INITIATIVES = "initiatives(first: 3) { nodes { key riceScore isBlocked createdAt estimatedCost } }"
 
 
@@ -33,42 +36,23 @@ def cold() -> Iterator[None]:
     SUBTREES.clear()
 
 
-def _new(body: str) -> str:
-    """A document no other test sends: its root field has an alias of its own."""
-    return "{ r" + uuid.uuid4().hex + ": " + body + " }"
-
-
-async def _alike(pair: Any, scopes: list[str], query: str) -> dict[str, Any]:
-    """The compiled answer, checked byte for byte against the resolvers'."""
-    compiled, reference = pair(scopes)
-    got = await compiled(query, status=None)  # an anonymous caller refused a field: 401
-    expected = await reference(query, status=None)
-    assert got.pop("extensions")["answeredBy"] == "compiled"
-    expected.pop("extensions")
-    assert orjson.dumps(got) == orjson.dumps(expected)
-    return got
-
-
-async def _portfolio(db: AsyncSession) -> Any:
-    product = await factories.product(db)
-    for _ in range(4):
-        await factories.initiative(db, products=[product], estimated_cost=1000)
-    return product
-
-
 async def test_a_known_part_of_a_new_document_is_reused_under_other_aliases(
     pair: Any, db: AsyncSession
 ) -> None:
     """The initiatives of a product, first under a list of products (its row ``n1``),
     then under a lookup that follows another root field (another alias number): the
     second document compiles none of it again, and both answer as the resolvers."""
-    product = await _portfolio(db)
-    await _alike(pair, EVERY_SCOPE, _new(f"products(first: 5) {{ nodes {{ key {INITIATIVES} }} }}"))
+    product = await product_with_initiatives(db)
+    await compiled_alike(
+        pair, EVERY_SCOPE, new_document(f"products(first: 5) {{ nodes {{ key {INITIATIVES} }} }}")
+    )
     kept, hits = len(SUBTREES), SUBTREES.hits
     assert kept > 0
 
     lookup = f'product(key: "{product.key}") {{ key {INITIATIVES} }}'
-    got = await _alike(pair, EVERY_SCOPE, "{ teams(first: 1) { nodes { key } } " + _new(lookup)[1:])
+    got = await compiled_alike(
+        pair, EVERY_SCOPE, "{ teams(first: 1) { nodes { key } } " + new_document(lookup)[1:]
+    )
     assert SUBTREES.hits - hits >= 2  # ``key`` and the initiatives, whole
     (answer,) = (value for name, value in got["data"].items() if name.startswith("r"))
     assert len(answer["initiatives"]["nodes"]) == 3
@@ -77,11 +61,11 @@ async def test_a_known_part_of_a_new_document_is_reused_under_other_aliases(
 async def test_scopes_are_part_of_the_key(pair: Any, db: AsyncSession) -> None:
     """Kept under every scope, the same part under a caller without ``finance:read``
     is compiled again: its ``estimatedCost`` is null with the resolvers' error."""
-    product = await _portfolio(db)
+    product = await product_with_initiatives(db)
     lookup = f'product(key: "{product.key}") {{ {INITIATIVES} }}'
-    await _alike(pair, EVERY_SCOPE, _new(lookup))
+    await compiled_alike(pair, EVERY_SCOPE, new_document(lookup))
     kept = len(SUBTREES)
-    got = await _alike(pair, ["portfolio:read"], _new(lookup))
+    got = await compiled_alike(pair, ["portfolio:read"], new_document(lookup))
     (answer,) = got["data"].values()
     assert [node["estimatedCost"] for node in answer["initiatives"]["nodes"]] == [None] * 3
     assert {error["extensions"]["code"] for error in got["errors"]} == {"FORBIDDEN"}
@@ -89,12 +73,12 @@ async def test_scopes_are_part_of_the_key(pair: Any, db: AsyncSession) -> None:
 
 
 async def test_arguments_are_part_of_the_key(pair: Any, db: AsyncSession) -> None:
-    product = await _portfolio(db)
+    product = await product_with_initiatives(db)
     for first in (2, 3, 2):
         lookup = (
             f'product(key: "{product.key}") {{ initiatives(first: {first}) {{ nodes {{ key }} }} }}'
         )
-        got = await _alike(pair, EVERY_SCOPE, _new(lookup))
+        got = await compiled_alike(pair, EVERY_SCOPE, new_document(lookup))
         (answer,) = got["data"].values()
         assert len(answer["initiatives"]["nodes"]) == first
 
@@ -117,7 +101,9 @@ async def test_a_field_reading_a_lateral_of_its_row_is_kept_with_it(
     sequence = ("status latestValue", "latestValue", "latestValue status", "status")
     for number, fields in enumerate(sequence):
         hits = SUBTREES.hits
-        got = await _alike(pair, EVERY_SCOPE, _new(f'kpi(key: "{kpi.key}") {{ {fields} }}'))
+        got = await compiled_alike(
+            pair, EVERY_SCOPE, new_document(f'kpi(key: "{kpi.key}") {{ {fields} }}')
+        )
         (answer,) = got["data"].values()
         assert list(answer) == fields.split()
         assert answer.get("latestValue", 42.5) == 42.5
@@ -126,7 +112,7 @@ async def test_a_field_reading_a_lateral_of_its_row_is_kept_with_it(
     # The same texts on the rows of a list, beside a field that reads the lateral anew.
     hits = SUBTREES.hits
     lookup = f'product(key: "{product.key}") {{ kpis {{ nodes {{ key status isStale }} }} }}'
-    got = await _alike(pair, EVERY_SCOPE, _new(lookup))
+    got = await compiled_alike(pair, EVERY_SCOPE, new_document(lookup))
     (answer,) = got["data"].values()
     assert [node["key"] for node in answer["kpis"]["nodes"]] == [kpi.key]
     assert SUBTREES.hits > hits

@@ -5,12 +5,10 @@ such answer must be byte for byte the resolvers', whatever its page size, direct
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,8 +16,13 @@ from domain import models
 from schema.compiled.page_text import COUNTS, PARTS, Part
 from schema.compiled.subtrees import SUBTREES
 from tests.fixtures import factories
+from tests.fixtures.compiled import (
+    EVERY_SCOPE,
+    compiled_alike,
+    new_document,
+    product_with_initiatives,
+)
 
-EVERY_SCOPE = ["portfolio:read", "finance:read"]
 PAGE_INFO = "pageInfo { hasNextPage hasPreviousPage startCursor endCursor }"
 
 
@@ -34,28 +37,11 @@ def cold() -> Iterator[None]:
     PARTS.clear()
 
 
-def _new(body: str) -> str:
-    """A document no other test sends: its root field has an alias of its own."""
-    return "{ r" + uuid.uuid4().hex + ": " + body + " }"
-
-
 async def _alike(pair: Any, scopes: list[str], query: str) -> Any:
     """The compiled answer (the root field's value), byte for byte the resolvers'."""
-    compiled, reference = pair(scopes)
-    got = await compiled(query, status=None)
-    expected = await reference(query, status=None)
-    assert got.pop("extensions")["answeredBy"] == "compiled"
-    expected.pop("extensions")
-    assert orjson.dumps(got) == orjson.dumps(expected)
+    got = await compiled_alike(pair, scopes, query)
     (answer,) = got["data"].values()
     return answer, got.get("errors", [])
-
-
-async def _portfolio(db: AsyncSession) -> Any:
-    product = await factories.product(db)
-    for _ in range(4):
-        await factories.initiative(db, products=[product], estimated_cost=1000)
-    return product
 
 
 async def test_a_nested_connection_of_known_objects_is_written_for_any_page(
@@ -63,10 +49,10 @@ async def test_a_nested_connection_of_known_objects_is_written_for_any_page(
 ) -> None:
     """The objects kept by the first document, the connection around them is written
     as text for every later page size, direction and selection of its parts."""
-    product = await _portfolio(db)
+    product = await product_with_initiatives(db)
     fields = "nodes { key title }"
     lookup = f'product(key: "{product.key}") {{ key initiatives(first: 2) {{ {fields} }} }}'
-    await _alike(pair, EVERY_SCOPE, _new(lookup))
+    await _alike(pair, EVERY_SCOPE, new_document(lookup))
     variants = [
         ("first: 3", f"totalCount {fields} {PAGE_INFO}", 3, True, False),
         ("first: 1", f"{PAGE_INFO} edges {{ cursor node {{ key title }} }}", 1, True, False),
@@ -79,7 +65,7 @@ async def test_a_nested_connection_of_known_objects_is_written_for_any_page(
         query = (
             f'product(key: "{product.key}") {{ key initiatives({arguments}) {{ {selection} }} }}'
         )
-        answer, errors = await _alike(pair, EVERY_SCOPE, _new(query))
+        answer, errors = await _alike(pair, EVERY_SCOPE, new_document(query))
         assert errors == []
         assert COUNTS["written"] == written + 1
         page = answer["initiatives"]
@@ -93,21 +79,21 @@ async def test_a_nested_connection_of_known_objects_is_written_for_any_page(
 
 
 async def test_a_root_connection_and_its_filter_are_written(pair: Any, db: AsyncSession) -> None:
-    product = await _portfolio(db)
-    await _alike(pair, EVERY_SCOPE, _new("initiatives(first: 2) { nodes { key } }"))
+    product = await product_with_initiatives(db)
+    await _alike(pair, EVERY_SCOPE, new_document("initiatives(first: 2) { nodes { key } }"))
     written = COUNTS["written"]
     answer, _ = await _alike(
         pair,
         EVERY_SCOPE,
-        _new(f"initiatives(first: 5) {{ totalCount nodes {{ key }} {PAGE_INFO} }}"),
+        new_document(f"initiatives(first: 5) {{ totalCount nodes {{ key }} {PAGE_INFO} }}"),
     )
     assert COUNTS["written"] == written + 1
     assert len(answer["nodes"]) == min(5, answer["totalCount"])
     # Another filter is another listing: its parts are compiled anew, then written.
     parts = len(PARTS)
     query = f'products(first: 3, filter: {{ keys: ["{product.key}"] }}) {{ totalCount nodes {{ key }} }}'
-    await _alike(pair, EVERY_SCOPE, _new("products(first: 1) { nodes { key } }"))
-    answer, _ = await _alike(pair, EVERY_SCOPE, _new(query))
+    await _alike(pair, EVERY_SCOPE, new_document("products(first: 1) { nodes { key } }"))
+    answer, _ = await _alike(pair, EVERY_SCOPE, new_document(query))
     assert answer == {"totalCount": 1, "nodes": [{"key": product.key}]}
     assert len(PARTS) > parts
 
@@ -117,12 +103,12 @@ async def test_scopes_still_refuse_fields_in_a_written_connection(
 ) -> None:
     """A caller without ``finance:read``: the refused field is a null in the written
     connection's objects, its error recorded by path as the resolvers write it."""
-    product = await _portfolio(db)
+    product = await product_with_initiatives(db)
     query = f'product(key: "{product.key}") {{ initiatives(first: 3) {{ nodes {{ key estimatedCost }} }} }}'
-    await _alike(pair, ["portfolio:read"], _new(query))
+    await _alike(pair, ["portfolio:read"], new_document(query))
     written = COUNTS["written"]
     smaller = query.replace("first: 3", "first: 2")
-    answer, errors = await _alike(pair, ["portfolio:read"], _new(smaller))
+    answer, errors = await _alike(pair, ["portfolio:read"], new_document(smaller))
     assert [node["estimatedCost"] for node in answer["initiatives"]["nodes"]] == [None, None]
     assert {error["extensions"]["code"] for error in errors} == {"FORBIDDEN"}
     assert len(errors) == 2  # one per node, at its path
@@ -150,15 +136,17 @@ async def test_a_page_joining_a_lateral_with_a_row_of_its_own_is_built(
     await db.flush()
     fields = "nodes { key status latestValue }"
     lookup = f'product(key: "{product.key}") {{ kpis(first: 2) {{ {fields} }} }}'
-    await _alike(pair, EVERY_SCOPE, _new(lookup))
+    await _alike(pair, EVERY_SCOPE, new_document(lookup))
     written, unkept = COUNTS["written"], COUNTS["part not kept"]
-    answer, _ = await _alike(pair, EVERY_SCOPE, _new(lookup.replace("first: 2", "first: 5")))
+    answer, _ = await _alike(
+        pair, EVERY_SCOPE, new_document(lookup.replace("first: 2", "first: 5"))
+    )
     assert (COUNTS["written"], COUNTS["part not kept"]) == (written, unkept + 1)
     assert [node["latestValue"] for node in answer["kpis"]["nodes"]] == [42.5]
     # Without the lateral, the same listing is written.
     plain = lookup.replace("status latestValue", "name")
-    await _alike(pair, EVERY_SCOPE, _new(plain))
-    answer, _ = await _alike(pair, EVERY_SCOPE, _new(plain.replace("first: 2", "first: 3")))
+    await _alike(pair, EVERY_SCOPE, new_document(plain))
+    answer, _ = await _alike(pair, EVERY_SCOPE, new_document(plain.replace("first: 2", "first: 3")))
     assert COUNTS["written"] == written + 1
     assert [node["key"] for node in answer["kpis"]["nodes"]] == [kpi.key]
 
@@ -174,17 +162,17 @@ async def test_a_reference_to_a_known_object_is_written(pair: Any, db: AsyncSess
     gone = await factories.product(db, technology_owner_team_id=gone_team.id)
     for fields in ("key", "name"):  # each leaf kept, then any reference of them is new
         query = f'product(key: "{owned.key}") {{ technologyOwnerTeam {{ {fields} }} }}'
-        await _alike(pair, EVERY_SCOPE, _new(query))
+        await _alike(pair, EVERY_SCOPE, new_document(query))
     cases = (("key name", owned, {"key": team.key, "name": team.name}), ("name key", orphan, None))
     for fields, product, expected in cases:
         written = COUNTS["reference written"]
         query = f'product(key: "{product.key}") {{ technologyOwnerTeam {{ {fields} }} }}'
-        answer, _ = await _alike(pair, EVERY_SCOPE, _new(query))
+        answer, _ = await _alike(pair, EVERY_SCOPE, new_document(query))
         assert answer["technologyOwnerTeam"] == expected
         assert COUNTS["reference written"] == written + 1
     reference = "technologyOwnerTeam { key name }"
     query = f'product(key: "{gone.key}") {{ name key {reference} }}'
-    answer, _ = await _alike(pair, EVERY_SCOPE, _new(query))
+    answer, _ = await _alike(pair, EVERY_SCOPE, new_document(query))
     assert answer["technologyOwnerTeam"] is None
 
 
