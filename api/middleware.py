@@ -29,7 +29,8 @@ SHED_RETRY_AFTER_SECONDS = 1  # a place frees as soon as any admitted request en
 
 
 class RequestGuard:
-    """Gives each request an id (X-Request-ID), bounds its body and its time, admits a
+    """Gives each request an id (X-Request-ID), marks its answer ``Cache-Control:
+    no-store`` unless the route set a policy, bounds its body and its time, admits a
     bounded number at once (the rest wait in a short line or are shed), lets a few large
     ones run at once, logs it and counts it."""
 
@@ -87,7 +88,12 @@ class RequestGuard:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 status["sent"] = True
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+                headers = message.setdefault("headers", [])
+                headers.append((b"x-request-id", request_id.encode()))
+                if not any(name.lower() == b"cache-control" for name, _ in headers):
+                    # An answer depends on the caller's token and scopes (a GET read
+                    # too): no cache may keep it unless its route says otherwise.
+                    headers.append((b"cache-control", b"no-store"))
             await send(message)
 
         try:

@@ -218,3 +218,28 @@ def _log_entry(line: str) -> dict[str, Any] | None:
     if "] request " not in plain:
         return None
     return dict(re.findall(r"(\w+)=(\S+)", plain))
+
+
+async def test_answers_may_not_be_kept_by_caches_unless_their_route_says_so(
+    app: Any, db: AsyncSession
+) -> None:
+    """A GraphQL answer depends on the caller's token and scopes, over GET as over POST,
+    on the known-read lane as on the whole path: no browser or proxy may keep it. Routes
+    that set their own policy keep it."""
+    headers = await bearer(app, db, ["portfolio:read"])
+    query = "{ products(first: 2) { totalCount } }"
+    async with client_for(app) as client:
+        answers = [
+            await client.get("/graphql", params={"query": query}, headers=headers),
+            await client.get("/graphql", params={"query": query}, headers=headers),  # known
+            await client.post("/graphql", json={"query": query}, headers=headers),
+            await client.post("/graphql", json={"query": query}, headers=headers),  # known
+            await client.post("/graphql", json={"query": "{ nope }"}, headers=headers),
+            await client.post("/graphql", json={"query": query}),  # no token: refused
+            await client.get("/healthz"),
+        ]
+        assert [answer.status_code for answer in answers] == [200, 200, 200, 200, 200, 401, 200]
+        for answer in answers:
+            assert answer.headers.get_list("cache-control") == ["no-store"], answer.request
+        jwks = await client.get("/.well-known/jwks.json")
+        assert jwks.headers.get_list("cache-control") == ["public, max-age=300"]
