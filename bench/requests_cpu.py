@@ -6,6 +6,10 @@ machine than server CPU over HTTP; ``--profile out.prof`` adds cProfile (CPU clo
 
     python -m bench.requests_cpu pagination,dashboard,board --n 300 --rounds 10
 
+``--postgres``: also PostgreSQL's CPU per request, summed over the backends connected
+to the bench database (read from /proc by psutil, so other databases' work on the same
+server does not count): what the statements cost the database, next to our process.
+
 ``--unseen``: each board request (warm-up and every round) searches a text no request
 sent before, so no binding is remembered: what a client typing a search word costs.
 """
@@ -27,7 +31,9 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import orjson
+import psutil
 import uvloop
 
 from bench import database
@@ -76,6 +82,7 @@ async def measure(
     variant: str | None = None,
     with_limit: bool = False,
     unseen: bool = False,
+    postgres: bool = False,
 ) -> None:
     url = await database.ensure_database(200, fresh=False, log_dir=LOG_DIR)
     os.environ.update(
@@ -109,6 +116,7 @@ async def measure(
                 break
             await asyncio.sleep(0.05)
         caller = Caller(app)
+        backends = Backends(await asyncpg.connect(url)) if postgres else None
         token = await _token(caller, _client(url))
         headers = [
             (b"host", b"127.0.0.1:8000"),
@@ -133,12 +141,12 @@ async def measure(
                 if status != 200 or b'"errors"' in answer:
                     raise RuntimeError(f"{plan.label}: {answer[:300]!r}")
             label = f"{plan.label} unseen" if searches else plan.label
-            _report(label, await _rounds(caller, bodies, headers, rounds, profiler, sent))
+            _report(label, await _rounds(caller, bodies, headers, rounds, profiler, sent, backends))
             if limit is not None and plan.has_limit:
                 limit_bodies = [plan.body("limit-http", picked) for picked in indices]
                 _report(
                     f"{plan.label} limit",
-                    await _rounds(limit, limit_bodies, [], rounds, None),
+                    await _rounds(limit, limit_bodies, [], rounds, None, backends=backends),
                 )
     if profiler is not None and profile is not None:
         profiler.dump_stats(profile)
@@ -152,21 +160,51 @@ async def _rounds(
     rounds: int,
     profiler: cProfile.Profile | None,
     sent: Callable[[list[bytes]], list[bytes]] = list,
-) -> list[float]:
+    backends: Backends | None = None,
+) -> tuple[list[float], list[float]]:
     """CPU ms per request of each round of ``bodies`` (as ``sent`` makes them for the
-    round, outside the measure), sorted."""
+    round, outside the measure), sorted: this process's, and the database backends'
+    (empty without ``backends``)."""
     cpu_ms: list[float] = []
+    postgres_ms: list[float] = []
     for _ in range(rounds):
         round_bodies = sent(bodies)
         if profiler is not None:
             profiler.enable()
+        database_before = await backends.cpu() if backends is not None else 0.0
         started = time.process_time()
         for body in round_bodies:
             await caller.post("/graphql", body, headers)
         cpu_ms.append((time.process_time() - started) * 1000 / len(bodies))
+        if backends is not None:
+            spent = await backends.cpu() - database_before
+            postgres_ms.append(spent * 1000 / len(bodies))
         if profiler is not None:
             profiler.disable()
-    return sorted(cpu_ms)
+    return sorted(cpu_ms), sorted(postgres_ms)
+
+
+class Backends:
+    """The CPU time PostgreSQL's backends connected to one database have spent (user +
+    system, from /proc: the server must run on this machine). Backends come and go with
+    pools: each is remembered from when it is first seen, so one that left between two
+    readings still counts what it had spent when last read."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self._connection = connection
+        self._spent: dict[int, float] = {}
+
+    async def cpu(self) -> float:
+        pids = await self._connection.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        )
+        for (pid,) in pids:
+            try:
+                times = psutil.Process(pid).cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            self._spent[pid] = times.user + times.system
+        return sum(self._spent.values())
 
 
 def _searching_unseen(
@@ -194,10 +232,16 @@ def _unseen(body: bytes, word: str, number: int) -> bytes:
     return orjson.dumps(request)
 
 
-def _report(label: str, cpu_ms: list[float]) -> None:
+def _report(label: str, measured: tuple[list[float], list[float]]) -> None:
+    cpu_ms, postgres_ms = measured
+    database = (
+        f"; PostgreSQL min {postgres_ms[0]:.3f}, median {postgres_ms[len(postgres_ms) // 2]:.3f}"
+        if postgres_ms
+        else ""
+    )
     print(
         f"{label:26s} CPU ms/request: min {cpu_ms[0]:.3f}, "
-        f"median {cpu_ms[len(cpu_ms) // 2]:.3f} ({len(cpu_ms)} rounds)",
+        f"median {cpu_ms[len(cpu_ms) // 2]:.3f} ({len(cpu_ms)} rounds){database}",
         flush=True,
     )
 
@@ -221,6 +265,11 @@ def main() -> None:
         action="store_true",
         help="every board request searches a text never sent before",
     )
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="also PostgreSQL's CPU per request (the bench database's backends)",
+    )
     args = parser.parse_args()
     # uvloop, as uvicorn's "auto" loop runs ours and the limit under `bench run`.
     uvloop.run(
@@ -232,6 +281,7 @@ def main() -> None:
             args.variant,
             args.limit,
             args.unseen,
+            args.postgres,
         )
     )
 
