@@ -227,30 +227,58 @@ def tree_cpu_seconds(pid: int) -> float | None:
     return sum(ticks) / os.sysconf("SC_CLK_TCK") if ticks else None
 
 
-def _busy_ticks() -> int:
-    """Clock ticks all CPUs spent busy since boot (user, nice, system, irq, softirq, steal)."""
+def _cpu_ticks_of_machine() -> tuple[int, int]:
+    """Clock ticks all CPUs spent since boot: (busy: user, nice, system, irq, softirq,
+    steal; idle, iowait included)."""
     values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    return sum(values) - values[3] - values[4]  # minus idle and iowait
+    idle = values[3] + values[4]
+    return sum(values) - idle, idle
 
 
 class CpuWatch:
-    """The share of the machine's CPU that *other* processes used while a run lasted: all
-    busy CPU time minus that of the given processes (ours: the benchmark, its servers and
-    their PostgreSQL backends), over wall time × CPUs. 0.25 on 2 CPUs = half a core."""
+    """While a run lasts: the share of the machine's CPU that *other* processes used (all
+    busy CPU time minus that of the given processes: ours, the benchmark, its servers
+    and their PostgreSQL backends), the share left idle, both over wall time × CPUs
+    (0.25 on 2 CPUs = half a core), and the CPU seconds of the processes
+    ``database_pids`` names (the bench database's PostgreSQL). Idle CPU during a run
+    that did not reach its target means the server waited on something other than CPU."""
 
-    def __init__(self, own_pids: Callable[[], Awaitable[set[int]]]) -> None:
+    def __init__(
+        self,
+        own_pids: Callable[[], Awaitable[set[int]]],
+        database_pids: Callable[[], Awaitable[set[int]]] | None = None,
+    ) -> None:
         self.own_pids = own_pids
+        self.database_pids = database_pids
         self.share: float | None = None
+        self.idle_share: float | None = None
+        self.database_seconds: float | None = None
 
     async def __aenter__(self) -> CpuWatch:
         pids = await self.own_pids()
         self._own = {pid: ticks for pid in pids if (ticks := _cpu_ticks(pid)) is not None}
-        self._busy = _busy_ticks()
+        self._database = await self._database_ticks({})
+        self._busy, self._idle = _cpu_ticks_of_machine()
         self._began = time.monotonic()
         return self
 
+    async def _database_ticks(self, known: dict[int, int]) -> dict[int, int]:
+        """Each database process's ticks so far; those of ``known`` that ended keep
+        their value there (a backend that ended during a run is not counted: the
+        servers' pools keep theirs open while they run)."""
+        if self.database_pids is None:
+            return {}
+        found = dict(known)
+        for pid in await self.database_pids():
+            ticks = _cpu_ticks(pid)
+            if ticks is not None:
+                found[pid] = ticks
+        return found
+
     async def __aexit__(self, *exc: object) -> None:
-        busy = _busy_ticks() - self._busy
+        busy, idle = _cpu_ticks_of_machine()
+        busy -= self._busy
+        idle -= self._idle
         wall = time.monotonic() - self._began
         pids = await self.own_pids() | set(self._own)
         own = 0
@@ -258,5 +286,11 @@ class CpuWatch:
             ticks = _cpu_ticks(pid)
             if ticks is not None:
                 own += ticks - self._own.get(pid, 0)
-        capacity = wall * os.sysconf("SC_CLK_TCK") * (os.cpu_count() or 1)
+        clock = os.sysconf("SC_CLK_TCK")
+        capacity = wall * clock * (os.cpu_count() or 1)
         self.share = max(0.0, (busy - own) / capacity) if capacity else None
+        self.idle_share = max(0.0, idle / capacity) if capacity else None
+        if self.database_pids is not None:
+            after = await self._database_ticks(self._database)
+            spent = sum(ticks - self._database.get(pid, 0) for pid, ticks in after.items())
+            self.database_seconds = spent / clock

@@ -172,11 +172,14 @@ def markdown(meta: dict[str, Any], results: list[Result], chart_path: str | None
         "the run and 1 s after it. Other CPU: what processes other than the benchmark, the "
         "server under test and PostgreSQL (its backends for the bench database and its "
         "background processes) used during the run, as a share of "
-        "all CPUs (noise: above ~10 % the run was disturbed).",
+        "all CPUs (noise: above ~10 % the run was disturbed). PostgreSQL CPU: its processes' "
+        "(those backends and background processes) per request. Idle: the CPUs' share left "
+        "unused during the run; a target that leaves CPU idle waited on something else.",
         "",
         "| target | workload | variant | req/s | p50 ms | p90 ms | p99 ms | requests | errors "
-        "| SQL/req | server CPU ms/req | RSS peak MiB | RSS after MiB | other CPU % |",
-        "|---|---|---|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|",
+        "| SQL/req | server CPU ms/req | PostgreSQL CPU ms/req | RSS peak MiB | RSS after MiB "
+        "| other CPU % | idle CPU % |",
+        "|---|---|---|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for target in TARGETS:
         for r in (x for x in results if x.target == target):
@@ -184,8 +187,10 @@ def markdown(meta: dict[str, Any], results: list[Result], chart_path: str | None
                 f"| {TARGET_NAMES[target]} | {r.workload} | {r.variant} | {_num(r.rps)} "
                 f"| {_num(r.p50_ms)} | {_num(r.p90_ms)} | {_num(r.p99_ms)} | {r.requests:,} "
                 f"| {_errors(r)} | {_num(r.statements_per_request)} "
-                f"| {_num(r.extra.get('server_cpu_ms_per_request'), 2)} | {_num(r.rss_peak_mib)} "
-                f"| {_num(r.rss_after_mib)} | {_num(r.other_cpu_percent)} |"
+                f"| {_num(r.extra.get('server_cpu_ms_per_request'), 2)} "
+                f"| {_num(r.extra.get('database_cpu_ms_per_request'), 2)} | {_num(r.rss_peak_mib)} "
+                f"| {_num(r.rss_after_mib)} | {_num(r.other_cpu_percent)} "
+                f"| {_num(r.extra.get('idle_cpu_percent'))} |"
             )
     writes = [r for r in results if r.workload in ("mutation", "ingest")]
     if writes:

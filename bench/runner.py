@@ -165,15 +165,18 @@ class Monitor:
         pids = process_tree(os.getpid())
         if self.server_pid is not None:
             pids |= process_tree(self.server_pid)
-        # The bench database's backends, and PostgreSQL's own processes (WAL writer,
-        # checkpointer, ...: no database), whose work our load causes.
+        return pids | await self.database_pids()
+
+    async def database_pids(self) -> set[int]:
+        """The bench database's backends, and PostgreSQL's own processes (WAL writer,
+        checkpointer, ...: no database), whose work our load causes."""
         rows = await self.connection.fetch(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() OR datname IS NULL"
         )
-        return pids | {row["pid"] for row in rows}
+        return {row["pid"] for row in rows}
 
     def watch(self) -> CpuWatch:
-        return CpuWatch(self.own_pids)
+        return CpuWatch(self.own_pids, self.database_pids)
 
     async def wait_until_quiet(self, threshold: float = 0.1) -> None:
         """Wait (up to ``wait_idle`` s) while other processes use over 10 % of the CPUs."""
@@ -812,6 +815,8 @@ async def _wrk_run(
     cpu_after = tree_cpu_seconds(server.process.pid)
     if cpu_before is not None and cpu_after is not None:
         found.server_cpu_seconds = cpu_after - cpu_before
+    found.database_cpu_seconds = cpu.database_seconds
+    found.idle_percent = _percent(cpu.idle_share)
     after = await _after_rss(server.process.pid)
     return found, _mib(rss.peak_kib), after, _percent(cpu.share)
 
@@ -830,6 +835,12 @@ def _from_wrk(
         extra["server_cpu_ms_per_request"] = round(
             1000 * found.server_cpu_seconds / found.requests, 3
         )
+    if found.database_cpu_seconds is not None and found.requests:
+        extra["database_cpu_ms_per_request"] = round(
+            1000 * found.database_cpu_seconds / found.requests, 3
+        )
+    if found.idle_percent is not None:
+        extra["idle_cpu_percent"] = found.idle_percent
     return Result(
         target=target,
         workload=workload,

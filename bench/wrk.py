@@ -211,6 +211,10 @@ class WrkResult:
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     # CPU time the server under test used during the timed run (set by the runner).
     server_cpu_seconds: float | None = None
+    # The bench database's PostgreSQL processes' CPU time, and the share of all CPUs
+    # left idle, during the timed run (set by the runner).
+    database_cpu_seconds: float | None = None
+    idle_percent: float | None = None
 
     @property
     def rps(self) -> float:
