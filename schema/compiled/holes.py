@@ -76,6 +76,7 @@ class Holes:
         size: int = 0,
         parameters: Sequence[str] = (),
     ) -> str:
+        """The text with each hole filled by the value of its kind (``Kind``)."""
         out = [self.head]
         append = out.append
         for kind, number, text in self.holes:
@@ -118,8 +119,9 @@ def split(
     to ``n{start + names - 1}`` and, if asked for, the markers of objects, the page
     size and parameters. None if it names any other row alias: that row is numbered
     per statement, and not one of the text's own."""
-    head: str | None = None
+    head: str | None = None  # the text before the first hole
     holes: list[tuple[Kind, int, str]] = []
+    # The hole found last, and where it ends: its text (up to the next) is not known yet.
     kind, number = PARENT, 0
     at = 0
     for found in _pattern(objects, size, parameters).finditer(sql):
