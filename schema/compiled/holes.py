@@ -124,6 +124,7 @@ def split(
     # The hole found last, and where it ends: its text (up to the next) is not known yet.
     kind, number = PARENT, 0
     at = 0
+    stop = start + names  # past its own aliases
     for found in _pattern(objects, size, parameters).finditer(sql):
         group = found.lastgroup
         if group is None:
@@ -132,11 +133,11 @@ def split(
             head = sql[at : found.start()]
         else:
             holes.append((kind, number, sql[at : found.start()]))
-        number = int(found.group(group))
+        number = int(found[group])
         if group == "alias":
             if number == parent:
                 kind, number = PARENT, 0
-            elif start <= number < start + names:
+            elif start <= number < stop:
                 kind, number = ALIAS, number - start
             else:
                 return None
