@@ -19,29 +19,19 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import IntEnum
 from functools import cache
+from typing import Final
 
-
-class Kind(IntEnum):
-    """What fills a hole (``Holes.render``'s argument of the same name)."""
-
-    PARENT = 0  # the parent row's alias: ``n{parent}``
-    ALIAS = 1  # a row alias of the text's own, numbered from ``start``: ``n{start + number}``
-    OBJECT = 2  # an object's JSON text: ``objects[number]``
-    SIZE = 3  # the page size plus ``number`` (0; 1 for a page's extra row): ``size + number``
-    PARAMETER = 4  # a parameter as the statement's compiler writes it: ``parameters[number]``
-
-
-# The kinds, as names of this module: looked up in ``render``'s loop (an enum's
-# attribute costs more than the rest of a hole).
-PARENT, ALIAS, OBJECT, SIZE, PARAMETER = (
-    Kind.PARENT,
-    Kind.ALIAS,
-    Kind.OBJECT,
-    Kind.SIZE,
-    Kind.PARAMETER,
-)
+# The kinds of hole, by what fills one (``Holes.render``'s argument of the same name).
+# Plain ints, not an enum: a tuple of ints and strings is left alone by the garbage
+# collector once seen, one holding an enum member is walked by every collection (tens
+# of thousands of holes are kept).
+Kind = int
+PARENT: Final = 0  # the parent row's alias: ``n{parent}``
+ALIAS: Final = 1  # a row alias of the text's own, numbered from ``start``: ``n{start + number}``
+OBJECT: Final = 2  # an object's JSON text: ``objects[number]``
+SIZE: Final = 3  # the page size plus ``number`` (0; 1 for a page's extra row): ``size + number``
+PARAMETER: Final = 4  # a parameter as the statement's compiler writes it: ``parameters[number]``
 
 OBJECT_MARK = "__portfolio_object_{}__"
 PARAMETER_MARK = "__portfolio_parameter_{}__"
@@ -76,17 +66,17 @@ class Holes:
         size: int = 0,
         parameters: Sequence[str] = (),
     ) -> str:
-        """The text with each hole filled by the value of its kind (``Kind``)."""
+        """The text with each hole filled by the value of its kind."""
         out = [self.head]
         append = out.append
         for kind, number, text in self.holes:
-            if kind is ALIAS:
+            if kind == ALIAS:
                 append(f"n{start + number}")
-            elif kind is PARENT:
+            elif kind == PARENT:
                 append(f"n{parent}")
-            elif kind is OBJECT:
+            elif kind == OBJECT:
                 append(objects[number])
-            elif kind is SIZE:
+            elif kind == SIZE:
                 append(str(size + number))
             else:
                 append(parameters[number])
@@ -95,10 +85,10 @@ class Holes:
 
     def first(self, kind: Kind) -> list[int]:
         """The numbers of the holes of ``kind``, each once, in the order they appear."""
-        return list(dict.fromkeys(number for k, number, _ in self.holes if k is kind))
+        return list(dict.fromkeys(number for k, number, _ in self.holes if k == kind))
 
     def count(self, kind: Kind) -> int:
-        return sum(1 for k, _, _ in self.holes if k is kind)
+        return sum(1 for k, _, _ in self.holes if k == kind)
 
     def texts(self) -> tuple[str, ...]:
         """Its fixed pieces (for the bytes a cache of it holds)."""
