@@ -16,6 +16,7 @@ from sqlalchemy import String
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import models
+from schema.compiled.holes import PARENT, Holes
 from schema.compiled.subtrees import SUBTREES, SubtreeCache, Text, _Recording, shape
 from tests.fixtures import factories
 from tests.fixtures.compiled import (
@@ -146,12 +147,14 @@ def test_a_shape_is_the_field_as_written_and_none_with_a_variable() -> None:
 def test_the_cache_is_bounded_by_bytes() -> None:
     cache = SubtreeCache(max_bytes=20_000)
     for number in range(200):
-        cache.put(("key", number), Text(("SELECT ", -1, f".x + {number}"), 0, None))
+        cache.put(
+            ("key", number), Text(Holes("SELECT ", ((PARENT, 0, f".x + {number}"),)), 0, None)
+        )
     assert cache.bytes <= 20_000
     assert 0 < len(cache) < 200
     assert cache.get(("key", 199)) is not None
     assert cache.get(("key", 0)) is None
-    assert cache.get(("key", 199)).render(parent=7, start=8) == "SELECT n7.x + 199"  # type: ignore[union-attr]
+    assert cache.get(("key", 199)).sql.render(parent=7, start=8) == "SELECT n7.x + 199"  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("row", ["asof3", "asof_current0", "asof_event12"])
@@ -166,4 +169,4 @@ def test_a_text_naming_an_as_of_row_is_not_kept(row: str) -> None:
     assert SUBTREES.get(key) is None
     recording.keep("SELECT n2.title FROM initiatives AS n2 WHERE n2.parent_id = n1.id")
     kept = SUBTREES.get(key)
-    assert kept is not None and kept.render(7, 9).endswith("n9.parent_id = n7.id")
+    assert kept is not None and kept.sql.render(7, 9).endswith("n9.parent_id = n7.id")

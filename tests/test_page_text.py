@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import models
-from schema.compiled.page_text import COUNTS, PARTS, Part
+from schema.compiled.page_text import COUNTS, PARTS
 from schema.compiled.subtrees import SUBTREES
 from tests.fixtures import factories
 from tests.fixtures.compiled import (
@@ -174,9 +174,3 @@ async def test_a_reference_to_a_known_object_is_written(pair: Any, db: AsyncSess
     query = f'product(key: "{gone.key}") {{ name key {reference} }}'
     answer, _ = await _alike(pair, EVERY_SCOPE, new_document(query))
     assert answer["technologyOwnerTeam"] is None
-
-
-def test_a_part_renders_its_holes() -> None:
-    part = Part(("SELECT ", -2, ".x, ", 0, " AS j0 WHERE ", -2, ".p = ", -1, ".id LIMIT ", -4))
-    rendered = part.render(parent=3, own=7, objects=["'{}'"], size=5)
-    assert rendered == "SELECT n7.x, '{}' AS j0 WHERE n7.p = n3.id LIMIT 6"

@@ -11,7 +11,6 @@ in any later plan.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from sqlalchemy.sql.visitors import InternalTraversal
 
 from domain.caches import ByteLRU, text_bytes
 from schema.compiled import jsontext, subtrees
+from schema.compiled.holes import PARAMETER, PARAMETER_MARK, Holes, split
 from schema.compiled.selection import Unsupported
 
 if TYPE_CHECKING:
@@ -30,19 +30,10 @@ if TYPE_CHECKING:
 
 FEED_TEXT_CACHE_BYTES = 1024 * 1024
 
-_PARAMETER = "__portfolio_parameter_{}__"
-_HOLES = re.compile(subtrees.LITERAL_OR_ALIAS + r"|__portfolio_parameter_([0-9]+)__")
-
-
-@dataclass(frozen=True)
-class Hole:
-    kind: str  # "alias" (relative to the first alias of the statement) or "parameter"
-    number: int
-
 
 @dataclass(frozen=True)
 class Kept:
-    pieces: tuple[str | Hole, ...]
+    sql: Holes  # its parameters and row aliases (from the first of the statement) as holes
     names: int  # the row aliases it numbers
 
 
@@ -82,14 +73,15 @@ def written(
     else:
         before = subtrees.traces(c)
         holes = [
-            literal_column(_PARAMETER.format(number), type_) for number, type_ in enumerate(types)
+            literal_column(PARAMETER_MARK.format(number), type_)
+            for number, type_ in enumerate(types)
         ]
         statement = build(holes)
         kept = _kept(statement, start, c.next_name - start)
         if kept is None:  # unreachable for a feed: it names no other row, no parameter
             raise Unsupported("feed text")
         if subtrees.traces(c) == before:
-            TEXTS.put(key, kept, text_bytes(*(p for p in kept.pieces if isinstance(p, str))) + 64)
+            TEXTS.put(key, kept, text_bytes(*kept.sql.texts()) + 64)
         COUNTS["compiled"] += 1
     return select(_Written(kept, start, list(parameters)))
 
@@ -101,23 +93,8 @@ def _kept(statement: Any, start: int, names: int) -> Kept | None:
     sql = str(compiled)
     if getattr(compiled, "placeholders", None) or "asof" in sql:
         return None
-    pieces: list[str | Hole] = []
-    at = 0
-    for found in _HOLES.finditer(sql):
-        alias, parameter = found.group(1), found.group(2)
-        if alias is not None:
-            number = int(alias)
-            if not start <= number < start + names:
-                return None
-            hole = Hole("alias", number - start)
-        elif parameter is not None:
-            hole = Hole("parameter", int(parameter))
-        else:
-            continue  # a string literal
-        pieces += [sql[at : found.start()], hole]
-        at = found.end()
-    pieces.append(sql[at:])
-    return Kept(tuple(pieces), names)
+    holes = split(sql, start=start, names=names, parameters=True)
+    return None if holes is None else Kept(holes, names)
 
 
 class _Written(ColumnElement[Any]):
@@ -141,12 +118,9 @@ class _Written(ColumnElement[Any]):
 
 @compiles(_Written)
 def _compile_written(element: _Written, compiler: Any, **kwargs: Any) -> str:
-    out: list[str] = []
-    for piece in element.kept.pieces:
-        if isinstance(piece, str):
-            out.append(piece)
-        elif piece.kind == "alias":
-            out.append(f"n{element.start + piece.number}")
-        else:
-            out.append(compiler.process(element.parameters[piece.number], **kwargs))
-    return "(" + "".join(out) + ")"
+    sql = element.kept.sql
+    # Each compiled where it first appears: the compiler numbers ``$n`` in that order.
+    parameters = [""] * len(element.parameters)
+    for number in sql.first(PARAMETER):
+        parameters[number] = compiler.process(element.parameters[number], **kwargs)
+    return f"({sql.render(start=element.start, parameters=parameters)})"

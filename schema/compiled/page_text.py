@@ -21,10 +21,9 @@ built by ``connections`` as before.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from graphql import FieldNode
@@ -35,6 +34,7 @@ from sqlalchemy.sql.visitors import InternalTraversal
 
 from domain.caches import ByteLRU, text_bytes
 from schema.compiled import connections, jsontext, subtrees
+from schema.compiled.holes import OBJECT_MARK, SIZE, SIZE_MARK, Holes, split
 from schema.compiled.page_info import page_info_fields
 from schema.compiled.selection import Unsupported, response_key
 
@@ -44,49 +44,12 @@ if TYPE_CHECKING:
 
 PAGE_TEXT_CACHE_BYTES = 4 * 1024 * 1024
 
-# A page size no request can ask (the cap is far below): its digits in the compiled
-# text are the hole of the size. One more row for ``pageInfo``: the next number.
-_SIZE = 1_000_000_007
-_OBJECT = "__portfolio_object_{}__"
-# Holes in a compiled part: row aliases (``n12``, also in ``latest_n12``), the objects'
-# JSON, the page size; string literals skipped.
-_HOLES = re.compile(
-    subtrees.LITERAL_OR_ALIAS + r"|__portfolio_object_([0-9]+)__"
-    rf"|(?<![0-9])({_SIZE}|{_SIZE + 1})(?![0-9])"
-)
-# Holes; an object's is its index (0, 1...). The size plus one: the extra row of a page
-# whose ``pageInfo`` is selected, which SQLAlchemy writes as the number itself.
-_PARENT, _OWN, _SIZE_HOLE, _SIZE_PLUS_ONE = -1, -2, -3, -4
-
-
-@dataclass(frozen=True)
-class Part:
-    """A compiled part: fixed pieces and holes."""
-
-    pieces: tuple[str | int, ...]
-
-    def render(self, parent: int | None, own: int, objects: list[str], size: int) -> str:
-        out: list[str] = []
-        for piece in self.pieces:
-            if isinstance(piece, str):
-                out.append(piece)
-            elif piece == _PARENT:
-                out.append(f"n{parent}")
-            elif piece == _OWN:
-                out.append(f"n{own}")
-            elif piece == _SIZE_HOLE:
-                out.append(str(size))
-            elif piece == _SIZE_PLUS_ONE:
-                out.append(str(size + 1))
-            else:
-                out.append(objects[piece])
-        return "".join(out)
-
-
-# Kept parts by key; ``UNKEPT`` for a key whose part cannot be kept (it names a row of
-# its own besides its listing's), so it is not compiled again for nothing.
-UNKEPT = Part(())
-PARTS: ByteLRU[tuple[Any, ...], Part] = ByteLRU(PAGE_TEXT_CACHE_BYTES)
+# Kept parts by key, their holes the parent's alias, the listing's own (the first alias
+# from ``start``), the objects' JSON and the page size; ``UNKEPT`` for a key whose part
+# cannot be kept (it names a row of its own besides its listing's), so it is not
+# compiled again for nothing.
+UNKEPT = Holes("")
+PARTS: ByteLRU[tuple[Any, ...], Holes] = ByteLRU(PAGE_TEXT_CACHE_BYTES)
 # Connections written as text, and those left to ``connections`` (an object not known
 # as text, a part not kept): counted for the tests and the benchmark.
 COUNTS: Counter[str] = Counter()
@@ -156,10 +119,10 @@ def connection(
 
         def build() -> Any:
             holes = {
-                where: (label, literal_column(_OBJECT.format(number), jsontext.JSON_TEXT))
+                where: (label, literal_column(OBJECT_MARK.format(number), jsontext.JSON_TEXT))
                 for number, (where, (label, _)) in enumerate(objects.items())
             }
-            sized = replace(listing, size=_SIZE)
+            sized = replace(listing, size=SIZE_MARK)
             try:
                 return connections.page_rows(c, sized, holes, cursors, page_info)
             finally:  # ``rows`` took them: joined again by whichever SQL is written
@@ -174,7 +137,7 @@ def connection(
     own = subtrees.alias_number(listing.alias)
     assert own is not None  # listing_key checked it
     size = listing.size
-    total_sql = None if total is None else total.render(parent, own, [], size)
+    total_sql = None if total is None else total.render(parent, own, size=size)
     rows_sql = None if rows is None else rows.render(parent, own, written_objects, size)
     labels = {where: label for where, (label, _) in objects.items()}
     sql = _aggregate(c, listing, own, selections, labels, total_sql, rows_sql)
@@ -211,7 +174,7 @@ def reference(
 
     def hole() -> Any:
         try:
-            return build(literal_column(_OBJECT.format(0), jsontext.JSON_TEXT))
+            return build(literal_column(OBJECT_MARK.format(0), jsontext.JSON_TEXT))
         finally:  # ``rows`` took them: joined again by whichever SQL is written
             c.restore_laterals(target, laterals)
 
@@ -221,23 +184,23 @@ def reference(
         return None
     c.drop_laterals(target)  # joined in the text
     COUNTS["reference written"] += 1
-    return _Written(part.render(number, own, [written], 0), parent)
+    return _Written(part.render(number, own, [written]), parent)
 
 
 def _part(
     key: tuple[Any, ...], parent: Any, own: Any, build: Callable[[], Any], sizes: int = 0
-) -> Part:
+) -> Holes:
     """The part kept under ``key``, else ``build()`` compiled and kept. ``sizes``: how
     many page sizes it holds (the rows, one; else none)."""
     found = PARTS.get(key)
     if found is not None:
         return found
     part = _compiled(build(), parent, own, sizes)
-    PARTS.put(key, part, text_bytes(*(p for p in part.pieces if isinstance(p, str))) + 200)
+    PARTS.put(key, part, text_bytes(*part.texts()) + 200)
     return part
 
 
-def _compiled(statement: Any, parent_alias: Any, own_alias: Any, sizes: int) -> Part:
+def _compiled(statement: Any, parent_alias: Any, own_alias: Any, sizes: int) -> Holes:
     """``statement`` compiled where it sits (correlated to its parent's row), split at
     its holes; ``UNKEPT`` if it names another row or a parameter."""
     from schema.compiled.extension import compile_for_plan  # imports this module
@@ -252,32 +215,13 @@ def _compiled(statement: Any, parent_alias: Any, own_alias: Any, sizes: int) -> 
         return UNKEPT
     parent = None if parent_alias is None else subtrees.alias_number(parent_alias)
     own = subtrees.alias_number(own_alias)
-    pieces: list[str | int] = []
-    at = 0
-    found_sizes = 0
-    for found in _HOLES.finditer(sql):
-        alias, obj, size = found.group(1), found.group(2), found.group(3)
-        if alias is not None:
-            number = int(alias)
-            if number == own:
-                hole = _OWN
-            elif number == parent:
-                hole = _PARENT
-            else:
-                return UNKEPT  # a row of its own: numbered per statement
-        elif obj is not None:
-            hole = int(obj)
-        elif size is not None:
-            found_sizes += 1
-            hole = _SIZE_HOLE if size == str(_SIZE) else _SIZE_PLUS_ONE
-        else:
-            continue  # a string literal
-        pieces += [sql[at : found.start()], hole]
-        at = found.end()
-    if found_sizes != sizes:  # the number also stands for something else
+    assert own is not None  # the callers checked it
+    part = split(sql, parent=parent, start=own, names=1, objects=True, size=True)
+    if part is None:  # a row of its own: numbered per statement
         return UNKEPT
-    pieces.append(sql[at:])
-    return Part(tuple(pieces))
+    if part.count(SIZE) != sizes:  # the number also stands for something else
+        return UNKEPT
+    return part
 
 
 class _Captured(ColumnElement[Any]):

@@ -56,6 +56,7 @@ from sqlalchemy.sql.visitors import InternalTraversal
 
 from domain.caches import ByteLRU, text_bytes
 from schema.compiled import jsontext
+from schema.compiled.holes import Holes, split
 
 if TYPE_CHECKING:
     from schema.compiled.compiler import Compiler, Lookup
@@ -63,38 +64,19 @@ if TYPE_CHECKING:
 SUBTREE_CACHE_BYTES = 16 * 1024 * 1024
 
 _ALIAS = re.compile(r"n([0-9]+)")
-# Row aliases in SQL text (``n12``, also inside a lateral's name ``latest_n12``), string
-# literals skipped: a value written into the statement may read like one.
-# (The ``n`` is matched before the character behind it is looked at, and a literal's
-# run of ordinary characters at once: the pattern is tried at every position.)
-# Its first group is the alias's number; ``page_text`` and ``feed_text`` add holes of
-# their own after it.
-LITERAL_OR_ALIAS = r"'[^']*(?:''[^']*)*'|n(?<![A-Za-z0-9$]n)([0-9]+)(?![A-Za-z0-9])"
-_ALIAS_IN_SQL = re.compile(LITERAL_OR_ALIAS)
 # The rows of an ``asOf`` lookup (``schema.compiled.as_of``): never kept in a text.
 _AS_OF_ROW = re.compile(r"(?<![A-Za-z0-9_$])asof[a-z_]*[0-9]+(?![A-Za-z0-9])")
-_PARENT = -1  # the hole of the parent's alias; the subtree's own are 0, 1, ...
 
 
 @dataclass(frozen=True)
 class Text:
-    """A subtree's SQL: fixed pieces and alias holes."""
+    """A subtree's SQL: its parent's alias and its own as holes."""
 
-    pieces: tuple[str | int, ...]
+    sql: Holes
     names: int  # the aliases it numbers
     type: Any  # its SQL type
     # The laterals of its parent's row it reads (name, lookup): joined again there.
     laterals: tuple[tuple[str, Lookup], ...] = ()
-
-    def render(self, parent: int, start: int) -> str:
-        return "".join(
-            piece
-            if isinstance(piece, str)
-            else f"n{parent}"
-            if piece == _PARENT
-            else f"n{start + piece}"
-            for piece in self.pieces
-        )
 
 
 class SubtreeCache:
@@ -120,8 +102,8 @@ class SubtreeCache:
         return self._texts.get(key)
 
     def put(self, key: tuple[Any, ...], text: Text) -> None:
-        size = text_bytes(*key, *(p for p in text.pieces if isinstance(p, str)))
-        self._texts.put(key, text, size + 16 * len(text.pieces))
+        size = text_bytes(*key, *text.sql.texts())
+        self._texts.put(key, text, size + 16 * (2 * len(text.sql.holes) + 1))
 
     def clear(self) -> None:
         for key in list(self._texts):
@@ -158,7 +140,7 @@ def cached(
         c.next_name += found.names
         for name, lookup in found.laterals:  # joined where the parent's rows are selected
             c.lateral(alias, name, lookup)
-        return Replayed(found.render(parent, start), found.type, alias)
+        return Replayed(found.sql.render(parent, start), found.type, alias)
     SUBTREES.misses += 1
     before, laterals = traces(c), len(c.lateral_rows)
     expression = build()
@@ -240,22 +222,10 @@ class _Recording(ColumnElement[Any]):
             # An ``asOf`` row (``asof3``) is numbered per statement too, but is no hole:
             # a text naming one would name another statement's row when reused.
             return
-        pieces: list[str | int] = []
-        at = 0
-        for found in _ALIAS_IN_SQL.finditer(sql):
-            if found.group(1) is None:
-                continue  # a string literal
-            number = int(found.group(1))
-            if number == self.parent:
-                hole = _PARENT
-            elif self.start <= number < self.start + self.names:
-                hole = number - self.start
-            else:
-                return  # a row above its parent: its text holds more than its shape
-            pieces += [sql[at : found.start()], hole]
-            at = found.end()
-        pieces.append(sql[at:])
-        SUBTREES.put(self.subtree_key, Text(tuple(pieces), self.names, self.type, self.laterals))
+        holes = split(sql, parent=self.parent, start=self.start, names=self.names)
+        if holes is None:
+            return  # a row above its parent: its text holds more than its shape
+        SUBTREES.put(self.subtree_key, Text(holes, self.names, self.type, self.laterals))
 
 
 @compiles(_Recording)
