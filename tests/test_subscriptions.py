@@ -44,7 +44,7 @@ from domain.events import (
 from tests.conftest import GraphQL, settings_for
 from tests.fixtures.auth import service_client
 from tests.fixtures.database import demo_database, run_sql
-from tests.fixtures.server import LiveServer, live_server
+from tests.fixtures.server import LiveServer, live_servers
 from tests.test_graphiql import POLL_SECONDS, _chromium, _result_containing
 
 PROTOCOL = Subprotocol("graphql-transport-ws")
@@ -69,10 +69,7 @@ async def database(database_server: str) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="module")
 def servers(database: str) -> Iterator[tuple[LiveServer, LiveServer]]:
-    with (
-        live_server(database, **SERVER_SETTINGS) as first,
-        live_server(database, **SERVER_SETTINGS) as second,
-    ):
+    with live_servers(2, database, **SERVER_SETTINGS) as (first, second):
         yield first, second
 
 
