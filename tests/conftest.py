@@ -32,6 +32,7 @@ from tests.fixtures.auth import bearer
 from tests.fixtures.database import (
     StatementCounter,
     create_demo_database,
+    demo_copies,
     demo_database,
     drop_database,
     drop_templates,
@@ -142,6 +143,7 @@ def database_server() -> Iterator[str]:
     end: the suite leaves no process behind."""
     with _outside_pytest_tmp() as data_dir:
         yield server_url(data_dir)
+        demo_copies.finish()
         # No loop runs between tests: the templates' drops get one of their own.
         asyncio.run(drop_templates())
         stop_embedded_server(data_dir)
