@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+from joserfc.jwk import RSAKey
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
@@ -30,6 +32,7 @@ from tests.fixtures.auth import bearer
 from tests.fixtures.database import (
     StatementCounter,
     create_demo_database,
+    demo_copies,
     demo_database,
     drop_database,
     drop_templates,
@@ -90,6 +93,30 @@ def settled_collector() -> Iterator[None]:
     gc.set_threshold(*thresholds)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_keys_imported_once() -> Iterator[None]:
+    """A private JWK is imported once a session, by its content. Every test database is
+    a copy of the template, with its signing key, and each app's key store imports that
+    key to sign (``auth.keys``): ~50 ms of CPU each time, for cryptography's checks of
+    an RSA key, some hundreds of times a suite. An import that fails is not kept; the
+    key store still calls ``RSAKey.import_key`` as often as before (counted in
+    tests/test_forged_tokens.py)."""
+    real = RSAKey.import_key.__func__  # type: ignore[attr-defined]
+    imported: dict[bytes, RSAKey] = {}
+
+    def import_key(cls: type[RSAKey], value: Any, *args: Any, **kwargs: Any) -> RSAKey:
+        if cls is not RSAKey or args or kwargs or not isinstance(value, dict) or "d" not in value:
+            return real(cls, value, *args, **kwargs)
+        content = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        if content not in imported:
+            imported[content] = real(cls, value)
+        return imported[content]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(RSAKey, "import_key", classmethod(import_key))
+        yield
+
+
 @contextmanager
 def _outside_pytest_tmp() -> Iterator[Path]:
     """A fresh directory for a PostgreSQL's data, outside pytest's temporary tree: under
@@ -116,6 +143,7 @@ def database_server() -> Iterator[str]:
     end: the suite leaves no process behind."""
     with _outside_pytest_tmp() as data_dir:
         yield server_url(data_dir)
+        demo_copies.finish()
         # No loop runs between tests: the templates' drops get one of their own.
         asyncio.run(drop_templates())
         stop_embedded_server(data_dir)

@@ -48,7 +48,7 @@ from domain.settings import Settings, get_settings
 from tests.conftest import make_client, settings_for
 from tests.fixtures.auth import bearer, user_with_roles
 from tests.fixtures.server import InProcessServer, served_in_process
-from tests.test_graphiql import BROWSER, Page, _chromium, _requested_urls
+from tests.test_graphiql import BROWSER, POLL_SECONDS, Page, _chromium, _requested_urls
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "dashboard" / "static"
@@ -435,7 +435,7 @@ def _sign_in(
     if view is not None:
         browser.get(f"{server.url}/{view}")
     here = browser.current_url
-    wait = WebDriverWait(browser, 30)
+    wait = WebDriverWait(browser, 30, poll_frequency=POLL_SECONDS)
     wait.until(expected_conditions.element_to_be_clickable((By.ID, "sign-in"))).click()
     wait.until(expected_conditions.url_contains("/oauth/authorize"))
     browser.find_element(By.NAME, "email").send_keys(email)
@@ -792,7 +792,9 @@ async def test_a_viewer_without_finance_read_sees_no_cost_column(
 
         # The code's exchange, then the renewal before the token expires.
         seen: list[str] = []
-        WebDriverWait(browser, 60).until(lambda b: _token_requests(b, server, seen) >= 2)
+        WebDriverWait(browser, 60, poll_frequency=POLL_SECONDS).until(
+            lambda b: _token_requests(b, server, seen) >= 2
+        )
         # Each sign-in is a family of refresh tokens, each used once: in every family
         # all but the newest were spent (rotated), none revoked; this one renewed.
         tokens = await _refresh_tokens_of(own_database, viewer)

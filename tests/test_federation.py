@@ -7,7 +7,6 @@ second subgraph. Off by default, and the committed schema.graphql never changes.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,9 +25,12 @@ from tests.conftest import GraphQL, make_client
 from tests.fixtures.auth import bearer
 from tests.fixtures.cli import created_client, portfolio
 from tests.fixtures.database import StatementCounter
+from tests.fixtures.node import NodePackages
 from tests.fixtures.server import served_in_process
 
 GATEWAY = Path(__file__).with_name("federation_gateway")
+# Installing starts now, at collection: see tests.fixtures.node.
+GATEWAY_PACKAGES = NodePackages(GATEWAY, "@apollo/gateway")
 READ = ["portfolio:read"]
 
 ENTITIES = """query($r: [_Any!]!) { _entities(representations: $r) {
@@ -277,17 +279,6 @@ async def test_entities_cost_as_many_as_the_representations(subgraph: Any) -> No
 # composes the live server's subgraph with a reviews subgraph that extends Product.
 
 
-def _install_gateway() -> None:
-    assert shutil.which("node") and shutil.which("npm"), "the gateway needs Node.js and npm"
-    if not (GATEWAY / "node_modules" / "@apollo" / "gateway").is_dir():
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=GATEWAY,
-            check=True,
-            timeout=300,
-        )
-
-
 def through_gateway(url: str, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
     run = subprocess.run(
         ["node", "gateway.mjs", f"{url}/graphql"],
@@ -322,7 +313,7 @@ PRODUCT = '{ product(key: "CHK") { key name reviewCount } }'
 
 
 def test_an_apollo_gateway_composes_the_subgraph(own_database: str) -> None:
-    _install_gateway()
+    GATEWAY_PACKAGES.ready()
     with served_in_process(
         own_database, PORTFOLIO_FEDERATION="true", PORTFOLIO_ENVIRONMENT="production"
     ) as server:

@@ -4,28 +4,19 @@ a live server: every MUST, SHOULD and MAY audit passes."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
+from tests.fixtures.node import NodePackages
 from tests.fixtures.server import live_server
 
 AUDIT = Path(__file__).with_name("http_audit")
-
-
-def _install_audit() -> None:
-    assert shutil.which("node") and shutil.which("npm"), "the audit needs Node.js and npm"
-    if not (AUDIT / "node_modules" / "graphql-http").is_dir():
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=AUDIT,
-            check=True,
-            timeout=300,
-        )
+# Installing starts now, at collection: see tests.fixtures.node.
+AUDIT_PACKAGES = NodePackages(AUDIT, "graphql-http")
 
 
 def test_graphql_http_audit_passes_every_audit(own_database: str) -> None:
-    _install_audit()
+    AUDIT_PACKAGES.ready()
     with live_server(own_database) as server:
         run = subprocess.run(
             ["node", "audit.mjs", f"{server.url}/graphql"],

@@ -44,8 +44,8 @@ from domain.events import (
 from tests.conftest import GraphQL, settings_for
 from tests.fixtures.auth import service_client
 from tests.fixtures.database import demo_database, run_sql
-from tests.fixtures.server import LiveServer, live_server
-from tests.test_graphiql import _chromium, _result_containing
+from tests.fixtures.server import LiveServer, live_servers
+from tests.test_graphiql import POLL_SECONDS, _chromium, _result_containing
 
 PROTOCOL = Subprotocol("graphql-transport-ws")
 # A bound on how long a message may take to come, so that a lost one fails the test
@@ -69,10 +69,7 @@ async def database(database_server: str) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="module")
 def servers(database: str) -> Iterator[tuple[LiveServer, LiveServer]]:
-    with (
-        live_server(database, **SERVER_SETTINGS) as first,
-        live_server(database, **SERVER_SETTINGS) as second,
-    ):
+    with live_servers(2, database, **SERVER_SETTINGS) as (first, second):
         yield first, second
 
 
@@ -590,7 +587,7 @@ async def test_graphiql_shows_a_subscriptions_events(
     )
     with _chromium() as browser:
         browser.get(f"{first.url}/graphql?{urlencode({'q': document})}")
-        execute = WebDriverWait(browser, PATIENCE).until(
+        execute = WebDriverWait(browser, PATIENCE, poll_frequency=POLL_SECONDS).until(
             expected_conditions.element_to_be_clickable((By.CLASS_NAME, "graphiql-execute-button"))
         )
         execute.click()
@@ -600,7 +597,9 @@ async def test_graphiql_shows_a_subscriptions_events(
         await run_sql(
             database, "UPDATE initiatives SET title = 'Seen in GraphiQL' WHERE key = 'TH-CHECKOUT'"
         )
-        shown = WebDriverWait(browser, PATIENCE).until(_result_containing("Seen in GraphiQL"))
+        shown = WebDriverWait(browser, PATIENCE, poll_frequency=POLL_SECONDS).until(
+            _result_containing("Seen in GraphiQL")
+        )
     assert orjson.loads(shown) == {
         "data": {
             "initiativeChanged": {"change": "UPDATED", "initiative": {"title": "Seen in GraphiQL"}}
