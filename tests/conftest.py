@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
-from joserfc.jwk import RSAKey
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
@@ -91,30 +89,6 @@ def settled_collector() -> Iterator[None]:
     yield
     gc.unfreeze()
     gc.set_threshold(*thresholds)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def private_keys_imported_once() -> Iterator[None]:
-    """A private JWK is imported once a session, by its content. Every test database is
-    a copy of the template, with its signing key, and each app's key store imports that
-    key to sign (``auth.keys``): ~50 ms of CPU each time, for cryptography's checks of
-    an RSA key, some hundreds of times a suite. An import that fails is not kept; the
-    key store still calls ``RSAKey.import_key`` as often as before (counted in
-    tests/test_forged_tokens.py)."""
-    real = RSAKey.import_key.__func__  # type: ignore[attr-defined]
-    imported: dict[bytes, RSAKey] = {}
-
-    def import_key(cls: type[RSAKey], value: Any, *args: Any, **kwargs: Any) -> RSAKey:
-        if cls is not RSAKey or args or kwargs or not isinstance(value, dict) or "d" not in value:
-            return real(cls, value, *args, **kwargs)
-        content = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-        if content not in imported:
-            imported[content] = real(cls, value)
-        return imported[content]
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(RSAKey, "import_key", classmethod(import_key))
-        yield
 
 
 @contextmanager
