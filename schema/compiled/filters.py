@@ -173,10 +173,6 @@ def _field(
     count = len(planned)
 
     def compute(value: Any) -> list[Any]:
-        if direct is not None:
-            found_directly = direct(value)
-            if found_directly is not None:
-                return found_directly
         _, conditions = _probe(filter_type, model, name, value)
         found = _bind_values(conditions)
         if len(found) != count or any(
@@ -185,11 +181,17 @@ def _field(
             raise Unsupported("another statement")
         return [_sql_value(found[p]) for p in ours]
 
-    # Dashboards send the same few values again: each is worked out once.
+    # Dashboards send the same few values again: each is worked out once. A value the
+    # direct form takes is not kept: it costs less than keeping it would (a board
+    # whose filters vary per request found few of its values kept).
     remembered: ByteLRU[Hashable, list[Any]] = ByteLRU(REMEMBERED_VALUES_BYTES)
 
     def extract(arguments: dict[str, Any]) -> list[Any]:
         value = arguments["filter"][graphql_name]
+        if direct is not None:
+            found_directly = direct(value)
+            if found_directly is not None:
+                return found_directly
         key = _hashable(value)
         found = remembered.get(key) if key is not None else None
         if found is None:
