@@ -228,8 +228,8 @@ def tree_cpu_seconds(pid: int) -> float | None:
 
 
 def _cpu_ticks_of_machine() -> tuple[int, int]:
-    """Clock ticks all CPUs spent since boot: (busy: user, nice, system, irq, softirq,
-    steal; idle, iowait included)."""
+    """Clock ticks all CPUs spent since boot, as (busy: user, nice, system, irq,
+    softirq, steal; idle: idle and iowait)."""
     values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
     idle = values[3] + values[4]
     return sum(values) - idle, idle
