@@ -6,9 +6,9 @@ machine than server CPU over HTTP; ``--profile out.prof`` adds cProfile (CPU clo
 
     python -m bench.requests_cpu pagination,dashboard,board --n 300 --rounds 10
 
-``--postgres``: also PostgreSQL's CPU per request, summed over the backends connected
-to the bench database (read from /proc by psutil, so other databases' work on the same
-server does not count): what the statements cost the database, next to our process.
+``--postgres``: also PostgreSQL's CPU per request, as ``bench run`` measures it
+(``CpuWatch`` over the bench database's backends and PostgreSQL's background
+processes, from /proc: other databases' work on the same server does not count).
 
 ``--unseen``: each board request (warm-up and every round) searches a text no request
 sent before, so no binding is remembered: what a client typing a search word costs.
@@ -31,14 +31,13 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import orjson
-import psutil
 import uvloop
 
 from bench import database
 from bench.asgi import Caller, Headers
-from bench.runner import OURS_ENVIRONMENT, SCHEMA_FILE, TOKEN_SCOPES
+from bench.processes import CpuWatch
+from bench.runner import OURS_ENVIRONMENT, SCHEMA_FILE, TOKEN_SCOPES, Monitor
 
 LOG_DIR = Path(__file__).resolve().parent / "results" / "tmp"
 # Spells a request's number after its search word: the text is new, its words (and so
@@ -116,7 +115,7 @@ async def measure(
                 break
             await asyncio.sleep(0.05)
         caller = Caller(app)
-        backends = Backends(await asyncpg.connect(url)) if postgres else None
+        monitor = await stack.enter_async_context(Monitor(url, 0)) if postgres else None
         token = await _token(caller, _client(url))
         headers = [
             (b"host", b"127.0.0.1:8000"),
@@ -141,12 +140,12 @@ async def measure(
                 if status != 200 or b'"errors"' in answer:
                     raise RuntimeError(f"{plan.label}: {answer[:300]!r}")
             label = f"{plan.label} unseen" if searches else plan.label
-            _report(label, await _rounds(caller, bodies, headers, rounds, profiler, sent, backends))
+            _report(label, await _rounds(caller, bodies, headers, rounds, profiler, sent, monitor))
             if limit is not None and plan.has_limit:
                 limit_bodies = [plan.body("limit-http", picked) for picked in indices]
                 _report(
                     f"{plan.label} limit",
-                    await _rounds(limit, limit_bodies, [], rounds, None, backends=backends),
+                    await _rounds(limit, limit_bodies, [], rounds, None, monitor=monitor),
                 )
     if profiler is not None and profile is not None:
         profiler.dump_stats(profile)
@@ -160,51 +159,33 @@ async def _rounds(
     rounds: int,
     profiler: cProfile.Profile | None,
     sent: Callable[[list[bytes]], list[bytes]] = list,
-    backends: Backends | None = None,
+    monitor: Monitor | None = None,
 ) -> tuple[list[float], list[float]]:
     """CPU ms per request of each round of ``bodies`` (as ``sent`` makes them for the
-    round, outside the measure), sorted: this process's, and the database backends'
-    (empty without ``backends``)."""
+    round, outside the measure), sorted: this process's, and the bench database's
+    PostgreSQL processes' (empty without ``monitor``)."""
     cpu_ms: list[float] = []
     postgres_ms: list[float] = []
     for _ in range(rounds):
         round_bodies = sent(bodies)
         if profiler is not None:
             profiler.enable()
-        database_before = await backends.cpu() if backends is not None else 0.0
-        started = time.process_time()
-        for body in round_bodies:
-            await caller.post("/graphql", body, headers)
-        cpu_ms.append((time.process_time() - started) * 1000 / len(bodies))
-        if backends is not None:
-            spent = await backends.cpu() - database_before
-            postgres_ms.append(spent * 1000 / len(bodies))
+        watch = CpuWatch(_none, monitor.database_pids if monitor is not None else None)
+        async with watch:
+            started = time.process_time()
+            for body in round_bodies:
+                await caller.post("/graphql", body, headers)
+            cpu_ms.append((time.process_time() - started) * 1000 / len(bodies))
+        if watch.database_seconds is not None:
+            postgres_ms.append(watch.database_seconds * 1000 / len(bodies))
         if profiler is not None:
             profiler.disable()
     return sorted(cpu_ms), sorted(postgres_ms)
 
 
-class Backends:
-    """The CPU time PostgreSQL's backends connected to one database have spent (user +
-    system, from /proc: the server must run on this machine). Backends come and go with
-    pools: each is remembered from when it is first seen, so one that left between two
-    readings still counts what it had spent when last read."""
-
-    def __init__(self, connection: asyncpg.Connection) -> None:
-        self._connection = connection
-        self._spent: dict[int, float] = {}
-
-    async def cpu(self) -> float:
-        pids = await self._connection.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-        )
-        for (pid,) in pids:
-            try:
-                times = psutil.Process(pid).cpu_times()
-            except psutil.NoSuchProcess:
-                continue
-            self._spent[pid] = times.user + times.system
-        return sum(self._spent.values())
+async def _none() -> set[int]:
+    """No process of ours to tell apart: only the database's CPU is read."""
+    return set()
 
 
 def _searching_unseen(
