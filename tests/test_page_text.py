@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +23,7 @@ from tests.fixtures.compiled import (
     new_document,
     product_with_initiatives,
 )
+from tests.fixtures.database import StatementCounter
 
 PAGE_INFO = "pageInfo { hasNextPage hasPreviousPage startCursor endCursor }"
 
@@ -149,6 +151,41 @@ async def test_a_page_joining_a_lateral_with_a_row_of_its_own_is_built(
     answer, _ = await _alike(pair, EVERY_SCOPE, new_document(plain.replace("first: 2", "first: 3")))
     assert COUNTS["written"] == written + 1
     assert [node["key"] for node in answer["kpis"]["nodes"]] == [kpi.key]
+
+
+async def test_only_a_page_with_page_info_numbers_its_rows(
+    pair: Any, db: AsyncSession, statements: StatementCounter
+) -> None:
+    """Rows are numbered (a window function, run again for every parent row) only for
+    the extra row `pageInfo` reads; a page without it is aggregated by its sort keys in
+    the order asked for, forward or backward, built or written, and answers as the
+    resolvers do."""
+    product = await product_with_initiatives(db)
+    compiled, reference = pair(EVERY_SCOPE)
+    orders = ["", ", orderBy: {field: TITLE, direction: DESC}"]
+    for fields, numbered in (
+        ("nodes { key title }", False),
+        (f"nodes {{ key }} {PAGE_INFO}", True),
+    ):
+        for order in orders:
+            for arguments in ("first: 3", "first: 2", "last: 3", "last: 2"):
+                query = new_document(
+                    f'product(key: "{product.key}") '
+                    f"{{ initiatives({arguments}{order}) {{ {fields} }} }}"
+                )
+                statements.reset()
+                got = await compiled(query)
+                await statements.delivered()
+                [sql] = statements.statements
+                assert ("row_number()" in sql) is numbered, sql
+                expected = await reference(query)
+                assert got.pop("extensions")["answeredBy"] == "compiled"
+                expected.pop("extensions")
+                assert orjson.dumps(got) == orjson.dumps(expected)
+                (answer,) = got["data"].values()
+                keys = [node["key"] for node in answer["initiatives"]["nodes"]]
+                assert len(keys) == int(arguments[-1])
+    assert COUNTS["written"] >= 12  # after each selection's first document, written
 
 
 async def test_a_reference_to_a_known_object_is_written(pair: Any, db: AsyncSession) -> None:

@@ -52,10 +52,11 @@ async def test_the_compiled_dashboard_reads_measurements_once_per_field(
     }
     [sql] = await _sent(statements, lambda: compiled(OURS_DASHBOARD, variables))
     got = compiled.last_body
-    # The latest measurement (latestValue and status), the trend's end and its two
-    # windows in one pass, the last 10 measurements, the series: 5 per KPI row (it was
-    # 50: every trend output aggregated the windows again).
-    assert len(MEASUREMENTS.findall(sql)) == 5, sql
+    # The latest measurement (latestValue and status, and the trend's end), the trend's
+    # two windows in one pass, the last 10 measurements, the series: 4 per KPI row (it
+    # was 50: every trend output aggregated the windows again; then 5, the trend
+    # looking up the latest measurement again).
+    assert len(MEASUREMENTS.findall(sql)) == 4, sql
     assert sql.count("avg(") == 3  # the trend's two windows and the series' buckets
 
     await reference(OURS_DASHBOARD, variables)

@@ -353,32 +353,41 @@ def check_trend_window(window_days: int) -> None:
         )
 
 
-def trend_windows(kpi_id: Any, window_days: int) -> Select[Any]:
+def trend_windows(kpi_id: Any, window_days: int, latest_at: Any = None) -> Select[Any]:
     """The averages (``current``, ``previous``) of the window of ``window_days`` ending at
-    the KPI's latest measurement and of the window before: one row, from one lookup of
-    the latest measurement and one pass over the two windows' measurements. The
-    columns of ``trend_columns`` read these outputs and never aggregate again."""
+    the KPI's latest measurement and of the window before: one row, from one pass over
+    the two windows' measurements. ``latest_at``: the latest measurement's time where
+    the caller's row holds it already (the compiled path's lookup shared with `status`
+    and `latestValue`); else it is looked up here. The columns of ``trend_columns`` read
+    these outputs and never aggregate again."""
     window = timedelta(days=window_days)
-    last, m = aliased(KpiMeasurement), aliased(KpiMeasurement)
-    # Correlated explicitly: two levels down, the KPI's row is not the enclosing
-    # SELECT's, and auto-correlation would take the maximum over every KPI.
-    latest = (
-        select(func.max(last.observed_at).label("at"))
-        .where(last.kpi_id == kpi_id)
-        .correlate_except(last)
-        .subquery("latest")
-    )
-    # observed_at is never NULL: outside the current window is the previous one.
-    recent = m.observed_at > latest.c.at - window
+    m = aliased(KpiMeasurement)
+    own: tuple[Any, ...]
+    if latest_at is None:
+        last = aliased(KpiMeasurement)
+        # Correlated explicitly: two levels down, the KPI's row is not the enclosing
+        # SELECT's, and auto-correlation would take the maximum over every KPI.
+        latest = (
+            select(func.max(last.observed_at).label("at"))
+            .where(last.kpi_id == kpi_id)
+            .correlate_except(last)
+            .subquery("latest")
+        )
+        at, own = latest.c.at, (m, latest)
+        rows = select().select_from(latest).join(m, m.observed_at > at - 2 * window)
+    else:
+        at, own = latest_at, (m,)
+        rows = select().select_from(m).where(m.observed_at > at - 2 * window)
+    # observed_at is never NULL: outside the current window is the previous one. No
+    # latest measurement (NULL): no row passes, both averages are NULL.
+    recent = m.observed_at > at - window
     return (
-        select(
+        rows.add_columns(
             cast(func.avg(m.value).filter(recent), Double).label("current"),
             cast(func.avg(m.value).filter(~recent), Double).label("previous"),
         )
-        .select_from(latest)
-        .join(m, m.observed_at > latest.c.at - 2 * window)
         .where(m.kpi_id == kpi_id)
-        .correlate_except(m, latest)
+        .correlate_except(*own)
     )
 
 

@@ -41,6 +41,7 @@ class Listing:
     ordering_name: str
     sort: Any
     order: list[Any]  # in the order of travel: from the end for `last`
+    descending: bool  # the list's order (the ordering asked for), whichever way it travels
     size: Any  # an int, or a bound `first`/`last`
     backwards: bool
     parent: Any
@@ -77,8 +78,9 @@ def connection(
         written = page_text.connection(c, listed, listing, selections, objects, cursors)
         if written is not None:
             return written
+    page_info = "pageInfo" in wanted
     if wanted & {"nodes", "edges", "pageInfo"}:
-        rows = page_rows(c, listing, objects, cursors, "pageInfo" in wanted).subquery()
+        rows = page_rows(c, listing, objects, cursors, page_info).subquery()
     pairs: list[tuple[str, Any]] = []
     for child in selections:
         key = response_key(child)
@@ -88,10 +90,11 @@ def connection(
         elif name == "totalCount":
             pairs.append((key, _total_count(listing)))
         elif name == "nodes":
-            pairs.append((key, _items(listing, rows, rows.c[objects["nodes", key][0]])))
+            nodes = rows.c[objects["nodes", key][0]]
+            pairs.append((key, _items(listing, rows, nodes, page_info)))
         elif name == "edges":
             item = _edge_json(c, listing.node_type, child, rows, objects)
-            pairs.append((key, _items(listing, rows, item)))
+            pairs.append((key, _items(listing, rows, item, page_info)))
         else:  # pageInfo
             pairs.append((key, _page_info(listing, child, rows)))
     aggregate = select(jsontext.json_object(pairs))
@@ -161,6 +164,7 @@ def _listing(
         ordering_name=ordering_name,
         sort=sort,
         order=order,
+        descending=descending,
         size=c.page_size(node, page),
         backwards=page.backwards,
         parent=parent,
@@ -217,10 +221,18 @@ def page_rows(
     cursors: bool,
     page_info: bool,
 ) -> Select[Any]:
-    """The page's rows in the order of travel, numbered (``rn``), with their objects'
-    JSON and cursors; one row more when `pageInfo` needs to know whether more follow."""
+    """The page's rows in the order of travel, with their objects' JSON and cursors,
+    and what puts them in list order (``list_order``); one row more when `pageInfo`
+    needs to know whether more follow."""
     alias = listing.alias
-    columns = [func.row_number().over(order_by=listing.order).label("rn")]
+    columns: list[Any]
+    if page_info:
+        columns = [func.row_number().over(order_by=listing.order).label(NUMBER)]
+    else:
+        # Without the extra row, the rows' own sort keys order the list: a window
+        # function would number them again in every parent row (one WindowAgg rescan
+        # per KPI of a dashboard, per constraint of a board).
+        columns = [listing.sort.label(SORT_KEYS[0]), alias.id.label(SORT_KEYS[1])]
     columns += [row_json.label(label) for label, row_json in objects.values()]
     if cursors:
         columns.append(cursor_text(listing.ordering_name, listing.sort, alias.id).label("c"))
@@ -237,6 +249,32 @@ def page_rows(
     return selected
 
 
+# The columns of ``page_rows`` that order its rows: their number in the order of travel
+# when it holds the extra row for `pageInfo`, else the sort key and the id.
+NUMBER = "rn"
+SORT_KEYS = ("s", "i")
+
+
+@dataclass(frozen=True)
+class ListOrder:
+    """How the items of a page (``page_rows``) are aggregated in list order: by these
+    columns in this direction, those passing ``shown`` (``rn <= size`` when the page
+    holds the extra row) only."""
+
+    columns: tuple[str, ...]
+    descending: bool
+    numbered: bool
+
+
+def list_order(listing: Listing, page_info: bool) -> ListOrder:
+    """For ``_items`` and ``page_text``: numbered rows are listed by their number (from
+    the end for `last`); others by the ordering asked for, which is the list's order
+    whichever way the page travelled."""
+    if page_info:
+        return ListOrder((NUMBER,), listing.backwards, numbered=True)
+    return ListOrder(SORT_KEYS, listing.descending, numbered=False)
+
+
 def total_count(listing: Listing) -> Select[Any]:
     count = listing.base.add_columns(func.count()).where(*listing.conditions)
     if listing.parent is not None:
@@ -251,10 +289,12 @@ def _total_count(listing: Listing) -> Any:
     return total
 
 
-def _items(listing: Listing, rows: Any, item: Any) -> Any:
+def _items(listing: Listing, rows: Any, item: Any, page_info: bool) -> Any:
     """`nodes` or `edges`: the page's items in list order (for `last`, from the end)."""
-    shown = rows.c.rn.desc() if listing.backwards else rows.c.rn
-    return jsontext.json_array(item, shown, rows.c.rn <= listing.size)
+    order = list_order(listing, page_info)
+    by = [rows.c[name].desc() if order.descending else rows.c[name] for name in order.columns]
+    shown = rows.c[NUMBER] <= listing.size if order.numbered else None
+    return jsontext.json_array(item, by, shown)
 
 
 def _edge_json(

@@ -160,10 +160,11 @@ def json_object(pairs: list[tuple[str, Any]]) -> ColumnElement[str]:
 
 
 def json_array(item: Any, order_by: Any, where: Any = None) -> ColumnElement[str]:
-    """``[item,...]`` of the rows aggregated, in ``order_by``'s order, those passing
-    ``where`` only; ``[]`` if none."""
+    """``[item,...]`` of the rows aggregated, in ``order_by``'s order (a term, or a list
+    of them), those passing ``where`` only; ``[]`` if none."""
     aggregated: Any = func.string_agg(json_text(item), literal_column("','"))
-    aggregated = aggregated.aggregate_order_by(order_by)
+    terms = order_by if isinstance(order_by, list) else [order_by]
+    aggregated = aggregated.aggregate_order_by(*terms)
     if where is not None:
         aggregated = aggregated.filter(where)
     body = func.coalesce(aggregated, literal_column("''"))

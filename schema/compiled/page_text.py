@@ -366,14 +366,14 @@ def _aggregate(
 ) -> str:
     page = f"page_n{own}"
     size = listing.size
-    shown = f"{page}.rn DESC" if listing.backwards else f"{page}.rn"
+    order = connections.list_order(listing, any(c.name.value == "pageInfo" for c in selections))
+    direction = " DESC" if order.descending else ""
+    by = ", ".join(f"{page}.{name}{direction}" for name in order.columns)
+    shown = f" FILTER (WHERE {page}.{connections.NUMBER} <= {size})" if order.numbered else ""
 
     def items(item: _Json) -> _Json:
         written = _constant("[")
-        written.value(
-            f"coalesce(string_agg({item.sql()}, ',' ORDER BY {shown}) "
-            f"FILTER (WHERE {page}.rn <= {size}), '')"
-        )
+        written.value(f"coalesce(string_agg({item.sql()}, ',' ORDER BY {by}){shown}, '')")
         written.fixed("]")
         return written
 

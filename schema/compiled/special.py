@@ -212,10 +212,10 @@ def _trend(c: Compiler, alias: Any, node: FieldNode, definition: Any, field: Any
         if c.parameter_use(node, ("windowDays",)):
             raise Invalid("invalid trend window") from None  # other values may be valid
         raise invalid_field(node, "invalid trend window", error) from None
-    # One subquery per KPI row and trend: both averages in one pass. Not a lateral of
-    # the row: a variable-free subtree is reused by later plans (``objects.field``),
-    # which would not join it.
-    windows = reads.trend_windows(alias.id, window_days).subquery("windows")
+    # One subquery per KPI row and trend: both averages in one pass, from the latest
+    # measurement's time that `status` and `latestValue` share (one lookup per row).
+    latest_at = _latest_of(c, alias).observed_at
+    windows = reads.trend_windows(alias.id, window_days, latest_at).subquery("windows")
     columns = reads.trend_columns(windows.c, cast(alias.direction, Text))
     values = {
         "windowDays": jsontext.constant(str(int(window_days))),
