@@ -12,6 +12,14 @@ processes, from /proc: other databases' work on the same server does not count).
 
 ``--unseen``: each board request (warm-up and every round) searches a text no request
 sent before, so no binding is remembered: what a client typing a search word costs.
+
+``--concurrency N``: N requests in flight at once, as wrk's connections keep them
+(``bench run``: 16); 1 sends them one after another.
+
+With ``--limit``, ours and the limit's rounds alternate, so that a slower or faster
+moment of a shared machine falls on both alike; each pair's ratio (ours ÷ the limit's
+CPU per request, and with ``--postgres`` of server + PostgreSQL) is reported, their
+median the estimate of how far ours is from the limit.
 """
 
 from __future__ import annotations
@@ -23,11 +31,13 @@ import cProfile
 import itertools
 import os
 import random
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +92,7 @@ async def measure(
     with_limit: bool = False,
     unseen: bool = False,
     postgres: bool = False,
+    concurrency: int = 1,
 ) -> None:
     url = await database.ensure_database(200, fresh=False, log_dir=LOG_DIR)
     os.environ.update(
@@ -107,7 +118,8 @@ async def measure(
         if with_limit:  # the limit over HTTP's handler, called the same way
             from bench.limit_http import create_app as create_limit_app
 
-            limit_app = create_limit_app(url, 4)
+            # Its pool as `bench run` sizes it: a connection per request in flight.
+            limit_app = create_limit_app(url, concurrency)
             await stack.enter_async_context(limit_app.router.lifespan_context(limit_app))
             limit = Caller(limit_app)
         for _ in range(200):  # until the change feed listens: seen tokens cost nothing
@@ -140,47 +152,76 @@ async def measure(
                 if status != 200 or b'"errors"' in answer:
                     raise RuntimeError(f"{plan.label}: {answer[:300]!r}")
             label = f"{plan.label} unseen" if searches else plan.label
-            _report(label, await _rounds(caller, bodies, headers, rounds, profiler, sent, monitor))
-            if limit is not None and plan.has_limit:
-                limit_bodies = [plan.body("limit-http", picked) for picked in indices]
-                _report(
-                    f"{plan.label} limit",
-                    await _rounds(limit, limit_bodies, [], rounds, None, monitor=monitor),
-                )
+            ours = Side(caller, bodies, headers, sent, profiler)
+            if limit is None or not plan.has_limit:
+                _report(label, await _rounds([ours], rounds, concurrency, monitor))
+                continue
+            limit_bodies = [plan.body("limit-http", picked) for picked in indices]
+            theirs = Side(limit, limit_bodies, [])
+            measured = await _rounds([ours, theirs], rounds, concurrency, monitor)
+            _report(label, measured, 0)
+            _report(f"{plan.label} limit", measured, 1)
+            _report_ratio(f"{plan.label} ours/limit", measured)
     if profiler is not None and profile is not None:
         profiler.dump_stats(profile)
         print(f"profile: {profile}")
 
 
+@dataclass
+class Side:
+    """One app measured: its caller, what it is sent (as ``sent`` makes each round's
+    bodies, outside the measure) and the profiler its rounds run under, if any."""
+
+    caller: Caller
+    bodies: list[bytes]
+    headers: Headers
+    sent: Callable[[list[bytes]], list[bytes]] = list
+    profiler: cProfile.Profile | None = None
+
+
+@dataclass
+class Measured:
+    """Per side, per round: CPU ms per request of this process, and of the bench
+    database's PostgreSQL processes (None without a monitor)."""
+
+    cpu_ms: list[list[float]]
+    postgres_ms: list[list[float | None]]
+
+
 async def _rounds(
-    caller: Caller,
-    bodies: list[bytes],
-    headers: Headers,
-    rounds: int,
-    profiler: cProfile.Profile | None,
-    sent: Callable[[list[bytes]], list[bytes]] = list,
-    monitor: Monitor | None = None,
-) -> tuple[list[float], list[float]]:
-    """CPU ms per request of each round of ``bodies`` (as ``sent`` makes them for the
-    round, outside the measure), sorted: this process's, and the bench database's
-    PostgreSQL processes' (empty without ``monitor``)."""
-    cpu_ms: list[float] = []
-    postgres_ms: list[float] = []
+    sides: list[Side], rounds: int, concurrency: int, monitor: Monitor | None
+) -> Measured:
+    """``rounds`` rounds of each side's bodies, the sides taking turns round by round."""
+    measured = Measured([[] for _ in sides], [[] for _ in sides])
     for _ in range(rounds):
-        round_bodies = sent(bodies)
-        if profiler is not None:
-            profiler.enable()
-        watch = CpuWatch(_none, monitor.database_pids if monitor is not None else None)
-        async with watch:
-            started = time.process_time()
-            for body in round_bodies:
-                await caller.post("/graphql", body, headers)
-            cpu_ms.append((time.process_time() - started) * 1000 / len(bodies))
-        if watch.database_seconds is not None:
-            postgres_ms.append(watch.database_seconds * 1000 / len(bodies))
-        if profiler is not None:
-            profiler.disable()
-    return sorted(cpu_ms), sorted(postgres_ms)
+        for number, side in enumerate(sides):
+            cpu_ms, postgres_ms = await _round(side, concurrency, monitor)
+            measured.cpu_ms[number].append(cpu_ms)
+            measured.postgres_ms[number].append(postgres_ms)
+    return measured
+
+
+async def _round(
+    side: Side, concurrency: int, monitor: Monitor | None
+) -> tuple[float, float | None]:
+    bodies = side.sent(side.bodies)
+    pending = iter(bodies)
+
+    async def sender() -> None:
+        for body in pending:  # shared: each body is sent once, by whichever sender is free
+            await side.caller.post("/graphql", body, side.headers)
+
+    if side.profiler is not None:
+        side.profiler.enable()
+    watch = CpuWatch(_none, monitor.database_pids if monitor is not None else None)
+    async with watch:
+        started = time.process_time()
+        await asyncio.gather(*(sender() for _ in range(concurrency)))
+        cpu_ms = (time.process_time() - started) * 1000 / len(bodies)
+    if side.profiler is not None:
+        side.profiler.disable()
+    database = watch.database_seconds
+    return cpu_ms, None if database is None else database * 1000 / len(bodies)
 
 
 async def _none() -> set[int]:
@@ -213,18 +254,34 @@ def _unseen(body: bytes, word: str, number: int) -> bytes:
     return orjson.dumps(request)
 
 
-def _report(label: str, measured: tuple[list[float], list[float]]) -> None:
-    cpu_ms, postgres_ms = measured
+def _report(label: str, measured: Measured, side: int = 0) -> None:
+    cpu_ms = sorted(measured.cpu_ms[side])
+    postgres_ms = sorted(ms for ms in measured.postgres_ms[side] if ms is not None)
     database = (
-        f"; PostgreSQL min {postgres_ms[0]:.3f}, median {postgres_ms[len(postgres_ms) // 2]:.3f}"
+        f"; PostgreSQL min {postgres_ms[0]:.3f}, median {statistics.median(postgres_ms):.3f}"
         if postgres_ms
         else ""
     )
     print(
         f"{label:26s} CPU ms/request: min {cpu_ms[0]:.3f}, "
-        f"median {cpu_ms[len(cpu_ms) // 2]:.3f} ({len(cpu_ms)} rounds){database}",
+        f"median {statistics.median(cpu_ms):.3f} ({len(cpu_ms)} rounds){database}",
         flush=True,
     )
+
+
+def _report_ratio(label: str, measured: Measured) -> None:
+    """The median over the rounds of ours ÷ the limit's, each pair measured back to
+    back: of this process's CPU, and (with PostgreSQL's) of the whole request's."""
+    (ours, theirs), (our_db, their_db) = measured.cpu_ms, measured.postgres_ms
+    server = statistics.median(a / b for a, b in zip(ours, theirs, strict=True))
+    line = f"{label:26s} CPU per request, paired rounds: server {server:.2f}x"
+    if all(ms is not None for ms in our_db + their_db):
+        whole = statistics.median(
+            (a + (c or 0.0)) / (b + (d or 0.0))
+            for a, b, c, d in zip(ours, theirs, our_db, their_db, strict=True)
+        )
+        line += f", server + PostgreSQL {whole:.2f}x"
+    print(line, flush=True)
 
 
 def main() -> None:
@@ -251,6 +308,9 @@ def main() -> None:
         action="store_true",
         help="also PostgreSQL's CPU per request (the bench database's backends)",
     )
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="requests in flight at once (wrk's: 16)"
+    )
     args = parser.parse_args()
     # uvloop, as uvicorn's "auto" loop runs ours and the limit under `bench run`.
     uvloop.run(
@@ -263,6 +323,7 @@ def main() -> None:
             args.limit,
             args.unseen,
             args.postgres,
+            args.concurrency,
         )
     )
 
