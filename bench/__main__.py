@@ -1,4 +1,4 @@
-"""``python -m bench run``, ``overload``, ``inprocess``, ``firstseen``, ``floor``,
+"""``python -m bench run``, ``paired``, ``overload``, ``inprocess``, ``firstseen``, ``floor``,
 ``write-floor`` and ``webhooks``; see bench/README.md."""
 
 from __future__ import annotations
@@ -111,6 +111,46 @@ def run(
         wait_idle=wait_idle,
     )
     _guarded(lambda: run_benchmark(options))
+
+
+@app.command()
+def paired(
+    workloads: Annotated[
+        str, typer.Option(help="Comma-separated: pagination, dashboard, board.")
+    ] = "pagination,dashboard,board",
+    pairs: Annotated[int, typer.Option(help="Segments of each server, per workload.", min=1)] = 8,
+    segment: Annotated[float, typer.Option(help="Seconds of load per segment.", min=1)] = 4.0,
+    warmup: Annotated[float, typer.Option(help="Seconds of warm-up per server.", min=0)] = 2.0,
+    connections: Annotated[int, typer.Option(help="Concurrent connections.", min=1)] = 16,
+    threads: Annotated[int, typer.Option(help="wrk threads.", min=1)] = 2,
+    token: Annotated[bool, typer.Option(help="A bearer token on our requests.")] = True,
+    products: Annotated[int, typer.Option(help="Size of the generated portfolio.", min=50)] = 200,
+    port_base: Annotated[
+        int, typer.Option(help="Ours on this port, the limit on the next.")
+    ] = 8791,
+) -> None:
+    """Ours against the limit over HTTP in alternating segments (ABBA): the median ratio
+    of requests per second, steadier than bench run's stages on a drifting machine."""
+    import asyncio
+
+    from bench.paired import paired as run_paired
+
+    chosen = _split(workloads, ("pagination", "dashboard", "board"))
+    _guarded(
+        lambda: asyncio.run(
+            run_paired(
+                chosen,
+                pairs=pairs,
+                segment=segment,
+                warmup=warmup,
+                connections=connections,
+                threads=threads,
+                token=token,
+                products=products,
+                port_base=port_base,
+            )
+        )
+    )
 
 
 @app.command()

@@ -527,25 +527,36 @@ def _require_peer() -> str:
 
 async def _token(run: Run, endpoint: str) -> str:
     """An access token from this server for a client registered in the bench database
-    (once per run, through ``portfolio create-client``): tokens name the server that
-    issued them, so each server gets its own."""
+    (once per run): tokens name the server that issued them, so each server gets its
+    own."""
     if run.client is None:
-        created = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "api.cli", "create-client", "--name", "bench"]
-            + ["--scopes", TOKEN_SCOPES, "--grant", "client_credentials"],
-            env=os.environ | {"DATABASE_URL": run.url},
-            cwd=REPO_DIR,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        found = dict(line.split(":", 1) for line in created.stdout.splitlines() if ":" in line)
-        run.client = found["client_id"].strip(), found["client_secret"].strip()
+        run.client = await register_client(run.url)
+    return await token_from(endpoint, run.client)
+
+
+async def register_client(url: str) -> tuple[str, str]:
+    """A client with the bench's scopes registered in the database at ``url``, through
+    ``portfolio create-client``: its id and secret."""
+    created = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "api.cli", "create-client", "--name", "bench"]
+        + ["--scopes", TOKEN_SCOPES, "--grant", "client_credentials"],
+        env=os.environ | {"DATABASE_URL": url},
+        cwd=REPO_DIR,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = dict(line.split(":", 1) for line in created.stdout.splitlines() if ":" in line)
+    return found["client_id"].strip(), found["client_secret"].strip()
+
+
+async def token_from(endpoint: str, client: tuple[str, str]) -> str:
+    """An access token for ``client`` from the server answering at ``endpoint``."""
     base = endpoint.removesuffix("/graphql")
-    async with httpx.AsyncClient(timeout=30) as client:
-        response = await client.post(
-            f"{base}/oauth/token", data={"grant_type": "client_credentials"}, auth=run.client
+    async with httpx.AsyncClient(timeout=30) as http:
+        response = await http.post(
+            f"{base}/oauth/token", data={"grant_type": "client_credentials"}, auth=client
         )
     response.raise_for_status()
     return str(response.json()["access_token"])

@@ -1,0 +1,173 @@
+"""``python -m bench paired``: ours against the limit over HTTP, in alternating segments.
+
+``bench run`` times each server in a stage of its own, minutes apart; on a shared
+machine whose speed drifts (by ±20–30 % within one run, measured on 2026-12-03) the
+"ours ÷ limit over HTTP" ratio of one run says as much about the moment as about the
+servers. Here both servers run side by side (the one not under load idles) and the
+load alternates between them in short segments, in the order ABBA BAAB..., so that a
+drift falls on both alike: each pair of segments gives a ratio of requests per second,
+and their median is the estimate. The servers, scripts, connections and token are
+``bench run``'s.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from bench import database
+from bench.clients import client_plans, walk_for, with_walked
+from bench.processes import tree_cpu_seconds
+from bench.runner import (
+    LOG_ROOT,
+    SCHEMA_FILE,
+    Server,
+    _limit_http_process,
+    _ours_process,
+    _start,
+    register_client,
+    token_from,
+)
+from bench.workloads import ReadPlan
+from bench.wrk import read_script, run_wrk
+
+# The order of each pair's two segments, by pair: ABBA, so that a steady drift
+# over two pairs falls on both sides equally.
+_ORDERS = ((0, 1), (1, 0), (1, 0), (0, 1))
+
+
+@dataclass
+class Side:
+    """One server's segments of one plan: requests per second and server CPU ms per
+    request of each segment, and the errors wrk saw."""
+
+    rps: list[float] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)
+    errors: int = 0
+
+
+@dataclass
+class Paired:
+    label: str
+    ours: Side
+    limit: Side
+
+    @property
+    def ratios(self) -> list[float]:
+        return [a / b for a, b in zip(self.ours.rps, self.limit.rps, strict=True) if b]
+
+    def line(self) -> str:
+        ratios = self.ratios
+        return (
+            f"{self.label:18s} ours / limit over HTTP: median {statistics.median(ratios):.2f}x "
+            f"(pairs {min(ratios):.2f}-{max(ratios):.2f}, n={len(ratios)}); "
+            f"req/s ours {statistics.median(self.ours.rps):,.0f}, "
+            f"limit {statistics.median(self.limit.rps):,.0f}; server CPU ms/req ours "
+            f"{statistics.median(self.ours.cpu_ms):.2f}, limit "
+            f"{statistics.median(self.limit.cpu_ms):.2f}"
+            + (
+                f"; ERRORS ours {self.ours.errors}, limit {self.limit.errors}"
+                if self.ours.errors or self.limit.errors
+                else ""
+            )
+        )
+
+
+async def paired(
+    workloads: list[str],
+    *,
+    pairs: int,
+    segment: float,
+    warmup: float,
+    connections: int,
+    threads: int,
+    token: bool,
+    products: int,
+    port_base: int,
+) -> list[Paired]:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    logs = LOG_ROOT / f"paired-{stamp}"
+    logs.mkdir(parents=True, exist_ok=True)
+    url = await database.ensure_database(products, fresh=False, log_dir=logs)
+    dataset = await database.load_dataset(url)
+    schema_text = SCHEMA_FILE.read_text()
+    plans = [p for w in workloads for p in client_plans(dataset, w, schema_text) if p.has_limit]
+    ours = _start("ours", _ours_process(url, port_base, logs / "ours.log"), port_base)
+    limit_port = port_base + 1
+    limit_process = _limit_http_process(url, limit_port, logs / "limit.log", connections)
+    try:
+        limit = _start("limit-http", limit_process, limit_port)
+        try:
+            sent = await token_from(ours.endpoint, await register_client(url)) if token else None
+            found = []
+            for plan in plans:
+                plan = await _walked(plan, ours, sent)
+                scripts = (
+                    read_script(plan, "ours", token=sent, threads=threads),
+                    read_script(plan, "limit-http", threads=threads),
+                )
+                result = await _segments(
+                    plan, (ours, limit), scripts, pairs, segment, warmup, connections, threads, logs
+                )
+                print(result.line(), flush=True)
+                found.append(result)
+            return found
+        finally:
+            limit.process.stop()
+    finally:
+        ours.process.stop()
+
+
+async def _walked(plan: ReadPlan, ours: Server, token: str | None) -> ReadPlan:
+    """A pagination walk's pages, walked on our server (the limit reads our cursors)."""
+    if not (plan.walked and plan.picks):
+        return plan
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    async with httpx.AsyncClient(timeout=120) as client:
+
+        async def post(payload: bytes) -> dict[str, Any]:
+            response = await client.post(ours.endpoint, content=payload, headers=headers)
+            return dict(orjson.loads(response.content))
+
+        return with_walked(plan, "ours", await walk_for("ours").bodies(post))
+
+
+async def _segments(
+    plan: ReadPlan,
+    servers: tuple[Server, Server],
+    scripts: tuple[str, str],
+    pairs: int,
+    segment: float,
+    warmup: float,
+    connections: int,
+    threads: int,
+    logs: Path,
+) -> Paired:
+    sides = (Side(), Side())
+    settings: dict[str, Any] = {"connections": connections, "threads": threads}
+    for number, (server, script) in enumerate(zip(servers, scripts, strict=True)):
+        if warmup > 0:
+            log = logs / f"{plan.label.replace('/', '-')}-{number}-warmup.txt"
+            await run_wrk(script, server.endpoint, duration=warmup, log_path=log, **settings)
+    for pair in range(pairs):
+        for number in _ORDERS[pair % len(_ORDERS)]:
+            server, side = servers[number], sides[number]
+            log = logs / f"{plan.label.replace('/', '-')}-{number}-{pair}.txt"
+            before = tree_cpu_seconds(server.process.pid)
+            found = await run_wrk(
+                scripts[number], server.endpoint, duration=segment, log_path=log, **settings
+            )
+            after = tree_cpu_seconds(server.process.pid)
+            side.rps.append(found.requests / found.seconds if found.seconds else 0.0)
+            if before is not None and after is not None and found.requests:
+                side.cpu_ms.append((after - before) * 1000 / found.requests)
+            side.errors += found.non_2xx + found.socket_errors + found.graphql_errors
+    return Paired(plan.label, sides[0], sides[1])
