@@ -25,10 +25,14 @@ from bench import database
 from bench.clients import client_plans, walk_for, with_walked
 from bench.processes import tree_cpu_seconds
 from bench.runner import (
+    BENCH_DIR,
     LOG_ROOT,
     SCHEMA_FILE,
     Server,
+    _commit,
+    _commit_during,
     _limit_http_process,
+    _machine,
     _ours_process,
     _start,
     register_client,
@@ -91,7 +95,9 @@ async def paired(
     products: int,
     port_base: int,
 ) -> list[Paired]:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    started = datetime.now(UTC)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    commit = _commit()  # before the servers start, as bench run reads it
     logs = LOG_ROOT / f"paired-{stamp}"
     logs.mkdir(parents=True, exist_ok=True)
     url = await database.ensure_database(products, fresh=False, log_dir=logs)
@@ -117,6 +123,9 @@ async def paired(
                 )
                 print(result.line(), flush=True)
                 found.append(result)
+            settings = f"{pairs} pairs of {segment:g} s, {connections} connections"
+            written = _write(found, started, _commit_during(commit), settings, token)
+            print(f"written: {written}")
             return found
         finally:
             limit.process.stop()
@@ -171,3 +180,44 @@ async def _segments(
                 side.cpu_ms.append((after - before) * 1000 / found.requests)
             side.errors += found.non_2xx + found.socket_errors + found.graphql_errors
     return Paired(plan.label, sides[0], sides[1])
+
+
+def _write(found: list[Paired], started: datetime, commit: str, settings: str, token: bool) -> Path:
+    """``bench/results/<start>/paired.md`` and ``paired.json``: each pair's numbers."""
+    out = BENCH_DIR / "results" / started.strftime("%Y%m%dT%H%M%SZ")
+    out.mkdir(parents=True, exist_ok=True)
+    machine, _ = _machine()
+    lines = [
+        f"# bench paired, {started:%Y-%m-%d %H:%M} UTC",
+        "",
+        f"Commit {commit}; {machine}; {settings}; ours with "
+        f"{'a bearer token' if token else 'no token'}, its response cache off.",
+        "Each pair: one segment on each server, back to back (ABBA order).",
+        "",
+        "| workload | ours ÷ limit over HTTP (median) | pairs, min–max | ours req/s | "
+        "limit req/s | server CPU ms/req, ours / limit | errors |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for result in found:
+        ratios = result.ratios
+        lines.append(
+            f"| {result.label} | **{statistics.median(ratios):.2f}×** | "
+            f"{min(ratios):.2f}–{max(ratios):.2f} | {statistics.median(result.ours.rps):,.0f} | "
+            f"{statistics.median(result.limit.rps):,.0f} | "
+            f"{statistics.median(result.ours.cpu_ms):.2f} / "
+            f"{statistics.median(result.limit.cpu_ms):.2f} | "
+            f"{result.ours.errors + result.limit.errors} |"
+        )
+    path = out / "paired.md"
+    path.write_text("\n".join(lines) + "\n")
+    data = {
+        "started": started.isoformat(),
+        "commit": commit,
+        "machine": machine,
+        "settings": settings,
+        "results": [
+            {"label": r.label, "ours": r.ours.__dict__, "limit": r.limit.__dict__} for r in found
+        ],
+    }
+    (out / "paired.json").write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+    return path
