@@ -131,24 +131,20 @@ def paired(
 ) -> None:
     """Ours against the limit over HTTP in alternating segments (ABBA): the median ratio
     of requests per second, steadier than bench run's stages on a drifting machine."""
-    import asyncio
-
-    from bench.paired import paired as run_paired
+    from bench.paired import run as run_paired
 
     chosen = _split(workloads, ("pagination", "dashboard", "board"))
     _guarded(
-        lambda: asyncio.run(
-            run_paired(
-                chosen,
-                pairs=pairs,
-                segment=segment,
-                warmup=warmup,
-                connections=connections,
-                threads=threads,
-                token=token,
-                products=products,
-                port_base=port_base,
-            )
+        lambda: run_paired(
+            chosen,
+            pairs=pairs,
+            segment=segment,
+            warmup=warmup,
+            connections=connections,
+            threads=threads,
+            token=token,
+            products=products,
+            port_base=port_base,
         )
     )
 

@@ -12,6 +12,7 @@ and their median is the estimate. The servers, scripts, connections and token ar
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,7 +24,12 @@ import orjson
 
 from bench import database
 from bench.clients import client_plans, walk_for, with_walked
-from bench.processes import tree_cpu_seconds
+from bench.processes import (
+    ensure_port_free,
+    install_cleanup,
+    stop_all,
+    tree_cpu_seconds,
+)
 from bench.runner import (
     BENCH_DIR,
     LOG_ROOT,
@@ -39,7 +45,7 @@ from bench.runner import (
     token_from,
 )
 from bench.workloads import ReadPlan
-from bench.wrk import read_script, run_wrk
+from bench.wrk import read_script, require_wrk, run_wrk
 
 # The order of each pair's two segments, by pair: ABBA, so that a steady drift
 # over two pairs falls on both sides equally.
@@ -83,6 +89,15 @@ class Paired:
         )
 
 
+def run(workloads: list[str], **settings: Any) -> list[Paired]:
+    """``paired``, its servers stopped however it ends (SIGTERM and SIGINT too)."""
+    install_cleanup()
+    try:
+        return asyncio.run(paired(workloads, **settings))
+    finally:
+        stop_all()
+
+
 async def paired(
     workloads: list[str],
     *,
@@ -95,6 +110,9 @@ async def paired(
     products: int,
     port_base: int,
 ) -> list[Paired]:
+    require_wrk()
+    for port in (port_base, port_base + 1):
+        ensure_port_free(port)
     started = datetime.now(UTC)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     commit = _commit()  # before the servers start, as bench run reads it
