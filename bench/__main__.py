@@ -125,12 +125,14 @@ def paired(
     threads: Annotated[int, typer.Option(help="wrk threads.", min=1)] = 2,
     token: Annotated[bool, typer.Option(help="A bearer token on our requests.")] = True,
     products: Annotated[int, typer.Option(help="Size of the generated portfolio.", min=50)] = 200,
-    port_base: Annotated[
-        int, typer.Option(help="Ours on this port, the limit on the next.")
-    ] = 8791,
+    port_base: Annotated[int, typer.Option(help="Ours on this port, theirs on the next.")] = 8791,
+    against: Annotated[
+        str, typer.Option(help="limit-http, postgraphile (4) or postgraphile5.")
+    ] = "limit-http",
 ) -> None:
-    """Ours against the limit over HTTP in alternating segments (ABBA): the median ratio
-    of requests per second, steadier than bench run's stages on a drifting machine."""
+    """Ours against the limit over HTTP (or a peer) in alternating segments (ABBA): the
+    median ratio of requests per second, steadier than bench run's stages on a drifting
+    machine."""
     from bench.paired import run as run_paired
 
     chosen = _split(workloads, ("pagination", "dashboard", "board"))
@@ -145,6 +147,7 @@ def paired(
             token=token,
             products=products,
             port_base=port_base,
+            against=_split(against, ("limit-http", "postgraphile", "postgraphile5"))[0],
         )
     )
 

@@ -1,4 +1,5 @@
-"""``python -m bench paired``: ours against the limit over HTTP, in alternating segments.
+"""``python -m bench paired``: ours against the limit over HTTP (or a peer:
+``--against postgraphile5``), in alternating segments.
 
 ``bench run`` times each server in a stage of its own, minutes apart; on a shared
 machine whose speed drifts (by ±20–30 % within one run, measured on 2026-12-03) the
@@ -25,6 +26,7 @@ import orjson
 from bench import database
 from bench.clients import client_plans, walk_for, with_walked
 from bench.processes import (
+    ManagedProcess,
     ensure_port_free,
     install_cleanup,
     stop_all,
@@ -40,7 +42,11 @@ from bench.runner import (
     _limit_http_process,
     _machine,
     _ours_process,
+    _peer_process,
+    _require_peer,
+    _require_peer5,
     _start,
+    peer5_process,
     register_client,
     token_from,
 )
@@ -62,28 +68,37 @@ class Side:
     errors: int = 0
 
 
+# What ``--against`` takes, and how each is named in the report.
+TARGET_NAMES = {
+    "limit-http": "limit over HTTP",
+    "postgraphile": "PostGraphile 4",
+    "postgraphile5": "PostGraphile 5",
+}
+
+
 @dataclass
 class Paired:
     label: str
     ours: Side
-    limit: Side
+    theirs: Side  # the other server: the limit over HTTP or a peer
+    against: str = TARGET_NAMES["limit-http"]
 
     @property
     def ratios(self) -> list[float]:
-        return [a / b for a, b in zip(self.ours.rps, self.limit.rps, strict=True) if b]
+        return [a / b for a, b in zip(self.ours.rps, self.theirs.rps, strict=True) if b]
 
     def line(self) -> str:
         ratios = self.ratios
         return (
-            f"{self.label:18s} ours / limit over HTTP: median {statistics.median(ratios):.2f}x "
+            f"{self.label:18s} ours / {self.against}: median {statistics.median(ratios):.2f}x "
             f"(pairs {min(ratios):.2f}-{max(ratios):.2f}, n={len(ratios)}); "
             f"req/s ours {statistics.median(self.ours.rps):,.0f}, "
-            f"limit {statistics.median(self.limit.rps):,.0f}; server CPU ms/req ours "
-            f"{statistics.median(self.ours.cpu_ms):.2f}, limit "
-            f"{statistics.median(self.limit.cpu_ms):.2f}"
+            f"theirs {statistics.median(self.theirs.rps):,.0f}; server CPU ms/req ours "
+            f"{statistics.median(self.ours.cpu_ms):.2f}, theirs "
+            f"{statistics.median(self.theirs.cpu_ms):.2f}"
             + (
-                f"; ERRORS ours {self.ours.errors}, limit {self.limit.errors}"
-                if self.ours.errors or self.limit.errors
+                f"; ERRORS ours {self.ours.errors}, theirs {self.theirs.errors}"
+                if self.ours.errors or self.theirs.errors
                 else ""
             )
         )
@@ -109,6 +124,7 @@ async def paired(
     token: bool,
     products: int,
     port_base: int,
+    against: str = "limit-http",
 ) -> list[Paired]:
     require_wrk()
     for port in (port_base, port_base + 1):
@@ -121,24 +137,28 @@ async def paired(
     url = await database.ensure_database(products, fresh=False, log_dir=logs)
     dataset = await database.load_dataset(url)
     schema_text = SCHEMA_FILE.read_text()
-    plans = [p for w in workloads for p in client_plans(dataset, w, schema_text) if p.has_limit]
+    shared = [p for w in workloads for p in client_plans(dataset, w, schema_text)]
+    plans = [p for p in shared if (p.has_limit if against == "limit-http" else p.has_peer)]
     ours = _start("ours", _ours_process(url, port_base, logs / "ours.log"), port_base)
-    limit_port = port_base + 1
-    limit_process = _limit_http_process(url, limit_port, logs / "limit.log", connections)
+    other_port = port_base + 1
     try:
-        limit = _start("limit-http", limit_process, limit_port)
+        other = _start(against, _process(against, url, other_port, logs, connections), other_port)
         try:
             sent = await token_from(ours.endpoint, await register_client(url)) if token else None
             found = []
             for plan in plans:
-                plan = await _walked(plan, ours, sent)
+                ours_plan = await _walked(plan, ours, "ours", sent)
+                # The limit reads our walk's cursors; a peer walks its own.
+                other_plan = ours_plan if against == "limit-http" else plan
+                other_plan = await _walked(other_plan, other, against, None)
                 scripts = (
-                    read_script(plan, "ours", token=sent, threads=threads),
-                    read_script(plan, "limit-http", threads=threads),
+                    read_script(ours_plan, "ours", token=sent, threads=threads),
+                    read_script(other_plan, against, threads=threads),
                 )
                 result = await _segments(
-                    plan, (ours, limit), scripts, pairs, segment, warmup, connections, threads, logs
+                    plan, (ours, other), scripts, pairs, segment, warmup, connections, threads, logs
                 )
+                result.against = TARGET_NAMES[against]
                 print(result.line(), flush=True)
                 found.append(result)
             settings = f"{pairs} pairs of {segment:g} s, {connections} connections"
@@ -146,14 +166,24 @@ async def paired(
             print(f"written: {written}")
             return found
         finally:
-            limit.process.stop()
+            other.process.stop()
     finally:
         ours.process.stop()
 
 
-async def _walked(plan: ReadPlan, ours: Server, token: str | None) -> ReadPlan:
-    """A pagination walk's pages, walked on our server (the limit reads our cursors)."""
-    if not (plan.walked and plan.picks):
+def _process(against: str, url: str, port: int, logs: Path, connections: int) -> ManagedProcess:
+    if against == "limit-http":
+        return _limit_http_process(url, port, logs / "limit.log", connections)
+    if against == "postgraphile":
+        _require_peer()
+        return _peer_process(url, port, logs / "postgraphile.log")
+    return peer5_process(_require_peer5(), url, port, logs / "postgraphile5.log")
+
+
+async def _walked(plan: ReadPlan, server: Server, target: str, token: str | None) -> ReadPlan:
+    """A pagination walk's pages, walked on ``server`` (the limit takes ours: it reads
+    our cursors); any other plan as it is."""
+    if not (plan.walked and plan.picks) or target == "limit-http":
         return plan
     headers = {"content-type": "application/json"}
     if token:
@@ -161,10 +191,10 @@ async def _walked(plan: ReadPlan, ours: Server, token: str | None) -> ReadPlan:
     async with httpx.AsyncClient(timeout=120) as client:
 
         async def post(payload: bytes) -> dict[str, Any]:
-            response = await client.post(ours.endpoint, content=payload, headers=headers)
+            response = await client.post(server.endpoint, content=payload, headers=headers)
             return dict(orjson.loads(response.content))
 
-        return with_walked(plan, "ours", await walk_for("ours").bodies(post))
+        return with_walked(plan, target, await walk_for(target).bodies(post))
 
 
 async def _segments(
@@ -212,8 +242,9 @@ def _write(found: list[Paired], started: datetime, commit: str, settings: str, t
         f"{'a bearer token' if token else 'no token'}, its response cache off.",
         "Each pair: one segment on each server, back to back (ABBA order).",
         "",
-        "| workload | ours ÷ limit over HTTP (median) | pairs, min–max | ours req/s | "
-        "limit req/s | server CPU ms/req, ours / limit | errors |",
+        f"| workload | ours ÷ {found[0].against if found else 'theirs'} (median) | "
+        "pairs, min–max | ours req/s | theirs req/s | server CPU ms/req, ours / theirs | "
+        "errors |",
         "|---|--:|--:|--:|--:|--:|--:|",
     ]
     for result in found:
@@ -221,10 +252,10 @@ def _write(found: list[Paired], started: datetime, commit: str, settings: str, t
         lines.append(
             f"| {result.label} | **{statistics.median(ratios):.2f}×** | "
             f"{min(ratios):.2f}–{max(ratios):.2f} | {statistics.median(result.ours.rps):,.0f} | "
-            f"{statistics.median(result.limit.rps):,.0f} | "
+            f"{statistics.median(result.theirs.rps):,.0f} | "
             f"{statistics.median(result.ours.cpu_ms):.2f} / "
-            f"{statistics.median(result.limit.cpu_ms):.2f} | "
-            f"{result.ours.errors + result.limit.errors} |"
+            f"{statistics.median(result.theirs.cpu_ms):.2f} | "
+            f"{result.ours.errors + result.theirs.errors} |"
         )
     path = out / "paired.md"
     path.write_text("\n".join(lines) + "\n")
@@ -234,7 +265,13 @@ def _write(found: list[Paired], started: datetime, commit: str, settings: str, t
         "machine": machine,
         "settings": settings,
         "results": [
-            {"label": r.label, "ours": r.ours.__dict__, "limit": r.limit.__dict__} for r in found
+            {
+                "label": r.label,
+                "against": r.against,
+                "ours": r.ours.__dict__,
+                "theirs": r.theirs.__dict__,
+            }
+            for r in found
         ],
     }
     (out / "paired.json").write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))

@@ -308,9 +308,7 @@ class Run:
         return plan
 
     def peer5_process(self, url: str, port: int, log: Path) -> ManagedProcess:
-        env = os.environ | {"NODE_ENV": "production", "GRAPHILE_ENV": "production"}
-        argv = [self.node5 or "node", str(PEER5_SCRIPT), url, str(port)]
-        return ManagedProcess("PostGraphile 5", argv, env, log, cwd=PEER5_DIR)
+        return peer5_process(self.node5 or "node", url, port, log)
 
     @property
     def use_limit_http(self) -> bool:
@@ -437,6 +435,13 @@ def _peer_process(url: str, port: int, log: Path) -> ManagedProcess:
     env = os.environ | {"NODE_ENV": "production"}
     argv = [node, str(PEER_SCRIPT), url, str(port)]
     return ManagedProcess("PostGraphile", argv, env, log, cwd=BENCH_DIR)
+
+
+def peer5_process(node: str, url: str, port: int, log: Path) -> ManagedProcess:
+    """PostGraphile 5 on ``port`` (``node``: a Node 22+, ``_require_peer5``)."""
+    env = os.environ | {"NODE_ENV": "production", "GRAPHILE_ENV": "production"}
+    argv = [node, str(PEER5_SCRIPT), url, str(port)]
+    return ManagedProcess("PostGraphile 5", argv, env, log, cwd=PEER5_DIR)
 
 
 def _limit_http_process(url: str, port: int, log: Path, pool_size: int) -> ManagedProcess:
