@@ -10,6 +10,8 @@ import os
 import random
 import re
 import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from typing import Any
@@ -192,6 +194,24 @@ def test_a_worker_has_a_minute_to_start_before_the_supervisor_replaces_it() -> N
     assert (config.workers, config.factory, config.timeout_worker_healthcheck) == (2, True, 60)
     slower = _worker_options(Settings(worker_start_seconds=90), 2, "127.0.0.1", 8000)
     assert uvicorn.Config("api.cli:worker_app", **slower).timeout_worker_healthcheck == 90
+
+
+def test_the_supervisor_imports_neither_the_app_nor_the_schema() -> None:
+    """`serve --workers N` runs in a process that serves nothing: importing the command
+    line must not load the app, strawberry, the schema or alembic (each worker imports
+    them through `worker_app`), which cost the supervisor ~55 MB and 1.5 s of CPU."""
+    heavy = ("api.app", "strawberry", "schema.view", "alembic", "domain.models")
+    found = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import sys, api.cli; print([m for m in {heavy!r} if m in sys.modules])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert found.stdout.strip() == "[]"
 
 
 def test_the_demo_refuses_several_workers() -> None:
