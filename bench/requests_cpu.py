@@ -32,8 +32,6 @@ import itertools
 import os
 import random
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
@@ -47,25 +45,12 @@ import uvloop
 from bench import database
 from bench.asgi import Caller, Headers
 from bench.processes import CpuWatch
-from bench.runner import OURS_ENVIRONMENT, SCHEMA_FILE, TOKEN_SCOPES, Monitor
+from bench.runner import OURS_ENVIRONMENT, SCHEMA_FILE, Monitor, register_client
 
 LOG_DIR = Path(__file__).resolve().parent / "results" / "tmp"
 # Spells a request's number after its search word: the text is new, its words (and so
 # the rows it finds) are those of the word alone.
 _PUNCTUATION = "!#$%&*+-./:;<=>?@^~"
-
-
-def _client(url: str) -> tuple[str, str]:
-    created = subprocess.run(
-        [sys.executable, "-m", "api.cli", "create-client", "--name", "bench-requests-cpu"]
-        + ["--scopes", TOKEN_SCOPES, "--grant", "client_credentials"],
-        env=os.environ | {"DATABASE_URL": url},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    found = dict(line.split(":", 1) for line in created.stdout.splitlines() if ":" in line)
-    return found["client_id"].strip(), found["client_secret"].strip()
 
 
 async def _token(caller: Caller, client: tuple[str, str]) -> str:
@@ -128,7 +113,7 @@ async def measure(
             await asyncio.sleep(0.05)
         caller = Caller(app)
         monitor = await stack.enter_async_context(Monitor(url, 0)) if postgres else None
-        token = await _token(caller, _client(url))
+        token = await _token(caller, await register_client(url, "bench-requests-cpu"))
         headers = [
             (b"host", b"127.0.0.1:8000"),
             (b"content-type", b"application/json"),

@@ -539,13 +539,15 @@ async def _token(run: Run, endpoint: str) -> str:
     return await token_from(endpoint, run.client)
 
 
-async def register_client(url: str) -> tuple[str, str]:
-    """A client with the bench's scopes registered in the database at ``url``, through
-    ``portfolio create-client``: its id and secret."""
+async def register_client(
+    url: str, name: str = "bench", scopes: str = TOKEN_SCOPES
+) -> tuple[str, str]:
+    """A client (by default with the bench's read scopes) registered in the database at
+    ``url``, through ``portfolio create-client``: its id and secret."""
     created = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "api.cli", "create-client", "--name", "bench"]
-        + ["--scopes", TOKEN_SCOPES, "--grant", "client_credentials"],
+        [sys.executable, "-m", "api.cli", "create-client", "--name", name]
+        + ["--scopes", scopes, "--grant", "client_credentials"],
         env=os.environ | {"DATABASE_URL": url},
         cwd=REPO_DIR,
         capture_output=True,

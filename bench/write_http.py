@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import asyncpg
-import httpx
 
 from bench import database
 from bench.floor import LOG_DIR, REPO_DIR
 from bench.processes import BenchError, ManagedProcess, tree_cpu_seconds
-from bench.runner import _ours_process, _start
+from bench.runner import _ours_process, _start, register_client, token_from
 from bench.workloads import MutationPlan
 from bench.wrk import WrkResult, mutation_script, run_wrk
 from schema.ids import encode_id
@@ -55,26 +53,8 @@ def _strawberry_only(url: str, port: int, log: Path) -> ManagedProcess:
 async def _token(url: str, endpoint: str) -> str:
     """A bearer token from ``endpoint`` for a new client allowed to write initiatives
     (``portfolio create-client``, as ``bench run --token`` does with read scopes)."""
-    created = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "api.cli", "create-client", "--name", "bench-writes"]
-        + ["--scopes", "portfolio:read initiatives:write", "--grant", "client_credentials"],
-        env=os.environ | {"DATABASE_URL": url},
-        cwd=REPO_DIR,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    found = dict(line.split(":", 1) for line in created.stdout.splitlines() if ":" in line)
-    client = found["client_id"].strip(), found["client_secret"].strip()
-    async with httpx.AsyncClient(timeout=30) as http:
-        response = await http.post(
-            endpoint.removesuffix("/graphql") + "/oauth/token",
-            data={"grant_type": "client_credentials"},
-            auth=client,
-        )
-    response.raise_for_status()
-    return str(response.json()["access_token"])
+    scopes = "portfolio:read initiatives:write"
+    return await token_from(endpoint, await register_client(url, "bench-writes", scopes))
 
 
 def _with_token(script: str, token: str | None) -> str:
