@@ -60,10 +60,11 @@ _ORDERS = ((0, 1), (1, 0), (1, 0), (0, 1))
 
 @dataclass
 class Side:
-    """One server's segments of one plan: requests per second and server CPU ms per
-    request of each segment, and the errors wrk saw."""
+    """One server's segments of one plan: requests per second, p99 latency (ms) and
+    server CPU ms per request of each segment, and the errors wrk saw."""
 
     rps: list[float] = field(default_factory=list)
+    p99_ms: list[float] = field(default_factory=list)
     cpu_ms: list[float] = field(default_factory=list)
     errors: int = 0
 
@@ -95,7 +96,9 @@ class Paired:
             f"req/s ours {statistics.median(self.ours.rps):,.0f}, "
             f"theirs {statistics.median(self.theirs.rps):,.0f}; server CPU ms/req ours "
             f"{statistics.median(self.ours.cpu_ms):.2f}, theirs "
-            f"{statistics.median(self.theirs.cpu_ms):.2f}"
+            f"{statistics.median(self.theirs.cpu_ms):.2f}; p99 ms ours "
+            f"{statistics.median(self.ours.p99_ms):.1f}, theirs "
+            f"{statistics.median(self.theirs.p99_ms):.1f}"
             + (
                 f"; ERRORS ours {self.ours.errors}, theirs {self.theirs.errors}"
                 if self.ours.errors or self.theirs.errors
@@ -162,7 +165,8 @@ async def paired(
                 print(result.line(), flush=True)
                 found.append(result)
             settings = f"{pairs} pairs of {segment:g} s, {connections} connections"
-            written = _write(found, started, _commit_during(commit), settings, token)
+            out = BENCH_DIR / "results" / stamp
+            written = write(out, found, started, _commit_during(commit), settings, token)
             print(f"written: {written}")
             return found
         finally:
@@ -224,15 +228,18 @@ async def _segments(
             )
             after = tree_cpu_seconds(server.process.pid)
             side.rps.append(found.requests / found.seconds if found.seconds else 0.0)
+            side.p99_ms.append(found.p99_ms)
             if before is not None and after is not None and found.requests:
                 side.cpu_ms.append((after - before) * 1000 / found.requests)
             side.errors += found.non_2xx + found.socket_errors + found.graphql_errors
     return Paired(plan.label, sides[0], sides[1])
 
 
-def _write(found: list[Paired], started: datetime, commit: str, settings: str, token: bool) -> Path:
-    """``bench/results/<start>/paired.md`` and ``paired.json``: each pair's numbers."""
-    out = BENCH_DIR / "results" / started.strftime("%Y%m%dT%H%M%SZ")
+def write(
+    out: Path, found: list[Paired], started: datetime, commit: str, settings: str, token: bool
+) -> Path:
+    """``out/paired.md`` (``bench/results/<start>/``) and ``paired.json``: each
+    workload's pairs."""
     out.mkdir(parents=True, exist_ok=True)
     machine, _ = _machine()
     lines = [
@@ -240,12 +247,13 @@ def _write(found: list[Paired], started: datetime, commit: str, settings: str, t
         "",
         f"Commit {commit}; {machine}; {settings}; ours with "
         f"{'a bearer token' if token else 'no token'}, its response cache off.",
-        "Each pair: one segment on each server, back to back (ABBA order).",
+        "Each pair: one segment on each server, back to back (ABBA order). Req/s, CPU and "
+        "p99: medians over the segments.",
         "",
         f"| workload | ours ÷ {found[0].against if found else 'theirs'} (median) | "
         "pairs, min–max | ours req/s | theirs req/s | server CPU ms/req, ours / theirs | "
-        "errors |",
-        "|---|--:|--:|--:|--:|--:|--:|",
+        "p99 ms, ours / theirs | errors |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for result in found:
         ratios = result.ratios
@@ -255,6 +263,8 @@ def _write(found: list[Paired], started: datetime, commit: str, settings: str, t
             f"{statistics.median(result.theirs.rps):,.0f} | "
             f"{statistics.median(result.ours.cpu_ms):.2f} / "
             f"{statistics.median(result.theirs.cpu_ms):.2f} | "
+            f"{statistics.median(result.ours.p99_ms):.1f} / "
+            f"{statistics.median(result.theirs.p99_ms):.1f} | "
             f"{result.ours.errors + result.theirs.errors} |"
         )
     path = out / "paired.md"

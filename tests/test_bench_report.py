@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 
+import orjson
+
+from bench.paired import Paired, Side, write
 from bench.processes import CpuWatch
 from bench.runner import _commit, _commit_during
 
@@ -48,3 +53,25 @@ async def test_a_run_measures_the_databases_cpu_and_what_the_machine_left_idle()
     assert watch.database_seconds is not None and 0.25 <= watch.database_seconds <= 2.0
     assert watch.idle_share is not None and 0.0 <= watch.idle_share <= 1.0
     assert watch.share is not None and watch.share >= 0.0
+
+
+def test_a_paired_run_reports_the_median_of_its_pairs_and_each_sides_medians(
+    tmp_path: Path,
+) -> None:
+    """`bench paired`: each pair's ratio is ours ÷ theirs of the same pair (not of the
+    sides' totals), and the report gives their median and range beside each side's
+    medians of req/s, server CPU and p99."""
+    ours = Side(rps=[900.0, 1200.0, 1000.0], p99_ms=[12.0, 30.0, 11.0], cpu_ms=[0.3, 0.5, 0.4])
+    theirs = Side(rps=[1000.0, 1000.0, 800.0], p99_ms=[9.0, 10.0, 40.0], cpu_ms=[0.2, 0.2, 0.3])
+    result = Paired("dashboard/fixed", ours, theirs, against="limit over HTTP")
+    assert result.ratios == [0.9, 1.2, 1.25]
+    started = datetime(2026, 12, 3, 19, 0, tzinfo=UTC)
+    path = write(tmp_path, [result], started, "abc1234", "3 pairs of 4 s", token=True)
+    table = path.read_text()
+    assert "| workload | ours ÷ limit over HTTP (median) |" in table
+    row = "| dashboard/fixed | **1.20×** | 0.90–1.25 | 1,000 | 1,000 | 0.40 / 0.20 | 12.0 / 10.0 | 0 |"
+    assert row in table
+    assert "Commit abc1234" in table and "a bearer token" in table
+    saved = orjson.loads((tmp_path / "paired.json").read_bytes())
+    assert saved["results"][0]["ours"]["rps"] == [900.0, 1200.0, 1000.0]
+    assert saved["results"][0]["against"] == "limit over HTTP"
