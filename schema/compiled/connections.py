@@ -258,8 +258,8 @@ SORT_KEYS = ("s", "i")
 @dataclass(frozen=True)
 class ListOrder:
     """How the items of a page (``page_rows``) are aggregated in list order: by these
-    columns in this direction, those passing ``shown`` (``rn <= size`` when the page
-    holds the extra row) only."""
+    columns in this direction; when ``numbered`` (the page holds the extra row), only
+    the rows numbered within the page size."""
 
     columns: tuple[str, ...]
     descending: bool
@@ -326,7 +326,7 @@ def _page_info(listing: Listing, node: FieldNode, rows: Any) -> Any:
         if cursor is not None:
             beside[side] = listing.exists(not_(cursor))
     size = listing.size
-    on_page = rows.c.rn <= size
+    on_page = rows.c[NUMBER] <= size
     more = select(func.count() > size).select_from(rows).scalar_subquery()
     pairs: list[tuple[str, Any]] = []
     for field in page_info_fields(node, listing.backwards):
@@ -337,12 +337,12 @@ def _page_info(listing: Listing, node: FieldNode, rows: Any) -> Any:
                 found.append(beside[field.side])
             value = or_(*found) if found else jsontext.FALSE
         elif field.first_row:
-            value = select(rows.c.c).where(rows.c.rn == 1, on_page).scalar_subquery()
+            value = select(rows.c.c).where(rows.c[NUMBER] == 1, on_page).scalar_subquery()
         else:
             value = (
                 select(rows.c.c)
                 .where(on_page)
-                .order_by(rows.c.rn.desc())
+                .order_by(rows.c[NUMBER].desc())
                 .limit(1)
                 .scalar_subquery()
             )

@@ -419,7 +419,7 @@ def _edge(
 def _page_info(listing: Listing, node: FieldNode, page: str, rows_sql: str) -> _Json:
     """As ``connections._page_info`` without cursors in the arguments: the extra row of
     the page says more follow in the direction of travel; none precede it."""
-    size = listing.size
+    size, number = listing.size, connections.NUMBER
     pairs: list[tuple[str, _Json]] = []
     for field in page_info_fields(node, listing.backwards):
         if field.side is not None:
@@ -431,12 +431,12 @@ def _page_info(listing: Listing, node: FieldNode, page: str, rows_sql: str) -> _
         elif field.first_row:
             value = _value(
                 f"(SELECT {page}.c \nFROM ({rows_sql}) AS {page} \n"
-                f"WHERE {page}.rn = 1 AND {page}.rn <= {size})"
+                f"WHERE {page}.{number} = 1 AND {page}.{number} <= {size})"
             )
         else:
             value = _value(
                 f"(SELECT {page}.c \nFROM ({rows_sql}) AS {page} \n"
-                f"WHERE {page}.rn <= {size} ORDER BY {page}.rn DESC \n LIMIT 1)"
+                f"WHERE {page}.{number} <= {size} ORDER BY {page}.{number} DESC \n LIMIT 1)"
             )
         pairs.append((field.key, value))
     return _object(pairs)
