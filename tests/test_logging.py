@@ -1,15 +1,23 @@
 """What the server prints, read from a real `portfolio serve`: in production one JSON
 line per event, one `request` line per request (uvicorn's access log is off), no
 colour codes when the output is not a terminal, and no traceback for an outcome the
-caller caused (FORBIDDEN, NOT_FOUND, a bad query, a refused write, a rate limit)."""
+caller caused (FORBIDDEN, NOT_FOUND, a bad query, a refused write, a rate limit).
+In process: our events and other libraries' records in one format, on whatever
+standard output is when each is written."""
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import httpx
+import orjson
+import pytest
+import structlog
 
+from api.logging import configure_logging
+from tests.conftest import settings_for
 from tests.fixtures.server import live_server
 
 READ = "{ products(first: 2) { totalCount } }"
@@ -88,3 +96,58 @@ async def test_development_logs_are_readable_lines_without_colour_on_a_pipe(
     request_lines = [line for line in server.output.splitlines() if " request " in line]
     assert len(request_lines) == 1
     assert "path=/graphql" in request_lines[0] and "status=200" in request_lines[0]
+
+
+def _lines(out: str) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def test_production_writes_our_events_and_other_libraries_records_as_json_lines(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging(settings_for(environment="production"))
+    capsys.readouterr()
+    structlog.contextvars.bind_contextvars(request_id="req-7")
+    try:
+        structlog.get_logger("api.test_logging").info(
+            "request", status=200, ms=1.5, tags={"b", "a"} - {"b"}, nested={1: "one"}
+        )
+    finally:
+        structlog.contextvars.unbind_contextvars("request_id")
+    logging.getLogger("uvicorn.error").warning("port %d taken", 8000)
+    structlog.get_logger("api.test_logging").debug("below the level")
+    ours, theirs = _lines(capsys.readouterr().out)
+    assert ours["event"] == "request"
+    assert (ours["status"], ours["ms"], ours["request_id"]) == (200, 1.5, "req-7")
+    assert ours["level"] == "info"
+    assert ours["timestamp"].endswith("Z")
+    # What JSON cannot hold as it is: a set as its repr, a non-string key as a string.
+    assert ours["tags"] == "{'a'}"
+    assert ours["nested"] == {"1": "one"}
+    assert (theirs["event"], theirs["level"]) == ("port 8000 taken", "warning")
+    assert theirs["logger"] == "uvicorn.error"
+
+
+def test_production_logs_a_fault_with_its_traceback_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging(settings_for(environment="production"))
+    capsys.readouterr()
+    try:
+        raise ValueError("the detail")
+    except ValueError:
+        structlog.get_logger("schema.test_logging").exception("unexpected_error")
+    [entry] = _lines(capsys.readouterr().out)
+    assert (entry["event"], entry["level"]) == ("unexpected_error", "error")
+    assert "Traceback (most recent call last)" in entry["exception"]
+    assert "ValueError: the detail" in entry["exception"]
+
+
+def test_development_writes_readable_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(settings_for(environment="development"))
+    capsys.readouterr()
+    structlog.get_logger("api.test_logging").info("request", status=404)
+    [line] = [line for line in capsys.readouterr().out.splitlines() if "request" in line]
+    assert not line.startswith("{")
+    assert "[info     ] request" in line
+    assert "status=404" in line
