@@ -15,6 +15,7 @@ from prometheus_client import (
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.deadlines import Deadlines
 from domain.metrics import Metrics
 from schema.http import error_response, first_headers
 
@@ -50,6 +51,7 @@ class RequestGuard:
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.timeout_seconds = timeout_seconds
+        self._deadlines = Deadlines(timeout_seconds)
         # Past the worker's capacity, admitting more only makes every request slower
         # (3,000 requests at concurrency 200 once all took up to 5.9 s): the excess is
         # turned away at once, so admitted requests keep their latency. None: no limit.
@@ -105,7 +107,7 @@ class RequestGuard:
             admitted = _Turn(self._admission)
             turn = _Turn(self._large_slots)
             try:
-                async with asyncio.timeout(self.timeout_seconds):
+                async with self._deadlines.limit():
                     if scope["path"] not in UNGATED_PATHS and not await admitted.take():
                         self.metrics.requests_shed.inc()
                         await self._overloaded()(scope, receive, send_with_id)
