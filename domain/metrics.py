@@ -3,6 +3,7 @@ in a process do not collide."""
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +15,12 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from starlette.responses import Response
 
@@ -26,16 +32,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "portfolio_http_requests", "HTTP requests.", ["path", "status"], registry=self.registry
-        )
-        self.latency = Histogram(
-            "portfolio_http_request_seconds",
-            "Time to answer a request.",
-            ["path"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-            registry=self.registry,
-        )
+        self.requests = HTTPRequests(self.registry)
         self.errors = Counter(
             "portfolio_graphql_errors", "GraphQL errors by code.", ["code"], registry=self.registry
         )
@@ -182,6 +179,49 @@ class WebhookMetrics:
         self.outbox_oldest.set(oldest)
         self.outbox_pending.set(pending)
         self.endpoints_inactive.set(endpoints_inactive)
+
+
+class HTTPRequests(Collector):
+    """Requests by path and status, and the time they took by path: counted in plain
+    numbers (a request costs two lookups and a bisection) and exported at each scrape.
+    prometheus_client's Counter and Histogram take a lock for each value they add to, on
+    every request: the event loop is the only writer here."""
+
+    BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._counts: dict[tuple[str, int], int] = {}
+        # Per path: requests per bucket (the last: past every bound), then the sum.
+        self._times: dict[str, tuple[list[int], list[float]]] = {}
+        registry.register(self)
+
+    def observe(self, path: str, status: int, seconds: float) -> None:
+        counts = self._counts
+        key = (path, status)
+        counts[key] = counts.get(key, 0) + 1
+        times = self._times.get(path)
+        if times is None:
+            times = self._times[path] = ([0] * (len(self.BUCKETS) + 1), [0.0])
+        times[0][bisect_left(self.BUCKETS, seconds)] += 1  # the first bound >= seconds
+        times[1][0] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "portfolio_http_requests", "HTTP requests.", labels=["path", "status"]
+        )
+        for (path, status), count in self._counts.items():
+            requests.add_metric([path, str(status)], count)
+        yield requests
+        latency = HistogramMetricFamily(
+            "portfolio_http_request_seconds", "Time to answer a request.", labels=["path"]
+        )
+        for path, (counts, total) in self._times.items():
+            cumulative, buckets = 0, []
+            for bound, count in zip((*map(str, self.BUCKETS), "+Inf"), counts, strict=True):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            latency.add_metric([path], buckets, sum_value=total[0])
+        yield latency
 
 
 class _ResponseCacheCollector(Collector):

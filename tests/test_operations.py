@@ -11,11 +11,13 @@ import httpx
 import orjson
 import pytest
 from graphql import GraphQLError
+from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.app import assemble_app
 from domain.database import create_engine, create_session_factory
+from domain.metrics import HTTPRequests
 from schema.errors import with_code
 from tests.conftest import GraphQL, in_pieces, make_client, settings_for
 from tests.fixtures.auth import bearer
@@ -161,6 +163,34 @@ async def test_metrics(client: httpx.AsyncClient, gql: GraphQL) -> None:
     assert 'portfolio_graphql_errors_total{code="INVALID"} 1.0' in body
     assert "portfolio_query_cost_points_total" in body
     assert "portfolio_db_pool_checked_out" in body
+    assert 'portfolio_http_request_seconds_count{path="/graphql"} 2.0' in body
+    assert 'portfolio_http_request_seconds_bucket{le="+Inf",path="/graphql"} 2.0' in body
+
+
+def test_request_times_fall_in_the_first_bucket_whose_bound_they_do_not_pass() -> None:
+    """Prometheus's buckets count the requests at or under their bound ("le"),
+    cumulatively; each request counted once, its time added to the sum."""
+    registry = CollectorRegistry()
+    requests = HTTPRequests(registry)
+    for seconds in (0.001, 0.005, 0.0051, 0.3, 11.0):
+        requests.observe("/graphql", 200, seconds)
+    requests.observe("/graphql", 503, 0.02)
+    requests.observe("other", 404, 0.002)
+    value = registry.get_sample_value
+    assert value("portfolio_http_requests_total", {"path": "/graphql", "status": "200"}) == 5
+    assert value("portfolio_http_requests_total", {"path": "/graphql", "status": "503"}) == 1
+    assert value("portfolio_http_requests_total", {"path": "other", "status": "404"}) == 1
+    at_most = {
+        le: value("portfolio_http_request_seconds_bucket", {"path": "/graphql", "le": le})
+        for le in ("0.005", "0.01", "0.025", "0.25", "0.5", "10.0", "+Inf")
+    }
+    assert at_most == {
+        "0.005": 2, "0.01": 3, "0.025": 4, "0.25": 4, "0.5": 5, "10.0": 5, "+Inf": 6
+    }  # fmt: skip
+    assert value("portfolio_http_request_seconds_count", {"path": "/graphql"}) == 6
+    assert value("portfolio_http_request_seconds_sum", {"path": "/graphql"}) == pytest.approx(
+        0.001 + 0.005 + 0.0051 + 0.3 + 11.0 + 0.02
+    )
 
 
 def test_internal_errors_are_coded_and_timeouts_named() -> None:
