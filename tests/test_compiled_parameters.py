@@ -463,32 +463,39 @@ def test_a_plan_coerces_and_keys_only_the_variables_its_computed_parameters_read
     }
     assert binder.values({"key": "P-2", "n": 2}) == {"gqlvar_key": "P-2", "n": 2}
     assert binder.values({"key": "P-2", "n": 5}) == {"gqlvar_key": "P-2", "n": 5}
-    # One entry per distinct values of $n and $statuses (omitted is not null), and each
-    # variable's value coerced once.
+    # One entry per distinct values of $n and $statuses (omitted is not null); a scalar
+    # and a list of enums are coerced by name, not kept one by one.
     assert len(binder._remembered) == 3
-    assert {name: list(values) for name, values in binder._coerced_values.items()} == {
-        "n": ["2", "5"],
-        "statuses": ["null"],
-    }
+    assert binder._coerced_values == {}
+    assert binder.remembered_bytes == REMEMBERED_BINDINGS_BYTES
     assert binder.values({"key": "P-3", "n": 5, "statuses": ["PROPOSED"]}) == {
         "gqlvar_key": "P-3",
         "n": 5,
     }
-    assert list(binder._coerced_values["statuses"]) == ["null", '["PROPOSED"]']
     with pytest.raises(Declined):
         binder.values({"key": "P-2", "n": "two"})
     assert len(binder._remembered) == 4  # a declined value is not kept
 
 
-def test_what_a_plan_remembers_of_its_values_is_bounded_by_the_memory_it_holds() -> None:
+@pytest.mark.parametrize(
+    ("document", "given", "kept_one_by_one"),
+    [
+        # A list of scalars: coerced by name, each time.
+        ("query Q($keys: [String!]) { initiatives(filter: {keys: $keys}) { nodes { key } } }",
+         lambda keys: {"keys": keys}, False),
+        # An input object: its values coerced once by graphql-core, then kept.
+        ("query Q($f: InitiativeFilter) { initiatives(filter: $f) { nodes { key } } }",
+         lambda keys: {"f": {"keys": keys}}, True),
+    ],
+)  # fmt: skip
+def test_what_a_plan_remembers_of_its_values_is_bounded_by_the_memory_it_holds(
+    document: str, given: Any, kept_one_by_one: bool
+) -> None:
     """The values a plan keeps for its latest requests are the callers': 500 lists of
     fifty texts each (under the 512 characters of JSON a kept value may have) are kept
     only as far as the budgets the plan cache counts for them, measured by the
     allocator, and the latest is still answered from memory."""
-    document = parse(
-        "query Q($keys: [String!]) { initiatives(filter: {keys: $keys}) { nodes { key } } }"
-    )
-    operation = document.definitions[0]
+    operation = parse(document).definitions[0]
     assert isinstance(operation, OperationDefinitionNode)
     (initiatives,) = operation.selection_set.selections
     assert isinstance(initiatives, FieldNode)
@@ -499,14 +506,15 @@ def test_what_a_plan_remembers_of_its_values_is_bounded_by_the_memory_it_holds()
         {},
         [Site(definition, initiatives, [lambda arguments: {"k": arguments["filter"]["keys"]}])],
     )
-    assert binder.used == ("keys",)
-    assert binder.remembered_bytes == REMEMBERED_BINDINGS_BYTES + REMEMBERED_VALUE_BYTES
+    (name,) = binder.used
+    one_by_one = REMEMBERED_VALUE_BYTES if kept_one_by_one else 0
+    assert binder.remembered_bytes == REMEMBERED_BINDINGS_BYTES + one_by_one
 
     def values(number: int) -> dict[str, Any]:
         # Distinct texts, made anew for each request as a JSON decoder would.
-        return {"keys": [f"{number:x}{i}" for i in range(50)]}
+        return dict(given([f"{number:x}{i}" for i in range(50)]))
 
-    assert binder.values(values(0)) == {"k": values(0)["keys"]}  # its templates are made
+    assert binder.values(values(0)) == {"k": [f"0{i}" for i in range(50)]}  # templates made
     gc.collect()
     tracemalloc.start()
     try:
@@ -519,8 +527,12 @@ def test_what_a_plan_remembers_of_its_values_is_bounded_by_the_memory_it_holds()
         tracemalloc.stop()
     assert held <= binder.remembered_bytes
     assert binder._remembered.bytes <= REMEMBERED_BINDINGS_BYTES
-    assert binder._coerced_values["keys"].bytes <= REMEMBERED_VALUE_BYTES
+    if kept_one_by_one:
+        assert 1 <= len(binder._coerced_values[name]) < 500
+        assert binder._coerced_values[name].bytes <= REMEMBERED_VALUE_BYTES
+    else:
+        assert binder._coerced_values == {}
     kept = len(binder._remembered)
     assert 1 <= kept < 32  # the count alone (32 before) would have held more
-    latest = orjson.dumps([("keys", values(499)["keys"])], option=orjson.OPT_SORT_KEYS).decode()
+    latest = orjson.dumps([(name, values(499)[name])], option=orjson.OPT_SORT_KEYS).decode()
     assert latest in binder._remembered
