@@ -146,7 +146,10 @@ def test_no_two_parts_of_the_code_import_each_other() -> None:
         ("auth/tokens.py", "def later() -> None:\n    import api.app\n"),
         ("schema/context.py", "if True:\n    from api import cli\n"),
         ("domain/models/__init__.py", "from ..metrics import Metrics\nfrom .. import seed\n"),
-        ("domain/errors.py", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import auth\n"),
+        (
+            "domain/errors.py",
+            "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import auth\n",
+        ),
     ],
 )
 def test_the_check_sees_upward_imports_wherever_they_hide(source: str, forbidden: str) -> None:

@@ -167,6 +167,7 @@ async def test_a_page_beyond_either_end_still_counts_and_knows_what_lies_behind(
             # still counted whole.
             assert data["initiatives"]["totalCount"] == root["totalCount"]
         # Byte for byte, up to the extensions (cost and path differ by design).
-        assert compiled.last_body.split(b',"extensions":')[0] == (
-            reference.last_body.split(b',"extensions":')[0]
+        assert (
+            compiled.last_body.split(b',"extensions":')[0]
+            == (reference.last_body.split(b',"extensions":')[0])
         )

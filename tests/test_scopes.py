@@ -168,9 +168,7 @@ async def test_a_writer_without_read_scope_is_not_shown_the_payloads_entity(
     for attempt in range(2):
         stale = await writer(PAYLOAD_UPDATE, variables | {"version": 99, "title": "x"})
         assert stale["data"]["updateInitiative"]["initiative"] is None
-        assert [e["code"] for e in stale["data"]["updateInitiative"]["userErrors"]] == [
-            "CONFLICT"
-        ]
+        assert [e["code"] for e in stale["data"]["updateInitiative"]["userErrors"]] == ["CONFLICT"]
         [error] = stale["errors"]
         assert error["path"] == ["updateInitiative", "initiative"]
         assert error["extensions"] == {"code": "FORBIDDEN", "requiredScopes": ["portfolio:read"]}
