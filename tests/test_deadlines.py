@@ -40,7 +40,7 @@ async def test_a_block_within_its_deadline_is_left_alone() -> None:
 async def test_each_block_has_its_own_deadline() -> None:
     """The first request's deadline passes; one that started later, and ends before its
     own, is not stopped with it."""
-    deadlines = Deadlines(0.2)
+    deadlines = Deadlines(0.4)
     first_stopped = asyncio.Event()
     outcomes: dict[str, str] = {}
 
@@ -59,8 +59,9 @@ async def test_each_block_has_its_own_deadline() -> None:
         assert asyncio.get_running_loop().time() < deadline.at
 
     first_task = asyncio.create_task(first())
-    # Not a synchronisation: the two deadlines are set half the limit apart.
-    await asyncio.sleep(0.1)
+    # Not a synchronisation: the two deadlines are set half the limit apart, so the
+    # second has 0.2 s to spare once the first is stopped.
+    await asyncio.sleep(0.2)
     await asyncio.gather(first_task, second())
     assert outcomes == {"first": "timed out", "second": "finished"}
 
