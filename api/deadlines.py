@@ -30,10 +30,11 @@ class Deadlines:
 
     def _enter(self, deadline: Deadline) -> float:
         loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a test's new loop: what ran on the last one is gone
+            self._loop, self._running, self._timer = loop, {}, None
         now = loop.time()
         self._running[deadline] = None
-        if self._timer is None or self._loop is not loop:  # (a test's new loop)
-            self._loop = loop
+        if self._timer is None:
             self._timer = loop.call_at(now + self._tick, self._expire, loop)
         return now + self.seconds
 

@@ -90,3 +90,27 @@ async def test_the_timer_stops_once_no_block_runs() -> None:
             await _forever()
     # The tick that stopped the block found no other: it did not schedule another.
     assert deadlines._timer is None
+
+
+def test_a_new_event_loop_gets_a_timer_of_its_own() -> None:
+    """An app outlives a test's event loop: the timer left on a closed loop must not
+    keep the next loop's requests from being stopped."""
+    deadlines = Deadlines(SHORT)
+
+    async def quick() -> None:
+        async with deadlines.limit():
+            await asyncio.sleep(0)
+
+    async def stopped_after() -> float:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            async with asyncio.timeout(2):  # so that this test fails, not hangs, without it
+                async with deadlines.limit():
+                    await _forever()
+        except TimeoutError:
+            return loop.time() - started
+        raise AssertionError("never stopped")
+
+    asyncio.run(quick())  # leaves its tick scheduled on a loop that then closes
+    assert asyncio.run(stopped_after()) < 1.0
