@@ -68,6 +68,52 @@ async def _token(caller: Caller, client: tuple[str, str]) -> str:
     return str(orjson.loads(answer)["access_token"])
 
 
+# What every request to ours carries (the token's header is added to it).
+ANONYMOUS_HEADERS: Headers = [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json")]
+
+
+@dataclass
+class Served:
+    """Our app started in this process as ``bench run`` serves it (production mode,
+    response cache off, the change feed listening), called by ``caller``, with a token
+    of a client of its own."""
+
+    app: Any
+    caller: Caller
+    url: str
+    dataset: Any
+    token: str
+
+    @property
+    def headers(self) -> Headers:
+        return [*ANONYMOUS_HEADERS, (b"authorization", f"Bearer {self.token}".encode())]
+
+    async def post(self, payload: bytes, _token: Any = None) -> dict[str, Any]:
+        """A request's decoded answer (what ``walk_for(...).bodies`` asks with)."""
+        return dict(orjson.loads((await self.caller.post("/graphql", payload, self.headers))[1]))
+
+
+async def serve_ours(stack: AsyncExitStack, client: str) -> Served:
+    """Seeds the bench database if need be and starts ours on it, until ``stack`` ends."""
+    url = await database.ensure_database(200, fresh=False, log_dir=LOG_DIR)
+    os.environ.update(
+        OURS_ENVIRONMENT | {"DATABASE_URL": url, "PORTFOLIO_RESPONSE_CACHE_CHARS": "0"}
+    )
+    from api.app import create_app
+    from domain.settings import Settings
+
+    app = create_app(Settings())
+    dataset = await database.load_dataset(url)
+    await stack.enter_async_context(app.router.lifespan_context(app))
+    for _ in range(200):  # until the change feed listens: seen tokens cost nothing
+        if app.state.auth.principals.listening:
+            break
+        await asyncio.sleep(0.05)
+    caller = Caller(app)
+    token = await _token(caller, await register_client(url, client))
+    return Served(app, caller, url, dataset, token)
+
+
 async def measure(
     workloads: list[str],
     n: int,
@@ -79,26 +125,19 @@ async def measure(
     postgres: bool = False,
     concurrency: int = 1,
 ) -> None:
-    url = await database.ensure_database(200, fresh=False, log_dir=LOG_DIR)
-    os.environ.update(
-        OURS_ENVIRONMENT | {"DATABASE_URL": url, "PORTFOLIO_RESPONSE_CACHE_CHARS": "0"}
-    )
-    from api.app import create_app
     from bench.clients import client_plans, walk_for, with_walked
-    from domain.settings import Settings
 
-    app = create_app(Settings())
-    dataset = await database.load_dataset(url)
-    schema_text = SCHEMA_FILE.read_text()
-    plans = [
-        plan
-        for w in workloads
-        for plan in client_plans(dataset, w, schema_text)
-        if variant is None or plan.label.endswith(f"/{variant}")
-    ]
     profiler = cProfile.Profile(time.process_time) if profile is not None else None
     async with AsyncExitStack() as stack:
-        await stack.enter_async_context(app.router.lifespan_context(app))
+        served = await serve_ours(stack, "bench-requests-cpu")
+        url, dataset, caller, headers = served.url, served.dataset, served.caller, served.headers
+        schema_text = SCHEMA_FILE.read_text()
+        plans = [
+            plan
+            for w in workloads
+            for plan in client_plans(dataset, w, schema_text)
+            if variant is None or plan.label.endswith(f"/{variant}")
+        ]
         limit: Caller | None = None
         if with_limit:  # the limit over HTTP's handler, called the same way
             from bench.limit_http import create_app as create_limit_app
@@ -107,27 +146,13 @@ async def measure(
             limit_app = create_limit_app(url, concurrency)
             await stack.enter_async_context(limit_app.router.lifespan_context(limit_app))
             limit = Caller(limit_app)
-        for _ in range(200):  # until the change feed listens: seen tokens cost nothing
-            if app.state.auth.principals.listening:
-                break
-            await asyncio.sleep(0.05)
-        caller = Caller(app)
         monitor = await stack.enter_async_context(Monitor(url, 0)) if postgres else None
-        token = await _token(caller, await register_client(url, "bench-requests-cpu"))
-        headers = [
-            (b"host", b"127.0.0.1:8000"),
-            (b"content-type", b"application/json"),
-            (b"authorization", f"Bearer {token}".encode()),
-        ]
-
-        async def post(payload: bytes, _token: Any = None) -> dict[str, Any]:
-            return dict(orjson.loads((await caller.post("/graphql", payload, headers))[1]))
 
         rng = random.Random(3)
         numbers = itertools.count()  # of the unseen search texts, over the whole run
         for plan in plans:
             if plan.walked and plan.picks:
-                plan = with_walked(plan, "ours", await walk_for("ours").bodies(post))
+                plan = with_walked(plan, "ours", await walk_for("ours").bodies(served.post))
             indices = [plan.sample(rng) for _ in range(n)]
             bodies = [plan.body("ours", picked) for picked in indices]
             searches = unseen and plan.label.startswith("board")

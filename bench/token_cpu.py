@@ -10,56 +10,37 @@ off (as ``bench.requests_cpu``). Issue #17 item 5: within 15 %.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import random
 import statistics
+from contextlib import AsyncExitStack
 
-import orjson
 import uvloop
 
-from bench import database
-from bench.asgi import Caller
-from bench.requests_cpu import LOG_DIR, Side, _rounds, _token
-from bench.runner import OURS_ENVIRONMENT, SCHEMA_FILE, register_client
+from bench.requests_cpu import ANONYMOUS_HEADERS, Side, _rounds, serve_ours
+from bench.runner import SCHEMA_FILE
 
 
 async def measure(workloads: list[str], n: int, rounds: int, concurrency: int) -> None:
-    url = await database.ensure_database(200, fresh=False, log_dir=LOG_DIR)
-    os.environ.update(
-        OURS_ENVIRONMENT | {"DATABASE_URL": url, "PORTFOLIO_RESPONSE_CACHE_CHARS": "0"}
-    )
-    from api.app import create_app
     from bench.clients import client_plans, walk_for, with_walked
-    from domain.settings import Settings
 
-    app = create_app(Settings())
-    dataset = await database.load_dataset(url)
-    async with app.router.lifespan_context(app):
-        for _ in range(200):  # until the change feed listens: seen tokens cost nothing
-            if app.state.auth.principals.listening:
-                break
-            await asyncio.sleep(0.05)
-        caller = Caller(app)
-        token = await _token(caller, await register_client(url, "bench-token-cpu"))
-        anonymous = [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json")]
-        bearer = [*anonymous, (b"authorization", f"Bearer {token}".encode())]
-
-        async def post(payload: bytes, _token: object = None) -> dict[str, object]:
-            return dict(orjson.loads((await caller.post("/graphql", payload, bearer))[1]))
-
+    async with AsyncExitStack() as stack:
+        served = await serve_ours(stack, "bench-token-cpu")
+        caller = served.caller
         rng = random.Random(3)
         for workload in workloads:
-            for plan in client_plans(dataset, workload, SCHEMA_FILE.read_text()):
+            for plan in client_plans(served.dataset, workload, SCHEMA_FILE.read_text()):
                 if plan.walked and plan.picks:
-                    plan = with_walked(plan, "ours", await walk_for("ours").bodies(post))
+                    plan = with_walked(plan, "ours", await walk_for("ours").bodies(served.post))
                 bodies = [plan.body("ours", plan.sample(rng)) for _ in range(n)]
-                for headers in (anonymous, bearer):  # warm: planned, then known
+                for headers in (ANONYMOUS_HEADERS, served.headers):  # warm: planned, then known
                     for body in bodies[:100]:
                         status, answer = await caller.post("/graphql", body, headers)
                         if status != 200 or b'"errors"' in answer:
                             raise RuntimeError(f"{plan.label}: {answer[:300]!r}")
-                sides = [Side(caller, bodies, bearer), Side(caller, bodies, anonymous)]
+                sides = [
+                    Side(caller, bodies, served.headers),
+                    Side(caller, bodies, ANONYMOUS_HEADERS),
+                ]
                 measured = await _rounds(sides, rounds, concurrency, None)
                 with_token, without = measured.cpu_ms
                 ratio = statistics.median(a / b for a, b in zip(with_token, without, strict=True))
